@@ -1,0 +1,11 @@
+"""Networks of FSRE-Depth: encoders, decoders, CMA and the pose decoder."""
+from .blocks import Conv3x3, ConvBlock, upsample
+from .cma import CMA
+from .decoder import DecoderBody, JointDecoder, NUM_CH_DEC, cma_layer_to_level
+from .pose_decoder import PoseDecoder
+from .resnet_encoder import PretrainedWeightsUnavailable, ResnetEncoder
+
+__all__ = [
+    "CMA", "Conv3x3", "ConvBlock", "DecoderBody", "JointDecoder", "NUM_CH_DEC", "PoseDecoder",
+    "PretrainedWeightsUnavailable", "ResnetEncoder", "cma_layer_to_level", "upsample",
+]

@@ -1,0 +1,195 @@
+"""Command-line options of training (and the model options shared by evaluation and tools).
+
+Defaults are the authors' (../shared/reference/FACTS.md). ``--config`` picks one of the seed's
+Table 2 configurations and sets the defaults of the options it implies; an option given
+explicitly always wins.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Sequence
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# The seed's Table 2 configurations: what each one turns on.
+CONFIGS: dict[str, dict] = {
+    "baseline": {"semantic_weight": 0.0, "sgt_weight": 0.0, "cma_layers": []},
+    "semantics": {"semantic_weight": 0.3, "sgt_weight": 0.0, "cma_layers": []},
+    "cma": {"semantic_weight": 0.3, "sgt_weight": 0.0, "cma_layers": [0, 1, 2]},
+    "sgt": {"semantic_weight": 0.3, "sgt_weight": 0.1, "cma_layers": []},
+    "full": {"semantic_weight": 0.3, "sgt_weight": 0.1, "cma_layers": [0, 1, 2]},
+}
+TRAIN_SPLITS = ("eigen_zhou", "eigen_full", "odom", "benchmark")
+DATASETS = ("kitti", "kitti_odom", "kitti_depth")
+SCALE_WEIGHTINGS = ("fsre", "monodepth2")
+
+
+def _multiple_of_32(value: str) -> int:
+    number = int(value)
+    if number <= 0 or number % 32:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of 32 (the encoder downsamples by 32), got {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The training parser, options grouped as in ``--help``."""
+    parser = argparse.ArgumentParser(
+        description="Train FSRE-Depth (or any Table 2 configuration) on KITTI or data in its layout.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    g = parser.add_argument_group("data")
+    g.add_argument("--data_path", default=os.path.join(PROJECT_DIR, "kitti_data"),
+                   help="root of the KITTI raw data (Monodepth2's layout)")
+    g.add_argument("--seg_path", default=None,
+                   help="root of the segmentation pseudo-labels; default <data_path>/segmentation")
+    g.add_argument("--split", default="eigen_zhou",
+                   help=f"training split: one of {', '.join(TRAIN_SPLITS)}, or a folder holding "
+                        "train_files.txt and val_files.txt")
+    g.add_argument("--splits_dir", default=None,
+                   help="folder with local copies of the split files; default: the project's cache, "
+                        "filled from Monodepth2's repository on first use")
+    g.add_argument("--dataset", default="kitti", choices=DATASETS,
+                   help="layout of --data_path: KITTI raw, KITTI odometry or the KITTI depth benchmark")
+    g.add_argument("--img_ext", default="png", choices=["png", "jpg"],
+                   help="frame file type (the authors' released numbers come from PNG frames)")
+    g.add_argument("--height", type=_multiple_of_32, default=192, help="input image height")
+    g.add_argument("--width", type=_multiple_of_32, default=640, help="input image width")
+    g.add_argument("--num_workers", type=int, default=12, help="data-loading processes (per GPU process)")
+
+    g = parser.add_argument_group("model")
+    g.add_argument("--config", default="full", choices=sorted(CONFIGS),
+                   help="Table 2 configuration: sets the defaults of --semantic_weight, --sgt_weight, --cma_layers")
+    g.add_argument("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152], help="ResNet depth")
+    g.add_argument("--weights_init", default="pretrained", choices=["pretrained", "scratch"],
+                   help="ImageNet-initialised encoders (torchvision's weights) or random ones")
+    g.add_argument("--cma_layers", type=int, nargs="*", default=CONFIGS["full"]["cma_layers"],
+                   help="the paper's CMA layers l (0 = 1/16 scale .. 4 = full scale); the authors' "
+                        "--cma_layers 3 2 1 is l = 0 1 2. Empty: no CMA")
+    g.add_argument("--num_heads", type=int, default=4, help="CMA heads")
+    g.add_argument("--cma_ratio", type=int, default=2, help="CMA embedding ratio r (E = heads·C·r)")
+    g.add_argument("--num_classes", type=int, default=19, help="segmentation classes (Cityscapes train ids)")
+    g.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3], help="disparity scales in the loss")
+    g.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames of a sample, target first")
+    g.add_argument("--use_stereo", action="store_true", help="add the other camera of the stereo pair as a source")
+    g.add_argument("--min_depth", type=float, default=0.1, help="depth of the largest disparity")
+    g.add_argument("--max_depth", type=float, default=100.0, help="depth of the smallest disparity")
+
+    g = parser.add_argument_group("losses")
+    g.add_argument("--semantic_weight", type=float, default=CONFIGS["full"]["semantic_weight"],
+                   help="cross-entropy weight; 0 removes the segmentation decoder")
+    g.add_argument("--sgt_weight", type=float, default=CONFIGS["full"]["sgt_weight"],
+                   help="semantics-guided triplet loss weight; 0 disables it")
+    g.add_argument("--sgt_margin", type=float, default=0.3, help="SGT margin m")
+    g.add_argument("--sgt_kernel_size", type=int, default=5, help="SGT patch size K (the paper uses 7 at 320x1024)")
+    g.add_argument("--sgt_levels", type=int, nargs="+", default=[3, 2, 1],
+                   help="depth-decoder levels of the SGT loss (level s is at 1/2^s scale)")
+    g.add_argument("--disparity_smoothness", type=float, default=1e-3, help="smoothness weight")
+    g.add_argument("--disable_automasking", action="store_true", help="no identity errors in the minimum")
+    g.add_argument("--avg_reprojection", action="store_true", help="average over source frames instead of the minimum")
+    g.add_argument("--scale_weighting", default="fsre", choices=SCALE_WEIGHTINGS,
+                   help="fsre: each scale's photometric and smoothness terms / 2^s, summed (the authors'); "
+                        "monodepth2: photometric undivided, smoothness / 2^s, averaged over scales")
+
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--batch_size", type=int, default=12, help="total batch over all GPUs and processes")
+    g.add_argument("--learning_rate", type=float, default=1.5e-4, help="Adam learning rate")
+    g.add_argument("--num_epochs", type=int, default=20, help="epochs")
+    g.add_argument("--lr_milestones", type=int, nargs="*", default=[10, 15],
+                   help="epochs at whose start the learning rate is multiplied by --lr_gamma")
+    g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate factor at each milestone")
+    g.add_argument("--seed", type=int, default=0, help="random seed (per process: seed + rank)")
+    g.add_argument("--max_steps", type=int, default=None, help="stop after this many steps (smoke tests, demos)")
+
+    g = parser.add_argument_group("system")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N; default cuda when available")
+    g.add_argument("--no_cuda", action="store_true", help="train on the CPU even with a GPU (Monodepth2's flag)")
+    g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="SyncBatchNorm under DistributedDataParallel on CUDA (the authors')")
+    g.add_argument("--dist_backend", default=None, help="torch.distributed backend; default nccl on CUDA, gloo on CPU")
+
+    g = parser.add_argument_group("logging and checkpoints")
+    g.add_argument("--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written")
+    g.add_argument("--model_name", default="fsre", help="folder of this run inside --log_dir")
+    g.add_argument("--log_frequency", type=int, default=250, help="steps between TensorBoard logs")
+    g.add_argument("--save_frequency", type=int, default=1, help="epochs between checkpoints")
+    g.add_argument("--num_log_images", type=int, default=4, help="images per TensorBoard figure")
+    g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
+    g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
+    g.add_argument("--models_to_load", nargs="+", default=["encoder", "decoder", "pose_encoder", "pose"],
+                   help="networks to load from --load_weights_folder")
+    return parser
+
+
+def _config_defaults(argv: Sequence[str] | None) -> dict:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default="full", choices=sorted(CONFIGS))
+    known, _ = pre.parse_known_args(argv)
+    return dict(CONFIGS[known.config])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse training options from ``argv`` (a list, or the command line when None) and check them."""
+    parser = build_parser()
+    parser.set_defaults(**_config_defaults(argv))
+    opts = parser.parse_args(argv)
+    check(opts, parser)
+    return opts
+
+
+def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
+    """Reject option combinations that cannot work, naming the options at fault."""
+    def fail(message: str) -> None:
+        if parser is not None:
+            parser.error(message)
+        raise ValueError(message)
+
+    if opts.cma_layers and opts.semantic_weight <= 0:
+        fail("--cma_layers needs the segmentation decoder: give --semantic_weight > 0 or --cma_layers with no value")
+    if any(not 0 <= layer <= 4 for layer in opts.cma_layers):
+        fail(f"--cma_layers takes the paper's layers 0..4, got {opts.cma_layers}")
+    if opts.frame_ids[0] != 0:
+        fail(f"--frame_ids must start with the target frame 0, got {opts.frame_ids}")
+    if any(s not in (0, 1, 2, 3) for s in opts.scales) or 0 not in opts.scales:
+        fail(f"--scales must include 0 and lie in 0..3, got {opts.scales}")
+    if any(not 0 <= s <= 4 for s in opts.sgt_levels):
+        fail(f"--sgt_levels must lie in 0..4, got {opts.sgt_levels}")
+    if opts.sgt_kernel_size < 3 or opts.sgt_kernel_size % 2 == 0:
+        fail(f"--sgt_kernel_size must be an odd number >= 3, got {opts.sgt_kernel_size}")
+    if len(opts.frame_ids) == 1 and not opts.use_stereo:
+        fail("--frame_ids 0 alone needs --use_stereo: there is no source frame to warp")
+    if opts.batch_size < 1:
+        fail(f"--batch_size must be positive, got {opts.batch_size}")
+
+
+def uses_semantics(opts: argparse.Namespace) -> bool:
+    """Whether the model has a segmentation decoder."""
+    return opts.semantic_weight > 0 or bool(opts.cma_layers)
+
+
+def needs_labels(opts: argparse.Namespace) -> bool:
+    """Whether training reads segmentation pseudo-labels."""
+    return opts.semantic_weight > 0 or opts.sgt_weight > 0
+
+
+def source_frame_ids(opts: argparse.Namespace) -> list:
+    """Frames warped into the target: the temporal neighbours, then "s" for the stereo partner."""
+    return list(opts.frame_ids[1:]) + (["s"] if opts.use_stereo else [])
+
+
+def save_options(opts: argparse.Namespace, path: str) -> None:
+    """Write the options as JSON, atomically (temporary file, then rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(vars(opts), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def load_options(path: str) -> argparse.Namespace:
+    """Options saved by ``save_options``, completed with today's defaults for options added since."""
+    with open(path) as f:
+        saved = json.load(f)
+    opts = build_parser().parse_args([])
+    vars(opts).update(saved)
+    return opts
