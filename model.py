@@ -57,12 +57,15 @@ class FSREModel(nn.Module):
         return {name: net for name, net in nets.items() if net is not None}
 
     # ----------------------------------------------------------------------------------------
-    def forward(self, inputs: dict) -> tuple[dict, dict]:
+    def forward(self, inputs: dict, with_outputs: bool = True) -> tuple[dict, dict]:
+        """A training step's (outputs, losses); ``with_outputs=False`` returns no outputs, which
+        spares DataParallel from gathering them on steps that do not log images."""
         outputs = self.decoder(self.encoder(inputs[("color_aug", 0, 0)]))
         if self.pose_ids:
             outputs.update(self.predict_poses(inputs))
         self.synthesize_views(inputs, outputs)
-        return outputs, self.compute_losses(inputs, outputs)
+        losses = self.compute_losses(inputs, outputs)
+        return (outputs if with_outputs else {}), losses
 
     def predict_poses(self, inputs: dict) -> dict:
         """Relative pose target -> each temporal neighbour, from frame pairs in time order."""

@@ -1,0 +1,69 @@
+"""The three KITTI layouts: raw data, odometry sequences and the depth benchmark."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import skimage.transform
+from PIL import Image
+
+from .kitti_utils import CAMERA_OF_SIDE, generate_depth_map
+from .mono_dataset import MonoDataset
+
+DEPTH_PNG_SCALE = 256.0  # KITTI depth-benchmark PNGs store depth x 256 as uint16
+
+
+class KITTIRAWDataset(MonoDataset):
+    """KITTI raw: ``<date>/<drive>/image_0{2,3}/data/<frame:010d>.<ext>``, Velodyne ground truth."""
+
+    def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
+        filename = f"{frame_index:010d}{self.img_ext}"
+        return os.path.join(self.data_path, folder, f"image_0{CAMERA_OF_SIDE[side]}", "data", filename)
+
+    def velodyne_path(self, folder: str, frame_index: int) -> str:
+        return os.path.join(self.data_path, folder, "velodyne_points", "data", f"{frame_index:010d}.bin")
+
+    def check_depth(self) -> bool:
+        if not self.entries:
+            return False
+        entry = self.entries[0]
+        return os.path.isfile(self.velodyne_path(entry.folder, entry.frame_index))
+
+    def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
+        calib_dir = os.path.join(self.data_path, folder.split("/")[0])
+        depth = generate_depth_map(calib_dir, self.velodyne_path(folder, frame_index), CAMERA_OF_SIDE[side])
+        depth = skimage.transform.resize(depth, self.full_res_shape[::-1], order=0, preserve_range=True,
+                                         mode="constant", anti_aliasing=False)
+        return np.fliplr(depth) if do_flip else depth
+
+
+class KITTIOdomDataset(MonoDataset):
+    """KITTI odometry: ``sequences/<seq:02d>/image_{2,3}/<frame:06d>.<ext>`` (no ground-truth depth)."""
+
+    def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
+        filename = f"{frame_index:06d}{self.img_ext}"
+        return os.path.join(self.data_path, "sequences", f"{int(folder):02d}", f"image_{CAMERA_OF_SIDE[side]}",
+                            filename)
+
+
+class KITTIDepthDataset(KITTIRAWDataset):
+    """KITTI raw frames with the depth benchmark's annotated maps as ground truth."""
+
+    def depth_path(self, folder: str, frame_index: int, side: str | None) -> str:
+        return os.path.join(self.data_path, folder, "proj_depth", "groundtruth", f"image_0{CAMERA_OF_SIDE[side]}",
+                            f"{frame_index:010d}.png")
+
+    def check_depth(self) -> bool:
+        if not self.entries:
+            return False
+        entry = self.entries[0]
+        return os.path.isfile(self.depth_path(entry.folder, entry.frame_index, entry.side or "l"))
+
+    def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
+        with Image.open(self.depth_path(folder, frame_index, side)) as img:
+            depth = img.resize(self.full_res_shape, Image.Resampling.NEAREST)
+        depth = np.array(depth).astype(np.float32) / DEPTH_PNG_SCALE
+        return np.fliplr(depth) if do_flip else depth
+
+
+DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}

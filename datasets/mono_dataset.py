@@ -1,0 +1,202 @@
+"""Monocular video dataset: frames, intrinsics, augmentation, pseudo-labels and ground truth per item.
+
+Items use Monodepth2's keys (see model.py). The choices are the authors' (FACTS.md): each scale is
+resized straight from the frame's native size with Pillow's LANCZOS; colour jitter (probability
+0.5) draws one set of factors and one order of the four adjustments per item, applied to the
+resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
+flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils import data
+from torchvision import transforms
+
+from .cityscapes import LABEL_TO_TRAIN
+
+# KITTI's intrinsics normalised by the image size (Monodepth2's).
+KITTI_K = np.array([[0.58, 0, 0.5, 0],
+                    [0, 1.92, 0.5, 0],
+                    [0, 0, 1, 0],
+                    [0, 0, 0, 1]], dtype=np.float32)
+FULL_RES_SHAPE = (1242, 375)  # (width, height) of the ground truth handed to validation
+STEREO_BASELINE = 0.1  # Monodepth2's stereo translation; 0.54 m in KITTI, hence the 5.4 of --eval_stereo
+AUGMENT_PROBABILITY = 0.5
+BRIGHTNESS = CONTRAST = SATURATION = (0.8, 1.2)
+HUE = (-0.1, 0.1)
+OTHER_SIDE = {"l": "r", "r": "l"}
+RESIZE_FILTER = Image.Resampling.LANCZOS
+
+
+@dataclass(frozen=True)
+class SplitEntry:
+    """One line of a split file: ``folder frame_index side``."""
+    folder: str
+    frame_index: int
+    side: str | None
+
+
+def parse_split_line(line: str, where: str = "split line") -> SplitEntry:
+    """Parse ``folder [frame_index [side]]``; ``where`` names the file and line in errors."""
+    parts = line.split()
+    if not parts or len(parts) > 3:
+        raise ValueError(f"{where}: expected 'folder frame_index side', got {line.strip()!r}")
+    try:
+        frame_index = int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ValueError(f"{where}: frame index {parts[1]!r} is not an integer in {line.strip()!r}") from None
+    side = parts[2] if len(parts) > 2 else None
+    if side is not None and side not in OTHER_SIDE:
+        raise ValueError(f"{where}: side must be l or r, got {side!r} in {line.strip()!r}")
+    return SplitEntry(parts[0], frame_index, side)
+
+
+def read_split(path: str) -> list[str]:
+    """Lines of a split file (blank lines dropped), each checked by ``parse_split_line``."""
+    with open(path) as f:
+        lines = [line.rstrip("\n") for line in f]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            parse_split_line(line, f"{path}:{number}")
+            kept.append(line)
+    return kept
+
+
+def pil_loader(path: str) -> Image.Image:
+    """Open an image file as RGB."""
+    with open(path, "rb") as f:
+        with Image.open(f) as img:
+            return img.convert("RGB")
+
+
+def color_jitter(image: Image.Image, params: tuple | None) -> Image.Image:
+    """Apply ``transforms.ColorJitter.get_params`` output to a PIL image (identity for None)."""
+    if params is None:
+        return image
+    order, brightness, contrast, saturation, hue = params
+    for fn in order.tolist():
+        if fn == 0:
+            image = TF.adjust_brightness(image, brightness)
+        elif fn == 1:
+            image = TF.adjust_contrast(image, contrast)
+        elif fn == 2:
+            image = TF.adjust_saturation(image, saturation)
+        else:
+            image = TF.adjust_hue(image, hue)
+    return image
+
+
+class MonoDataset(data.Dataset):
+    """Base class: subclasses say where frames, labels and ground truth are for a split entry."""
+
+    def __init__(self, data_path: str, filenames: Sequence[str], height: int, width: int,
+                 frame_ids: Sequence, num_scales: int = 4, is_train: bool = False, img_ext: str = "png",
+                 load_labels: bool = False, seg_path: str | None = None, load_depth: bool | None = None) -> None:
+        super().__init__()
+        self.data_path = data_path
+        self.filenames = list(filenames)
+        self.entries = [parse_split_line(line, f"split line {n}") for n, line in enumerate(self.filenames, 1)]
+        self.height = height
+        self.width = width
+        self.frame_ids = list(frame_ids)
+        self.num_scales = num_scales
+        self.is_train = is_train
+        self.img_ext = "." + img_ext.lstrip(".")
+        self.load_labels = load_labels
+        self.seg_path = seg_path or os.path.join(data_path, "segmentation")
+        self.K = KITTI_K.copy()
+        self.full_res_shape = FULL_RES_SHAPE
+        self.load_depth = self.check_depth() if load_depth is None else load_depth
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # -- layout, overridden per dataset ------------------------------------------------------
+    def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
+        raise NotImplementedError
+
+    def check_depth(self) -> bool:
+        """Whether ground-truth depth exists for this data (checked on the first entry)."""
+        return False
+
+    def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def label_path(self, folder: str, frame_index: int, side: str | None) -> str:
+        """Pseudo-label PNG of a frame: its image path below the label root, without ``data/``."""
+        rel = os.path.relpath(self.get_image_path(folder, frame_index, side), self.data_path)
+        parts = [part for part in rel.split(os.sep) if part != "data"]
+        return os.path.splitext(os.path.join(self.seg_path, *parts))[0] + ".png"
+
+    # -- loading -----------------------------------------------------------------------------
+    def get_color(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> Image.Image:
+        color = pil_loader(self.get_image_path(folder, frame_index, side))
+        return color.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if do_flip else color
+
+    def get_labels(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> torch.Tensor:
+        """Train ids (1, H, W) int64 from the Cityscapes label-id PNG, resized with Pillow's nearest."""
+        path = self.label_path(folder, frame_index, side)
+        with Image.open(path) as img:
+            img.load()
+            label = img
+        if do_flip:
+            label = label.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        ids = np.asarray(label.resize((self.width, self.height), Image.Resampling.NEAREST))
+        return torch.from_numpy(LABEL_TO_TRAIN[ids].astype(np.int64))[None]
+
+    def intrinsics(self, scale: int, do_flip: bool) -> np.ndarray:
+        """4x4 intrinsics at a scale, with cx mirrored for a flipped item."""
+        K = self.K.copy()
+        if do_flip:
+            K[0, 2] = 1 - K[0, 2]
+        K[0, :] *= self.width // (2 ** scale)
+        K[1, :] *= self.height // (2 ** scale)
+        return K
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        do_color_aug = self.is_train and random.random() > AUGMENT_PROBABILITY
+        do_flip = self.is_train and random.random() > AUGMENT_PROBABILITY
+        inputs: dict = {}
+
+        frames = {}
+        for i in self.frame_ids:
+            if i == "s":
+                frames[i] = self.get_color(entry.folder, entry.frame_index, OTHER_SIDE[entry.side], do_flip)
+            else:
+                frames[i] = self.get_color(entry.folder, entry.frame_index + i, entry.side, do_flip)
+
+        for scale in range(self.num_scales):
+            K = self.intrinsics(scale, do_flip)
+            inputs[("K", scale)] = torch.from_numpy(K)
+            inputs[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K).astype(np.float32))
+
+        jitter = transforms.ColorJitter.get_params(BRIGHTNESS, CONTRAST, SATURATION, HUE) if do_color_aug else None
+        for i, frame in frames.items():
+            for scale in range(self.num_scales):
+                size = (self.width // 2 ** scale, self.height // 2 ** scale)
+                resized = frame.resize(size, RESIZE_FILTER)
+                inputs[("color", i, scale)] = TF.to_tensor(resized)
+                inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
+
+        if self.load_labels:
+            inputs[("seg", 0, 0)] = self.get_labels(entry.folder, entry.frame_index, entry.side, do_flip)
+        if self.load_depth:
+            depth = self.get_depth(entry.folder, entry.frame_index, entry.side, do_flip)
+            inputs["depth_gt"] = torch.from_numpy(depth[None].astype(np.float32))
+        if "s" in self.frame_ids:
+            stereo_T = np.eye(4, dtype=np.float32)
+            baseline_sign = -1 if do_flip else 1
+            side_sign = -1 if entry.side == "l" else 1
+            stereo_T[0, 3] = side_sign * baseline_sign * STEREO_BASELINE
+            inputs["stereo_T"] = torch.from_numpy(stereo_T)
+        return inputs

@@ -1,0 +1,274 @@
+"""The training loop: one code path for the CPU, one GPU, DataParallel and DistributedDataParallel.
+
+``python train.py`` runs on the CPU, one GPU or (DataParallel) all visible GPUs with the total
+batch split across them; under ``torchrun`` every process drives one device and
+DistributedDataParallel (with SyncBatchNorm on CUDA) averages the gradients. Means inside the
+losses (the SGT's pooled boundary mean included) are taken per device over that device's share
+of the batch, as in the authors' two-GPU runs; only rank 0 logs and saves.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+
+import torch
+from tensorboardX import SummaryWriter
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+import checkpoints
+import layers
+import options
+import splits
+import utils
+from datasets import DATASETS, colourise, read_split
+from model import FSREModel
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Builds the model, data and optimizer from options, and trains (Monodepth2's surface)."""
+
+    def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
+        self.runtime = rt = utils.init_runtime(opts.device, opts.no_cuda, opts.dist_backend)
+        self.device = rt.device
+        if opts.batch_size % rt.world_size:
+            raise ValueError(f"--batch_size {opts.batch_size} is the total batch: it must divide among "
+                             f"{rt.world_size} processes")
+        self.log_path = os.path.join(opts.log_dir, opts.model_name)
+        utils.seed_everything(opts.seed + rt.rank)
+
+        self.model = FSREModel(opts)
+        if rt.distributed and self.device.type == "cuda" and opts.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device)
+        self.models = self.model.networks()
+        if opts.load_weights_folder:
+            checkpoints.load_model_folder(opts.load_weights_folder, self.models, opts.models_to_load)
+            logger.info("loaded %s from %s", ", ".join(opts.models_to_load), opts.load_weights_folder)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), opts.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, opts.lr_milestones, opts.lr_gamma)
+        self.net = self._wrap(self.model)
+
+        self._build_data()
+        self.epoch = 0
+        self.step = 0
+        self.best_val_loss = math.inf
+        self.writers = {}
+        if rt.is_main:
+            self.writers = {mode: SummaryWriter(os.path.join(self.log_path, mode)) for mode in ("train", "val")}
+            os.makedirs(os.path.join(self.log_path, "models"), exist_ok=True)
+            options.save_options(opts, os.path.join(self.log_path, "models", checkpoints.OPTIONS_FILE))
+        logger.info("training %s (config %s) on %s, %d process(es), %d training items, batch %d", opts.model_name,
+                    opts.config, self.device, rt.world_size, len(self.train_dataset), opts.batch_size)
+
+    # ------------------------------------------------------------------------------------------
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        rt = self.runtime
+        if rt.distributed:
+            device_ids = [rt.local_rank] if self.device.type == "cuda" else None
+            return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.device.type == "cuda" and self.opts.device is None and torch.cuda.device_count() > 1:
+            logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
+            return nn.DataParallel(model)
+        return model
+
+    def _build_data(self) -> None:
+        opts, rt = self.opts, self.runtime
+        train_file, val_file = splits.training_files(opts.split, opts.splits_dir)
+        dataset_class = DATASETS[opts.dataset]
+        common = dict(height=opts.height, width=opts.width, frame_ids=[0] + options.source_frame_ids(opts),
+                      num_scales=max(opts.scales) + 1, img_ext=opts.img_ext, load_labels=options.needs_labels(opts),
+                      seg_path=opts.seg_path)
+        self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True, **common)
+        per_process = opts.batch_size // rt.world_size
+        if len(self.train_dataset) < per_process * rt.world_size:
+            raise ValueError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "
+                             f"(--batch_size {opts.batch_size})")
+        self.train_sampler = None
+        if rt.distributed:
+            self.train_sampler = DistributedSampler(self.train_dataset, rt.world_size, rt.rank, shuffle=True,
+                                                    seed=opts.seed, drop_last=True)
+        generator = torch.Generator().manual_seed(opts.seed + rt.rank)
+        pin = self.device.type == "cuda"
+        self.train_loader = DataLoader(
+            self.train_dataset, per_process, shuffle=self.train_sampler is None, sampler=self.train_sampler,
+            num_workers=opts.num_workers, pin_memory=pin, drop_last=True, generator=generator,
+            persistent_workers=opts.num_workers > 0)
+
+        self.val_loader = None
+        if val_file is not None and not opts.no_validation:
+            val_dataset = dataset_class(opts.data_path, read_split(val_file), is_train=False, **common)
+            shard = Subset(val_dataset, range(rt.rank, len(val_dataset), rt.world_size))
+            self.val_loader = DataLoader(shard, per_process, shuffle=False, num_workers=opts.num_workers,
+                                         pin_memory=pin, drop_last=False)
+            logger.info("validation: %d items from %s (ground-truth depth: %s)", len(val_dataset), val_file,
+                        "yes" if val_dataset.load_depth else "no")
+
+    # ------------------------------------------------------------------------------------------
+    def to_device(self, inputs: dict) -> dict:
+        """Move a batch's tensors to this process's device."""
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
+
+    def process_batch(self, inputs: dict, with_outputs: bool = True) -> tuple[dict, dict]:
+        """Forward a batch through the (wrapped) model: (outputs, losses), the total in ``losses["loss"]``."""
+        if not isinstance(self.net, nn.DataParallel):  # DataParallel scatters from the host itself
+            inputs = self.to_device(inputs)
+        outputs, losses = self.net(inputs, with_outputs=with_outputs)
+        return outputs, {k: v.mean() for k, v in losses.items()}  # DataParallel returns one value per GPU
+
+    def train(self) -> None:
+        """Run the epochs, validating and saving after each one."""
+        opts = self.opts
+        self.start_time = time.time()
+        self.total_steps = len(self.train_loader) * opts.num_epochs
+        if opts.max_steps is not None:
+            self.total_steps = min(self.total_steps, opts.max_steps)
+        try:
+            for self.epoch in range(self.epoch, opts.num_epochs):
+                self.run_epoch()
+                if self.step >= self.total_steps:
+                    break
+        finally:
+            for writer in self.writers.values():
+                writer.close()
+            utils.cleanup_runtime(self.runtime)
+
+    def run_epoch(self) -> None:
+        """One pass over the training data, then the learning-rate step, validation and a checkpoint."""
+        opts, rt = self.opts, self.runtime
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(self.epoch)
+        self.net.train()
+        steps = min(len(self.train_loader), self.total_steps - self.step)
+        bar = tqdm(total=steps * opts.batch_size, unit="sample", desc=f"epoch {self.epoch}", disable=not rt.is_main,
+                   dynamic_ncols=True, leave=False)
+        window_start, window_samples = time.time(), 0
+        for inputs in self.train_loader:
+            log_now = self.step % opts.log_frequency == 0
+            outputs, losses = self.process_batch(inputs, with_outputs=log_now and rt.is_main)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            self.optimizer.step()
+            bar.update(opts.batch_size)
+            window_samples += opts.batch_size
+            if log_now and rt.is_main:
+                rate = window_samples / max(time.time() - window_start, 1e-9)
+                self.log_progress(losses, rate)
+                self.log("train", inputs, outputs, losses, samples_per_s=rate)
+                window_start, window_samples = time.time(), 0
+            self.step += 1
+            if self.step >= self.total_steps:
+                break
+        bar.close()
+        utils.broadcast_buffers(self.model, rt)
+        self.scheduler.step()
+        val_losses = self.validate() if self.val_loader is not None else None
+        last = self.epoch == opts.num_epochs - 1 or self.step >= self.total_steps
+        if rt.is_main and ((self.epoch + 1) % opts.save_frequency == 0 or last):
+            best = val_losses is not None and val_losses["loss"] < self.best_val_loss
+            if best:
+                self.best_val_loss = val_losses["loss"]
+            self.save_model(best)
+
+    def log_progress(self, losses: dict, samples_per_s: float) -> None:
+        elapsed = time.time() - self.start_time
+        done = self.step + 1
+        left = elapsed / done * (self.total_steps - done)
+        logger.info("epoch %d | step %d/%d | %.1f samples/s | loss %.5f | elapsed %s | left %s", self.epoch,
+                    done, self.total_steps, samples_per_s, losses["loss"].item(), utils.sec_to_hm_str(elapsed),
+                    utils.sec_to_hm_str(left))
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean losses over the validation split and, where ground truth exists, the depth metrics."""
+        model = self.model
+        model.eval()
+        sums: dict = {}
+        count = 0
+        metric_sum = torch.zeros(len(layers.DEPTH_METRIC_NAMES), dtype=torch.float64)
+        metric_count = 0
+        inputs = outputs = losses = None
+        for inputs in self.val_loader:
+            inputs = self.to_device(inputs)
+            outputs, losses = model(inputs)
+            batch = inputs[("color", 0, 0)].shape[0]
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.double().cpu() * batch
+            count += batch
+            if "depth_gt" in inputs:
+                scaled_disp, _ = layers.disp_to_depth(outputs[("disp", 0)], self.opts.min_depth, self.opts.max_depth)
+                for j in range(batch):
+                    result = layers.depth_errors_of_image(inputs["depth_gt"][j, 0], scaled_disp[j, 0])
+                    if result is not None:
+                        metric_sum += result[0].cpu()
+                        metric_count += 1
+        keys = sorted(sums)
+        packed = torch.tensor([float(sums[k]) for k in keys] + [count] + metric_sum.tolist() + [metric_count],
+                              dtype=torch.float64, device=self.device)
+        packed = utils.all_reduce_sum(packed, self.runtime).cpu()
+        total = packed[len(keys)].item()
+        val_losses = {k: packed[i].item() / max(total, 1) for i, k in enumerate(keys)}
+        metrics_total = packed[-1].item()
+        metrics = {}
+        if metrics_total > 0:
+            values = packed[len(keys) + 1:-1] / metrics_total
+            metrics = {f"de/{name}": v.item() for name, v in zip(layers.DEPTH_METRIC_NAMES, values)}
+        if self.runtime.is_main:
+            logger.info("validation after epoch %d: loss %.5f%s", self.epoch, val_losses.get("loss", float("nan")),
+                        "".join(f" | {k[3:]} {v:.4f}" for k, v in metrics.items()))
+            scalars = {k: torch.tensor(v) for k, v in {**val_losses, **metrics}.items()}
+            self.log("val", inputs, outputs, scalars)
+        model.train()
+        return val_losses
+
+    # ------------------------------------------------------------------------------------------
+    def log(self, mode: str, inputs: dict, outputs: dict, scalars: dict, samples_per_s: float | None = None) -> None:
+        """Write scalars and, when outputs are given, pictures of the first items to TensorBoard."""
+        writer = self.writers[mode]
+        for key, value in scalars.items():
+            writer.add_scalar(key, float(value.detach() if torch.is_tensor(value) else value), self.step)
+        if mode == "train":
+            writer.add_scalar("learning_rate", self.optimizer.param_groups[0]["lr"], self.step)
+            if samples_per_s is not None:
+                writer.add_scalar("samples_per_s", samples_per_s, self.step)
+        if not outputs:
+            return
+        opts = self.opts
+        frames = [0] + options.source_frame_ids(opts)
+        batch = inputs[("color", 0, 0)].shape[0]
+        for j in range(min(opts.num_log_images, batch)):
+            for f in frames:
+                writer.add_image(f"color_{f}_0/{j}", inputs[("color", f, 0)][j].cpu(), self.step)
+            for s in opts.scales:
+                for f in frames[1:]:
+                    writer.add_image(f"color_pred_{f}_{s}/{j}", outputs[("color", f, s)][j].detach().cpu(), self.step)
+                writer.add_image(f"disp_{s}/{j}", utils.colormap_tensor(outputs[("disp", s)][j]), self.step)
+                if ("automask", s) in outputs:
+                    writer.add_image(f"automask_{s}/{j}", outputs[("automask", s)][j].float().cpu(), self.step)
+            if ("seg_logits", 0) in outputs:
+                prediction = outputs[("seg_logits", 0)][j].argmax(0).cpu().numpy()
+                writer.add_image(f"seg_pred/{j}", colourise(prediction), self.step, dataformats="HWC")
+            if ("seg", 0, 0) in inputs:
+                target = inputs[("seg", 0, 0)][j, 0].cpu().numpy()
+                writer.add_image(f"seg_target/{j}", colourise(target), self.step, dataformats="HWC")
+            for level in opts.sgt_levels:
+                if ("sgt_boundary", level) in outputs:
+                    boundary = outputs[("sgt_boundary", level)][j].float().cpu()
+                    writer.add_image(f"sgt_boundary_{level}/{j}", boundary, self.step)
+
+    def save_model(self, best: bool = False) -> str:
+        """Write ``models/weights_{epoch}`` (``_best`` when the validation loss is the lowest so far)."""
+        name = f"weights_{self.epoch}" + ("_best" if best else "")
+        folder = os.path.join(self.log_path, "models", name)
+        checkpoints.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch, self.step)
+        logger.info("saved %s", folder)
+        return folder
+

@@ -1,0 +1,136 @@
+"""Small helpers shared by training, evaluation and tools: logging, processes, seeding, pictures."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(rank: int = 0, level: int = logging.INFO) -> None:
+    """Log to stderr with time stamps; ranks other than 0 only report warnings."""
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def readlines(path: str) -> list[str]:
+    """Lines of a text file without their line endings."""
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def sec_to_hm_str(seconds: float) -> str:
+    """Seconds -> '01h02m03s'."""
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------
+# processes and devices (the model of torchvision's reference scripts)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Runtime:
+    """Where this process runs: its device, and its place among the processes of a run."""
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    distributed: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str | None = None) -> Runtime:
+    """Pick the device and, under torchrun (RANK and WORLD_SIZE set), join the process group."""
+    use_cuda = torch.cuda.is_available() and not no_cuda and (device is None or device.startswith("cuda"))
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+            run_device = torch.device("cuda", local_rank)
+        else:
+            run_device = torch.device("cpu")
+        if not dist.is_initialized():
+            dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), rank=rank, world_size=world_size)
+        return Runtime(run_device, rank, world_size, local_rank, True)
+    if device is not None and not no_cuda:
+        return Runtime(torch.device(device))
+    return Runtime(torch.device("cuda" if use_cuda else "cpu"))
+
+
+def cleanup_runtime(runtime: Runtime) -> None:
+    """Leave the process group (if any)."""
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """Sum a tensor over the processes of a distributed run (identity otherwise)."""
+    if runtime.distributed:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast_buffers(model: torch.nn.Module, runtime: Runtime) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every process.
+
+    DistributedDataParallel does this before each forward; after the last one each process holds
+    its own statistics, so the epoch ends with this call and every rank holds what rank 0 saves.
+    """
+    if runtime.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DataParallel or DistributedDataParallel."""
+    return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) \
+        else model
+
+
+# ------------------------------------------------------------------------------------------------
+# pictures
+# ------------------------------------------------------------------------------------------------
+# Anchors of matplotlib's "magma" colour map, interpolated linearly in between.
+MAGMA_ANCHORS = np.array([
+    (0.001, 0.000, 0.014), (0.135, 0.068, 0.315), (0.317, 0.072, 0.485), (0.512, 0.128, 0.506),
+    (0.716, 0.215, 0.475), (0.894, 0.325, 0.404), (0.987, 0.536, 0.382), (0.994, 0.755, 0.532),
+    (0.987, 0.991, 0.750),
+], dtype=np.float32)
+DISPARITY_PERCENTILE = 95  # Monodepth2 maps disparities to colours up to this percentile
+
+
+def colormap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """Map values (H, W) in [0, vmax] to magma colours (H, W, 3) uint8; vmax defaults to the 95th percentile."""
+    values = np.asarray(values, dtype=np.float32)
+    if vmax is None:
+        vmax = float(np.percentile(values, DISPARITY_PERCENTILE))
+    t = np.clip(values / max(vmax, 1e-8), 0, 1) * (len(MAGMA_ANCHORS) - 1)
+    low = np.floor(t).astype(np.int64).clip(0, len(MAGMA_ANCHORS) - 2)
+    frac = (t - low)[..., None]
+    rgb = MAGMA_ANCHORS[low] * (1 - frac) + MAGMA_ANCHORS[low + 1] * frac
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def colormap_tensor(values: torch.Tensor) -> torch.Tensor:
+    """(1, H, W) or (H, W) tensor -> (3, H, W) float image in [0, 1] for TensorBoard."""
+    rgb = colormap(values.detach().float().cpu().squeeze().numpy())
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
