@@ -8,13 +8,16 @@ Files are read with ``weights_only=True``: a checkpoint can never run code.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 import options
+from networks import JointDecoder, PoseDecoder, ResnetEncoder
 
 NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
                  "pose": "pose.pth"}
@@ -112,3 +115,142 @@ def load_model_folder(folder: str, networks: dict[str, nn.Module], names=None) -
         if name == "encoder":
             metadata = meta
     return metadata
+
+
+# ------------------------------------------------------------------------------------------------
+# Released model folders: this project's and the authors' (encoder.pth + decoder.pth) and
+# Monodepth2's (encoder.pth + depth.pth), recognised from their keys.
+# ------------------------------------------------------------------------------------------------
+LAYOUT_FSRE = "fsre"
+LAYOUT_MONODEPTH2 = "monodepth2"
+MONODEPTH2_DEPTH_FILE = "depth.pth"
+DEFAULT_NUM_HEADS = 4
+# (bottleneck blocks?, blocks in layer3) -> ResNet depth
+RESNET_DEPTHS = {(False, 2): 18, (False, 6): 34, (True, 6): 50, (True, 23): 101, (True, 36): 152}
+POSE_VALUES_PER_FRAME = 6
+
+
+@dataclass
+class ModelSpec:
+    """What a model folder holds: its layout and the network options read from its keys."""
+    folder: str
+    layout: str
+    num_layers: int
+    height: int
+    width: int
+    scales: tuple
+    semantics: bool
+    num_classes: int
+    cma_layers: tuple
+    num_heads: int
+    cma_ratio: int
+    min_depth: float
+    max_depth: float
+    use_stereo: bool
+    pose_frames: int | None  # values per pair / 6 of pose.pth; None without pose files
+
+    def as_options(self) -> argparse.Namespace:
+        """Training options describing this model (defaults for everything the folder does not say)."""
+        opts = options.build_parser().parse_args(["--weights_init", "scratch"])
+        opts.num_layers, opts.height, opts.width = self.num_layers, self.height, self.width
+        opts.scales = list(self.scales)
+        opts.semantic_weight = opts.semantic_weight if self.semantics else 0.0
+        opts.num_classes, opts.cma_layers = self.num_classes, list(self.cma_layers)
+        opts.num_heads, opts.cma_ratio = self.num_heads, self.cma_ratio
+        opts.min_depth, opts.max_depth, opts.use_stereo = self.min_depth, self.max_depth, self.use_stereo
+        return opts
+
+
+def resnet_depth_of(encoder_state: dict, path: str) -> int:
+    """ResNet depth of an encoder state dict, from its block structure."""
+    bottleneck = any(k.endswith(".conv3.weight") for k in encoder_state)
+    blocks = {k.split(".")[2] for k in encoder_state if k.startswith("encoder.layer3.")}
+    depth = RESNET_DEPTHS.get((bottleneck, len(blocks)))
+    if depth is None:
+        raise CheckpointError(f"{path}: not a torchvision ResNet encoder ({len(blocks)} blocks in layer3)")
+    return depth
+
+
+def _saved_options(folder: str) -> dict:
+    path = os.path.join(folder, OPTIONS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _decoder_state(folder: str) -> tuple[str, dict]:
+    fsre = os.path.join(folder, NETWORK_FILES["decoder"])
+    monodepth2 = os.path.join(folder, MONODEPTH2_DEPTH_FILE)
+    if os.path.isfile(fsre):
+        return LAYOUT_FSRE, read_state(fsre)
+    if os.path.isfile(monodepth2):
+        state = read_state(monodepth2)
+        return LAYOUT_MONODEPTH2, {f"depth_decoder.{k}": v for k, v in state.items()}
+    raise CheckpointError(f"{folder} holds neither decoder.pth (this project's and the authors' layout) nor "
+                          f"depth.pth (Monodepth2's)")
+
+
+def inspect_model_folder(folder: str) -> ModelSpec:
+    """Recognise a model folder's layout and network options from its files' keys (and opt.json)."""
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"model folder {folder} not found")
+    encoder_path = os.path.join(folder, NETWORK_FILES["encoder"])
+    encoder_state, metadata = split_metadata(read_state(encoder_path))
+    layout, decoder_state = _decoder_state(folder)
+    saved = _saved_options(folder)
+
+    head_keys = sorted(int(k.split(".")[2]) for k in decoder_state
+                       if k.startswith("depth_decoder.decoder.") and k.endswith(".conv.weight")
+                       and k.count(".") == 4)
+    num_heads_in_file = len([i for i in head_keys if i >= 10])
+    seg_head = decoder_state.get("seg_decoder.decoder.10.conv.weight")
+    cma_keys = sorted({int(k.split(".")[1]) for k in decoder_state if k.startswith("att_d_to_s.")}, reverse=True)
+    cma_layers = tuple(3 - v for v in cma_keys)  # key v is decoder level v + 1, the paper's layer 3 - v
+    num_heads = int(saved.get("num_heads", DEFAULT_NUM_HEADS))
+    cma_ratio = int(saved.get("cma_ratio", 2))
+    if cma_keys:
+        query = decoder_state[f"att_d_to_s.{cma_keys[0]}.query_conv.weight"]
+        per_channel = query.shape[0] // query.shape[1]  # heads x ratio
+        if num_heads * cma_ratio != per_channel:
+            num_heads = DEFAULT_NUM_HEADS if per_channel % DEFAULT_NUM_HEADS == 0 else per_channel
+            cma_ratio = per_channel // num_heads
+    pose_path = os.path.join(folder, NETWORK_FILES["pose"])
+    pose_frames = None
+    if os.path.isfile(pose_path) and os.path.isfile(os.path.join(folder, NETWORK_FILES["pose_encoder"])):
+        pose_frames = read_state(pose_path)["net.3.weight"].shape[0] // POSE_VALUES_PER_FRAME
+    return ModelSpec(
+        folder=folder, layout=layout, num_layers=resnet_depth_of(encoder_state, encoder_path),
+        height=int(metadata.get("height", saved.get("height", 192))),
+        width=int(metadata.get("width", saved.get("width", 640))),
+        scales=tuple(range(num_heads_in_file)), semantics=seg_head is not None,
+        num_classes=int(seg_head.shape[0]) if seg_head is not None else 19, cma_layers=cma_layers,
+        num_heads=num_heads, cma_ratio=cma_ratio, min_depth=float(saved.get("min_depth", 0.1)),
+        max_depth=float(saved.get("max_depth", 100.0)),
+        use_stereo=bool(metadata.get("use_stereo", saved.get("use_stereo", False))), pose_frames=pose_frames)
+
+
+def load_depth_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, ModelSpec]:
+    """Encoder and joint decoder of any supported model folder, loaded exactly, in eval mode."""
+    spec = inspect_model_folder(folder)
+    encoder = ResnetEncoder(spec.num_layers)
+    decoder = JointDecoder(encoder.num_ch_enc, spec.scales, spec.semantics, spec.num_classes, spec.cma_layers,
+                           spec.num_heads, spec.cma_ratio)
+    load_network(encoder, os.path.join(folder, NETWORK_FILES["encoder"]))
+    _, state = _decoder_state(folder)
+    path = os.path.join(folder, NETWORK_FILES["decoder"] if spec.layout == LAYOUT_FSRE else MONODEPTH2_DEPTH_FILE)
+    check_state_dict(decoder, state, path)
+    decoder.load_state_dict(state)
+    return encoder.to(device).eval(), decoder.to(device).eval(), spec
+
+
+def load_pose_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, ModelSpec]:
+    """Pose encoder and decoder of a model folder, loaded exactly, in eval mode."""
+    spec = inspect_model_folder(folder)
+    if spec.pose_frames is None:
+        raise CheckpointError(f"{folder} has no pose_encoder.pth and pose.pth")
+    pose_encoder = ResnetEncoder(spec.num_layers, num_input_images=2)
+    pose_decoder = PoseDecoder(pose_encoder.num_ch_enc, spec.pose_frames)
+    load_network(pose_encoder, os.path.join(folder, NETWORK_FILES["pose_encoder"]))
+    load_network(pose_decoder, os.path.join(folder, NETWORK_FILES["pose"]))
+    return pose_encoder.to(device).eval(), pose_decoder.to(device).eval(), spec

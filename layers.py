@@ -254,9 +254,9 @@ DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 def compute_depth_errors(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """The seven standard depth metrics of valid ground-truth points (1-D tensors) in ``DEPTH_METRIC_NAMES`` order."""
     thresh = torch.maximum(gt / pred, pred / gt)
-    a1 = (thresh < 1.25).float().mean()
-    a2 = (thresh < 1.25 ** 2).float().mean()
-    a3 = (thresh < 1.25 ** 3).float().mean()
+    a1 = (thresh < 1.25).to(gt.dtype).mean()
+    a2 = (thresh < 1.25 ** 2).to(gt.dtype).mean()
+    a3 = (thresh < 1.25 ** 3).to(gt.dtype).mean()
     rmse = torch.sqrt(((gt - pred) ** 2).mean())
     rmse_log = torch.sqrt(((torch.log(gt) - torch.log(pred)) ** 2).mean())
     abs_rel = ((gt - pred).abs() / gt).mean()

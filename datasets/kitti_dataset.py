@@ -67,3 +67,10 @@ class KITTIDepthDataset(KITTIRAWDataset):
 
 
 DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
+
+
+class KITTIBenchmarkTestDataset(MonoDataset):
+    """The depth benchmark's test images: ``<data_path>/image/<index:010d>.png`` (lines ``image <index>``)."""
+
+    def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
+        return os.path.join(self.data_path, folder, f"{frame_index:010d}{self.img_ext}")

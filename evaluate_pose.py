@@ -1,0 +1,103 @@
+"""Evaluate odometry on KITTI sequence 09 or 10: ``python evaluate_pose.py --data_path D --load_weights_folder W
+--eval_split odom_9``. Monodepth2's protocol: the absolute trajectory error (ATE) of 5-frame snippets,
+each aligned to the ground truth at its first frame and by a least-squares scale."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import checkpoints
+import layers
+import splits
+from datasets import KITTIOdomDataset, read_split
+from evaluate_depth import save_array, save_json
+
+logger = logging.getLogger(__name__)
+TRACK_LENGTH = 5  # frames per snippet
+POSE_SPLITS = {"odom_9": 9, "odom_10": 10}
+
+
+def dump_xyz(source_to_target: Sequence[np.ndarray]) -> np.ndarray:
+    """Camera positions along a chain of relative transforms, starting at the origin."""
+    cam_to_world = np.eye(4)
+    xyzs = [cam_to_world[:3, 3]]
+    for transform in source_to_target:
+        cam_to_world = cam_to_world @ transform
+        xyzs.append(cam_to_world[:3, 3])
+    return np.array(xyzs)
+
+
+def compute_ate(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> float:
+    """ATE of a snippet after aligning its first point and a least-squares scale (SfMLearner's)."""
+    pred_xyz = pred_xyz + (gt_xyz[0] - pred_xyz[0])[None, :]
+    scale = np.sum(gt_xyz * pred_xyz) / np.sum(pred_xyz ** 2)
+    return float(np.sqrt(np.sum((pred_xyz * scale - gt_xyz) ** 2)) / gt_xyz.shape[0])
+
+
+def local_ground_truth(poses_file: str) -> list[np.ndarray]:
+    """Relative ground-truth transforms between consecutive frames, from KITTI's poses/XX.txt."""
+    global_poses = np.loadtxt(poses_file).reshape(-1, 3, 4)
+    global_poses = np.concatenate([global_poses, np.zeros((global_poses.shape[0], 1, 4))], 1)
+    global_poses[:, 3, 3] = 1
+    return [np.linalg.inv(np.linalg.inv(global_poses[i - 1]) @ global_poses[i]) for i in range(1, len(global_poses))]
+
+
+def snippet_ates(pred_poses: Sequence[np.ndarray], gt_local: Sequence[np.ndarray]) -> np.ndarray:
+    """ATE of every snippet of TRACK_LENGTH frames."""
+    return np.array([compute_ate(dump_xyz(gt_local[i:i + TRACK_LENGTH - 1]), dump_xyz(pred_poses[i:i + TRACK_LENGTH - 1]))
+                     for i in range(len(gt_local))])
+
+
+@torch.no_grad()
+def predict_poses(folder: str, data_path: str, test_file: str, img_ext: str, batch_size: int, num_workers: int,
+                  device: torch.device) -> np.ndarray:
+    """Transforms (N, 4, 4) predicted for the consecutive frame pairs of a test file."""
+    pose_encoder, pose_decoder, spec = checkpoints.load_pose_model(folder, device)
+    dataset = KITTIOdomDataset(data_path, read_split(test_file), spec.height, spec.width, [0, 1], 1, is_train=False,
+                               img_ext=img_ext)
+    loader = DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
+    poses = []
+    for inputs in tqdm(loader, desc="predicting poses", unit="batch"):
+        pair = torch.cat([inputs[("color_aug", 0, 0)], inputs[("color_aug", 1, 0)]], 1).to(device)
+        axisangle, translation = pose_decoder(pose_encoder(pair))
+        poses.append(layers.transformation_from_parameters(axisangle[:, 0], translation[:, 0]).cpu().numpy())
+    return np.concatenate(poses)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data_path", required=True, help="KITTI odometry root (sequences/, poses/)")
+    parser.add_argument("--load_weights_folder", required=True, help="model folder with pose_encoder.pth and pose.pth")
+    parser.add_argument("--eval_split", default="odom_9", choices=sorted(POSE_SPLITS), help="test sequence")
+    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
+    parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
+    parser.add_argument("--batch_size", type=int, default=16, help="pairs per forward pass")
+    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    opts = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    sequence = POSE_SPLITS[opts.eval_split]
+    pred = predict_poses(opts.load_weights_folder, opts.data_path, splits.test_files(opts.eval_split, opts.splits_dir),
+                         opts.img_ext, opts.batch_size, opts.num_workers, device)
+    gt_local = local_ground_truth(os.path.join(opts.data_path, "poses", f"{sequence:02d}.txt"))
+    ates = snippet_ates(pred, gt_local)
+    print(f"\n   Trajectory error: {ates.mean():0.3f}, std: {ates.std():0.3f}\n")
+    save_array(pred, os.path.join(opts.load_weights_folder, "poses.npy"))
+    save_json({"split": opts.eval_split, "snippets": int(len(ates)), "ate_mean": float(ates.mean()),
+               "ate_std": float(ates.std())}, os.path.join(opts.load_weights_folder, f"metrics_{opts.eval_split}.json"))
+    logger.info("predictions saved to %s", os.path.join(opts.load_weights_folder, "poses.npy"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Predict depth for images: ``python predict.py --load_weights_folder W --image_path IMG_OR_FOLDER ...``.
+
+For every image it writes ``<name>_disp.npy`` (the scaled disparity at the model's input size),
+``<name>_depth.npy`` (``--depth_scale`` / disparity: relative depth for monocular models, metric
+for stereo-trained ones with 5.4), ``<name>_disp.png`` (the disparity at the image's size in the
+magma colour map) and, for models with a segmentation head, ``<name>_seg.png`` (the prediction in
+the Cityscapes palette blended over the image). A folder is read in sorted order, so a folder of
+frames is a sequence.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from tqdm import tqdm
+
+import checkpoints
+import layers
+import utils
+from datasets import colourise
+from datasets.mono_dataset import RESIZE_FILTER
+
+logger = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+SEGMENTATION_ALPHA = 0.5  # weight of the palette in the overlay
+
+
+def find_images(paths: Sequence[str]) -> list[str]:
+    """Image files named or found (sorted) in the named folders."""
+    images = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, f) for f in os.listdir(path)
+                           if f.lower().endswith(IMAGE_EXTENSIONS) and not f.endswith(("_disp.png", "_seg.png")))
+            images += found
+        elif os.path.isfile(path):
+            images.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such image or folder")
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
+    return images
+
+
+def output_stem(image_path: str, output_dir: str | None) -> str:
+    """Path prefix of an image's outputs: beside it (Monodepth2's habit) or in ``output_dir``."""
+    name = os.path.splitext(os.path.basename(image_path))[0]
+    return os.path.join(output_dir or os.path.dirname(os.path.abspath(image_path)), name)
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+    """Save an RGB uint8 image atomically."""
+    Image.fromarray(array).save(path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)
+
+
+def save_npy(array: np.ndarray, path: str) -> None:
+    """np.save atomically."""
+    np.save(path + ".tmp.npy", array)
+    os.replace(path + ".tmp.npy", path)
+
+
+class TorchPredictor:
+    """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
+
+    def __init__(self, folder: str, device: torch.device) -> None:
+        self.encoder, self.decoder, self.spec = checkpoints.load_depth_model(folder, device)
+        self.device = device
+        self.height, self.width = self.spec.height, self.spec.width
+        self.has_segmentation = self.spec.semantics
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.decoder(self.encoder(images.to(self.device)))
+        scaled, _ = layers.disp_to_depth(outputs[("disp", 0)], self.spec.min_depth, self.spec.max_depth)
+        seg = outputs.get(("seg_logits", 0))
+        return scaled[:, 0].cpu().numpy(), None if seg is None else seg.cpu().numpy()
+
+
+def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
+            batch_size: int = 8) -> list[str]:
+    """Write every image's outputs; return the path prefixes written."""
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+    stems = []
+    for start in tqdm(range(0, len(image_paths), batch_size), desc="predicting", unit="batch"):
+        batch_paths = image_paths[start:start + batch_size]
+        originals = []
+        for path in batch_paths:
+            with Image.open(path) as img:
+                originals.append(img.convert("RGB"))
+        inputs = torch.stack([TF.to_tensor(img.resize((predictor.width, predictor.height), RESIZE_FILTER))
+                              for img in originals])
+        disps, seg_logits = predictor(inputs)
+        for i, (path, original) in enumerate(zip(batch_paths, originals)):
+            stem = output_stem(path, output_dir)
+            save_npy(disps[i], stem + "_disp.npy")
+            save_npy(depth_scale / disps[i], stem + "_depth.npy")
+            size = (original.height, original.width)
+            disp = F.interpolate(torch.from_numpy(disps[i])[None, None], size=size, mode="bilinear",
+                                 align_corners=False)[0, 0].numpy()
+            save_png(utils.colormap(disp), stem + "_disp.png")
+            if seg_logits is not None:
+                logits = F.interpolate(torch.from_numpy(seg_logits[i])[None], size=size, mode="bilinear",
+                                       align_corners=False)[0]
+                palette = colourise(logits.argmax(0).numpy())
+                overlay = (SEGMENTATION_ALPHA * palette + (1 - SEGMENTATION_ALPHA) * np.asarray(original)).astype(np.uint8)
+                save_png(overlay, stem + "_seg.png")
+            stems.append(stem)
+    return stems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--load_weights_folder", required=True, help="model folder (any supported layout)")
+    parser.add_argument("--image_path", required=True, nargs="+", help="images and/or folders of images")
+    parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each image)")
+    parser.add_argument("--depth_scale", type=float, default=1.0,
+                        help="depth = depth_scale / disparity (5.4 gives metres for stereo-trained models)")
+    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    opts = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    predictor = TorchPredictor(opts.load_weights_folder, device)
+    images = find_images(opts.image_path)
+    stems = predict(predictor, images, opts.output_dir, opts.depth_scale, opts.batch_size)
+    logger.info("wrote predictions for %d images (%s_disp.png ...)", len(stems), stems[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

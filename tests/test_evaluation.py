@@ -1,0 +1,322 @@
+"""Evaluation: metrics, crop, median scaling, ground-truth export, released folders, predict, per class, pose."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import checkpoints
+import evaluate_depth
+import evaluate_per_class
+import evaluate_pose
+import export_gt_depth
+import layers
+import options
+import predict
+from datasets import LABEL_TO_TRAIN, KITTIOdomDataset
+from datasets.kitti_utils import generate_depth_map
+from foreign_folders import write_authors_folder, write_monodepth2_folder
+from kitti_fixture import DATE, DRIVE, FOCAL, make_tiny_kitti, write_calibration
+from model import FSREModel
+from networks import JointDecoder, PoseDecoder, ResnetEncoder
+
+GT_H, GT_W = 375, 1242
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics, crop and median scaling
+# ---------------------------------------------------------------------------------------------
+def test_metrics_of_a_constant_prediction_by_hand():
+    gt = np.full((GT_H, GT_W), 10.0, dtype=np.float32)
+    disp = np.full((1, 96, 320), 0.05, dtype=np.float32)  # depth 20 everywhere
+    errors, ratios = evaluate_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=False)
+    expected = [1.0, 10.0, 10.0, math.log(2), 0.0, 0.0, 0.0]  # |20-10|/10, 100/10, sqrt(100), log 2, no delta hits
+    assert errors[0].tolist() == pytest.approx(expected, rel=1e-6)
+    errors, ratios = evaluate_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
+    assert ratios[0] == pytest.approx(0.5)
+    assert errors[0].tolist() == pytest.approx([0, 0, 0, 0, 1, 1, 1], abs=1e-6)
+
+
+def test_garg_crop_bounds_and_depth_range():
+    mask = layers.garg_crop_mask(GT_H, GT_W)
+    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+    assert (rows.min().item(), rows.max().item()) == (153, 370)  # int(0.408 * 375), int(0.992 * 375) - 1
+    assert (cols.min().item(), cols.max().item()) == (44, 1196)
+    gt = torch.zeros(GT_H, GT_W)
+    gt[100, 500] = 10  # above the crop
+    gt[200, 500] = 90  # beyond 80 m
+    gt[200, 600] = 10
+    assert layers.evaluation_mask(gt, garg_crop=True).nonzero().tolist() == [[200, 600]]
+    assert len(layers.evaluation_mask(gt, garg_crop=False).nonzero()) == 3
+
+
+def test_median_scaling_uses_numpys_median_and_clamps_after_scaling():
+    gt = np.zeros((GT_H, GT_W), dtype=np.float32)
+    gt[200, 100:104] = [1, 2, 3, 4]  # even count: median 2.5
+    disp = np.full((1, GT_H, GT_W), 1.0, dtype=np.float32)  # depth 1 everywhere
+    _, ratios = evaluate_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
+    assert ratios[0] == pytest.approx(2.5)
+    far = np.full((1, GT_H, GT_W), 1e-4, dtype=np.float32)  # depth 1e4, clamped to 80
+    errors, _ = evaluate_depth.evaluate_predictions(far, [gt], garg_crop=True, median_scaling=False)
+    assert errors[0][0] == pytest.approx(np.mean(np.abs(np.array([1, 2, 3, 4]) - 80) / np.array([1, 2, 3, 4])))
+
+
+def test_post_processing_blends_towards_each_side():
+    left = np.full((1, 4, 40), 1.0)
+    right = np.full((1, 4, 40), 3.0)
+    out = evaluate_depth.post_process_disparity(left, right)
+    assert out[0, 0, 0] == pytest.approx(3.0)  # the left edge trusts the flipped prediction
+    assert out[0, 0, -1] == pytest.approx(1.0)  # the right edge the plain one
+    assert out[0, 0, 20] == pytest.approx(2.0)  # the middle averages
+    assert np.allclose(evaluate_depth.post_process_disparity(left, left), left)
+
+
+# ---------------------------------------------------------------------------------------------
+# ground-truth export
+# ---------------------------------------------------------------------------------------------
+def test_velodyne_points_of_a_known_plane_land_at_the_right_pixels_and_depths(tmp_path):
+    width, height = 200, 100
+    write_calibration(str(tmp_path / DATE), width, height)
+    # velodyne: x forward, y left, z up; the calibration turns it into camera axes with no offset
+    points = np.array([[10.0, 0.0, 0.0, 1.0],     # straight ahead -> principal point (100, 50)
+                       [10.0, -1.0, 0.5, 1.0],    # 1 m right, 0.5 m up at 10 m: u = 100 + 10, v = 50 - 5
+                       [20.0, -2.0, 1.0, 1.0],    # same pixel, twice as far: the nearer point stays
+                       [-5.0, 0.0, 0.0, 1.0]],    # behind the sensor: dropped
+                      dtype=np.float32)
+    velo = tmp_path / "scan.bin"
+    points.tofile(velo)
+    depth = generate_depth_map(str(tmp_path / DATE), str(velo), 2, vel_depth=True)
+    assert depth.shape == (height, width)
+    # pixel = round(projection) - 1
+    assert depth[49, 99] == 10.0
+    assert depth[44, 109] == 10.0
+    assert np.count_nonzero(depth) == 2
+
+
+def test_export_writes_one_map_per_line_and_loads_back(tmp_path):
+    tiny = make_tiny_kitti(str(tmp_path), num_frames=4, exts=("png",))
+    test_file = tmp_path / "test_files.txt"
+    test_file.write_text(f"{DRIVE} 0000000001 l\n{DRIVE} 2 l\n")
+    out = tmp_path / "gt" / "gt_depths.npz"
+    assert export_gt_depth.export(tiny.data_path, "eigen", str(test_file), str(out)) == 2
+    maps = export_gt_depth.load_ground_truth(str(out))
+    assert len(maps) == 2 and maps[0].shape == (tiny.height, tiny.width) and maps[0].dtype == np.float32
+    assert set(np.unique(maps[1])) == {0.0, 10.0}  # the fixture's wall, at the Velodyne's x
+    # Monodepth2's format (an object array under "data") reads too
+    legacy = tmp_path / "legacy.npz"
+    np.savez_compressed(legacy, data=np.array(maps + [np.zeros((3, 3), np.float32)], dtype=object))
+    assert len(export_gt_depth.load_ground_truth(str(legacy))) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# released model folders
+# ---------------------------------------------------------------------------------------------
+def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path):
+    states = write_authors_folder(str(tmp_path))
+    encoder, decoder, spec = checkpoints.load_depth_model(str(tmp_path))
+    assert (spec.layout, spec.num_layers, spec.semantics, spec.cma_layers) == ("fsre", 18, True, (0, 1, 2))
+    assert (spec.height, spec.width, spec.num_heads, spec.cma_ratio) == (192, 640, 4, 2)
+
+    hand_encoder = ResnetEncoder(18)
+    hand_encoder.load_state_dict({k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")})
+    hand_decoder = JointDecoder(hand_encoder.num_ch_enc)  # the full model's defaults
+    hand_decoder.load_state_dict(states["decoder"])
+    images = torch.rand(2, 3, 64, 192)
+    ours = decoder(encoder(images))
+    theirs = hand_decoder.eval()(hand_encoder.eval()(images))
+    for key in [("disp", s) for s in range(4)] + [("seg_logits", 0)]:
+        assert torch.equal(ours[key], theirs[key]), key
+
+    pose_encoder, pose_decoder, _ = checkpoints.load_pose_model(str(tmp_path))
+    hand_pose = PoseDecoder(hand_encoder.num_ch_enc, 1)
+    hand_pose.load_state_dict(states["pose"])
+    pose_in = ResnetEncoder(18, num_input_images=2)
+    pose_in.load_state_dict({k: v for k, v in states["pose_encoder"].items() if not k.startswith("encoder.fc.")})
+    pair = torch.rand(1, 6, 64, 192)
+    assert all(torch.equal(a, b) for a, b in zip(pose_decoder(pose_encoder(pair)), hand_pose(pose_in.eval()(pair))))
+
+
+def test_monodepth2_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path):
+    states = write_monodepth2_folder(str(tmp_path), height=96, width=320)
+    encoder, decoder, spec = checkpoints.load_depth_model(str(tmp_path))
+    assert (spec.layout, spec.semantics, spec.cma_layers, spec.height, spec.width) == ("monodepth2", False, (), 96, 320)
+    hand_encoder = ResnetEncoder(18)
+    hand_encoder.load_state_dict({k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")})
+    hand_decoder = JointDecoder(hand_encoder.num_ch_enc, semantics=False, cma_layers=())
+    hand_decoder.depth_decoder.load_state_dict(states["depth"])
+    images = torch.rand(1, 3, 96, 320)
+    assert torch.equal(decoder(encoder(images))[("disp", 0)], hand_decoder(hand_encoder.eval()(images))[("disp", 0)])
+    _, pose_decoder, spec = checkpoints.load_pose_model(str(tmp_path))
+    assert spec.pose_frames == 2 and pose_decoder.net[3].out_channels == 12
+
+
+def test_folder_with_missing_or_misshapen_key_names_it(tmp_path):
+    states = write_authors_folder(str(tmp_path), with_pose=False)
+    decoder = dict(states["decoder"])
+    del decoder["att_s_to_d.2.fuse.1.bias"]
+    decoder["seg_decoder.decoder.10.conv.bias"] = torch.zeros(20)
+    torch.save(decoder, tmp_path / "decoder.pth")
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_depth_model(str(tmp_path))
+    message = str(err.value)
+    assert "decoder.pth" in message and "att_s_to_d.2.fuse.1.bias" in message
+    assert "seg_decoder.decoder.10.conv.bias: file (20,), network (19,)" in message
+    with pytest.raises(checkpoints.CheckpointError, match="neither decoder.pth"):
+        os.remove(tmp_path / "decoder.pth")
+        checkpoints.load_depth_model(str(tmp_path))
+
+
+def test_checkpoints_are_read_without_running_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"encoder.conv1.weight": Payload()}, tmp_path / "encoder.pth")
+    with pytest.raises(checkpoints.CheckpointError, match="cannot read"):
+        checkpoints.read_state(str(tmp_path / "encoder.pth"))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_project_folders_of_every_configuration_round_trip(tmp_path):
+    for config in ("baseline", "cma", "full"):
+        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"])
+        model = FSREModel(opts).eval()
+        folder = checkpoints.save_model_folder(str(tmp_path / config), model.networks(), opts)
+        encoder, decoder, spec = checkpoints.load_depth_model(folder)
+        assert (spec.height, spec.width, spec.semantics) == (64, 192, config != "baseline")
+        images = torch.rand(1, 3, 64, 192)
+        assert torch.equal(decoder(encoder(images))[("disp", 0)], model.decoder(model.encoder(images))[("disp", 0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end on a tiny drive
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A tiny drive, a test split folder with exported ground truth, and two random model folders."""
+    root = tmp_path_factory.mktemp("eval")
+    tiny = make_tiny_kitti(str(root), num_frames=5, exts=("png",))
+    split = root / "testsplit"
+    split.mkdir()
+    (split / "test_files.txt").write_text("".join(f"{DRIVE} {i} l\n" for i in range(5)))
+    export_gt_depth.export(tiny.data_path, "eigen", str(split / "test_files.txt"), str(split / "gt_depths.npz"))
+    folders = {}
+    for config in ("baseline", "full"):
+        torch.manual_seed(0)
+        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"])
+        folders[config] = checkpoints.save_model_folder(str(root / config), FSREModel(opts).networks(), opts)
+    return tiny, split, folders
+
+
+def test_evaluate_depth_end_to_end_and_saved_predictions_give_the_same_metrics(evaluated, capsys):
+    tiny, split, folders = evaluated
+    common = ["--data_path", tiny.data_path, "--eval_split", str(split), "--num_workers", "0", "--garg_crop"]
+    metrics = evaluate_depth.main([*common, "--load_weights_folder", folders["full"], "--save_pred_disps"])
+    assert metrics == 0
+    table = capsys.readouterr().out
+    assert "abs_rel" in table and "&" in table
+    saved = json.load(open(os.path.join(folders["full"], "metrics_testsplit.json")))
+    assert saved["frames"] == 5 and saved["median_scaling"] and 0 < saved["metrics"]["abs_rel"] < 1
+    disps = np.load(os.path.join(folders["full"], "disps_testsplit_split.npy"))
+    assert disps.shape == (5, 64, 192)
+    ext_json = str(split / "ext.json")
+    evaluate_depth.main([*common, "--ext_disp_to_eval", os.path.join(folders["full"], "disps_testsplit_split.npy"),
+                         "--output_json", ext_json])
+    assert json.load(open(ext_json))["metrics"] == pytest.approx(saved["metrics"])
+
+
+def test_prediction_file_with_the_wrong_count_is_rejected(evaluated, tmp_path):
+    tiny, split, _ = evaluated
+    np.save(tmp_path / "short.npy", np.ones((3, 64, 192), np.float32))
+    with pytest.raises(ValueError, match=r"short.npy holds 3 predictions but .*test_files.txt lists 5 frames"):
+        evaluate_depth.main(["--data_path", tiny.data_path, "--eval_split", str(split),
+                             "--ext_disp_to_eval", str(tmp_path / "short.npy")])
+
+
+def test_predict_writes_real_pictures_and_arrays(evaluated, tmp_path):
+    tiny, _, folders = evaluated
+    frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
+    assert predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir",
+                         str(tmp_path), "--batch_size", "2", "--depth_scale", "5.4"]) == 0
+    for i in range(5):
+        stem = tmp_path / f"{i:010d}"
+        disp = np.load(f"{stem}_disp.npy")
+        assert disp.shape == (64, 192)
+        assert np.allclose(np.load(f"{stem}_depth.npy"), 5.4 / disp)
+        with Image.open(f"{stem}_disp.png") as png:
+            assert png.size == (tiny.width, tiny.height) and png.mode == "RGB"
+            assert len(np.unique(np.asarray(png).reshape(-1, 3), axis=0)) > 10  # a colour map, not a flat image
+        with Image.open(f"{stem}_seg.png") as png:
+            assert png.size == (tiny.width, tiny.height)
+    predict.main(["--load_weights_folder", folders["baseline"], "--image_path", os.path.join(frames, "0000000000.png"),
+                  "--output_dir", str(tmp_path / "b")])
+    assert sorted(os.listdir(tmp_path / "b")) == ["0000000000_depth.npy", "0000000000_disp.npy", "0000000000_disp.png"]
+
+
+def test_per_class_sums_pool_to_the_image_metrics_for_a_single_class():
+    rng = np.random.default_rng(0)
+    gt = np.where(rng.random((GT_H, GT_W)) < 0.05, rng.uniform(2, 70, (GT_H, GT_W)), 0).astype(np.float32)
+    disp = rng.uniform(0.02, 0.5, (64, 192)).astype(np.float32)
+    ids = np.zeros((GT_H, GT_W), dtype=np.uint8)  # every pixel "road"
+    sums = evaluate_per_class.class_sums(gt, disp, ids, 19, True, True, 1.0)
+    pooled = evaluate_per_class.metrics_from_sums(sums)[0]
+    image, _ = layers.depth_errors_of_image(torch.from_numpy(gt), torch.from_numpy(disp))
+    assert [pooled[n] for n in layers.DEPTH_METRIC_NAMES] == pytest.approx(image.tolist(), rel=1e-9)
+    assert evaluate_per_class.metrics_from_sums(sums)[1] is None
+
+
+def test_per_class_evaluation_writes_table_json_and_chart(evaluated, tmp_path, capsys):
+    tiny, split, folders = evaluated
+    evaluate_per_class.main(["--data_path", tiny.data_path, "--eval_split", str(split), "--num_workers", "0",
+                             "--load_weights_folder", folders["baseline"], folders["full"], "--output_dir", str(tmp_path)])
+    assert "road" in capsys.readouterr().out
+    result = json.load(open(tmp_path / "per_class_testsplit.json"))
+    assert set(result["models"]) == {"baseline", "full"}
+    road = result["models"]["full"]["road"]
+    assert road is not None and road["pixels"] > 0 and 0 <= road["abs_rel"] < 1
+    assert result["models"]["full"]["person"] is None  # no person pixel in the fixture
+    with Image.open(tmp_path / "per_class_testsplit.png") as chart:
+        assert chart.mode == "RGB" and chart.width > 19 * 2 * evaluate_per_class.CHART_BAR_WIDTH
+        pixels = np.asarray(chart).reshape(-1, 3)
+        for colour in evaluate_per_class.BAR_COLOURS[:2]:  # both models have bars
+            assert (pixels == colour).all(1).sum() > 20
+
+
+# ---------------------------------------------------------------------------------------------
+# pose
+# ---------------------------------------------------------------------------------------------
+def test_ate_by_hand():
+    steps = [np.eye(4) for _ in range(4)]
+    for i, step in enumerate(steps):
+        step[0, 3] = 1.0 + i  # forward steps of 1, 2, 3, 4 m
+    xyz = evaluate_pose.dump_xyz(steps)
+    assert xyz[:, 0].tolist() == [0, 1, 3, 6, 10]
+    assert evaluate_pose.compute_ate(xyz, xyz) == pytest.approx(0)
+    assert evaluate_pose.compute_ate(xyz, xyz * 0.5) == pytest.approx(0)  # scale is aligned away
+    shifted = xyz.copy()
+    shifted[-1, 1] = 1.0  # one point 1 m off, after optimal scale the error stays
+    assert evaluate_pose.compute_ate(xyz, shifted) > 0.01
+
+
+def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
+    seq = tmp_path / "sequences" / "09" / "image_2"
+    seq.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 192, 3), dtype=np.uint8)).save(seq / f"{i:06d}.png")
+    (tmp_path / "poses").mkdir()
+    rows = [np.hstack([np.eye(3), [[0], [0], [float(i)]]]).reshape(-1) for i in range(4)]  # 1 m forward per frame
+    np.savetxt(tmp_path / "poses" / "09.txt", np.array(rows))
+    gt_local = evaluate_pose.local_ground_truth(str(tmp_path / "poses" / "09.txt"))
+    assert len(gt_local) == 3 and np.allclose(gt_local[0][:3, 3], [0, 0, -1])
+    assert evaluate_pose.snippet_ates(gt_local, gt_local) == pytest.approx(np.zeros(3))
+
+    folder = tmp_path / "model"
+    write_authors_folder(str(folder), height=64, width=192)
+    test_file = tmp_path / "test_files_09.txt"
+    test_file.write_text("9 0 l\n9 1 l\n9 2 l\n")
+    poses = evaluate_pose.predict_poses(str(folder), str(tmp_path), str(test_file), "png", 2, 0, torch.device("cpu"))
+    assert poses.shape == (3, 4, 4) and np.allclose(poses[:, 3], [0, 0, 0, 1])
+    assert np.allclose(poses[:, :3, :3] @ poses[:, :3, :3].transpose(0, 2, 1), np.eye(3), atol=1e-5)
