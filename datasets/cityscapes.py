@@ -1,7 +1,10 @@
 """Cityscapes label table: label ids (0..33) of the pseudo-label PNGs, the 19 train ids, colours."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
+from PIL import Image
 
 IGNORE_ID = 255
 NUM_LABEL_IDS = 34  # ids 0..33; the table's -1 (license plate) never occurs in a PNG
@@ -41,3 +44,25 @@ def colourise(train_ids: np.ndarray) -> np.ndarray:
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[:NUM_CLASSES] = TRAIN_ID_COLOURS
     return palette[np.asarray(train_ids, dtype=np.uint8)]
+
+
+def label_id_palette() -> list[int]:
+    """A PNG palette (768 values) that draws each label id in its train id's colour (others black)."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for train_id, (_, label_id) in enumerate(TRAIN_CLASSES):
+        palette[label_id] = TRAIN_ID_COLOURS[train_id]
+    return palette.reshape(-1).tolist()
+
+
+def save_label_png(path: str, label_ids: np.ndarray) -> None:
+    """Write a label-id map (H, W) as a palette PNG (the authors' encoding), atomically."""
+    ids = np.asarray(label_ids)
+    if ids.ndim != 2 or ids.min(initial=0) < 0 or ids.max(initial=0) >= NUM_LABEL_IDS:
+        raise ValueError(f"{path}: a label map must be (H, W) of Cityscapes label ids 0..{NUM_LABEL_IDS - 1}")
+    image = Image.fromarray(ids.astype(np.uint8), mode="P")
+    image.putpalette(label_id_palette())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    image.save(tmp)
+    os.replace(tmp, path)

@@ -40,9 +40,7 @@ def generate_depth_map(calib_dir: str, velo_path: str, cam: int = 2, vel_depth: 
     nearer stays.
     """
     cam2cam = read_calib_file(os.path.join(calib_dir, "calib_cam_to_cam.txt"))
-    velo2cam = read_calib_file(os.path.join(calib_dir, "calib_velo_to_cam.txt"))
-    velo2cam = np.hstack((velo2cam["R"].reshape(3, 3), velo2cam["T"][..., np.newaxis]))
-    velo2cam = np.vstack((velo2cam, np.array([0, 0, 0, 1.0])))
+    velo2cam = rigid_transform(os.path.join(calib_dir, "calib_velo_to_cam.txt"))
 
     im_shape = cam2cam["S_rect_02"][::-1].astype(np.int32)  # (height, width)
     R_cam2rect = np.eye(4)
@@ -70,3 +68,58 @@ def generate_depth_map(calib_dir: str, velo_path: str, cam: int = 2, vel_depth: 
     np.minimum.at(depth, pixel, velo_pts_im[:, 2])  # the nearest point of each pixel
     depth[~np.isfinite(depth) | (depth < 0)] = 0
     return depth.reshape(height, width)
+
+
+EARTH_RADIUS = 6378137.0  # metres, the KITTI devkit's
+
+
+def read_oxts_packet(path: str) -> np.ndarray:
+    """One OXTS packet (30,): lat, lon, alt, roll, pitch, yaw, velocities, accelerations, status."""
+    with open(path) as f:
+        values = f.read().split()
+    if len(values) != 30:
+        raise ValueError(f"{path}: an OXTS packet has 30 numbers, found {len(values)}")
+    return np.array([float(v) for v in values])
+
+
+def oxts_poses(packets: np.ndarray) -> np.ndarray:
+    """IMU-to-world poses (N, 4, 4) relative to the first packet (the KITTI devkit's convertOxtsToPose).
+
+    Positions come from a Mercator projection whose scale is fixed by the first latitude;
+    orientation is Rz(yaw) Ry(pitch) Rx(roll).
+    """
+    packets = np.asarray(packets, dtype=np.float64)
+    scale = np.cos(np.deg2rad(packets[0, 0]))
+    lat, lon, alt, roll, pitch, yaw = (packets[:, i] for i in range(6))
+    poses = np.tile(np.eye(4), (len(packets), 1, 1))
+    poses[:, 0, 3] = scale * np.deg2rad(lon) * EARTH_RADIUS
+    poses[:, 1, 3] = scale * EARTH_RADIUS * np.log(np.tan(np.deg2rad(90 + lat) / 2))
+    poses[:, 2, 3] = alt
+    c, s = np.cos, np.sin
+    zero, one = np.zeros_like(roll), np.ones_like(roll)
+    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c(roll), -s(roll)], -1),
+                   np.stack([zero, s(roll), c(roll)], -1)], -2)
+    ry = np.stack([np.stack([c(pitch), zero, s(pitch)], -1), np.stack([zero, one, zero], -1),
+                   np.stack([-s(pitch), zero, c(pitch)], -1)], -2)
+    rz = np.stack([np.stack([c(yaw), -s(yaw), zero], -1), np.stack([s(yaw), c(yaw), zero], -1),
+                   np.stack([zero, zero, one], -1)], -2)
+    poses[:, :3, :3] = rz @ ry @ rx
+    return np.linalg.inv(poses[0]) @ poses
+
+
+def rigid_transform(calib_file: str) -> np.ndarray:
+    """4x4 transform of a calibration file holding R (3x3) and T (3,), e.g. calib_velo_to_cam.txt."""
+    calib = read_calib_file(calib_file)
+    if "R" not in calib or "T" not in calib:
+        raise ValueError(f"{calib_file}: expected the keys R and T")
+    transform = np.eye(4)
+    transform[:3, :3] = calib["R"].reshape(3, 3)
+    transform[:3, 3] = calib["T"]
+    return transform
+
+
+def camera_poses_from_oxts(calib_dir: str, packets: np.ndarray) -> np.ndarray:
+    """Camera-to-world poses (N, 4, 4) of the rectified camera 0, relative to the first IMU pose."""
+    velo_from_imu = rigid_transform(os.path.join(calib_dir, "calib_imu_to_velo.txt"))
+    cam_from_velo = rigid_transform(os.path.join(calib_dir, "calib_velo_to_cam.txt"))
+    return oxts_poses(packets) @ np.linalg.inv(velo_from_imu) @ np.linalg.inv(cam_from_velo)

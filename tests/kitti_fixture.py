@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from datasets.cityscapes import save_label_png
+
 DATE = "2011_09_26"
 DRIVE = f"{DATE}/{DATE}_drive_0001_sync"
 NATIVE_WIDTH, NATIVE_HEIGHT = 208, 64
@@ -44,10 +46,7 @@ def label_ids(height: int, width: int) -> np.ndarray:
 
 def write_label_png(path: str, ids: np.ndarray) -> None:
     """Save label ids as a palette PNG, the authors' encoding."""
-    image = Image.fromarray(ids, mode="P")
-    image.putpalette([v for i in range(256) for v in (i, (i * 7) % 256, (i * 13) % 256)])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    image.save(path)
+    save_label_png(path, ids)
 
 
 def write_calibration(date_dir: str, width: int, height: int) -> None:
