@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
     g.add_argument("--models_to_load", nargs="+", default=["encoder", "decoder", "pose_encoder", "pose"],
                    help="networks to load from --load_weights_folder")
+
+    g = parser.add_argument_group("demo")
+    g.add_argument("--demo", action="store_true",
+                   help="generate synthetic KITTI scenes once, train the full model on them for a few minutes at "
+                        "64x192 and evaluate before and after (other options given still apply)")
+    g.add_argument("--demo_data", default=None,
+                   help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti")
     return parser
 
 

@@ -5,6 +5,7 @@ import os
 import sys
 from typing import Sequence
 
+import demo
 import options
 import utils
 from trainer import Trainer
@@ -14,6 +15,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = options.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     utils.setup_logging(rank)
+    if opts.demo:
+        demo.run(sys.argv[1:] if argv is None else argv, opts.demo_data)
+        return 0
     Trainer(opts).train()
     return 0
 
