@@ -392,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_options(opts, parser)
     utils.setup_logging()
     device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {opts.device}: no CUDA device is available (use --device cpu)")
     if device.type != "cuda" and opts.precision != "fp32":
         parser.error(f"--precision {opts.precision} needs a CUDA device (autocast runs on CUDA only); "
                      f"use --precision fp32 on {device}")

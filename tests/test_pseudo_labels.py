@@ -223,8 +223,8 @@ def test_image_folders_are_mirrored_below_the_label_root(region_model, tmp_path)
     seg_path = images / "labels"  # inside the image folder: its PNGs must not be taken for images
     argv = ["--image_dirs", str(images), "--seg_path", str(seg_path), "--model", region_model, "--device", "cpu",
             "--batch_size", "3", "--num_workers", "0"]
-    for labelled in (3, 0):
-        assert mpl.main(argv) == 0
+    for labelled, extra in ((1, ["--limit", "1"]), (2, []), (0, [])):
+        assert mpl.main(argv + extra) == 0
         summary = json.load(open(seg_path / mpl.SUMMARY_FOLDER / mpl.SUMMARY_NAME))
         assert summary["frames_needed"] == 3 and summary["frames_labelled"] == labelled
     for rel in sources:
