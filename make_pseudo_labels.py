@@ -210,8 +210,13 @@ def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] 
     if model.lower().endswith(TORCHSCRIPT_EXTENSIONS):
         if not os.path.isfile(model):
             raise FileNotFoundError(f"--model {model}: no such TorchScript file")
+        if resize_to is not None:
+            raise ValueError(f"--resize_to is for transformers checkpoints: the TorchScript model {model} gets each "
+                             "frame at its own size")
         net = torch.jit.load(model, map_location=device).eval()
         return Segmenter(net, UnitRangeInput(normalize), TRAIN_TO_LABEL.copy(), False, model)
+    if normalize != "none":
+        raise ValueError(f"--normalize is for TorchScript models: the checkpoint {model} normalises with its own processor")
     try:
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
     except ImportError as err:

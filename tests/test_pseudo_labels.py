@@ -242,12 +242,19 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
         mpl.channel_to_label_ids(generic, "m")
     assert mpl.channel_to_label_ids(generic, "m", assume_train_id_order=True).tolist() == TRAIN_TO_LABEL.tolist()
 
+    with pytest.raises(ValueError, match="--normalize is for TorchScript models"):
+        mpl.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"), normalize="imagenet")
+    red = mpl.UnitRangeInput("imagenet")(Image.new("RGB", (2, 2), (255, 0, 0)))[:, 0, 0]
+    assert torch.allclose(red, torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
+
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     with pytest.raises(ImportError, match="pip install -r requirements-pseudo-labels.txt"):
         mpl.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"))
 
     wrong = str(tmp_path / "wrong.pt")
     torch.jit.script(torch.nn.Conv2d(3, 18, 1)).save(wrong)
+    with pytest.raises(ValueError, match="--resize_to is for transformers checkpoints"):
+        mpl.load_segmenter(wrong, torch.device("cpu"), resize_to=(8, 8))
     with pytest.raises(ValueError, match=r"must return \(B, 19, h, w\).*got \(1, 18, 5, 7\)"):
         mpl.load_segmenter(wrong, torch.device("cpu")).logits(torch.rand(1, 3, 5, 7))
 
