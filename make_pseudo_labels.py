@@ -52,6 +52,7 @@ SUMMARY_FOLDER = "pseudo_label_summary"  # default summary folder, inside the la
 SUMMARY_NAME = "summary.json"
 TMP_SUFFIX = ".tmp.png"
 DEFAULT_SIDE = "l"  # camera of split lines that name none
+SLIDE_STRIDE = 0.75  # window stride / window size: mmseg's SegFormer Cityscapes test (1024 windows, stride 768)
 CITYSCAPES_LABEL_OF_NAME = {name: label_id for name, label_id in TRAIN_CLASSES}
 
 
@@ -163,9 +164,12 @@ def channel_to_label_ids(id2label: dict, source: str, assume_train_id_order: boo
 class ProcessorInput:
     """Per-image pre-processing of a ``transformers`` checkpoint (its own image processor), run in loader workers."""
 
-    def __init__(self, processor, resize_to: tuple[int, int] | None = None) -> None:
+    def __init__(self, processor, resize_to: tuple[int, int] | None = None, keep_size: bool = False) -> None:
         self.processor = processor
-        self.kwargs = {} if resize_to is None else {"size": {"height": resize_to[0], "width": resize_to[1]}}
+        if resize_to is not None:
+            self.kwargs = {"size": {"height": resize_to[0], "width": resize_to[1]}}
+        else:
+            self.kwargs = {"do_resize": False} if keep_size else {}
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.processor(images=image, return_tensors="pt", **self.kwargs)["pixel_values"][0]
@@ -182,18 +186,51 @@ class UnitRangeInput:
         return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD) if self.normalize == "imagenet" else tensor
 
 
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Offsets of windows covering [0, length): one every ``stride``, the last flush with the end."""
+    if length <= window:
+        return [0]
+    return list(range(0, length - window, stride)) + [length - window]
+
+
+def sliding_window_logits(forward, images: torch.Tensor, window: tuple[int, int],
+                          stride_fraction: float = SLIDE_STRIDE) -> torch.Tensor:
+    """Logits at the input's size: each window's logits upsampled bilinearly to it, averaged where windows overlap."""
+    _, _, height, width = images.shape
+    win_h, win_w = min(window[0], height), min(window[1], width)
+    total = None
+    count = images.new_zeros(1, 1, height, width, dtype=torch.float32)
+    for y in window_starts(height, win_h, max(1, round(win_h * stride_fraction))):
+        for x in window_starts(width, win_w, max(1, round(win_w * stride_fraction))):
+            logits = forward(images[:, :, y:y + win_h, x:x + win_w]).float()
+            logits = F.interpolate(logits, size=(win_h, win_w), mode="bilinear", align_corners=False)
+            if total is None:
+                total = logits.new_zeros(images.shape[0], logits.shape[1], height, width)
+            total[:, :, y:y + win_h, x:x + win_w] += logits
+            count[:, :, y:y + win_h, x:x + win_w] += 1
+    return total / count
+
+
 class Segmenter:
     """A segmentation model: its per-image input, batched logits (B, C, h, w), and each channel's label id."""
 
-    def __init__(self, model, preprocess, channel_to_label: np.ndarray, hugging_face: bool, name: str) -> None:
+    def __init__(self, model, preprocess, channel_to_label: np.ndarray, hugging_face: bool, name: str,
+                 window: tuple[int, int] | None = None) -> None:
         self.model = model
         self.preprocess = preprocess
         self.channel_to_label = channel_to_label
         self.hugging_face = hugging_face
         self.name = name
+        self.window = window
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of a batch; a clear error when a TorchScript model's output is not (B, 19, h, w)."""
+        """Logits of a batch, whole or by sliding windows."""
+        if self.window is not None:
+            return sliding_window_logits(self.forward, images, self.window)
+        return self.forward(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """One forward pass; a clear error when a TorchScript model's output is not (B, 19, h, w)."""
         if self.hugging_face:
             return self.model(pixel_values=images).logits
         out = self.model(images)
@@ -205,14 +242,15 @@ class Segmenter:
 
 
 def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] | None = None,
-                   normalize: str = "none", assume_train_id_order: bool = False) -> Segmenter:
+                   normalize: str = "none", assume_train_id_order: bool = False,
+                   sliding_window: bool = False) -> Segmenter:
     """A TorchScript file (.pt/.ts) or a ``transformers`` checkpoint (hub name or local folder)."""
     if model.lower().endswith(TORCHSCRIPT_EXTENSIONS):
         if not os.path.isfile(model):
             raise FileNotFoundError(f"--model {model}: no such TorchScript file")
-        if resize_to is not None:
-            raise ValueError(f"--resize_to is for transformers checkpoints: the TorchScript model {model} gets each "
-                             "frame at its own size")
+        if resize_to is not None or sliding_window:
+            raise ValueError(f"--resize_to and --sliding_window are for transformers checkpoints: the TorchScript "
+                             f"model {model} gets each frame whole at its own size")
         net = torch.jit.load(model, map_location=device).eval()
         return Segmenter(net, UnitRangeInput(normalize), TRAIN_TO_LABEL.copy(), False, model)
     if normalize != "none":
@@ -224,7 +262,16 @@ def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] 
     processor = AutoImageProcessor.from_pretrained(model)
     net = AutoModelForSemanticSegmentation.from_pretrained(model).eval().to(device)
     channel_to_label = channel_to_label_ids(net.config.id2label, model, assume_train_id_order)
-    return Segmenter(net, ProcessorInput(processor, resize_to), channel_to_label, True, model)
+    window = None
+    if sliding_window:
+        size = getattr(processor, "size", None)
+        try:
+            window = (int(size["height"]), int(size["width"]))
+        except (KeyError, TypeError):
+            raise ValueError(f"--sliding_window: the processor of {model} names no fixed height and width "
+                             f"(its size: {size}) to use as the window") from None
+    return Segmenter(net, ProcessorInput(processor, resize_to, keep_size=sliding_window), channel_to_label, True,
+                     model, window)
 
 
 # -- labelling ---------------------------------------------------------------------------------
@@ -367,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust that a checkpoint's 19 channels are the Cityscapes train ids, whatever its class names")
     g.add_argument("--resize_to", type=_size, default=None,
                    help="HEIGHTxWIDTH for the transformers processor instead of its own size")
+    g.add_argument("--sliding_window", action="store_true",
+                   help="transformers checkpoints: windows of the processor's size (stride 3/4, as mmseg's Cityscapes "
+                        "test) over the frame at its own size (or --resize_to), instead of resizing the whole frame")
     g.add_argument("--normalize", default="none", choices=["none", "imagenet"],
                    help="TorchScript input: RGB in [0, 1], or ImageNet-normalised")
     g = parser.add_argument_group("system")
@@ -415,7 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         todo = todo[:opts.limit] if opts.limit is not None else todo
         logger.info("%d frames need labels: %d exist, labelling %d with %s on %s (%s)", len(frames), skipped,
                     len(todo), opts.model, device, opts.precision)
-        segmenter = load_segmenter(opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order)
+        segmenter = load_segmenter(opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order,
+                                   opts.sliding_window)
         os.makedirs(summary_dir, exist_ok=True)
         start = time.perf_counter()
         histogram, overlays = label_frames(segmenter, todo, device, opts.batch_size, opts.num_workers, opts.precision,

@@ -277,3 +277,46 @@ def test_half_precision_on_the_gpu_writes_the_same_known_ids(tiny, region_model,
         run(tiny, seg_path, region_model, "--precision", precision, "--device", "cuda")
         for path in written_labels(seg_path):
             assert np.array_equal(read_ids(path), region_label_ids(frame_of_label(tiny, path, str(seg_path))))
+
+
+def test_sliding_windows_cover_the_frame_and_average_overlaps():
+    assert mpl.window_starts(23, 6, 4) == [0, 4, 8, 12, 16, 17] and mpl.window_starts(5, 8, 6) == [0]
+    images = torch.rand(2, NUM_CLASSES, 10, 23)
+    assert torch.allclose(mpl.sliding_window_logits(lambda x: x, images, (4, 6)), images, atol=1e-6)
+    # a model that answers each window's mean: overlaps average the windows' means
+    ones = torch.ones(1, 1, 4, 10)
+    ones[..., 6:] = 3.0
+    out = mpl.sliding_window_logits(lambda x: x.mean((2, 3), keepdim=True), ones, (4, 6), stride_fraction=0.5)
+    # windows start at 0, 3, 4: means 1, (3 * 1 + 3 * 3) / 6 = 2, (2 * 1 + 4 * 3) / 6 = 7 / 3
+    expected = torch.tensor([1, 1, 1, 1.5, (1 + 2 + 7 / 3) / 3, (1 + 2 + 7 / 3) / 3, (2 + 7 / 3) / 2,
+                             (2 + 7 / 3) / 2, (2 + 7 / 3) / 2, 7 / 3])
+    assert torch.allclose(out[0, 0, 0], expected)
+
+
+def test_segformer_sliding_window_labels_match_the_windows_by_hand(tiny, segformer_dir, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    seg_path = tmp_path / "labels"
+    summary = run(tiny, seg_path, segformer_dir, "--sliding_window", "--batch_size", "2", "--num_workers", "0")
+    assert summary["frames_labelled"] == 7
+    processor = transformers.AutoImageProcessor.from_pretrained(segformer_dir)
+    model = transformers.AutoModelForSemanticSegmentation.from_pretrained(segformer_dir).eval()
+    channel_to_train = torch.tensor([CLASS_NAMES.index(model.config.id2label[c]) for c in range(NUM_CLASSES)])
+    win_h, win_w = PROCESSOR_SIZE["height"], PROCESSOR_SIZE["width"]
+    assert NATIVE_HEIGHT == win_h and win_w < NATIVE_WIDTH <= win_w + round(win_w * mpl.SLIDE_STRIDE)  # two windows
+    agree = total = 0
+    for path in sorted(written_labels(seg_path)):
+        image = Image.open(frame_of_label(tiny, path, str(seg_path))).convert("RGB")
+        x = processor(images=image, do_resize=False, return_tensors="pt")["pixel_values"]
+        assert x.shape[-2:] == (NATIVE_HEIGHT, NATIVE_WIDTH)
+        logits = torch.zeros(1, NUM_CLASSES, NATIVE_HEIGHT, NATIVE_WIDTH)
+        count = torch.zeros(NATIVE_WIDTH)
+        for x0 in (0, NATIVE_WIDTH - win_w):  # the left window and the one flush with the right edge
+            with torch.inference_mode():
+                window = model(pixel_values=x[..., x0:x0 + win_w]).logits
+            logits[..., x0:x0 + win_w] += torch.nn.functional.interpolate(window, size=(win_h, win_w),
+                                                                          mode="bilinear", align_corners=False)
+            count[x0:x0 + win_w] += 1
+        expected = channel_to_train[(logits / count).argmax(1)[0]].numpy()
+        agree += int((LABEL_TO_TRAIN[read_ids(path)] == expected).sum())
+        total += expected.size
+    assert agree >= 0.999 * total
