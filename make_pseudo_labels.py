@@ -370,7 +370,7 @@ def write_summary(summary: dict, summary_dir: str) -> str:
 def summary_table(summary: dict) -> str:
     """The run's counts and class histogram as a text table."""
     lines = [f"frames needed {summary['frames_needed']}, already labelled (skipped) {summary['frames_skipped']}, "
-             f"labelled now {summary['frames_labelled']} ({summary['frames_per_second']:.2f} frames/s)",
+             f"labelled now {summary['frames_labelled']} ({summary['frames_per_second']:.3g} frames/s)",
              f"{'class':<15}{'pixels':>14}{'share':>9}"]
     for name in CLASS_NAMES:
         lines.append(f"{name:<15}{summary['class_pixels'][name]:>14d}{summary['class_share'][name]:>9.2%}")
