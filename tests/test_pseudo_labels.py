@@ -253,7 +253,7 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
 
     wrong = str(tmp_path / "wrong.pt")
     torch.jit.script(torch.nn.Conv2d(3, 18, 1)).save(wrong)
-    with pytest.raises(ValueError, match="--resize_to is for transformers checkpoints"):
+    with pytest.raises(ValueError, match="--resize_to and --sliding_window are for transformers checkpoints"):
         mpl.load_segmenter(wrong, torch.device("cpu"), resize_to=(8, 8))
     with pytest.raises(ValueError, match=r"must return \(B, 19, h, w\).*got \(1, 18, 5, 7\)"):
         mpl.load_segmenter(wrong, torch.device("cpu")).logits(torch.rand(1, 3, 5, 7))
