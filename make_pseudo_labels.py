@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,8 @@ from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader
 from predict import IMAGE_EXTENSIONS, SEGMENTATION_ALPHA, save_png
 
 logger = logging.getLogger(__name__)
+Preprocess = Callable[[Image.Image], torch.Tensor]
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_MODEL = "nvidia/segformer-b5-finetuned-cityscapes-1024-1024"
 TRANSFORMERS_MISSING = "make_pseudo_labels.py needs transformers: pip install -r requirements-pseudo-labels.txt"
@@ -193,7 +195,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return list(range(0, length - window, stride)) + [length - window]
 
 
-def sliding_window_logits(forward, images: torch.Tensor, window: tuple[int, int],
+def sliding_window_logits(forward: Forward, images: torch.Tensor, window: tuple[int, int],
                           stride_fraction: float = SLIDE_STRIDE) -> torch.Tensor:
     """Logits at the input's size: each window's logits upsampled bilinearly to it, averaged where windows overlap."""
     _, _, height, width = images.shape
@@ -214,7 +216,7 @@ def sliding_window_logits(forward, images: torch.Tensor, window: tuple[int, int]
 class Segmenter:
     """A segmentation model: its per-image input, batched logits (B, C, h, w), and each channel's label id."""
 
-    def __init__(self, model, preprocess, channel_to_label: np.ndarray, hugging_face: bool, name: str,
+    def __init__(self, model: torch.nn.Module, preprocess: Preprocess, channel_to_label: np.ndarray, hugging_face: bool, name: str,
                  window: tuple[int, int] | None = None) -> None:
         self.model = model
         self.preprocess = preprocess
@@ -278,7 +280,7 @@ def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] 
 class FrameImages(Dataset):
     """Decodes frames and pre-processes them for the model (in DataLoader workers)."""
 
-    def __init__(self, frames: Sequence[Frame], preprocess) -> None:
+    def __init__(self, frames: Sequence[Frame], preprocess: Preprocess) -> None:
         self.frames = list(frames)
         self.preprocess = preprocess
 
@@ -460,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames = split_frames(opts.data_path, seg_path, paths, opts.dataset, opts.img_ext, opts.sides)
         else:
             frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
+        for frame in frames:  # half-written files of a killed run
+            if os.path.exists(frame.label + TMP_SUFFIX):
+                os.remove(frame.label + TMP_SUFFIX)
         todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
         skipped = len(frames) - len(todo)
         todo = todo[:opts.limit] if opts.limit is not None else todo
