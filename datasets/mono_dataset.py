@@ -71,6 +71,13 @@ def read_split(path: str) -> list[str]:
     return kept
 
 
+def label_path_of(image_path: str, data_path: str, seg_path: str) -> str:
+    """Pseudo-label PNG of an image: its path relative to ``data_path`` below ``seg_path``, without ``data/``."""
+    rel = os.path.relpath(image_path, data_path)
+    parts = [part for part in rel.split(os.sep) if part != "data"]
+    return os.path.splitext(os.path.join(seg_path, *parts))[0] + ".png"
+
+
 def pil_loader(path: str) -> Image.Image:
     """Open an image file as RGB."""
     with open(path, "rb") as f:
@@ -133,9 +140,7 @@ class MonoDataset(data.Dataset):
 
     def label_path(self, folder: str, frame_index: int, side: str | None) -> str:
         """Pseudo-label PNG of a frame: its image path below the label root, without ``data/``."""
-        rel = os.path.relpath(self.get_image_path(folder, frame_index, side), self.data_path)
-        parts = [part for part in rel.split(os.sep) if part != "data"]
-        return os.path.splitext(os.path.join(self.seg_path, *parts))[0] + ".png"
+        return label_path_of(self.get_image_path(folder, frame_index, side), self.data_path, self.seg_path)
 
     # -- loading -----------------------------------------------------------------------------
     def get_color(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> Image.Image:

@@ -1,0 +1,499 @@
+"""Segmentation pseudo-labels for any driving data: ``python make_pseudo_labels.py --data_path D --split S``.
+
+Runs a Cityscapes-trained segmentation model over every frame a split needs (each line's frame on
+the line's camera; ``--sides both`` adds the other camera) or over folders of images
+(``--image_dirs``), and writes one label PNG per frame where the dataset loader reads it
+(``<seg_path>/<date>/<drive>/image_0X/<frame>.png``, ``--seg_path`` defaulting to
+``<data_path>/segmentation``): Cityscapes label ids (0..33) in a palette PNG at the frame's size,
+the authors' encoding. The model is a Hugging Face ``transformers`` semantic-segmentation
+checkpoint (default: SegFormer-B5 fine-tuned on Cityscapes; its output channels are mapped to label
+ids by class name) or a TorchScript file mapping RGB in [0, 1] (B, 3, H, W) to the 19 Cityscapes
+train-id logits. Logits are upsampled bilinearly to the frame's size and the arg-max is written.
+Existing labels are skipped (an interrupted run continues); every file is written to a temporary
+name and renamed. A summary (counts, class histogram, colour overlays) goes to ``--summary_dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import splits
+import utils
+from datasets import DATASETS
+from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_ID_COLOURS,
+                                 TRAIN_TO_LABEL, colourise)
+from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader
+from predict import IMAGE_EXTENSIONS, SEGMENTATION_ALPHA, save_png
+
+logger = logging.getLogger(__name__)
+Preprocess = Callable[[Image.Image], torch.Tensor]
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+DEFAULT_MODEL = "nvidia/segformer-b5-finetuned-cityscapes-1024-1024"
+TRANSFORMERS_MISSING = "make_pseudo_labels.py needs transformers: pip install -r requirements-pseudo-labels.txt"
+TORCHSCRIPT_EXTENSIONS = (".pt", ".ts", ".torchscript")
+SPLIT_FILE_NAMES = ("train_files.txt", "val_files.txt", "test_files.txt")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+SUMMARY_FOLDER = "pseudo_label_summary"  # default summary folder, inside the label root
+SUMMARY_NAME = "summary.json"
+TMP_SUFFIX = ".tmp.png"
+DEFAULT_SIDE = "l"  # camera of split lines that name none
+SLIDE_STRIDE = 0.75  # window stride / window size: mmseg's SegFormer Cityscapes test (1024 windows, stride 768)
+CITYSCAPES_LABEL_OF_NAME = {name: label_id for name, label_id in TRAIN_CLASSES}
+
+
+def label_palette() -> list[int]:
+    """Palette of the label PNGs: each Cityscapes label id drawn in its class colour (black for the rest)."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[TRAIN_TO_LABEL] = TRAIN_ID_COLOURS
+    return palette.reshape(-1).tolist()
+
+
+LABEL_PALETTE = label_palette()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An image to label and where its label goes."""
+    image: str
+    label: str
+
+
+# -- which frames ------------------------------------------------------------------------------
+def split_files(split: str, splits_dir: str | None = None) -> list[str]:
+    """Split files named by ``--split``: a file, a folder's train/val/test files, a training or a test split."""
+    if os.path.isfile(split):
+        return [split]
+    if os.path.isdir(split):
+        found = [os.path.join(split, name) for name in SPLIT_FILE_NAMES if os.path.isfile(os.path.join(split, name))]
+        if not found:
+            raise splits.SplitError(f"--split {split}: the folder holds none of {', '.join(SPLIT_FILE_NAMES)}")
+        return found
+    if split in splits.TRAIN_SPLITS:
+        return [path for path in splits.training_files(split, splits_dir) if path is not None]
+    if split in splits.TEST_SPLIT_FILES:
+        return [splits.test_files(split, splits_dir)]
+    raise splits.SplitError(f"--split {split!r}: not a split file, a split folder, a training split "
+                            f"({', '.join(splits.TRAIN_SPLITS)}) or a test split ({', '.join(splits.TEST_SPLIT_FILES)})")
+
+
+def split_frames(data_path: str, seg_path: str, split_paths: Sequence[str], dataset: str = "kitti",
+                 img_ext: str = "png", sides: str = "split") -> list[Frame]:
+    """The frames the split files need (frame 0 of each line, as the loader reads), with the loader's label paths."""
+    # only the dataset's path rules are used: the sizes and frame ids do not matter here
+    layout = DATASETS[dataset](data_path, [], height=1, width=1, frame_ids=[0], img_ext=img_ext,
+                               seg_path=seg_path, load_depth=False)
+    frames: dict[str, Frame] = {}
+    for path in split_paths:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            entry = parse_split_line(line, f"{path}:{number}")
+            line_side = entry.side or DEFAULT_SIDE
+            for side in ((line_side,) if sides == "split" else ("l", "r")):
+                image = layout.get_image_path(entry.folder, entry.frame_index, side)
+                if not os.path.isfile(image):
+                    raise FileNotFoundError(f"{image}: frame of {path}:{number} not found "
+                                            f"(--data_path {data_path}, --img_ext {img_ext})")
+                label = layout.label_path(entry.folder, entry.frame_index, side)
+                frames.setdefault(label, Frame(image, label))
+    return list(frames.values())
+
+
+def folder_frames(image_dirs: Sequence[str], seg_path: str, data_path: str | None = None,
+                  exclude: Sequence[str] = ()) -> list[Frame]:
+    """Every image below the folders, its label at the same relative path (from ``data_path``, else the folder's parent)."""
+    excluded = {os.path.abspath(path) for path in (seg_path, *exclude)}
+    frames: dict[str, Frame] = {}
+    for folder in image_dirs:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--image_dirs {folder}: no such folder")
+        base = data_path or os.path.dirname(os.path.abspath(folder))
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(root, d)) not in excluded)
+            for name in sorted(files):
+                if not name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                image = os.path.join(root, name)
+                if os.path.relpath(os.path.abspath(image), os.path.abspath(base)).startswith(os.pardir):
+                    raise ValueError(f"{image} is not inside --data_path {data_path}")
+                label = label_path_of(os.path.abspath(image), os.path.abspath(base), seg_path)
+                if label in frames and frames[label].image != image:
+                    raise ValueError(f"{image} and {frames[label].image} would share the label {label}")
+                frames[label] = Frame(image, label)
+    if not frames:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(image_dirs)}")
+    return list(frames.values())
+
+
+# -- models ------------------------------------------------------------------------------------
+def _normalised_name(name: str) -> str:
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+def channel_to_label_ids(id2label: dict, source: str, assume_train_id_order: bool = False) -> np.ndarray:
+    """Cityscapes label id (uint8) of each output channel, matched by class name; a clear error otherwise."""
+    names = [_normalised_name(id2label[key]) for key in sorted(id2label, key=int)]
+    if assume_train_id_order and len(names) == NUM_CLASSES:
+        return TRAIN_TO_LABEL.copy()
+    unknown = [name for name in names if name not in CITYSCAPES_LABEL_OF_NAME]
+    if len(names) != NUM_CLASSES or unknown or len(set(names)) != NUM_CLASSES:
+        raise ValueError(f"{source}: its classes ({len(names)}: {', '.join(names)}) are not Cityscapes' "
+                         f"{NUM_CLASSES} ({', '.join(CLASS_NAMES)})"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                         + " (pass --assume_train_id_order if its channels are the train ids in order)")
+    return np.array([CITYSCAPES_LABEL_OF_NAME[name] for name in names], dtype=np.uint8)
+
+
+class ProcessorInput:
+    """Per-image pre-processing of a ``transformers`` checkpoint (its own image processor), run in loader workers."""
+
+    def __init__(self, processor, resize_to: tuple[int, int] | None = None, keep_size: bool = False) -> None:
+        self.processor = processor
+        if resize_to is not None:
+            self.kwargs = {"size": {"height": resize_to[0], "width": resize_to[1]}}
+        else:
+            self.kwargs = {"do_resize": False} if keep_size else {}
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.processor(images=image, return_tensors="pt", **self.kwargs)["pixel_values"][0]
+
+
+class UnitRangeInput:
+    """RGB in [0, 1] at the image's size (optionally ImageNet-normalised), for TorchScript models."""
+
+    def __init__(self, normalize: str = "none") -> None:
+        self.normalize = normalize
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        tensor = TF.to_tensor(image)
+        return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD) if self.normalize == "imagenet" else tensor
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Offsets of windows covering [0, length): one every ``stride``, the last flush with the end."""
+    if length <= window:
+        return [0]
+    return list(range(0, length - window, stride)) + [length - window]
+
+
+def sliding_window_logits(forward: Forward, images: torch.Tensor, window: tuple[int, int],
+                          stride_fraction: float = SLIDE_STRIDE) -> torch.Tensor:
+    """Logits at the input's size: each window's logits upsampled bilinearly to it, averaged where windows overlap."""
+    _, _, height, width = images.shape
+    win_h, win_w = min(window[0], height), min(window[1], width)
+    total = None
+    count = images.new_zeros(1, 1, height, width, dtype=torch.float32)
+    for y in window_starts(height, win_h, max(1, round(win_h * stride_fraction))):
+        for x in window_starts(width, win_w, max(1, round(win_w * stride_fraction))):
+            logits = forward(images[:, :, y:y + win_h, x:x + win_w]).float()
+            logits = F.interpolate(logits, size=(win_h, win_w), mode="bilinear", align_corners=False)
+            if total is None:
+                total = logits.new_zeros(images.shape[0], logits.shape[1], height, width)
+            total[:, :, y:y + win_h, x:x + win_w] += logits
+            count[:, :, y:y + win_h, x:x + win_w] += 1
+    return total / count
+
+
+class Segmenter:
+    """A segmentation model: its per-image input, batched logits (B, C, h, w), and each channel's label id."""
+
+    def __init__(self, model: torch.nn.Module, preprocess: Preprocess, channel_to_label: np.ndarray, hugging_face: bool, name: str,
+                 window: tuple[int, int] | None = None) -> None:
+        self.model = model
+        self.preprocess = preprocess
+        self.channel_to_label = channel_to_label
+        self.hugging_face = hugging_face
+        self.name = name
+        self.window = window
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch, whole or by sliding windows."""
+        if self.window is not None:
+            return sliding_window_logits(self.forward, images, self.window)
+        return self.forward(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """One forward pass; a clear error when a TorchScript model's output is not (B, 19, h, w)."""
+        if self.hugging_face:
+            return self.model(pixel_values=images).logits
+        out = self.model(images)
+        if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[:2] != (images.shape[0], NUM_CLASSES):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"{self.name}: a TorchScript model must return (B, {NUM_CLASSES}, h, w) train-id logits, "
+                             f"got {shape} for input {tuple(images.shape)}")
+        return out
+
+
+def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] | None = None,
+                   normalize: str = "none", assume_train_id_order: bool = False,
+                   sliding_window: bool = False) -> Segmenter:
+    """A TorchScript file (.pt/.ts) or a ``transformers`` checkpoint (hub name or local folder)."""
+    if model.lower().endswith(TORCHSCRIPT_EXTENSIONS):
+        if not os.path.isfile(model):
+            raise FileNotFoundError(f"--model {model}: no such TorchScript file")
+        if resize_to is not None or sliding_window:
+            raise ValueError(f"--resize_to and --sliding_window are for transformers checkpoints: the TorchScript "
+                             f"model {model} gets each frame whole at its own size")
+        net = torch.jit.load(model, map_location=device).eval()
+        return Segmenter(net, UnitRangeInput(normalize), TRAIN_TO_LABEL.copy(), False, model)
+    if normalize != "none":
+        raise ValueError(f"--normalize is for TorchScript models: the checkpoint {model} normalises with its own processor")
+    try:
+        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+    except ImportError as err:
+        raise ImportError(TRANSFORMERS_MISSING) from err
+    processor = AutoImageProcessor.from_pretrained(model)
+    net = AutoModelForSemanticSegmentation.from_pretrained(model).eval().to(device)
+    channel_to_label = channel_to_label_ids(net.config.id2label, model, assume_train_id_order)
+    window = None
+    if sliding_window:
+        size = getattr(processor, "size", None)
+        try:
+            window = (int(size["height"]), int(size["width"]))
+        except (KeyError, TypeError):
+            raise ValueError(f"--sliding_window: the processor of {model} names no fixed height and width "
+                             f"(its size: {size}) to use as the window") from None
+    return Segmenter(net, ProcessorInput(processor, resize_to, keep_size=sliding_window), channel_to_label, True,
+                     model, window)
+
+
+# -- labelling ---------------------------------------------------------------------------------
+class FrameImages(Dataset):
+    """Decodes frames and pre-processes them for the model (in DataLoader workers)."""
+
+    def __init__(self, frames: Sequence[Frame], preprocess: Preprocess) -> None:
+        self.frames = list(frames)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, tuple[int, int]]:
+        image = pil_loader(self.frames[index].image)
+        return index, self.preprocess(image), (image.height, image.width)
+
+
+def keep_list(batch: list) -> list:
+    """Collate: keep the items as they are (frames of several sizes share a batch)."""
+    return batch
+
+
+def single_thread_worker(_: int) -> None:
+    """Loader workers decode one image each: one torch thread apiece."""
+    torch.set_num_threads(1)
+
+
+def save_label_png(label_ids: np.ndarray, path: str) -> None:
+    """Label ids (H, W) uint8 as a palette PNG, written to a temporary name and renamed."""
+    ids = np.ascontiguousarray(label_ids, dtype=np.uint8)
+    image = Image.frombytes("P", (ids.shape[1], ids.shape[0]), ids.tobytes())
+    image.putpalette(LABEL_PALETTE)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    image.save(path + TMP_SUFFIX, format="PNG")
+    os.replace(path + TMP_SUFFIX, path)
+
+
+def save_overlay(frame: Frame, train_ids: np.ndarray, seg_path: str, summary_dir: str) -> str:
+    """The frame with its labels blended over it in the Cityscapes palette, as a PNG in the summary folder."""
+    image = np.asarray(pil_loader(frame.image), dtype=np.float32)
+    overlay = (SEGMENTATION_ALPHA * colourise(train_ids) + (1 - SEGMENTATION_ALPHA) * image).astype(np.uint8)
+    name = os.path.relpath(frame.label, seg_path).replace(os.sep, "_")
+    path = os.path.join(summary_dir, "overlay_" + name)
+    save_png(overlay, path)
+    return path
+
+
+def same_shape_groups(batch: list) -> list[list]:
+    """Split a loader batch into groups of equal input and frame size (one forward pass each)."""
+    groups: dict[tuple, list] = {}
+    for item in batch:
+        groups.setdefault((tuple(item[1].shape), item[2]), []).append(item)
+    return list(groups.values())
+
+
+def label_frames(segmenter: Segmenter, frames: Sequence[Frame], device: torch.device, batch_size: int = 8,
+                 num_workers: int = 4, precision: str = "fp32", seg_path: str = "", summary_dir: str | None = None,
+                 num_overlays: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Label the frames; returns the pixels per train id (NUM_CLASSES,) and the overlay paths written."""
+    dtype = PRECISIONS[precision]
+    loader = DataLoader(FrameImages(frames, segmenter.preprocess), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=keep_list, worker_init_fn=single_thread_worker, pin_memory=device.type == "cuda")
+    histogram = np.zeros(NUM_CLASSES, dtype=np.int64)
+    overlays: list[str] = []
+    with tqdm(total=len(frames), unit="frame", desc="pseudo-labels", dynamic_ncols=True) as bar:
+        for batch in loader:
+            for group in same_shape_groups(batch):
+                images = torch.stack([item[1] for item in group]).to(device, non_blocking=True)
+                size = group[0][2]
+                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = segmenter.logits(images)
+                with torch.inference_mode():
+                    logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+                    channels = logits.argmax(1).to(torch.uint8).cpu().numpy()
+                for (index, _, _), frame_channels in zip(group, channels):
+                    label_ids = segmenter.channel_to_label[frame_channels]
+                    save_label_png(label_ids, frames[index].label)
+                    train_ids = LABEL_TO_TRAIN[label_ids]
+                    histogram += np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
+                    if summary_dir is not None and len(overlays) < num_overlays:
+                        overlays.append(save_overlay(frames[index], train_ids, seg_path, summary_dir))
+                bar.update(len(group))
+    return histogram, overlays
+
+
+def write_summary(summary: dict, summary_dir: str) -> str:
+    """summary.json in the summary folder, written to a temporary name and renamed."""
+    path = os.path.join(summary_dir, SUMMARY_NAME)
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def summary_table(summary: dict) -> str:
+    """The run's counts and class histogram as a text table."""
+    lines = [f"frames needed {summary['frames_needed']}, already labelled (skipped) {summary['frames_skipped']}, "
+             f"labelled now {summary['frames_labelled']} ({summary['frames_per_second']:.3g} frames/s)",
+             f"{'class':<15}{'pixels':>14}{'share':>9}"]
+    for name in CLASS_NAMES:
+        lines.append(f"{name:<15}{summary['class_pixels'][name]:>14d}{summary['class_share'][name]:>9.2%}")
+    return "\n".join(lines)
+
+
+# -- command line ------------------------------------------------------------------------------
+def _size(value: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 768x2560, got {value!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {value!r}")
+    return height, width
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of the tool."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = parser.add_argument_group("frames")
+    g.add_argument("--data_path", default=None, help="root of the data (KITTI raw layout for --split)")
+    g.add_argument("--split", nargs="+", default=None,
+                   help="training splits (train + val files), test splits (e.g. eigen), split folders or split files")
+    g.add_argument("--splits_dir", default=None, help="folder with local copies of the public split files")
+    g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS), help="layout of --data_path")
+    g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
+    g.add_argument("--sides", default="split", choices=["split", "both"],
+                   help="cameras to label: each line's own, or both")
+    g.add_argument("--image_dirs", nargs="+", default=None,
+                   help="instead of --split: folders of images (searched recursively); labels mirror their paths "
+                        "relative to --data_path (else to each folder's parent) below --seg_path")
+    g.add_argument("--seg_path", default=None, help="label root; default <data_path>/segmentation")
+    g.add_argument("--limit", type=int, default=None, help="label at most this many frames in this run")
+    g.add_argument("--overwrite", action="store_true", help="relabel frames whose label exists")
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL,
+                   help="transformers checkpoint (hub name or folder) or TorchScript file (.pt/.ts)")
+    g.add_argument("--assume_train_id_order", action="store_true",
+                   help="trust that a checkpoint's 19 channels are the Cityscapes train ids, whatever its class names")
+    g.add_argument("--resize_to", type=_size, default=None,
+                   help="HEIGHTxWIDTH for the transformers processor instead of its own size")
+    g.add_argument("--sliding_window", action="store_true",
+                   help="transformers checkpoints: windows of the processor's size (stride 3/4, as mmseg's Cityscapes "
+                        "test) over the frame at its own size (or --resize_to), instead of resizing the whole frame")
+    g.add_argument("--normalize", default="none", choices=["none", "imagenet"],
+                   help="TorchScript input: RGB in [0, 1], or ImageNet-normalised")
+    g = parser.add_argument_group("system")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    g.add_argument("--batch_size", type=int, default=8, help="frames per forward pass")
+    g.add_argument("--num_workers", type=int, default=4, help="image-decoding processes")
+    g.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="autocast precision (CUDA only)")
+    g.add_argument("--summary_dir", default=None, help=f"summary folder; default <seg_path>/{SUMMARY_FOLDER}")
+    g.add_argument("--num_overlays", type=int, default=4, help="colour overlays written to the summary folder")
+    return parser
+
+
+def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse option combinations that cannot work, naming the option at fault."""
+    if (opts.split is None) == (opts.image_dirs is None):
+        parser.error("give either --split (with --data_path) or --image_dirs")
+    if opts.split is not None and opts.data_path is None:
+        parser.error("--split needs --data_path")
+    if opts.seg_path is None and opts.data_path is None:
+        parser.error("--image_dirs without --data_path needs --seg_path")
+    if opts.batch_size < 1 or opts.num_workers < 0 or opts.num_overlays < 0 or (opts.limit is not None and opts.limit < 0):
+        parser.error("--batch_size must be positive; --num_workers, --num_overlays and --limit not negative")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    check_options(opts, parser)
+    utils.setup_logging()
+    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {opts.device}: no CUDA device is available (use --device cpu)")
+    if device.type != "cuda" and opts.precision != "fp32":
+        parser.error(f"--precision {opts.precision} needs a CUDA device (autocast runs on CUDA only); "
+                     f"use --precision fp32 on {device}")
+    seg_path = opts.seg_path or os.path.join(opts.data_path, "segmentation")
+    summary_dir = opts.summary_dir or os.path.join(seg_path, SUMMARY_FOLDER)
+    try:
+        if opts.split is not None:
+            paths = [path for split in opts.split for path in split_files(split, opts.splits_dir)]
+            frames = split_frames(opts.data_path, seg_path, paths, opts.dataset, opts.img_ext, opts.sides)
+        else:
+            frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
+        for frame in frames:  # half-written files of a killed run
+            if os.path.exists(frame.label + TMP_SUFFIX):
+                os.remove(frame.label + TMP_SUFFIX)
+        todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
+        skipped = len(frames) - len(todo)
+        todo = todo[:opts.limit] if opts.limit is not None else todo
+        logger.info("%d frames need labels: %d exist, labelling %d with %s on %s (%s)", len(frames), skipped,
+                    len(todo), opts.model, device, opts.precision)
+        segmenter = load_segmenter(opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order,
+                                   opts.sliding_window)
+        os.makedirs(summary_dir, exist_ok=True)
+        start = time.perf_counter()
+        histogram, overlays = label_frames(segmenter, todo, device, opts.batch_size, opts.num_workers, opts.precision,
+                                           seg_path, summary_dir, opts.num_overlays)
+        seconds = time.perf_counter() - start
+    except (ImportError, OSError, ValueError, splits.SplitError) as err:
+        logger.error("%s", err)
+        return 1
+    total = max(int(histogram.sum()), 1)
+    summary = {
+        "model": opts.model, "device": str(device), "precision": opts.precision, "seg_path": seg_path,
+        "frames_needed": len(frames), "frames_skipped": skipped, "frames_labelled": len(todo),
+        "seconds": seconds, "frames_per_second": len(todo) / seconds if seconds > 0 else 0.0,
+        "class_pixels": {name: int(n) for name, n in zip(CLASS_NAMES, histogram)},
+        "class_share": {name: float(n) / total for name, n in zip(CLASS_NAMES, histogram)},
+        "overlays": overlays,
+    }
+    path = write_summary(summary, summary_dir)
+    print(summary_table(summary))
+    logger.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
