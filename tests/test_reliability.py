@@ -2,6 +2,7 @@
 and one clear error (exit code 2, the culprit named, nothing half-written) for each kind of bad input."""
 import glob
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -33,10 +34,10 @@ def run_args(tiny, log_dir, *extra):
             "--max_steps", str(STEPS), "--lr_milestones", "1", "--save_frequency", "2", "--deterministic", *extra]
 
 
-def start(args):
+def start(args, torchrun=()):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
-    return subprocess.Popen([sys.executable, "train.py", *args], cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, *torchrun, "train.py", *args], cwd=PROJECT_DIR, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process):
@@ -71,25 +72,23 @@ def in_process():
 # ------------------------------------------------------------------------------------------------
 # exact resume
 # ------------------------------------------------------------------------------------------------
-def test_run_stopped_by_sigterm_and_resumed_ends_bit_identical_to_an_uninterrupted_run(tiny, tmp_path):
+def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_identical(tiny, tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
     # the uninterrupted run passes --resume too: with no checkpoint yet it starts fresh
     whole = start(run_args(tiny, whole_dir, "--num_workers", "0", "--resume"))
-    stopped = start(run_args(tiny, split_dir, "--num_workers", "0", "--debug_signal_after_step", str(STEPS // 2)))
-    code, stderr = finish(stopped)
-    assert code == 128 + 15, stderr[-3000:]  # 128 + SIGTERM
+    # SIGTERM after step 2: the worker saves and exits with 143; torchrun restarts it and it resumes,
+    # with a data-loading process (item augmentation does not depend on who loads it)
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "--max-restarts", "1")
+    code, stderr = finish(start(run_args(tiny, split_dir, "--num_workers", "1", "--resume",
+                                         "--debug_signal_after_step", str(STEPS // 2)), torchrun))
+    assert code == 0, stderr[-3000:]
     assert "received SIGTERM" in stderr and "stopped by SIGTERM" in stderr and "Traceback" not in stderr
-    saved = training_state.list_checkpoints(str(split_dir / "fsre" / "checkpoints"))
-    assert [os.path.basename(p) for p in saved] == ["step_00000002.pth"]
-    assert not os.path.exists(split_dir / "fsre" / "models" / "weights_0")
-
-    # resumed with a data-loading process: item augmentation does not depend on who loads it
-    code, resumed_err = finish(start(run_args(tiny, split_dir, "--num_workers", "1", "--resume")))
-    assert code == 0, resumed_err[-3000:]
-    assert "epoch 0, batch 2 of the epoch, step 2" in resumed_err
+    assert "failed (exitcode: 143)" in stderr  # 128 + SIGTERM: torchrun sees a failure and restarts
+    assert "saved the training state (epoch 0, batch 2, step 2)" in stderr
+    assert "resumed from" in stderr and "epoch 0, batch 2 of the epoch, step 2" in stderr
     code, whole_err = finish(whole)
     assert code == 0, whole_err[-3000:]
-    assert "no checkpoint" in whole_err
+    assert "no checkpoint" in whole_err and "resumed" not in whole_err
 
     final = f"step_{STEPS:08d}.pth"
     a = training_state.load_checkpoint(str(whole_dir / "fsre" / "checkpoints" / final))
@@ -343,3 +342,38 @@ def test_the_command_line_exits_with_code_2_and_one_line_without_a_traceback(tin
     assert f"error: 1 file(s) needed by {tiny.split_dir}/train_files.txt are missing:\n" \
            f"  {image_path(tiny, 4)} (needed by line 3, 5)" in result.stderr
     no_run_written(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# the pieces of a resume
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_resumed_epoch_yields_the_rest_of_the_same_order_with_the_same_item_seeds(replicas):
+    items = list(range(10))
+    samplers = [training_state.ResumableSampler(items, replicas, rank, seed=3) for rank in range(replicas)]
+    for sampler in samplers:
+        sampler.set_epoch(1)
+    whole = [list(sampler) for sampler in samplers]
+    assert sorted(i for shard in whole for i, _ in shard) == items  # every item once per epoch
+    for sampler, full in zip(samplers, whole):
+        sampler.skip = 2
+        assert list(sampler) == full[2:] and len(sampler) == len(full) - 2
+    seeds = samplers[0].item_seeds()
+    assert all(seeds[i] == seed for i, seed in whole[0])  # a function of (seed, epoch, index)
+    samplers[0].skip = 0
+    samplers[0].set_epoch(2)
+    assert [i for i, _ in samplers[0]] != [i for i, _ in whole[0]]
+    assert (samplers[0].item_seeds() != seeds).all()  # new augmentation draws every epoch
+
+
+def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
+    stop = training_state.StopSignal().install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum == signal.SIGINT  # no KeyboardInterrupt: the step finishes and the state is saved
+        os.kill(os.getpid(), signal.SIGTERM)  # a repeated SIGTERM is ignored while the state is saved
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        stop.uninstall()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
