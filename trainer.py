@@ -295,6 +295,12 @@ class Trainer:
         self.best_val_loss = state["best_val_loss"]
         self.nonfinite_total, self.nonfinite_in_row = state["nonfinite_total"], state["nonfinite_in_row"]
         training_state.set_rng_states(state["rng"])
+        saved = json.loads(state["options"])
+        changed = [f"--{k} {saved.get(k)} -> {getattr(self.opts, k)}" for k in training_state.DATA_ORDER_OPTIONS
+                   if saved.get(k) != getattr(self.opts, k)]
+        if changed:
+            logger.warning("resuming with other options (%s): the run goes on, but not as it would have",
+                           ", ".join(changed))
         logger.info("resumed from %s: epoch %d, batch %d of the epoch, step %d", path, self.epoch,
                     self.batch_in_epoch, self.step)
 

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)\.pth$")
+# options that fix the data order: resuming with other values goes on, but not exactly
+DATA_ORDER_OPTIONS = ("batch_size", "seed", "split", "dataset")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits with 128 + N, as shells report it
 AUGMENT_STREAM = 1  # tells the generator of item seeds apart from the permutation's
@@ -84,6 +86,7 @@ class StopSignal:
         return self
 
     def uninstall(self) -> None:
+        """Put back the handlers that were there before ``install``."""
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
@@ -126,6 +129,7 @@ def set_rng_states(states: dict) -> None:
 # checkpoint files
 # ------------------------------------------------------------------------------------------------
 def checkpoint_dir(run_path: str) -> str:
+    """Folder of a run's training-state checkpoints."""
     return os.path.join(run_path, CHECKPOINT_DIR)
 
 
