@@ -90,14 +90,18 @@ def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argpars
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
-    for name, net in networks.items():
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        if name == "encoder":
-            state.update(height=opts.height, width=opts.width, epoch=epoch, step=step)
-        torch.save(state, os.path.join(tmp, NETWORK_FILES[name]))
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
-    options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
+    try:
+        for name, net in networks.items():
+            state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            if name == "encoder":
+                state.update(height=opts.height, width=opts.width, epoch=epoch, step=step)
+            torch.save(state, os.path.join(tmp, NETWORK_FILES[name]))
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
+        options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left behind
+        raise
     if os.path.exists(folder):
         shutil.rmtree(folder)
     os.replace(tmp, folder)

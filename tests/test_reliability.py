@@ -136,6 +136,25 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, mo
     assert training_state.latest_checkpoint(folder)[0].endswith("step_00000001.pth")
 
 
+def test_a_failed_model_folder_write_leaves_no_folder(tmp_path, monkeypatch):
+    opts = options.parse_args(["--weights_init", "scratch", "--config", "baseline"])
+    networks = {"pose": FSREModel(opts).pose}
+    writes = []
+
+    def disk_full_on_second_file(obj, path, *args, **kwargs):
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        return torch_save(obj, path, *args, **kwargs)
+
+    torch_save = torch.save
+    monkeypatch.setattr(checkpoints.torch, "save", disk_full_on_second_file)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoints.save_model_folder(str(tmp_path / "weights_0"), networks, opts, torch.optim.Adam(
+            networks["pose"].parameters()))
+    assert os.listdir(tmp_path) == []
+
+
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
     folder = str(tmp_path / "checkpoints")
     for step in (3, 6, 9, 12, 15):
@@ -233,10 +252,11 @@ def test_missing_pseudo_labels_and_calibration_are_reported(tiny, tmp_path, caps
     no_run_written(tmp_path)
 
 
-def test_an_image_that_does_not_decode_is_named(tiny, tmp_path, capsys):
+@pytest.mark.parametrize("check", [[], ["--input_check", "full", "--num_workers", "1"]], ids=["sample", "full"])
+def test_an_image_that_does_not_decode_is_named(tiny, tmp_path, capsys, check):
     with open(image_path(tiny, 3), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n truncated")
-    message = train_error(tiny, tmp_path, capsys)
+    message = train_error(tiny, tmp_path, capsys, *check)
     assert message.startswith(f"{image_path(tiny, 3)}: cannot decode the image")
     assert message.endswith("train_files.txt:3)")
     no_run_written(tmp_path)
