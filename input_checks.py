@@ -5,7 +5,7 @@
 - ``sample`` (default): every split entry's paths stay inside the data folder, every file the split
   needs exists (frames and their neighbours, pseudo-labels when a semantic loss is on, Velodyne scans
   and calibration when validation computes depth metrics), and the files of a few items spread over
-  the split decode, share one frame size and hold valid label ids. About a second per 10,000 lines.
+  the split decode, share one frame size and hold valid label ids. Each file is looked up once.
 - ``full``: the same, with every item decoded (in ``num_workers`` processes).
 - ``none``: no check (the loaders still name any file they fail on).
 """
@@ -66,6 +66,7 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
     if len(numbered) != len(dataset):
         raise InputError(f"{split_file} lists {len(numbered)} lines but the dataset holds {len(dataset)} items")
     missing: list[tuple[str, int]] = []
+    exists: dict[str, bool] = {}  # neighbouring frames and calibration files are shared by many lines
     for index, (number, line) in enumerate(numbered):
         files = dataset.required_files(index)
         entry = dataset.entries[index]
@@ -74,7 +75,11 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
             if not _inside(path, dataset.seg_path if path == label else dataset.data_path):
                 raise InputError(f"{split_file}:{number}: {line.strip()!r} leads to {os.path.normpath(path)}, "
                                  f"outside the data folder {dataset.data_path}")
-        missing += [(path, number) for path in files if not os.path.isfile(path)]
+        for path in files:
+            if path not in exists:
+                exists[path] = os.path.isfile(path)
+            if not exists[path]:
+                missing.append((path, number))
     if missing:
         by_file: dict[str, list[int]] = {}
         for path, number in missing:
