@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import options
+from errors import ProjectError
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 
 NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
@@ -27,7 +28,7 @@ METADATA_KEYS = ("height", "width", "epoch", "step", "use_stereo")
 UNUSED_PREFIXES = ("encoder.fc.",)  # torchvision's classifier, kept in the released encoders, never used
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ProjectError, RuntimeError):
     """A checkpoint file that does not fit the network it is loaded into."""
 
 
@@ -89,14 +90,18 @@ def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argpars
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
-    for name, net in networks.items():
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        if name == "encoder":
-            state.update(height=opts.height, width=opts.width, epoch=epoch, step=step)
-        torch.save(state, os.path.join(tmp, NETWORK_FILES[name]))
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
-    options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
+    try:
+        for name, net in networks.items():
+            state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            if name == "encoder":
+                state.update(height=opts.height, width=opts.width, epoch=epoch, step=step)
+            torch.save(state, os.path.join(tmp, NETWORK_FILES[name]))
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
+        options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left behind
+        raise
     if os.path.exists(folder):
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -215,6 +220,9 @@ def inspect_model_folder(folder: str) -> ModelSpec:
         if num_heads * cma_ratio != per_channel:
             num_heads = DEFAULT_NUM_HEADS if per_channel % DEFAULT_NUM_HEADS == 0 else per_channel
             cma_ratio = per_channel // num_heads
+    if cma_layers and seg_head is None:
+        raise CheckpointError(f"{folder}: the decoder holds CMA modules (att_d_to_s.*) but not the segmentation head "
+                              f"seg_decoder.decoder.10.conv.weight that they need")
     pose_path = os.path.join(folder, NETWORK_FILES["pose"])
     pose_frames = None
     if os.path.isfile(pose_path) and os.path.isfile(os.path.join(folder, NETWORK_FILES["pose_encoder"])):

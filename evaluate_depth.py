@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import checkpoints
+import errors as project_errors
 import layers
 import splits
 from datasets import KITTIBenchmarkTestDataset, KITTIRAWDataset, read_split
@@ -174,7 +175,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
 
     if opts.ext_disp_to_eval is None:
         if not opts.load_weights_folder:
-            raise ValueError("give --load_weights_folder (or --ext_disp_to_eval)")
+            raise project_errors.InputError("give --load_weights_folder (or --ext_disp_to_eval)")
         encoder, decoder, spec = checkpoints.load_depth_model(opts.load_weights_folder, device)
         logger.info("%s: %s layout, ResNet-%d, %dx%d, semantics %s, CMA layers %s", opts.load_weights_folder,
                     spec.layout, spec.num_layers, spec.width, spec.height, spec.semantics, list(spec.cma_layers))
@@ -188,8 +189,8 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
             ids = np.load(splits.split_file("benchmark/eigen_to_benchmark_ids.npy", opts.splits_dir))
             pred_disps = pred_disps[ids]
         if len(pred_disps) != num_lines:
-            raise ValueError(f"{opts.ext_disp_to_eval} holds {len(pred_disps)} predictions but {test_file} lists "
-                             f"{num_lines} frames")
+            raise project_errors.InputError(f"{opts.ext_disp_to_eval} holds {len(pred_disps)} predictions but "
+                                            f"{test_file} lists {num_lines} frames")
         out_dir = os.path.dirname(os.path.abspath(opts.ext_disp_to_eval))
 
     if opts.save_pred_disps:
@@ -237,4 +238,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(project_errors.run_cli(main))

@@ -24,6 +24,7 @@ CONFIGS: dict[str, dict] = {
 TRAIN_SPLITS = ("eigen_zhou", "eigen_full", "odom", "benchmark")
 DATASETS = ("kitti", "kitti_odom", "kitti_depth")
 SCALE_WEIGHTINGS = ("fsre", "monodepth2")
+RESUME_LATEST = "latest"  # --resume without a path
 
 
 def _multiple_of_32(value: str) -> int:
@@ -108,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=True,
                    help="SyncBatchNorm under DistributedDataParallel on CUDA (the authors')")
     g.add_argument("--dist_backend", default=None, help="torch.distributed backend; default nccl on CUDA, gloo on CPU")
+    g.add_argument("--deterministic", action="store_true",
+                   help="torch.use_deterministic_algorithms (warn only where CUDA has no deterministic kernel)")
+    g.add_argument("--input_check", default="sample", choices=["sample", "full", "none"],
+                   help="before training: sample = every needed file exists and a few items decode; "
+                        "full = every item decodes; none = skip")
 
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument("--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written")
@@ -119,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
     g.add_argument("--models_to_load", nargs="+", default=["encoder", "decoder", "pose_encoder", "pose"],
                    help="networks to load from --load_weights_folder")
+
+    g = parser.add_argument_group("resuming and robustness")
+    g.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CHECKPOINT",
+                   help="continue from the newest complete checkpoint of the run (or from CHECKPOINT); "
+                        "without one yet, start fresh")
+    g.add_argument("--checkpoint_every", type=int, default=0,
+                   help="steps between training-state checkpoints (0: only after each epoch and on a stop signal)")
+    g.add_argument("--keep_checkpoints", type=int, default=3, help="training-state checkpoints kept (the newest)")
+    g.add_argument("--max_nonfinite_steps", type=int, default=10,
+                   help="steps with a non-finite loss are skipped; stop after this many in a row")
+    g.add_argument("--debug_signal_after_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: SIGTERM to self
 
     g = parser.add_argument_group("demo")
     g.add_argument("--demo", action="store_true",
@@ -168,6 +185,12 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         fail("--frame_ids 0 alone needs --use_stereo: there is no source frame to warp")
     if opts.batch_size < 1:
         fail(f"--batch_size must be positive, got {opts.batch_size}")
+    if opts.keep_checkpoints < 1:
+        fail(f"--keep_checkpoints must be at least 1, got {opts.keep_checkpoints}")
+    if opts.checkpoint_every < 0:
+        fail(f"--checkpoint_every must be 0 or positive, got {opts.checkpoint_every}")
+    if opts.max_nonfinite_steps < 1:
+        fail(f"--max_nonfinite_steps must be at least 1, got {opts.max_nonfinite_steps}")
 
 
 def uses_semantics(opts: argparse.Namespace) -> bool:

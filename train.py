@@ -1,26 +1,36 @@
 """Train FSRE-Depth: ``python train.py --data_path DIR [options]`` or ``torchrun ... train.py ...``."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Sequence
 
 import demo
+import errors
 import options
+import training_state
 import utils
 from trainer import Trainer
 
+logger = logging.getLogger("train")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train; 0 when done, 128 + N when signal N stopped the run (its state saved for --resume)."""
     opts = options.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     utils.setup_logging(rank)
     if opts.demo:
         demo.run(sys.argv[1:] if argv is None else argv, opts.demo_data)
         return 0
-    Trainer(opts).train()
+    try:
+        Trainer(opts).train()
+    except training_state.Interrupted as stopped:
+        logger.warning("%s", stopped)
+        return stopped.exit_code
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_cli(main))

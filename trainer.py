@@ -5,27 +5,40 @@ batch split across them; under ``torchrun`` every process drives one device and
 DistributedDataParallel (with SyncBatchNorm on CUDA) averages the gradients. Means inside the
 losses (the SGT's pooled boundary mean included) are taken per device over that device's share
 of the batch, as in the authors' two-GPU runs; only rank 0 logs and saves.
+
+Long runs (training_state.py): the data order of every epoch is recomputable and each item's
+augmentation depends on (seed, epoch, index) only, so ``--resume`` continues exactly where a
+training-state checkpoint left off; SIGTERM and SIGINT save one and stop the run (exit code
+128 + the signal number); a step whose loss is not finite is skipped, and ``--max_nonfinite_steps``
+of them in a row stop the run with its last good state saved. The split's files are checked
+before training (input_checks.py).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
+import signal
 import time
 
 import torch
+import torch.distributed as dist
 from tensorboardX import SummaryWriter
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import checkpoints
+import input_checks
 import layers
 import options
 import splits
+import training_state
 import utils
 from datasets import DATASETS, colourise, read_split
+from errors import InputError, TrainingError
 from model import FSREModel
 
 logger = logging.getLogger(__name__)
@@ -39,10 +52,13 @@ class Trainer:
         self.runtime = rt = utils.init_runtime(opts.device, opts.no_cuda, opts.dist_backend)
         self.device = rt.device
         if opts.batch_size % rt.world_size:
-            raise ValueError(f"--batch_size {opts.batch_size} is the total batch: it must divide among "
+            raise InputError(f"--batch_size {opts.batch_size} is the total batch: it must divide among "
                              f"{rt.world_size} processes")
         self.log_path = os.path.join(opts.log_dir, opts.model_name)
         utils.seed_everything(opts.seed + rt.rank)
+        if opts.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self._build_data()  # first: bad data fails before the model is built (no random numbers are drawn)
 
         self.model = FSREModel(opts)
         if rt.distributed and self.device.type == "cuda" and opts.sync_bn:
@@ -56,10 +72,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, opts.lr_milestones, opts.lr_gamma)
         self.net = self._wrap(self.model)
 
-        self._build_data()
         self.epoch = 0
         self.step = 0
+        self.batch_in_epoch = 0  # batches of self.epoch already trained (a resumed epoch skips them)
+        self.nonfinite_in_row = self.nonfinite_total = 0
+        self.stop_signal: training_state.StopSignal | None = None
         self.best_val_loss = math.inf
+        if opts.resume is not None:
+            self.resume(opts.resume)
         self.writers = {}
         if rt.is_main:
             self.writers = {mode: SummaryWriter(os.path.join(self.log_path, mode)) for mode in ("train", "val")}
@@ -89,22 +109,22 @@ class Trainer:
         self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True, **common)
         per_process = opts.batch_size // rt.world_size
         if len(self.train_dataset) < per_process * rt.world_size:
-            raise ValueError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "
+            raise InputError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "
                              f"(--batch_size {opts.batch_size})")
-        self.train_sampler = None
-        if rt.distributed:
-            self.train_sampler = DistributedSampler(self.train_dataset, rt.world_size, rt.rank, shuffle=True,
-                                                    seed=opts.seed, drop_last=True)
+        input_checks.check_split(self.train_dataset, train_file, opts.input_check, opts.num_workers)
+        # one sampler for one process and for DDP: each epoch's order is recomputable from (seed, epoch)
+        self.train_sampler = training_state.ResumableSampler(self.train_dataset, rt.world_size, rt.rank, opts.seed)
         generator = torch.Generator().manual_seed(opts.seed + rt.rank)
         pin = self.device.type == "cuda"
         self.train_loader = DataLoader(
-            self.train_dataset, per_process, shuffle=self.train_sampler is None, sampler=self.train_sampler,
+            self.train_dataset, per_process, sampler=self.train_sampler,
             num_workers=opts.num_workers, pin_memory=pin, drop_last=True, generator=generator,
             persistent_workers=opts.num_workers > 0)
 
         self.val_loader = None
         if val_file is not None and not opts.no_validation:
             val_dataset = dataset_class(opts.data_path, read_split(val_file), is_train=False, **common)
+            input_checks.check_split(val_dataset, val_file, opts.input_check, opts.num_workers)
             shard = Subset(val_dataset, range(rt.rank, len(val_dataset), rt.world_size))
             self.val_loader = DataLoader(shard, per_process, shuffle=False, num_workers=opts.num_workers,
                                          pin_memory=pin, drop_last=False)
@@ -130,12 +150,17 @@ class Trainer:
         self.total_steps = len(self.train_loader) * opts.num_epochs
         if opts.max_steps is not None:
             self.total_steps = min(self.total_steps, opts.max_steps)
+        self.stop_signal = training_state.StopSignal().install()
         try:
+            if self.step >= self.total_steps or self.epoch >= opts.num_epochs:
+                logger.info("nothing left to train: step %d of %d, epoch %d of %d", self.step, self.total_steps,
+                            self.epoch, opts.num_epochs)
             for self.epoch in range(self.epoch, opts.num_epochs):
-                self.run_epoch()
-                if self.step >= self.total_steps:
+                if self.step >= self.total_steps and self.batch_in_epoch == 0:
                     break
+                self.run_epoch()
         finally:
+            self.stop_signal.uninstall()
             for writer in self.writers.values():
                 writer.close()
             utils.cleanup_runtime(self.runtime)
@@ -143,19 +168,26 @@ class Trainer:
     def run_epoch(self) -> None:
         """One pass over the training data, then the learning-rate step, validation and a checkpoint."""
         opts, rt = self.opts, self.runtime
-        if self.train_sampler is not None:
-            self.train_sampler.set_epoch(self.epoch)
+        self.train_sampler.set_epoch(self.epoch)
+        self.train_sampler.skip = self.batch_in_epoch * self.train_loader.batch_size
         self.net.train()
         steps = min(len(self.train_loader), self.total_steps - self.step)
         bar = tqdm(total=steps * opts.batch_size, unit="sample", desc=f"epoch {self.epoch}", disable=not rt.is_main,
                    dynamic_ncols=True, leave=False)
         window_start, window_samples = time.time(), 0
-        for inputs in self.train_loader:
+        for inputs in self.train_loader if self.step < self.total_steps else []:
             log_now = self.step % opts.log_frequency == 0
             outputs, losses = self.process_batch(inputs, with_outputs=log_now and rt.is_main)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            self.optimizer.step()
+            if opts.debug_signal_after_step == self.step + 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            finite, stop = self.step_flags(losses["loss"])
+            if finite:
+                self.optimizer.step()
+                self.nonfinite_in_row = 0
+            else:
+                self.skip_nonfinite_step(losses["loss"])
             bar.update(opts.batch_size)
             window_samples += opts.batch_size
             if log_now and rt.is_main:
@@ -164,9 +196,21 @@ class Trainer:
                 self.log("train", inputs, outputs, losses, samples_per_s=rate)
                 window_start, window_samples = time.time(), 0
             self.step += 1
+            self.batch_in_epoch += 1
+            if stop:
+                self.stop(self.save_training_state())
+            if self.nonfinite_in_row >= opts.max_nonfinite_steps:
+                path = self.save_training_state()
+                raise TrainingError(
+                    f"the loss was not finite for {self.nonfinite_in_row} steps in a row (steps "
+                    f"{self.step - self.nonfinite_in_row}..{self.step - 1}, --max_nonfinite_steps "
+                    f"{opts.max_nonfinite_steps}); the last good state is saved in {path}")
+            if opts.checkpoint_every and self.step % opts.checkpoint_every == 0:
+                self.save_training_state()
             if self.step >= self.total_steps:
                 break
         bar.close()
+        self.train_sampler.skip = 0
         utils.broadcast_buffers(self.model, rt)
         self.scheduler.step()
         val_losses = self.validate() if self.val_loader is not None else None
@@ -176,6 +220,89 @@ class Trainer:
             if best:
                 self.best_val_loss = val_losses["loss"]
             self.save_model(best)
+        self.batch_in_epoch = 0
+        path = self.save_training_state(self.epoch + 1)
+        if self.step_flags(None)[1]:  # a signal during validation or saving
+            self.stop(path)
+
+    # ------------------------------------------------------------------------------------------
+    def step_flags(self, loss: torch.Tensor | None) -> tuple[bool, bool]:
+        """(loss is finite, a stop signal arrived), agreed by every process (one all-reduce under DDP)."""
+        stop = self.stop_signal is not None and self.stop_signal.signum is not None
+        if not self.runtime.distributed:
+            return loss is None or bool(torch.isfinite(loss.detach())), stop
+        bad = torch.zeros((), device=self.device) if loss is None else (~torch.isfinite(loss.detach())).float()
+        flags = torch.stack([bad, torch.tensor(float(stop), device=self.device)])
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        bad_any, stop_any = flags.tolist()
+        return not bad_any, bool(stop_any)
+
+    def skip_nonfinite_step(self, loss: torch.Tensor) -> None:
+        """Count a step whose loss is not finite; its gradients are dropped, the weights stay."""
+        self.nonfinite_in_row += 1
+        self.nonfinite_total += 1
+        logger.warning("step %d: loss %s, step skipped (%d in a row, %d in all)", self.step, loss.item(),
+                       self.nonfinite_in_row, self.nonfinite_total)
+
+    def stop(self, path: str) -> None:
+        """End the run after a stop signal (the state is saved in ``path``)."""
+        signum = self.stop_signal.signum if self.stop_signal.signum is not None else signal.SIGTERM
+        logger.warning("stopping at epoch %d, step %d", self.epoch, self.step)
+        raise training_state.Interrupted(signum, path)
+
+    def training_state(self, epoch: int, batch_in_epoch: int) -> dict:
+        """Everything an exact resume needs, in types that ``torch.load(weights_only=True)`` reads."""
+        return {"networks": {name: net.state_dict() for name, net in self.models.items()},
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": self.step,
+                "best_val_loss": self.best_val_loss, "nonfinite_total": self.nonfinite_total,
+                "nonfinite_in_row": self.nonfinite_in_row, "rng": training_state.rng_states(),
+                "options": json.dumps(vars(self.opts), sort_keys=True)}
+
+    def save_training_state(self, epoch: int | None = None) -> str:
+        """Rank 0 writes a training-state checkpoint (after ``epoch`` ends, when given); all ranks wait for it."""
+        folder = training_state.checkpoint_dir(self.log_path)
+        path = os.path.join(folder, f"step_{self.step:08d}.pth")
+        if self.runtime.is_main:
+            state = self.training_state(self.epoch if epoch is None else epoch,
+                                        self.batch_in_epoch if epoch is None else 0)
+            path = training_state.save_checkpoint(folder, self.step, state, self.opts.keep_checkpoints)
+            logger.info("saved the training state (epoch %d, batch %d, step %d) to %s", state["epoch"],
+                        state["batch_in_epoch"], self.step, path)
+        if self.runtime.distributed:
+            dist.barrier()
+        return path
+
+    def resume(self, where: str) -> None:
+        """Load a training-state checkpoint (``options.RESUME_LATEST``: the run's newest complete one)."""
+        if where == options.RESUME_LATEST:
+            found = training_state.latest_checkpoint(training_state.checkpoint_dir(self.log_path))
+            if found is None:
+                logger.info("--resume: no checkpoint in %s yet, starting fresh",
+                            training_state.checkpoint_dir(self.log_path))
+                return
+            path, state = found
+        else:
+            path, state = where, training_state.load_checkpoint(where)
+        for name, net in self.models.items():
+            if name not in state["networks"]:
+                raise checkpoints.CheckpointError(f"{path} holds no {name} network")
+            checkpoints.check_state_dict(net, state["networks"][name], f"{path} ({name})")
+            net.load_state_dict(state["networks"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.best_val_loss = state["best_val_loss"]
+        self.nonfinite_total, self.nonfinite_in_row = state["nonfinite_total"], state["nonfinite_in_row"]
+        training_state.set_rng_states(state["rng"])
+        saved = json.loads(state["options"])
+        changed = [f"--{k} {saved.get(k)} -> {getattr(self.opts, k)}" for k in training_state.DATA_ORDER_OPTIONS
+                   if saved.get(k) != getattr(self.opts, k)]
+        if changed:
+            logger.warning("resuming with other options (%s): the run goes on, but not as it would have",
+                           ", ".join(changed))
+        logger.info("resumed from %s: epoch %d, batch %d of the epoch, step %d", path, self.epoch,
+                    self.batch_in_epoch, self.step)
 
     def log_progress(self, losses: dict, samples_per_s: float) -> None:
         elapsed = time.time() - self.start_time
@@ -239,6 +366,7 @@ class Trainer:
             writer.add_scalar("learning_rate", self.optimizer.param_groups[0]["lr"], self.step)
             if samples_per_s is not None:
                 writer.add_scalar("samples_per_s", samples_per_s, self.step)
+            writer.add_scalar("nonfinite_steps", self.nonfinite_total, self.step)
         if not outputs:
             return
         opts = self.opts

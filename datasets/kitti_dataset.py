@@ -8,6 +8,8 @@ import skimage.transform
 from PIL import Image
 
 from .kitti_utils import CAMERA_OF_SIDE, generate_depth_map
+
+CALIBRATION_FILES = ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")  # read by generate_depth_map
 from .mono_dataset import MonoDataset
 
 DEPTH_PNG_SCALE = 256.0  # KITTI depth-benchmark PNGs store depth x 256 as uint16
@@ -28,6 +30,15 @@ class KITTIRAWDataset(MonoDataset):
             return False
         entry = self.entries[0]
         return os.path.isfile(self.velodyne_path(entry.folder, entry.frame_index))
+
+    def required_files(self, index: int) -> list[str]:
+        files = super().required_files(index)
+        if self.load_depth:
+            entry = self.entries[index]
+            calib_dir = os.path.join(self.data_path, entry.folder.split("/")[0])
+            files += [self.velodyne_path(entry.folder, entry.frame_index)] + \
+                [os.path.join(calib_dir, name) for name in CALIBRATION_FILES]
+        return files
 
     def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
         calib_dir = os.path.join(self.data_path, folder.split("/")[0])
@@ -58,6 +69,13 @@ class KITTIDepthDataset(KITTIRAWDataset):
             return False
         entry = self.entries[0]
         return os.path.isfile(self.depth_path(entry.folder, entry.frame_index, entry.side or "l"))
+
+    def required_files(self, index: int) -> list[str]:
+        files = MonoDataset.required_files(self, index)
+        if self.load_depth:
+            entry = self.entries[index]
+            files.append(self.depth_path(entry.folder, entry.frame_index, entry.side or "l"))
+        return files
 
     def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
         with Image.open(self.depth_path(folder, frame_index, side)) as img:

@@ -5,22 +5,33 @@ resized straight from the frame's native size with Pillow's LANCZOS; colour jitt
 0.5) draws one set of factors and one order of the four adjustments per item, applied to the
 resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
 flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx.
+
+Training items can be seeded: an index ``(index, seed)`` (what ``trainer.ResumableSampler`` yields)
+draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
+item only, so an item's augmentation depends on (run seed, epoch, index) alone, not on the worker
+that loads it or on where an epoch was interrupted. The draws and their distributions are the
+authors'; only the generator state they start from differs.
+
+Files that cannot be read raise ``InputError`` naming the file, also inside DataLoader workers.
 """
 from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils import data
 from torchvision import transforms
 
-from .cityscapes import LABEL_TO_TRAIN
+from errors import InputError
+
+from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
 
 # KITTI's intrinsics normalised by the image size (Monodepth2's).
 KITTI_K = np.array([[0.58, 0, 0.5, 0],
@@ -48,26 +59,28 @@ def parse_split_line(line: str, where: str = "split line") -> SplitEntry:
     """Parse ``folder [frame_index [side]]``; ``where`` names the file and line in errors."""
     parts = line.split()
     if not parts or len(parts) > 3:
-        raise ValueError(f"{where}: expected 'folder frame_index side', got {line.strip()!r}")
+        raise InputError(f"{where}: expected 'folder frame_index side', got {line.strip()!r}")
     try:
         frame_index = int(parts[1]) if len(parts) > 1 else 0
     except ValueError:
-        raise ValueError(f"{where}: frame index {parts[1]!r} is not an integer in {line.strip()!r}") from None
+        raise InputError(f"{where}: frame index {parts[1]!r} is not an integer in {line.strip()!r}") from None
     side = parts[2] if len(parts) > 2 else None
     if side is not None and side not in OTHER_SIDE:
-        raise ValueError(f"{where}: side must be l or r, got {side!r} in {line.strip()!r}")
+        raise InputError(f"{where}: side must be l or r, got {side!r} in {line.strip()!r}")
     return SplitEntry(parts[0], frame_index, side)
 
 
-def read_split(path: str) -> list[str]:
-    """Lines of a split file (blank lines dropped), each checked by ``parse_split_line``."""
+def read_split_numbered(path: str) -> list[tuple[int, str]]:
+    """(line number, line) of a split file's non-blank lines, each checked by ``parse_split_line``."""
+    if not os.path.isfile(path):
+        raise InputError(f"split file {path} not found")
     with open(path) as f:
         lines = [line.rstrip("\n") for line in f]
     kept = []
     for number, line in enumerate(lines, 1):
         if line.strip():
             parse_split_line(line, f"{path}:{number}")
-            kept.append(line)
+            kept.append((number, line))
     return kept
 
 
@@ -78,11 +91,39 @@ def label_path_of(image_path: str, data_path: str, seg_path: str) -> str:
     return os.path.splitext(os.path.join(seg_path, *parts))[0] + ".png"
 
 
+def read_split(path: str) -> list[str]:
+    """Lines of a split file (blank lines dropped), each checked by ``parse_split_line``."""
+    return [line for _, line in read_split_numbered(path)]
+
+
+def open_image(path: str) -> Image.Image:
+    """Decode an image file fully; a missing or undecodable file raises InputError naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise InputError(f"{path}: cannot decode the image ({err})") from None
+
+
 def pil_loader(path: str) -> Image.Image:
     """Open an image file as RGB."""
-    with open(path, "rb") as f:
-        with Image.open(f) as img:
-            return img.convert("RGB")
+    return open_image(path).convert("RGB")
+
+
+@contextmanager
+def seeded_random(seed: int):
+    """Seed Python's and torch's generators for a block, restoring their states after it."""
+    state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def color_jitter(image: Image.Image, params: tuple | None) -> Image.Image:
@@ -143,6 +184,48 @@ class MonoDataset(data.Dataset):
         return label_path_of(self.get_image_path(folder, frame_index, side), self.data_path, self.seg_path)
 
     # -- loading -----------------------------------------------------------------------------
+    def frame_path(self, entry: SplitEntry, frame_id) -> str:
+        """Image file of a frame of an item: a temporal offset, or "s" for the other camera."""
+        if frame_id == "s":
+            return self.get_image_path(entry.folder, entry.frame_index, OTHER_SIDE[entry.side])
+        return self.get_image_path(entry.folder, entry.frame_index + frame_id, entry.side)
+
+    def required_files(self, index: int) -> list[str]:
+        """Every file that loading item ``index`` reads: frames, pseudo-label, ground truth."""
+        entry = self.entries[index]
+        files = [self.frame_path(entry, i) for i in self.frame_ids]
+        if self.load_labels:
+            files.append(self.label_path(entry.folder, entry.frame_index, entry.side))
+        return files
+
+    def check_item(self, index: int) -> None:
+        """Decode every image of an item and check frame sizes and label ids (InputError naming the file)."""
+        entry = self.entries[index]
+        sizes = {self.frame_path(entry, i): open_image(self.frame_path(entry, i)).size for i in self.frame_ids}
+        self.check_frame_sizes(sizes)
+        if self.load_labels:
+            path = self.label_path(entry.folder, entry.frame_index, entry.side)
+            self.check_label_ids(np.asarray(open_image(path)), path)
+
+    @staticmethod
+    def check_frame_sizes(sizes: dict[str, tuple[int, int]]) -> None:
+        """The frames of an item must share one size (else warping compares different views)."""
+        target_path, target_size = next(iter(sizes.items()))
+        for path, size in sizes.items():
+            if size != target_size:
+                raise InputError(f"{path}: image of unexpected size {size[0]}x{size[1]}; the item's target frame "
+                                 f"{target_path} is {target_size[0]}x{target_size[1]}")
+
+    @staticmethod
+    def check_label_ids(ids: np.ndarray, path: str) -> None:
+        """Pseudo-labels hold Cityscapes label ids 0..33."""
+        if ids.ndim != 2:
+            raise InputError(f"{path}: a label map must have one channel of label ids, got shape {ids.shape}")
+        if ids.size and int(ids.max()) >= NUM_LABEL_IDS:
+            bad = np.unique(ids[ids >= NUM_LABEL_IDS])
+            raise InputError(f"{path}: label ids {bad[:10].tolist()} lie outside the Cityscapes table "
+                             f"(0..{NUM_LABEL_IDS - 1})")
+
     def get_color(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> Image.Image:
         color = pil_loader(self.get_image_path(folder, frame_index, side))
         return color.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if do_flip else color
@@ -150,12 +233,11 @@ class MonoDataset(data.Dataset):
     def get_labels(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> torch.Tensor:
         """Train ids (1, H, W) int64 from the Cityscapes label-id PNG, resized with Pillow's nearest."""
         path = self.label_path(folder, frame_index, side)
-        with Image.open(path) as img:
-            img.load()
-            label = img
+        label = open_image(path)
         if do_flip:
             label = label.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         ids = np.asarray(label.resize((self.width, self.height), Image.Resampling.NEAREST))
+        self.check_label_ids(ids, path)
         return torch.from_numpy(LABEL_TO_TRAIN[ids].astype(np.int64))[None]
 
     def intrinsics(self, scale: int, do_flip: bool) -> np.ndarray:
@@ -167,7 +249,16 @@ class MonoDataset(data.Dataset):
         K[1, :] *= self.height // (2 ** scale)
         return K
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        """An item; ``(index, seed)`` draws its augmentation from generators seeded with ``seed``."""
+        if isinstance(index, tuple):
+            index, seed = index
+            with seeded_random(seed):
+                return self.load_item(index)
+        return self.load_item(index)
+
+    def load_item(self, index: int) -> dict:
+        """Item ``index`` with the augmentation drawn from the current random states."""
         entry = self.entries[index]
         do_color_aug = self.is_train and random.random() > AUGMENT_PROBABILITY
         do_flip = self.is_train and random.random() > AUGMENT_PROBABILITY
@@ -179,6 +270,7 @@ class MonoDataset(data.Dataset):
                 frames[i] = self.get_color(entry.folder, entry.frame_index, OTHER_SIDE[entry.side], do_flip)
             else:
                 frames[i] = self.get_color(entry.folder, entry.frame_index + i, entry.side, do_flip)
+        self.check_frame_sizes({self.frame_path(entry, i): frame.size for i, frame in frames.items()})
 
         for scale in range(self.num_scales):
             K = self.intrinsics(scale, do_flip)
