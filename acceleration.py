@@ -4,7 +4,8 @@ Everything here is off by default (the defaults reproduce the authors' implement
 trainer calls ``Acceleration`` at three points: building it (after the model is on its device),
 ``prepare_inputs`` after a batch reaches the device, and ``backward_step`` for the update.
 
-- ``--input_pipeline fast``: ``gpu_inputs.DeviceInputs`` builds scales and jitter on the device.
+- ``--input_pipeline fast``: ``gpu_inputs.DeviceInputs`` builds scales and jitter on the device
+  (on a CPU-only run the workers make them, ``fast_workers``: see ``datasets/fast_frames.py``).
 - ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast`` and its
   floating outputs are cast back to float32, so geometry (back-projection, projection, warping),
   the photometric, smoothness, cross-entropy and SGT losses stay in float32. fp16 adds a gradient
@@ -58,8 +59,11 @@ class Acceleration:
         if self.amp != "off" and device.type != "cuda":
             raise ValueError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
         self.device_inputs = None
-        if getattr(opts, "input_pipeline", "exact") == "fast":
+        self.dataset_pipeline = getattr(opts, "input_pipeline", "exact")  # what the training workers do
+        if self.dataset_pipeline == "fast":
             self.device_inputs = DeviceInputs(device, max(opts.scales) + 1)
+            if device.type == "cpu":  # float jitter in the training process costs more than PIL's in workers
+                self.dataset_pipeline = "fast_workers"
         networks = model.networks().values()
         if getattr(opts, "channels_last", False):
             model.to(memory_format=torch.channels_last)

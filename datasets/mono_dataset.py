@@ -35,7 +35,7 @@ BRIGHTNESS = CONTRAST = SATURATION = (0.8, 1.2)
 HUE = (-0.1, 0.1)
 OTHER_SIDE = {"l": "r", "r": "l"}
 RESIZE_FILTER = Image.Resampling.LANCZOS
-INPUT_PIPELINES = ("exact", "fast")
+INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # see datasets/fast_frames.py
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,17 @@ class MonoDataset(data.Dataset):
                 inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
 
     def add_uint8_frames(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
-        """The fast pipeline's worker side: uint8 frames at the training size and the jitter draw."""
+        """The fast pipelines' worker side: uint8 frames at the training size and the jitter draw
+        (``fast``), or uint8 frames and jittered copies at every scale (``fast_workers``)."""
         for i in self.frame_ids:
             path = self.get_image_path(entry.folder, *self.frame_location(entry, i))
-            inputs[(fast_frames.FRAME_KEY, i)] = fast_frames.read_frame_uint8(path, self.height, self.width, do_flip)
+            frame = fast_frames.read_frame_uint8(path, self.height, self.width, do_flip)
+            if self.input_pipeline == "fast_workers":
+                fast_frames.add_worker_scales(inputs, i, frame, self.num_scales, jitter, color_jitter)
+            else:
+                inputs[(fast_frames.FRAME_KEY, i)] = frame
+        if self.input_pipeline == "fast_workers":
+            return
         factors, order = fast_frames.jitter_tensors(jitter)
         inputs[fast_frames.JITTER_FACTORS_KEY] = factors
         inputs[fast_frames.JITTER_ORDER_KEY] = order
@@ -205,7 +212,7 @@ class MonoDataset(data.Dataset):
             inputs[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K).astype(np.float32))
 
         jitter = transforms.ColorJitter.get_params(BRIGHTNESS, CONTRAST, SATURATION, HUE) if do_color_aug else None
-        if self.input_pipeline == "fast":
+        if self.input_pipeline != "exact":
             self.add_uint8_frames(inputs, entry, do_flip, jitter)
         else:
             self.add_colors(inputs, entry, do_flip, jitter)
