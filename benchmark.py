@@ -124,6 +124,12 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> d
             trainer.acceleration.prepare_inputs(trainer.to_device(next(batches)))
 
         input_s = timed(device, args.warmup, args.input_batches, load)
+        if args.input_only:
+            for writer in trainer.writers.values():
+                writer.close()
+            return {"config": config, "path": path, "input_samples_per_s": args.batch_size / input_s,
+                    "train_samples_per_s": None, "peak_memory_gib": None, "inference_ms": None,
+                    "projected_20_epochs_h": None}
 
         def train_step() -> None:
             _, losses = trainer.process_batch(next(batches), with_outputs=False)
@@ -167,12 +173,14 @@ def table(report: dict) -> str:
     for row in report["results"]:
         name, time_ref, memory_ref, infer_ref = SEED_TABLE2[row["config"]]
         memory = "n/a" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}GiB"
-        lines.append(f"{name:<17} {row['path']:<6} {format_hours(row['projected_20_epochs_h']):>13} "
-                     f"{row['train_samples_per_s']:>8.2f} {row['input_samples_per_s']:>8.2f} {memory:>9} "
-                     f"{row['inference_ms']:>8.2f} | {time_ref:>10} {memory_ref:>10} {infer_ref:>6}")
+        hours = "-" if row["projected_20_epochs_h"] is None else format_hours(row["projected_20_epochs_h"])
+        train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
+        infer = "-" if row["inference_ms"] is None else f"{row['inference_ms']:.2f}"
+        lines.append(f"{name:<17} {row['path']:<6} {hours:>13} {train:>8} {row['input_samples_per_s']:>8.2f} "
+                     f"{memory:>9} {infer:>8} | {time_ref:>10} {memory_ref:>10} {infer_ref:>6}")
     for config, ratio in report.get("speedups", {}).items():
-        lines.append(f"{SEED_TABLE2[config][0]}: fast/exact = {ratio['train']:.2f}x training, "
-                     f"{ratio['input']:.2f}x input pipeline, {ratio['inference']:.2f}x inference")
+        lines.append(f"{SEED_TABLE2[config][0]}: fast/exact = " + ", ".join(
+            f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None))
     settings = report["settings"]
     lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
                  f"{settings['num_workers']} workers, {report['machine']['device']}")
@@ -208,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input_batches", type=int, default=20, help="timed batches of the input pipeline alone")
     g.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
     g.add_argument("--inference_runs", type=int, default=50, help="timed inference calls at batch 1")
+    g.add_argument("--input_only", action="store_true", help="measure the input pipeline only")
     g.add_argument("--baseline", action="store_true",
                    help="also run the straightforward path (exact pipeline, unfused losses, fp32) and report ratios")
     g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast on the fast path (CUDA)")
@@ -243,11 +252,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
                               for k, v in SEED_TABLE2.items()}}
     if args.baseline:
         by_key = {(r["config"], r["path"]): r for r in results}
-        report["speedups"] = {config: {
-            "train": by_key[config, "fast"]["train_samples_per_s"] / by_key[config, "exact"]["train_samples_per_s"],
-            "input": by_key[config, "fast"]["input_samples_per_s"] / by_key[config, "exact"]["input_samples_per_s"],
-            "inference": by_key[config, "exact"]["inference_ms"] / by_key[config, "fast"]["inference_ms"]}
-            for config in args.configs}
+
+        def ratio(config: str, key: str, higher_is_better: bool = True) -> float | None:
+            fast, exact = by_key[config, "fast"][key], by_key[config, "exact"][key]
+            if fast is None or exact is None:
+                return None
+            return fast / exact if higher_is_better else exact / fast
+
+        report["speedups"] = {config: {"train": ratio(config, "train_samples_per_s"),
+                                       "input": ratio(config, "input_samples_per_s"),
+                                       "inference": ratio(config, "inference_ms", higher_is_better=False)}
+                              for config in args.configs}
     tmp = args.output + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=2)
