@@ -6,7 +6,9 @@ are kept and named in the docstrings.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,21 @@ SMOOTHNESS_EPS = 1e-7
 IGNORE_LABEL = 255
 SGT_PAD_LABEL = -1  # the authors pad labels with -1, so neighbours outside the image are negatives
 SGT_MIN_SQUARED_DISTANCE = 1e-9
+
+# Whether dssim and the SGT cosines use their fused forms (equal to the straightforward ones up to
+# float rounding); ``fused_kernels(False)`` restores the straightforward forms for side-by-side benchmarks.
+_FUSED = [True]
+
+
+@contextmanager
+def fused_kernels(enabled: bool) -> Iterator[None]:
+    """Within the block, use the fused (True) or the straightforward (False) DSSIM and SGT cosines."""
+    previous = _FUSED[0]
+    _FUSED[0] = enabled
+    try:
+        yield
+    finally:
+        _FUSED[0] = previous
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +142,28 @@ def warp(source: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 # Photometric error
 # --------------------------------------------------------------------------------------------
 def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(1 - SSIM) / 2 per pixel and channel, clamped to [0, 1]; 3x3 means on reflection-padded inputs."""
+    """(1 - SSIM) / 2 per pixel and channel, clamped to [0, 1]; 3x3 means on reflection-padded inputs.
+
+    The fused form pools the five statistics in one ``avg_pool2d`` call (the same arithmetic per
+    element as ``dssim_reference``, so equal to it up to float rounding, in fewer kernel launches).
+    """
+    if not _FUSED[0]:
+        return dssim_reference(x, y)
+    channels = x.shape[1]
+    padded = F.pad(torch.cat([x, y], 1), (1, 1, 1, 1), mode="reflect")
+    px, py = padded[:, :channels], padded[:, channels:]
+    stats = F.avg_pool2d(torch.cat([padded, px * px, py * py, px * py], 1), 3, 1)
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = stats.split(channels, 1)
+    sigma_x = mean_xx - mu_x ** 2
+    sigma_y = mean_yy - mu_y ** 2
+    sigma_xy = mean_xy - mu_x * mu_y
+    n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
+    d = (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
+    return torch.clamp((1 - n / d) / 2, 0, 1)
+
+
+def dssim_reference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Monodepth2's straightforward DSSIM (five separate poolings): the oracle of the fused ``dssim``."""
     x = F.pad(x, (1, 1, 1, 1), mode="reflect")
     y = F.pad(y, (1, 1, 1, 1), mode="reflect")
     mu_x = F.avg_pool2d(x, 3, 1)
@@ -214,6 +252,24 @@ def sgt_neighbourhoods(labels: torch.Tensor, kernel_size: int = 5) -> tuple[torc
     return positive, boundary
 
 
+def neighbour_cosines(unit: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Dot products (B, K², h, w) of each unit feature (B, C, h, w) with its K×K neighbours (zero outside).
+
+    The fused form takes one shifted view of the zero-padded features per neighbour, so it never
+    materialises the (B, C·K², h, w) unfolded copy (K² times the features' memory, kept for the
+    backward pass); ``--baseline`` benchmarks (``fused_kernels(False)``) use the unfold. The two
+    agree up to float rounding; neighbours are ordered row by row, as ``F.unfold`` orders them.
+    """
+    b, c, h, w = unit.shape
+    pad = kernel_size // 2
+    if not _FUSED[0]:
+        neighbours = F.unfold(unit, kernel_size, padding=pad).view(b, c, kernel_size * kernel_size, h, w)
+        return (neighbours * unit.unsqueeze(2)).sum(1)
+    padded = F.pad(unit, (pad, pad, pad, pad))
+    return torch.stack([(padded[:, :, dy:dy + h, dx:dx + w] * unit).sum(1)
+                        for dy in range(kernel_size) for dx in range(kernel_size)], 1)
+
+
 def semantic_triplet_loss(features: torch.Tensor, labels: torch.Tensor, kernel_size: int = 5,
                           margin: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
     """Semantics-guided triplet loss on one feature level, and its boundary-pixel mask.
@@ -230,8 +286,7 @@ def semantic_triplet_loss(features: torch.Tensor, labels: torch.Tensor, kernel_s
         raise ValueError(f"labels {tuple(labels.shape[-2:])} and features {(h, w)} differ in size")
     kk = kernel_size * kernel_size
     unit = F.normalize(features, dim=1)
-    neighbours = F.unfold(unit, kernel_size, padding=kernel_size // 2).view(b, c, kk, h, w)
-    cos = (neighbours * unit.unsqueeze(2)).sum(1)  # (B, K², h, w)
+    cos = neighbour_cosines(unit, kernel_size)  # (B, K², h, w)
     dist = torch.sqrt(torch.clamp(2 - 2 * cos, min=SGT_MIN_SQUARED_DISTANCE))
 
     positive, boundary = sgt_neighbourhoods(labels, kernel_size)

@@ -115,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before training: sample = every needed file exists and a few items decode; "
                         "full = every item decodes; none = skip")
 
+    g = parser.add_argument_group("speed (all off by default: the defaults are the authors' pipeline)")
+    g.add_argument("--input_pipeline", default="exact", choices=["exact", "fast"],
+                   help="exact: every scale resized from the native frame by Pillow's LANCZOS and jittered via "
+                        "PIL in the workers (the authors'); fast: workers decode with torchvision.io and send "
+                        "uint8 frames at the training size (antialiased bicubic), scales and jitter are made on "
+                        "the device, batched (a deviation, see README)")
+    g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+                   help="autocast the networks (CUDA only); geometry and every loss stay float32")
+    g.add_argument("--channels_last", action="store_true", help="NHWC memory order for the networks")
+    g.add_argument("--compile", action="store_true", help="torch.compile every network (first steps are slow)")
+
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument("--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written")
     g.add_argument("--model_name", default="fsre", help="folder of this run inside --log_dir")

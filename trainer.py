@@ -37,6 +37,7 @@ import options
 import splits
 import training_state
 import utils
+from acceleration import Acceleration
 from datasets import DATASETS, colourise, read_split
 from errors import InputError, TrainingError
 from model import FSREModel
@@ -64,6 +65,7 @@ class Trainer:
         if rt.distributed and self.device.type == "cuda" and opts.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
+        self.acceleration = Acceleration(self.model, opts, self.device)  # opt-in speed-ups (off by default)
         self.models = self.model.networks()
         if opts.load_weights_folder:
             checkpoints.load_model_folder(opts.load_weights_folder, self.models, opts.models_to_load)
@@ -106,7 +108,8 @@ class Trainer:
         common = dict(height=opts.height, width=opts.width, frame_ids=[0] + options.source_frame_ids(opts),
                       num_scales=max(opts.scales) + 1, img_ext=opts.img_ext, load_labels=options.needs_labels(opts),
                       seg_path=opts.seg_path)
-        self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True, **common)
+        self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True,
+                                           input_pipeline=self.acceleration.dataset_pipeline, **common)
         per_process = opts.batch_size // rt.world_size
         if len(self.train_dataset) < per_process * rt.world_size:
             raise InputError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "
@@ -140,6 +143,7 @@ class Trainer:
         """Forward a batch through the (wrapped) model: (outputs, losses), the total in ``losses["loss"]``."""
         if not isinstance(self.net, nn.DataParallel):  # DataParallel scatters from the host itself
             inputs = self.to_device(inputs)
+        inputs = self.acceleration.prepare_inputs(inputs)  # idempotent: a no-op on prepared batches
         outputs, losses = self.net(inputs, with_outputs=with_outputs)
         return outputs, {k: v.mean() for k, v in losses.items()}  # DataParallel returns one value per GPU
 
@@ -176,15 +180,16 @@ class Trainer:
                    dynamic_ncols=True, leave=False)
         window_start, window_samples = time.time(), 0
         for inputs in self.train_loader if self.step < self.total_steps else []:
+            inputs = self.acceleration.prepare_inputs(inputs)  # the logged images need the model's keys
             log_now = self.step % opts.log_frequency == 0
             outputs, losses = self.process_batch(inputs, with_outputs=log_now and rt.is_main)
             self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            self.acceleration.backward(losses["loss"])
             if opts.debug_signal_after_step == self.step + 1:
                 os.kill(os.getpid(), signal.SIGTERM)
             finite, stop = self.step_flags(losses["loss"])
             if finite:
-                self.optimizer.step()
+                self.acceleration.step(self.optimizer)
                 self.nonfinite_in_row = 0
             else:
                 self.skip_nonfinite_step(losses["loss"])

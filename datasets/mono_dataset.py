@@ -31,6 +31,7 @@ from torchvision import transforms
 
 from errors import InputError
 
+from . import fast_frames
 from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
 
 # KITTI's intrinsics normalised by the image size (Monodepth2's).
@@ -45,6 +46,7 @@ BRIGHTNESS = CONTRAST = SATURATION = (0.8, 1.2)
 HUE = (-0.1, 0.1)
 OTHER_SIDE = {"l": "r", "r": "l"}
 RESIZE_FILTER = Image.Resampling.LANCZOS
+INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # see datasets/fast_frames.py
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,12 @@ class MonoDataset(data.Dataset):
 
     def __init__(self, data_path: str, filenames: Sequence[str], height: int, width: int,
                  frame_ids: Sequence, num_scales: int = 4, is_train: bool = False, img_ext: str = "png",
-                 load_labels: bool = False, seg_path: str | None = None, load_depth: bool | None = None) -> None:
+                 load_labels: bool = False, seg_path: str | None = None, load_depth: bool | None = None,
+                 input_pipeline: str = "exact") -> None:
         super().__init__()
+        if input_pipeline not in INPUT_PIPELINES:
+            raise ValueError(f"input_pipeline must be one of {INPUT_PIPELINES}, got {input_pipeline!r}")
+        self.input_pipeline = input_pipeline
         self.data_path = data_path
         self.filenames = list(filenames)
         self.entries = [parse_split_line(line, f"split line {n}") for n, line in enumerate(self.filenames, 1)]
@@ -186,9 +192,7 @@ class MonoDataset(data.Dataset):
     # -- loading -----------------------------------------------------------------------------
     def frame_path(self, entry: SplitEntry, frame_id) -> str:
         """Image file of a frame of an item: a temporal offset, or "s" for the other camera."""
-        if frame_id == "s":
-            return self.get_image_path(entry.folder, entry.frame_index, OTHER_SIDE[entry.side])
-        return self.get_image_path(entry.folder, entry.frame_index + frame_id, entry.side)
+        return self.get_image_path(entry.folder, *self.frame_location(entry, frame_id))
 
     def required_files(self, index: int) -> list[str]:
         """Every file that loading item ``index`` reads: frames, pseudo-label, ground truth."""
@@ -249,6 +253,39 @@ class MonoDataset(data.Dataset):
         K[1, :] *= self.height // (2 ** scale)
         return K
 
+    def frame_location(self, entry: SplitEntry, frame_id) -> tuple[int, str | None]:
+        """(frame index, side) of a frame id of an entry: a temporal offset, or "s" for the other camera."""
+        if frame_id == "s":
+            return entry.frame_index, OTHER_SIDE[entry.side]
+        return entry.frame_index + frame_id, entry.side
+
+    def add_colors(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
+        """The exact pipeline: every scale resized from the native frame (LANCZOS), jittered via PIL."""
+        frames = {i: self.get_color(entry.folder, *self.frame_location(entry, i), do_flip) for i in self.frame_ids}
+        self.check_frame_sizes({self.frame_path(entry, i): frame.size for i, frame in frames.items()})
+        for i, frame in frames.items():
+            for scale in range(self.num_scales):
+                size = (self.width // 2 ** scale, self.height // 2 ** scale)
+                resized = frame.resize(size, RESIZE_FILTER)
+                inputs[("color", i, scale)] = TF.to_tensor(resized)
+                inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
+
+    def add_uint8_frames(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
+        """The fast pipelines' worker side: uint8 frames at the training size and the jitter draw
+        (``fast``), or uint8 frames and jittered copies at every scale (``fast_workers``)."""
+        for i in self.frame_ids:
+            path = self.frame_path(entry, i)
+            frame = fast_frames.read_frame_uint8(path, self.height, self.width, do_flip)
+            if self.input_pipeline == "fast_workers":
+                fast_frames.add_worker_scales(inputs, i, frame, self.num_scales, jitter, color_jitter)
+            else:
+                inputs[(fast_frames.FRAME_KEY, i)] = frame
+        if self.input_pipeline == "fast_workers":
+            return
+        factors, order = fast_frames.jitter_tensors(jitter)
+        inputs[fast_frames.JITTER_FACTORS_KEY] = factors
+        inputs[fast_frames.JITTER_ORDER_KEY] = order
+
     def __getitem__(self, index: int | tuple[int, int]) -> dict:
         """An item; ``(index, seed)`` draws its augmentation from generators seeded with ``seed``."""
         if isinstance(index, tuple):
@@ -264,26 +301,16 @@ class MonoDataset(data.Dataset):
         do_flip = self.is_train and random.random() > AUGMENT_PROBABILITY
         inputs: dict = {}
 
-        frames = {}
-        for i in self.frame_ids:
-            if i == "s":
-                frames[i] = self.get_color(entry.folder, entry.frame_index, OTHER_SIDE[entry.side], do_flip)
-            else:
-                frames[i] = self.get_color(entry.folder, entry.frame_index + i, entry.side, do_flip)
-        self.check_frame_sizes({self.frame_path(entry, i): frame.size for i, frame in frames.items()})
-
         for scale in range(self.num_scales):
             K = self.intrinsics(scale, do_flip)
             inputs[("K", scale)] = torch.from_numpy(K)
             inputs[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K).astype(np.float32))
 
         jitter = transforms.ColorJitter.get_params(BRIGHTNESS, CONTRAST, SATURATION, HUE) if do_color_aug else None
-        for i, frame in frames.items():
-            for scale in range(self.num_scales):
-                size = (self.width // 2 ** scale, self.height // 2 ** scale)
-                resized = frame.resize(size, RESIZE_FILTER)
-                inputs[("color", i, scale)] = TF.to_tensor(resized)
-                inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
+        if self.input_pipeline != "exact":
+            self.add_uint8_frames(inputs, entry, do_flip, jitter)
+        else:
+            self.add_colors(inputs, entry, do_flip, jitter)
 
         if self.load_labels:
             inputs[("seg", 0, 0)] = self.get_labels(entry.folder, entry.frame_index, entry.side, do_flip)

@@ -1,0 +1,89 @@
+"""Opt-in speed-ups of a training step: the fast input pipeline, autocast, channels_last, compile.
+
+Everything here is off by default (the defaults reproduce the authors' implementation); the
+trainer calls ``Acceleration`` at three points: building it (after the model is on its device),
+``prepare_inputs`` for each batch, and ``backward`` and ``step`` for the update.
+
+- ``--input_pipeline fast``: ``gpu_inputs.DeviceInputs`` builds scales and jitter on the device
+  (on a CPU-only run the workers make them, ``fast_workers``: see ``datasets/fast_frames.py``).
+- ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast`` and its
+  floating outputs are cast back to float32, so geometry (back-projection, projection, warping),
+  the photometric, smoothness, cross-entropy and SGT losses stay in float32. fp16 adds a gradient
+  scaler.
+- ``--channels_last``: parameters (and so activations) in NHWC memory order.
+- ``--compile``: ``torch.compile`` on every network, in place (checkpoint keys are unchanged).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+from gpu_inputs import DeviceInputs
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _to_float32(value: Any) -> Any:
+    """Floating tensors (also inside dicts, lists, tuples) cast to float32; everything else unchanged."""
+    if torch.is_tensor(value):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _to_float32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
+
+
+def run_forward_in_autocast(module: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+    """Make ``module``'s forward run under autocast and return float32 (its state dict is untouched)."""
+    inner = module.forward
+
+    @functools.wraps(inner)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type, dtype=dtype):
+            outputs = inner(*args, **kwargs)
+        return _to_float32(outputs)
+
+    module.forward = forward
+
+
+class Acceleration:
+    """The opt-in speed-ups chosen by the options, applied to a model that is already on ``device``."""
+
+    def __init__(self, model: nn.Module, opts: argparse.Namespace, device: torch.device) -> None:
+        self.amp = getattr(opts, "amp", "off")
+        if self.amp != "off" and device.type != "cuda":
+            raise ValueError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
+        self.device_inputs = None
+        self.dataset_pipeline = getattr(opts, "input_pipeline", "exact")  # what the training workers do
+        if self.dataset_pipeline == "fast":
+            self.device_inputs = DeviceInputs(device, max(opts.scales) + 1)
+            if device.type == "cpu":  # float jitter in the training process costs more than PIL's in workers
+                self.dataset_pipeline = "fast_workers"
+        networks = model.networks().values()
+        if getattr(opts, "channels_last", False):
+            model.to(memory_format=torch.channels_last)
+        if self.amp != "off":
+            for net in networks:
+                run_forward_in_autocast(net, device.type, AMP_DTYPES[self.amp])
+        if getattr(opts, "compile", False):
+            for net in networks:
+                net.compile()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
+
+    def prepare_inputs(self, inputs: dict) -> dict:
+        """A batch on the device -> the model's keys (builds scales and jitter for the fast pipeline)."""
+        return inputs if self.device_inputs is None else self.device_inputs(inputs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward pass (of the scaled loss under fp16 autocast)."""
+        self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Optimizer step (through the gradient scaler under fp16 autocast)."""
+        self.scaler.step(optimizer)
+        self.scaler.update()

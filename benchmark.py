@@ -1,0 +1,277 @@
+"""Speed and memory of every Table 2 configuration, measured side by side with the straightforward path.
+
+    python benchmark.py --make_data /tmp/kitti_bench --height 96 --width 320 --batch_size 4 --baseline
+    python benchmark.py --data_path kitti_data --split eigen_zhou --device cuda --baseline --amp bf16 --channels_last
+
+For each configuration (``--configs``; default all five of the seed's Table 2) and path it
+measures, from real files in KITTI's layout read by the training code's own loader:
+
+- ``input samples/s``: the input pipeline alone (loader workers + host-to-device copy + the
+  device-side part of the fast pipeline), at steady state;
+- ``train samples/s``: whole training steps (loading, forward, losses, backward, Adam) at steady
+  state, and the time of 20 epochs of eigen_zhou projected from it;
+- ``peak memory`` on CUDA (``torch.cuda.max_memory_allocated`` during training; n/a on the CPU);
+- ``inference ms`` per image at batch 1 (depth encoder + joint decoder, eval mode).
+
+Paths: ``fast`` is ``--input_pipeline fast`` with the fused DSSIM/SGT (plus ``--amp``,
+``--channels_last``, ``--compile`` when given); ``--baseline`` adds ``exact``, the straightforward
+path in the same process (PIL resize per scale and jitter in the workers, unfused losses, fp32),
+and the ratios fast/exact. Prints a table shaped like the seed's Table 2 and writes JSON.
+``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
+pseudo-labels, split files) into DIR with the test fixture's writer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+import layers
+import options
+import splits
+import utils
+from trainer import Trainer
+
+logger = logging.getLogger("benchmark")
+
+KITTI_WIDTH, KITTI_HEIGHT = 1242, 375
+EPOCHS = 20  # the paper's schedule
+REFERENCE_SPLIT = "eigen_zhou/train_files.txt"
+GIB = 2 ** 30
+MS_PER_S = 1000.0
+S_PER_H = 3600.0
+# The seed's Table 2 (two Titan Xp, 192x640, batch 12): training time for 20 epochs, memory, inference.
+SEED_TABLE2 = {
+    "baseline": ("Monodepth2", "14h 40m", "8.6GB", "4.9ms"),
+    "semantics": ("w/ semantics", "16h 20m", "10.5GB", "7ms"),
+    "cma": ("w/ CMA", "16h 10m", "7.2GB x 2", "9.7ms"),
+    "sgt": ("w/o CMA, w/ SGT", "15h 50m", "7.9GB x 2", "7ms"),
+    "full": ("full", "18h 20m", "9.4GB x 2", "9.7ms"),
+}
+CONFIG_ORDER = list(SEED_TABLE2)
+
+
+def reference_epoch_items() -> int:
+    """Training items in one epoch of eigen_zhou (from the split manifest)."""
+    return splits.manifest()["files"][REFERENCE_SPLIT]["lines"]
+
+
+def make_data(root: str, num_frames: int, ext: str) -> tuple[str, str]:
+    """A KITTI-size drive (frames, labels, scans, split files) under ``root``: (data_path, split folder)."""
+    from tests.kitti_fixture import make_tiny_kitti  # the fixture's writer: real files in KITTI's layout
+    tiny = make_tiny_kitti(root, num_frames=num_frames, exts=(ext,), width=KITTI_WIDTH, height=KITTI_HEIGHT)
+    return tiny.data_path, tiny.split_dir
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA timings); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cycle(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
+    """Batches of a loader, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def timed(device: torch.device, warmup: int, count: int, step: Callable[[], None]) -> float:
+    """Seconds per call of ``step`` over ``count`` calls after ``warmup`` calls (device work included)."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / count
+
+
+def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: str) -> argparse.Namespace:
+    """Training options of one (configuration, path) run."""
+    argv = ["--data_path", args.data_path, "--split", args.split, "--config", config, "--height", str(args.height),
+            "--width", str(args.width), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
+            "--img_ext", args.img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
+            "--model_name", f"{config}_{path}", "--log_frequency", str(sys.maxsize), "--input_pipeline", path]
+    if args.splits_dir:
+        argv += ["--splits_dir", args.splits_dir]
+    if args.device:
+        argv += ["--device", args.device]
+    if path == "fast":
+        argv += ["--amp", args.amp] + ["--channels_last"] * args.channels_last + ["--compile"] * args.compile
+    return options.parse_args(argv)
+
+
+def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> dict:
+    """Input, training and inference figures of one configuration on one path."""
+    opts = trainer_options(args, config, path, log_dir)
+    with layers.fused_kernels(path == "fast"):
+        trainer = Trainer(opts)
+        device = trainer.device
+        batches = cycle(trainer.train_loader)
+
+        def load() -> None:
+            trainer.acceleration.prepare_inputs(trainer.to_device(next(batches)))
+
+        input_s = timed(device, args.warmup, args.input_batches, load)
+        if args.input_only:
+            for writer in trainer.writers.values():
+                writer.close()
+            return {"config": config, "path": path, "input_samples_per_s": args.batch_size / input_s,
+                    "train_samples_per_s": None, "peak_memory_gib": None, "inference_ms": None,
+                    "projected_20_epochs_h": None}
+
+        def train_step() -> None:
+            _, losses = trainer.process_batch(next(batches), with_outputs=False)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.acceleration.backward(losses["loss"])
+            trainer.acceleration.step(trainer.optimizer)
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        train_s = timed(device, args.warmup, args.steps, train_step)
+        peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
+
+        model = trainer.model
+        model.eval()
+        image = torch.rand(1, 3, args.height, args.width, device=device)
+
+        @torch.no_grad()
+        def infer() -> None:
+            model.decoder(model.encoder(image))
+
+        inference_s = timed(device, args.warmup, args.inference_runs, infer)
+        for writer in trainer.writers.values():
+            writer.close()
+        del trainer, batches, model
+    train_rate = args.batch_size / train_s
+    return {"config": config, "path": path, "input_samples_per_s": args.batch_size / input_s,
+            "train_samples_per_s": train_rate, "peak_memory_gib": peak, "inference_ms": inference_s * MS_PER_S,
+            "projected_20_epochs_h": EPOCHS * reference_epoch_items() / train_rate / S_PER_H}
+
+
+def format_hours(hours: float) -> str:
+    """Hours -> '18h 20m', as Table 2 writes them."""
+    minutes = round(hours * 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def table(report: dict) -> str:
+    """The results as a text table shaped like the seed's Table 2, with its figures beside them."""
+    head = (f"{'Method':<17} {'path':<6} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
+            f"{'infer ms':>8} | {'seed: time':>10} {'memory':>10} {'infer':>6}")
+    lines = [head, "-" * len(head)]
+    for row in report["results"]:
+        name, time_ref, memory_ref, infer_ref = SEED_TABLE2[row["config"]]
+        memory = "n/a" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}GiB"
+        hours = "-" if row["projected_20_epochs_h"] is None else format_hours(row["projected_20_epochs_h"])
+        train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
+        infer = "-" if row["inference_ms"] is None else f"{row['inference_ms']:.2f}"
+        lines.append(f"{name:<17} {row['path']:<6} {hours:>13} {train:>8} {row['input_samples_per_s']:>8.2f} "
+                     f"{memory:>9} {infer:>8} | {time_ref:>10} {memory_ref:>10} {infer_ref:>6}")
+    for config, ratio in report.get("speedups", {}).items():
+        lines.append(f"{SEED_TABLE2[config][0]}: fast/exact = " + ", ".join(
+            f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None))
+    settings = report["settings"]
+    lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
+                 f"{settings['num_workers']} workers, {report['machine']['device']}")
+    return "\n".join(lines)
+
+
+def machine(device: torch.device) -> dict:
+    """What the figures were measured on."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
+    return {"device": name, "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average": os.getloadavg()}  # other jobs on a shared machine skew the figures
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = parser.add_argument_group("data")
+    g.add_argument("--data_path", default=None, help="KITTI data in Monodepth2's layout (or use --make_data)")
+    g.add_argument("--split", default="eigen_zhou", help="training split (name or folder), as train.py takes it")
+    g.add_argument("--splits_dir", default=None, help="local copies of the split files, as train.py takes it")
+    g.add_argument("--make_data", metavar="DIR", default=None,
+                   help="write a drive of KITTI-size frames into DIR first and benchmark on it")
+    g.add_argument("--make_frames", type=int, default=40, help="frames per camera written by --make_data")
+    g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
+    g = parser.add_argument_group("run")
+    g.add_argument("--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations")
+    g.add_argument("--height", type=int, default=192, help="input height")
+    g.add_argument("--width", type=int, default=640, help="input width")
+    g.add_argument("--batch_size", type=int, default=12, help="batch size")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N; default cuda when available")
+    g.add_argument("--num_workers", type=int, default=min(12, os.cpu_count() or 1), help="loader processes")
+    g.add_argument("--steps", type=int, default=10, help="timed training steps")
+    g.add_argument("--input_batches", type=int, default=20, help="timed batches of the input pipeline alone")
+    g.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
+    g.add_argument("--inference_runs", type=int, default=50, help="timed inference calls at batch 1")
+    g.add_argument("--input_only", action="store_true", help="measure the input pipeline only")
+    g.add_argument("--baseline", action="store_true",
+                   help="also run the straightforward path (exact pipeline, unfused losses, fp32) and report ratios")
+    g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast on the fast path (CUDA)")
+    g.add_argument("--channels_last", action="store_true", help="channels_last on the fast path")
+    g.add_argument("--compile", action="store_true", help="torch.compile on the fast path")
+    g.add_argument("--output", default="benchmark.json", help="where the JSON report is written")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark, print the table and write the JSON report; returns the report."""
+    utils.setup_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.make_data:
+        args.data_path, args.split = make_data(args.make_data, args.make_frames, args.img_ext)
+    if args.data_path is None:
+        parser.error("give --data_path (KITTI data) or --make_data DIR")
+    for name in ("steps", "input_batches", "inference_runs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    paths = ["exact", "fast"] if args.baseline else ["fast"]
+    results = []
+    with tempfile.TemporaryDirectory() as log_dir:
+        for config in args.configs:
+            for path in paths:
+                logger.info("measuring %s on the %s path", config, path)
+                results.append(measure(args, config, path, log_dir))
+    device = utils.init_runtime(args.device).device
+    report = {"settings": {k: v for k, v in vars(args).items()}, "machine": machine(device), "results": results,
+              "reference_epoch_items": reference_epoch_items(),
+              "seed_table2": {k: dict(zip(("method", "training_time", "memory", "inference"), v))
+                              for k, v in SEED_TABLE2.items()}}
+    if args.baseline:
+        by_key = {(r["config"], r["path"]): r for r in results}
+
+        def ratio(config: str, key: str, higher_is_better: bool = True) -> float | None:
+            fast, exact = by_key[config, "fast"][key], by_key[config, "exact"][key]
+            if fast is None or exact is None:
+                return None
+            return fast / exact if higher_is_better else exact / fast
+
+        report["speedups"] = {config: {"train": ratio(config, "train_samples_per_s"),
+                                       "input": ratio(config, "input_samples_per_s"),
+                                       "inference": ratio(config, "inference_ms", higher_is_better=False)}
+                              for config in args.configs}
+    tmp = args.output + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, args.output)
+    print(table(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

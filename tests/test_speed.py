@@ -1,0 +1,199 @@
+"""The speed-ups: fused losses equal the straightforward ones, the fast input pipelines give the
+exact pipeline's items (up to the resize filter), device jitter matches PIL's, the KITTI cache
+tool and the benchmark run end to end."""
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import default_collate
+
+import benchmark
+import gpu_inputs
+import layers
+import options
+from acceleration import Acceleration
+from conftest import random_batch
+from datasets import KITTIRAWDataset, read_split
+from datasets.mono_dataset import color_jitter as pil_color_jitter
+from kitti_fixture import DRIVE, make_tiny_kitti
+from model import FSREModel
+from tools import prepare_kitti
+
+KITTI_SIZE = (1242, 375)
+HEIGHT, WIDTH = 96, 320
+FUSED_RTOL = 1e-5  # fused and straightforward forms differ only by float rounding
+SCALE0_MEAN_TOL = 0.01  # antialiased bicubic (fast) vs LANCZOS (exact), scale 0, in [0, 1] units
+SCALE_MEAN_TOL = 0.02  # the smaller scales: bicubic from the training size vs LANCZOS from the native size
+JITTER_MEAN_TOL = 0.01  # float jitter (fast) vs PIL's uint8 jitter, which rounds after each adjustment
+JITTER_MAX_TOL = 0.08  # the hue shift rounds in PIL's 8-bit HSV
+
+
+@pytest.fixture(scope="module")
+def kitti_size(tmp_path_factory):
+    """A drive of four KITTI-size PNG frames."""
+    return make_tiny_kitti(str(tmp_path_factory.mktemp("kitti_size")), num_frames=4, exts=("png",),
+                           width=KITTI_SIZE[0], height=KITTI_SIZE[1])
+
+
+def model_options(*extra):
+    return options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "96", *extra])
+
+
+def test_fused_dssim_and_sgt_equal_the_straightforward_forms():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 24, 40, generator=g), torch.rand(2, 3, 24, 40, generator=g)
+    with layers.fused_kernels(False):
+        reference = layers.dssim(x, y)
+    torch.testing.assert_close(layers.dssim(x, y), reference, rtol=FUSED_RTOL, atol=1e-7)
+    torch.testing.assert_close(layers.dssim_reference(x, y), reference, rtol=0, atol=0)
+
+    features = torch.randn(2, 8, 12, 20, generator=g, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 1, 12, 20), generator=g)
+    results = {}
+    for fused in (False, True):
+        with layers.fused_kernels(fused):
+            loss, boundary = layers.semantic_triplet_loss(features, labels, 5, 0.3)
+            grad, = torch.autograd.grad(loss, features)
+        results[fused] = (loss, boundary, grad)
+    assert results[True][1].any() and torch.equal(results[True][1], results[False][1])
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=FUSED_RTOL, atol=0)
+    torch.testing.assert_close(results[True][2], results[False][2], rtol=FUSED_RTOL, atol=1e-6)
+
+
+def test_model_losses_are_the_same_with_fused_and_straightforward_kernels():
+    opts = model_options()
+    torch.manual_seed(0)
+    model = FSREModel(opts)
+    inputs = random_batch(2, 64, 96)
+    losses = {}
+    for fused in (False, True):
+        torch.manual_seed(1)  # the auto-mask's noise
+        with layers.fused_kernels(fused):
+            _, losses[fused] = model(inputs)
+    assert set(losses[True]) == set(losses[False]) and "sgt/1" in losses[True]
+    for key, value in losses[False].items():
+        torch.testing.assert_close(losses[True][key], value, rtol=FUSED_RTOL, atol=1e-7, msg=key)
+
+
+def dataset(tiny, pipeline, is_train):
+    lines = read_split(os.path.join(tiny.split_dir, "train_files.txt"))
+    return KITTIRAWDataset(tiny.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=is_train,
+                           input_pipeline=pipeline, load_labels=True)
+
+
+def batch_of(tiny, pipeline, is_train, seed=0):
+    """Two items through a pipeline, collated and completed by DeviceInputs, with the same random draws."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    ds = dataset(tiny, pipeline, is_train)
+    return gpu_inputs.DeviceInputs("cpu", 4)(default_collate([ds[0], ds[1]]))
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "fast_workers"])
+def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
+    exact, fast = batch_of(kitti_size, "exact", False), batch_of(kitti_size, pipeline, False)
+    assert set(map(str, fast)) == set(map(str, exact))
+    for key, value in exact.items():
+        assert fast[key].shape == value.shape and fast[key].dtype == value.dtype, key
+        if key[0] in ("color", "color_aug"):
+            tolerance = SCALE0_MEAN_TOL if key[2] == 0 else SCALE_MEAN_TOL
+            assert (fast[key] - value).abs().mean() < tolerance, key
+        else:
+            assert torch.equal(fast[key], value), key  # intrinsics and labels are the exact pipeline's
+    assert not torch.equal(fast[("color", 0, 0)], exact[("color", 0, 0)])  # a different filter, not a copy
+
+    # training items: the same flips and jitter draws for the same seeds
+    exact, fast = batch_of(kitti_size, "exact", True, seed=3), batch_of(kitti_size, pipeline, True, seed=3)
+    assert torch.equal(fast[("K", 0)], exact[("K", 0)]) and torch.equal(fast[("seg", 0, 0)], exact[("seg", 0, 0)])
+    for f in (0, -1, 1):
+        assert (fast[("color_aug", f, 0)] - exact[("color_aug", f, 0)]).abs().mean() < SCALE0_MEAN_TOL + JITTER_MEAN_TOL
+
+
+def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
+    path = os.path.join(kitti_size.data_path, DRIVE, "image_02", "data", "0000000001.png")
+    image = Image.open(path).convert("RGB").resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
+    draws = [([0, 1, 2, 3], [1.2, 0.8, 1.15, 0.07]), ([3, 2, 1, 0], [0.8, 1.2, 0.85, -0.1]),
+             ([1, 3, 0, 2], [1.1, 0.9, 1.2, 0.05]), ([0, 1, 2, 3], [1.0, 1.0, 1.0, 0.0])]
+    images = TF.to_tensor(image)[None].repeat(len(draws), 1, 1, 1)
+    order = torch.tensor([o for o, _ in draws])
+    factors = torch.tensor([f for _, f in draws])
+    sparse = gpu_inputs.color_jitter(images, factors, order)  # the CPU path: only drawn adjustments
+    dense = images
+    for position in range(4):  # the CUDA path, run here on the CPU
+        op = order[:, position]
+        dense = gpu_inputs._adjust(dense, op, factors.gather(1, op[:, None])[:, 0])
+    torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-5)
+    assert torch.equal(sparse[-1], images[-1])  # the identity draw leaves the image untouched
+    for j, (o, f) in enumerate(draws[:-1]):
+        reference = TF.to_tensor(pil_color_jitter(image, (torch.tensor(o), *f)))
+        difference = (sparse[j] - reference).abs()
+        assert difference.mean() < JITTER_MEAN_TOL and difference.max() < JITTER_MAX_TOL, (o, f)
+        assert (sparse[j] - images[j]).abs().mean() > 5 * difference.mean()  # the jitter did something
+
+
+def test_prepare_kitti_writes_resized_frames_in_the_same_layout(tmp_path):
+    tiny = make_tiny_kitti(str(tmp_path / "src"), num_frames=4)
+    cache = str(tmp_path / "cache")
+    counts = prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", num_workers=2, progress=False)
+    assert counts == {"frames_written": 8, "frames_skipped": 0, "other_files": 8 + 4 + 2}
+    frame = os.path.join(cache, DRIVE, "image_03", "data", "0000000002.jpg")
+    with Image.open(frame) as img:
+        assert img.size == (96, 32) and img.format == "JPEG"
+    label = os.path.join(cache, "segmentation", DRIVE, "image_02", "0000000001.png")
+    assert os.path.islink(label) and Image.open(label).size == (tiny.width, tiny.height)  # labels untouched
+    assert json.load(open(os.path.join(cache, prepare_kitti.SETTINGS_FILE)))["width"] == 96
+    assert prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", progress=False)["frames_skipped"] == 8
+    lines = read_split(os.path.join(tiny.split_dir, "train_files.txt"))
+    item = KITTIRAWDataset(cache, lines, 32, 96, [0, -1, 1], img_ext="jpg", input_pipeline="fast")[0]
+    assert item[("color_u8", 0)].shape == (3, 32, 96)
+    with pytest.raises(FileNotFoundError, match="holds no frames"):
+        prepare_kitti.prepare(str(tmp_path / "src" / "split"), str(tmp_path / "x"), 32, 96, progress=False)
+
+
+def test_amp_needs_cuda():
+    opts = model_options("--amp", "bf16")
+    with pytest.raises(ValueError, match="--amp bf16 needs a CUDA device"):
+        Acceleration(FSREModel(opts), opts, torch.device("cpu"))
+
+
+def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
+    tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
+    output = tmp_path / "bench.json"
+    report = benchmark.main(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width",
+                             "96", "--batch_size", "2", "--num_workers", "0", "--steps", "2", "--input_batches", "2",
+                             "--warmup", "0", "--inference_runs", "2", "--configs", "baseline", "--baseline",
+                             "--device", "cpu", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert saved["results"] == json.loads(json.dumps(report["results"]))
+    assert [(r["config"], r["path"]) for r in saved["results"]] == [("baseline", "exact"), ("baseline", "fast")]
+    for row in saved["results"]:
+        assert row["train_samples_per_s"] > 0 and row["input_samples_per_s"] > 0 and row["inference_ms"] > 0
+        assert row["peak_memory_gib"] is None  # measured on CUDA only
+        assert row["projected_20_epochs_h"] == pytest.approx(20 * 39810 / row["train_samples_per_s"] / 3600)
+    speedup = saved["speedups"]["baseline"]
+    exact, fast = saved["results"]
+    assert speedup["input"] == pytest.approx(fast["input_samples_per_s"] / exact["input_samples_per_s"])
+    assert saved["seed_table2"]["full"]["training_time"] == "18h 20m"
+    assert saved["machine"]["device"].startswith("CPU")
+
+
+@pytest.mark.gpu
+def test_autocast_losses_stay_within_tolerance_of_fp32():
+    device = torch.device("cuda")
+    inputs = {k: v.to(device) for k, v in random_batch(2, 64, 96).items()}
+    losses = {}
+    for amp in ("off", "bf16"):
+        opts = model_options("--amp", amp)
+        torch.manual_seed(0)
+        model = FSREModel(opts).to(device)
+        Acceleration(model, opts, device)
+        torch.manual_seed(1)
+        _, losses[amp] = model(inputs)
+    assert losses["bf16"][("loss")].dtype == torch.float32
+    for key in ("loss", "photometric/0", "semantic", "sgt/1"):
+        torch.testing.assert_close(losses["bf16"][key], losses["off"][key], rtol=2e-2, atol=1e-3, msg=key)

@@ -1,0 +1,173 @@
+"""One-time cache of KITTI frames pre-resized to the training size, optionally converted to JPEG.
+
+    python tools/prepare_kitti.py --data_path kitti_data --output_path kitti_data_192x640 --ext jpg
+    python train.py --data_path kitti_data_192x640 --img_ext jpg --input_pipeline fast
+
+Frames (KITTI raw ``image_0X/data/*``, odometry ``sequences/NN/image_X/*``) are resized with
+Pillow's LANCZOS, the exact pipeline's filter, and written in the same layout under
+``--output_path``; every other file (calibration, Velodyne scans, depth-benchmark maps,
+segmentation pseudo-labels, split files) is linked to its original (``--copy`` copies it), so
+labels and ground truth are untouched. The datasets need no setting to read the cache: they read
+each frame's size from the file (the exact pipeline resizes every scale from whatever it reads:
+scale 0 of a PNG cache equals the uncached one, the smaller scales come from the cached frame;
+the fast pipeline skips its resize when a frame already has the training size).
+``--no_resize`` only converts PNG to JPEG at the native size, as Monodepth2's README suggests
+(quality 92, 4:2:0 chroma). Files are written under a temporary name and renamed; existing
+outputs are skipped, so an interrupted run resumes. A ``prepare_kitti.json`` records the settings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+logger = logging.getLogger("prepare_kitti")
+
+FRAME_PATTERN = re.compile(r"(^|/)(image_0[0-3]/data|sequences/\d+/image_[0-3])/[^/]+\.(png|jpe?g)$", re.IGNORECASE)
+RESIZE_FILTER = Image.Resampling.LANCZOS  # the exact pipeline's (datasets/mono_dataset.py)
+DEFAULT_JPEG_QUALITY = 92  # Monodepth2's README conversion
+SETTINGS_FILE = "prepare_kitti.json"
+EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG"}
+
+
+def is_frame(relative_path: str) -> bool:
+    """Whether a path relative to the data root is a camera frame (not a label, depth map or scan)."""
+    return FRAME_PATTERN.search(relative_path.replace(os.sep, "/")) is not None
+
+
+def output_name(relative_path: str, ext: str | None) -> str:
+    """The cached frame's relative path: the same, with the extension changed when ``ext`` is given."""
+    return os.path.splitext(relative_path)[0] + "." + ext if ext else relative_path
+
+
+def convert_frame(job: tuple[str, str, int | None, int | None, int]) -> bool:
+    """Resize (when a size is given) and save one frame atomically; False when it already existed."""
+    source, target, height, width, quality = job
+    if os.path.exists(target):
+        return False
+    try:
+        with Image.open(source) as image:
+            image = image.convert("RGB")
+            if height is not None and image.size != (width, height):
+                image = image.resize((width, height), RESIZE_FILTER)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            file_format = EXTENSION_FORMATS.get(os.path.splitext(target)[1].lower(), "JPEG")
+            tmp = f"{target}.{os.getpid()}.tmp"
+            try:
+                image.save(tmp, format=file_format, **({"quality": quality} if file_format == "JPEG" else {}))
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+    except OSError as error:
+        raise RuntimeError(f"{source}: cannot convert the frame ({error})") from error
+    return True
+
+
+def mirror_file(source: str, target: str, copy: bool) -> None:
+    """Link (or copy) a non-frame file into the cache, atomically; existing targets are kept."""
+    if os.path.lexists(target):
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    if copy:
+        shutil.copy2(source, tmp)
+    else:
+        os.symlink(os.path.abspath(source), tmp)
+    os.replace(tmp, target)
+
+
+def prepare(data_path: str, output_path: str, height: int | None, width: int | None, ext: str | None = None,
+            quality: int = DEFAULT_JPEG_QUALITY, num_workers: int = 1, copy: bool = False,
+            progress: bool = True) -> dict:
+    """Write the cache; returns counts of frames written and skipped and of other files mirrored."""
+    if not os.path.isdir(data_path):
+        raise FileNotFoundError(f"--data_path {data_path} is not a folder")
+    if os.path.abspath(output_path) == os.path.abspath(data_path):
+        raise ValueError("--output_path must differ from --data_path (frames would be overwritten)")
+    sources: dict[str, str] = {}  # cached frame -> its source; a PNG wins over a JPEG copy of the frame
+    others = []
+    for root, dirs, files in os.walk(data_path):
+        dirs.sort()
+        for name in sorted(files):
+            relative = os.path.relpath(os.path.join(root, name), data_path)
+            if is_frame(relative):
+                target = output_name(relative, ext)
+                if target not in sources or relative.lower().endswith(".png"):
+                    sources[target] = relative
+            else:
+                others.append(relative)
+    jobs = [(os.path.join(data_path, source), os.path.join(output_path, target), height, width, quality)
+            for target, source in sorted(sources.items())]
+    if not jobs:
+        raise FileNotFoundError(f"--data_path {data_path} holds no frames in KITTI's layout "
+                                "(image_0X/data/* or sequences/NN/image_X/*)")
+    os.makedirs(output_path, exist_ok=True)
+    for relative in others:
+        mirror_file(os.path.join(data_path, relative), os.path.join(output_path, relative), copy)
+    written = 0
+    with tqdm(total=len(jobs), unit="frame", desc="prepare_kitti", disable=not progress) as bar:
+        if num_workers > 1:
+            with ProcessPoolExecutor(num_workers) as pool:
+                for done in pool.map(convert_frame, jobs, chunksize=16):
+                    written += done
+                    bar.update()
+        else:
+            for job in jobs:
+                written += convert_frame(job)
+                bar.update()
+    settings = {"source": os.path.abspath(data_path), "height": height, "width": width, "ext": ext,
+                "quality": quality, "frames": len(jobs)}
+    tmp = os.path.join(output_path, SETTINGS_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(settings, f, indent=2)
+    os.replace(tmp, os.path.join(output_path, SETTINGS_FILE))
+    return {"frames_written": written, "frames_skipped": len(jobs) - written, "other_files": len(others)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data_path", required=True, help="KITTI data in Monodepth2's layout")
+    parser.add_argument("--output_path", required=True, help="where the cache is written (same layout)")
+    parser.add_argument("--height", type=int, default=192, help="frame height in the cache")
+    parser.add_argument("--width", type=int, default=640, help="frame width in the cache")
+    parser.add_argument("--no_resize", action="store_true", help="keep the native size (conversion only)")
+    parser.add_argument("--ext", choices=["png", "jpg"], default=None,
+                        help="file type of the cached frames; default: keep each frame's own")
+    parser.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality (1..95)")
+    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    parser.add_argument("--copy", action="store_true", help="copy the non-frame files instead of linking them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point: prints what was written."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.no_resize and (args.height <= 0 or args.width <= 0):
+        parser.error(f"--height and --width must be positive, got {args.height}x{args.width}")
+    if not 1 <= args.quality <= 95:
+        parser.error(f"--quality must lie in 1..95, got {args.quality}")
+    size = (None, None) if args.no_resize else (args.height, args.width)
+    try:
+        counts = prepare(args.data_path, args.output_path, *size, ext=args.ext, quality=args.quality,
+                         num_workers=args.num_workers, copy=args.copy)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        sys.exit(f"prepare_kitti: {error}")
+    print(f"{counts['frames_written']} frames written, {counts['frames_skipped']} already there, "
+          f"{counts['other_files']} other files {'copied' if args.copy else 'linked'} -> {args.output_path}")
+
+
+if __name__ == "__main__":
+    main()
