@@ -175,7 +175,7 @@ class RegionModel(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
-        logits = torch.zeros(b, 19, h, w)
+        logits = images.new_zeros(b, 19, h, w)  # on the images' device
         logits[:, 0, :, : w // 2] = 1.0
         logits[:, 13, :, w // 2:] = 1.0
         logits[:, 10, : h // 3] = 2.0
