@@ -51,6 +51,13 @@ def run_forward_in_autocast(module: nn.Module, device_type: str, dtype: torch.dt
     module.forward = forward
 
 
+def dataset_pipeline(opts: argparse.Namespace, device: torch.device) -> str:
+    """What the training workers do: exact, fast (uint8 frames; scales and jitter on the device) or
+    fast_workers (on a CPU-only run, where float jitter in the training process costs more than PIL's)."""
+    pipeline = getattr(opts, "input_pipeline", "exact")
+    return "fast_workers" if pipeline == "fast" and device.type == "cpu" else pipeline
+
+
 class Acceleration:
     """The opt-in speed-ups chosen by the options, applied to a model that is already on ``device``."""
 
@@ -58,12 +65,9 @@ class Acceleration:
         self.amp = getattr(opts, "amp", "off")
         if self.amp != "off" and device.type != "cuda":
             raise ValueError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
-        self.device_inputs = None
-        self.dataset_pipeline = getattr(opts, "input_pipeline", "exact")  # what the training workers do
-        if self.dataset_pipeline == "fast":
-            self.device_inputs = DeviceInputs(device, max(opts.scales) + 1)
-            if device.type == "cpu":  # float jitter in the training process costs more than PIL's in workers
-                self.dataset_pipeline = "fast_workers"
+        self.dataset_pipeline = dataset_pipeline(opts, device)
+        fast = getattr(opts, "input_pipeline", "exact") == "fast"
+        self.device_inputs = DeviceInputs(device, max(opts.scales) + 1) if fast else None
         networks = model.networks().values()
         if getattr(opts, "channels_last", False):
             model.to(memory_format=torch.channels_last)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+import acceleration
 import checkpoints
 import input_checks
 import layers
@@ -109,7 +110,7 @@ class Trainer:
                       num_scales=max(opts.scales) + 1, img_ext=opts.img_ext, load_labels=options.needs_labels(opts),
                       seg_path=opts.seg_path)
         self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True,
-                                           input_pipeline=self.acceleration.dataset_pipeline, **common)
+                                           input_pipeline=acceleration.dataset_pipeline(opts, self.device), **common)
         per_process = opts.batch_size // rt.world_size
         if len(self.train_dataset) < per_process * rt.world_size:
             raise InputError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "
