@@ -4,7 +4,9 @@ Items use Monodepth2's keys (see model.py). The choices are the authors' (FACTS.
 resized straight from the frame's native size with Pillow's LANCZOS; colour jitter (probability
 0.5) draws one set of factors and one order of the four adjustments per item, applied to the
 resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
-flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx.
+flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. The opt-in
+``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8 instead, with the same
+random draws (see ``datasets/fast_frames.py``).
 
 Training items can be seeded: an index ``(index, seed)`` (what ``trainer.ResumableSampler`` yields)
 draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
