@@ -1,0 +1,177 @@
+"""Deployment: ONNX and TorchScript exports of full and baseline models agree with PyTorch (rtol 1e-4,
+atol 1e-5 in fp32) at batch sizes 1 and 3; metadata, input types, foreign folders, predict.py --onnx."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoints
+import deploy
+import export_model
+import options
+import predict
+from foreign_folders import write_monodepth2_folder
+from kitti_fixture import DRIVE, make_tiny_kitti
+from model import FSREModel
+
+HEIGHT, WIDTH = 64, 192
+RTOL, ATOL = 1e-4, 1e-5  # the tolerance export_model.py checks with, stated independently here
+BATCH_SIZES = (1, 3)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Random-weight project folders of the full model (CMA + segmentation head) and the baseline."""
+    root = tmp_path_factory.mktemp("export")
+    result = {}
+    for config in ("full", "baseline"):
+        torch.manual_seed(1)
+        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", str(HEIGHT),
+                                   "--width", str(WIDTH), "--min_depth", "0.5", "--max_depth", "50"])
+        model = FSREModel(opts).eval()
+        for module in model.modules():  # non-trivial batch-norm statistics, so inference differs from training
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        result[config] = checkpoints.save_model_folder(str(root / config), model.networks(), opts)
+    return result
+
+
+def pytorch_outputs(folder, images, input_type="float", depth=True, segmentation=False):
+    graph, _ = deploy.load_graph(folder, input_type=input_type, depth=depth, segmentation=segmentation)
+    with torch.no_grad():
+        return [t.numpy() for t in graph(images)]
+
+
+def assert_outputs_close(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, tmp_path):
+    for config, segmentation in (("full", True), ("baseline", False)):
+        path = str(tmp_path / f"{config}.pt")
+        args = ["--load_weights_folder", folders[config], "--format", "torchscript", "--output", path, "--depth"]
+        assert export_model.main(args + ["--segmentation"] * segmentation) == 0
+        module, meta = deploy.load_torchscript(path)
+        assert meta["outputs"] == ["disp", "depth"] + ["seg_logits"] * segmentation
+        for batch in BATCH_SIZES:
+            images = torch.rand(batch, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(batch))
+            with torch.no_grad():
+                got = [t.numpy() for t in module(images)]
+            expected = pytorch_outputs(folders[config], images, segmentation=segmentation)
+            assert_outputs_close(got, expected)
+            assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
+            disp, depth = expected[:2]  # the training's depth range, not the sigmoid's
+            assert disp.min() >= 1 / 50 and disp.max() <= 1 / 0.5 and np.allclose(depth, 1 / disp)
+        if segmentation:
+            assert got[2].shape == (3, 19, HEIGHT, WIDTH)
+    with torch.no_grad():  # the traced graph is not tied to the traced size
+        bigger = torch.rand(2, 3, 96, 320)
+        assert_outputs_close([t.numpy() for t in module(bigger)], pytorch_outputs(folders["baseline"], bigger))
+
+
+def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    cases = (("full", "uint8", ["--depth", "--segmentation"]), ("baseline", "float", []))
+    for config, input_type, flags in cases:
+        path = str(tmp_path / f"{config}.onnx")
+        assert export_model.main(["--load_weights_folder", folders[config], "--output", path,
+                                  "--input_type", input_type, *flags]) == 0
+        model = onnx.load(path)
+        onnx.checker.check_model(model, full_check=True)
+        assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [17]
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (image,) = session.get_inputs()
+        assert image.name == "image" and image.type == f"tensor({input_type})"
+        assert image.shape[0] == "batch" and image.shape[1:] == [3, HEIGHT, WIDTH]
+        meta = deploy.parse_metadata(session.get_modelmeta().custom_metadata_map, path)
+        assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
+        assert (meta["min_depth"], meta["max_depth"], meta["height"], meta["width"]) == (0.5, 50.0, HEIGHT, WIDTH)
+        assert meta["input_type"] == input_type and meta["source_layout"] == "fsre" and not meta["dynamic_size"]
+        assert meta["outputs"] == [o.name for o in session.get_outputs()]
+        for batch in BATCH_SIZES:
+            g = torch.Generator().manual_seed(batch)
+            images = (torch.randint(0, 256, (batch, 3, HEIGHT, WIDTH), generator=g, dtype=torch.uint8)
+                      if input_type == "uint8" else torch.rand(batch, 3, HEIGHT, WIDTH, generator=g))
+            got = session.run(None, {"image": images.numpy()})
+            assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, bool(flags), bool(flags)))
+            if input_type == "uint8":  # the same pictures as floats in [0, 1] give the same outputs
+                as_float = pytorch_outputs(folders[config], images.float() / 255, "float", True, True)
+                assert_outputs_close(got, as_float)
+            assert len(got) == 1 + 2 * bool(flags) and got[0].shape == (batch, 1, HEIGHT, WIDTH)
+        with pytest.raises(Exception, match="(?i)dimension|shape"):  # fixed image size: another size is refused
+            session.run(None, {"image": np.zeros((1, 3, 96, 320), np.uint8 if input_type == "uint8" else np.float32)})
+
+
+def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
+    pytest.importorskip("onnxruntime")
+    folder = str(tmp_path / "md2")
+    write_monodepth2_folder(folder, height=HEIGHT, width=WIDTH)
+    path = str(tmp_path / "md2.onnx")
+    assert export_model.main(["--load_weights_folder", folder, "--output", path, "--dynamic_size", "--depth"]) == 0
+    runner = deploy.OnnxGraph(path)
+    assert runner.metadata["source_layout"] == "monodepth2" and runner.metadata["dynamic_size"]
+    assert runner.metadata["options"]["min_depth"] == 0.1 and runner.metadata["options"]["max_depth"] == 100.0
+    for shape in ((1, 3, HEIGHT, WIDTH), (3, 3, 96, 320)):
+        images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+        assert_outputs_close(runner(images), pytorch_outputs(folder, images))
+    with pytest.raises(SystemExit):  # Monodepth2 has no segmentation head
+        export_model.main(["--load_weights_folder", folder, "--segmentation", "--output", path])
+
+
+def test_export_check_catches_a_graph_that_differs(folders, tmp_path):
+    graph, _ = deploy.load_graph(folders["baseline"])
+    path = export_model.export_torchscript(graph, str(tmp_path / "b.pt"), torch.rand(1, 3, HEIGHT, WIDTH),
+                                           {"fsre_export_version": "1"})
+    worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH)
+    assert 0 <= worst["disp"] <= 1
+    with torch.no_grad():
+        graph.decoder.depth_decoder.head(0).conv.bias += 1e-3  # a small change of the PyTorch model
+    with pytest.raises(export_model.ExportMismatch, match="disp at"):
+        export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH)
+
+
+def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        export_model.main(["--load_weights_folder", folders["baseline"], "--height", "100"])
+    assert "height must be a positive multiple of 32" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    with pytest.raises(ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"):
+        export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
+
+
+def test_predict_with_onnx_gives_the_folder_outputs(folders, tmp_path):
+    pytest.importorskip("onnxruntime")
+    tiny = make_tiny_kitti(str(tmp_path), num_frames=3, exts=("png",))
+    frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
+    path = str(tmp_path / "full.onnx")
+    export_model.main(["--load_weights_folder", folders["full"], "--output", path, "--input_type", "uint8",
+                       "--segmentation", "--no_check"])
+    predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir", str(tmp_path / "pt")])
+    predict.main(["--onnx", path, "--image_path", frames, "--output_dir", str(tmp_path / "onnx"), "--batch_size", "2"])
+    names = sorted(os.listdir(tmp_path / "pt"))
+    assert names == sorted(os.listdir(tmp_path / "onnx")) and len(names) == 3 * 4  # disp, depth npy; disp, seg png
+    for name in names:
+        if name.endswith(".npy"):
+            a, b = np.load(tmp_path / "onnx" / name), np.load(tmp_path / "pt" / name)
+            assert a.shape == (HEIGHT, WIDTH)
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def test_time_inference_reports_every_backend(folders):
+    pytest.importorskip("onnxruntime")
+    graph, _ = deploy.load_graph(folders["baseline"])
+    backends = ("PyTorch eager", "TorchScript", "onnxruntime")  # torch.compile takes minutes on 2 cores
+    results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=2, warmup=1, backends=backends)
+    assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
+    table = export_model.format_timing(results, HEIGHT, WIDTH, 1)
+    assert "| onnxruntime |" in table and "64x192" in table
+    with pytest.raises(ValueError, match="unknown backends"):
+        export_model.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
