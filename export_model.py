@@ -27,7 +27,7 @@ import deploy
 
 logger = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-DEFAULT_OPSET = 17  # read by onnxruntime >= 1.13 and TensorRT >= 8.5
+DEFAULT_OPSET = 17  # read by onnxruntime >= 1.13 and TensorRT >= 8.6
 CHECK_BATCH_SIZES = (1, 3)
 RTOL, ATOL = 1e-4, 1e-5  # fp32 agreement of an export with PyTorch: |a - b| <= ATOL + RTOL * |b|
 TIMING_RUNS, TIMING_WARMUP = 20, 3

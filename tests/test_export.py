@@ -13,7 +13,7 @@ import deploy
 import export_model
 import options
 import predict
-from foreign_folders import write_monodepth2_folder
+from foreign_folders import write_authors_folder, write_monodepth2_folder
 from kitti_fixture import DRIVE, make_tiny_kitti
 from model import FSREModel
 
@@ -53,61 +53,89 @@ def assert_outputs_close(got, expected):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
-def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, tmp_path):
-    for config, segmentation in (("full", True), ("baseline", False)):
-        path = str(tmp_path / f"{config}.pt")
-        args = ["--load_weights_folder", folders[config], "--format", "torchscript", "--output", path, "--depth"]
-        assert export_model.main(args + ["--segmentation"] * segmentation) == 0
-        module, meta = deploy.load_torchscript(path)
-        assert meta["outputs"] == ["disp", "depth"] + ["seg_logits"] * segmentation
-        for batch in BATCH_SIZES:
-            images = torch.rand(batch, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(batch))
-            with torch.no_grad():
-                got = [t.numpy() for t in module(images)]
-            expected = pytorch_outputs(folders[config], images, segmentation=segmentation)
-            assert_outputs_close(got, expected)
-            assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
-            disp, depth = expected[:2]  # the training's depth range, not the sigmoid's
-            assert disp.min() >= 1 / 50 and disp.max() <= 1 / 0.5 and np.allclose(depth, 1 / disp)
+# (config, input type, with depth, with segmentation logits) of the exported files
+EXPORTS = {"full": ("uint8", True, True), "baseline": ("float", True, False)}
+
+
+def export(folder, fmt, path, input_type, depth, segmentation, *extra):
+    flags = ["--depth"] * depth + ["--segmentation"] * segmentation
+    assert export_model.main(["--load_weights_folder", folder, "--format", fmt, "--output", path,
+                              "--input_type", input_type, "--no_check", *flags, *extra]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def torchscript_files(folders, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ts")
+    return {c: export(folders[c], "torchscript", str(root / f"{c}.pt"), *EXPORTS[c]) for c in EXPORTS}
+
+
+@pytest.fixture(scope="module")
+def onnx_files(folders, tmp_path_factory):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("onnx")
+    return {c: export(folders[c], "onnx", str(root / f"{c}.onnx"), *EXPORTS[c]) for c in EXPORTS}
+
+
+def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if input_type == "uint8":
+        return torch.randint(0, 256, (batch, 3, height, width), generator=g, dtype=torch.uint8)
+    return torch.rand(batch, 3, height, width, generator=g)
+
+
+@pytest.mark.parametrize("config", sorted(EXPORTS))
+def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_files, config):
+    input_type, depth, segmentation = EXPORTS[config]
+    module, meta = deploy.load_torchscript(torchscript_files[config])
+    assert meta["outputs"] == ["disp", "depth"] + ["seg_logits"] * segmentation
+    assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
+    for batch in BATCH_SIZES:
+        images = random_images(input_type, batch, seed=batch)
+        with torch.no_grad():
+            got = [t.numpy() for t in module(images)]
+        expected = pytorch_outputs(folders[config], images, input_type, depth, segmentation)
+        assert_outputs_close(got, expected)
+        assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
+        disp, depth_map = expected[:2]  # the training's depth range, not the sigmoid's
+        assert disp.min() >= 1 / 50 and disp.max() <= 1 / 0.5 and np.allclose(depth_map, 1 / disp)
         if segmentation:
-            assert got[2].shape == (3, 19, HEIGHT, WIDTH)
-    with torch.no_grad():  # the traced graph is not tied to the traced size
-        bigger = torch.rand(2, 3, 96, 320)
-        assert_outputs_close([t.numpy() for t in module(bigger)], pytorch_outputs(folders["baseline"], bigger))
+            assert got[2].shape == (batch, 19, HEIGHT, WIDTH)
+    if input_type == "float":  # the traced graph is not tied to the traced size
+        bigger = random_images(input_type, 2, 96, 320)
+        with torch.no_grad():
+            got = [t.numpy() for t in module(bigger)]
+        assert_outputs_close(got, pytorch_outputs(folders[config], bigger, input_type, depth, segmentation))
 
 
-def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    cases = (("full", "uint8", ["--depth", "--segmentation"]), ("baseline", "float", []))
-    for config, input_type, flags in cases:
-        path = str(tmp_path / f"{config}.onnx")
-        assert export_model.main(["--load_weights_folder", folders[config], "--output", path,
-                                  "--input_type", input_type, *flags]) == 0
-        model = onnx.load(path)
-        onnx.checker.check_model(model, full_check=True)
-        assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [17]
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        (image,) = session.get_inputs()
-        assert image.name == "image" and image.type == f"tensor({input_type})"
-        assert image.shape[0] == "batch" and image.shape[1:] == [3, HEIGHT, WIDTH]
-        meta = deploy.parse_metadata(session.get_modelmeta().custom_metadata_map, path)
-        assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
-        assert (meta["min_depth"], meta["max_depth"], meta["height"], meta["width"]) == (0.5, 50.0, HEIGHT, WIDTH)
-        assert meta["input_type"] == input_type and meta["source_layout"] == "fsre" and not meta["dynamic_size"]
-        assert meta["outputs"] == [o.name for o in session.get_outputs()]
-        for batch in BATCH_SIZES:
-            g = torch.Generator().manual_seed(batch)
-            images = (torch.randint(0, 256, (batch, 3, HEIGHT, WIDTH), generator=g, dtype=torch.uint8)
-                      if input_type == "uint8" else torch.rand(batch, 3, HEIGHT, WIDTH, generator=g))
-            got = session.run(None, {"image": images.numpy()})
-            assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, bool(flags), bool(flags)))
-            if input_type == "uint8":  # the same pictures as floats in [0, 1] give the same outputs
-                as_float = pytorch_outputs(folders[config], images.float() / 255, "float", True, True)
-                assert_outputs_close(got, as_float)
-            assert len(got) == 1 + 2 * bool(flags) and got[0].shape == (batch, 1, HEIGHT, WIDTH)
-        with pytest.raises(Exception, match="(?i)dimension|shape"):  # fixed image size: another size is refused
-            session.run(None, {"image": np.zeros((1, 3, 96, 320), np.uint8 if input_type == "uint8" else np.float32)})
+@pytest.mark.parametrize("config", sorted(EXPORTS))
+def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_files, config):
+    import onnx
+    import onnxruntime as ort
+    input_type, depth, segmentation = EXPORTS[config]
+    path = onnx_files[config]
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [17]
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (image,) = session.get_inputs()
+    assert image.name == "image" and image.type == f"tensor({input_type})"
+    assert image.shape[0] == "batch" and image.shape[1:] == [3, HEIGHT, WIDTH]
+    meta = deploy.parse_metadata(session.get_modelmeta().custom_metadata_map, path)
+    assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
+    assert (meta["min_depth"], meta["max_depth"], meta["height"], meta["width"]) == (0.5, 50.0, HEIGHT, WIDTH)
+    assert meta["input_type"] == input_type and meta["source_layout"] == "fsre" and not meta["dynamic_size"]
+    assert meta["outputs"] == [o.name for o in session.get_outputs()] == ["disp", "depth"] + ["seg_logits"] * segmentation
+    for batch in BATCH_SIZES:
+        images = random_images(input_type, batch, seed=batch)
+        got = session.run(None, {"image": images.numpy()})
+        assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, depth, segmentation))
+        assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
+        if input_type == "uint8":  # the same pictures as floats in [0, 1] give the same outputs
+            assert_outputs_close(got, pytorch_outputs(folders[config], images.float() / 255, "float", depth, segmentation))
+    with pytest.raises(Exception, match="(?i)dimension|shape"):  # fixed image size: another size is refused
+        session.run(None, {"image": random_images(input_type, 1, 96, 320).numpy()})
 
 
 def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
@@ -115,7 +143,7 @@ def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
     folder = str(tmp_path / "md2")
     write_monodepth2_folder(folder, height=HEIGHT, width=WIDTH)
     path = str(tmp_path / "md2.onnx")
-    assert export_model.main(["--load_weights_folder", folder, "--output", path, "--dynamic_size", "--depth"]) == 0
+    export(folder, "onnx", path, "float", True, False, "--dynamic_size")
     runner = deploy.OnnxGraph(path)
     assert runner.metadata["source_layout"] == "monodepth2" and runner.metadata["dynamic_size"]
     assert runner.metadata["options"]["min_depth"] == 0.1 and runner.metadata["options"]["max_depth"] == 100.0
@@ -126,16 +154,28 @@ def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
         export_model.main(["--load_weights_folder", folder, "--segmentation", "--output", path])
 
 
-def test_export_check_catches_a_graph_that_differs(folders, tmp_path):
-    graph, _ = deploy.load_graph(folders["baseline"])
-    path = export_model.export_torchscript(graph, str(tmp_path / "b.pt"), torch.rand(1, 3, HEIGHT, WIDTH),
-                                           {"fsre_export_version": "1"})
-    worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH)
-    assert 0 <= worst["disp"] <= 1
+def test_authors_folder_exports_with_segmentation(tmp_path):
+    folder = str(tmp_path / "authors")
+    write_authors_folder(folder, height=HEIGHT, width=WIDTH, with_pose=False)
+    path = export(folder, "torchscript", str(tmp_path / "authors.pt"), "float", False, True)
+    module, meta = deploy.load_torchscript(path)
+    assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
+    assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
+    images = random_images("float", 2)
+    with torch.no_grad():
+        got = [t.numpy() for t in module(images)]
+    assert_outputs_close(got, pytorch_outputs(folder, images, depth=False, segmentation=True))
+
+
+def test_export_check_catches_a_graph_that_differs(folders, torchscript_files):
+    graph, _ = deploy.load_graph(folders["baseline"], depth=True)
+    path = torchscript_files["baseline"]
+    worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+    assert set(worst) == {"disp", "depth"} and 0 <= max(worst.values()) <= 1
     with torch.no_grad():
         graph.decoder.depth_decoder.head(0).conv.bias += 1e-3  # a small change of the PyTorch model
     with pytest.raises(export_model.ExportMismatch, match="disp at"):
-        export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH)
+        export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
 
 
 def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch):
@@ -147,15 +187,12 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
 
 
-def test_predict_with_onnx_gives_the_folder_outputs(folders, tmp_path):
-    pytest.importorskip("onnxruntime")
+def test_predict_with_onnx_gives_the_folder_outputs(folders, onnx_files, tmp_path):
     tiny = make_tiny_kitti(str(tmp_path), num_frames=3, exts=("png",))
     frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
-    path = str(tmp_path / "full.onnx")
-    export_model.main(["--load_weights_folder", folders["full"], "--output", path, "--input_type", "uint8",
-                       "--segmentation", "--no_check"])
     predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir", str(tmp_path / "pt")])
-    predict.main(["--onnx", path, "--image_path", frames, "--output_dir", str(tmp_path / "onnx"), "--batch_size", "2"])
+    predict.main(["--onnx", onnx_files["full"], "--image_path", frames, "--output_dir", str(tmp_path / "onnx"),
+                  "--batch_size", "2"])  # uint8 input, batches of 2 and 1
     names = sorted(os.listdir(tmp_path / "pt"))
     assert names == sorted(os.listdir(tmp_path / "onnx")) and len(names) == 3 * 4  # disp, depth npy; disp, seg png
     for name in names:
@@ -165,11 +202,11 @@ def test_predict_with_onnx_gives_the_folder_outputs(folders, tmp_path):
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
-def test_time_inference_reports_every_backend(folders):
-    pytest.importorskip("onnxruntime")
-    graph, _ = deploy.load_graph(folders["baseline"])
+def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files):
+    graph, _ = deploy.load_graph(folders["baseline"], depth=True)
     backends = ("PyTorch eager", "TorchScript", "onnxruntime")  # torch.compile takes minutes on 2 cores
-    results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=2, warmup=1, backends=backends)
+    results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, onnx_path=onnx_files["baseline"],
+                                          torchscript_path=torchscript_files["baseline"], backends=backends)
     assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
     table = export_model.format_timing(results, HEIGHT, WIDTH, 1)
     assert "| onnxruntime |" in table and "64x192" in table
