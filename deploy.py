@@ -78,9 +78,14 @@ class DepthGraph(nn.Module):
 
 
 def load_graph(folder: str, device: torch.device | str = "cpu", input_type: str = "float", depth: bool = False,
-               segmentation: bool = False) -> tuple[DepthGraph, checkpoints.ModelSpec]:
-    """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval mode."""
+               segmentation: bool | None = False) -> tuple[DepthGraph, checkpoints.ModelSpec]:
+    """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval mode.
+
+    ``segmentation=None`` outputs the segmentation logits when the model has a segmentation head.
+    """
     encoder, decoder, spec = checkpoints.load_depth_model(folder, device)
+    if segmentation is None:
+        segmentation = spec.semantics
     if segmentation and not spec.semantics:
         raise ValueError(f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output")
     graph = DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, input_type, depth, segmentation)

@@ -128,15 +128,19 @@ def compare_with_pytorch(graph: deploy.DepthGraph, path: str, fmt: str, height: 
     return worst
 
 
-def _median_ms(fn: Callable[[], object], runs: int, warmup: int, batch: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / batch
+def _backend(name: str, graph: deploy.DepthGraph, images: torch.Tensor, folder: str, onnx_path: str | None,
+             torchscript_path: str | None) -> Callable[[torch.Tensor], object]:
+    """A callable running the graph with one backend (exporting to ``folder`` when no file is given)."""
+    if name == "PyTorch eager":
+        return graph
+    if name == "torch.compile":
+        return torch.compile(graph)
+    metadata = {"fsre_export_version": json.dumps(deploy.METADATA_VERSION), "input_name": json.dumps(deploy.INPUT_NAME)}
+    if name == "TorchScript":
+        path = torchscript_path or export_torchscript(graph, os.path.join(folder, "graph.pt"), images, metadata)
+        return deploy.load_torchscript(path)[0]
+    path = onnx_path or export_onnx(graph, os.path.join(folder, "graph.onnx"), images, metadata)
+    return deploy.OnnxGraph(path, threads=torch.get_num_threads())
 
 
 def time_inference(graph: deploy.DepthGraph, height: int, width: int, batch: int = 1, runs: int = TIMING_RUNS,
@@ -144,36 +148,35 @@ def time_inference(graph: deploy.DepthGraph, height: int, width: int, batch: int
                    torchscript_path: str | None = None, backends: Sequence[str] = BACKENDS) -> dict[str, float | str]:
     """Median ms per image of each backend on this machine (or why it failed), same input for all.
 
-    Files not given are exported to a temporary folder first; torch.compile's compilation happens
-    during warm-up. A backend that cannot run here maps to its error message.
+    Files not given are exported to a temporary folder first; torch.compile compiles during
+    warm-up. The timed runs go round the backends in turn, so a change of the machine's load
+    affects all of them alike. A backend that cannot run here maps to its error message.
     """
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise ValueError(f"unknown backends {sorted(unknown)}: choose from {BACKENDS}")
     images = deploy.example_input(graph, batch, height, width)
     results: dict[str, float | str] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        metadata = {"fsre_export_version": json.dumps(deploy.METADATA_VERSION),
-                    "input_name": json.dumps(deploy.INPUT_NAME)}
+    runners: dict[str, Callable[[torch.Tensor], object]] = {}
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for name in backends:
             try:
-                if name == "PyTorch eager":
-                    fn = graph
-                elif name == "torch.compile":
-                    fn = torch.compile(graph)
-                elif name == "TorchScript":
-                    torchscript_path = torchscript_path or export_torchscript(
-                        graph, os.path.join(tmp, "graph.pt"), images, metadata)
-                    fn = deploy.load_torchscript(torchscript_path)[0]
-                elif name == "onnxruntime":
-                    onnx_path = onnx_path or export_onnx(graph, os.path.join(tmp, "graph.onnx"), images, metadata)
-                    fn = deploy.OnnxGraph(onnx_path, threads=torch.get_num_threads())
-                with torch.inference_mode():
-                    results[name] = _median_ms(lambda: fn(images), runs, warmup + EXTRA_WARMUP.get(name, 0), batch)
+                runner = _backend(name, graph, images, tmp, onnx_path, torchscript_path)
+                for _ in range(warmup + EXTRA_WARMUP.get(name, 0)):
+                    runner(images)
+                runners[name], times[name] = runner, []
             except Exception as err:  # report, do not stop: the other backends still time
                 logger.warning("%s failed: %s", name, err)
                 results[name] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    return results
+        for _ in range(runs):
+            for name, runner in runners.items():
+                start = time.perf_counter()
+                runner(images)
+                times[name].append(time.perf_counter() - start)
+    for name in runners:
+        results[name] = 1000 * statistics.median(times[name]) / batch
+    return {name: results[name] for name in backends}
 
 
 def format_timing(results: dict[str, float | str], height: int, width: int, batch: int) -> str:

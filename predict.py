@@ -23,7 +23,6 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-import checkpoints
 import deploy
 import utils
 from datasets import colourise
@@ -73,10 +72,8 @@ class TorchPredictor:
     """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
 
     def __init__(self, folder: str, device: torch.device) -> None:
-        encoder, decoder, self.spec = checkpoints.load_depth_model(folder, device)
         # The graph export_model.py exports: the PyTorch and exported paths share one definition.
-        self.graph = deploy.DepthGraph(encoder, decoder, self.spec.min_depth, self.spec.max_depth,
-                                       segmentation=self.spec.semantics).eval()
+        self.graph, self.spec = deploy.load_graph(folder, device, segmentation=None)
         self.device = device
         self.height, self.width = self.spec.height, self.spec.width
         self.has_segmentation = self.spec.semantics
@@ -89,14 +86,14 @@ class TorchPredictor:
 
 
 class OnnxPredictor:
-    """An exported .onnx file run by onnxruntime, with TorchPredictor's interface (size and input type from its metadata)."""
+    """An exported .onnx file run by onnxruntime, as a TorchPredictor (size and input type from its metadata)."""
 
     def __init__(self, path: str) -> None:
         self.graph = deploy.OnnxGraph(path)
         meta = self.graph.metadata
         self.height, self.width = int(meta["height"]), int(meta["width"])
         self.input_type = meta["input_type"]
-        self.outputs = list(meta["outputs"])
+        self.outputs = self.graph.output_names
         self.has_segmentation = deploy.OUTPUT_SEG in self.outputs
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:

@@ -210,5 +210,8 @@ def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_f
     assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
     table = export_model.format_timing(results, HEIGHT, WIDTH, 1)
     assert "| onnxruntime |" in table and "64x192" in table
+    failed = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, torchscript_path="missing.pt",
+                                         backends=("TorchScript",))
+    assert failed["TorchScript"].startswith("failed: FileNotFoundError")  # reported, not raised
     with pytest.raises(ValueError, match="unknown backends"):
         export_model.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
