@@ -59,6 +59,7 @@ def export_onnx(graph: deploy.DepthGraph, path: str, example: torch.Tensor, meta
             # 17 in about a second; the dynamo exporter takes ~20 s here and stops at opset 18 (no Pad
             # adapter down to 17), which TensorRT 8.x does not read.
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
             torch.onnx.export(graph, (example,), tmp, dynamo=False, opset_version=opset, do_constant_folding=True,
                               input_names=[deploy.INPUT_NAME], output_names=graph.output_names,
                               dynamic_axes={name: axes for name in names})

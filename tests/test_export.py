@@ -1,5 +1,6 @@
 """Deployment: ONNX and TorchScript exports of full and baseline models agree with PyTorch (rtol 1e-4,
 atol 1e-5 in fp32) at batch sizes 1 and 3; metadata, input types, foreign folders, predict.py --onnx."""
+import functools
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ import torch
 import checkpoints
 import deploy
 import export_model
+import layers
 import options
 import predict
 from foreign_folders import write_authors_folder, write_monodepth2_folder
@@ -40,10 +42,14 @@ def folders(tmp_path_factory):
     return result
 
 
+@functools.lru_cache(maxsize=None)
+def pytorch_graph(folder, input_type, depth, segmentation):
+    return deploy.load_graph(folder, input_type=input_type, depth=depth, segmentation=segmentation)[0]
+
+
 def pytorch_outputs(folder, images, input_type="float", depth=True, segmentation=False):
-    graph, _ = deploy.load_graph(folder, input_type=input_type, depth=depth, segmentation=segmentation)
     with torch.no_grad():
-        return [t.numpy() for t in graph(images)]
+        return [t.numpy() for t in pytorch_graph(folder, input_type, depth, segmentation)(images)]
 
 
 def assert_outputs_close(got, expected):
@@ -51,6 +57,26 @@ def assert_outputs_close(got, expected):
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if input_type == "uint8":
+        return torch.randint(0, 256, (batch, 3, height, width), generator=g, dtype=torch.uint8)
+    return torch.rand(batch, 3, height, width, generator=g)
+
+
+def test_depth_graph_is_the_networks_full_size_output(folders):
+    encoder, decoder, spec = checkpoints.load_depth_model(folders["full"])
+    graph = deploy.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, depth=True, segmentation=True)
+    images = random_images("float", 2)
+    with torch.no_grad():
+        outputs = decoder(encoder(images))
+        disp, depth, seg = graph(images)
+    assert sorted(s for k, s in outputs if k == "disp") == [0, 1, 2, 3]  # the networks it shares are unchanged
+    expected_disp, expected_depth = layers.disp_to_depth(outputs[("disp", 0)], 0.5, 50.0)
+    assert torch.equal(disp, expected_disp) and torch.equal(depth, expected_depth)
+    assert torch.equal(seg, outputs[("seg_logits", 0)])
 
 
 # (config, input type, with depth, with segmentation logits) of the exported files
@@ -76,13 +102,6 @@ def onnx_files(folders, tmp_path_factory):
     pytest.importorskip("onnxruntime")
     root = tmp_path_factory.mktemp("onnx")
     return {c: export(folders[c], "onnx", str(root / f"{c}.onnx"), *EXPORTS[c]) for c in EXPORTS}
-
-
-def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    if input_type == "uint8":
-        return torch.randint(0, 256, (batch, 3, height, width), generator=g, dtype=torch.uint8)
-    return torch.rand(batch, 3, height, width, generator=g)
 
 
 @pytest.mark.parametrize("config", sorted(EXPORTS))
@@ -132,7 +151,7 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_fil
         got = session.run(None, {"image": images.numpy()})
         assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, depth, segmentation))
         assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
-        if input_type == "uint8":  # the same pictures as floats in [0, 1] give the same outputs
+        if input_type == "uint8" and batch == 1:  # the same pictures as floats in [0, 1] give the same outputs
             assert_outputs_close(got, pytorch_outputs(folders[config], images.float() / 255, "float", depth, segmentation))
     with pytest.raises(Exception, match="(?i)dimension|shape"):  # fixed image size: another size is refused
         session.run(None, {"image": random_images(input_type, 1, 96, 320).numpy()})
@@ -161,7 +180,7 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
     module, meta = deploy.load_torchscript(path)
     assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
     assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
-    images = random_images("float", 2)
+    images = random_images("float", 1)
     with torch.no_grad():
         got = [t.numpy() for t in module(images)]
     assert_outputs_close(got, pytorch_outputs(folder, images, depth=False, segmentation=True))
