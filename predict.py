@@ -1,11 +1,12 @@
-"""Predict depth for images: ``python predict.py --load_weights_folder W --image_path IMG_OR_FOLDER ...``.
+"""Predict depth for images: ``python predict.py --load_weights_folder W|--onnx FILE --image_path IMG_OR_FOLDER``.
 
 For every image it writes ``<name>_disp.npy`` (the scaled disparity at the model's input size),
 ``<name>_depth.npy`` (``--depth_scale`` / disparity: relative depth for monocular models, metric
 for stereo-trained ones with 5.4), ``<name>_disp.png`` (the disparity at the image's size in the
 magma colour map) and, for models with a segmentation head, ``<name>_seg.png`` (the prediction in
 the Cityscapes palette blended over the image). A folder is read in sorted order, so a folder of
-frames is a sequence.
+frames is a sequence. ``--onnx`` runs a file written by export_model.py through onnxruntime (CPU)
+instead of a model folder, with the same outputs.
 """
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-import checkpoints
-import layers
+import deploy
 import utils
 from datasets import colourise
 from datasets.mono_dataset import RESIZE_FILTER
@@ -72,17 +72,35 @@ class TorchPredictor:
     """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
 
     def __init__(self, folder: str, device: torch.device) -> None:
-        self.encoder, self.decoder, self.spec = checkpoints.load_depth_model(folder, device)
+        # The graph export_model.py exports: the PyTorch and exported paths share one definition.
+        self.graph, self.spec = deploy.load_graph(folder, device, segmentation=None)
         self.device = device
         self.height, self.width = self.spec.height, self.spec.width
         self.has_segmentation = self.spec.semantics
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        outputs = self.decoder(self.encoder(images.to(self.device)))
-        scaled, _ = layers.disp_to_depth(outputs[("disp", 0)], self.spec.min_depth, self.spec.max_depth)
-        seg = outputs.get(("seg_logits", 0))
-        return scaled[:, 0].cpu().numpy(), None if seg is None else seg.cpu().numpy()
+        outputs = self.graph(images.to(self.device))
+        seg = outputs[1] if self.has_segmentation else None
+        return outputs[0][:, 0].cpu().numpy(), None if seg is None else seg.cpu().numpy()
+
+
+class OnnxPredictor:
+    """An exported .onnx file run by onnxruntime, as a TorchPredictor (size and input type from its metadata)."""
+
+    def __init__(self, path: str) -> None:
+        self.graph = deploy.OnnxGraph(path)
+        meta = self.graph.metadata
+        self.height, self.width = int(meta["height"]), int(meta["width"])
+        self.input_type = meta["input_type"]
+        self.outputs = self.graph.output_names
+        self.has_segmentation = deploy.OUTPUT_SEG in self.outputs
+
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.input_type == "uint8":  # exact: the images came from 8-bit pictures
+            images = (images * deploy.UINT8_MAX).round().to(torch.uint8)
+        outputs = dict(zip(self.outputs, self.graph(images)))
+        return outputs[deploy.OUTPUT_DISP][:, 0], outputs.get(deploy.OUTPUT_SEG)
 
 
 def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
@@ -121,7 +139,9 @@ def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--load_weights_folder", required=True, help="model folder (any supported layout)")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--load_weights_folder", help="model folder (any supported layout)")
+    model.add_argument("--onnx", help="a .onnx file written by export_model.py, run by onnxruntime")
     parser.add_argument("--image_path", required=True, nargs="+", help="images and/or folders of images")
     parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each image)")
     parser.add_argument("--depth_scale", type=float, default=1.0,
@@ -131,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    predictor = TorchPredictor(opts.load_weights_folder, device)
+    predictor = OnnxPredictor(opts.onnx) if opts.onnx else TorchPredictor(opts.load_weights_folder, device)
     images = find_images(opts.image_path)
     stems = predict(predictor, images, opts.output_dir, opts.depth_scale, opts.batch_size)
     logger.info("wrote predictions for %d images (%s_disp.png ...)", len(stems), stems[0])

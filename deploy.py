@@ -1,0 +1,176 @@
+"""The deployable depth graph: one module from an RGB image batch to disparity[, depth][, segmentation
+logits], shared by predict.py (PyTorch) and export_model.py (ONNX, TorchScript), and the readers of
+exported files with their metadata.
+
+Contract of the graph (and of every exported file):
+
+- input ``image``: (B, 3, H, W) RGB, NCHW; ``float`` in [0, 1] or ``uint8`` in 0..255 (the graph
+  divides by 255). Monodepth2's normalisation ((x - 0.45) / 0.225) is inside the encoder, hence
+  inside the graph. H and W are multiples of 32; images are resized to them before they go in.
+- outputs, in this order: ``disp`` (B, 1, H, W), the scaled disparity in [1/max_depth, 1/min_depth]
+  (``layers.disp_to_depth`` with the training's depth range); ``depth`` (B, 1, H, W) = 1 / disp,
+  when asked for; ``seg_logits`` (B, num_classes, H, W), when asked for (models with a
+  segmentation head only).
+
+onnx and onnxruntime are optional (requirements-export.txt) and imported only where used.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import warnings
+from types import ModuleType
+
+import torch
+from torch import nn
+
+import checkpoints
+import layers
+import options
+
+INPUT_TYPES = ("float", "uint8")
+UINT8_MAX = 255.0
+INPUT_NAME = "image"
+OUTPUT_DISP, OUTPUT_DEPTH, OUTPUT_SEG = "disp", "depth", "seg_logits"
+NETWORK_STRIDE = 32  # the encoder downsamples by 32: image sides must be multiples of it
+METADATA_VERSION = 1
+TORCHSCRIPT_METADATA_FILE = "metadata.json"
+EXPORT_REQUIREMENTS = "pip install -r requirements-export.txt"
+
+
+class DepthGraph(nn.Module):
+    """Encoder and joint decoder as one dict-free module: image batch -> (disp[, depth][, seg_logits])."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, min_depth: float, max_depth: float,
+                 input_type: str = "float", depth: bool = False, segmentation: bool = False) -> None:
+        super().__init__()
+        if input_type not in INPUT_TYPES:
+            raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
+        if segmentation and not decoder.semantics:
+            raise ValueError("segmentation logits asked for, but the model has no segmentation head")
+        self.encoder = encoder
+        # A shallow copy sharing every parameter, computing only the full-size disparity head.
+        self.decoder = copy.copy(decoder)
+        self.decoder.scales = (0,)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.input_type = input_type
+        self.depth, self.segmentation = depth, segmentation
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the outputs, in the order ``forward`` returns them."""
+        return [OUTPUT_DISP] + [OUTPUT_DEPTH] * self.depth + [OUTPUT_SEG] * self.segmentation
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, 3, H, W) RGB images (float in [0, 1] or uint8) -> the outputs named by ``output_names``."""
+        if self.input_type == "uint8":
+            images = images.float() / UINT8_MAX
+        outputs = self.decoder(self.encoder(images))
+        disp, depth = layers.disp_to_depth(outputs[("disp", 0)], self.min_depth, self.max_depth)
+        result = [disp]
+        if self.depth:
+            result.append(depth)
+        if self.segmentation:
+            result.append(outputs[("seg_logits", 0)])
+        return tuple(result)
+
+
+def load_graph(folder: str, device: torch.device | str = "cpu", input_type: str = "float", depth: bool = False,
+               segmentation: bool | None = False) -> tuple[DepthGraph, checkpoints.ModelSpec]:
+    """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval mode.
+
+    ``segmentation=None`` outputs the segmentation logits when the model has a segmentation head.
+    """
+    encoder, decoder, spec = checkpoints.load_depth_model(folder, device)
+    if segmentation is None:
+        segmentation = spec.semantics
+    if segmentation and not spec.semantics:
+        raise ValueError(f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output")
+    graph = DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, input_type, depth, segmentation)
+    return graph.eval(), spec
+
+
+def check_image_size(height: int, width: int) -> None:
+    """Raise ValueError unless both sides are positive multiples of the network's stride (32)."""
+    for name, value in (("height", height), ("width", width)):
+        if value <= 0 or value % NETWORK_STRIDE:
+            raise ValueError(f"{name} must be a positive multiple of {NETWORK_STRIDE} (the encoder downsamples "
+                             f"by {NETWORK_STRIDE}), got {value}")
+
+
+def example_input(graph: DepthGraph, batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A random image batch of the graph's input type (uint8 0..255 or float in [0, 1])."""
+    g = torch.Generator().manual_seed(seed)
+    if graph.input_type == "uint8":
+        return torch.randint(0, int(UINT8_MAX) + 1, (batch, 3, height, width), generator=g, dtype=torch.uint8)
+    return torch.rand(batch, 3, height, width, generator=g)
+
+
+def model_options(spec: checkpoints.ModelSpec) -> dict:
+    """The model's training options: its opt.json where the folder has one, else those read from its keys."""
+    path = os.path.join(spec.folder, checkpoints.OPTIONS_FILE)
+    return vars(options.load_options(path) if os.path.isfile(path) else spec.as_options())
+
+
+def graph_metadata(graph: DepthGraph, spec: checkpoints.ModelSpec, height: int, width: int,
+                   dynamic_size: bool) -> dict[str, str]:
+    """The contract and options embedded in an exported file, as string key -> JSON value."""
+    values = {
+        "fsre_export_version": METADATA_VERSION, "input_name": INPUT_NAME, "input_type": graph.input_type,
+        "input_layout": "NCHW RGB", "height": height, "width": width, "dynamic_size": dynamic_size,
+        "outputs": graph.output_names, "min_depth": graph.min_depth, "max_depth": graph.max_depth,
+        "num_classes": spec.num_classes if graph.segmentation else None, "source_layout": spec.layout,
+        "source_folder": os.path.abspath(spec.folder), "num_layers": spec.num_layers,
+        "options": model_options(spec),
+    }
+    return {key: json.dumps(value, sort_keys=True) for key, value in values.items()}
+
+
+def parse_metadata(props: dict[str, str], source: str) -> dict:
+    """Decode ``graph_metadata``'s strings; raise ValueError naming ``source`` when they are not there."""
+    if "fsre_export_version" not in props:
+        raise ValueError(f"{source} holds no export metadata: export it with export_model.py")
+    try:
+        return {key: json.loads(value) for key, value in props.items()}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: unreadable export metadata ({err})") from err
+
+
+def import_optional(name: str, purpose: str) -> ModuleType:
+    """Import an optional export dependency, or raise ImportError saying how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ImportError(f"{purpose} needs onnx and onnxruntime ({name} is missing): {EXPORT_REQUIREMENTS}") from err
+
+
+class OnnxGraph:
+    """An exported .onnx file run by onnxruntime on the CPU: image batch -> numpy outputs, plus its metadata."""
+
+    def __init__(self, path: str, threads: int | None = None) -> None:
+        ort = import_optional("onnxruntime", "running an ONNX export")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        session_options = ort.SessionOptions()
+        if threads:
+            session_options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, session_options, providers=["CPUExecutionProvider"])
+        self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, images: torch.Tensor) -> tuple:
+        """Run the graph on a batch of the file's input type; outputs as numpy arrays, in the file's order."""
+        return tuple(self.session.run(None, {self.metadata["input_name"]: images.cpu().numpy()}))
+
+
+def load_torchscript(path: str, device: torch.device | str = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
+    """An exported TorchScript file and its metadata."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such TorchScript file")
+    extra = {TORCHSCRIPT_METADATA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)  # TorchScript, torch >= 2.10
+        module = torch.jit.load(path, map_location=device, _extra_files=extra)
+    return module.eval(), parse_metadata(json.loads(extra[TORCHSCRIPT_METADATA_FILE] or "{}"), path)

@@ -1,0 +1,236 @@
+"""Deployment: ONNX and TorchScript exports of full and baseline models agree with PyTorch (rtol 1e-4,
+atol 1e-5 in fp32) at batch sizes 1 and 3; metadata, input types, foreign folders, predict.py --onnx."""
+import functools
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoints
+import deploy
+import export_model
+import layers
+import options
+import predict
+from foreign_folders import write_authors_folder, write_monodepth2_folder
+from kitti_fixture import DRIVE, make_tiny_kitti
+from model import FSREModel
+
+HEIGHT, WIDTH = 64, 192
+RTOL, ATOL = 1e-4, 1e-5  # the tolerance export_model.py checks with, stated independently here
+BATCH_SIZES = (1, 3)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Random-weight project folders of the full model (CMA + segmentation head) and the baseline."""
+    root = tmp_path_factory.mktemp("export")
+    result = {}
+    for config in ("full", "baseline"):
+        torch.manual_seed(1)
+        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", str(HEIGHT),
+                                   "--width", str(WIDTH), "--min_depth", "0.5", "--max_depth", "50"])
+        model = FSREModel(opts).eval()
+        for module in model.modules():  # non-trivial batch-norm statistics, so inference differs from training
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        result[config] = checkpoints.save_model_folder(str(root / config), model.networks(), opts)
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def pytorch_graph(folder, input_type, depth, segmentation):
+    return deploy.load_graph(folder, input_type=input_type, depth=depth, segmentation=segmentation)[0]
+
+
+def pytorch_outputs(folder, images, input_type="float", depth=True, segmentation=False):
+    with torch.no_grad():
+        return [t.numpy() for t in pytorch_graph(folder, input_type, depth, segmentation)(images)]
+
+
+def assert_outputs_close(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if input_type == "uint8":
+        return torch.randint(0, 256, (batch, 3, height, width), generator=g, dtype=torch.uint8)
+    return torch.rand(batch, 3, height, width, generator=g)
+
+
+def test_depth_graph_is_the_networks_full_size_output(folders):
+    encoder, decoder, spec = checkpoints.load_depth_model(folders["full"])
+    graph = deploy.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, depth=True, segmentation=True)
+    images = random_images("float", 2)
+    with torch.no_grad():
+        outputs = decoder(encoder(images))
+        disp, depth, seg = graph(images)
+    assert sorted(s for k, s in outputs if k == "disp") == [0, 1, 2, 3]  # the networks it shares are unchanged
+    expected_disp, expected_depth = layers.disp_to_depth(outputs[("disp", 0)], 0.5, 50.0)
+    assert torch.equal(disp, expected_disp) and torch.equal(depth, expected_depth)
+    assert torch.equal(seg, outputs[("seg_logits", 0)])
+
+
+# (config, input type, with depth, with segmentation logits) of the exported files
+EXPORTS = {"full": ("uint8", True, True), "baseline": ("float", True, False)}
+
+
+def export(folder, fmt, path, input_type, depth, segmentation, *extra):
+    flags = ["--depth"] * depth + ["--segmentation"] * segmentation
+    assert export_model.main(["--load_weights_folder", folder, "--format", fmt, "--output", path,
+                              "--input_type", input_type, "--no_check", *flags, *extra]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def torchscript_files(folders, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ts")
+    return {c: export(folders[c], "torchscript", str(root / f"{c}.pt"), *EXPORTS[c]) for c in EXPORTS}
+
+
+@pytest.fixture(scope="module")
+def onnx_files(folders, tmp_path_factory):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("onnx")
+    return {c: export(folders[c], "onnx", str(root / f"{c}.onnx"), *EXPORTS[c]) for c in EXPORTS}
+
+
+@pytest.mark.parametrize("config", sorted(EXPORTS))
+def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_files, config):
+    input_type, depth, segmentation = EXPORTS[config]
+    module, meta = deploy.load_torchscript(torchscript_files[config])
+    assert meta["outputs"] == ["disp", "depth"] + ["seg_logits"] * segmentation
+    assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
+    for batch in BATCH_SIZES:
+        images = random_images(input_type, batch, seed=batch)
+        with torch.no_grad():
+            got = [t.numpy() for t in module(images)]
+        expected = pytorch_outputs(folders[config], images, input_type, depth, segmentation)
+        assert_outputs_close(got, expected)
+        assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
+        disp, depth_map = expected[:2]  # the training's depth range, not the sigmoid's
+        assert disp.min() >= 1 / 50 and disp.max() <= 1 / 0.5 and np.allclose(depth_map, 1 / disp)
+        if segmentation:
+            assert got[2].shape == (batch, 19, HEIGHT, WIDTH)
+    if input_type == "float":  # the traced graph is not tied to the traced size
+        bigger = random_images(input_type, 2, 96, 320)
+        with torch.no_grad():
+            got = [t.numpy() for t in module(bigger)]
+        assert_outputs_close(got, pytorch_outputs(folders[config], bigger, input_type, depth, segmentation))
+
+
+@pytest.mark.parametrize("config", sorted(EXPORTS))
+def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_files, config):
+    import onnx
+    import onnxruntime as ort
+    input_type, depth, segmentation = EXPORTS[config]
+    path = onnx_files[config]
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [17]
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (image,) = session.get_inputs()
+    assert image.name == "image" and image.type == f"tensor({input_type})"
+    assert image.shape[0] == "batch" and image.shape[1:] == [3, HEIGHT, WIDTH]
+    meta = deploy.parse_metadata(session.get_modelmeta().custom_metadata_map, path)
+    assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
+    assert (meta["min_depth"], meta["max_depth"], meta["height"], meta["width"]) == (0.5, 50.0, HEIGHT, WIDTH)
+    assert meta["input_type"] == input_type and meta["source_layout"] == "fsre" and not meta["dynamic_size"]
+    assert meta["outputs"] == [o.name for o in session.get_outputs()] == ["disp", "depth"] + ["seg_logits"] * segmentation
+    for batch in BATCH_SIZES:
+        images = random_images(input_type, batch, seed=batch)
+        got = session.run(None, {"image": images.numpy()})
+        assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, depth, segmentation))
+        assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
+        if input_type == "uint8" and batch == 1:  # the same pictures as floats in [0, 1] give the same outputs
+            assert_outputs_close(got, pytorch_outputs(folders[config], images.float() / 255, "float", depth, segmentation))
+    with pytest.raises(Exception, match="(?i)dimension|shape"):  # fixed image size: another size is refused
+        session.run(None, {"image": random_images(input_type, 1, 96, 320).numpy()})
+
+
+def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
+    pytest.importorskip("onnxruntime")
+    folder = str(tmp_path / "md2")
+    write_monodepth2_folder(folder, height=HEIGHT, width=WIDTH)
+    path = str(tmp_path / "md2.onnx")
+    export(folder, "onnx", path, "float", True, False, "--dynamic_size")
+    runner = deploy.OnnxGraph(path)
+    assert runner.metadata["source_layout"] == "monodepth2" and runner.metadata["dynamic_size"]
+    assert runner.metadata["options"]["min_depth"] == 0.1 and runner.metadata["options"]["max_depth"] == 100.0
+    for shape in ((1, 3, HEIGHT, WIDTH), (3, 3, 96, 320)):
+        images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+        assert_outputs_close(runner(images), pytorch_outputs(folder, images))
+    with pytest.raises(SystemExit):  # Monodepth2 has no segmentation head
+        export_model.main(["--load_weights_folder", folder, "--segmentation", "--output", path])
+
+
+def test_authors_folder_exports_with_segmentation(tmp_path):
+    folder = str(tmp_path / "authors")
+    write_authors_folder(folder, height=HEIGHT, width=WIDTH, with_pose=False)
+    path = export(folder, "torchscript", str(tmp_path / "authors.pt"), "float", False, True)
+    module, meta = deploy.load_torchscript(path)
+    assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
+    assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
+    images = random_images("float", 1)
+    with torch.no_grad():
+        got = [t.numpy() for t in module(images)]
+    assert_outputs_close(got, pytorch_outputs(folder, images, depth=False, segmentation=True))
+
+
+def test_export_check_catches_a_graph_that_differs(folders, torchscript_files):
+    graph, _ = deploy.load_graph(folders["baseline"], depth=True)
+    path = torchscript_files["baseline"]
+    worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+    assert set(worst) == {"disp", "depth"} and 0 <= max(worst.values()) <= 1
+    with torch.no_grad():
+        graph.decoder.depth_decoder.head(0).conv.bias += 1e-3  # a small change of the PyTorch model
+    with pytest.raises(export_model.ExportMismatch, match="disp at"):
+        export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+
+
+def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        export_model.main(["--load_weights_folder", folders["baseline"], "--height", "100"])
+    assert "height must be a positive multiple of 32" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    with pytest.raises(ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"):
+        export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
+
+
+def test_predict_with_onnx_gives_the_folder_outputs(folders, onnx_files, tmp_path):
+    tiny = make_tiny_kitti(str(tmp_path), num_frames=3, exts=("png",))
+    frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
+    predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir", str(tmp_path / "pt")])
+    predict.main(["--onnx", onnx_files["full"], "--image_path", frames, "--output_dir", str(tmp_path / "onnx"),
+                  "--batch_size", "2"])  # uint8 input, batches of 2 and 1
+    names = sorted(os.listdir(tmp_path / "pt"))
+    assert names == sorted(os.listdir(tmp_path / "onnx")) and len(names) == 3 * 4  # disp, depth npy; disp, seg png
+    for name in names:
+        if name.endswith(".npy"):
+            a, b = np.load(tmp_path / "onnx" / name), np.load(tmp_path / "pt" / name)
+            assert a.shape == (HEIGHT, WIDTH)
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files):
+    graph, _ = deploy.load_graph(folders["baseline"], depth=True)
+    backends = ("PyTorch eager", "TorchScript", "onnxruntime")  # torch.compile takes minutes on 2 cores
+    results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, onnx_path=onnx_files["baseline"],
+                                          torchscript_path=torchscript_files["baseline"], backends=backends)
+    assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
+    table = export_model.format_timing(results, HEIGHT, WIDTH, 1)
+    assert "| onnxruntime |" in table and "64x192" in table
+    failed = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, torchscript_path="missing.pt",
+                                         backends=("TorchScript",))
+    assert failed["TorchScript"].startswith("failed: FileNotFoundError")  # reported, not raised
+    with pytest.raises(ValueError, match="unknown backends"):
+        export_model.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
