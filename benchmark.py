@@ -27,11 +27,9 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from typing import Callable, Iterator, Sequence
 
 import torch

@@ -16,10 +16,9 @@ import export_gt_depth
 import layers
 import options
 import predict
-from datasets import LABEL_TO_TRAIN, KITTIOdomDataset
 from datasets.kitti_utils import generate_depth_map
 from foreign_folders import write_authors_folder, write_monodepth2_folder
-from kitti_fixture import DATE, DRIVE, FOCAL, make_tiny_kitti, write_calibration
+from kitti_fixture import DATE, DRIVE, make_tiny_kitti, write_calibration
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 

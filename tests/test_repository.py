@@ -3,7 +3,7 @@ import os
 import re
 import subprocess
 
-from conftest import PROJECT_DIR, SHARED_SPLITS_DIR
+from conftest import PROJECT_DIR
 import splits
 
 

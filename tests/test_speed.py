@@ -5,7 +5,6 @@ import json
 import os
 import random
 
-import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
