@@ -14,7 +14,7 @@ from tb_reader import read_run
 SCENES = {"num_drives": 2, "frames_per_drive": 40, "scale": 0.2, "seed": 0, "version": 1}
 # A short run of the Monodepth2 baseline on the stereo pair alone (the cheapest configuration that
 # learns); the README's figures come from the whole demo.
-STEPS = 60
+STEPS = 150
 LEARNED_FRACTION = 0.75  # trained abs_rel must be below this fraction of the untrained model's
 
 
@@ -39,7 +39,8 @@ def test_user_options_override_the_demo_defaults(scenes_dir):
 
 
 def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
-    result = demo.run(["--config", "baseline", "--frame_ids", "0", "--max_steps", str(STEPS), "--num_workers", "0",
+    result = demo.run(["--config", "baseline", "--frame_ids", "0", "--max_steps", str(STEPS), "--num_epochs", "100",
+                       "--num_workers", "0",
                        "--log_dir", str(tmp_path), "--save_frequency", "100", "--no_validation"],
                       scenes_dir, SCENES)
     before, after = result["untrained"]["abs_rel"], result["trained"]["abs_rel"]
