@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 import checkpoints
+import errors
 import layers
 import splits
 from datasets import CLASS_NAMES, LABEL_TO_TRAIN, KITTIRAWDataset, read_split
@@ -187,4 +188,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_cli(main))

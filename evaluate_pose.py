@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import checkpoints
+import errors
 import layers
 import splits
 from datasets import KITTIOdomDataset, read_split
@@ -100,4 +101,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_cli(main))

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import errors
 import splits
 from datasets import parse_split_line, read_split
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
@@ -66,7 +67,7 @@ def export(data_path: str, split: str, test_file: str, output_path: str) -> int:
 def load_ground_truth(path: str) -> list[np.ndarray]:
     """Ground-truth maps in test-file order, from this project's file or Monodepth2's (key ``data``)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run export_gt_depth.py for this split first")
+        raise errors.InputError(f"{path} not found: run export_gt_depth.py for this split first")
     with np.load(path, allow_pickle=False) as data:
         keys = sorted(k for k in data.files if k.startswith("depth_"))
         if keys:
@@ -93,4 +94,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_cli(main))

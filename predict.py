@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import deploy
+import errors
 import utils
 from datasets import colourise
 from datasets.mono_dataset import RESIZE_FILTER
@@ -159,4 +160,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_cli(main))

@@ -319,3 +319,16 @@ def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
     poses = evaluate_pose.predict_poses(str(folder), str(tmp_path), str(test_file), "png", 2, 0, torch.device("cpu"))
     assert poses.shape == (3, 4, 4) and np.allclose(poses[:, 3], [0, 0, 0, 1])
     assert np.allclose(poses[:, :3, :3] @ poses[:, :3, :3].transpose(0, 2, 1), np.eye(3), atol=1e-5)
+
+
+def test_missing_ground_truth_is_one_line_naming_the_file(tmp_path, capsys):
+    import errors
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "test_files.txt").write_text(f"{DRIVE} 1 l\n")
+    disps = tmp_path / "disps.npy"
+    np.save(disps, np.full((1, 32, 96), 0.1, np.float32))
+    code = errors.run_cli(evaluate_depth.main, ["--ext_disp_to_eval", str(disps), "--eval_split", str(split)])
+    assert code == errors.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(split / "gt_depths.npz") in err and "Traceback" not in err
