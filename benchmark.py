@@ -263,10 +263,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                        "input": ratio(config, "input_samples_per_s"),
                                        "inference": ratio(config, "inference_ms", higher_is_better=False)}
                               for config in args.configs}
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
+    with utils.atomic_write(args.output) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)
-    os.replace(tmp, args.output)
     print(table(report))
     return report
 

@@ -27,6 +27,7 @@ import checkpoints
 import errors as project_errors
 import layers
 import splits
+import utils
 from datasets import KITTIBenchmarkTestDataset, KITTIRAWDataset, read_split
 from export_gt_depth import ground_truth_path, load_ground_truth
 
@@ -139,8 +140,8 @@ def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
                                                   align_corners=False)[0, 0].numpy()  # as cv2.resize
         depth = np.clip(STEREO_SCALE_FACTOR / resized, 0, layers.MAX_EVAL_DEPTH)
         path = os.path.join(folder, f"{idx:010d}.png")
-        Image.fromarray(np.uint16(depth * BENCHMARK_PNG_SCALE)).save(path + ".tmp.png")
-        os.replace(path + ".tmp.png", path)
+        with utils.atomic_write(path) as tmp:
+            Image.fromarray(np.uint16(depth * BENCHMARK_PNG_SCALE)).save(tmp, format="PNG")
 
 
 def format_table(metrics: dict) -> str:
@@ -152,17 +153,14 @@ def format_table(metrics: dict) -> str:
 
 def save_json(data: dict, path: str) -> None:
     """Write JSON atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def save_array(array: np.ndarray, path: str) -> None:
     """np.save atomically."""
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with utils.atomic_write(path) as tmp:
+        np.save(tmp, array)
 
 
 def evaluate(opts: argparse.Namespace) -> dict | None:

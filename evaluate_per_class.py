@@ -24,6 +24,7 @@ import checkpoints
 import errors
 import layers
 import splits
+import utils
 from datasets import CLASS_NAMES, LABEL_TO_TRAIN, KITTIRAWDataset, read_split
 from evaluate_depth import STEREO_SCALE_FACTOR, predict_disparities, save_json, split_name, test_loader
 from export_gt_depth import ground_truth_path, load_ground_truth
@@ -123,8 +124,8 @@ def bar_chart(results: dict[str, list[dict | None]], metric: str, path: str) -> 
         draw.text((left + 26, top + 2 + 14 * m), model, fill="black", font=font)
     draw.text((left + 10, 6), f"{metric} per class (lower is better)" if metric in ("abs_rel", "sq_rel", "rmse",
               "rmse_log") else f"{metric} per class", fill="black", font=font)
-    image.save(path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)
+    with utils.atomic_write(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def format_table(results: dict[str, list[dict | None]], metric: str) -> str:

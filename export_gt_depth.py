@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 import errors
 import splits
+import utils
 from datasets import parse_split_line, read_split
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import generate_depth_map
@@ -57,10 +58,8 @@ def export(data_path: str, split: str, test_file: str, output_path: str) -> int:
     for i, line in enumerate(tqdm(lines, desc=f"ground truth of {split}", unit="frame")):
         entry = parse_split_line(line, f"{test_file}:{i + 1}")
         maps[f"depth_{i:04d}"] = read(data_path, entry.folder, entry.frame_index).astype(np.float32)
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    tmp = output_path + ".tmp.npz"
-    np.savez_compressed(tmp, **maps)
-    os.replace(tmp, output_path)
+    with utils.atomic_write(output_path) as tmp:
+        np.savez_compressed(tmp, **maps)
     return len(maps)
 
 

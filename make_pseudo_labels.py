@@ -34,8 +34,8 @@ from tqdm import tqdm
 import splits
 import utils
 from datasets import DATASETS
-from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_ID_COLOURS,
-                                 TRAIN_TO_LABEL, colourise)
+from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL, colourise,
+                                 save_label_png)
 from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader
 from predict import IMAGE_EXTENSIONS, SEGMENTATION_ALPHA, save_png
 
@@ -52,20 +52,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 SUMMARY_FOLDER = "pseudo_label_summary"  # default summary folder, inside the label root
 SUMMARY_NAME = "summary.json"
-TMP_SUFFIX = ".tmp.png"
 DEFAULT_SIDE = "l"  # camera of split lines that name none
 SLIDE_STRIDE = 0.75  # window stride / window size: mmseg's SegFormer Cityscapes test (1024 windows, stride 768)
 CITYSCAPES_LABEL_OF_NAME = {name: label_id for name, label_id in TRAIN_CLASSES}
-
-
-def label_palette() -> list[int]:
-    """Palette of the label PNGs: each Cityscapes label id drawn in its class colour (black for the rest)."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[TRAIN_TO_LABEL] = TRAIN_ID_COLOURS
-    return palette.reshape(-1).tolist()
-
-
-LABEL_PALETTE = label_palette()
 
 
 @dataclass(frozen=True)
@@ -302,16 +291,6 @@ def single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def save_label_png(label_ids: np.ndarray, path: str) -> None:
-    """Label ids (H, W) uint8 as a palette PNG, written to a temporary name and renamed."""
-    ids = np.ascontiguousarray(label_ids, dtype=np.uint8)
-    image = Image.frombytes("P", (ids.shape[1], ids.shape[0]), ids.tobytes())
-    image.putpalette(LABEL_PALETTE)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    image.save(path + TMP_SUFFIX, format="PNG")
-    os.replace(path + TMP_SUFFIX, path)
-
-
 def save_overlay(frame: Frame, train_ids: np.ndarray, seg_path: str, summary_dir: str) -> str:
     """The frame with its labels blended over it in the Cityscapes palette, as a PNG in the summary folder."""
     image = np.asarray(pil_loader(frame.image), dtype=np.float32)
@@ -351,7 +330,7 @@ def label_frames(segmenter: Segmenter, frames: Sequence[Frame], device: torch.de
                     channels = logits.argmax(1).to(torch.uint8).cpu().numpy()
                 for (index, _, _), frame_channels in zip(group, channels):
                     label_ids = segmenter.channel_to_label[frame_channels]
-                    save_label_png(label_ids, frames[index].label)
+                    save_label_png(frames[index].label, label_ids)
                     train_ids = LABEL_TO_TRAIN[label_ids]
                     histogram += np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
                     if summary_dir is not None and len(overlays) < num_overlays:
@@ -363,9 +342,8 @@ def label_frames(segmenter: Segmenter, frames: Sequence[Frame], device: torch.de
 def write_summary(summary: dict, summary_dir: str) -> str:
     """summary.json in the summary folder, written to a temporary name and renamed."""
     path = os.path.join(summary_dir, SUMMARY_NAME)
-    with open(path + ".tmp", "w") as f:
+    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
-    os.replace(path + ".tmp", path)
     return path
 
 
@@ -463,8 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
         for frame in frames:  # half-written files of a killed run
-            if os.path.exists(frame.label + TMP_SUFFIX):
-                os.remove(frame.label + TMP_SUFFIX)
+            if os.path.exists(utils.temporary_path(frame.label)):
+                os.remove(utils.temporary_path(frame.label))
         todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
         skipped = len(frames) - len(todo)
         todo = todo[:opts.limit] if opts.limit is not None else todo

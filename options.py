@@ -11,6 +11,8 @@ import json
 import os
 from typing import Sequence
 
+import utils
+
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # The seed's Table 2 configurations: what each one turns on.
@@ -221,10 +223,8 @@ def source_frame_ids(opts: argparse.Namespace) -> list:
 
 def save_options(opts: argparse.Namespace, path: str) -> None:
     """Write the options as JSON, atomically (temporary file, then rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(vars(opts), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def load_options(path: str) -> argparse.Namespace:

@@ -59,14 +59,14 @@ def output_stem(image_path: str, output_dir: str | None) -> str:
 
 def save_png(array: np.ndarray, path: str) -> None:
     """Save an RGB uint8 image atomically."""
-    Image.fromarray(array).save(path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)
+    with utils.atomic_write(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def save_npy(array: np.ndarray, path: str) -> None:
     """np.save atomically."""
-    np.save(path + ".tmp.npy", array)
-    os.replace(path + ".tmp.npy", path)
+    with utils.atomic_write(path) as tmp:
+        np.save(tmp, array)
 
 
 class TorchPredictor:

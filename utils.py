@@ -1,11 +1,13 @@
 """Small helpers shared by training, evaluation and tools: logging, processes, seeding, pictures."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import sys
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -105,6 +107,29 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) \
         else model
 
+
+
+def temporary_path(path: str) -> str:
+    """Where ``atomic_write`` writes ``path`` first: beside it, with the same extension (so that
+    Pillow and NumPy pick the same format), e.g. ``a/b.png`` -> ``a/b.tmp.png``."""
+    root, ext = os.path.splitext(path)
+    return f"{root}.tmp{ext}"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str) -> Iterator[str]:
+    """Yield a temporary path to write; on success it is renamed to ``path``, on failure removed.
+
+    A reader never sees a half-written ``path``: it is the old file or the whole new one.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 # ------------------------------------------------------------------------------------------------
 # pictures

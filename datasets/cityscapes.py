@@ -1,10 +1,10 @@
 """Cityscapes label table: label ids (0..33) of the pseudo-label PNGs, the 19 train ids, colours."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image
+
+from utils import atomic_write
 
 IGNORE_ID = 255
 NUM_LABEL_IDS = 34  # ids 0..33; the table's -1 (license plate) never occurs in a PNG
@@ -61,8 +61,5 @@ def save_label_png(path: str, label_ids: np.ndarray) -> None:
         raise ValueError(f"{path}: a label map must be (H, W) of Cityscapes label ids 0..{NUM_LABEL_IDS - 1}")
     image = Image.fromarray(ids.astype(np.uint8), mode="P")
     image.putpalette(label_id_palette())
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"
-    image.save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        image.save(tmp, format="PNG")

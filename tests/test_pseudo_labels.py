@@ -14,6 +14,7 @@ from PIL import Image
 
 import datasets
 import make_pseudo_labels as mpl
+import utils
 from conftest import PROJECT_DIR
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
 from kitti_fixture import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
@@ -158,7 +159,7 @@ def test_segformer_run_killed_half_way_resumes_to_the_same_files(tiny, segformer
     survived = written_labels(seg_path)
     assert process.returncode == -signal.SIGKILL and KILL_AFTER <= len(survived) < len(expected)
 
-    with open(sorted(survived)[0] + mpl.TMP_SUFFIX, "wb") as f:  # a stale half-written file beside a whole label
+    with open(utils.temporary_path(sorted(survived)[0]), "wb") as f:  # a stale half-written file beside a whole label
         f.write(b"\x89PNG partial")
     summary = run(tiny, seg_path, segformer_dir, *args)
     assert summary["frames_skipped"] == len(survived) and summary["frames_labelled"] == len(expected) - len(survived)
@@ -166,7 +167,7 @@ def test_segformer_run_killed_half_way_resumes_to_the_same_files(tiny, segformer
     assert {os.path.relpath(p, seg_path) for p in finished} == {os.path.relpath(p, reference) for p in expected}
     for path in finished:
         assert open(path, "rb").read() == open(os.path.join(reference, os.path.relpath(path, seg_path)), "rb").read()
-    leftovers = [f for _, _, files in os.walk(seg_path) for f in files if f.endswith(mpl.TMP_SUFFIX)]
+    leftovers = [f for _, _, files in os.walk(seg_path) for f in files if ".tmp" in f]
     assert leftovers == []
 
 

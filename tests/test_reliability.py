@@ -18,6 +18,7 @@ import evaluate_depth
 import options
 import train
 import training_state
+import utils
 from conftest import PROJECT_DIR
 from kitti_fixture import DRIVE, make_tiny_kitti, write_label_png
 from model import FSREModel
@@ -397,3 +398,17 @@ def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
     finally:
         stop.uninstall()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "sub" / "metrics.json"
+    with utils.atomic_write(str(path)) as tmp:
+        assert tmp.endswith(".tmp.json") and os.path.dirname(tmp) == str(path.parent)
+        with open(tmp, "w") as f:
+            f.write("old")
+    with pytest.raises(OSError):
+        with utils.atomic_write(str(path)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise OSError("disk full")
+    assert path.read_text() == "old" and os.listdir(path.parent) == ["metrics.json"]

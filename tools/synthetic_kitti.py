@@ -29,7 +29,7 @@ import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -42,6 +42,8 @@ if PROJECT_DIR not in sys.path:
 
 from datasets.cityscapes import save_label_png  # noqa: E402
 from datasets.kitti_dataset import DEPTH_PNG_SCALE  # noqa: E402
+from export_gt_depth import export  # noqa: E402  (the project's own ground-truth export)
+from utils import atomic_write  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,6 @@ class Drive:
     name: str
     world: World
     poses: np.ndarray  # (N, 4, 4)
-    speeds: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def build_world(rng: np.random.Generator, length: float, seed: int) -> World:
@@ -167,7 +168,7 @@ def build_drive(name: str, num_frames: int, seed: int) -> Drive:
     poses[:, :3, :3] = rotation_y(yaw)
     poses[:, 0, 3], poses[:, 2, 3] = x, z
     world = build_world(rng, float(z[-1]) + 1, seed)
-    return Drive(name, world, poses, speeds)
+    return Drive(name, world, poses)
 
 
 def rotation_y(angle: np.ndarray) -> np.ndarray:
@@ -382,14 +383,15 @@ def render(camera: Camera, pose: np.ndarray, world: World, supersample: int = 2
                               camera_footprints(pose, camera.K, supersample, colour_rays.shape[:2], world))
     dirs = colour_rays.reshape(-1, 3)
     points = origin + dirs * np.where(np.isfinite(t), t, 0)[:, None]
-    colour, _ = shade(points, dirs, what, axis, world)
+    colour, label = shade(points, dirs, what, axis, world)
     rgb = colour.reshape(h, supersample, w, supersample, 3).mean((1, 3))
 
-    centre_rays = camera.rays(1) @ pose[:3, :3].T
-    t, what, axis = cast_grid(origin, centre_rays, world, camera_footprints(pose, camera.K, 1, (h, w), world))
-    dirs = centre_rays.reshape(-1, 3)
-    points = origin + dirs * np.where(np.isfinite(t), t, 0)[:, None]
-    _, label = shade(points, dirs, what, axis, world)
+    if supersample > 1:  # labels and depth of the pixel centres (with one ray per pixel, those above)
+        centre_rays = camera.rays(1) @ pose[:3, :3].T
+        t, what, axis = cast_grid(origin, centre_rays, world, camera_footprints(pose, camera.K, 1, (h, w), world))
+        dirs = centre_rays.reshape(-1, 3)
+        points = origin + dirs * np.where(np.isfinite(t), t, 0)[:, None]
+        _, label = shade(points, dirs, what, axis, world)
     depth = np.where((what == -2) | (t > MAX_GT_DEPTH), NO_DEPTH, t)  # camera z, as the camera rays have z = 1
     return (rgb * 255 + 0.5).astype(np.uint8), depth.reshape(h, w), label.reshape(h, w)
 
@@ -482,19 +484,13 @@ def _numbers(array: np.ndarray) -> str:
 
 
 def _write_text(path: str, lines: Sequence[str]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def _save_image(array: np.ndarray, path: str, **kwargs) -> None:
-    """Save an image atomically (temporary name in the same folder, then rename)."""
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"
-    Image.fromarray(array).save(tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        Image.fromarray(array).save(tmp, **kwargs)
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -531,11 +527,8 @@ def frame_job(args: tuple) -> None:
         encoded = np.clip(np.round(depth * DEPTH_PNG_SCALE), 0, np.iinfo(np.uint16).max).astype(np.uint16)
         _save_image(encoded, os.path.join(depth_dir, f"{name}.png"))
         save_label_png(os.path.join(label_dir, f"{name}.png"), label)
-    velo_dir = os.path.join(folder, "velodyne_points", "data")
-    os.makedirs(velo_dir, exist_ok=True)
-    tmp = os.path.join(velo_dir, f"{name}.tmp.bin")
-    velodyne_scan(pose, drive.world, s.azimuth_step).tofile(tmp)
-    os.replace(tmp, os.path.join(velo_dir, f"{name}.bin"))
+    with atomic_write(os.path.join(folder, "velodyne_points", "data", f"{name}.bin")) as tmp:
+        velodyne_scan(pose, drive.world, s.azimuth_step).tofile(tmp)
 
 
 def write_oxts(settings: Settings, drive: Drive) -> None:
@@ -573,7 +566,6 @@ def generate(out: str, num_drives: int = 4, frames_per_drive: int = 100, scale: 
              img_ext: str = "png", supersample: int = 2, azimuth_step: float = 0.4, num_test_drives: int = 1,
              test_stride: int = 4, val_stride: int = 10, workers: int | None = None) -> str:
     """Write a synthetic KITTI folder; return its split folder (train/val/test lists, gt_depths.npz)."""
-    from export_gt_depth import export  # the project's own ground-truth export
     if not 1 <= num_test_drives < num_drives:
         raise ValueError(f"--test_drives must be between 1 and --drives - 1 ({num_drives - 1}), got {num_test_drives}")
     if frames_per_drive < 3:
