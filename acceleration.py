@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from errors import InputError
 from gpu_inputs import DeviceInputs
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -64,7 +65,7 @@ class Acceleration:
     def __init__(self, model: nn.Module, opts: argparse.Namespace, device: torch.device) -> None:
         self.amp = getattr(opts, "amp", "off")
         if self.amp != "off" and device.type != "cuda":
-            raise ValueError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
+            raise InputError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
         self.dataset_pipeline = dataset_pipeline(opts, device)
         fast = getattr(opts, "input_pipeline", "exact") == "fast"
         self.device_inputs = DeviceInputs(device, max(opts.scales) + 1) if fast else None

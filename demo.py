@@ -18,6 +18,7 @@ import checkpoints
 import evaluate_depth
 import options
 from tools import synthetic_kitti
+from trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,11 @@ def evaluate(folder: str, data_dir: str, split_dir: str) -> dict:
 
 def demo_argv(argv: Sequence[str], data_dir: str, split_dir: str) -> list[str]:
     """Training arguments: the demo's defaults, the generated data, then the user's own (which win)."""
-    user = list(argv)
-    return DEMO_TRAINING + ["--data_path", data_dir, "--split", split_dir] + user
+    return DEMO_TRAINING + ["--data_path", data_dir, "--split", split_dir] + list(argv)
 
 
 def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SCENES) -> dict:
     """Generate (once), evaluate untrained, train, evaluate trained; return both metric dicts."""
-    from trainer import Trainer  # imported here: train.py imports this module
     data_dir = os.path.abspath(data_dir or default_data_dir())
     split_dir = ensure_scenes(data_dir, scenes)
     opts = options.parse_args(demo_argv(argv, data_dir, split_dir))
@@ -89,10 +88,7 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SC
     print("\nuntrained model on the held-out synthetic drive:")
     before = evaluate(untrained, data_dir, split_dir)
     trainer.train()
-    trained = sorted((f for f in os.listdir(os.path.join(trainer.log_path, "models"))
-                      if f.startswith("weights_") and f[len("weights_"):].split("_")[0].isdigit()),
-                     key=lambda f: int(f[len("weights_"):].split("_")[0]))[-1]
-    folder = os.path.join(trainer.log_path, "models", trained)
+    folder = trainer.last_model_folder
     print(f"\ntrained model ({trainer.step} steps at {opts.width}x{opts.height}) on the held-out synthetic drive:")
     after = evaluate(folder, data_dir, split_dir)
     print(f"\nabs_rel {before['abs_rel']:.3f} -> {after['abs_rel']:.3f}\n"

@@ -81,6 +81,7 @@ class Trainer:
         self.nonfinite_in_row = self.nonfinite_total = 0
         self.stop_signal: training_state.StopSignal | None = None
         self.best_val_loss = math.inf
+        self.last_model_folder: str | None = None  # the newest models/weights_* folder written
         if opts.resume is not None:
             self.resume(opts.resume)
         self.writers = {}
@@ -403,6 +404,7 @@ class Trainer:
         name = f"weights_{self.epoch}" + ("_best" if best else "")
         folder = os.path.join(self.log_path, "models", name)
         checkpoints.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch, self.step)
+        self.last_model_folder = folder
         logger.info("saved %s", folder)
         return folder
 

@@ -22,6 +22,8 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import InterpolationMode
 
+from errors import InputError
+
 FRAME_KEY = "color_u8"  # ("color_u8", frame_id[, scale]): (3, h, w) uint8 frame at the training size [scale]
 AUG_KEY = "color_aug_u8"  # ("color_aug_u8", frame_id, scale): the jittered copy (workers' scales only)
 JITTER_FACTORS_KEY = "jitter_factors"  # (4,) float32: brightness, contrast, saturation, hue
@@ -34,7 +36,7 @@ def read_frame_uint8(path: str, height: int, width: int, do_flip: bool) -> torch
     try:
         image = decode_image(read_file(path), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as error:
-        raise RuntimeError(f"{path}: cannot decode the frame ({error})") from error
+        raise InputError(f"{path}: cannot decode the frame ({error})") from None
     if tuple(image.shape[-2:]) != (height, width):
         image = v2F.resize(image, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
     return image.flip(-1) if do_flip else image

@@ -13,6 +13,8 @@ import os
 import urllib.error
 import urllib.request
 
+from errors import InputError
+
 SPLITS_DIR = os.path.dirname(os.path.abspath(__file__))
 MANIFEST_PATH = os.path.join(SPLITS_DIR, "manifest.json")
 DOWNLOAD_TIMEOUT_S = 60
@@ -29,7 +31,7 @@ TEST_SPLIT_FILES = {
 logger = logging.getLogger(__name__)
 
 
-class SplitError(RuntimeError):
+class SplitError(InputError):
     """A split file that cannot be had, or does not match the manifest."""
 
 
