@@ -41,7 +41,8 @@ def test_user_options_override_the_demo_defaults(scenes_dir):
 def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
     result = demo.run(["--config", "baseline", "--frame_ids", "0", "--max_steps", str(STEPS), "--num_epochs", "100",
                        "--num_workers", "0",
-                       "--log_dir", str(tmp_path), "--save_frequency", "100", "--no_validation"],
+                       "--log_dir", str(tmp_path), "--save_frequency", "100", "--no_validation",
+                       "--keep_checkpoints", "1"],
                       scenes_dir, SCENES)
     before, after = result["untrained"]["abs_rel"], result["trained"]["abs_rel"]
     assert after < LEARNED_FRACTION * before, (before, after)

@@ -28,7 +28,7 @@ def tiny(tmp_path_factory):
 def train_args(tiny, log_dir, *extra):
     return ["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width", "192",
             "--batch_size", "2", "--num_workers", "0", "--weights_init", "scratch", "--log_dir", str(log_dir),
-            "--log_frequency", "1", "--num_log_images", "1", *extra]
+            "--log_frequency", "1", "--num_log_images", "1", "--keep_checkpoints", "1", *extra]
 
 
 def run_cli(args, env_extra=None, module="train.py"):
