@@ -2,16 +2,19 @@
 
 The workers (``datasets/fast_frames.py``) send each frame once, as uint8 at the training size,
 with the item's colour-jitter draw. ``DeviceInputs`` turns such a batch into the exact pipeline's
-keys: ``("color", f, s)`` for every scale (scale 0 is the frame / 255, scales 1.. are resized
+keys, only those of ``image_keys`` when given (the trainer gives ``model.image_keys``, the keys
+the model reads): ``("color", f, s)`` for every scale (scale 0 is the frame / 255, scales 1.. are resized
 from it with antialiased bicubic interpolation, clamped to [0, 1]) and ``("color_aug", f, s)``,
 the same frame jittered with the item's factors in the item's order, per scale, as the exact
 pipeline does. Adjustments follow torchvision's tensor functions (brightness: scale; contrast: blend with the
 mean grey level; saturation: blend with the greyscale image; hue: a shift in HSV), computed in
 float without the exact pipeline's rounding to uint8 after each adjustment. Batches without
 uint8 frames (the exact pipeline, validation) pass through unchanged; batches whose workers
-made every scale already (``fast_workers``, for training on the CPU) are only converted to float.
+made the images already (``fast_workers``, for training on the CPU) are only converted to float.
 """
 from __future__ import annotations
+
+from typing import Collection
 
 import torch
 import torch.nn.functional as F
@@ -110,38 +113,58 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
 
 
 class DeviceInputs:
-    """Turns a fast-pipeline batch (uint8 frames + jitter draws) into the exact pipeline's keys."""
+    """Turns a fast-pipeline batch (uint8 frames + jitter draws) into the model's image keys."""
 
-    def __init__(self, device: torch.device | str, num_scales: int) -> None:
+    def __init__(self, device: torch.device | str, num_scales: int,
+                 image_keys: Collection[tuple] | None = None) -> None:
         self.device = torch.device(device)
         self.num_scales = num_scales
+        self.image_keys = None if image_keys is None else frozenset(image_keys)  # None: every frame and scale
+
+    def wanted(self, name: str, frame_id, scale: int) -> bool:
+        """Whether the image key (name, frame, scale) is to be made."""
+        return self.image_keys is None or (name, frame_id, scale) in self.image_keys
 
     def __call__(self, inputs: dict) -> dict:
         uint8_keys = [key for key in inputs if isinstance(key, tuple) and key[0] in (FRAME_KEY, AUG_KEY)]
         if not uint8_keys:
             return inputs
         inputs = dict(inputs)
-        if len(uint8_keys[0]) == 3:  # the workers made every scale (training on the CPU): convert only
+        if len(uint8_keys[0]) == 3:  # the workers made the images (training on the CPU): convert only
             for key in uint8_keys:
                 name = "color" if key[0] == FRAME_KEY else "color_aug"
-                inputs[(name, *key[1:])] = inputs.pop(key).to(self.device, non_blocking=True).float() / UINT8_MAX
+                inputs[(name, *key[1:])] = to_float(inputs.pop(key).to(self.device, non_blocking=True))
             return inputs
         frame_ids = [key[1] for key in uint8_keys]
-        frames = torch.cat([inputs.pop((FRAME_KEY, f)).to(self.device, non_blocking=True) for f in frame_ids])
-        factors = inputs.pop(JITTER_FACTORS_KEY).to(self.device, non_blocking=True).repeat(len(frame_ids), 1)
-        order = inputs.pop(JITTER_ORDER_KEY).to(self.device, non_blocking=True).repeat(len(frame_ids), 1)
-        batch = frames.shape[0] // len(frame_ids)
-        height, width = frames.shape[-2:]
-        images = frames.float() / UINT8_MAX
+        frames = {f: inputs.pop((FRAME_KEY, f)).to(self.device, non_blocking=True) for f in frame_ids}
+        factors = inputs.pop(JITTER_FACTORS_KEY).to(self.device, non_blocking=True)
+        order = inputs.pop(JITTER_ORDER_KEY).to(self.device, non_blocking=True)
+        height, width = next(iter(frames.values())).shape[-2:]
+        images = {}
         for scale in range(self.num_scales):
-            if scale > 0:
-                size = (height // 2 ** scale, width // 2 ** scale)
-                images_s = F.interpolate(images, size=size, mode="bicubic", align_corners=False,
-                                         antialias=True).clamp(0, 1)
+            plain = [f for f in frame_ids if self.wanted("color", f, scale)]
+            jittered = [f for f in frame_ids if self.wanted("color_aug", f, scale)]
+            chosen = [f for f in frame_ids if f in plain or f in jittered]
+            if not chosen:
+                continue
+            batch = frames[chosen[0]].shape[0]
+            if scale == 0:
+                images = to_float(torch.cat([frames[f] for f in chosen]))
             else:
-                images_s = images
-            augmented = color_jitter(images_s, factors, order)
-            for f, plain, aug in zip(frame_ids, images_s.split(batch), augmented.split(batch)):
-                inputs[("color", f, scale)] = plain
-                inputs[("color_aug", f, scale)] = aug
+                images = F.interpolate(to_float(torch.cat([frames[f] for f in chosen])),
+                                       size=(height // 2 ** scale, width // 2 ** scale), mode="bicubic",
+                                       align_corners=False, antialias=True).clamp(0, 1)
+            per_frame = dict(zip(chosen, images.split(batch)))
+            for f in plain:
+                inputs[("color", f, scale)] = per_frame[f]
+            if jittered:
+                augmented = color_jitter(torch.cat([per_frame[f] for f in jittered]),
+                                         factors.repeat(len(jittered), 1), order.repeat(len(jittered), 1))
+                for f, aug in zip(jittered, augmented.split(batch)):
+                    inputs[("color_aug", f, scale)] = aug
         return inputs
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1] (in place after the cast; equal to ``to_tensor``'s division)."""
+    return images.float().div_(UINT8_MAX)

@@ -32,6 +32,20 @@ from options import source_frame_ids, uses_semantics
 POSE_HEIGHT, POSE_WIDTH = 192, 640
 
 
+def image_keys(opts: argparse.Namespace) -> frozenset[tuple]:
+    """The image keys a training step reads, so a fast input pipeline can skip the others.
+
+    ``("color", f, 0)`` of every frame (warping and the photometric loss work at full size),
+    ``("color", 0, s)`` of the target at every scale (smoothness), and ``("color_aug", f, 0)`` of
+    the target (depth) and of the temporal neighbours (pose). The exact pipeline still makes
+    Monodepth2's full set, of which the other keys are never read.
+    """
+    frames = [0] + source_frame_ids(opts)
+    keys = {("color", f, 0) for f in frames} | {("color", 0, s) for s in opts.scales}
+    keys |= {("color_aug", f, 0) for f in frames if f != "s"}
+    return frozenset(keys)
+
+
 class FSREModel(nn.Module):
     """Depth encoder, joint decoder, pose encoder and pose decoder, wired with their losses."""
 

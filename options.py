@@ -121,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input_pipeline", default="exact", choices=["exact", "fast"],
                    help="exact: every scale resized from the native frame by Pillow's LANCZOS and jittered via "
                         "PIL in the workers (the authors'); fast: workers decode with torchvision.io and send "
-                        "uint8 frames at the training size (antialiased bicubic), scales and jitter are made on "
-                        "the device, batched (a deviation, see README)")
+                        "uint8 frames at the training size (antialiased bicubic); only the images the model reads "
+                        "are made (every frame and its jittered copy at scale 0, the target at every scale), "
+                        "scales and jitter on the device, batched (in the workers on a CPU-only run); a "
+                        "deviation, see README")
     g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
                    help="autocast the networks (CUDA only); geometry and every loss stay float32")
     g.add_argument("--channels_last", action="store_true", help="NHWC memory order for the networks")

@@ -41,7 +41,7 @@ import utils
 from acceleration import Acceleration
 from datasets import DATASETS, colourise, read_split
 from errors import InputError, TrainingError
-from model import FSREModel
+from model import FSREModel, image_keys
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,10 @@ class Trainer:
         common = dict(height=opts.height, width=opts.width, frame_ids=[0] + options.source_frame_ids(opts),
                       num_scales=max(opts.scales) + 1, img_ext=opts.img_ext, load_labels=options.needs_labels(opts),
                       seg_path=opts.seg_path)
+        # training items carry no ground truth: only validation computes depth metrics
         self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True,
-                                           input_pipeline=acceleration.dataset_pipeline(opts, self.device), **common)
+                                           input_pipeline=acceleration.dataset_pipeline(opts, self.device),
+                                           image_keys=image_keys(opts), load_depth=False, **common)
         per_process = opts.batch_size // rt.world_size
         if len(self.train_dataset) < per_process * rt.world_size:
             raise InputError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "

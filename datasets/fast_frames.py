@@ -8,13 +8,15 @@ over as a (3, H, W) uint8 tensor under ``("color_u8", frame_id)``. The colour-ji
 item travels as two small tensors; ``gpu_inputs.DeviceInputs`` builds every scale and the
 jittered copies on the device, batched. When training on the CPU (pipeline ``fast_workers``)
 float jitter in the training process would cost more than it saves, so the workers also make
-the smaller scales (uint8, antialiased bicubic from the training size) and jitter every scale
-with the exact pipeline's PIL jitter, and send them all as uint8. Everything else in an item
+the smaller scales (uint8, antialiased bicubic from the training size) and the jittered copies
+with the exact pipeline's PIL jitter, and send them all as uint8. Both make only the image keys
+the model reads (``model.image_keys``: every frame at scale 0, the target at every scale,
+jittered copies at scale 0), not Monodepth2's full set of which most is never read. Everything else in an item
 (intrinsics, labels, ground truth) is the exact pipeline's.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Collection, Iterable
 
 import torch
 import torchvision.transforms.v2.functional as v2F
@@ -42,18 +44,27 @@ def read_frame_uint8(path: str, height: int, width: int, do_flip: bool) -> torch
     return image.flip(-1) if do_flip else image
 
 
-def add_worker_scales(inputs: dict, frame_id, frame: torch.Tensor, num_scales: int, jitter: tuple | None,
+def add_worker_images(inputs: dict, frame_id, frame: torch.Tensor, keys: Collection[tuple], jitter: tuple | None,
                       color_jitter: Callable[[Image.Image, tuple | None], Image.Image]) -> None:
-    """Every scale of a uint8 frame (antialiased bicubic from the training size) and its jittered copy
-    (``color_jitter``, the exact pipeline's PIL jitter, on the uint8 scale), under the uint8 keys."""
+    """The image keys ``keys`` wants of one uint8 frame, made in the worker: each scale antialiased
+    bicubic from the training size, its jittered copy with ``color_jitter`` (the exact pipeline's PIL
+    jitter, on the uint8 scale), under the uint8 keys."""
     height, width = frame.shape[-2:]
-    for scale in range(num_scales):
+    scales = sorted({key[2] for key in keys if key[1] == frame_id})
+    for scale in scales:
         size = [height // 2 ** scale, width // 2 ** scale]
         scaled = frame if scale == 0 else v2F.resize(frame, size, interpolation=InterpolationMode.BICUBIC,
                                                      antialias=True)
-        inputs[(FRAME_KEY, frame_id, scale)] = scaled
-        augmented = scaled if jitter is None else v2F.pil_to_tensor(color_jitter(v2F.to_pil_image(scaled), jitter))
-        inputs[(AUG_KEY, frame_id, scale)] = augmented
+        if ("color", frame_id, scale) in keys:
+            inputs[(FRAME_KEY, frame_id, scale)] = scaled
+        if ("color_aug", frame_id, scale) in keys:
+            augmented = scaled if jitter is None else v2F.pil_to_tensor(color_jitter(v2F.to_pil_image(scaled), jitter))
+            inputs[(AUG_KEY, frame_id, scale)] = augmented
+
+
+def all_image_keys(frame_ids: Iterable, num_scales: int) -> frozenset[tuple]:
+    """Monodepth2's full set of image keys: plain and jittered, every frame, every scale."""
+    return frozenset((name, f, s) for name in ("color", "color_aug") for f in frame_ids for s in range(num_scales))
 
 
 def jitter_tensors(params: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ resized straight from the frame's native size with Pillow's LANCZOS; colour jitt
 resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
 flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. The opt-in
 ``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8 instead, with the same
-random draws (see ``datasets/fast_frames.py``).
+random draws, and makes only the ``image_keys`` it is given (see ``datasets/fast_frames.py``).
 
 Training items can be seeded: an index ``(index, seed)`` (what ``trainer.ResumableSampler`` yields)
 draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
@@ -22,7 +22,7 @@ import os
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 import torch
@@ -153,7 +153,7 @@ class MonoDataset(data.Dataset):
     def __init__(self, data_path: str, filenames: Sequence[str], height: int, width: int,
                  frame_ids: Sequence, num_scales: int = 4, is_train: bool = False, img_ext: str = "png",
                  load_labels: bool = False, seg_path: str | None = None, load_depth: bool | None = None,
-                 input_pipeline: str = "exact") -> None:
+                 input_pipeline: str = "exact", image_keys: Collection[tuple] | None = None) -> None:
         super().__init__()
         if input_pipeline not in INPUT_PIPELINES:
             raise ValueError(f"input_pipeline must be one of {INPUT_PIPELINES}, got {input_pipeline!r}")
@@ -172,6 +172,12 @@ class MonoDataset(data.Dataset):
         self.K = KITTI_K.copy()
         self.full_res_shape = FULL_RES_SHAPE
         self.load_depth = self.check_depth() if load_depth is None else load_depth
+        # the image keys the fast pipelines make (the exact pipeline makes them all, as Monodepth2)
+        all_keys = fast_frames.all_image_keys(self.frame_ids, num_scales)
+        self.image_keys = all_keys if image_keys is None else frozenset(image_keys)
+        if not self.image_keys <= all_keys:
+            raise ValueError(f"image_keys {sorted(map(str, self.image_keys - all_keys))} name frames or scales "
+                             f"this dataset does not load (frame_ids {self.frame_ids}, {num_scales} scales)")
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -274,12 +280,15 @@ class MonoDataset(data.Dataset):
 
     def add_uint8_frames(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
         """The fast pipelines' worker side: uint8 frames at the training size and the jitter draw
-        (``fast``), or uint8 frames and jittered copies at every scale (``fast_workers``)."""
+        (``fast``), or the uint8 images of ``image_keys``, jittered copies included (``fast_workers``)."""
+        needed = {key[1] for key in self.image_keys}
         for i in self.frame_ids:
+            if i not in needed:
+                continue
             path = self.frame_path(entry, i)
             frame = fast_frames.read_frame_uint8(path, self.height, self.width, do_flip)
             if self.input_pipeline == "fast_workers":
-                fast_frames.add_worker_scales(inputs, i, frame, self.num_scales, jitter, color_jitter)
+                fast_frames.add_worker_images(inputs, i, frame, self.image_keys, jitter, color_jitter)
             else:
                 inputs[(fast_frames.FRAME_KEY, i)] = frame
         if self.input_pipeline == "fast_workers":

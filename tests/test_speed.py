@@ -5,6 +5,7 @@ import json
 import os
 import random
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
@@ -17,10 +18,10 @@ import layers
 import options
 from acceleration import Acceleration
 from conftest import random_batch
-from datasets import KITTIRAWDataset, read_split
+from datasets import KITTIRAWDataset, fast_frames, read_split
 from datasets.mono_dataset import color_jitter as pil_color_jitter
 from kitti_fixture import DRIVE, make_tiny_kitti
-from model import FSREModel
+from model import FSREModel, image_keys
 from tools import prepare_kitti
 
 KITTI_SIZE = (1242, 375)
@@ -113,6 +114,53 @@ def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
         assert (fast[("color_aug", f, 0)] - exact[("color_aug", f, 0)]).abs().mean() < SCALE0_MEAN_TOL + JITTER_MEAN_TOL
 
 
+@pytest.mark.parametrize("extra", [(), ("--use_stereo",), ("--use_stereo", "--frame_ids", "0")])
+def test_a_training_step_reads_exactly_the_models_image_keys(extra):
+    opts = model_options("--config", "baseline", *extra)
+    keys = image_keys(opts)
+    frames = [0] + options.source_frame_ids(opts)
+    assert ("color", 0, 3) in keys and ("color", frames[-1], 0) in keys and ("color_aug", 0, 0) in keys
+    assert ("color", frames[-1], 1) not in keys and ("color_aug", 0, 1) not in keys
+    torch.manual_seed(0)
+    model = FSREModel(opts)
+    full = random_batch(2, 64, 96, frame_ids=frames)
+    if "--use_stereo" in extra:
+        full["stereo_T"] = torch.eye(4).repeat(2, 1, 1)
+    images = {key for key in full if key[0] in ("color", "color_aug")}
+    assert keys <= images
+    torch.manual_seed(1)
+    _, reference = model(full)
+    torch.manual_seed(1)
+    _, losses = model({k: v for k, v in full.items() if k not in images - keys})  # the other keys are unread
+    assert losses["loss"] == reference["loss"]
+    for key in keys:  # and every key of image_keys is read
+        with pytest.raises(KeyError):
+            model({k: v for k, v in full.items() if k != key})
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "fast_workers"])
+def test_fast_pipelines_make_only_the_models_image_keys(kitti_size, pipeline):
+    opts = model_options("--height", str(HEIGHT), "--width", str(WIDTH))
+    keys = image_keys(opts)
+    lines = read_split(os.path.join(kitti_size.split_dir, "train_files.txt"))
+
+    def batch(pipeline, wanted):
+        random.seed(5)
+        torch.manual_seed(5)
+        ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=True,
+                             input_pipeline=pipeline, load_labels=True, image_keys=wanted)
+        items = [ds[(i, 7 + i)] for i in range(2)]
+        return gpu_inputs.DeviceInputs("cpu", 4, wanted)(default_collate(items))
+
+    every, only = batch(pipeline, None), batch(pipeline, keys)
+    assert {k for k in only if k[0] in ("color", "color_aug")} == keys
+    for key, value in only.items():  # the same images as when every key is made
+        assert torch.equal(value, every[key]), key
+    assert set(every) - set(only) == fast_frames.all_image_keys([0, -1, 1], 4) - keys
+    with pytest.raises(ValueError, match="name frames or scales"):
+        KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], image_keys={("color", 2, 0)})
+
+
 def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
     path = os.path.join(kitti_size.data_path, DRIVE, "image_02", "data", "0000000001.png")
     image = Image.open(path).convert("RGB").resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
@@ -135,23 +183,48 @@ def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
         assert (sparse[j] - images[j]).abs().mean() > 5 * difference.mean()  # the jitter did something
 
 
-def test_prepare_kitti_writes_resized_frames_in_the_same_layout(tmp_path):
+def test_prepare_kitti_writes_resized_frames_and_labels_in_the_same_layout(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "src"), num_frames=4)
     cache = str(tmp_path / "cache")
     counts = prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", num_workers=2, progress=False)
-    assert counts == {"frames_written": 8, "frames_skipped": 0, "other_files": 8 + 4 + 2}
+    assert counts == {"files_written": 8 + 8, "files_skipped": 0, "labels": 8, "other_files": 4 + 2}
     frame = os.path.join(cache, DRIVE, "image_03", "data", "0000000002.jpg")
     with Image.open(frame) as img:
         assert img.size == (96, 32) and img.format == "JPEG"
     label = os.path.join(cache, "segmentation", DRIVE, "image_02", "0000000001.png")
-    assert os.path.islink(label) and Image.open(label).size == (tiny.width, tiny.height)  # labels untouched
+    with Image.open(label) as img, Image.open(os.path.join(tiny.data_path, os.path.relpath(label, cache))) as source:
+        assert not os.path.islink(label) and img.size == (96, 32) and img.mode == source.mode  # palette kept
+    assert os.path.islink(os.path.join(cache, DRIVE, "velodyne_points", "data", "0000000001.bin"))
     assert json.load(open(os.path.join(cache, prepare_kitti.SETTINGS_FILE)))["width"] == 96
-    assert prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", progress=False)["frames_skipped"] == 8
+    assert prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", progress=False)["files_skipped"] == 16
     lines = read_split(os.path.join(tiny.split_dir, "train_files.txt"))
     item = KITTIRAWDataset(cache, lines, 32, 96, [0, -1, 1], img_ext="jpg", input_pipeline="fast")[0]
     assert item[("color_u8", 0)].shape == (3, 32, 96)
+    # the exact pipeline reads the labels it makes from the native maps, flipped or not
+    native, cached = (KITTIRAWDataset(root, lines, 32, 96, [0], is_train=True, load_labels=True, img_ext=ext)
+                      for root, ext in ((tiny.data_path, "png"), (cache, "jpg")))
+    flips = set()
+    for seed in range(6):
+        a, b = native[(1, seed)], cached[(1, seed)]
+        assert torch.equal(a[("seg", 0, 0)], b[("seg", 0, 0)]), seed
+        rng = random.Random(seed)  # the item's draws: colour augmentation, then flip
+        rng.random()
+        flips.add(rng.random() > 0.5)
+    assert flips == {True, False}
     with pytest.raises(FileNotFoundError, match="holds no frames"):
         prepare_kitti.prepare(str(tmp_path / "src" / "split"), str(tmp_path / "x"), 32, 96, progress=False)
+
+
+@pytest.mark.parametrize("size", [(1242, 375), (1241, 376), (1224, 370), (1238, 374), (1226, 370)])
+def test_labels_resized_once_equal_the_exact_pipelines_for_kitti_frame_sizes(size):
+    """Nearest resize then flip (the cache) equals flip then nearest resize (the exact pipeline)."""
+    ids = np.random.default_rng(0).integers(0, 34, size[::-1]).astype(np.uint8)
+    label = Image.fromarray(ids)
+    for target in ((640, 192), (1024, 320), (320, 96)):
+        flip = Image.Transpose.FLIP_LEFT_RIGHT
+        exact = label.transpose(flip).resize(target, prepare_kitti.LABEL_FILTER)
+        cached = label.resize(target, prepare_kitti.LABEL_FILTER).transpose(flip).resize(target, Image.Resampling.NEAREST)
+        assert np.array_equal(np.asarray(exact), np.asarray(cached)), target
 
 
 def test_amp_needs_cuda():

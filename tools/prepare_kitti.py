@@ -5,9 +5,11 @@
 
 Frames (KITTI raw ``image_0X/data/*``, odometry ``sequences/NN/image_X/*``) are resized with
 Pillow's LANCZOS, the exact pipeline's filter, and written in the same layout under
-``--output_path``; every other file (calibration, Velodyne scans, depth-benchmark maps,
-segmentation pseudo-labels, split files) is linked to its original (``--copy`` copies it), so
-labels and ground truth are untouched. The datasets need no setting to read the cache: they read
+``--output_path``. Segmentation pseudo-labels below ``<data_path>/segmentation`` are resized to
+the same size with the exact pipeline's nearest filter (for KITTI's frame sizes the exact
+pipeline then reads the very labels it would make from the native ones, flipped or not; tested).
+Every other file (calibration, Velodyne scans, depth-benchmark maps, split files) is linked to
+its original (``--copy`` copies it), so ground truth is untouched. The datasets need no setting to read the cache: they read
 each frame's size from the file (the exact pipeline resizes every scale from whatever it reads:
 scale 0 of a PNG cache equals the uncached one, the smaller scales come from the cached frame;
 the fast pipeline skips its resize when a frame already has the training size).
@@ -32,8 +34,10 @@ from tqdm import tqdm
 
 logger = logging.getLogger("prepare_kitti")
 
+LABEL_PATTERN = re.compile(r"(^|/)segmentation/.+\.png$", re.IGNORECASE)  # pseudo-labels at their default place
 FRAME_PATTERN = re.compile(r"(^|/)(image_0[0-3]/data|sequences/\d+/image_[0-3])/[^/]+\.(png|jpe?g)$", re.IGNORECASE)
 RESIZE_FILTER = Image.Resampling.LANCZOS  # the exact pipeline's (datasets/mono_dataset.py)
+LABEL_FILTER = Image.Resampling.NEAREST  # the exact pipeline's for labels (MonoDataset.get_labels)
 DEFAULT_JPEG_QUALITY = 92  # Monodepth2's README conversion
 SETTINGS_FILE = "prepare_kitti.json"
 EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG"}
@@ -44,21 +48,31 @@ def is_frame(relative_path: str) -> bool:
     return FRAME_PATTERN.search(relative_path.replace(os.sep, "/")) is not None
 
 
+def is_label(relative_path: str) -> bool:
+    """Whether a path relative to the data root is a segmentation pseudo-label PNG."""
+    return LABEL_PATTERN.search(relative_path.replace(os.sep, "/")) is not None
+
+
 def output_name(relative_path: str, ext: str | None) -> str:
     """The cached frame's relative path: the same, with the extension changed when ``ext`` is given."""
     return os.path.splitext(relative_path)[0] + "." + ext if ext else relative_path
 
 
 def convert_frame(job: tuple[str, str, int | None, int | None, int]) -> bool:
-    """Resize (when a size is given) and save one frame atomically; False when it already existed."""
+    """Resize (when a size is given) and save one frame or label map atomically; False when it already existed.
+
+    A label map (single channel, a target ending in ``.png`` below ``segmentation/``) keeps its mode and
+    is resized with the exact pipeline's nearest filter, so the exact pipeline reads the same labels.
+    """
     source, target, height, width, quality = job
     if os.path.exists(target):
         return False
+    label = is_label(target)
     try:
         with Image.open(source) as image:
-            image = image.convert("RGB")
+            image = image.copy() if label else image.convert("RGB")
             if height is not None and image.size != (width, height):
-                image = image.resize((width, height), RESIZE_FILTER)
+                image = image.resize((width, height), LABEL_FILTER if label else RESIZE_FILTER)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             file_format = EXTENSION_FORMATS.get(os.path.splitext(target)[1].lower(), "JPEG")
             tmp = f"{target}.{os.getpid()}.tmp"
@@ -89,13 +103,14 @@ def mirror_file(source: str, target: str, copy: bool) -> None:
 def prepare(data_path: str, output_path: str, height: int | None, width: int | None, ext: str | None = None,
             quality: int = DEFAULT_JPEG_QUALITY, num_workers: int = 1, copy: bool = False,
             progress: bool = True) -> dict:
-    """Write the cache; returns counts of frames written and skipped and of other files mirrored."""
+    """Write the cache; returns counts of frames and labels written and skipped (together), of the label
+    maps among them, and of other files mirrored."""
     if not os.path.isdir(data_path):
         raise FileNotFoundError(f"--data_path {data_path} is not a folder")
     if os.path.abspath(output_path) == os.path.abspath(data_path):
         raise ValueError("--output_path must differ from --data_path (frames would be overwritten)")
     sources: dict[str, str] = {}  # cached frame -> its source; a PNG wins over a JPEG copy of the frame
-    others = []
+    others, labels = [], []
     for root, dirs, files in os.walk(data_path):
         dirs.sort()
         for name in sorted(files):
@@ -104,18 +119,20 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
                 target = output_name(relative, ext)
                 if target not in sources or relative.lower().endswith(".png"):
                     sources[target] = relative
+            elif is_label(relative) and height is not None:
+                labels.append(relative)  # resized like the frames, kept as a label PNG
             else:
                 others.append(relative)
     jobs = [(os.path.join(data_path, source), os.path.join(output_path, target), height, width, quality)
-            for target, source in sorted(sources.items())]
-    if not jobs:
+            for target, source in sorted(sources.items()) + [(label, label) for label in labels]]
+    if not sources:
         raise FileNotFoundError(f"--data_path {data_path} holds no frames in KITTI's layout "
                                 "(image_0X/data/* or sequences/NN/image_X/*)")
     os.makedirs(output_path, exist_ok=True)
     for relative in others:
         mirror_file(os.path.join(data_path, relative), os.path.join(output_path, relative), copy)
     written = 0
-    with tqdm(total=len(jobs), unit="frame", desc="prepare_kitti", disable=not progress) as bar:
+    with tqdm(total=len(jobs), unit="file", desc="prepare_kitti", disable=not progress) as bar:
         if num_workers > 1:
             with ProcessPoolExecutor(num_workers) as pool:
                 for done in pool.map(convert_frame, jobs, chunksize=16):
@@ -126,12 +143,13 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
                 written += convert_frame(job)
                 bar.update()
     settings = {"source": os.path.abspath(data_path), "height": height, "width": width, "ext": ext,
-                "quality": quality, "frames": len(jobs)}
+                "quality": quality, "frames": len(sources), "labels": len(labels)}
     tmp = os.path.join(output_path, SETTINGS_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(settings, f, indent=2)
     os.replace(tmp, os.path.join(output_path, SETTINGS_FILE))
-    return {"frames_written": written, "frames_skipped": len(jobs) - written, "other_files": len(others)}
+    return {"files_written": written, "files_skipped": len(jobs) - written, "labels": len(labels),
+            "other_files": len(others)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                          num_workers=args.num_workers, copy=args.copy)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"prepare_kitti: {error}")
-    print(f"{counts['frames_written']} frames written, {counts['frames_skipped']} already there, "
+    print(f"{counts['files_written']} frames and label maps written ({counts['labels']} label maps in all), "
+          f"{counts['files_skipped']} already there, "
           f"{counts['other_files']} other files {'copied' if args.copy else 'linked'} -> {args.output_path}")
 
 
