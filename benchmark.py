@@ -17,6 +17,8 @@ Paths: ``fast`` is ``--input_pipeline fast`` with the fused DSSIM/SGT (plus ``--
 ``--channels_last``, ``--compile`` when given); ``--baseline`` adds ``exact``, the straightforward
 path in the same process (PIL resize per scale and jitter in the workers, unfused losses, fp32),
 and the ratios fast/exact. Prints a table shaped like the seed's Table 2 and writes JSON.
+``--fast_data_path`` lets the fast path read other data, such as a ``tools/prepare_kitti.py`` cache of
+``--data_path`` at the training size (its one-time cost is the tool's to report).
 ``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
 pseudo-labels, split files) into DIR with the test fixture's writer.
 """
@@ -97,9 +99,12 @@ def timed(device: torch.device, warmup: int, count: int, step: Callable[[], None
 
 def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: str) -> argparse.Namespace:
     """Training options of one (configuration, path) run."""
-    argv = ["--data_path", args.data_path, "--split", args.split, "--config", config, "--height", str(args.height),
+    data_path, img_ext = args.data_path, args.img_ext
+    if path == "fast":
+        data_path, img_ext = args.fast_data_path or data_path, args.fast_img_ext or img_ext
+    argv = ["--data_path", data_path, "--split", args.split, "--config", config, "--height", str(args.height),
             "--width", str(args.width), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
-            "--img_ext", args.img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
+            "--img_ext", img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
             "--model_name", f"{config}_{path}", "--log_frequency", str(sys.maxsize), "--input_pipeline", path]
     if args.splits_dir:
         argv += ["--splits_dir", args.splits_dir]
@@ -183,6 +188,9 @@ def table(report: dict) -> str:
     settings = report["settings"]
     lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
                  f"{settings['num_workers']} workers, {report['machine']['device']}")
+    if settings.get("fast_data_path"):
+        lines.append(f"exact path read {settings['data_path']} ({settings['img_ext']}), fast path read "
+                     f"{settings['fast_data_path']} ({settings['fast_img_ext'] or settings['img_ext']})")
     return "\n".join(lines)
 
 
@@ -205,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a drive of KITTI-size frames into DIR first and benchmark on it")
     g.add_argument("--make_frames", type=int, default=40, help="frames per camera written by --make_data")
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
+    g.add_argument("--fast_data_path", default=None,
+                   help="data the fast path reads instead of --data_path, e.g. a tools/prepare_kitti.py cache of it")
+    g.add_argument("--fast_img_ext", default=None, choices=["png", "jpg"],
+                   help="frame file type of --fast_data_path (default: --img_ext)")
     g = parser.add_argument_group("run")
     g.add_argument("--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations")
     g.add_argument("--height", type=int, default=192, help="input height")

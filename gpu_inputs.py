@@ -14,6 +14,7 @@ made the images already (``fast_workers``, for training on the CPU) are only con
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Collection
 
 import torch
@@ -112,6 +113,17 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     return images
 
 
+@contextmanager
+def one_thread():
+    """Run a block with one intra-op thread (the previous number is restored after it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class DeviceInputs:
     """Turns a fast-pipeline batch (uint8 frames + jitter draws) into the model's image keys."""
 
@@ -131,9 +143,10 @@ class DeviceInputs:
             return inputs
         inputs = dict(inputs)
         if len(uint8_keys[0]) == 3:  # the workers made the images (training on the CPU): convert only
-            for key in uint8_keys:
-                name = "color" if key[0] == FRAME_KEY else "color_aug"
-                inputs[(name, *key[1:])] = to_float(inputs.pop(key).to(self.device, non_blocking=True))
+            with one_thread():  # memory-bound; idle intra-op threads would spin against the loader workers
+                for key in uint8_keys:
+                    name = "color" if key[0] == FRAME_KEY else "color_aug"
+                    inputs[(name, *key[1:])] = to_float(inputs.pop(key).to(self.device))
             return inputs
         frame_ids = [key[1] for key in uint8_keys]
         frames = {f: inputs.pop((FRAME_KEY, f)).to(self.device, non_blocking=True) for f in frame_ids}

@@ -119,11 +119,15 @@ def pil_loader(path: str) -> Image.Image:
 
 @contextmanager
 def seeded_random(seed: int):
-    """Seed Python's and torch's generators for a block, restoring their states after it."""
+    """Seed Python's and torch's CPU generators for a block, restoring their states after it.
+
+    Only the CPU generator: item loading draws nothing on a GPU, and ``torch.manual_seed`` would
+    also queue a CUDA seeding, formatting a stack trace per call where CUDA is not initialised.
+    """
     state = random.getstate()
     with torch.random.fork_rng(devices=[]):
         random.seed(seed)
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         try:
             yield
         finally:

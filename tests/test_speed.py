@@ -4,6 +4,7 @@ tool and the benchmark run end to end."""
 import json
 import os
 import random
+import tempfile
 
 import numpy as np
 import pytest
@@ -252,6 +253,16 @@ def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     assert speedup["input"] == pytest.approx(fast["input_samples_per_s"] / exact["input_samples_per_s"])
     assert saved["seed_table2"]["full"]["training_time"] == "18h 20m"
     assert saved["machine"]["device"].startswith("CPU")
+
+
+def test_benchmark_fast_path_can_read_a_prepared_cache():
+    args = benchmark.build_parser().parse_args(["--data_path", "raw", "--img_ext", "png", "--fast_data_path", "cache",
+                                                "--fast_img_ext", "jpg", "--device", "cpu"])
+    with tempfile.TemporaryDirectory() as log_dir:
+        exact = benchmark.trainer_options(args, "full", "exact", log_dir)
+        fast = benchmark.trainer_options(args, "full", "fast", log_dir)
+    assert (exact.data_path, exact.img_ext, exact.input_pipeline) == ("raw", "png", "exact")
+    assert (fast.data_path, fast.img_ext, fast.input_pipeline) == ("cache", "jpg", "fast")
 
 
 @pytest.mark.gpu
