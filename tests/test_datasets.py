@@ -176,3 +176,20 @@ def test_random_decisions_come_from_python_random(tiny):
     torch.manual_seed(3)
     b = ds[1]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seeded_items_draw_what_torch_manual_seed_would_and_restore_the_generators():
+    from torchvision import transforms
+    torch.manual_seed(123)
+    random.seed(123)
+    before = torch.rand(1), random.random()
+    torch.manual_seed(123)
+    random.seed(123)
+    with mono_dataset.seeded_random(7):
+        drawn = (random.random(), transforms.ColorJitter.get_params((0.8, 1.2), (0.8, 1.2), (0.8, 1.2), (-0.1, 0.1)))
+    after = torch.rand(1), random.random()
+    assert after == before  # the surrounding states are untouched
+    torch.manual_seed(7)
+    random.seed(7)
+    expected = (random.random(), transforms.ColorJitter.get_params((0.8, 1.2), (0.8, 1.2), (0.8, 1.2), (-0.1, 0.1)))
+    assert drawn[0] == expected[0] and torch.equal(drawn[1][0], expected[1][0]) and drawn[1][1:] == expected[1][1:]
