@@ -61,11 +61,11 @@ def needed_labels(tiny, seg_path, sides=("line",)):
 
 
 def written_labels(seg_path):
-    """Label PNGs under a label root, summary folder excluded."""
+    """Label PNGs under a label root, summary folder and temporaries (``x.tmp.png``, a killed write) excluded."""
     found = set()
     for root, dirs, files in os.walk(seg_path):
         dirs[:] = [d for d in dirs if d != mpl.SUMMARY_FOLDER]
-        found |= {os.path.join(root, f) for f in files if f.endswith(".png")}
+        found |= {os.path.join(root, f) for f in files if f.endswith(".png") and not f.endswith(".tmp.png")}
     return found
 
 
