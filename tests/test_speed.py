@@ -280,3 +280,41 @@ def test_autocast_losses_stay_within_tolerance_of_fp32():
     assert losses["bf16"][("loss")].dtype == torch.float32
     for key in ("loss", "photometric/0", "semantic", "sgt/1"):
         torch.testing.assert_close(losses["bf16"][key], losses["off"][key], rtol=2e-2, atol=1e-3, msg=key)
+
+
+@pytest.mark.gpu
+def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_size):
+    keys = image_keys(model_options("--height", str(HEIGHT), "--width", str(WIDTH)))
+    lines = read_split(os.path.join(kitti_size.split_dir, "train_files.txt"))
+    ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=True,
+                         input_pipeline="fast", load_labels=True, image_keys=keys)
+    batch = default_collate([ds[(i, 7 + i)] for i in range(2)])
+    batch[fast_frames.JITTER_FACTORS_KEY] = torch.tensor([[1.2, 0.8, 1.1, 0.05], [0.9, 1.15, 0.85, -0.08]])
+    batch[fast_frames.JITTER_ORDER_KEY] = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])
+    on_cpu = gpu_inputs.DeviceInputs("cpu", 4, keys)(batch)
+    pinned = {key: value.pin_memory() if torch.is_tensor(value) else value for key, value in batch.items()}
+    torch.cuda.set_sync_debug_mode("error")  # any host-device synchronisation raises
+    try:
+        on_cuda = gpu_inputs.DeviceInputs("cuda", 4, keys)(pinned)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert {k for k in on_cuda if k[0] in ("color", "color_aug")} == keys
+    for key in keys:
+        assert on_cuda[key].is_cuda
+        torch.testing.assert_close(on_cuda[key].cpu(), on_cpu[key], rtol=0, atol=1e-4, msg=str(key))
+
+
+@pytest.mark.gpu
+def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
+    tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("jpg",))
+    opts = options.parse_args(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--img_ext", "jpg",
+                               "--height", "64", "--width", "192", "--batch_size", "2", "--weights_init", "scratch",
+                               "--log_dir", str(tmp_path / "log"), "--num_epochs", "1", "--max_steps", "3",
+                               "--device", "cuda", "--input_pipeline", "fast", "--amp", "bf16", "--channels_last",
+                               "--num_workers", "0", "--no_validation", "--keep_checkpoints", "1"])
+    from trainer import Trainer
+    trainer = Trainer(opts)
+    assert trainer.train_dataset.input_pipeline == "fast"
+    trainer.train()
+    assert trainer.step == 3 and trainer.nonfinite_total == 0
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
