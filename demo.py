@@ -89,7 +89,7 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SC
     before = evaluate(untrained, data_dir, split_dir)
     trainer.train()
     folder = trainer.last_model_folder
-    print(f"\ntrained model ({trainer.step} steps at {opts.width}x{opts.height}) on the held-out synthetic drive:")
+    print(f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) on the held-out synthetic drive:")
     after = evaluate(folder, data_dir, split_dir)
     print(f"\nabs_rel {before['abs_rel']:.3f} -> {after['abs_rel']:.3f}\n"
           f"TensorBoard: tensorboard --logdir {trainer.log_path}\nweights:     {folder}\n"

@@ -229,8 +229,8 @@ class MonoDataset(data.Dataset):
         target_path, target_size = next(iter(sizes.items()))
         for path, size in sizes.items():
             if size != target_size:
-                raise InputError(f"{path}: image of unexpected size {size[0]}x{size[1]}; the item's target frame "
-                                 f"{target_path} is {target_size[0]}x{target_size[1]}")
+                raise InputError(f"{path}: image of unexpected size {size[0]}x{size[1]} (width x height); the item's "
+                                 f"target frame {target_path} is {target_size[0]}x{target_size[1]}")
 
     @staticmethod
     def check_label_ids(ids: np.ndarray, path: str) -> None:

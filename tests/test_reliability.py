@@ -278,8 +278,8 @@ def test_an_image_that_fails_inside_a_loader_process_is_named(tiny, tmp_path, ca
 def test_an_image_of_unexpected_size_is_named(tiny, tmp_path, capsys):
     Image.new("RGB", (tiny.width + 10, tiny.height)).save(image_path(tiny, 0))  # frame 1's previous frame
     message = train_error(tiny, tmp_path, capsys)
-    assert message.startswith(f"{image_path(tiny, 0)}: image of unexpected size {tiny.width + 10}x{tiny.height}; "
-                              f"the item's target frame {image_path(tiny, 1)} is {tiny.width}x{tiny.height}")
+    assert message.startswith(f"{image_path(tiny, 0)}: image of unexpected size {tiny.width + 10}x{tiny.height} "
+                              f"(width x height); the item's target frame {image_path(tiny, 1)} is {tiny.width}x{tiny.height}")
     assert message.endswith("train_files.txt:1)")
     no_run_written(tmp_path)
 
