@@ -162,6 +162,37 @@ def test_fast_pipelines_make_only_the_models_image_keys(kitti_size, pipeline):
         KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], image_keys={("color", 2, 0)})
 
 
+# the fast pipelines' items differ from the exact pipeline's by the resize filter (antialiased bicubic
+# once, vs LANCZOS per scale from the native size), which moves the losses of a batch by at most:
+PIPELINE_LOSS_RTOL = {"photometric": 0.03, "smoothness": 0.02, "sgt": 0.02, "semantic": 1e-3, "loss": 5e-3}
+
+
+@pytest.mark.parametrize("is_train", [False, True])
+def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_size, is_train):
+    opts = model_options("--height", str(HEIGHT), "--width", str(WIDTH))
+    keys = image_keys(opts)
+    lines = read_split(os.path.join(kitti_size.split_dir, "train_files.txt"))
+    torch.manual_seed(0)
+    model = FSREModel(opts)
+    losses = {}
+    for pipeline, fused in (("exact", False), ("fast", True), ("fast_workers", True)):
+        ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=is_train,
+                             input_pipeline=pipeline, load_labels=True, image_keys=keys)
+        items = [ds[(i, 11 + i)] if is_train else ds[i] for i in range(2)]
+        batch = gpu_inputs.DeviceInputs("cpu", 4, keys)(default_collate(items))
+        torch.manual_seed(1)  # the auto-mask's noise
+        with layers.fused_kernels(fused), torch.no_grad():
+            _, losses[pipeline] = model(batch)
+    for pipeline in ("fast", "fast_workers"):
+        assert set(losses[pipeline]) == set(losses["exact"])
+        for key, exact in losses["exact"].items():
+            rtol = PIPELINE_LOSS_RTOL[key.split("/")[0]]
+            torch.testing.assert_close(losses[pipeline][key], exact, rtol=rtol, atol=0, msg=f"{pipeline} {key}")
+        assert losses[pipeline]["photometric/0"] != losses["exact"]["photometric/0"]  # other inputs, not a copy
+    for key, value in losses["fast"].items():  # the GPU path, run on the CPU, and the CPU path agree closely
+        torch.testing.assert_close(losses["fast_workers"][key], value, rtol=1e-3, atol=0, msg=key)
+
+
 def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
     path = os.path.join(kitti_size.data_path, DRIVE, "image_02", "data", "0000000001.png")
     image = Image.open(path).convert("RGB").resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
