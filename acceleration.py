@@ -24,7 +24,7 @@ from torch import nn
 
 from errors import InputError
 from gpu_inputs import DeviceInputs
-from model import image_keys
+from model import loader_image_keys
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -69,7 +69,7 @@ class Acceleration:
             raise InputError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
         self.dataset_pipeline = dataset_pipeline(opts, device)
         fast = getattr(opts, "input_pipeline", "exact") == "fast"
-        self.device_inputs = DeviceInputs(device, max(opts.scales) + 1, image_keys(opts)) if fast else None
+        self.device_inputs = DeviceInputs(device, max(opts.scales) + 1, loader_image_keys(opts)) if fast else None
         networks = model.networks().values()
         if getattr(opts, "channels_last", False):
             model.to(memory_format=torch.channels_last)

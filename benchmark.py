@@ -14,9 +14,12 @@ measures, from real files in KITTI's layout read by the training code's own load
 - ``inference ms`` per image at batch 1 (depth encoder + joint decoder, eval mode).
 
 Paths: ``fast`` is ``--input_pipeline fast`` with the fused DSSIM/SGT (plus ``--amp``,
-``--channels_last``, ``--compile`` when given); ``--baseline`` adds ``exact``, the straightforward
-path in the same process (PIL resize per scale and jitter in the workers, unfused losses, fp32),
-and the ratios fast/exact. Prints a table shaped like the seed's Table 2 and writes JSON.
+``--channels_last``, ``--compile`` when given); ``--baseline`` adds, in the same process, ``exact``,
+the straightforward path (Monodepth2's loader: every frame resized per scale from the native size
+with PIL and jittered in the workers, all 24 images of an item; unfused losses; fp32), and
+``default``, what ``train.py`` does without speed options (the same pipeline making only the 9
+images the model reads, fused losses: ``exact``'s inputs, its losses up to float rounding), and the
+ratios of both to ``exact``. Prints a table shaped like the seed's Table 2 and writes JSON.
 ``--fast_data_path`` lets the fast path read other data, such as a ``tools/prepare_kitti.py`` cache of
 ``--data_path`` at the training size (its one-time cost is the tool's to report).
 ``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
@@ -59,6 +62,7 @@ SEED_TABLE2 = {
     "full": ("full", "18h 20m", "9.4GB x 2", "9.7ms"),
 }
 CONFIG_ORDER = list(SEED_TABLE2)
+PATHS = ("exact", "default", "fast")  # the straightforward path, train.py's defaults, the opt-in fast path
 
 
 def reference_epoch_items() -> int:
@@ -105,20 +109,23 @@ def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: s
     argv = ["--data_path", data_path, "--split", args.split, "--config", config, "--height", str(args.height),
             "--width", str(args.width), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
             "--img_ext", img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
-            "--model_name", f"{config}_{path}", "--log_frequency", str(sys.maxsize), "--input_pipeline", path]
+            "--model_name", f"{config}_{path}", "--log_frequency", str(sys.maxsize),
+            "--input_pipeline", "fast" if path == "fast" else "exact"]
     if args.splits_dir:
         argv += ["--splits_dir", args.splits_dir]
     if args.device:
         argv += ["--device", args.device]
     if path == "fast":
         argv += ["--amp", args.amp] + ["--channels_last"] * args.channels_last + ["--compile"] * args.compile
+    if path == "exact":
+        argv += ["--input_images", "all"]  # Monodepth2's loader: every frame at every scale
     return options.parse_args(argv)
 
 
 def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> dict:
     """Input, training and inference figures of one configuration on one path."""
     opts = trainer_options(args, config, path, log_dir)
-    with layers.fused_kernels(path == "fast"):
+    with layers.fused_kernels(path != "exact"):
         trainer = Trainer(opts)
         device = trainer.device
         batches = cycle(trainer.train_loader)
@@ -171,7 +178,7 @@ def format_hours(hours: float) -> str:
 
 def table(report: dict) -> str:
     """The results as a text table shaped like the seed's Table 2, with its figures beside them."""
-    head = (f"{'Method':<17} {'path':<6} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
+    head = (f"{'Method':<17} {'path':<7} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
             f"{'infer ms':>8} | {'seed: time':>10} {'memory':>10} {'infer':>6}")
     lines = [head, "-" * len(head)]
     for row in report["results"]:
@@ -180,11 +187,12 @@ def table(report: dict) -> str:
         hours = "-" if row["projected_20_epochs_h"] is None else format_hours(row["projected_20_epochs_h"])
         train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
         infer = "-" if row["inference_ms"] is None else f"{row['inference_ms']:.2f}"
-        lines.append(f"{name:<17} {row['path']:<6} {hours:>13} {train:>8} {row['input_samples_per_s']:>8.2f} "
+        lines.append(f"{name:<17} {row['path']:<7} {hours:>13} {train:>8} {row['input_samples_per_s']:>8.2f} "
                      f"{memory:>9} {infer:>8} | {time_ref:>10} {memory_ref:>10} {infer_ref:>6}")
-    for config, ratio in report.get("speedups", {}).items():
-        lines.append(f"{SEED_TABLE2[config][0]}: fast/exact = " + ", ".join(
-            f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None))
+    for config, by_path in report.get("speedups", {}).items():
+        for path, ratio in by_path.items():
+            lines.append(f"{SEED_TABLE2[config][0]}: {path}/exact = " + ", ".join(
+                f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None))
     settings = report["settings"]
     lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
                  f"{settings['num_workers']} workers, {report['machine']['device']}")
@@ -230,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--inference_runs", type=int, default=50, help="timed inference calls at batch 1")
     g.add_argument("--input_only", action="store_true", help="measure the input pipeline only")
     g.add_argument("--baseline", action="store_true",
-                   help="also run the straightforward path (exact pipeline, unfused losses, fp32) and report ratios")
+                   help="also run the straightforward path (Monodepth2's loader, unfused losses, fp32) and "
+                        "train.py's defaults, and report ratios to the straightforward path")
     g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast on the fast path (CUDA)")
     g.add_argument("--channels_last", action="store_true", help="channels_last on the fast path")
     g.add_argument("--compile", action="store_true", help="torch.compile on the fast path")
@@ -250,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name in ("steps", "input_batches", "inference_runs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
-    paths = ["exact", "fast"] if args.baseline else ["fast"]
+    paths = PATHS if args.baseline else ["fast"]
     results = []
     with tempfile.TemporaryDirectory() as log_dir:
         for config in args.configs:
@@ -265,15 +274,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.baseline:
         by_key = {(r["config"], r["path"]): r for r in results}
 
-        def ratio(config: str, key: str, higher_is_better: bool = True) -> float | None:
-            fast, exact = by_key[config, "fast"][key], by_key[config, "exact"][key]
-            if fast is None or exact is None:
+        def ratio(config: str, path: str, key: str, higher_is_better: bool = True) -> float | None:
+            value, exact = by_key[config, path][key], by_key[config, "exact"][key]
+            if value is None or exact is None:
                 return None
-            return fast / exact if higher_is_better else exact / fast
+            return value / exact if higher_is_better else exact / value
 
-        report["speedups"] = {config: {"train": ratio(config, "train_samples_per_s"),
-                                       "input": ratio(config, "input_samples_per_s"),
-                                       "inference": ratio(config, "inference_ms", higher_is_better=False)}
+        report["speedups"] = {config: {path: {"train": ratio(config, path, "train_samples_per_s"),
+                                              "input": ratio(config, path, "input_samples_per_s"),
+                                              "inference": ratio(config, path, "inference_ms", False)}
+                                       for path in PATHS[1:]}
                               for config in args.configs}
     with utils.atomic_write(args.output) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)

@@ -33,18 +33,24 @@ POSE_HEIGHT, POSE_WIDTH = 192, 640
 
 
 def image_keys(opts: argparse.Namespace) -> frozenset[tuple]:
-    """The image keys a training step reads, so a fast input pipeline can skip the others.
+    """The image keys a training step reads, so that the loader can skip the others.
 
     ``("color", f, 0)`` of every frame (warping and the photometric loss work at full size),
     ``("color", 0, s)`` of the target at every scale (smoothness), and ``("color_aug", f, 0)`` of
-    the target (depth) and of the temporal neighbours (pose). The exact pipeline still makes
-    Monodepth2's full set, of which the other keys are never read.
+    the target (depth) and of the temporal neighbours (pose). Monodepth2's loader (``--input_images
+    all``) makes every frame at every scale, plain and jittered: 24 images per item of which these 9
+    are read.
     """
     frames = [0] + source_frame_ids(opts)
     keys = {("color", f, 0) for f in frames} | {("color", 0, s) for s in opts.scales}
     keys |= {("color_aug", f, 0) for f in frames if f != "s"}
     return frozenset(keys)
 
+
+
+def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
+    """The image keys the training loader makes: the model's (``--input_images model``), or None for all."""
+    return image_keys(opts) if getattr(opts, "input_images", "model") == "model" else None
 
 class FSREModel(nn.Module):
     """Depth encoder, joint decoder, pose encoder and pose decoder, wired with their losses."""

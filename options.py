@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "are made (every frame and its jittered copy at scale 0, the target at every scale), "
                         "scales and jitter on the device, batched (in the workers on a CPU-only run); a "
                         "deviation, see README")
+    g.add_argument("--input_images", default="model", choices=["model", "all"],
+                   help="model: the loader makes only the images the model reads (every frame and its jittered "
+                        "copy at scale 0, the target at every scale; model.image_keys), the same values, less "
+                        "work; all: Monodepth2's full set (every frame at every scale, plain and jittered), for "
+                        "variants that read more")
     g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
                    help="autocast the networks (CUDA only); geometry and every loss stay float32")
     g.add_argument("--channels_last", action="store_true", help="NHWC memory order for the networks")

@@ -41,7 +41,7 @@ import utils
 from acceleration import Acceleration
 from datasets import DATASETS, colourise, read_split
 from errors import InputError, TrainingError
-from model import FSREModel, image_keys
+from model import FSREModel, loader_image_keys
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Trainer:
         # training items carry no ground truth: only validation computes depth metrics
         self.train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True,
                                            input_pipeline=acceleration.dataset_pipeline(opts, self.device),
-                                           image_keys=image_keys(opts), load_depth=False, **common)
+                                           image_keys=loader_image_keys(opts), load_depth=False, **common)
         per_process = opts.batch_size // rt.world_size
         if len(self.train_dataset) < per_process * rt.world_size:
             raise InputError(f"{train_file} lists {len(self.train_dataset)} items, fewer than one batch "

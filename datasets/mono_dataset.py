@@ -6,7 +6,8 @@ resized straight from the frame's native size with Pillow's LANCZOS; colour jitt
 resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
 flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. The opt-in
 ``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8 instead, with the same
-random draws, and makes only the ``image_keys`` it is given (see ``datasets/fast_frames.py``).
+random draws (see ``datasets/fast_frames.py``). Every pipeline makes only the ``image_keys`` it is
+given (default: all); the trainer gives the keys the model reads.
 
 Training items can be seeded: an index ``(index, seed)`` (what ``trainer.ResumableSampler`` yields)
 draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
@@ -176,7 +177,7 @@ class MonoDataset(data.Dataset):
         self.K = KITTI_K.copy()
         self.full_res_shape = FULL_RES_SHAPE
         self.load_depth = self.check_depth() if load_depth is None else load_depth
-        # the image keys the fast pipelines make (the exact pipeline makes them all, as Monodepth2)
+        # the image keys to make (all of them by default, as Monodepth2's loader)
         all_keys = fast_frames.all_image_keys(self.frame_ids, num_scales)
         self.image_keys = all_keys if image_keys is None else frozenset(image_keys)
         if not self.image_keys <= all_keys:
@@ -272,15 +273,20 @@ class MonoDataset(data.Dataset):
         return entry.frame_index + frame_id, entry.side
 
     def add_colors(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
-        """The exact pipeline: every scale resized from the native frame (LANCZOS), jittered via PIL."""
+        """The exact pipeline: each scale of ``image_keys`` resized from the native frame (LANCZOS) and,
+        for its jittered copy, jittered via PIL."""
         frames = {i: self.get_color(entry.folder, *self.frame_location(entry, i), do_flip) for i in self.frame_ids}
         self.check_frame_sizes({self.frame_path(entry, i): frame.size for i, frame in frames.items()})
         for i, frame in frames.items():
             for scale in range(self.num_scales):
-                size = (self.width // 2 ** scale, self.height // 2 ** scale)
-                resized = frame.resize(size, RESIZE_FILTER)
-                inputs[("color", i, scale)] = TF.to_tensor(resized)
-                inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
+                plain, jittered = ("color", i, scale) in self.image_keys, ("color_aug", i, scale) in self.image_keys
+                if not (plain or jittered):
+                    continue
+                resized = frame.resize((self.width // 2 ** scale, self.height // 2 ** scale), RESIZE_FILTER)
+                if plain:
+                    inputs[("color", i, scale)] = TF.to_tensor(resized)
+                if jittered:
+                    inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
 
     def add_uint8_frames(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
         """The fast pipelines' worker side: uint8 frames at the training size and the jitter draw

@@ -22,7 +22,7 @@ from conftest import random_batch
 from datasets import KITTIRAWDataset, fast_frames, read_split
 from datasets.mono_dataset import color_jitter as pil_color_jitter
 from kitti_fixture import DRIVE, make_tiny_kitti
-from model import FSREModel, image_keys
+from model import FSREModel, image_keys, loader_image_keys
 from tools import prepare_kitti
 
 KITTI_SIZE = (1242, 375)
@@ -139,8 +139,13 @@ def test_a_training_step_reads_exactly_the_models_image_keys(extra):
             model({k: v for k, v in full.items() if k != key})
 
 
-@pytest.mark.parametrize("pipeline", ["fast", "fast_workers"])
-def test_fast_pipelines_make_only_the_models_image_keys(kitti_size, pipeline):
+def test_the_loader_makes_the_models_images_unless_asked_for_all():
+    assert loader_image_keys(model_options()) == image_keys(model_options())
+    assert loader_image_keys(model_options("--input_images", "all")) is None  # Monodepth2's full set
+
+
+@pytest.mark.parametrize("pipeline", ["exact", "fast", "fast_workers"])
+def test_pipelines_make_only_the_models_image_keys_with_the_same_values(kitti_size, pipeline):
     opts = model_options("--height", str(HEIGHT), "--width", str(WIDTH))
     keys = image_keys(opts)
     lines = read_split(os.path.join(kitti_size.split_dir, "train_files.txt"))
@@ -150,13 +155,14 @@ def test_fast_pipelines_make_only_the_models_image_keys(kitti_size, pipeline):
         torch.manual_seed(5)
         ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=True,
                              input_pipeline=pipeline, load_labels=True, image_keys=wanted)
-        items = [ds[(i, 7 + i)] for i in range(2)]
+        items = [ds[(i, seed)] for i, seed in enumerate((5, 8))]
         return gpu_inputs.DeviceInputs("cpu", 4, wanted)(default_collate(items))
 
     every, only = batch(pipeline, None), batch(pipeline, keys)
     assert {k for k in only if k[0] in ("color", "color_aug")} == keys
-    for key, value in only.items():  # the same images as when every key is made
+    for key, value in only.items():  # the same images (and draws) as when every key is made, bit for bit
         assert torch.equal(value, every[key]), key
+    assert not torch.equal(only[("color", 0, 0)], only[("color_aug", 0, 0)])  # an item with a jitter draw
     assert set(every) - set(only) == fast_frames.all_image_keys([0, -1, 1], 4) - keys
     with pytest.raises(ValueError, match="name frames or scales"):
         KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], image_keys={("color", 2, 0)})
@@ -274,26 +280,27 @@ def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
                              "--device", "cpu", "--output", str(output)])
     saved = json.loads(output.read_text())
     assert saved["results"] == json.loads(json.dumps(report["results"]))
-    assert [(r["config"], r["path"]) for r in saved["results"]] == [("baseline", "exact"), ("baseline", "fast")]
+    assert [(r["config"], r["path"]) for r in saved["results"]] == [("baseline", p) for p in ("exact", "default", "fast")]
     for row in saved["results"]:
         assert row["train_samples_per_s"] > 0 and row["input_samples_per_s"] > 0 and row["inference_ms"] > 0
         assert row["peak_memory_gib"] is None  # measured on CUDA only
         assert row["projected_20_epochs_h"] == pytest.approx(20 * 39810 / row["train_samples_per_s"] / 3600)
-    speedup = saved["speedups"]["baseline"]
-    exact, fast = saved["results"]
-    assert speedup["input"] == pytest.approx(fast["input_samples_per_s"] / exact["input_samples_per_s"])
+    exact, default, fast = saved["results"]
+    for path, row in (("default", default), ("fast", fast)):
+        speedup = saved["speedups"]["baseline"][path]
+        assert speedup["input"] == pytest.approx(row["input_samples_per_s"] / exact["input_samples_per_s"])
     assert saved["seed_table2"]["full"]["training_time"] == "18h 20m"
     assert saved["machine"]["device"].startswith("CPU")
 
 
-def test_benchmark_fast_path_can_read_a_prepared_cache():
+def test_benchmark_paths_are_monodepth2s_loader_the_defaults_and_the_fast_path_on_its_cache():
     args = benchmark.build_parser().parse_args(["--data_path", "raw", "--img_ext", "png", "--fast_data_path", "cache",
                                                 "--fast_img_ext", "jpg", "--device", "cpu"])
     with tempfile.TemporaryDirectory() as log_dir:
-        exact = benchmark.trainer_options(args, "full", "exact", log_dir)
-        fast = benchmark.trainer_options(args, "full", "fast", log_dir)
-    assert (exact.data_path, exact.img_ext, exact.input_pipeline) == ("raw", "png", "exact")
-    assert (fast.data_path, fast.img_ext, fast.input_pipeline) == ("cache", "jpg", "fast")
+        runs = {path: benchmark.trainer_options(args, "full", path, log_dir) for path in benchmark.PATHS}
+    settings = {path: (o.data_path, o.img_ext, o.input_pipeline, o.input_images) for path, o in runs.items()}
+    assert settings == {"exact": ("raw", "png", "exact", "all"), "default": ("raw", "png", "exact", "model"),
+                        "fast": ("cache", "jpg", "fast", "model")}
 
 
 @pytest.mark.gpu

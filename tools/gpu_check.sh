@@ -6,7 +6,7 @@
 # 1. the GPU-marked tests (device-side inputs without synchronisation, bf16 training, autocast
 #    tolerances, half-precision pseudo-labels);
 # 2. benchmark.py for the full model at 192x640, batch 12 (the seed's Table 2 setting): the fast
-#    path (bf16 autocast, channels_last) beside the straightforward one, on generated KITTI-size
+#    path (bf16 autocast, channels_last) beside the straightforward one and the defaults, on generated KITTI-size
 #    PNG frames, then with the fast path reading a 192x640 JPEG cache of them (tools/prepare_kitti.py).
 # Everything goes to OUT_DIR: the GPU's name, the test log, the benchmark tables and JSON reports.
 # A folder .whl of wheels (tensorboardX where the machine lacks it) is installed first, if present.
