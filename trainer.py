@@ -130,7 +130,8 @@ class Trainer:
 
         self.val_loader = None
         if val_file is not None and not opts.no_validation:
-            val_dataset = dataset_class(opts.data_path, read_split(val_file), is_train=False, **common)
+            val_dataset = dataset_class(opts.data_path, read_split(val_file), is_train=False,
+                                        image_keys=loader_image_keys(opts), **common)
             input_checks.check_split(val_dataset, val_file, opts.input_check, opts.num_workers)
             shard = Subset(val_dataset, range(rt.rank, len(val_dataset), rt.world_size))
             self.val_loader = DataLoader(shard, per_process, shuffle=False, num_workers=opts.num_workers,

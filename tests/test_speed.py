@@ -139,9 +139,21 @@ def test_a_training_step_reads_exactly_the_models_image_keys(extra):
             model({k: v for k, v in full.items() if k != key})
 
 
-def test_the_loader_makes_the_models_images_unless_asked_for_all():
+def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     assert loader_image_keys(model_options()) == image_keys(model_options())
     assert loader_image_keys(model_options("--input_images", "all")) is None  # Monodepth2's full set
+    from trainer import Trainer
+    tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
+    for extra, expected in (((), image_keys(model_options())), (("--input_images", "all"), None)):
+        opts = options.parse_args(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64",
+                                   "--width", "96", "--batch_size", "2", "--weights_init", "scratch", "--log_dir",
+                                   str(tmp_path / "log"), "--num_workers", "0", "--device", "cpu", *extra])
+        trainer = Trainer(opts)
+        expected = expected or fast_frames.all_image_keys([0, -1, 1], 4)
+        assert trainer.train_dataset.image_keys == expected
+        assert trainer.val_loader.dataset.dataset.image_keys == expected
+        for writer in trainer.writers.values():
+            writer.close()
 
 
 @pytest.mark.parametrize("pipeline", ["exact", "fast", "fast_workers"])
