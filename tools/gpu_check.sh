@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's GPU checks in one run, for a machine with a CUDA device (about 6 minutes on one H100):
+# The project's GPU checks in one run, for a machine with a CUDA device (not yet run on one; sizes are
+# chosen to fit a few minutes of an H100):
 #
 #   bash tools/gpu_check.sh OUT_DIR
 #
