@@ -149,25 +149,25 @@ class DeviceInputs:
                     inputs[(name, *key[1:])] = to_float(inputs.pop(key).to(self.device))
             return inputs
         frame_ids = [key[1] for key in uint8_keys]
-        frames = {f: inputs.pop((FRAME_KEY, f)).to(self.device, non_blocking=True) for f in frame_ids}
+        frames = torch.cat([inputs.pop((FRAME_KEY, f)).to(self.device, non_blocking=True) for f in frame_ids])
         factors = inputs.pop(JITTER_FACTORS_KEY).to(self.device, non_blocking=True)
         order = inputs.pop(JITTER_ORDER_KEY).to(self.device, non_blocking=True)
-        height, width = next(iter(frames.values())).shape[-2:]
-        images = {}
+        batch = frames.shape[0] // len(frame_ids)
+        height, width = frames.shape[-2:]
+        full_size = dict(zip(frame_ids, to_float(frames).split(batch)))  # converted once, resized per scale
         for scale in range(self.num_scales):
             plain = [f for f in frame_ids if self.wanted("color", f, scale)]
             jittered = [f for f in frame_ids if self.wanted("color_aug", f, scale)]
             chosen = [f for f in frame_ids if f in plain or f in jittered]
             if not chosen:
                 continue
-            batch = frames[chosen[0]].shape[0]
             if scale == 0:
-                images = to_float(torch.cat([frames[f] for f in chosen]))
+                per_frame = {f: full_size[f] for f in chosen}
             else:
-                images = F.interpolate(to_float(torch.cat([frames[f] for f in chosen])),
+                images = F.interpolate(torch.cat([full_size[f] for f in chosen]),
                                        size=(height // 2 ** scale, width // 2 ** scale), mode="bicubic",
                                        align_corners=False, antialias=True).clamp(0, 1)
-            per_frame = dict(zip(chosen, images.split(batch)))
+                per_frame = dict(zip(chosen, images.split(batch)))
             for f in plain:
                 inputs[("color", f, scale)] = per_frame[f]
             if jittered:

@@ -47,10 +47,10 @@ def image_keys(opts: argparse.Namespace) -> frozenset[tuple]:
     return frozenset(keys)
 
 
-
 def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
     """The image keys the training loader makes: the model's (``--input_images model``), or None for all."""
     return image_keys(opts) if getattr(opts, "input_images", "model") == "model" else None
+
 
 class FSREModel(nn.Module):
     """Depth encoder, joint decoder, pose encoder and pose decoder, wired with their losses."""

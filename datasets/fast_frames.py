@@ -10,9 +10,9 @@ jittered copies on the device, batched. When training on the CPU (pipeline ``fas
 float jitter in the training process would cost more than it saves, so the workers also make
 the smaller scales (uint8, antialiased bicubic from the training size) and the jittered copies
 with the exact pipeline's PIL jitter, and send them all as uint8. Both make only the image keys
-the model reads (``model.image_keys``: every frame at scale 0, the target at every scale,
-jittered copies at scale 0), not Monodepth2's full set of which most is never read. Everything else in an item
-(intrinsics, labels, ground truth) is the exact pipeline's.
+they are given (the trainer gives ``model.image_keys``: every frame at scale 0, the target at
+every scale, jittered copies at scale 0). Everything else in an item (intrinsics, labels, ground
+truth) is the exact pipeline's.
 """
 from __future__ import annotations
 
