@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import options
+import utils
 from errors import ProjectError
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 
@@ -74,13 +75,8 @@ def load_network(net: nn.Module, path: str) -> dict:
 
 def atomic_save(obj, path: str) -> None:
     """torch.save to a temporary name, then rename: the file is whole or absent."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
+    with utils.atomic_write(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argparse.Namespace,

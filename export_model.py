@@ -24,6 +24,8 @@ import torch
 
 import checkpoints
 import deploy
+import utils
+from errors import ProjectError, run_cli
 
 logger = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -35,7 +37,7 @@ BACKENDS = ("PyTorch eager", "torch.compile", "TorchScript", "onnxruntime")
 EXTRA_WARMUP = {"torch.compile": 1, "TorchScript": 2}  # the compilation; the profiling executor's optimising runs
 
 
-class ExportMismatch(RuntimeError):
+class ExportMismatch(ProjectError, RuntimeError):
     """An exported file whose outputs differ from PyTorch's beyond the tolerance."""
 
 
@@ -50,8 +52,7 @@ def export_onnx(graph: deploy.DepthGraph, path: str, example: torch.Tensor, meta
     onnx = deploy.import_optional("onnx", "export to ONNX")
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     names = [deploy.INPUT_NAME] + graph.output_names
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
+    with utils.atomic_write(path) as tmp:
         with warnings.catch_warnings():
             # ReflectionPad2d's reversed slices are not constant-folded: harmless, said once per pad.
             warnings.filterwarnings("ignore", message="Constant folding")
@@ -70,10 +71,6 @@ def export_onnx(graph: deploy.DepthGraph, path: str, example: torch.Tensor, meta
         model.producer_name = "fsre-depth export_model.py"
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -83,13 +80,8 @@ def export_torchscript(graph: deploy.DepthGraph, path: str, example: torch.Tenso
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
         with torch.no_grad():
             traced = torch.jit.trace(graph, (example,), check_trace=False)  # export_model checks it below
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
+        with utils.atomic_write(path) as tmp:
             torch.jit.save(traced, tmp, _extra_files={deploy.TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return path
 
 
@@ -226,16 +218,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = opts.output or default_output(opts.load_weights_folder, opts.format, height, width, opts.input_type)
     metadata = deploy.graph_metadata(graph, spec, height, width, opts.dynamic_size or opts.format == "torchscript")
     example = deploy.example_input(graph, 1, height, width)
-    if opts.format == "onnx":
-        export_onnx(graph, path, example, metadata, opts.dynamic_size, opts.opset)
-    else:
-        export_torchscript(graph, path, example, metadata)
+    with utils.atomic_write(path) as tmp:  # a file that fails the check is not left at ``path``
+        if opts.format == "onnx":
+            export_onnx(graph, tmp, example, metadata, opts.dynamic_size, opts.opset)
+        else:
+            export_torchscript(graph, tmp, example, metadata)
+        if not opts.no_check:
+            worst = compare_with_pytorch(graph, tmp, opts.format, height, width)
+            logger.info("matches PyTorch at batch sizes %s: worst error %s of the tolerance (rtol %g, atol %g)",
+                        CHECK_BATCH_SIZES, ", ".join(f"{n} {r:.2g}" for n, r in worst.items()), RTOL, ATOL)
     logger.info("wrote %s (%s layout, %dx%d, %s input, outputs %s)", path, spec.layout, height, width,
                 opts.input_type, ", ".join(graph.output_names))
-    if not opts.no_check:
-        worst = compare_with_pytorch(graph, path, opts.format, height, width)
-        logger.info("matches PyTorch at batch sizes %s: worst error %s of the tolerance (rtol %g, atol %g)",
-                    CHECK_BATCH_SIZES, ", ".join(f"{n} {r:.2g}" for n, r in worst.items()), RTOL, ATOL)
     if opts.time:
         onnx_path = path if opts.format == "onnx" else None
         torchscript_path = path if opts.format == "torchscript" else None
@@ -246,4 +239,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

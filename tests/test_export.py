@@ -11,6 +11,7 @@ import torch
 
 import checkpoints
 import deploy
+import errors
 import export_model
 import layers
 import options
@@ -197,6 +198,19 @@ def test_export_check_catches_a_graph_that_differs(folders, torchscript_files):
         export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
 
 
+def test_an_export_that_fails_its_check_is_not_left_behind(folders, tmp_path, capsys, monkeypatch):
+    def mismatch(graph, path, *args, **kwargs):
+        assert os.path.isfile(path)  # the check reads the written file, under its temporary name
+        raise export_model.ExportMismatch(f"{path} differs from PyTorch")
+
+    monkeypatch.setattr(export_model, "compare_with_pytorch", mismatch)
+    path = tmp_path / "depth.pt"
+    code = errors.run_cli(export_model.main, ["--load_weights_folder", folders["baseline"], "--format", "torchscript",
+                                              "--output", str(path)])
+    assert code == errors.EXIT_ERROR and "differs from PyTorch" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
 def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         export_model.main(["--load_weights_folder", folders["baseline"], "--height", "100"])
@@ -231,6 +245,6 @@ def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_f
     assert "| onnxruntime |" in table and "64x192" in table
     failed = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, torchscript_path="missing.pt",
                                          backends=("TorchScript",))
-    assert failed["TorchScript"].startswith("failed: FileNotFoundError")  # reported, not raised
+    assert failed["TorchScript"].startswith("failed: MissingFileError")  # reported, not raised
     with pytest.raises(ValueError, match="unknown backends"):
         export_model.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
