@@ -43,6 +43,7 @@ import layers
 import options
 import splits
 import utils
+from errors import run_cli
 from trainer import Trainer
 
 logger = logging.getLogger("benchmark")
@@ -291,5 +292,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return report
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: the project's errors (a missing folder, a bad split) print as one line."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(cli))

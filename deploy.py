@@ -29,6 +29,7 @@ from torch import nn
 import checkpoints
 import layers
 import options
+from errors import DependencyError, InputError, MissingFileError
 
 INPUT_TYPES = ("float", "uint8")
 UINT8_MAX = 255.0
@@ -47,9 +48,9 @@ class DepthGraph(nn.Module):
                  input_type: str = "float", depth: bool = False, segmentation: bool = False) -> None:
         super().__init__()
         if input_type not in INPUT_TYPES:
-            raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
+            raise InputError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
         if segmentation and not decoder.semantics:
-            raise ValueError("segmentation logits asked for, but the model has no segmentation head")
+            raise InputError("segmentation logits asked for, but the model has no segmentation head")
         self.encoder = encoder
         # A shallow copy sharing every parameter, computing only the full-size disparity head.
         self.decoder = copy.copy(decoder)
@@ -87,16 +88,16 @@ def load_graph(folder: str, device: torch.device | str = "cpu", input_type: str 
     if segmentation is None:
         segmentation = spec.semantics
     if segmentation and not spec.semantics:
-        raise ValueError(f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output")
+        raise InputError(f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output")
     graph = DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, input_type, depth, segmentation)
     return graph.eval(), spec
 
 
 def check_image_size(height: int, width: int) -> None:
-    """Raise ValueError unless both sides are positive multiples of the network's stride (32)."""
+    """Raise InputError unless both sides are positive multiples of the network's stride (32)."""
     for name, value in (("height", height), ("width", width)):
         if value <= 0 or value % NETWORK_STRIDE:
-            raise ValueError(f"{name} must be a positive multiple of {NETWORK_STRIDE} (the encoder downsamples "
+            raise InputError(f"{name} must be a positive multiple of {NETWORK_STRIDE} (the encoder downsamples "
                              f"by {NETWORK_STRIDE}), got {value}")
 
 
@@ -129,13 +130,13 @@ def graph_metadata(graph: DepthGraph, spec: checkpoints.ModelSpec, height: int, 
 
 
 def parse_metadata(props: dict[str, str], source: str) -> dict:
-    """Decode ``graph_metadata``'s strings; raise ValueError naming ``source`` when they are not there."""
+    """Decode ``graph_metadata``'s strings; raise InputError naming ``source`` when they are not there."""
     if "fsre_export_version" not in props:
-        raise ValueError(f"{source} holds no export metadata: export it with export_model.py")
+        raise InputError(f"{source} holds no export metadata: export it with export_model.py")
     try:
         return {key: json.loads(value) for key, value in props.items()}
     except json.JSONDecodeError as err:
-        raise ValueError(f"{source}: unreadable export metadata ({err})") from err
+        raise InputError(f"{source}: unreadable export metadata ({err})") from err
 
 
 def import_optional(name: str, purpose: str) -> ModuleType:
@@ -143,7 +144,7 @@ def import_optional(name: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise ImportError(f"{purpose} needs onnx and onnxruntime ({name} is missing): {EXPORT_REQUIREMENTS}") from err
+        raise DependencyError(f"{purpose} needs onnx and onnxruntime ({name} is missing): {EXPORT_REQUIREMENTS}") from err
 
 
 class OnnxGraph:
@@ -152,7 +153,7 @@ class OnnxGraph:
     def __init__(self, path: str, threads: int | None = None) -> None:
         ort = import_optional("onnxruntime", "running an ONNX export")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such ONNX file")
+            raise MissingFileError(f"{path}: no such ONNX file")
         session_options = ort.SessionOptions()
         if threads:
             session_options.intra_op_num_threads = threads
@@ -168,7 +169,7 @@ class OnnxGraph:
 def load_torchscript(path: str, device: torch.device | str = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
     """An exported TorchScript file and its metadata."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such TorchScript file")
+        raise MissingFileError(f"{path}: no such TorchScript file")
     extra = {TORCHSCRIPT_METADATA_FILE: ""}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)  # TorchScript, torch >= 2.10

@@ -21,6 +21,14 @@ class InputError(ProjectError, ValueError):
     """Bad input data or options: a missing or broken file, a malformed split line, a wrong count."""
 
 
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or folder that is not there (also a ``FileNotFoundError``)."""
+
+
+class DependencyError(ProjectError, ImportError):
+    """An optional package that is not installed; the message says how to install it."""
+
+
 class TrainingError(ProjectError, RuntimeError):
     """A run that cannot go on (e.g. non-finite losses); the message says where its last state is."""
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 import splits
 import utils
+from errors import DependencyError, InputError, MissingFileError, run_cli
 from datasets import DATASETS
 from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL, colourise,
                                  save_label_png)
@@ -100,7 +101,7 @@ def split_frames(data_path: str, seg_path: str, split_paths: Sequence[str], data
             for side in ((line_side,) if sides == "split" else ("l", "r")):
                 image = layout.get_image_path(entry.folder, entry.frame_index, side)
                 if not os.path.isfile(image):
-                    raise FileNotFoundError(f"{image}: frame of {path}:{number} not found "
+                    raise MissingFileError(f"{image}: frame of {path}:{number} not found "
                                             f"(--data_path {data_path}, --img_ext {img_ext})")
                 label = layout.label_path(entry.folder, entry.frame_index, side)
                 frames.setdefault(label, Frame(image, label))
@@ -114,7 +115,7 @@ def folder_frames(image_dirs: Sequence[str], seg_path: str, data_path: str | Non
     frames: dict[str, Frame] = {}
     for folder in image_dirs:
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--image_dirs {folder}: no such folder")
+            raise MissingFileError(f"--image_dirs {folder}: no such folder")
         base = data_path or os.path.dirname(os.path.abspath(folder))
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(root, d)) not in excluded)
@@ -123,13 +124,13 @@ def folder_frames(image_dirs: Sequence[str], seg_path: str, data_path: str | Non
                     continue
                 image = os.path.join(root, name)
                 if os.path.relpath(os.path.abspath(image), os.path.abspath(base)).startswith(os.pardir):
-                    raise ValueError(f"{image} is not inside --data_path {data_path}")
+                    raise InputError(f"{image} is not inside --data_path {data_path}")
                 label = label_path_of(os.path.abspath(image), os.path.abspath(base), seg_path)
                 if label in frames and frames[label].image != image:
-                    raise ValueError(f"{image} and {frames[label].image} would share the label {label}")
+                    raise InputError(f"{image} and {frames[label].image} would share the label {label}")
                 frames[label] = Frame(image, label)
     if not frames:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(image_dirs)}")
+        raise MissingFileError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(image_dirs)}")
     return list(frames.values())
 
 
@@ -145,7 +146,7 @@ def channel_to_label_ids(id2label: dict, source: str, assume_train_id_order: boo
         return TRAIN_TO_LABEL.copy()
     unknown = [name for name in names if name not in CITYSCAPES_LABEL_OF_NAME]
     if len(names) != NUM_CLASSES or unknown or len(set(names)) != NUM_CLASSES:
-        raise ValueError(f"{source}: its classes ({len(names)}: {', '.join(names)}) are not Cityscapes' "
+        raise InputError(f"{source}: its classes ({len(names)}: {', '.join(names)}) are not Cityscapes' "
                          f"{NUM_CLASSES} ({', '.join(CLASS_NAMES)})"
                          + (f"; unknown: {', '.join(unknown)}" if unknown else "")
                          + " (pass --assume_train_id_order if its channels are the train ids in order)")
@@ -227,7 +228,7 @@ class Segmenter:
         out = self.model(images)
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[:2] != (images.shape[0], NUM_CLASSES):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"{self.name}: a TorchScript model must return (B, {NUM_CLASSES}, h, w) train-id logits, "
+            raise InputError(f"{self.name}: a TorchScript model must return (B, {NUM_CLASSES}, h, w) train-id logits, "
                              f"got {shape} for input {tuple(images.shape)}")
         return out
 
@@ -238,20 +239,23 @@ def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] 
     """A TorchScript file (.pt/.ts) or a ``transformers`` checkpoint (hub name or local folder)."""
     if model.lower().endswith(TORCHSCRIPT_EXTENSIONS):
         if not os.path.isfile(model):
-            raise FileNotFoundError(f"--model {model}: no such TorchScript file")
+            raise MissingFileError(f"--model {model}: no such TorchScript file")
         if resize_to is not None or sliding_window:
-            raise ValueError(f"--resize_to and --sliding_window are for transformers checkpoints: the TorchScript "
+            raise InputError(f"--resize_to and --sliding_window are for transformers checkpoints: the TorchScript "
                              f"model {model} gets each frame whole at its own size")
         net = torch.jit.load(model, map_location=device).eval()
         return Segmenter(net, UnitRangeInput(normalize), TRAIN_TO_LABEL.copy(), False, model)
     if normalize != "none":
-        raise ValueError(f"--normalize is for TorchScript models: the checkpoint {model} normalises with its own processor")
+        raise InputError(f"--normalize is for TorchScript models: the checkpoint {model} normalises with its own processor")
     try:
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
     except ImportError as err:
-        raise ImportError(TRANSFORMERS_MISSING) from err
-    processor = AutoImageProcessor.from_pretrained(model)
-    net = AutoModelForSemanticSegmentation.from_pretrained(model).eval().to(device)
+        raise DependencyError(TRANSFORMERS_MISSING) from err
+    try:
+        processor = AutoImageProcessor.from_pretrained(model)
+        net = AutoModelForSemanticSegmentation.from_pretrained(model).eval().to(device)
+    except OSError as err:  # not a checkpoint folder, and no network to fetch a hub name
+        raise InputError(f"--model {model}: cannot load the checkpoint ({err})") from None
     channel_to_label = channel_to_label_ids(net.config.id2label, model, assume_train_id_order)
     window = None
     if sliding_window:
@@ -259,7 +263,7 @@ def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] 
         try:
             window = (int(size["height"]), int(size["width"]))
         except (KeyError, TypeError):
-            raise ValueError(f"--sliding_window: the processor of {model} names no fixed height and width "
+            raise InputError(f"--sliding_window: the processor of {model} names no fixed height and width "
                              f"(its size: {size}) to use as the window") from None
     return Segmenter(net, ProcessorInput(processor, resize_to, keep_size=sliding_window), channel_to_label, True,
                      model, window)
@@ -434,30 +438,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"use --precision fp32 on {device}")
     seg_path = opts.seg_path or os.path.join(opts.data_path, "segmentation")
     summary_dir = opts.summary_dir or os.path.join(seg_path, SUMMARY_FOLDER)
-    try:
-        if opts.split is not None:
-            paths = [path for split in opts.split for path in split_files(split, opts.splits_dir)]
-            frames = split_frames(opts.data_path, seg_path, paths, opts.dataset, opts.img_ext, opts.sides)
-        else:
-            frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
-        for frame in frames:  # half-written files of a killed run
-            if os.path.exists(utils.temporary_path(frame.label)):
-                os.remove(utils.temporary_path(frame.label))
-        todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
-        skipped = len(frames) - len(todo)
-        todo = todo[:opts.limit] if opts.limit is not None else todo
-        logger.info("%d frames need labels: %d exist, labelling %d with %s on %s (%s)", len(frames), skipped,
-                    len(todo), opts.model, device, opts.precision)
-        segmenter = load_segmenter(opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order,
-                                   opts.sliding_window)
-        os.makedirs(summary_dir, exist_ok=True)
-        start = time.perf_counter()
-        histogram, overlays = label_frames(segmenter, todo, device, opts.batch_size, opts.num_workers, opts.precision,
-                                           seg_path, summary_dir, opts.num_overlays)
-        seconds = time.perf_counter() - start
-    except (ImportError, OSError, ValueError, splits.SplitError) as err:
-        logger.error("%s", err)
-        return 1
+    if opts.split is not None:
+        paths = [path for split in opts.split for path in split_files(split, opts.splits_dir)]
+        frames = split_frames(opts.data_path, seg_path, paths, opts.dataset, opts.img_ext, opts.sides)
+    else:
+        frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
+    for frame in frames:  # half-written files of a killed run
+        if os.path.exists(utils.temporary_path(frame.label)):
+            os.remove(utils.temporary_path(frame.label))
+    todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
+    skipped = len(frames) - len(todo)
+    todo = todo[:opts.limit] if opts.limit is not None else todo
+    logger.info("%d frames need labels: %d exist, labelling %d with %s on %s (%s)", len(frames), skipped,
+                len(todo), opts.model, device, opts.precision)
+    segmenter = load_segmenter(opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order,
+                               opts.sliding_window)
+    os.makedirs(summary_dir, exist_ok=True)
+    start = time.perf_counter()
+    histogram, overlays = label_frames(segmenter, todo, device, opts.batch_size, opts.num_workers, opts.precision,
+                                       seg_path, summary_dir, opts.num_overlays)
+    seconds = time.perf_counter() - start
     total = max(int(histogram.sum()), 1)
     summary = {
         "model": opts.model, "device": str(device), "precision": opts.precision, "seg_path": seg_path,
@@ -474,4 +474,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

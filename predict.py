@@ -45,9 +45,9 @@ def find_images(paths: Sequence[str]) -> list[str]:
         elif os.path.isfile(path):
             images.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such image or folder")
+            raise errors.MissingFileError(f"{path}: no such image or folder")
     if not images:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
+        raise errors.MissingFileError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
     return images
 
 

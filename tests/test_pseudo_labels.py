@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import datasets
+import errors
 import make_pseudo_labels as mpl
 import utils
 from conftest import PROJECT_DIR
@@ -270,7 +271,8 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
     argv = ["--data_path", tiny.data_path, "--split", str(bad_split), "--model", wrong, "--seg_path", str(tmp_path)]
     with pytest.raises(FileNotFoundError, match=f"0000000099.png: frame of {bad_split}:2 not found"):
         mpl.split_frames(tiny.data_path, str(tmp_path), [str(bad_split)])
-    assert mpl.main(argv) == 1
+    assert errors.run_cli(mpl.main, argv) == errors.EXIT_ERROR  # one line, no traceback
+    assert capsys.readouterr().err.startswith(f"error: {tiny.data_path}")
 
 
 @pytest.mark.gpu

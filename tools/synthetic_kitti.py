@@ -42,7 +42,9 @@ if PROJECT_DIR not in sys.path:
 
 from datasets.cityscapes import save_label_png  # noqa: E402
 from datasets.kitti_dataset import DEPTH_PNG_SCALE  # noqa: E402
+from datasets.kitti_utils import EARTH_RADIUS  # noqa: E402  (the devkit's, as the OXTS reader uses)
 from export_gt_depth import export  # noqa: E402  (the project's own ground-truth export)
+from errors import InputError, run_cli  # noqa: E402
 from utils import atomic_write  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,6 @@ WEAVE_AMPLITUDE, WEAVE_PERIOD = 1.2, 70.0  # the path's gentle S-turns (max yaw 
 FRAME_RATE = 10.0  # Hz, KITTI's
 DATE = "2000_01_01"  # the recording day of every synthetic drive
 LAT0, LON0 = 49.0, 8.4  # Karlsruhe: where the first OXTS packet is
-EARTH_RADIUS = 6378137.0
 FRONT_RANGE, BACK_RANGE = 90.0, 40.0  # metres of world kept around a frame for ray casting
 NO_DEPTH = 0.0  # depth written where a ray meets no surface (sky) or one beyond MAX_GT_DEPTH
 MAX_GT_DEPTH = 200.0  # metres: the far road near the horizon gets no ground truth
@@ -567,9 +568,9 @@ def generate(out: str, num_drives: int = 4, frames_per_drive: int = 100, scale: 
              test_stride: int = 4, val_stride: int = 10, workers: int | None = None) -> str:
     """Write a synthetic KITTI folder; return its split folder (train/val/test lists, gt_depths.npz)."""
     if not 1 <= num_test_drives < num_drives:
-        raise ValueError(f"--test_drives must be between 1 and --drives - 1 ({num_drives - 1}), got {num_test_drives}")
+        raise InputError(f"--test_drives must be between 1 and --drives - 1 ({num_drives - 1}), got {num_test_drives}")
     if frames_per_drive < 3:
-        raise ValueError(f"--frames must be at least 3 (a frame needs both neighbours), got {frames_per_drive}")
+        raise InputError(f"--frames must be at least 3 (a frame needs both neighbours), got {frames_per_drive}")
     camera = Camera(max(32, round(KITTI_WIDTH * scale)), max(16, round(KITTI_HEIGHT * scale)))
     settings = Settings(out, camera, img_ext, supersample, azimuth_step)
     write_calibration(os.path.join(out, settings.date), camera)
@@ -615,4 +616,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))
