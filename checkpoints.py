@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from dataclasses import dataclass
 
 import torch
@@ -82,11 +81,7 @@ def atomic_save(obj, path: str) -> None:
 def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argparse.Namespace,
                       optimizer: torch.optim.Optimizer | None = None, epoch: int = 0, step: int = 0) -> str:
     """Write a model folder: built in ``<folder>.tmp``, then renamed, so a folder is never half-written."""
-    tmp = folder + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    os.makedirs(tmp)
-    try:
+    with utils.atomic_folder(folder) as tmp:
         for name, net in networks.items():
             state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
             if name == "encoder":
@@ -95,12 +90,6 @@ def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argpars
         if optimizer is not None:
             torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
         options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left behind
-        raise
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
     return folder
 
 

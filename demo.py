@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from typing import Sequence
 
 import checkpoints
 import evaluate_depth
 import options
+import utils
 from tools import synthetic_kitti
 from trainer import Trainer
 
@@ -50,17 +50,12 @@ def ensure_scenes(data_dir: str, scenes: dict = DEMO_SCENES) -> str:
                 logger.info("using the synthetic scenes in %s", data_dir)
                 return split_dir
     logger.info("generating synthetic KITTI scenes into %s (once)", data_dir)
-    tmp = data_dir.rstrip(os.sep) + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
     settings = {k: v for k, v in scenes.items() if k != "version"}
-    synthetic_kitti.generate(tmp, **settings)
-    # the split folder's ground truth is position-independent; the split lists hold relative paths
-    with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
-        json.dump(scenes, f)
-    if os.path.exists(data_dir):
-        shutil.rmtree(data_dir)
-    os.replace(tmp, data_dir)
+    with utils.atomic_folder(data_dir) as tmp:
+        synthetic_kitti.generate(tmp, **settings)
+        # the split folder's ground truth is position-independent; the split lists hold relative paths
+        with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
+            json.dump(scenes, f)
     return split_dir
 
 

@@ -5,6 +5,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Iterator
@@ -12,6 +13,8 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class Runtime:
 
 def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str | None = None) -> Runtime:
     """Pick the device and, under torchrun (RANK and WORLD_SIZE set), join the process group."""
+    if device is not None and device.startswith("cuda") and not no_cuda and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
     use_cuda = torch.cuda.is_available() and not no_cuda and (device is None or device.startswith("cuda"))
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -130,6 +135,26 @@ def atomic_write(path: str) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str) -> Iterator[str]:
+    """Yield ``<folder>.tmp`` to fill; on success it replaces ``folder``, on failure it is removed.
+
+    A reader never sees a half-written folder (a leftover ``.tmp`` of a killed run is cleared first).
+    """
+    tmp = folder.rstrip(os.sep) + ".tmp"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
 
 # ------------------------------------------------------------------------------------------------
 # pictures
