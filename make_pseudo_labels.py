@@ -37,7 +37,7 @@ from errors import DependencyError, InputError, MissingFileError, run_cli
 from datasets import DATASETS
 from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL, colourise,
                                  save_label_png)
-from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader
+from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader, read_split_numbered
 from predict import IMAGE_EXTENSIONS, SEGMENTATION_ALPHA, save_png
 
 logger = logging.getLogger(__name__)
@@ -91,11 +91,7 @@ def split_frames(data_path: str, seg_path: str, split_paths: Sequence[str], data
                                seg_path=seg_path, load_depth=False)
     frames: dict[str, Frame] = {}
     for path in split_paths:
-        with open(path) as f:
-            lines = f.read().splitlines()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        for number, line in read_split_numbered(path):
             entry = parse_split_line(line, f"{path}:{number}")
             line_side = entry.side or DEFAULT_SIDE
             for side in ((line_side,) if sides == "split" else ("l", "r")):
