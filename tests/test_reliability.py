@@ -412,3 +412,10 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
                 f.write("half")
             raise OSError("disk full")
     assert path.read_text() == "old" and os.listdir(path.parent) == ["metrics.json"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message for a machine without CUDA")
+def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error():
+    with pytest.raises(errors.InputError, match="--device cuda:1: no CUDA device is available here"):
+        utils.init_runtime("cuda:1")
+    assert utils.init_runtime("cpu").device.type == "cpu"
