@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import checkpoints
+import deploy
 import errors as project_errors
 import layers
 import splits
@@ -93,14 +94,13 @@ def predict_disparities(encoder: torch.nn.Module, decoder: torch.nn.Module, load
                         spec: checkpoints.ModelSpec, device: torch.device, post_process: bool = False,
                         desc: str = "predicting") -> np.ndarray:
     """Scaled disparities (N, h, w) float32 of every image the loader yields (key ``("color", 0, 0)``)."""
+    graph = deploy.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth)  # scale 0 only, as predict.py
     predictions = []
     for inputs in tqdm(loader, desc=desc, unit="batch"):
         images = inputs[("color", 0, 0)].to(device)
         if post_process:
             images = torch.cat([images, torch.flip(images, [3])], 0)
-        disp = decoder(encoder(images))[("disp", 0)]
-        scaled, _ = layers.disp_to_depth(disp, spec.min_depth, spec.max_depth)
-        scaled = scaled[:, 0].cpu().numpy()
+        scaled = graph(images)[0][:, 0].cpu().numpy()
         if post_process:
             n = scaled.shape[0] // 2
             scaled = post_process_disparity(scaled[:n], scaled[n:, :, ::-1])
