@@ -347,8 +347,8 @@ class Trainer:
                     if result is not None:
                         metric_sum += result[0].cpu()
                         metric_count += 1
-        keys = sorted(sums)
-        packed = torch.tensor([float(sums[k]) for k in keys] + [count] + metric_sum.tolist() + [metric_count],
+        keys = utils.union_of_keys(sums, self.runtime)  # a process whose shard is empty has none of its own
+        packed = torch.tensor([float(sums.get(k, 0.0)) for k in keys] + [count] + metric_sum.tolist() + [metric_count],
                               dtype=torch.float64, device=self.device)
         packed = utils.all_reduce_sum(packed, self.runtime).cpu()
         total = packed[len(keys)].item()

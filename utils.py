@@ -88,6 +88,15 @@ def cleanup_runtime(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
+def union_of_keys(keys, runtime: Runtime) -> list:
+    """The sorted union of every process's keys (the keys themselves outside a distributed run)."""
+    if not runtime.distributed:
+        return sorted(keys)
+    gathered: list = [None] * runtime.world_size
+    dist.all_gather_object(gathered, sorted(keys))
+    return sorted(set().union(*gathered))
+
+
 def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """Sum a tensor over the processes of a distributed run (identity otherwise)."""
     if runtime.distributed:

@@ -135,6 +135,19 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
     assert all(torch.equal(v, rank0[k]) for k, v in fresh.state_dict().items())
 
 
+def test_ddp_validation_with_more_processes_than_validation_items(tmp_path):
+    """A process whose validation shard is empty still joins the reduction with every loss key."""
+    tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=5, exts=("png",))  # 3 training, 2 validation items
+    args = train_args(tiny, tmp_path / "logs", "--num_epochs", "1", "--max_steps", "1", "--batch_size", "3",
+                      "--config", "baseline")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
+    result = subprocess.run([*torchrun, "train.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validation after epoch 0: loss" in result.stderr
+
+
 def test_batch_must_divide_among_processes():
     with pytest.raises(SystemExit):
         options.parse_args(["--batch_size", "0"])
