@@ -43,7 +43,7 @@ import layers
 import options
 import splits
 import utils
-from errors import run_cli
+from errors import InputError, run_cli
 from trainer import Trainer
 
 logger = logging.getLogger("benchmark")
@@ -257,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.data_path, args.split = make_data(args.make_data, args.make_frames, args.img_ext)
     if args.data_path is None:
         parser.error("give --data_path (KITTI data) or --make_data DIR")
+    for name in ("data_path", "fast_data_path"):  # before minutes of measuring the other paths
+        if getattr(args, name) is not None and not os.path.isdir(getattr(args, name)):
+            raise InputError(f"--{name} {getattr(args, name)} is not a folder")
     for name in ("steps", "input_batches", "inference_runs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
