@@ -11,7 +11,6 @@ writes the KITTI submission PNGs instead. The metrics are printed and written as
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -151,18 +150,6 @@ def format_table(metrics: dict) -> str:
             ("&{: 8.3f}  " * len(names)).format(*[metrics[n] for n in names]) + "\\\\")
 
 
-def save_json(data: dict, path: str) -> None:
-    """Write JSON atomically."""
-    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-
-
-def save_array(array: np.ndarray, path: str) -> None:
-    """np.save atomically."""
-    with utils.atomic_write(path) as tmp:
-        np.save(tmp, array)
-
-
 def evaluate(opts: argparse.Namespace) -> dict | None:
     """Run the evaluation that ``opts`` describes; return the metrics (None when not evaluating)."""
     name = split_name(opts.eval_split)
@@ -194,7 +181,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
 
     if opts.save_pred_disps:
         path = os.path.join(out_dir, f"disps_{name}_split.npy")
-        save_array(pred_disps, path)
+        utils.save_array(pred_disps, path)
         logger.info("saved predicted disparities to %s", path)
     if opts.no_eval:
         return None
@@ -224,7 +211,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
         logger.info("median scaling ratios: median %.3f, std %.3f", med, result["median_ratio"]["std"])
     print(format_table(metrics))
     json_path = opts.output_json or os.path.join(out_dir, f"metrics_{name}.json")
-    save_json(result, json_path)
+    utils.save_json(result, json_path)
     logger.info("metrics written to %s", json_path)
     return metrics
 

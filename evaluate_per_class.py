@@ -26,7 +26,7 @@ import layers
 import splits
 import utils
 from datasets import CLASS_NAMES, LABEL_TO_TRAIN, KITTIRAWDataset, read_split
-from evaluate_depth import STEREO_SCALE_FACTOR, predict_disparities, save_json, split_name, test_loader
+from evaluate_depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
 from export_gt_depth import ground_truth_path, load_ground_truth
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results, opts.metric))
     os.makedirs(opts.output_dir, exist_ok=True)
     stem = os.path.join(opts.output_dir, f"per_class_{split_name(opts.eval_split)}")
-    save_json({"split": split_name(opts.eval_split), "classes": list(CLASS_NAMES), "pooling": "pixels",
+    utils.save_json({"split": split_name(opts.eval_split), "classes": list(CLASS_NAMES), "pooling": "pixels",
                "models": {n: dict(zip(CLASS_NAMES, rows)) for n, rows in results.items()}}, stem + ".json")
     bar_chart(results, opts.metric, stem + ".png")
     logger.info("wrote %s.json and %s.png", stem, stem)

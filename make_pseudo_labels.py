@@ -15,7 +15,6 @@ name and renamed. A summary (counts, class histogram, colour overlays) goes to `
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -342,8 +341,7 @@ def label_frames(segmenter: Segmenter, frames: Sequence[Frame], device: torch.de
 def write_summary(summary: dict, summary_dir: str) -> str:
     """summary.json in the summary folder, written to a temporary name and renamed."""
     path = os.path.join(summary_dir, SUMMARY_NAME)
-    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
+    utils.save_json(summary, path)
     return path
 
 

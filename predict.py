@@ -63,12 +63,6 @@ def save_png(array: np.ndarray, path: str) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def save_npy(array: np.ndarray, path: str) -> None:
-    """np.save atomically."""
-    with utils.atomic_write(path) as tmp:
-        np.save(tmp, array)
-
-
 class TorchPredictor:
     """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
 
@@ -121,8 +115,8 @@ def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth
         disps, seg_logits = predictor(inputs)
         for i, (path, original) in enumerate(zip(batch_paths, originals)):
             stem = output_stem(path, output_dir)
-            save_npy(disps[i], stem + "_disp.npy")
-            save_npy(depth_scale / disps[i], stem + "_depth.npy")
+            utils.save_array(disps[i], stem + "_disp.npy")
+            utils.save_array(depth_scale / disps[i], stem + "_depth.npy")
             size = (original.height, original.width)
             disp = F.interpolate(torch.from_numpy(disps[i])[None, None], size=size, mode="bilinear",
                                  align_corners=False)[0, 0].numpy()

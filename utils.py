@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -164,6 +165,18 @@ def atomic_folder(folder: str) -> Iterator[str]:
     if os.path.exists(folder):
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+
+
+def save_json(data: dict, path: str) -> None:
+    """Write JSON atomically."""
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def save_array(array: np.ndarray, path: str) -> None:
+    """np.save atomically."""
+    with atomic_write(path) as tmp:
+        np.save(tmp, array)
 
 # ------------------------------------------------------------------------------------------------
 # pictures
