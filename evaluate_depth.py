@@ -1,227 +1,25 @@
-"""Evaluate depth on a KITTI test split with Monodepth2's protocol.
+"""Evaluate depth on a KITTI test split with Monodepth2's protocol (see evaluation/depth.py).
 
 ``python evaluate_depth.py --data_path D --load_weights_folder W --eval_split eigen`` loads a model
 folder of this project, of the authors or of Monodepth2 (recognised from its keys), predicts the
-disparity of every test frame, and compares it with the ground truth that export_gt_depth.py wrote:
-the disparity is resized bilinearly to the ground truth's size, depth = 1 / disparity, scaled by
-each image's median ratio (mono) or by 5.4 (``--eval_stereo``), clamped to [1e-3, 80]. ``eigen``
-evaluates 1e-3 < gt < 80 inside the Garg crop; ``eigen_benchmark`` every gt > 0. ``benchmark``
-writes the KITTI submission PNGs instead. The metrics are printed and written as JSON.
+disparity of every test frame, compares it with the ground truth that export_gt_depth.py wrote,
+prints Monodepth2's table and writes the metrics as JSON.
 """
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
 from typing import Sequence
 
-import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import DataLoader
-from tqdm import tqdm
-
-import checkpoints
-import deploy
-import errors as project_errors
-import layers
-import splits
 import utils
-from datasets import KITTIBenchmarkTestDataset, KITTIRAWDataset, read_split
-from export_gt_depth import ground_truth_path, load_ground_truth
-
-logger = logging.getLogger(__name__)
-
-# Stereo-trained models use a nominal baseline of 0.1; KITTI's is 0.54 m.
-STEREO_SCALE_FACTOR = 5.4
-BENCHMARK_SIZE = (1216, 352)  # (width, height) of the KITTI depth-prediction submissions
-BENCHMARK_PNG_SCALE = 256.0
-POST_PROCESS_EDGE = 0.05  # Monodepth's post-processing blends the left 5 % of the image
-POST_PROCESS_RAMP = 20.0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Evaluation options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data_path", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "kitti_data"),
-                        help="KITTI raw root (for benchmark: the test_depth_prediction_anonymous folder)")
-    parser.add_argument("--load_weights_folder", help="model folder (this project's, the authors' or Monodepth2's)")
-    parser.add_argument("--eval_split", default="eigen",
-                        help="eigen, eigen_benchmark, benchmark, or a folder with test_files.txt (and gt_depths.npz)")
-    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
-    parser.add_argument("--gt_depths", default=None, help="ground-truth file (default: splits/<split>/gt_depths.npz)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--eval_mono", action="store_true", help="median scaling per image (the default)")
-    mode.add_argument("--eval_stereo", action="store_true", help="no median scaling; depths x 5.4")
-    parser.add_argument("--disable_median_scaling", action="store_true", help="no per-image median scaling")
-    parser.add_argument("--pred_depth_scale_factor", type=float, default=1.0, help="multiply predicted depths")
-    parser.add_argument("--garg_crop", action=argparse.BooleanOptionalAction, default=None,
-                        help="Garg crop and 1e-3 < gt < 80 (default: on for eigen, off otherwise)")
-    parser.add_argument("--post_process", action="store_true", help="average with the flipped image's prediction")
-    parser.add_argument("--save_pred_disps", action="store_true", help="save disparities as disps_<split>_split.npy")
-    parser.add_argument("--ext_disp_to_eval", default=None, help="evaluate disparities from this .npy file")
-    parser.add_argument("--eval_eigen_to_benchmark", action="store_true",
-                        help="the --ext_disp_to_eval file is in eigen order: pick the eigen_benchmark frames")
-    parser.add_argument("--no_eval", action="store_true", help="only predict (and save)")
-    parser.add_argument("--output_json", default=None, help="metrics file (default: <folder>/metrics_<split>.json)")
-    parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    return parser
-
-
-def split_name(eval_split: str) -> str:
-    """A short name for file names: the split, or the custom folder's name."""
-    return os.path.basename(os.path.normpath(eval_split)) if os.path.isdir(eval_split) else eval_split
-
-
-def post_process_disparity(l_disp: np.ndarray, r_disp: np.ndarray) -> np.ndarray:
-    """Monodepth's blend of a prediction (N, h, w) with that of the flipped image (flipped back)."""
-    _, h, w = l_disp.shape
-    m_disp = 0.5 * (l_disp + r_disp)
-    ramp, _ = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
-    l_mask = (1.0 - np.clip(POST_PROCESS_RAMP * (ramp - POST_PROCESS_EDGE), 0, 1))[None, ...]
-    r_mask = l_mask[:, :, ::-1]
-    return r_mask * l_disp + l_mask * r_disp + (1.0 - l_mask - r_mask) * m_disp
-
-
-@torch.no_grad()
-def predict_disparities(encoder: torch.nn.Module, decoder: torch.nn.Module, loader: DataLoader,
-                        spec: checkpoints.ModelSpec, device: torch.device, post_process: bool = False,
-                        desc: str = "predicting") -> np.ndarray:
-    """Scaled disparities (N, h, w) float32 of every image the loader yields (key ``("color", 0, 0)``)."""
-    graph = deploy.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth)  # scale 0 only, as predict.py
-    predictions = []
-    for inputs in tqdm(loader, desc=desc, unit="batch"):
-        images = inputs[("color", 0, 0)].to(device)
-        if post_process:
-            images = torch.cat([images, torch.flip(images, [3])], 0)
-        scaled = graph(images)[0][:, 0].cpu().numpy()
-        if post_process:
-            n = scaled.shape[0] // 2
-            scaled = post_process_disparity(scaled[:n], scaled[n:, :, ::-1])
-        predictions.append(scaled.astype(np.float32))
-    return np.concatenate(predictions)
-
-
-def test_loader(data_path: str, test_file: str, spec: checkpoints.ModelSpec, benchmark: bool, img_ext: str,
-                batch_size: int, num_workers: int) -> DataLoader:
-    """Frames of a test split at the model's size, in file order."""
-    dataset_class = KITTIBenchmarkTestDataset if benchmark else KITTIRAWDataset
-    dataset = dataset_class(data_path, read_split(test_file), spec.height, spec.width, [0], 1, is_train=False,
-                            img_ext=img_ext, load_depth=False)
-    return DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
-
-
-def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray], garg_crop: bool,
-                         median_scaling: bool, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image metrics (M, 7) and median ratios of images with valid ground truth."""
-    errors, ratios = [], []
-    for pred, gt in zip(pred_disps, gt_depths):
-        result = layers.depth_errors_of_image(torch.from_numpy(np.asarray(gt, dtype=np.float32)),
-                                              torch.from_numpy(np.ascontiguousarray(pred)), garg_crop,
-                                              median_scaling, scale)
-        if result is not None:
-            errors.append(result[0].numpy())
-            ratios.append(result[1].item())
-    return np.array(errors), np.array(ratios)
-
-
-def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
-    """KITTI depth-prediction submission: uint16 PNG (depth x 256) at 1216x352, named by index."""
-    os.makedirs(folder, exist_ok=True)
-    for idx, disp in enumerate(tqdm(pred_disps, desc="benchmark PNGs", unit="image")):
-        resized = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(disp))[None, None],
-                                                  size=BENCHMARK_SIZE[::-1], mode="bilinear",
-                                                  align_corners=False)[0, 0].numpy()  # as cv2.resize
-        depth = np.clip(STEREO_SCALE_FACTOR / resized, 0, layers.MAX_EVAL_DEPTH)
-        path = os.path.join(folder, f"{idx:010d}.png")
-        with utils.atomic_write(path) as tmp:
-            Image.fromarray(np.uint16(depth * BENCHMARK_PNG_SCALE)).save(tmp, format="PNG")
-
-
-def format_table(metrics: dict) -> str:
-    """Monodepth2's two-line metrics table."""
-    names = layers.DEPTH_METRIC_NAMES
-    return ("  " + ("{:>8} | " * len(names)).format(*names) + "\n" +
-            ("&{: 8.3f}  " * len(names)).format(*[metrics[n] for n in names]) + "\\\\")
-
-
-def evaluate(opts: argparse.Namespace) -> dict | None:
-    """Run the evaluation that ``opts`` describes; return the metrics (None when not evaluating)."""
-    name = split_name(opts.eval_split)
-    benchmark = opts.eval_split == "benchmark"
-    test_file = splits.test_files(opts.eval_split, opts.splits_dir)
-    num_lines = len(read_split(test_file))
-    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-    if opts.ext_disp_to_eval is None:
-        if not opts.load_weights_folder:
-            raise project_errors.InputError("give --load_weights_folder (or --ext_disp_to_eval)")
-        encoder, decoder, spec = checkpoints.load_depth_model(opts.load_weights_folder, device)
-        logger.info("%s: %s layout, ResNet-%d, input %dx%d (height x width), semantics %s, CMA layers %s",
-                    opts.load_weights_folder, spec.layout, spec.num_layers, spec.height, spec.width, spec.semantics,
-                    list(spec.cma_layers))
-        loader = test_loader(opts.data_path, test_file, spec, benchmark, opts.img_ext, opts.batch_size,
-                             opts.num_workers)
-        pred_disps = predict_disparities(encoder, decoder, loader, spec, device, opts.post_process)
-        out_dir = opts.load_weights_folder
-    else:
-        pred_disps = np.load(opts.ext_disp_to_eval, allow_pickle=False)
-        if opts.eval_eigen_to_benchmark:
-            ids = np.load(splits.split_file("benchmark/eigen_to_benchmark_ids.npy", opts.splits_dir))
-            pred_disps = pred_disps[ids]
-        if len(pred_disps) != num_lines:
-            raise project_errors.InputError(f"{opts.ext_disp_to_eval} holds {len(pred_disps)} predictions but "
-                                            f"{test_file} lists {num_lines} frames")
-        out_dir = os.path.dirname(os.path.abspath(opts.ext_disp_to_eval))
-
-    if opts.save_pred_disps:
-        path = os.path.join(out_dir, f"disps_{name}_split.npy")
-        utils.save_array(pred_disps, path)
-        logger.info("saved predicted disparities to %s", path)
-    if opts.no_eval:
-        return None
-    if benchmark:
-        folder = os.path.join(out_dir, "benchmark_predictions")
-        write_benchmark_predictions(pred_disps, folder)
-        logger.info("wrote the benchmark submission PNGs to %s (no ground truth: not evaluating)", folder)
-        return None
-
-    gt_file = opts.gt_depths or (os.path.join(opts.eval_split, "gt_depths.npz") if os.path.isdir(opts.eval_split)
-                                 else ground_truth_path(opts.eval_split))
-    gt_depths = load_ground_truth(gt_file)
-    if len(gt_depths) != len(pred_disps):
-        raise ValueError(f"{gt_file} holds {len(gt_depths)} maps for {len(pred_disps)} predictions")
-    median_scaling = not (opts.eval_stereo or opts.disable_median_scaling)
-    scale = STEREO_SCALE_FACTOR if opts.eval_stereo else opts.pred_depth_scale_factor
-    garg_crop = opts.eval_split == "eigen" if opts.garg_crop is None else opts.garg_crop
-    errors, ratios = evaluate_predictions(pred_disps, gt_depths, garg_crop, median_scaling, scale)
-    if len(errors) == 0:
-        raise ValueError(f"no frame of {gt_file} has valid ground truth")
-    metrics = dict(zip(layers.DEPTH_METRIC_NAMES, errors.mean(0).tolist()))
-    result = {"split": name, "frames": int(len(errors)), "median_scaling": median_scaling, "depth_scale": scale,
-              "garg_crop": garg_crop, "post_process": opts.post_process, "metrics": metrics}
-    if median_scaling:
-        med = float(np.median(ratios))
-        result["median_ratio"] = {"median": med, "std": float(np.std(ratios / med))}
-        logger.info("median scaling ratios: median %.3f, std %.3f", med, result["median_ratio"]["std"])
-    print(format_table(metrics))
-    json_path = opts.output_json or os.path.join(out_dir, f"metrics_{name}.json")
-    utils.save_json(result, json_path)
-    logger.info("metrics written to %s", json_path)
-    return metrics
+from evaluation.depth import build_parser, evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    utils.setup_logging()
     evaluate(opts)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(project_errors.run_cli(main))
+    sys.exit(utils.run_cli(main))

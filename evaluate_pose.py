@@ -14,11 +14,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import checkpoints
-import errors
 import layers
 import splits
 import utils
+from checkpoints import model_folder
 from datasets import KITTIOdomDataset, read_split
 
 logger = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def snippet_ates(pred_poses: Sequence[np.ndarray], gt_local: Sequence[np.ndarray
 def predict_poses(folder: str, data_path: str, test_file: str, img_ext: str, batch_size: int, num_workers: int,
                   device: torch.device) -> np.ndarray:
     """Transforms (N, 4, 4) predicted for the consecutive frame pairs of a test file."""
-    pose_encoder, pose_decoder, spec = checkpoints.load_pose_model(folder, device)
+    pose_encoder, pose_decoder, spec = model_folder.load_pose_model(folder, device)
     dataset = KITTIOdomDataset(data_path, read_split(test_file), spec.height, spec.width, [0, 1], 1, is_train=False,
                                img_ext=img_ext)
     loader = DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
@@ -85,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     opts = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    utils.setup_logging()
+    device = utils.pick_device(opts.device)
     sequence = POSE_SPLITS[opts.eval_split]
     pred = predict_poses(opts.load_weights_folder, opts.data_path, splits.test_files(opts.eval_split, opts.splits_dir),
                          opts.img_ext, opts.batch_size, opts.num_workers, device)
@@ -101,4 +100,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(errors.run_cli(main))
+    sys.exit(utils.run_cli(main))

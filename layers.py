@@ -1,17 +1,17 @@
 """Geometry, photometric error and the loss terms of FSRE-Depth, as small functions on tensors.
 
 Every function here is pure (tensors in, tensors out) and testable alone; the trainer wires them.
-Defaults are those of the authors' implementation (see ../shared/reference/FACTS.md); their quirks
-are kept and named in the docstrings.
+Defaults are those of the authors' implementation (docs/fidelity.md); their quirks are kept and
+named in the docstrings.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from datasets.cityscapes import IGNORE_ID
 
 MIN_DEPTH = 0.1
 MAX_DEPTH = 100.0
@@ -22,25 +22,8 @@ PROJECTION_EPS = 1e-7
 AXIS_ANGLE_EPS = 1e-7
 IDENTITY_NOISE_STD = 1e-5  # breaks ties between identity and warped errors
 SMOOTHNESS_EPS = 1e-7
-IGNORE_LABEL = 255
 SGT_PAD_LABEL = -1  # the authors pad labels with -1, so neighbours outside the image are negatives
 SGT_MIN_SQUARED_DISTANCE = 1e-9
-
-# Whether dssim and the SGT cosines use their fused forms (equal to the straightforward ones up to
-# float rounding); ``fused_kernels(False)`` restores the straightforward forms for side-by-side benchmarks.
-_FUSED = [True]
-
-
-@contextmanager
-def fused_kernels(enabled: bool) -> Iterator[None]:
-    """Within the block, use the fused (True) or the straightforward (False) DSSIM and SGT cosines."""
-    previous = _FUSED[0]
-    _FUSED[0] = enabled
-    try:
-        yield
-    finally:
-        _FUSED[0] = previous
-
 
 # --------------------------------------------------------------------------------------------
 # Depth and camera motion
@@ -145,10 +128,9 @@ def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(1 - SSIM) / 2 per pixel and channel, clamped to [0, 1]; 3x3 means on reflection-padded inputs.
 
     The fused form pools the five statistics in one ``avg_pool2d`` call (the same arithmetic per
-    element as ``dssim_reference``, so equal to it up to float rounding, in fewer kernel launches).
+    element as Monodepth2's five poolings, ``speed.reference.dssim_reference``, so equal to it up to
+    float rounding, in fewer kernel launches).
     """
-    if not _FUSED[0]:
-        return dssim_reference(x, y)
     channels = x.shape[1]
     padded = F.pad(torch.cat([x, y], 1), (1, 1, 1, 1), mode="reflect")
     px, py = padded[:, :channels], padded[:, channels:]
@@ -157,20 +139,6 @@ def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     sigma_x = mean_xx - mu_x ** 2
     sigma_y = mean_yy - mu_y ** 2
     sigma_xy = mean_xy - mu_x * mu_y
-    n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
-    d = (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
-    return torch.clamp((1 - n / d) / 2, 0, 1)
-
-
-def dssim_reference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Monodepth2's straightforward DSSIM (five separate poolings): the oracle of the fused ``dssim``."""
-    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x = F.avg_pool2d(x, 3, 1)
-    mu_y = F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x ** 2, 3, 1) - mu_x ** 2
-    sigma_y = F.avg_pool2d(y ** 2, 3, 1) - mu_y ** 2
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
     n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
     d = (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
     return torch.clamp((1 - n / d) / 2, 0, 1)
@@ -214,7 +182,7 @@ def smoothness_loss(disp: torch.Tensor, image: torch.Tensor, normalize: bool = T
 # --------------------------------------------------------------------------------------------
 # Semantic terms
 # --------------------------------------------------------------------------------------------
-def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_ID) -> torch.Tensor:
     """Cross-entropy of segmentation logits (B, C, H, W) against train ids (B, [1,] H, W).
 
     Pixels labelled ``ignore_index`` do not count; a batch without any labelled pixel gives 0
@@ -257,14 +225,11 @@ def neighbour_cosines(unit: torch.Tensor, kernel_size: int) -> torch.Tensor:
 
     The fused form takes one shifted view of the zero-padded features per neighbour, so it never
     materialises the (B, C·K², h, w) unfolded copy (K² times the features' memory, kept for the
-    backward pass); ``--baseline`` benchmarks (``fused_kernels(False)``) use the unfold. The two
+    backward pass; the authors' unfold is ``speed.reference.neighbour_cosines_reference``). The two
     agree up to float rounding; neighbours are ordered row by row, as ``F.unfold`` orders them.
     """
     b, c, h, w = unit.shape
     pad = kernel_size // 2
-    if not _FUSED[0]:
-        neighbours = F.unfold(unit, kernel_size, padding=pad).view(b, c, kernel_size * kernel_size, h, w)
-        return (neighbours * unit.unsqueeze(2)).sum(1)
     padded = F.pad(unit, (pad, pad, pad, pad))
     return torch.stack([(padded[:, :, dy:dy + h, dx:dx + w] * unit).sum(1)
                         for dy in range(kernel_size) for dx in range(kernel_size)], 1)

@@ -1,6 +1,6 @@
 """Command-line options of training (and the model options shared by evaluation and tools).
 
-Defaults are the authors' (../shared/reference/FACTS.md). ``--config`` picks one of the seed's
+Defaults are the authors' (docs/fidelity.md). ``--config`` picks one of the
 Table 2 configurations and sets the defaults of the options it implies; an option given
 explicitly always wins.
 """
@@ -11,11 +11,12 @@ import json
 import os
 from typing import Sequence
 
+import splits
 import utils
+from datasets import DATASETS
+from networks.resnet_encoder import NETWORK_STRIDE
 
-PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
-
-# The seed's Table 2 configurations: what each one turns on.
+# Table 2 of the paper's supplementary material configurations: what each one turns on.
 CONFIGS: dict[str, dict] = {
     "baseline": {"semantic_weight": 0.0, "sgt_weight": 0.0, "cma_layers": []},
     "semantics": {"semantic_weight": 0.3, "sgt_weight": 0.0, "cma_layers": []},
@@ -23,16 +24,31 @@ CONFIGS: dict[str, dict] = {
     "sgt": {"semantic_weight": 0.3, "sgt_weight": 0.1, "cma_layers": []},
     "full": {"semantic_weight": 0.3, "sgt_weight": 0.1, "cma_layers": [0, 1, 2]},
 }
-TRAIN_SPLITS = ("eigen_zhou", "eigen_full", "odom", "benchmark")
-DATASETS = ("kitti", "kitti_odom", "kitti_depth")
 SCALE_WEIGHTINGS = ("fsre", "monodepth2")
 RESUME_LATEST = "latest"  # --resume without a path
 
 
-def _multiple_of_32(value: str) -> int:
+def image_side_error(value: int) -> str | None:
+    """Why ``value`` cannot be an image side (height or width) of the networks, or None when it can."""
+    if value <= 0 or value % NETWORK_STRIDE:
+        return f"must be a positive multiple of {NETWORK_STRIDE} (the encoder downsamples by {NETWORK_STRIDE}), got {value}"
+    return None
+
+
+def check_image_size(height: int, width: int) -> None:
+    """Raise InputError unless both sides are positive multiples of the encoder's stride (32)."""
+    for name, value in (("height", height), ("width", width)):
+        problem = image_side_error(value)
+        if problem:
+            raise utils.InputError(f"{name} {problem}")
+
+
+def _image_side(value: str) -> int:
+    """argparse type of --height and --width."""
     number = int(value)
-    if number <= 0 or number % 32:
-        raise argparse.ArgumentTypeError(f"must be a positive multiple of 32 (the encoder downsamples by 32), got {number}")
+    problem = image_side_error(number)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return number
 
 
@@ -43,22 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     g = parser.add_argument_group("data")
-    g.add_argument("--data_path", default=os.path.join(PROJECT_DIR, "kitti_data"),
+    g.add_argument("--data_path", default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
                    help="root of the KITTI raw data (Monodepth2's layout)")
     g.add_argument("--seg_path", default=None,
                    help="root of the segmentation pseudo-labels; default <data_path>/segmentation")
     g.add_argument("--split", default="eigen_zhou",
-                   help=f"training split: one of {', '.join(TRAIN_SPLITS)}, or a folder holding "
+                   help=f"training split: one of {', '.join(splits.TRAIN_SPLITS)}, or a folder holding "
                         "train_files.txt and val_files.txt")
     g.add_argument("--splits_dir", default=None,
                    help="folder with local copies of the split files; default: the project's cache, "
                         "filled from Monodepth2's repository on first use")
-    g.add_argument("--dataset", default="kitti", choices=DATASETS,
+    g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
                    help="layout of --data_path: KITTI raw, KITTI odometry or the KITTI depth benchmark")
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"],
                    help="frame file type (the authors' released numbers come from PNG frames)")
-    g.add_argument("--height", type=_multiple_of_32, default=192, help="input image height")
-    g.add_argument("--width", type=_multiple_of_32, default=640, help="input image width")
+    g.add_argument("--height", type=_image_side, default=192, help="input image height")
+    g.add_argument("--width", type=_image_side, default=640, help="input image width")
     g.add_argument("--num_workers", type=int, default=12, help="data-loading processes (per GPU process)")
 
     g = parser.add_argument_group("model")

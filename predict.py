@@ -23,15 +23,12 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-import deploy
-import errors
 import utils
-from datasets import colourise
+from datasets.cityscapes import segmentation_overlay
 from datasets.mono_dataset import RESIZE_FILTER
+from deploy import depth_graph
 
 logger = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-SEGMENTATION_ALPHA = 0.5  # weight of the palette in the overlay
 
 
 def find_images(paths: Sequence[str]) -> list[str]:
@@ -40,14 +37,14 @@ def find_images(paths: Sequence[str]) -> list[str]:
     for path in paths:
         if os.path.isdir(path):
             found = sorted(os.path.join(path, f) for f in os.listdir(path)
-                           if f.lower().endswith(IMAGE_EXTENSIONS) and not f.endswith(("_disp.png", "_seg.png")))
+                           if f.lower().endswith(utils.IMAGE_EXTENSIONS) and not f.endswith(("_disp.png", "_seg.png")))
             images += found
         elif os.path.isfile(path):
             images.append(path)
         else:
-            raise errors.MissingFileError(f"{path}: no such image or folder")
+            raise utils.MissingFileError(f"{path}: no such image or folder")
     if not images:
-        raise errors.MissingFileError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
+        raise utils.MissingFileError(f"no images ({', '.join(utils.IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
     return images
 
 
@@ -57,18 +54,12 @@ def output_stem(image_path: str, output_dir: str | None) -> str:
     return os.path.join(output_dir or os.path.dirname(os.path.abspath(image_path)), name)
 
 
-def save_png(array: np.ndarray, path: str) -> None:
-    """Save an RGB uint8 image atomically."""
-    with utils.atomic_write(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
 class TorchPredictor:
     """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
 
     def __init__(self, folder: str, device: torch.device) -> None:
         # The graph export_model.py exports: the PyTorch and exported paths share one definition.
-        self.graph, self.spec = deploy.load_graph(folder, device, segmentation=None)
+        self.graph, self.spec = depth_graph.load_graph(folder, device, segmentation=None)
         self.device = device
         self.height, self.width = self.spec.height, self.spec.width
         self.has_segmentation = self.spec.semantics
@@ -84,18 +75,18 @@ class OnnxPredictor:
     """An exported .onnx file run by onnxruntime, as a TorchPredictor (size and input type from its metadata)."""
 
     def __init__(self, path: str) -> None:
-        self.graph = deploy.OnnxGraph(path)
+        self.graph = depth_graph.OnnxGraph(path)
         meta = self.graph.metadata
         self.height, self.width = int(meta["height"]), int(meta["width"])
         self.input_type = meta["input_type"]
         self.outputs = self.graph.output_names
-        self.has_segmentation = deploy.OUTPUT_SEG in self.outputs
+        self.has_segmentation = depth_graph.OUTPUT_SEG in self.outputs
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         if self.input_type == "uint8":  # exact: the images came from 8-bit pictures
-            images = (images * deploy.UINT8_MAX).round().to(torch.uint8)
+            images = (images * utils.UINT8_MAX).round().to(torch.uint8)
         outputs = dict(zip(self.outputs, self.graph(images)))
-        return outputs[deploy.OUTPUT_DISP][:, 0], outputs.get(deploy.OUTPUT_SEG)
+        return outputs[depth_graph.OUTPUT_DISP][:, 0], outputs.get(depth_graph.OUTPUT_SEG)
 
 
 def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
@@ -120,13 +111,12 @@ def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth
             size = (original.height, original.width)
             disp = F.interpolate(torch.from_numpy(disps[i])[None, None], size=size, mode="bilinear",
                                  align_corners=False)[0, 0].numpy()
-            save_png(utils.colormap(disp), stem + "_disp.png")
+            utils.save_png(utils.colormap(disp), stem + "_disp.png")
             if seg_logits is not None:
                 logits = F.interpolate(torch.from_numpy(seg_logits[i])[None], size=size, mode="bilinear",
                                        align_corners=False)[0]
-                palette = colourise(logits.argmax(0).numpy())
-                overlay = (SEGMENTATION_ALPHA * palette + (1 - SEGMENTATION_ALPHA) * np.asarray(original)).astype(np.uint8)
-                save_png(overlay, stem + "_seg.png")
+                overlay = segmentation_overlay(np.asarray(original), logits.argmax(0).numpy())
+                utils.save_png(overlay, stem + "_seg.png")
             stems.append(stem)
     return stems
 
@@ -144,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     opts = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    utils.setup_logging()
+    device = utils.pick_device(opts.device)
     predictor = OnnxPredictor(opts.onnx) if opts.onnx else TorchPredictor(opts.load_weights_folder, device)
     images = find_images(opts.image_path)
     stems = predict(predictor, images, opts.output_dir, opts.depth_scale, opts.batch_size)
@@ -154,4 +144,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(errors.run_cli(main))
+    sys.exit(utils.run_cli(main))

@@ -6,12 +6,11 @@ import os
 import sys
 from typing import Sequence
 
-import demo
-import errors
 import options
-import training_state
 import utils
+from synthetic import demo
 from trainer import Trainer
+from training import signals
 
 logger = logging.getLogger("train")
 
@@ -26,11 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         Trainer(opts).train()
-    except training_state.Interrupted as stopped:
+    except signals.Interrupted as stopped:
         logger.warning("%s", stopped)
         return stopped.exit_code
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(errors.run_cli(main))
+    sys.exit(utils.run_cli(main))

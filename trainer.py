@@ -30,18 +30,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-import acceleration
-import checkpoints
-import input_checks
 import layers
 import options
 import splits
-import training_state
 import utils
-from acceleration import Acceleration
+from checkpoints import model_folder, training_state
 from datasets import DATASETS, colourise, read_split
-from errors import InputError, TrainingError
 from model import FSREModel, loader_image_keys
+from speed import acceleration
+from speed.acceleration import Acceleration
+from training import input_checks, resume, signals
+from utils import InputError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Trainer:
         self.acceleration = Acceleration(self.model, opts, self.device)  # opt-in speed-ups (off by default)
         self.models = self.model.networks()
         if opts.load_weights_folder:
-            checkpoints.load_model_folder(opts.load_weights_folder, self.models, opts.models_to_load)
+            model_folder.load_model_folder(opts.load_weights_folder, self.models, opts.models_to_load)
             logger.info("loaded %s from %s", ", ".join(opts.models_to_load), opts.load_weights_folder)
         self.optimizer = torch.optim.Adam(self.model.parameters(), opts.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, opts.lr_milestones, opts.lr_gamma)
@@ -79,7 +78,7 @@ class Trainer:
         self.step = 0
         self.batch_in_epoch = 0  # batches of self.epoch already trained (a resumed epoch skips them)
         self.nonfinite_in_row = self.nonfinite_total = 0
-        self.stop_signal: training_state.StopSignal | None = None
+        self.stop_signal: signals.StopSignal | None = None
         self.best_val_loss = math.inf
         self.last_model_folder: str | None = None  # the newest models/weights_* folder written
         if opts.resume is not None:
@@ -88,7 +87,7 @@ class Trainer:
         if rt.is_main:
             self.writers = {mode: SummaryWriter(os.path.join(self.log_path, mode)) for mode in ("train", "val")}
             os.makedirs(os.path.join(self.log_path, "models"), exist_ok=True)
-            options.save_options(opts, os.path.join(self.log_path, "models", checkpoints.OPTIONS_FILE))
+            options.save_options(opts, os.path.join(self.log_path, "models", model_folder.OPTIONS_FILE))
         logger.info("training %s (config %s) on %s, %d process(es), %d training items, batch %d", opts.model_name,
                     opts.config, self.device, rt.world_size, len(self.train_dataset), opts.batch_size)
 
@@ -120,7 +119,7 @@ class Trainer:
                              f"(--batch_size {opts.batch_size})")
         input_checks.check_split(self.train_dataset, train_file, opts.input_check, opts.num_workers)
         # one sampler for one process and for DDP: each epoch's order is recomputable from (seed, epoch)
-        self.train_sampler = training_state.ResumableSampler(self.train_dataset, rt.world_size, rt.rank, opts.seed)
+        self.train_sampler = resume.ResumableSampler(self.train_dataset, rt.world_size, rt.rank, opts.seed)
         generator = torch.Generator().manual_seed(opts.seed + rt.rank)
         pin = self.device.type == "cuda"
         self.train_loader = DataLoader(
@@ -159,7 +158,7 @@ class Trainer:
         self.total_steps = len(self.train_loader) * opts.num_epochs
         if opts.max_steps is not None:
             self.total_steps = min(self.total_steps, opts.max_steps)
-        self.stop_signal = training_state.StopSignal().install()
+        self.stop_signal = signals.StopSignal().install()
         try:
             if self.step >= self.total_steps or self.epoch >= opts.num_epochs:
                 logger.info("nothing left to train: step %d of %d, epoch %d of %d", self.step, self.total_steps,
@@ -258,15 +257,15 @@ class Trainer:
         """End the run after a stop signal (the state is saved in ``path``)."""
         signum = self.stop_signal.signum if self.stop_signal.signum is not None else signal.SIGTERM
         logger.warning("stopping at epoch %d, step %d", self.epoch, self.step)
-        raise training_state.Interrupted(signum, path)
+        raise signals.Interrupted(signum, path)
 
-    def training_state(self, epoch: int, batch_in_epoch: int) -> dict:
+    def resume_state(self, epoch: int, batch_in_epoch: int) -> dict:
         """Everything an exact resume needs, in types that ``torch.load(weights_only=True)`` reads."""
         return {"networks": {name: net.state_dict() for name, net in self.models.items()},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": self.step,
                 "best_val_loss": self.best_val_loss, "nonfinite_total": self.nonfinite_total,
-                "nonfinite_in_row": self.nonfinite_in_row, "rng": training_state.rng_states(),
+                "nonfinite_in_row": self.nonfinite_in_row, "rng": resume.rng_states(),
                 "options": json.dumps(vars(self.opts), sort_keys=True)}
 
     def save_training_state(self, epoch: int | None = None) -> str:
@@ -274,7 +273,7 @@ class Trainer:
         folder = training_state.checkpoint_dir(self.log_path)
         path = os.path.join(folder, f"step_{self.step:08d}.pth")
         if self.runtime.is_main:
-            state = self.training_state(self.epoch if epoch is None else epoch,
+            state = self.resume_state(self.epoch if epoch is None else epoch,
                                         self.batch_in_epoch if epoch is None else 0)
             path = training_state.save_checkpoint(folder, self.step, state, self.opts.keep_checkpoints)
             logger.info("saved the training state (epoch %d, batch %d, step %d) to %s", state["epoch"],
@@ -296,17 +295,17 @@ class Trainer:
             path, state = where, training_state.load_checkpoint(where)
         for name, net in self.models.items():
             if name not in state["networks"]:
-                raise checkpoints.CheckpointError(f"{path} holds no {name} network")
-            checkpoints.check_state_dict(net, state["networks"][name], f"{path} ({name})")
+                raise model_folder.CheckpointError(f"{path} holds no {name} network")
+            model_folder.check_state_dict(net, state["networks"][name], f"{path} ({name})")
             net.load_state_dict(state["networks"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best_val_loss = state["best_val_loss"]
         self.nonfinite_total, self.nonfinite_in_row = state["nonfinite_total"], state["nonfinite_in_row"]
-        training_state.set_rng_states(state["rng"])
+        resume.set_rng_states(state["rng"])
         saved = json.loads(state["options"])
-        changed = [f"--{k} {saved.get(k)} -> {getattr(self.opts, k)}" for k in training_state.DATA_ORDER_OPTIONS
+        changed = [f"--{k} {saved.get(k)} -> {getattr(self.opts, k)}" for k in resume.DATA_ORDER_OPTIONS
                    if saved.get(k) != getattr(self.opts, k)]
         if changed:
             logger.warning("resuming with other options (%s): the run goes on, but not as it would have",
@@ -406,7 +405,7 @@ class Trainer:
         """Write ``models/weights_{epoch}`` (``_best`` when the validation loss is the lowest so far)."""
         name = f"weights_{self.epoch}" + ("_best" if best else "")
         folder = os.path.join(self.log_path, "models", name)
-        checkpoints.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch, self.step)
+        model_folder.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch, self.step)
         self.last_model_folder = folder
         logger.info("saved %s", folder)
         return folder

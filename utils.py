@@ -1,4 +1,9 @@
-"""Small helpers shared by training, evaluation and tools: logging, processes, seeding, pictures."""
+"""Small helpers shared by training, evaluation and tools: errors, logging, processes, files, pictures.
+
+Errors: an ``InputError`` names the file, split line or option at fault; a ``TrainingError`` says why
+a run stopped and where its last good state is. Commands run ``main`` through ``run_cli``: such
+errors print ``error: <message>`` to stderr and exit with ``EXIT_ERROR``, without a traceback.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,27 +14,69 @@ import random
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
-
-from errors import InputError
+from PIL import Image
 
 logger = logging.getLogger(__name__)
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))  # the repository's root
+UINT8_MAX = 255.0  # images: uint8 0..255 <-> float 0..1
+
+
+# ------------------------------------------------------------------------------------------------
+# errors
+# ------------------------------------------------------------------------------------------------
+EXIT_ERROR = 2  # as argparse's usage errors
+WORKER_TRACEBACK_MARK = "Original Traceback"  # DataLoader re-raises worker errors with their traceback in the text
+
+
+class ProjectError(Exception):
+    """An error whose message is the whole story: reported without a traceback."""
+
+
+class InputError(ProjectError, ValueError):
+    """Bad input data or options: a missing or broken file, a malformed split line, a wrong count."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or folder that is not there (also a ``FileNotFoundError``)."""
+
+
+class DependencyError(ProjectError, ImportError):
+    """An optional package that is not installed; the message says how to install it."""
+
+
+class TrainingError(ProjectError, RuntimeError):
+    """A run that cannot go on (e.g. non-finite losses); the message says where its last state is."""
+
+
+def error_message(err: BaseException) -> str:
+    """The message of an error, without the worker traceback that DataLoader puts in front of it."""
+    text = str(err)
+    if WORKER_TRACEBACK_MARK in text:
+        marker = f"{type(err).__name__}: "
+        if marker in text:
+            text = text.rsplit(marker, 1)[1].strip()
+    return text
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a tool's ``main``; report the project's errors as ``error: ...`` on stderr with exit code 2."""
+    try:
+        return main(argv)
+    except ProjectError as err:
+        sys.stderr.write(f"error: {error_message(err)}\n")
+        return EXIT_ERROR
 
 
 def setup_logging(rank: int = 0, level: int = logging.INFO) -> None:
     """Log to stderr with time stamps; ranks other than 0 only report warnings."""
     logging.basicConfig(level=level if rank == 0 else logging.WARNING, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-
-
-def readlines(path: str) -> list[str]:
-    """Lines of a text file without their line endings."""
-    with open(path) as f:
-        return f.read().splitlines()
 
 
 def sec_to_hm_str(seconds: float) -> str:
@@ -62,10 +109,19 @@ class Runtime:
         return self.rank == 0
 
 
+def pick_device(device: str | None = None) -> torch.device:
+    """The device a command runs on: the one named (checked), else CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+    return torch.device(device)
+
+
 def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str | None = None) -> Runtime:
     """Pick the device and, under torchrun (RANK and WORLD_SIZE set), join the process group."""
-    if device is not None and device.startswith("cuda") and not no_cuda and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+    if not no_cuda:
+        pick_device(device)  # a named device that is not there fails here, in one line
     use_cuda = torch.cuda.is_available() and not no_cuda and (device is None or device.startswith("cuda"))
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -78,9 +134,9 @@ def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str 
         if not dist.is_initialized():
             dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), rank=rank, world_size=world_size)
         return Runtime(run_device, rank, world_size, local_rank, True)
-    if device is not None and not no_cuda:
-        return Runtime(torch.device(device))
-    return Runtime(torch.device("cuda" if use_cuda else "cpu"))
+    if no_cuda:
+        return Runtime(torch.device("cpu"))
+    return Runtime(pick_device(device))
 
 
 def cleanup_runtime(runtime: Runtime) -> None:
@@ -115,13 +171,6 @@ def broadcast_buffers(model: torch.nn.Module, runtime: Runtime) -> None:
     if runtime.distributed:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside DataParallel or DistributedDataParallel."""
-    return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) \
-        else model
-
 
 
 def temporary_path(path: str) -> str:
@@ -188,6 +237,15 @@ MAGMA_ANCHORS = np.array([
     (0.987, 0.991, 0.750),
 ], dtype=np.float32)
 DISPARITY_PERCENTILE = 95  # Monodepth2 maps disparities to colours up to this percentile
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")  # image files the tools pick up from folders
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+    """Save an RGB (or grey) uint8 image as PNG, atomically."""
+    with atomic_write(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def colormap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:

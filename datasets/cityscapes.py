@@ -46,6 +46,15 @@ def colourise(train_ids: np.ndarray) -> np.ndarray:
     return palette[np.asarray(train_ids, dtype=np.uint8)]
 
 
+SEGMENTATION_ALPHA = 0.5  # weight of the palette where a segmentation is blended over its image
+
+
+def segmentation_overlay(image: np.ndarray, train_ids: np.ndarray) -> np.ndarray:
+    """The train-id map in the Cityscapes palette blended over an RGB image (H, W, 3) uint8."""
+    blend = SEGMENTATION_ALPHA * colourise(train_ids) + (1 - SEGMENTATION_ALPHA) * np.asarray(image)
+    return blend.astype(np.uint8)
+
+
 def label_id_palette() -> list[int]:
     """A PNG palette (768 values) that draws each label id in its train id's colour (others black)."""
     palette = np.zeros((256, 3), dtype=np.uint8)

@@ -1,6 +1,6 @@
 """Monocular video dataset: frames, intrinsics, augmentation, pseudo-labels and ground truth per item.
 
-Items use Monodepth2's keys (see model.py). The choices are the authors' (FACTS.md): each scale is
+Items use Monodepth2's keys (see model.py). The choices are the authors' (docs/fidelity.md): each scale is
 resized straight from the frame's native size with Pillow's LANCZOS; colour jitter (probability
 0.5) draws one set of factors and one order of the four adjustments per item, applied to the
 resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
@@ -32,9 +32,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils import data
 from torchvision import transforms
 
-from errors import InputError
+from speed import fast_frames
+from utils import InputError
 
-from . import fast_frames
 from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
 
 # KITTI's intrinsics normalised by the image size (Monodepth2's).
@@ -48,7 +48,8 @@ AUGMENT_PROBABILITY = 0.5
 BRIGHTNESS = CONTRAST = SATURATION = (0.8, 1.2)
 HUE = (-0.1, 0.1)
 OTHER_SIDE = {"l": "r", "r": "l"}
-RESIZE_FILTER = Image.Resampling.LANCZOS
+RESIZE_FILTER = Image.Resampling.LANCZOS  # frames, every scale from the native size
+LABEL_FILTER = Image.Resampling.NEAREST  # pseudo-labels
 INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # see datasets/fast_frames.py
 
 
@@ -253,7 +254,7 @@ class MonoDataset(data.Dataset):
         label = open_image(path)
         if do_flip:
             label = label.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        ids = np.asarray(label.resize((self.width, self.height), Image.Resampling.NEAREST))
+        ids = np.asarray(label.resize((self.width, self.height), LABEL_FILTER))
         self.check_label_ids(ids, path)
         return torch.from_numpy(LABEL_TO_TRAIN[ids].astype(np.int64))[None]
 

@@ -1,7 +1,7 @@
 """Networks of FSRE-Depth: encoders, decoders, CMA and the pose decoder."""
 from .blocks import Conv3x3, ConvBlock, upsample
 from .cma import CMA
-from .decoder import DecoderBody, JointDecoder, NUM_CH_DEC, cma_layer_to_level
+from .decoder import NUM_CH_DEC, DecoderBody, JointDecoder, cma_layer_to_level
 from .pose_decoder import PoseDecoder
 from .resnet_encoder import PretrainedWeightsUnavailable, ResnetEncoder
 

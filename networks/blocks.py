@@ -1,7 +1,7 @@
 """Small convolution blocks shared by the decoders (Monodepth2's names and parameter layout)."""
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class Conv3x3(nn.Module):

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torchvision import models
 
+from utils import ProjectError
+
 # Monodepth2 normalises inputs with these constants instead of ImageNet's per-channel ones.
 INPUT_MEAN = 0.45
 INPUT_STD = 0.225
@@ -21,7 +23,10 @@ RESNETS: dict[int, tuple[Callable[..., models.ResNet], models.WeightsEnum]] = {
 }
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+NETWORK_STRIDE = 32  # the encoder downsamples by 32 (five stride-2 stages): image sides are multiples of it
+
+
+class PretrainedWeightsUnavailable(ProjectError, RuntimeError):
     """Raised when the ImageNet weights can neither be found in the cache nor downloaded."""
 
 

@@ -13,7 +13,7 @@ import os
 import urllib.error
 import urllib.request
 
-from errors import InputError
+from utils import InputError
 
 SPLITS_DIR = os.path.dirname(os.path.abspath(__file__))
 MANIFEST_PATH = os.path.join(SPLITS_DIR, "manifest.json")

@@ -3,6 +3,8 @@ import argparse
 import logging
 import sys
 
+import utils
+
 from . import SplitError, check_copy, download, manifest
 
 
@@ -11,7 +13,7 @@ def main() -> int:
     parser.add_argument("files", nargs="*", help="manifest entries to fetch (default: all), e.g. eigen/test_files.txt")
     parser.add_argument("--check", metavar="DIR", help="only check a local copy against the manifest")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    utils.setup_logging()
     if args.check:
         problems = check_copy(args.check)
         for line in problems:

@@ -11,7 +11,7 @@ from PIL import Image
 import datasets
 from datasets import mono_dataset
 from datasets.cityscapes import LABEL_TO_TRAIN, TRAIN_CLASSES
-from kitti_fixture import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids, make_tiny_kitti
+from synthetic.kitti_frames import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids, make_tiny_kitti
 
 H, W = 64, 192
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-import demo
 import options
+from synthetic import demo
 from tb_reader import read_run
 
 # Small scenes: one training drive, one held-out drive.
@@ -26,7 +26,7 @@ def scenes_dir(tmp_path_factory):
 
 
 def test_scenes_are_generated_once(scenes_dir, monkeypatch):
-    monkeypatch.setattr(demo.synthetic_kitti, "generate", lambda *a, **k: pytest.fail("generated again"))
+    monkeypatch.setattr(demo.synthetic_scenes, "generate", lambda *a, **k: pytest.fail("generated again"))
     assert demo.ensure_scenes(scenes_dir, SCENES) == os.path.join(scenes_dir, "splits", "synthetic")
     assert not os.path.exists(scenes_dir + ".tmp")
 

@@ -8,19 +8,20 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
 import evaluate_depth
-import evaluate_per_class
 import evaluate_pose
-import export_gt_depth
 import layers
 import options
 import predict
+from checkpoints import model_folder
 from datasets.kitti_utils import generate_depth_map
+from evaluation import depth as eval_depth
+from evaluation import ground_truth
 from foreign_folders import write_authors_folder, write_monodepth2_folder
-from kitti_fixture import DATE, DRIVE, make_tiny_kitti, write_calibration
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
+from synthetic.kitti_frames import DATE, DRIVE, make_tiny_kitti, write_calibration
+from tools import evaluate_per_class
 
 GT_H, GT_W = 375, 1242
 
@@ -31,10 +32,10 @@ GT_H, GT_W = 375, 1242
 def test_metrics_of_a_constant_prediction_by_hand():
     gt = np.full((GT_H, GT_W), 10.0, dtype=np.float32)
     disp = np.full((1, 96, 320), 0.05, dtype=np.float32)  # depth 20 everywhere
-    errors, ratios = evaluate_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=False)
+    errors, ratios = eval_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=False)
     expected = [1.0, 10.0, 10.0, math.log(2), 0.0, 0.0, 0.0]  # |20-10|/10, 100/10, sqrt(100), log 2, no delta hits
     assert errors[0].tolist() == pytest.approx(expected, rel=1e-6)
-    errors, ratios = evaluate_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
+    errors, ratios = eval_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
     assert ratios[0] == pytest.approx(0.5)
     assert errors[0].tolist() == pytest.approx([0, 0, 0, 0, 1, 1, 1], abs=1e-6)
 
@@ -56,21 +57,21 @@ def test_median_scaling_uses_numpys_median_and_clamps_after_scaling():
     gt = np.zeros((GT_H, GT_W), dtype=np.float32)
     gt[200, 100:104] = [1, 2, 3, 4]  # even count: median 2.5
     disp = np.full((1, GT_H, GT_W), 1.0, dtype=np.float32)  # depth 1 everywhere
-    _, ratios = evaluate_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
+    _, ratios = eval_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
     assert ratios[0] == pytest.approx(2.5)
     far = np.full((1, GT_H, GT_W), 1e-4, dtype=np.float32)  # depth 1e4, clamped to 80
-    errors, _ = evaluate_depth.evaluate_predictions(far, [gt], garg_crop=True, median_scaling=False)
+    errors, _ = eval_depth.evaluate_predictions(far, [gt], garg_crop=True, median_scaling=False)
     assert errors[0][0] == pytest.approx(np.mean(np.abs(np.array([1, 2, 3, 4]) - 80) / np.array([1, 2, 3, 4])))
 
 
 def test_post_processing_blends_towards_each_side():
     left = np.full((1, 4, 40), 1.0)
     right = np.full((1, 4, 40), 3.0)
-    out = evaluate_depth.post_process_disparity(left, right)
+    out = eval_depth.post_process_disparity(left, right)
     assert out[0, 0, 0] == pytest.approx(3.0)  # the left edge trusts the flipped prediction
     assert out[0, 0, -1] == pytest.approx(1.0)  # the right edge the plain one
     assert out[0, 0, 20] == pytest.approx(2.0)  # the middle averages
-    assert np.allclose(evaluate_depth.post_process_disparity(left, left), left)
+    assert np.allclose(eval_depth.post_process_disparity(left, left), left)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,14 +101,14 @@ def test_export_writes_one_map_per_line_and_loads_back(tmp_path):
     test_file = tmp_path / "test_files.txt"
     test_file.write_text(f"{DRIVE} 0000000001 l\n{DRIVE} 2 l\n")
     out = tmp_path / "gt" / "gt_depths.npz"
-    assert export_gt_depth.export(tiny.data_path, "eigen", str(test_file), str(out)) == 2
-    maps = export_gt_depth.load_ground_truth(str(out))
+    assert ground_truth.export(tiny.data_path, "eigen", str(test_file), str(out)) == 2
+    maps = ground_truth.load_ground_truth(str(out))
     assert len(maps) == 2 and maps[0].shape == (tiny.height, tiny.width) and maps[0].dtype == np.float32
     assert set(np.unique(maps[1])) == {0.0, 10.0}  # the fixture's wall, at the Velodyne's x
     # Monodepth2's format (an object array under "data") reads too
     legacy = tmp_path / "legacy.npz"
     np.savez_compressed(legacy, data=np.array(maps + [np.zeros((3, 3), np.float32)], dtype=object))
-    assert len(export_gt_depth.load_ground_truth(str(legacy))) == 3
+    assert len(ground_truth.load_ground_truth(str(legacy))) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def test_export_writes_one_map_per_line_and_loads_back(tmp_path):
 # ---------------------------------------------------------------------------------------------
 def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path):
     states = write_authors_folder(str(tmp_path))
-    encoder, decoder, spec = checkpoints.load_depth_model(str(tmp_path))
+    encoder, decoder, spec = model_folder.load_depth_model(str(tmp_path))
     assert (spec.layout, spec.num_layers, spec.semantics, spec.cma_layers) == ("fsre", 18, True, (0, 1, 2))
     assert (spec.height, spec.width, spec.num_heads, spec.cma_ratio) == (192, 640, 4, 2)
 
@@ -129,7 +130,7 @@ def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path)
     for key in [("disp", s) for s in range(4)] + [("seg_logits", 0)]:
         assert torch.equal(ours[key], theirs[key]), key
 
-    pose_encoder, pose_decoder, _ = checkpoints.load_pose_model(str(tmp_path))
+    pose_encoder, pose_decoder, _ = model_folder.load_pose_model(str(tmp_path))
     hand_pose = PoseDecoder(hand_encoder.num_ch_enc, 1)
     hand_pose.load_state_dict(states["pose"])
     pose_in = ResnetEncoder(18, num_input_images=2)
@@ -140,7 +141,7 @@ def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path)
 
 def test_monodepth2_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path):
     states = write_monodepth2_folder(str(tmp_path), height=96, width=320)
-    encoder, decoder, spec = checkpoints.load_depth_model(str(tmp_path))
+    encoder, decoder, spec = model_folder.load_depth_model(str(tmp_path))
     assert (spec.layout, spec.semantics, spec.cma_layers, spec.height, spec.width) == ("monodepth2", False, (), 96, 320)
     hand_encoder = ResnetEncoder(18)
     hand_encoder.load_state_dict({k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")})
@@ -148,7 +149,7 @@ def test_monodepth2_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_pa
     hand_decoder.depth_decoder.load_state_dict(states["depth"])
     images = torch.rand(1, 3, 96, 320)
     assert torch.equal(decoder(encoder(images))[("disp", 0)], hand_decoder(hand_encoder.eval()(images))[("disp", 0)])
-    _, pose_decoder, spec = checkpoints.load_pose_model(str(tmp_path))
+    _, pose_decoder, spec = model_folder.load_pose_model(str(tmp_path))
     assert spec.pose_frames == 2 and pose_decoder.net[3].out_channels == 12
 
 
@@ -158,14 +159,14 @@ def test_folder_with_missing_or_misshapen_key_names_it(tmp_path):
     del decoder["att_s_to_d.2.fuse.1.bias"]
     decoder["seg_decoder.decoder.10.conv.bias"] = torch.zeros(20)
     torch.save(decoder, tmp_path / "decoder.pth")
-    with pytest.raises(checkpoints.CheckpointError) as err:
-        checkpoints.load_depth_model(str(tmp_path))
+    with pytest.raises(model_folder.CheckpointError) as err:
+        model_folder.load_depth_model(str(tmp_path))
     message = str(err.value)
     assert "decoder.pth" in message and "att_s_to_d.2.fuse.1.bias" in message
     assert "seg_decoder.decoder.10.conv.bias: file (20,), network (19,)" in message
-    with pytest.raises(checkpoints.CheckpointError, match="neither decoder.pth"):
+    with pytest.raises(model_folder.CheckpointError, match="neither decoder.pth"):
         os.remove(tmp_path / "decoder.pth")
-        checkpoints.load_depth_model(str(tmp_path))
+        model_folder.load_depth_model(str(tmp_path))
 
 
 def test_checkpoints_are_read_without_running_code(tmp_path):
@@ -174,8 +175,8 @@ def test_checkpoints_are_read_without_running_code(tmp_path):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     torch.save({"encoder.conv1.weight": Payload()}, tmp_path / "encoder.pth")
-    with pytest.raises(checkpoints.CheckpointError, match="cannot read"):
-        checkpoints.read_state(str(tmp_path / "encoder.pth"))
+    with pytest.raises(model_folder.CheckpointError, match="cannot read"):
+        model_folder.read_state(str(tmp_path / "encoder.pth"))
     assert not (tmp_path / "pwned").exists()
 
 
@@ -183,8 +184,8 @@ def test_project_folders_of_every_configuration_round_trip(tmp_path):
     for config in ("baseline", "cma", "full"):
         opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"])
         model = FSREModel(opts).eval()
-        folder = checkpoints.save_model_folder(str(tmp_path / config), model.networks(), opts)
-        encoder, decoder, spec = checkpoints.load_depth_model(folder)
+        folder = model_folder.save_model_folder(str(tmp_path / config), model.networks(), opts)
+        encoder, decoder, spec = model_folder.load_depth_model(folder)
         assert (spec.height, spec.width, spec.semantics) == (64, 192, config != "baseline")
         images = torch.rand(1, 3, 64, 192)
         assert torch.equal(decoder(encoder(images))[("disp", 0)], model.decoder(model.encoder(images))[("disp", 0)])
@@ -201,12 +202,12 @@ def evaluated(tmp_path_factory):
     split = root / "testsplit"
     split.mkdir()
     (split / "test_files.txt").write_text("".join(f"{DRIVE} {i} l\n" for i in range(5)))
-    export_gt_depth.export(tiny.data_path, "eigen", str(split / "test_files.txt"), str(split / "gt_depths.npz"))
+    ground_truth.export(tiny.data_path, "eigen", str(split / "test_files.txt"), str(split / "gt_depths.npz"))
     folders = {}
     for config in ("baseline", "full"):
         torch.manual_seed(0)
         opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"])
-        folders[config] = checkpoints.save_model_folder(str(root / config), FSREModel(opts).networks(), opts)
+        folders[config] = model_folder.save_model_folder(str(root / config), FSREModel(opts).networks(), opts)
     return tiny, split, folders
 
 
@@ -322,13 +323,13 @@ def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
 
 
 def test_missing_ground_truth_is_one_line_naming_the_file(tmp_path, capsys):
-    import errors
+    import utils
     split = tmp_path / "split"
     split.mkdir()
     (split / "test_files.txt").write_text(f"{DRIVE} 1 l\n")
     disps = tmp_path / "disps.npy"
     np.save(disps, np.full((1, 32, 96), 0.1, np.float32))
-    code = errors.run_cli(evaluate_depth.main, ["--ext_disp_to_eval", str(disps), "--eval_split", str(split)])
-    assert code == errors.EXIT_ERROR
+    code = utils.run_cli(evaluate_depth.main, ["--ext_disp_to_eval", str(disps), "--eval_split", str(split)])
+    assert code == utils.EXIT_ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(split / "gt_depths.npz") in err and "Traceback" not in err

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoints
-import deploy
-import errors
-import export_model
 import layers
 import options
 import predict
+import utils
+from checkpoints import model_folder
+from deploy import depth_graph
 from foreign_folders import write_authors_folder, write_monodepth2_folder
-from kitti_fixture import DRIVE, make_tiny_kitti
 from model import FSREModel
+from synthetic.kitti_frames import DRIVE, make_tiny_kitti
+from tools import export_model
 
 HEIGHT, WIDTH = 64, 192
 RTOL, ATOL = 1e-4, 1e-5  # the tolerance export_model.py checks with, stated independently here
@@ -39,13 +39,13 @@ def folders(tmp_path_factory):
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-        result[config] = checkpoints.save_model_folder(str(root / config), model.networks(), opts)
+        result[config] = model_folder.save_model_folder(str(root / config), model.networks(), opts)
     return result
 
 
 @functools.lru_cache(maxsize=None)
 def pytorch_graph(folder, input_type, depth, segmentation):
-    return deploy.load_graph(folder, input_type=input_type, depth=depth, segmentation=segmentation)[0]
+    return depth_graph.load_graph(folder, input_type=input_type, depth=depth, segmentation=segmentation)[0]
 
 
 def pytorch_outputs(folder, images, input_type="float", depth=True, segmentation=False):
@@ -68,8 +68,8 @@ def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
 
 
 def test_depth_graph_is_the_networks_full_size_output(folders):
-    encoder, decoder, spec = checkpoints.load_depth_model(folders["full"])
-    graph = deploy.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, depth=True, segmentation=True)
+    encoder, decoder, spec = model_folder.load_depth_model(folders["full"])
+    graph = depth_graph.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, depth=True, segmentation=True)
     images = random_images("float", 2)
     with torch.no_grad():
         outputs = decoder(encoder(images))
@@ -108,7 +108,7 @@ def onnx_files(folders, tmp_path_factory):
 @pytest.mark.parametrize("config", sorted(EXPORTS))
 def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_files, config):
     input_type, depth, segmentation = EXPORTS[config]
-    module, meta = deploy.load_torchscript(torchscript_files[config])
+    module, meta = depth_graph.load_torchscript(torchscript_files[config])
     assert meta["outputs"] == ["disp", "depth"] + ["seg_logits"] * segmentation
     assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
     for batch in BATCH_SIZES:
@@ -142,7 +142,7 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_fil
     (image,) = session.get_inputs()
     assert image.name == "image" and image.type == f"tensor({input_type})"
     assert image.shape[0] == "batch" and image.shape[1:] == [3, HEIGHT, WIDTH]
-    meta = deploy.parse_metadata(session.get_modelmeta().custom_metadata_map, path)
+    meta = depth_graph.parse_metadata(session.get_modelmeta().custom_metadata_map, path)
     assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
     assert (meta["min_depth"], meta["max_depth"], meta["height"], meta["width"]) == (0.5, 50.0, HEIGHT, WIDTH)
     assert meta["input_type"] == input_type and meta["source_layout"] == "fsre" and not meta["dynamic_size"]
@@ -164,7 +164,7 @@ def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
     write_monodepth2_folder(folder, height=HEIGHT, width=WIDTH)
     path = str(tmp_path / "md2.onnx")
     export(folder, "onnx", path, "float", True, False, "--dynamic_size")
-    runner = deploy.OnnxGraph(path)
+    runner = depth_graph.OnnxGraph(path)
     assert runner.metadata["source_layout"] == "monodepth2" and runner.metadata["dynamic_size"]
     assert runner.metadata["options"]["min_depth"] == 0.1 and runner.metadata["options"]["max_depth"] == 100.0
     for shape in ((1, 3, HEIGHT, WIDTH), (3, 3, 96, 320)):
@@ -178,7 +178,7 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
     folder = str(tmp_path / "authors")
     write_authors_folder(folder, height=HEIGHT, width=WIDTH, with_pose=False)
     path = export(folder, "torchscript", str(tmp_path / "authors.pt"), "float", False, True)
-    module, meta = deploy.load_torchscript(path)
+    module, meta = depth_graph.load_torchscript(path)
     assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
     assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
     images = random_images("float", 1)
@@ -188,7 +188,7 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
 
 
 def test_export_check_catches_a_graph_that_differs(folders, torchscript_files):
-    graph, _ = deploy.load_graph(folders["baseline"], depth=True)
+    graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
     path = torchscript_files["baseline"]
     worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
     assert set(worst) == {"disp", "depth"} and 0 <= max(worst.values()) <= 1
@@ -205,9 +205,9 @@ def test_an_export_that_fails_its_check_is_not_left_behind(folders, tmp_path, ca
 
     monkeypatch.setattr(export_model, "compare_with_pytorch", mismatch)
     path = tmp_path / "depth.pt"
-    code = errors.run_cli(export_model.main, ["--load_weights_folder", folders["baseline"], "--format", "torchscript",
+    code = utils.run_cli(export_model.main, ["--load_weights_folder", folders["baseline"], "--format", "torchscript",
                                               "--output", str(path)])
-    assert code == errors.EXIT_ERROR and "differs from PyTorch" in capsys.readouterr().err
+    assert code == utils.EXIT_ERROR and "differs from PyTorch" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
@@ -236,7 +236,7 @@ def test_predict_with_onnx_gives_the_folder_outputs(folders, onnx_files, tmp_pat
 
 
 def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files):
-    graph, _ = deploy.load_graph(folders["baseline"], depth=True)
+    graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
     backends = ("PyTorch eager", "TorchScript", "onnxruntime")  # torch.compile takes minutes on 2 cores
     results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, onnx_path=onnx_files["baseline"],
                                           torchscript_path=torchscript_files["baseline"], backends=backends)

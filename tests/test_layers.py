@@ -219,7 +219,7 @@ def test_sgt_without_boundary_pixels_is_zero_not_nan():
 
 
 def naive_sgt(features, labels, k, margin):
-    """Loop-by-loop transcription of FACTS.md's description."""
+    """Loop-by-loop transcription of the authors' SGT, as docs/fidelity.md describes it."""
     b, c, h, w = features.shape
     unit = F.normalize(features, dim=1)
     total, count = 0.0, 0

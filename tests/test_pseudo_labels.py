@@ -13,12 +13,11 @@ import torch
 from PIL import Image
 
 import datasets
-import errors
-import make_pseudo_labels as mpl
 import utils
 from conftest import PROJECT_DIR
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
-from kitti_fixture import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
+from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
+from tools import make_pseudo_labels as mpl
 
 PROCESSOR_SIZE = {"height": 64, "width": 128}
 KILL_AFTER = 3  # labels written before the first run is killed
@@ -146,7 +145,7 @@ def test_segformer_run_killed_half_way_resumes_to_the_same_files(tiny, segformer
     assert written_labels(reference) == expected and len(expected) == 12
 
     seg_path = tmp_path / "labels"
-    argv = [sys.executable, "make_pseudo_labels.py", "--data_path", tiny.data_path, "--split", tiny.split_dir,
+    argv = [sys.executable, "-m", "tools.make_pseudo_labels", "--data_path", tiny.data_path, "--split", tiny.split_dir,
             "--seg_path", str(seg_path), "--model", segformer_dir, "--device", "cpu", *args]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONPATH": PROJECT_DIR}
     process = subprocess.Popen(argv, cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -271,7 +270,7 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
     argv = ["--data_path", tiny.data_path, "--split", str(bad_split), "--model", wrong, "--seg_path", str(tmp_path)]
     with pytest.raises(FileNotFoundError, match=f"0000000099.png: frame of {bad_split}:2 not found"):
         mpl.split_frames(tiny.data_path, str(tmp_path), [str(bad_split)])
-    assert errors.run_cli(mpl.main, argv) == errors.EXIT_ERROR  # one line, no traceback
+    assert utils.run_cli(mpl.main, argv) == utils.EXIT_ERROR  # one line, no traceback
     assert capsys.readouterr().err.startswith(f"error: {tiny.data_path}")
 
 

@@ -2,8 +2,8 @@
 and one clear error (exit code 2, the culprit named, nothing half-written) for each kind of bad input."""
 import glob
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -12,18 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
-import errors
 import evaluate_depth
 import options
 import train
-import training_state
 import utils
+from checkpoints import model_folder, training_state
 from conftest import PROJECT_DIR
-from kitti_fixture import DRIVE, make_tiny_kitti, write_label_png
 from model import FSREModel
+from synthetic.kitti_frames import DRIVE, make_tiny_kitti, write_label_png
 from tb_reader import read_run
 from trainer import Trainer
+from training import resume, signals
 
 STEPS = 4  # 3 steps per epoch (6 items, batch 2): the resumed half crosses an epoch end and a milestone
 
@@ -123,7 +122,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, mo
             f.write(b"PK\x03\x04 half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoints.torch, "save", disk_full)
+    monkeypatch.setattr(model_folder.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         training_state.save_checkpoint(folder, 2, {**state, "step": 2}, keep=3)
     monkeypatch.undo()
@@ -149,9 +148,9 @@ def test_a_failed_model_folder_write_leaves_no_folder(tmp_path, monkeypatch):
         return torch_save(obj, path, *args, **kwargs)
 
     torch_save = torch.save
-    monkeypatch.setattr(checkpoints.torch, "save", disk_full_on_second_file)
+    monkeypatch.setattr(model_folder.torch, "save", disk_full_on_second_file)
     with pytest.raises(OSError, match="No space left"):
-        checkpoints.save_model_folder(str(tmp_path / "weights_0"), networks, opts, torch.optim.Adam(
+        model_folder.save_model_folder(str(tmp_path / "weights_0"), networks, opts, torch.optim.Adam(
             networks["pose"].parameters()))
     assert os.listdir(tmp_path) == []
 
@@ -188,7 +187,7 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_with_the_last_g
                                        "--max_nonfinite_steps", "2"))
     trainer = Trainer(opts)
     steps_taken = poison(trainer, {1, 3, 4})
-    with pytest.raises(errors.TrainingError, match=r"not finite for 2 steps in a row \(steps 3\.\.4.*step_00000005"):
+    with pytest.raises(utils.TrainingError, match=r"not finite for 2 steps in a row \(steps 3\.\.4.*step_00000005"):
         trainer.train()
     assert steps_taken == [0, 2]  # step 1 skipped alone; steps 3 and 4 in a row end the run
     scalars, _ = read_run(str(tmp_path / "fsre" / "train"))
@@ -223,7 +222,7 @@ def train_error(tiny, tmp_path, capsys, *extra):
             "--batch_size", "2", "--num_workers", "0", "--weights_init", "scratch",
             "--log_dir", str(tmp_path / "logs"), "--max_steps", "1", "--num_epochs", "1", *extra]
     capsys.readouterr()
-    assert errors.run_cli(train.main, args) == errors.EXIT_ERROR
+    assert utils.run_cli(train.main, args) == utils.EXIT_ERROR
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return err.split("error: ", 1)[1].strip()
@@ -295,7 +294,7 @@ def test_label_ids_outside_the_cityscapes_table_are_named(tiny, tmp_path, capsys
 @pytest.mark.parametrize("option", ["--height", "--width"])
 def test_a_size_that_is_not_a_multiple_of_32_names_the_option(tiny, tmp_path, capsys, option):
     with pytest.raises(SystemExit) as exit_info:
-        errors.run_cli(train.main, ["--data_path", tiny.data_path, option, "100", "--log_dir", str(tmp_path / "logs")])
+        utils.run_cli(train.main, ["--data_path", tiny.data_path, option, "100", "--log_dir", str(tmp_path / "logs")])
     assert exit_info.value.code == 2
     assert f"argument {option}: must be a positive multiple of 32" in capsys.readouterr().err
     no_run_written(tmp_path)
@@ -318,7 +317,7 @@ def test_a_split_entry_leaving_the_data_folder_is_named(tiny, tmp_path, capsys):
 
 def test_a_weights_folder_with_missing_or_misshapen_keys_is_named(tiny, tmp_path, capsys, in_process):
     opts = options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "192"])
-    folder = checkpoints.save_model_folder(str(tmp_path / "weights"), FSREModel(opts).networks(), opts)
+    folder = model_folder.save_model_folder(str(tmp_path / "weights"), FSREModel(opts).networks(), opts)
     decoder = torch.load(os.path.join(folder, "decoder.pth"), weights_only=True)
     del decoder["seg_decoder.decoder.10.conv.weight"]
     decoder["depth_decoder.decoder.0.conv.conv.weight"] = torch.zeros(1, 1, 3, 3)
@@ -331,8 +330,8 @@ def test_a_weights_folder_with_missing_or_misshapen_keys_is_named(tiny, tmp_path
 
     split = write_split(tiny, [f"{DRIVE} {i} l" for i in range(1, 4)])
     os.rename(os.path.join(split, "train_files.txt"), os.path.join(split, "test_files.txt"))
-    assert errors.run_cli(evaluate_depth.main, ["--data_path", tiny.data_path, "--eval_split", split,
-                                                "--load_weights_folder", folder]) == errors.EXIT_ERROR
+    assert utils.run_cli(evaluate_depth.main, ["--data_path", tiny.data_path, "--eval_split", split,
+                                                "--load_weights_folder", folder]) == utils.EXIT_ERROR
     assert "seg_decoder.decoder.10.conv.weight" in capsys.readouterr().err
     assert not glob.glob(os.path.join(folder, "metrics_*")) and not glob.glob(os.path.join(folder, "*.tmp*"))
 
@@ -343,9 +342,9 @@ def test_a_prediction_file_of_the_wrong_count_is_named(tiny, tmp_path, capsys):
     out = tmp_path / "predictions"
     out.mkdir()
     np.save(out / "short.npy", np.ones((3, 64, 192), np.float32))
-    code = errors.run_cli(evaluate_depth.main, ["--data_path", tiny.data_path, "--eval_split", split,
+    code = utils.run_cli(evaluate_depth.main, ["--data_path", tiny.data_path, "--eval_split", split,
                                                 "--ext_disp_to_eval", str(out / "short.npy"), "--save_pred_disps"])
-    assert code == errors.EXIT_ERROR
+    assert code == utils.EXIT_ERROR
     assert f"error: {out / 'short.npy'} holds 3 predictions but {split}/test_files.txt lists 5 frames" in \
         capsys.readouterr().err
     assert os.listdir(out) == ["short.npy"]
@@ -371,7 +370,7 @@ def test_the_command_line_exits_with_code_2_and_one_line_without_a_traceback(tin
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_a_resumed_epoch_yields_the_rest_of_the_same_order_with_the_same_item_seeds(replicas):
     items = list(range(10))
-    samplers = [training_state.ResumableSampler(items, replicas, rank, seed=3) for rank in range(replicas)]
+    samplers = [resume.ResumableSampler(items, replicas, rank, seed=3) for rank in range(replicas)]
     for sampler in samplers:
         sampler.set_epoch(1)
     whole = [list(sampler) for sampler in samplers]
@@ -388,7 +387,7 @@ def test_a_resumed_epoch_yields_the_rest_of_the_same_order_with_the_same_item_se
 
 
 def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
-    stop = training_state.StopSignal().install()
+    stop = signals.StopSignal().install()
     try:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signum == signal.SIGINT  # no KeyboardInterrupt: the step finishes and the state is saved
@@ -416,6 +415,6 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message for a machine without CUDA")
 def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error():
-    with pytest.raises(errors.InputError, match="--device cuda:1: no CUDA device is available here"):
+    with pytest.raises(utils.InputError, match="--device cuda:1: no CUDA device is available here"):
         utils.init_runtime("cuda:1")
     assert utils.init_runtime("cpu").device.type == "cpu"

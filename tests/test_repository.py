@@ -3,8 +3,8 @@ import os
 import re
 import subprocess
 
-from conftest import PROJECT_DIR
 import splits
+from conftest import PROJECT_DIR
 
 
 def readme_test_command():

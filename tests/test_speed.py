@@ -13,17 +13,16 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import default_collate
 
-import benchmark
-import gpu_inputs
 import layers
 import options
-from acceleration import Acceleration
 from conftest import random_batch
-from datasets import KITTIRAWDataset, fast_frames, read_split
+from datasets import KITTIRAWDataset, read_split
 from datasets.mono_dataset import color_jitter as pil_color_jitter
-from kitti_fixture import DRIVE, make_tiny_kitti
 from model import FSREModel, image_keys, loader_image_keys
-from tools import prepare_kitti
+from speed import device_inputs, fast_frames, reference
+from speed.acceleration import Acceleration
+from synthetic.kitti_frames import DRIVE, make_tiny_kitti
+from tools import benchmark, prepare_kitti
 
 KITTI_SIZE = (1242, 375)
 HEIGHT, WIDTH = 96, 320
@@ -48,16 +47,16 @@ def model_options(*extra):
 def test_fused_dssim_and_sgt_equal_the_straightforward_forms():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(2, 3, 24, 40, generator=g), torch.rand(2, 3, 24, 40, generator=g)
-    with layers.fused_kernels(False):
-        reference = layers.dssim(x, y)
-    torch.testing.assert_close(layers.dssim(x, y), reference, rtol=FUSED_RTOL, atol=1e-7)
-    torch.testing.assert_close(layers.dssim_reference(x, y), reference, rtol=0, atol=0)
+    with reference.straightforward_kernels():
+        straightforward = layers.dssim(x, y)
+    torch.testing.assert_close(layers.dssim(x, y), straightforward, rtol=FUSED_RTOL, atol=1e-7)
+    torch.testing.assert_close(reference.dssim_reference(x, y), straightforward, rtol=0, atol=0)
 
     features = torch.randn(2, 8, 12, 20, generator=g, requires_grad=True)
     labels = torch.randint(0, 3, (2, 1, 12, 20), generator=g)
     results = {}
     for fused in (False, True):
-        with layers.fused_kernels(fused):
+        with reference.straightforward_kernels(not fused):
             loss, boundary = layers.semantic_triplet_loss(features, labels, 5, 0.3)
             grad, = torch.autograd.grad(loss, features)
         results[fused] = (loss, boundary, grad)
@@ -74,7 +73,7 @@ def test_model_losses_are_the_same_with_fused_and_straightforward_kernels():
     losses = {}
     for fused in (False, True):
         torch.manual_seed(1)  # the auto-mask's noise
-        with layers.fused_kernels(fused):
+        with reference.straightforward_kernels(not fused):
             _, losses[fused] = model(inputs)
     assert set(losses[True]) == set(losses[False]) and "sgt/1" in losses[True]
     for key, value in losses[False].items():
@@ -92,7 +91,7 @@ def batch_of(tiny, pipeline, is_train, seed=0):
     random.seed(seed)
     torch.manual_seed(seed)
     ds = dataset(tiny, pipeline, is_train)
-    return gpu_inputs.DeviceInputs("cpu", 4)(default_collate([ds[0], ds[1]]))
+    return device_inputs.DeviceInputs("cpu", 4)(default_collate([ds[0], ds[1]]))
 
 
 @pytest.mark.parametrize("pipeline", ["fast", "fast_workers"])
@@ -168,7 +167,7 @@ def test_pipelines_make_only_the_models_image_keys_with_the_same_values(kitti_si
         ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=True,
                              input_pipeline=pipeline, load_labels=True, image_keys=wanted)
         items = [ds[(i, seed)] for i, seed in enumerate((5, 8))]
-        return gpu_inputs.DeviceInputs("cpu", 4, wanted)(default_collate(items))
+        return device_inputs.DeviceInputs("cpu", 4, wanted)(default_collate(items))
 
     every, only = batch(pipeline, None), batch(pipeline, keys)
     assert {k for k in only if k[0] in ("color", "color_aug")} == keys
@@ -197,9 +196,9 @@ def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_s
         ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=is_train,
                              input_pipeline=pipeline, load_labels=True, image_keys=keys)
         items = [ds[(i, 11 + i)] if is_train else ds[i] for i in range(2)]
-        batch = gpu_inputs.DeviceInputs("cpu", 4, keys)(default_collate(items))
+        batch = device_inputs.DeviceInputs("cpu", 4, keys)(default_collate(items))
         torch.manual_seed(1)  # the auto-mask's noise
-        with layers.fused_kernels(fused), torch.no_grad():
+        with reference.straightforward_kernels(not fused), torch.no_grad():
             _, losses[pipeline] = model(batch)
     for pipeline in ("fast", "fast_workers"):
         assert set(losses[pipeline]) == set(losses["exact"])
@@ -219,11 +218,11 @@ def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
     images = TF.to_tensor(image)[None].repeat(len(draws), 1, 1, 1)
     order = torch.tensor([o for o, _ in draws])
     factors = torch.tensor([f for _, f in draws])
-    sparse = gpu_inputs.color_jitter(images, factors, order)  # the CPU path: only drawn adjustments
+    sparse = device_inputs.color_jitter(images, factors, order)  # the CPU path: only drawn adjustments
     dense = images
     for position in range(4):  # the CUDA path, run here on the CPU
         op = order[:, position]
-        dense = gpu_inputs._adjust(dense, op, factors.gather(1, op[:, None])[:, 0])
+        dense = device_inputs._adjust(dense, op, factors.gather(1, op[:, None])[:, 0])
     torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-5)
     assert torch.equal(sparse[-1], images[-1])  # the identity draw leaves the image untouched
     for j, (o, f) in enumerate(draws[:-1]):
@@ -341,11 +340,11 @@ def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_si
     batch = default_collate([ds[(i, 7 + i)] for i in range(2)])
     batch[fast_frames.JITTER_FACTORS_KEY] = torch.tensor([[1.2, 0.8, 1.1, 0.05], [0.9, 1.15, 0.85, -0.08]])
     batch[fast_frames.JITTER_ORDER_KEY] = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])
-    on_cpu = gpu_inputs.DeviceInputs("cpu", 4, keys)(batch)
+    on_cpu = device_inputs.DeviceInputs("cpu", 4, keys)(batch)
     pinned = {key: value.pin_memory() if torch.is_tensor(value) else value for key, value in batch.items()}
     torch.cuda.set_sync_debug_mode("error")  # any host-device synchronisation raises
     try:
-        on_cuda = gpu_inputs.DeviceInputs("cuda", 4, keys)(pinned)
+        on_cuda = device_inputs.DeviceInputs("cuda", 4, keys)(pinned)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert {k for k in on_cuda if k[0] in ("color", "color_aug")} == keys

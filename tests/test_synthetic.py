@@ -13,8 +13,8 @@ import layers
 from datasets import KITTIDepthDataset, KITTIRAWDataset, read_split
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import camera_poses_from_oxts, generate_depth_map, read_oxts_packet
-from export_gt_depth import load_ground_truth
-from tools import synthetic_kitti as synth
+from evaluation.ground_truth import load_ground_truth
+from synthetic import scenes as synth
 
 FRAMES = 6
 SCALE = 0.2  # 248x75

@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 
-import checkpoints
 import options
 import utils
+from checkpoints import model_folder
 from conftest import PROJECT_DIR
-from kitti_fixture import make_tiny_kitti
 from model import FSREModel
+from synthetic.kitti_frames import make_tiny_kitti
 from tb_reader import read_run
 from trainer import Trainer
 
@@ -58,7 +58,7 @@ def test_every_configuration_trains_from_the_command_line(tiny, tmp_path, config
     opts = options.parse_args(args)
     before = initial_model(opts)
     after = FSREModel(opts)
-    checkpoints.load_model_folder(str(tmp_path / config / "models" / "weights_0"), after.networks())
+    model_folder.load_model_folder(str(tmp_path / config / "models" / "weights_0"), after.networks())
     for (name, p0), p1 in zip(before.named_parameters(), after.parameters()):
         assert not torch.equal(p0, p1), f"{name} did not change"
 
@@ -72,7 +72,7 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
     assert sorted(os.listdir(folder)) == ["adam.pth", "decoder.pth", "encoder.pth", "opt.json", "pose.pth",
                                           "pose_encoder.pth"]
     fresh = FSREModel(opts)
-    metadata = checkpoints.load_model_folder(str(folder), fresh.networks())
+    metadata = model_folder.load_model_folder(str(folder), fresh.networks())
     assert metadata == {"height": 64, "width": 192, "epoch": 0, "step": 2}
     for (key, a), b in zip(trainer.model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), key
@@ -131,7 +131,7 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
         ["fsre/models/opt.json"] + [f"fsre/models/weights_0_best/{f}" for f in
                                     ("adam.pth", "decoder.pth", "encoder.pth", "opt.json", "pose.pth", "pose_encoder.pth")])
     fresh = FSREModel(options.parse_args(args))
-    checkpoints.load_model_folder(str(log_dir / "fsre" / "models" / "weights_0_best"), fresh.networks())
+    model_folder.load_model_folder(str(log_dir / "fsre" / "models" / "weights_0_best"), fresh.networks())
     assert all(torch.equal(v, rank0[k]) for k, v in fresh.state_dict().items())
 
 

@@ -6,7 +6,7 @@
 #
 # 1. the GPU-marked tests (device-side inputs without synchronisation, bf16 training, autocast
 #    tolerances, half-precision pseudo-labels);
-# 2. benchmark.py for the full model at 192x640, batch 12 (the seed's Table 2 setting): the fast
+# 2. benchmark.py for the full model at 192x640, batch 12 (Table 2 of the paper's supplementary material setting): the fast
 #    path (bf16 autocast, channels_last) beside the straightforward one and the defaults, on generated KITTI-size
 #    PNG frames, then with the fast path reading a 192x640 JPEG cache of them (tools/prepare_kitti.py).
 # Everything goes to OUT_DIR: the GPU's name, the test log, the benchmark tables and JSON reports.
@@ -46,11 +46,11 @@ FAST_OPTIONS=()
 COMMON=(--configs full --height "$HEIGHT" --width "$WIDTH" --batch_size "$BATCH" --num_workers "$WORKERS"
         --steps "$STEPS" --warmup 3 --input_batches "$STEPS" --inference_runs 50 --baseline --device "$DEVICE"
         "${FAST_OPTIONS[@]}")
-"$PY" benchmark.py --make_data "$DATA/png" --make_frames "$FRAMES" "${COMMON[@]}" \
+"$PY" -m tools.benchmark --make_data "$DATA/png" --make_frames "$FRAMES" "${COMMON[@]}" \
     --output "$OUT_DIR/bench_png.json" 2>&1 | tee "$OUT_DIR/bench_png.log" || status=1
-"$PY" tools/prepare_kitti.py --data_path "$DATA/png/kitti_data" --output_path "$DATA/cache" --ext jpg \
+"$PY" -m tools.prepare_kitti --data_path "$DATA/png/kitti_data" --output_path "$DATA/cache" --ext jpg \
     --height "$HEIGHT" --width "$WIDTH" --num_workers "$WORKERS" 2>&1 | tail -n 1 | tee "$OUT_DIR/prepare.log" || status=1
-"$PY" benchmark.py --data_path "$DATA/png/kitti_data" --split "$DATA/png/split" --fast_data_path "$DATA/cache" \
+"$PY" -m tools.benchmark --data_path "$DATA/png/kitti_data" --split "$DATA/png/split" --fast_data_path "$DATA/cache" \
     --fast_img_ext jpg "${COMMON[@]}" --output "$OUT_DIR/bench_cache.json" 2>&1 | tee "$OUT_DIR/bench_cache.log" || status=1
 echo "gpu_check: exit $status; results in $OUT_DIR"
 exit $status

@@ -1,6 +1,6 @@
 """One-time cache of KITTI frames pre-resized to the training size, optionally converted to JPEG.
 
-    python tools/prepare_kitti.py --data_path kitti_data --output_path kitti_data_192x640 --ext jpg
+    python -m tools.prepare_kitti --data_path kitti_data --output_path kitti_data_192x640 --ext jpg
     python train.py --data_path kitti_data_192x640 --img_ext jpg --input_pipeline fast
 
 Frames (KITTI raw ``image_0X/data/*``, odometry ``sequences/NN/image_X/*``) are resized with
@@ -32,12 +32,13 @@ from typing import Sequence
 from PIL import Image
 from tqdm import tqdm
 
+import utils
+from datasets.mono_dataset import LABEL_FILTER, RESIZE_FILTER  # the exact pipeline's filters
+
 logger = logging.getLogger("prepare_kitti")
 
 LABEL_PATTERN = re.compile(r"(^|/)segmentation/.+\.png$", re.IGNORECASE)  # pseudo-labels at their default place
 FRAME_PATTERN = re.compile(r"(^|/)(image_0[0-3]/data|sequences/\d+/image_[0-3])/[^/]+\.(png|jpe?g)$", re.IGNORECASE)
-RESIZE_FILTER = Image.Resampling.LANCZOS  # the exact pipeline's (datasets/mono_dataset.py)
-LABEL_FILTER = Image.Resampling.NEAREST  # the exact pipeline's for labels (MonoDataset.get_labels)
 DEFAULT_JPEG_QUALITY = 92  # Monodepth2's README conversion
 SETTINGS_FILE = "prepare_kitti.json"
 EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG"}
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point: prints what was written."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    utils.setup_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.no_resize and (args.height <= 0 or args.width <= 0):

@@ -26,16 +26,14 @@ from types import ModuleType
 import torch
 from torch import nn
 
-import checkpoints
 import layers
 import options
-from errors import DependencyError, InputError, MissingFileError
+from checkpoints import model_folder
+from utils import UINT8_MAX, DependencyError, InputError, MissingFileError
 
 INPUT_TYPES = ("float", "uint8")
-UINT8_MAX = 255.0
 INPUT_NAME = "image"
 OUTPUT_DISP, OUTPUT_DEPTH, OUTPUT_SEG = "disp", "depth", "seg_logits"
-NETWORK_STRIDE = 32  # the encoder downsamples by 32: image sides must be multiples of it
 METADATA_VERSION = 1
 TORCHSCRIPT_METADATA_FILE = "metadata.json"
 EXPORT_REQUIREMENTS = "pip install -r requirements-export.txt"
@@ -79,26 +77,18 @@ class DepthGraph(nn.Module):
 
 
 def load_graph(folder: str, device: torch.device | str = "cpu", input_type: str = "float", depth: bool = False,
-               segmentation: bool | None = False) -> tuple[DepthGraph, checkpoints.ModelSpec]:
+               segmentation: bool | None = False) -> tuple[DepthGraph, model_folder.ModelSpec]:
     """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval mode.
 
     ``segmentation=None`` outputs the segmentation logits when the model has a segmentation head.
     """
-    encoder, decoder, spec = checkpoints.load_depth_model(folder, device)
+    encoder, decoder, spec = model_folder.load_depth_model(folder, device)
     if segmentation is None:
         segmentation = spec.semantics
     if segmentation and not spec.semantics:
         raise InputError(f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output")
     graph = DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, input_type, depth, segmentation)
     return graph.eval(), spec
-
-
-def check_image_size(height: int, width: int) -> None:
-    """Raise InputError unless both sides are positive multiples of the network's stride (32)."""
-    for name, value in (("height", height), ("width", width)):
-        if value <= 0 or value % NETWORK_STRIDE:
-            raise InputError(f"{name} must be a positive multiple of {NETWORK_STRIDE} (the encoder downsamples "
-                             f"by {NETWORK_STRIDE}), got {value}")
 
 
 def example_input(graph: DepthGraph, batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -109,13 +99,13 @@ def example_input(graph: DepthGraph, batch: int, height: int, width: int, seed: 
     return torch.rand(batch, 3, height, width, generator=g)
 
 
-def model_options(spec: checkpoints.ModelSpec) -> dict:
+def model_options(spec: model_folder.ModelSpec) -> dict:
     """The model's training options: its opt.json where the folder has one, else those read from its keys."""
-    path = os.path.join(spec.folder, checkpoints.OPTIONS_FILE)
+    path = os.path.join(spec.folder, model_folder.OPTIONS_FILE)
     return vars(options.load_options(path) if os.path.isfile(path) else spec.as_options())
 
 
-def graph_metadata(graph: DepthGraph, spec: checkpoints.ModelSpec, height: int, width: int,
+def graph_metadata(graph: DepthGraph, spec: model_folder.ModelSpec, height: int, width: int,
                    dynamic_size: bool) -> dict[str, str]:
     """The contract and options embedded in an exported file, as string key -> JSON value."""
     values = {

@@ -20,9 +20,9 @@ from typing import Collection
 import torch
 import torch.nn.functional as F
 
-from datasets.fast_frames import AUG_KEY, FRAME_KEY, IDENTITY_JITTER, JITTER_FACTORS_KEY, JITTER_ORDER_KEY
+from speed.fast_frames import AUG_KEY, FRAME_KEY, IDENTITY_JITTER, JITTER_FACTORS_KEY, JITTER_ORDER_KEY
+from utils import UINT8_MAX
 
-UINT8_MAX = 255.0
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's "L" mode and torchvision
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)  # ColorJitter's numbering of its adjustments
 HSV_CHANNEL_OFFSETS = (5.0, 3.0, 1.0)  # n of R, G, B in the HSV -> RGB formula

@@ -4,7 +4,7 @@ Everything here is off by default (the defaults reproduce the authors' implement
 trainer calls ``Acceleration`` at three points: building it (after the model is on its device),
 ``prepare_inputs`` for each batch, and ``backward`` and ``step`` for the update.
 
-- ``--input_pipeline fast``: ``gpu_inputs.DeviceInputs`` builds scales and jitter on the device
+- ``--input_pipeline fast``: ``device_inputs.DeviceInputs`` builds scales and jitter on the device
   (on a CPU-only run the workers make them, ``fast_workers``: see ``datasets/fast_frames.py``).
 - ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast`` and its
   floating outputs are cast back to float32, so geometry (back-projection, projection, warping),
@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from errors import InputError
-from gpu_inputs import DeviceInputs
 from model import loader_image_keys
+from speed.device_inputs import DeviceInputs
+from utils import InputError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

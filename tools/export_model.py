@@ -1,6 +1,6 @@
-"""Export a depth model for deployment: ``python export_model.py --load_weights_folder W --format onnx``.
+"""Export a depth model for deployment: ``python -m tools.export_model --load_weights_folder W --format onnx``.
 
-Writes one graph (deploy.DepthGraph: RGB image batch -> disparity[, depth][, segmentation logits])
+Writes one graph (depth_graph.DepthGraph: RGB image batch -> disparity[, depth][, segmentation logits])
 as ONNX (opset 17 by default, read by onnxruntime and TensorRT; dynamic batch, and dynamic image
 size with ``--dynamic_size``) or TorchScript, with the model's options and the input/output
 contract embedded as metadata; checks the file against PyTorch at two batch sizes; ``--time``
@@ -22,10 +22,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-import checkpoints
-import deploy
+import options
 import utils
-from errors import ProjectError, run_cli
+from checkpoints import model_folder
+from deploy import depth_graph
+from utils import ProjectError, run_cli
 
 logger = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -46,12 +47,12 @@ def default_output(folder: str, fmt: str, height: int, width: int, input_type: s
     return os.path.join(folder, f"depth_{height}x{width}_{input_type}{FORMATS[fmt]}")
 
 
-def export_onnx(graph: deploy.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str],
+def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str],
                 dynamic_size: bool = False, opset: int = DEFAULT_OPSET) -> str:
     """Write the graph as ONNX (dynamic batch; dynamic H, W with ``dynamic_size``), checked, with metadata."""
-    onnx = deploy.import_optional("onnx", "export to ONNX")
+    onnx = depth_graph.import_optional("onnx", "export to ONNX")
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
-    names = [deploy.INPUT_NAME] + graph.output_names
+    names = [depth_graph.INPUT_NAME] + graph.output_names
     with utils.atomic_write(path) as tmp:
         with warnings.catch_warnings():
             # ReflectionPad2d's reversed slices are not constant-folded: harmless, said once per pad.
@@ -62,7 +63,7 @@ def export_onnx(graph: deploy.DepthGraph, path: str, example: torch.Tensor, meta
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
             torch.onnx.export(graph, (example,), tmp, dynamo=False, opset_version=opset, do_constant_folding=True,
-                              input_names=[deploy.INPUT_NAME], output_names=graph.output_names,
+                              input_names=[depth_graph.INPUT_NAME], output_names=graph.output_names,
                               dynamic_axes={name: axes for name in names})
         model = onnx.load(tmp)
         for key, value in metadata.items():
@@ -74,23 +75,23 @@ def export_onnx(graph: deploy.DepthGraph, path: str, example: torch.Tensor, meta
     return path
 
 
-def export_torchscript(graph: deploy.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str]) -> str:
+def export_torchscript(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str]) -> str:
     """Write the graph as a traced TorchScript module with the metadata in ``metadata.json``."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
         with torch.no_grad():
             traced = torch.jit.trace(graph, (example,), check_trace=False)  # export_model checks it below
         with utils.atomic_write(path) as tmp:
-            torch.jit.save(traced, tmp, _extra_files={deploy.TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
+            torch.jit.save(traced, tmp, _extra_files={depth_graph.TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
     return path
 
 
 def exported_runner(path: str, fmt: str) -> tuple[Callable[[torch.Tensor], tuple], dict]:
     """A callable running an exported file (image batch -> numpy outputs) and the file's metadata."""
     if fmt == "onnx":
-        runner = deploy.OnnxGraph(path)
+        runner = depth_graph.OnnxGraph(path)
         return runner, runner.metadata
-    module, metadata = deploy.load_torchscript(path)
+    module, metadata = depth_graph.load_torchscript(path)
 
     def run(images: torch.Tensor) -> tuple:
         with torch.no_grad():
@@ -98,13 +99,13 @@ def exported_runner(path: str, fmt: str) -> tuple[Callable[[torch.Tensor], tuple
     return run, metadata
 
 
-def compare_with_pytorch(graph: deploy.DepthGraph, path: str, fmt: str, height: int, width: int,
+def compare_with_pytorch(graph: depth_graph.DepthGraph, path: str, fmt: str, height: int, width: int,
                          batch_sizes: Sequence[int] = CHECK_BATCH_SIZES) -> dict[str, float]:
     """Largest |export - PyTorch| / (ATOL + RTOL |PyTorch|) per output (<= 1 passes); raise ExportMismatch above."""
     run, metadata = exported_runner(path, fmt)
     worst = {name: 0.0 for name in graph.output_names}
     for batch in batch_sizes:
-        images = deploy.example_input(graph, batch, height, width, seed=batch)
+        images = depth_graph.example_input(graph, batch, height, width, seed=batch)
         with torch.no_grad():
             expected = [t.numpy() for t in graph(images)]
         got = run(images)
@@ -121,22 +122,22 @@ def compare_with_pytorch(graph: deploy.DepthGraph, path: str, fmt: str, height: 
     return worst
 
 
-def _backend(name: str, graph: deploy.DepthGraph, images: torch.Tensor, folder: str, onnx_path: str | None,
+def _backend(name: str, graph: depth_graph.DepthGraph, images: torch.Tensor, folder: str, onnx_path: str | None,
              torchscript_path: str | None) -> Callable[[torch.Tensor], object]:
     """A callable running the graph with one backend (exporting to ``folder`` when no file is given)."""
     if name == "PyTorch eager":
         return graph
     if name == "torch.compile":
         return torch.compile(graph)
-    metadata = {"fsre_export_version": json.dumps(deploy.METADATA_VERSION), "input_name": json.dumps(deploy.INPUT_NAME)}
+    metadata = {"fsre_export_version": json.dumps(depth_graph.METADATA_VERSION), "input_name": json.dumps(depth_graph.INPUT_NAME)}
     if name == "TorchScript":
         path = torchscript_path or export_torchscript(graph, os.path.join(folder, "graph.pt"), images, metadata)
-        return deploy.load_torchscript(path)[0]
+        return depth_graph.load_torchscript(path)[0]
     path = onnx_path or export_onnx(graph, os.path.join(folder, "graph.onnx"), images, metadata)
-    return deploy.OnnxGraph(path, threads=torch.get_num_threads())
+    return depth_graph.OnnxGraph(path, threads=torch.get_num_threads())
 
 
-def time_inference(graph: deploy.DepthGraph, height: int, width: int, batch: int = 1, runs: int = TIMING_RUNS,
+def time_inference(graph: depth_graph.DepthGraph, height: int, width: int, batch: int = 1, runs: int = TIMING_RUNS,
                    warmup: int = TIMING_WARMUP, onnx_path: str | None = None,
                    torchscript_path: str | None = None, backends: Sequence[str] = BACKENDS) -> dict[str, float | str]:
     """Median ms per image of each backend on this machine (or why it failed), same input for all.
@@ -148,7 +149,7 @@ def time_inference(graph: deploy.DepthGraph, height: int, width: int, batch: int
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise ValueError(f"unknown backends {sorted(unknown)}: choose from {BACKENDS}")
-    images = deploy.example_input(graph, batch, height, width)
+    images = depth_graph.example_input(graph, batch, height, width)
     results: dict[str, float | str] = {}
     runners: dict[str, Callable[[torch.Tensor], object]] = {}
     times: dict[str, list[float]] = {}
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="file to write (default: <folder>/depth_<H>x<W>_<input_type>.onnx|.pt)")
     parser.add_argument("--height", type=int, default=None, help="input height, a multiple of 32 (default: the model's)")
     parser.add_argument("--width", type=int, default=None, help="input width, a multiple of 32 (default: the model's)")
-    parser.add_argument("--input_type", choices=deploy.INPUT_TYPES, default="float",
+    parser.add_argument("--input_type", choices=depth_graph.INPUT_TYPES, default="float",
                         help="float: NCHW RGB in [0, 1]; uint8: NCHW RGB in 0..255")
     parser.add_argument("--depth", action="store_true", help="also output depth = 1 / disparity (min/max depth of training)")
     parser.add_argument("--segmentation", action="store_true", help="also output the segmentation logits")
@@ -203,21 +204,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="print ms/image of PyTorch eager, torch.compile, TorchScript and onnxruntime")
     parser.add_argument("--time_runs", type=int, default=TIMING_RUNS, help="timed runs (the median is reported)")
     opts = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    utils.setup_logging()
 
     try:
-        graph, spec = deploy.load_graph(opts.load_weights_folder, "cpu", opts.input_type, opts.depth,
+        graph, spec = depth_graph.load_graph(opts.load_weights_folder, "cpu", opts.input_type, opts.depth,
                                         opts.segmentation)
-    except (checkpoints.CheckpointError, ValueError) as err:
+    except (model_folder.CheckpointError, ValueError) as err:
         parser.error(str(err))
     height, width = opts.height or spec.height, opts.width or spec.width
     try:
-        deploy.check_image_size(height, width)
+        options.check_image_size(height, width)
     except ValueError as err:
         parser.error(f"--{err}")
     path = opts.output or default_output(opts.load_weights_folder, opts.format, height, width, opts.input_type)
-    metadata = deploy.graph_metadata(graph, spec, height, width, opts.dynamic_size or opts.format == "torchscript")
-    example = deploy.example_input(graph, 1, height, width)
+    metadata = depth_graph.graph_metadata(graph, spec, height, width, opts.dynamic_size or opts.format == "torchscript")
+    example = depth_graph.example_input(graph, 1, height, width)
     with utils.atomic_write(path) as tmp:  # a file that fails the check is not left at ``path``
         if opts.format == "onnx":
             export_onnx(graph, tmp, example, metadata, opts.dynamic_size, opts.opset)

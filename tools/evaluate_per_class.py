@@ -1,6 +1,6 @@
-"""Depth metrics per semantic class (the seed's section C.2, Fig. 1), for one or several models.
+"""Depth metrics per semantic class (section C.2 and Fig. 1 of the paper's supplementary material), for one or several models.
 
-``python evaluate_per_class.py --data_path D --eval_split eigen --load_weights_folder A B --names baseline full``
+``python -m tools.evaluate_per_class --data_path D --eval_split eigen --load_weights_folder A B --names baseline full``
 predicts every test frame with each model, applies evaluate_depth's protocol (resize, per-image
 median scaling over all valid pixels, clamp, Garg crop for eigen), and pools the valid ground-truth
 pixels of each of the 19 Cityscapes classes over the split, using the test frames' segmentation
@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-import checkpoints
-import errors
 import layers
 import splits
 import utils
+from checkpoints import model_folder
 from datasets import CLASS_NAMES, LABEL_TO_TRAIN, KITTIRAWDataset, read_split
-from evaluate_depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
-from export_gt_depth import ground_truth_path, load_ground_truth
+from datasets.mono_dataset import LABEL_FILTER
+from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
+from evaluation.ground_truth import ground_truth_path, load_ground_truth
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def load_train_ids(dataset: KITTIRAWDataset, line_index: int, size: tuple[int, i
         raise FileNotFoundError(f"{path}: no segmentation label for test line {line_index + 1} "
                                 f"(make one with make_pseudo_labels.py, or give --seg_path)")
     with Image.open(path) as label:
-        ids = np.asarray(label.resize((size[1], size[0]), Image.Resampling.NEAREST))
+        ids = np.asarray(label.resize((size[1], size[0]), LABEL_FILTER))
     return LABEL_TO_TRAIN[ids]
 
 
@@ -156,11 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     opts = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    utils.setup_logging()
     names = opts.names or [os.path.basename(os.path.normpath(f)) for f in opts.load_weights_folder]
     if len(names) != len(opts.load_weights_folder):
         parser.error(f"--names gives {len(names)} names for {len(opts.load_weights_folder)} folders")
-    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = utils.pick_device(opts.device)
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     gt_file = opts.gt_depths or (os.path.join(opts.eval_split, "gt_depths.npz") if os.path.isdir(opts.eval_split)
                                  else ground_truth_path(opts.eval_split))
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     garg_crop = opts.eval_split == "eigen"
     results: dict = {}
     for name, folder in zip(names, opts.load_weights_folder):
-        encoder, decoder, spec = checkpoints.load_depth_model(folder, device)
+        encoder, decoder, spec = model_folder.load_depth_model(folder, device)
         loader = test_loader(opts.data_path, test_file, spec, False, opts.img_ext, opts.batch_size, opts.num_workers)
         pred_disps = predict_disparities(encoder, decoder, loader, spec, device, desc=name)
         sums = sum(class_sums(gt, pred, ids, len(CLASS_NAMES), garg_crop, not opts.eval_stereo,
@@ -189,4 +189,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(errors.run_cli(main))
+    sys.exit(utils.run_cli(main))

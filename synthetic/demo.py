@@ -13,11 +13,11 @@ import logging
 import os
 from typing import Sequence
 
-import checkpoints
-import evaluate_depth
 import options
 import utils
-from tools import synthetic_kitti
+from checkpoints import model_folder
+from evaluation import depth as evaluation_depth
+from synthetic import scenes as synthetic_scenes
 from trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def ensure_scenes(data_dir: str, scenes: dict = DEMO_SCENES) -> str:
     logger.info("generating synthetic KITTI scenes into %s (once)", data_dir)
     settings = {k: v for k, v in scenes.items() if k != "version"}
     with utils.atomic_folder(data_dir) as tmp:
-        synthetic_kitti.generate(tmp, **settings)
+        synthetic_scenes.generate(tmp, **settings)
         # the split folder's ground truth is position-independent; the split lists hold relative paths
         with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
             json.dump(scenes, f)
@@ -61,10 +61,10 @@ def ensure_scenes(data_dir: str, scenes: dict = DEMO_SCENES) -> str:
 
 def evaluate(folder: str, data_dir: str, split_dir: str) -> dict:
     """Depth metrics of a model folder on the held-out synthetic drive (median scaling, dense ground truth)."""
-    eval_opts = evaluate_depth.build_parser().parse_args([
+    eval_opts = evaluation_depth.build_parser().parse_args([
         "--data_path", data_dir, "--eval_split", split_dir, "--load_weights_folder", folder,
         "--num_workers", "0", "--output_json", os.path.join(folder, "metrics_synthetic.json")])
-    return evaluate_depth.evaluate(eval_opts)
+    return evaluation_depth.evaluate(eval_opts)
 
 
 def demo_argv(argv: Sequence[str], data_dir: str, split_dir: str) -> list[str]:
@@ -78,7 +78,7 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SC
     split_dir = ensure_scenes(data_dir, scenes)
     opts = options.parse_args(demo_argv(argv, data_dir, split_dir))
     trainer = Trainer(opts)
-    untrained = checkpoints.save_model_folder(os.path.join(trainer.log_path, "models", "weights_untrained"),
+    untrained = model_folder.save_model_folder(os.path.join(trainer.log_path, "models", "weights_untrained"),
                                               trainer.models, opts)
     print("\nuntrained model on the held-out synthetic drive:")
     before = evaluate(untrained, data_dir, split_dir)

@@ -5,7 +5,7 @@ training size with antialiased bicubic interpolation on uint8 (closer to the exa
 LANCZOS than bilinear; skipped when the file already has the training size, e.g. in a
 ``tools/prepare_kitti.py`` cache: the size is read from each decoded frame), flipped, and handed
 over as a (3, H, W) uint8 tensor under ``("color_u8", frame_id)``. The colour-jitter draw of the
-item travels as two small tensors; ``gpu_inputs.DeviceInputs`` builds every scale and the
+item travels as two small tensors; ``device_inputs.DeviceInputs`` builds every scale and the
 jittered copies on the device, batched. When training on the CPU (pipeline ``fast_workers``)
 float jitter in the training process would cost more than it saves, so the workers also make
 the smaller scales (uint8, antialiased bicubic from the training size) and the jittered copies
@@ -24,7 +24,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import InterpolationMode
 
-from errors import InputError
+from utils import InputError
 
 FRAME_KEY = "color_u8"  # ("color_u8", frame_id[, scale]): (3, h, w) uint8 frame at the training size [scale]
 AUG_KEY = "color_aug_u8"  # ("color_aug_u8", frame_id, scale): the jittered copy (workers' scales only)

@@ -1,9 +1,9 @@
 """Speed and memory of every Table 2 configuration, measured side by side with the straightforward path.
 
-    python benchmark.py --make_data /tmp/kitti_bench --height 96 --width 320 --batch_size 4 --baseline
-    python benchmark.py --data_path kitti_data --split eigen_zhou --device cuda --baseline --amp bf16 --channels_last
+    python -m tools.benchmark --make_data /tmp/kitti_bench --height 96 --width 320 --batch_size 4 --baseline
+    python -m tools.benchmark --data_path kitti_data --split eigen_zhou --device cuda --baseline --amp bf16 --channels_last
 
-For each configuration (``--configs``; default all five of the seed's Table 2) and path it
+For each configuration (``--configs``; default all five of Table 2 of the paper's supplementary material) and path it
 measures, from real files in KITTI's layout read by the training code's own loader:
 
 - ``input samples/s``: the input pipeline alone (loader workers + host-to-device copy + the
@@ -19,7 +19,7 @@ the straightforward path (Monodepth2's loader: every frame resized per scale fro
 with PIL and jittered in the workers, all 24 images of an item; unfused losses; fp32), and
 ``default``, what ``train.py`` does without speed options (the same pipeline making only the 9
 images the model reads, fused losses: ``exact``'s inputs, its losses up to float rounding), and the
-ratios of both to ``exact``. Prints a table shaped like the seed's Table 2 and writes JSON.
+ratios of both to ``exact``. Prints a table shaped like Table 2 of the paper's supplementary material and writes JSON.
 ``--fast_data_path`` lets the fast path read other data, such as a ``tools/prepare_kitti.py`` cache of
 ``--data_path`` at the training size (its one-time cost is the tool's to report).
 ``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
@@ -39,12 +39,12 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-import layers
 import options
 import splits
 import utils
-from errors import InputError, run_cli
+from speed import reference
 from trainer import Trainer
+from utils import InputError, run_cli
 
 logger = logging.getLogger("benchmark")
 
@@ -54,7 +54,7 @@ REFERENCE_SPLIT = "eigen_zhou/train_files.txt"
 GIB = 2 ** 30
 MS_PER_S = 1000.0
 S_PER_H = 3600.0
-# The seed's Table 2 (two Titan Xp, 192x640, batch 12): training time for 20 epochs, memory, inference.
+# Table 2 of the paper's supplementary material (two Titan Xp, 192x640, batch 12): training time for 20 epochs, memory, inference.
 SEED_TABLE2 = {
     "baseline": ("Monodepth2", "14h 40m", "8.6GB", "4.9ms"),
     "semantics": ("w/ semantics", "16h 20m", "10.5GB", "7ms"),
@@ -73,7 +73,7 @@ def reference_epoch_items() -> int:
 
 def make_data(root: str, num_frames: int, ext: str) -> tuple[str, str]:
     """A KITTI-size drive (frames, labels, scans, split files) under ``root``: (data_path, split folder)."""
-    from tests.kitti_fixture import make_tiny_kitti  # the fixture's writer: real files in KITTI's layout
+    from synthetic.kitti_frames import make_tiny_kitti  # the fixture's writer: real files in KITTI's layout
     tiny = make_tiny_kitti(root, num_frames=num_frames, exts=(ext,), width=KITTI_WIDTH, height=KITTI_HEIGHT)
     return tiny.data_path, tiny.split_dir
 
@@ -126,7 +126,7 @@ def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: s
 def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> dict:
     """Input, training and inference figures of one configuration on one path."""
     opts = trainer_options(args, config, path, log_dir)
-    with layers.fused_kernels(path != "exact"):
+    with reference.straightforward_kernels(path == "exact"):
         trainer = Trainer(opts)
         device = trainer.device
         batches = cycle(trainer.train_loader)
@@ -178,7 +178,7 @@ def format_hours(hours: float) -> str:
 
 
 def table(report: dict) -> str:
-    """The results as a text table shaped like the seed's Table 2, with its figures beside them."""
+    """The results as a text table shaped like Table 2 of the paper's supplementary material, with its figures beside them."""
     head = (f"{'Method':<17} {'path':<7} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
             f"{'infer ms':>8} | {'seed: time':>10} {'memory':>10} {'infer':>6}")
     lines = [head, "-" * len(head)]

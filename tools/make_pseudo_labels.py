@@ -1,4 +1,4 @@
-"""Segmentation pseudo-labels for any driving data: ``python make_pseudo_labels.py --data_path D --split S``.
+"""Segmentation pseudo-labels for any driving data: ``python -m tools.make_pseudo_labels --data_path D --split S``.
 
 Runs a Cityscapes-trained segmentation model over every frame a split needs (each line's frame on
 the line's camera; ``--sides both`` adds the other camera) or over folders of images
@@ -32,12 +32,11 @@ from tqdm import tqdm
 
 import splits
 import utils
-from errors import DependencyError, InputError, MissingFileError, run_cli
 from datasets import DATASETS
-from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL, colourise,
-                                 save_label_png)
+from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL,
+                                 save_label_png, segmentation_overlay)
 from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader, read_split_numbered
-from predict import IMAGE_EXTENSIONS, SEGMENTATION_ALPHA, save_png
+from utils import DependencyError, InputError, MissingFileError, run_cli
 
 logger = logging.getLogger(__name__)
 Preprocess = Callable[[Image.Image], torch.Tensor]
@@ -115,7 +114,7 @@ def folder_frames(image_dirs: Sequence[str], seg_path: str, data_path: str | Non
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(root, d)) not in excluded)
             for name in sorted(files):
-                if not name.lower().endswith(IMAGE_EXTENSIONS):
+                if not name.lower().endswith(utils.IMAGE_EXTENSIONS):
                     continue
                 image = os.path.join(root, name)
                 if os.path.relpath(os.path.abspath(image), os.path.abspath(base)).startswith(os.pardir):
@@ -125,7 +124,7 @@ def folder_frames(image_dirs: Sequence[str], seg_path: str, data_path: str | Non
                     raise InputError(f"{image} and {frames[label].image} would share the label {label}")
                 frames[label] = Frame(image, label)
     if not frames:
-        raise MissingFileError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(image_dirs)}")
+        raise MissingFileError(f"no images ({', '.join(utils.IMAGE_EXTENSIONS)}) in {', '.join(image_dirs)}")
     return list(frames.values())
 
 
@@ -293,10 +292,10 @@ def single_thread_worker(_: int) -> None:
 def save_overlay(frame: Frame, train_ids: np.ndarray, seg_path: str, summary_dir: str) -> str:
     """The frame with its labels blended over it in the Cityscapes palette, as a PNG in the summary folder."""
     image = np.asarray(pil_loader(frame.image), dtype=np.float32)
-    overlay = (SEGMENTATION_ALPHA * colourise(train_ids) + (1 - SEGMENTATION_ALPHA) * image).astype(np.uint8)
+    overlay = segmentation_overlay(image, train_ids)
     name = os.path.relpath(frame.label, seg_path).replace(os.sep, "_")
     path = os.path.join(summary_dir, "overlay_" + name)
-    save_png(overlay, path)
+    utils.save_png(overlay, path)
     return path
 
 
@@ -424,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     check_options(opts, parser)
     utils.setup_logging()
-    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = utils.pick_device(opts.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {opts.device}: no CUDA device is available (use --device cpu)")
     if device.type != "cuda" and opts.precision != "fp32":

@@ -17,7 +17,7 @@ from torch import nn
 
 import options
 import utils
-from errors import ProjectError
+from checkpoints.files import CheckpointError, read_state
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 
 NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
@@ -26,20 +26,6 @@ OPTIMIZER_FILE = "adam.pth"
 OPTIONS_FILE = "opt.json"
 METADATA_KEYS = ("height", "width", "epoch", "step", "use_stereo")
 UNUSED_PREFIXES = ("encoder.fc.",)  # torchvision's classifier, kept in the released encoders, never used
-
-
-class CheckpointError(ProjectError, RuntimeError):
-    """A checkpoint file that does not fit the network it is loaded into."""
-
-
-def read_state(path: str) -> dict:
-    """A .pth file's dict, on the CPU, without running any code it may hold."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"cannot read {path}: {err}") from err
 
 
 def split_metadata(state: dict) -> tuple[dict, dict]:
@@ -70,12 +56,6 @@ def load_network(net: nn.Module, path: str) -> dict:
     check_state_dict(net, tensors, path)
     net.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(UNUSED_PREFIXES)})
     return metadata
-
-
-def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary name, then rename: the file is whole or absent."""
-    with utils.atomic_write(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argparse.Namespace,
@@ -114,7 +94,6 @@ def load_model_folder(folder: str, networks: dict[str, nn.Module], names=None) -
 LAYOUT_FSRE = "fsre"
 LAYOUT_MONODEPTH2 = "monodepth2"
 MONODEPTH2_DEPTH_FILE = "depth.pth"
-DEFAULT_NUM_HEADS = 4
 # (bottleneck blocks?, blocks in layer3) -> ResNet depth
 RESNET_DEPTHS = {(False, 2): 18, (False, 6): 34, (True, 6): 50, (True, 23): 101, (True, 36): 152}
 POSE_VALUES_PER_FRAME = 6
@@ -189,6 +168,7 @@ def inspect_model_folder(folder: str) -> ModelSpec:
     encoder_state, metadata = split_metadata(read_state(encoder_path))
     layout, decoder_state = _decoder_state(folder)
     saved = _saved_options(folder)
+    defaults = options.build_parser().parse_args([])  # for what neither the keys nor opt.json say
 
     head_keys = sorted(int(k.split(".")[2]) for k in decoder_state
                        if k.startswith("depth_decoder.decoder.") and k.endswith(".conv.weight")
@@ -197,13 +177,13 @@ def inspect_model_folder(folder: str) -> ModelSpec:
     seg_head = decoder_state.get("seg_decoder.decoder.10.conv.weight")
     cma_keys = sorted({int(k.split(".")[1]) for k in decoder_state if k.startswith("att_d_to_s.")}, reverse=True)
     cma_layers = tuple(3 - v for v in cma_keys)  # key v is decoder level v + 1, the paper's layer 3 - v
-    num_heads = int(saved.get("num_heads", DEFAULT_NUM_HEADS))
-    cma_ratio = int(saved.get("cma_ratio", 2))
+    num_heads = int(saved.get("num_heads", defaults.num_heads))
+    cma_ratio = int(saved.get("cma_ratio", defaults.cma_ratio))
     if cma_keys:
         query = decoder_state[f"att_d_to_s.{cma_keys[0]}.query_conv.weight"]
         per_channel = query.shape[0] // query.shape[1]  # heads x ratio
         if num_heads * cma_ratio != per_channel:
-            num_heads = DEFAULT_NUM_HEADS if per_channel % DEFAULT_NUM_HEADS == 0 else per_channel
+            num_heads = defaults.num_heads if per_channel % defaults.num_heads == 0 else per_channel
             cma_ratio = per_channel // num_heads
     if cma_layers and seg_head is None:
         raise CheckpointError(f"{folder}: the decoder holds CMA modules (att_d_to_s.*) but not the segmentation head "
@@ -214,13 +194,13 @@ def inspect_model_folder(folder: str) -> ModelSpec:
         pose_frames = read_state(pose_path)["net.3.weight"].shape[0] // POSE_VALUES_PER_FRAME
     return ModelSpec(
         folder=folder, layout=layout, num_layers=resnet_depth_of(encoder_state, encoder_path),
-        height=int(metadata.get("height", saved.get("height", 192))),
-        width=int(metadata.get("width", saved.get("width", 640))),
+        height=int(metadata.get("height", saved.get("height", defaults.height))),
+        width=int(metadata.get("width", saved.get("width", defaults.width))),
         scales=tuple(range(num_heads_in_file)), semantics=seg_head is not None,
-        num_classes=int(seg_head.shape[0]) if seg_head is not None else 19, cma_layers=cma_layers,
-        num_heads=num_heads, cma_ratio=cma_ratio, min_depth=float(saved.get("min_depth", 0.1)),
-        max_depth=float(saved.get("max_depth", 100.0)),
-        use_stereo=bool(metadata.get("use_stereo", saved.get("use_stereo", False))), pose_frames=pose_frames)
+        num_classes=int(seg_head.shape[0]) if seg_head is not None else defaults.num_classes, cma_layers=cma_layers,
+        num_heads=num_heads, cma_ratio=cma_ratio, min_depth=float(saved.get("min_depth", defaults.min_depth)),
+        max_depth=float(saved.get("max_depth", defaults.max_depth)),
+        use_stereo=bool(metadata.get("use_stereo", saved.get("use_stereo", defaults.use_stereo))), pose_frames=pose_frames)
 
 
 def load_depth_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, ModelSpec]:

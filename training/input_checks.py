@@ -17,7 +17,7 @@ import os
 from torch.utils.data import DataLoader, Dataset
 
 from datasets.mono_dataset import MonoDataset, read_split_numbered
-from errors import InputError
+from utils import InputError
 
 logger = logging.getLogger(__name__)
 

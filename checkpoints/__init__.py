@@ -1,0 +1,1 @@
+"""Checkpoint files: model folders (``weights_N``, the authors' layout) and training-state checkpoints."""

@@ -1,0 +1,59 @@
+"""Stop signals: SIGTERM and SIGINT end a run after the current step, with its state saved.
+
+A run stopped by signal N exits with 128 + N (143 for SIGTERM, 130 for SIGINT), as shells report
+it, so that ``torchrun --max-restarts`` restarts a signalled worker and ``--resume`` continues it.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits with 128 + N, as shells report it
+
+
+class StopSignal:
+    """Turns SIGTERM and SIGINT into a flag that the training loop reads after each step.
+
+    A second SIGINT (Ctrl-C twice) restores the default behaviour and re-raises it; a repeated SIGTERM
+    is ignored, so that the state being saved is not cut short.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            if signum == signal.SIGINT:
+                self.uninstall()
+                signal.raise_signal(signum)
+            return
+        self.signum = signum
+        logger.warning("received %s: the state is saved after this step, then the run stops",
+                       signal.Signals(signum).name)
+
+    def install(self) -> "StopSignal":
+        """Install the handlers (only possible in the main thread; elsewhere signals keep their default)."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before ``install``."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal after saving its state; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int, path: str) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; the state is saved in {path}; "
+                         f"continue with --resume")
+        self.exit_code = SIGNAL_EXIT_BASE + signum
