@@ -16,8 +16,8 @@ from torch.utils.data import default_collate
 import layers
 import options
 from conftest import random_batch
-from datasets import KITTIRAWDataset, read_split
-from datasets.mono_dataset import color_jitter as pil_color_jitter
+from datasets import KITTIRAWDataset, jitter, read_split
+from datasets.mono_dataset import all_image_keys
 from model import FSREModel, image_keys, loader_image_keys
 from speed import device_inputs, fast_frames, reference
 from speed.acceleration import Acceleration
@@ -148,7 +148,7 @@ def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
                                    "--width", "96", "--batch_size", "2", "--weights_init", "scratch", "--log_dir",
                                    str(tmp_path / "log"), "--num_workers", "0", "--device", "cpu", *extra])
         trainer = Trainer(opts)
-        expected = expected or fast_frames.all_image_keys([0, -1, 1], 4)
+        expected = expected or all_image_keys([0, -1, 1], 4)
         assert trainer.train_dataset.image_keys == expected
         assert trainer.val_loader.dataset.dataset.image_keys == expected
         for writer in trainer.writers.values():
@@ -174,7 +174,7 @@ def test_pipelines_make_only_the_models_image_keys_with_the_same_values(kitti_si
     for key, value in only.items():  # the same images (and draws) as when every key is made, bit for bit
         assert torch.equal(value, every[key]), key
     assert not torch.equal(only[("color", 0, 0)], only[("color_aug", 0, 0)])  # an item with a jitter draw
-    assert set(every) - set(only) == fast_frames.all_image_keys([0, -1, 1], 4) - keys
+    assert set(every) - set(only) == all_image_keys([0, -1, 1], 4) - keys
     with pytest.raises(ValueError, match="name frames or scales"):
         KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], image_keys={("color", 2, 0)})
 
@@ -218,15 +218,15 @@ def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
     images = TF.to_tensor(image)[None].repeat(len(draws), 1, 1, 1)
     order = torch.tensor([o for o, _ in draws])
     factors = torch.tensor([f for _, f in draws])
-    sparse = device_inputs.color_jitter(images, factors, order)  # the CPU path: only drawn adjustments
+    sparse = jitter.jitter_batch(images, factors, order)  # the CPU path: only drawn adjustments
     dense = images
     for position in range(4):  # the CUDA path, run here on the CPU
         op = order[:, position]
-        dense = device_inputs._adjust(dense, op, factors.gather(1, op[:, None])[:, 0])
+        dense = jitter.adjust_each(dense, op, factors.gather(1, op[:, None])[:, 0])
     torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-5)
     assert torch.equal(sparse[-1], images[-1])  # the identity draw leaves the image untouched
     for j, (o, f) in enumerate(draws[:-1]):
-        reference = TF.to_tensor(pil_color_jitter(image, (torch.tensor(o), *f)))
+        reference = TF.to_tensor(jitter.jitter_pil(image, jitter.JitterDraw(torch.tensor(o), *f)))
         difference = (sparse[j] - reference).abs()
         assert difference.mean() < JITTER_MEAN_TOL and difference.max() < JITTER_MAX_TOL, (o, f)
         assert (sparse[j] - images[j]).abs().mean() > 5 * difference.mean()  # the jitter did something
