@@ -1,19 +1,19 @@
 """The worker side of ``--input_pipeline fast``: frames decoded into uint8 tensors, without PIL.
 
 ``add_uint8_frames`` is the dataset's one hook into the fast path (``MonoDataset.load_item``). Each
-frame is read with ``torchvision.io`` (libjpeg-turbo / libpng), resized once from its native size to
-the training size with antialiased bicubic interpolation on uint8 (closer to the exact pipeline's
-LANCZOS than bilinear; skipped when the file already has the training size, e.g. in a
-``tools/prepare_kitti.py`` cache: the size is read from each decoded frame), flipped, and handed
-over as a (3, H, W) uint8 tensor under ``("color_u8", frame_id)``. The item's colour-jitter draw
-travels as two small tensors (``datasets.jitter.as_tensors``); ``device_inputs.DeviceInputs``
-builds every scale and the jittered copies on the device, batched. When training on the CPU
-(pipeline ``fast_workers``) float jitter in the training process would cost more than it saves,
-so the workers also make the smaller scales (uint8, antialiased bicubic from the training size)
-and the jittered copies with the exact pipeline's PIL jitter, and send them all as uint8. Both
-make only the image keys they are given (the trainer gives ``model.image_keys``: every frame at
-scale 0, the target at every scale, jittered copies at scale 0). Everything else in an item
-(intrinsics, labels, ground truth) is the exact pipeline's.
+frame is decoded by TorchCodec (libjpeg-turbo / libpng; the pixels that PIL decodes), resized once
+from its native size to the training size with antialiased bicubic interpolation on uint8 (closer
+to the exact pipeline's LANCZOS than bilinear; skipped when the file already has the training
+size, e.g. in a ``tools/prepare_kitti.py`` cache: the size is read from each decoded frame),
+flipped, and handed over as a (3, H, W) uint8 tensor under ``("color_u8", frame_id)``. The item's
+colour-jitter draw travels as two small tensors (``datasets.jitter.as_tensors``);
+``device_inputs.DeviceInputs`` builds every scale and the jittered copies on the device, batched.
+When training on the CPU (pipeline ``fast_workers``) float jitter in the training process would
+cost more than it saves, so the workers also make the smaller scales (uint8, antialiased bicubic
+from the training size) and the jittered copies with the exact pipeline's PIL jitter, and send
+them all as uint8. Both make only the image keys they are given (the trainer gives
+``model.image_keys``: every frame at scale 0, the target at every scale, jittered copies at scale
+0). Everything else in an item (intrinsics, labels, ground truth) is the exact pipeline's.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Collection
 
 import torch
 import torchvision.transforms.v2.functional as v2F
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchcodec.decoders import decode_image
 from torchvision.transforms import InterpolationMode
 
 from datasets.jitter import JitterDraw, as_tensors, jitter_pil
@@ -37,9 +37,13 @@ JITTER_ORDER_KEY = "jitter_order"  # (4,) int64: the order of the four adjustmen
 def read_frame_uint8(path: str, height: int, width: int, do_flip: bool) -> torch.Tensor:
     """Decode an image file into RGB uint8 (3, height, width), resized (antialiased bicubic) if needed."""
     try:
-        image = decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as error:
+        image = decode_image(path, mode="RGB")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (RuntimeError, ValueError, OSError) as error:
         raise InputError(f"{path}: cannot decode the frame ({error})") from None
+    if image.dim() != 3:  # an animated or multi-image file (GIF, WebP): (N, 3, H, W)
+        raise InputError(f"{path}: holds {image.shape[0]} images, a frame must be one")
     if tuple(image.shape[-2:]) != (height, width):
         image = v2F.resize(image, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
     return image.flip(-1) if do_flip else image

@@ -31,6 +31,9 @@ SCALE0_MEAN_TOL = 0.01  # antialiased bicubic (fast) vs LANCZOS (exact), scale 0
 SCALE_MEAN_TOL = 0.02  # the smaller scales: bicubic from the training size vs LANCZOS from the native size
 JITTER_MEAN_TOL = 0.01  # float jitter (fast) vs PIL's uint8 jitter, which rounds after each adjustment
 JITTER_MAX_TOL = 0.08  # the hue shift rounds in PIL's 8-bit HSV
+# TorchCodec's and Pillow's bundled libjpeg-turbo builds may round the inverse DCT differently by one level; here
+# (torchcodec 0.17, Pillow 13 with libjpeg-turbo 3.2) they are equal, as torchvision.io's decoder was
+JPEG_DECODER_TOL = 1
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +233,37 @@ def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
         difference = (sparse[j] - reference).abs()
         assert difference.mean() < JITTER_MEAN_TOL and difference.max() < JITTER_MAX_TOL, (o, f)
         assert (sparse[j] - images[j]).abs().mean() > 5 * difference.mean()  # the jitter did something
+
+
+def test_fast_frames_decode_the_pixels_that_pil_decodes(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    images = {"rgb.png": Image.fromarray(rgba[..., :3]), "rgba.png": Image.fromarray(rgba),
+              "grey.png": Image.fromarray(rgba[..., 0]), "palette.png": Image.fromarray(rgba[..., :3]).quantize(64),
+              "rgb.jpg": Image.fromarray(rgba[..., :3]), "grey.jpg": Image.fromarray(rgba[..., 0])}
+    for name, image in images.items():
+        path = str(tmp_path / name)
+        image.save(path)
+        with Image.open(path) as img:
+            expected = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+        decoded = fast_frames.read_frame_uint8(path, 37, 53, do_flip=False)  # the native size: no resize
+        assert decoded.dtype == torch.uint8 and decoded.shape == (3, 37, 53), name
+        if name.endswith(".png"):
+            assert torch.equal(decoded, expected), name
+        else:
+            assert (decoded.int() - expected.int()).abs().max() <= JPEG_DECODER_TOL, name
+        assert torch.equal(fast_frames.read_frame_uint8(path, 37, 53, do_flip=True), decoded.flip(-1)), name
+
+
+def test_fast_frames_name_a_missing_or_undecodable_frame(tmp_path):
+    with pytest.raises(ValueError, match=f"^{tmp_path}/missing.png: file not found$"):
+        fast_frames.read_frame_uint8(str(tmp_path / "missing.png"), 8, 8, False)
+    (tmp_path / "text.png").write_text("not an image\n")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:-30])
+    for name in ("text.png", "cut.png"):
+        with pytest.raises(ValueError, match=f"^{tmp_path}/{name}: cannot decode the frame"):
+            fast_frames.read_frame_uint8(str(tmp_path / name), 16, 16, False)
 
 
 def test_prepare_kitti_writes_resized_frames_and_labels_in_the_same_layout(tmp_path):
