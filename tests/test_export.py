@@ -14,7 +14,7 @@ import options
 import predict
 import utils
 from checkpoints import model_folder
-from deploy import depth_graph
+from deploy import depth_graph, export as deploy_export
 from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
@@ -190,20 +190,20 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
 def test_export_check_catches_a_graph_that_differs(folders, torchscript_files):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
     path = torchscript_files["baseline"]
-    worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+    worst = deploy_export.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
     assert set(worst) == {"disp", "depth"} and 0 <= max(worst.values()) <= 1
     with torch.no_grad():
         graph.decoder.depth_decoder.head(0).conv.bias += 1e-3  # a small change of the PyTorch model
-    with pytest.raises(export_model.ExportMismatch, match="disp at"):
-        export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+    with pytest.raises(deploy_export.ExportMismatch, match="disp at"):
+        deploy_export.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
 
 
 def test_an_export_that_fails_its_check_is_not_left_behind(folders, tmp_path, capsys, monkeypatch):
     def mismatch(graph, path, *args, **kwargs):
         assert os.path.isfile(path)  # the check reads the written file, under its temporary name
-        raise export_model.ExportMismatch(f"{path} differs from PyTorch")
+        raise deploy_export.ExportMismatch(f"{path} differs from PyTorch")
 
-    monkeypatch.setattr(export_model, "compare_with_pytorch", mismatch)
+    monkeypatch.setattr(deploy_export, "compare_with_pytorch", mismatch)
     path = tmp_path / "depth.pt"
     code = utils.run_cli(export_model.main, ["--load_weights_folder", folders["baseline"], "--format", "torchscript",
                                               "--output", str(path)])
@@ -238,13 +238,13 @@ def test_predict_with_onnx_gives_the_folder_outputs(folders, onnx_files, tmp_pat
 def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
     backends = ("PyTorch eager", "TorchScript", "onnxruntime")  # torch.compile takes minutes on 2 cores
-    results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, onnx_path=onnx_files["baseline"],
+    results = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, onnx_path=onnx_files["baseline"],
                                           torchscript_path=torchscript_files["baseline"], backends=backends)
     assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
-    table = export_model.format_timing(results, HEIGHT, WIDTH, 1)
+    table = deploy_export.format_timing(results, HEIGHT, WIDTH, 1)
     assert "| onnxruntime |" in table and "64x192" in table
-    failed = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, torchscript_path="missing.pt",
+    failed = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, torchscript_path="missing.pt",
                                          backends=("TorchScript",))
     assert failed["TorchScript"].startswith("failed: MissingFileError")  # reported, not raised
     with pytest.raises(ValueError, match="unknown backends"):
-        export_model.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
+        deploy_export.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
