@@ -1,11 +1,12 @@
 """Export a depth model for deployment: ``python -m tools.export_model --load_weights_folder W --format onnx``.
 
 Writes one graph (depth_graph.DepthGraph: RGB image batch -> disparity[, depth][, segmentation logits])
-as ONNX (opset 17 by default, read by onnxruntime and TensorRT; dynamic batch, and dynamic image
-size with ``--dynamic_size``) or TorchScript, with the model's options and the input/output
-contract embedded as metadata; checks the file against PyTorch at two batch sizes; ``--time``
-prints the inference time per image of PyTorch eager, torch.compile, TorchScript and onnxruntime.
-The library behind it is ``deploy/export.py``.
+as ONNX (opset 17 by default, read by onnxruntime and TensorRT; ``--onnx_exporter dynamo`` for
+torch's exporter built on torch.export, opset 18), as a torch.export program (``.pt2``) or as
+TorchScript, with the model's options and the input/output contract embedded as metadata; dynamic
+batch, and dynamic image size with ``--dynamic_size``. The file is checked against PyTorch at two
+batch sizes under a temporary name and renamed only when it passes. ``--time`` prints the
+inference time per image of each backend. The library behind it is ``deploy/export.py``.
 """
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--load_weights_folder", required=True,
                         help="model folder: this project's, the authors' (decoder.pth) or Monodepth2's (depth.pth)")
-    parser.add_argument("--format", choices=sorted(export.FORMATS), default="onnx", help="file format")
+    parser.add_argument("--format", choices=list(export.FORMATS), default="onnx",
+                        help="onnx; export: a torch.export program (.pt2, torch.export.load reads it); torchscript: "
+                             "a traced TorchScript module (.pt; TorchScript is deprecated in torch 2.14)")
     parser.add_argument("--output", default=None,
-                        help="file to write (default: <folder>/depth_<H>x<W>_<input_type>.onnx|.pt)")
+                        help="file to write (default: <folder>/depth_<H>x<W>_<input_type>.onnx|.pt2|.pt)")
     parser.add_argument("--height", type=int, default=None, help="input height, a multiple of 32 (default: the model's)")
     parser.add_argument("--width", type=int, default=None, help="input width, a multiple of 32 (default: the model's)")
     parser.add_argument("--input_type", choices=depth_graph.INPUT_TYPES, default="float",
@@ -38,18 +41,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--depth", action="store_true", help="also output depth = 1 / disparity (min/max depth of training)")
     parser.add_argument("--segmentation", action="store_true", help="also output the segmentation logits")
     parser.add_argument("--dynamic_size", action="store_true",
-                        help="ONNX: accept any height and width that are multiples of 32 (batch is always dynamic)")
-    parser.add_argument("--opset", type=int, default=export.DEFAULT_OPSET, help="ONNX opset")
+                        help="ONNX and export: accept any height and width that are multiples of 32 (batch is always "
+                             "dynamic; TorchScript always accepts any size)")
+    parser.add_argument("--onnx_exporter", choices=export.ONNX_EXPORTERS, default="torchscript",
+                        help="ONNX: torch's TorchScript-based exporter (opset 17 for TensorRT 8.6; deprecated since "
+                             "torch 2.9) or its dynamo exporter built on torch.export (opset 18+, needs onnxscript)")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (default: 17 with the torchscript exporter, 18 with dynamo)")
     parser.add_argument("--no_check", action="store_true", help="skip the comparison with PyTorch after export")
     parser.add_argument("--time", action="store_true",
-                        help="print ms/image of PyTorch eager, torch.compile, TorchScript and onnxruntime")
+                        help="print ms/image of PyTorch eager, torch.compile, torch.export, TorchScript and onnxruntime")
     parser.add_argument("--time_runs", type=int, default=export.TIMING_RUNS, help="timed runs (the median is reported)")
     opts = parser.parse_args(argv)
     utils.setup_logging()
+    if opts.format != "onnx" and (opts.opset is not None or opts.onnx_exporter != "torchscript"):
+        parser.error(f"--opset and --onnx_exporter are for --format onnx, not {opts.format}")
 
     try:
         graph, spec = depth_graph.load_graph(opts.load_weights_folder, "cpu", opts.input_type, opts.depth,
-                                        opts.segmentation)
+                                             opts.segmentation)
     except (model_folder.CheckpointError, ValueError) as err:
         parser.error(str(err))
     height, width = opts.height or spec.height, opts.width or spec.width
@@ -62,20 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     example = depth_graph.example_input(graph, 1, height, width)
     with utils.atomic_write(path) as tmp:  # a file that fails the check is not left at ``path``
         if opts.format == "onnx":
-            export.export_onnx(graph, tmp, example, metadata, opts.dynamic_size, opts.opset)
+            export.export_onnx(graph, tmp, example, metadata, opts.dynamic_size, opts.opset, opts.onnx_exporter)
+        elif opts.format == "export":
+            export.export_program(graph, tmp, example, metadata, opts.dynamic_size)
         else:
             export.export_torchscript(graph, tmp, example, metadata)
         if not opts.no_check:
             worst = export.compare_with_pytorch(graph, tmp, opts.format, height, width)
             logger.info("matches PyTorch at batch sizes %s: worst error %s of the tolerance (rtol %g, atol %g)",
-                        export.CHECK_BATCH_SIZES, ", ".join(f"{n} {r:.2g}" for n, r in worst.items()), export.RTOL, export.ATOL)
+                        export.CHECK_BATCH_SIZES, ", ".join(f"{n} {r:.2g}" for n, r in worst.items()), export.RTOL,
+                        export.ATOL)
     logger.info("wrote %s (%s layout, %dx%d, %s input, outputs %s)", path, spec.layout, height, width,
                 opts.input_type, ", ".join(graph.output_names))
     if opts.time:
-        onnx_path = path if opts.format == "onnx" else None
-        torchscript_path = path if opts.format == "torchscript" else None
-        results = export.time_inference(graph, height, width, runs=opts.time_runs, onnx_path=onnx_path,
-                                 torchscript_path=torchscript_path)
+        backend = {fmt: name for name, fmt in export.BACKEND_FORMATS.items()}[opts.format]
+        results = export.time_inference(graph, height, width, runs=opts.time_runs, files={backend: path})
         print(export.format_timing(results, height, width, 1))
     return 0
 
