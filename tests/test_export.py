@@ -54,6 +54,12 @@ def pytorch_outputs(folder, images, input_type="float", depth=True, segmentation
         return [t.numpy() for t in pytorch_graph(folder, input_type, depth, segmentation)(images)]
 
 
+def module_outputs(module, images):
+    """An exported module's outputs as numpy arrays."""
+    with torch.no_grad():
+        return [t.numpy() for t in module(images)]
+
+
 def assert_outputs_close(got, expected):
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
@@ -123,8 +129,7 @@ def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_fil
     assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
     for batch in BATCH_SIZES:
         images = random_images(input_type, batch, seed=batch)
-        with torch.no_grad():
-            got = [t.numpy() for t in module(images)]
+        got = module_outputs(module, images)
         expected = pytorch_outputs(folders[config], images, input_type, depth, segmentation)
         assert_outputs_close(got, expected)
         assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
@@ -134,8 +139,7 @@ def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_fil
             assert got[2].shape == (batch, 19, HEIGHT, WIDTH)
     if input_type == "float":  # the traced graph is not tied to the traced size
         bigger = random_images(input_type, 2, 96, 320)
-        with torch.no_grad():
-            got = [t.numpy() for t in module(bigger)]
+        got = module_outputs(module, bigger)
         assert_outputs_close(got, pytorch_outputs(folders[config], bigger, input_type, depth, segmentation))
 
 
@@ -151,14 +155,12 @@ def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, progra
     module = program.module()
     for batch in BATCH_SIZES:
         images = random_images(input_type, batch, seed=batch)
-        with torch.no_grad():
-            got = [t.numpy() for t in module(images)]
+        got = module_outputs(module, images)
         assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, depth, segmentation))
         assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
     other_size = random_images(input_type, 2, 96, 320)
     if config == "baseline":  # --dynamic_size: any multiple of 32
-        with torch.no_grad():
-            got = [t.numpy() for t in module(other_size)]
+        got = module_outputs(module, other_size)
         assert_outputs_close(got, pytorch_outputs(folders[config], other_size, input_type, depth, segmentation))
     else:  # the exported size only
         with pytest.raises(Exception, match="(?i)expected input.*shape|size|dim"):
@@ -218,8 +220,7 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
     assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
     assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
     images = random_images("float", 1)
-    with torch.no_grad():
-        got = [t.numpy() for t in module(images)]
+    got = module_outputs(module, images)
     assert_outputs_close(got, pytorch_outputs(folder, images, depth=False, segmentation=True))
 
 
