@@ -20,7 +20,8 @@ import statistics
 import tempfile
 import time
 import warnings
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
 ONNX_EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}  # 17: read by onnxruntime >= 1.13 and TensorRT >= 8.6
 DYNAMO_PACKAGES = "onnx, onnxruntime and onnxscript"
+DYNAMO_LOGGERS = ("onnxscript", "onnx_ir")  # they log every optimisation pass at INFO
 EXAMPLE_BATCH = 2  # torch.export specialises a dimension whose example size is 1, so it traces with 2
 MAX_BATCH = 1024  # the largest batch a torch.export-based graph promises to accept
 MAX_SIZE_BLOCKS = 256  # the largest height or width, in multiples of NETWORK_STRIDE, of a --dynamic_size graph
@@ -65,6 +67,20 @@ def dynamic_shapes(dynamic_size: bool) -> tuple[dict[int, object]]:
     return (axes,)
 
 
+@contextmanager
+def quiet_loggers(names: Sequence[str], level: int = logging.WARNING) -> Iterator[None]:
+    """Within the block, the named loggers report only from ``level`` up."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, previous in zip(loggers, levels):
+            logger.setLevel(previous)
+
+
 def tracing_example(example: torch.Tensor) -> torch.Tensor:
     """An input of ``EXAMPLE_BATCH`` images like ``example``, for the exporters built on torch.export."""
     return example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
@@ -86,9 +102,10 @@ def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor,
     with utils.atomic_write(path) as tmp:
         if exporter == "dynamo":
             depth_graph.import_optional("onnxscript", "the dynamo ONNX exporter", DYNAMO_PACKAGES)
-            torch.onnx.export(graph, (tracing_example(example),), tmp, dynamo=True, opset_version=opset,
-                              verbose=False, input_names=[depth_graph.INPUT_NAME], output_names=graph.output_names,
-                              dynamic_shapes=dynamic_shapes(dynamic_size))
+            with quiet_loggers(DYNAMO_LOGGERS):
+                torch.onnx.export(graph, (tracing_example(example),), tmp, dynamo=True, opset_version=opset,
+                                  verbose=False, input_names=[depth_graph.INPUT_NAME],
+                                  output_names=graph.output_names, dynamic_shapes=dynamic_shapes(dynamic_size))
         else:
             axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
             with warnings.catch_warnings():
