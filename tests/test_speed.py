@@ -334,7 +334,7 @@ def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     for path, row in (("default", default), ("fast", fast)):
         speedup = saved["speedups"]["baseline"][path]
         assert speedup["input"] == pytest.approx(row["input_samples_per_s"] / exact["input_samples_per_s"])
-    assert saved["seed_table2"]["full"]["training_time"] == "18h 20m"
+    assert saved["paper_table2"]["full"]["training_time"] == "18h 20m"
     assert saved["machine"]["device"].startswith("CPU")
 
 
