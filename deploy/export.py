@@ -44,6 +44,7 @@ MAX_SIZE_BLOCKS = 256  # the largest height or width, in multiples of NETWORK_ST
 CHECK_BATCH_SIZES = (1, 3)
 RTOL, ATOL = 1e-4, 1e-5  # fp32 agreement of an export with PyTorch: |a - b| <= ATOL + RTOL * |b|
 TIMING_RUNS, TIMING_WARMUP = 20, 3
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: this process's CPU time (shared machines)
 BACKENDS = ("PyTorch eager", "torch.compile", "torch.export", "TorchScript", "onnxruntime")
 EXTRA_WARMUP = {"torch.compile": 1, "TorchScript": 2}  # the compilation; the profiling executor's optimising runs
 
@@ -200,17 +201,21 @@ def _backend(name: str, graph: depth_graph.DepthGraph, images: torch.Tensor, fol
 
 def time_inference(graph: depth_graph.DepthGraph, height: int, width: int, batch: int = 1, runs: int = TIMING_RUNS,
                    warmup: int = TIMING_WARMUP, files: dict[str, str] | None = None,
-                   backends: Sequence[str] = BACKENDS) -> dict[str, float | str]:
+                   backends: Sequence[str] = BACKENDS, clock: str = "wall") -> dict[str, float | str]:
     """Median ms per image of each backend on this machine (or why it failed), same input for all.
 
     ``files`` maps a backend (torch.export, TorchScript, onnxruntime) to an exported file to run;
     the others are exported to a temporary folder first; torch.compile compiles during warm-up.
     The timed runs go round the backends in turn, so a change of the machine's load affects all of
-    them alike. A backend that cannot run here maps to its error message.
+    them alike. ``clock="cpu"`` times this process's CPU time instead of the wall clock: on a
+    machine shared with other jobs it leaves out the time spent waiting for a core (with one
+    thread it is then the cost of the computation). A backend that cannot run here maps to its
+    error message.
     """
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise ValueError(f"unknown backends {sorted(unknown)}: choose from {BACKENDS}")
+    now = CLOCKS[clock]
     images = depth_graph.example_input(graph, batch, height, width)
     results: dict[str, float | str] = {}
     runners: dict[str, Callable[[torch.Tensor], object]] = {}
@@ -227,17 +232,18 @@ def time_inference(graph: depth_graph.DepthGraph, height: int, width: int, batch
                 results[name] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         for _ in range(runs):
             for name, runner in runners.items():
-                start = time.perf_counter()
+                start = now()
                 runner(images)
-                times[name].append(time.perf_counter() - start)
+                times[name].append(now() - start)
     for name in runners:
         results[name] = 1000 * statistics.median(times[name]) / batch
     return {name: results[name] for name in backends}
 
 
-def format_timing(results: dict[str, float | str], height: int, width: int, batch: int) -> str:
+def format_timing(results: dict[str, float | str], height: int, width: int, batch: int, clock: str = "wall") -> str:
     """A Markdown table of ``time_inference``'s results."""
-    lines = [f"| backend ({height}x{width}, batch {batch}, {torch.get_num_threads()} threads) | ms / image |",
+    unit = "ms / image" if clock == "wall" else "CPU ms / image"
+    lines = [f"| backend ({height}x{width}, batch {batch}, {torch.get_num_threads()} threads) | {unit} |",
              "|---|---|"]
     lines += [f"| {name} | {value:.1f} |" if isinstance(value, float) else f"| {name} | {value} |"
               for name, value in results.items()]

@@ -253,6 +253,9 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
     with pytest.raises(SystemExit):
         export_model.main(["--load_weights_folder", folders["baseline"], "--height", "100"])
     assert "height must be a positive multiple of 32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export_model.main(["--load_weights_folder", folders["baseline"], "--threads", "0"])
+    assert "--threads must be positive" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     with pytest.raises(ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"):
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
@@ -287,6 +290,8 @@ def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_f
     assert failed["TorchScript"].startswith("failed: MissingFileError")  # reported, not raised
     with pytest.raises(ValueError, match="unknown backends"):
         deploy_export.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
+    cpu = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, backends=("PyTorch eager",), clock="cpu")
+    assert cpu["PyTorch eager"] > 0 and "CPU ms / image" in deploy_export.format_timing(cpu, HEIGHT, WIDTH, 1, "cpu")
 
 
 def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torchscript_files, onnx_files,

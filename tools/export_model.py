@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from typing import Sequence
+
+import torch
 
 import options
 import utils
@@ -52,10 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--time", action="store_true",
                         help="print ms/image of PyTorch eager, torch.compile, torch.export, TorchScript and onnxruntime")
     parser.add_argument("--time_runs", type=int, default=export.TIMING_RUNS, help="timed runs (the median is reported)")
+    parser.add_argument("--time_backends", nargs="+", choices=export.BACKENDS, default=list(export.BACKENDS),
+                        metavar="BACKEND", help=f"backends to time: {', '.join(export.BACKENDS)}")
+    parser.add_argument("--time_clock", choices=list(export.CLOCKS), default="wall",
+                        help="wall clock, or this process's CPU time (on a machine shared with other jobs)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of PyTorch and onnxruntime (default: PyTorch's default)")
     opts = parser.parse_args(argv)
     utils.setup_logging()
     if opts.format != "onnx" and (opts.opset is not None or opts.onnx_exporter != "torchscript"):
         parser.error(f"--opset and --onnx_exporter are for --format onnx, not {opts.format}")
+    if opts.threads is not None:
+        if opts.threads < 1:
+            parser.error(f"--threads must be positive, got {opts.threads}")
+        torch.set_num_threads(opts.threads)
 
     try:
         graph, spec = depth_graph.load_graph(opts.load_weights_folder, "cpu", opts.input_type, opts.depth,
@@ -71,12 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     metadata = depth_graph.graph_metadata(graph, spec, height, width, opts.dynamic_size or opts.format == "torchscript")
     example = depth_graph.example_input(graph, 1, height, width)
     with utils.atomic_write(path) as tmp:  # a file that fails the check is not left at ``path``
+        wall, cpu = time.perf_counter(), time.process_time()
         if opts.format == "onnx":
             export.export_onnx(graph, tmp, example, metadata, opts.dynamic_size, opts.opset, opts.onnx_exporter)
         elif opts.format == "export":
             export.export_program(graph, tmp, example, metadata, opts.dynamic_size)
         else:
             export.export_torchscript(graph, tmp, example, metadata)
+        logger.info("exported in %.1f s (%.1f s of CPU time)", time.perf_counter() - wall, time.process_time() - cpu)
         if not opts.no_check:
             worst = export.compare_with_pytorch(graph, tmp, opts.format, height, width)
             logger.info("matches PyTorch at batch sizes %s: worst error %s of the tolerance (rtol %g, atol %g)",
@@ -86,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 opts.input_type, ", ".join(graph.output_names))
     if opts.time:
         backend = {fmt: name for name, fmt in export.BACKEND_FORMATS.items()}[opts.format]
-        results = export.time_inference(graph, height, width, runs=opts.time_runs, files={backend: path})
-        print(export.format_timing(results, height, width, 1))
+        results = export.time_inference(graph, height, width, runs=opts.time_runs, files={backend: path},
+                                        backends=opts.time_backends, clock=opts.time_clock)
+        print(export.format_timing(results, height, width, 1, opts.time_clock))
     return 0
 
 
