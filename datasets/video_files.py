@@ -13,6 +13,7 @@ import importlib
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from types import ModuleType
@@ -68,7 +69,7 @@ class VideoInfo:
 
 
 def _fail(path: str, err: Exception) -> InputError:
-    text = str(err).replace(f": '{path}'", "").strip() or type(err).__name__
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(err).replace(f": '{path}'", "").strip()) or type(err).__name__
     return InputError(f"{path}: cannot decode the video ({text})")
 
 
