@@ -25,7 +25,7 @@ import layers
 import splits
 import utils
 from checkpoints import model_folder
-from datasets import KITTIBenchmarkTestDataset, KITTIRAWDataset, read_split
+from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
 from deploy import depth_graph
 from evaluation.ground_truth import ground_truth_path, load_ground_truth
 
@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_eval", action="store_true", help="only predict (and save)")
     parser.add_argument("--output_json", default=None, help="metrics file (default: <folder>/metrics_<split>.json)")
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
+    parser.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
+                        help="layout of --data_path (folders: your own sequences, docs/own_data.md)")
     parser.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
     parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -106,9 +108,9 @@ def predict_disparities(encoder: torch.nn.Module, decoder: torch.nn.Module, load
 
 
 def test_loader(data_path: str, test_file: str, spec: model_folder.ModelSpec, benchmark: bool, img_ext: str,
-                batch_size: int, num_workers: int) -> DataLoader:
-    """Frames of a test split at the model's size, in file order."""
-    dataset_class = KITTIBenchmarkTestDataset if benchmark else KITTIRAWDataset
+                batch_size: int, num_workers: int, dataset: str = "kitti") -> DataLoader:
+    """Frames of a test split at the model's size, in file order (``dataset``: a --dataset layout)."""
+    dataset_class = KITTIBenchmarkTestDataset if benchmark else DATASETS[dataset]
     dataset = dataset_class(data_path, read_split(test_file), spec.height, spec.width, [0], 1, is_train=False,
                             img_ext=img_ext, load_depth=False)
     return DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
@@ -164,7 +166,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
                     opts.load_weights_folder, spec.layout, spec.num_layers, spec.height, spec.width, spec.semantics,
                     list(spec.cma_layers))
         loader = test_loader(opts.data_path, test_file, spec, benchmark, opts.img_ext, opts.batch_size,
-                             opts.num_workers)
+                             opts.num_workers, opts.dataset)
         pred_disps = predict_disparities(encoder, decoder, loader, spec, device, opts.post_process)
         out_dir = opts.load_weights_folder
     else:

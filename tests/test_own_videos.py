@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import evaluate_depth
 import options
 import predict
 import utils
@@ -289,11 +290,11 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
                                     "--num_workers", "0", "--num_overlays", "0"]) == 0
     labels = [f for f in all_files(os.path.join(data, "segmentation")) if f.endswith(".png")]
     assert len(labels) == 2 * 2 * FRAMES and os.path.join("drive_01", "right", "0000000006.png") in labels
-    # 3. splits: drive_02 held out whole; frames 1..5 have both neighbours, cameras in turn
-    assert prepare_sequences.main(["--data_path", data, "--num_workers", "0"]) == 0
+    # 3. splits: frames 1..5 have both neighbours, cameras in turn; drive_02 is the test sequence (ground truth)
+    assert prepare_sequences.main(["--data_path", data, "--test_sequences", "drive_02", "--num_workers", "0"]) == 0
     assert open(os.path.join(data, "splits", "train_files.txt")).read().split("\n")[:-1] == \
         ["drive_01 1 r", "drive_01 2 l", "drive_01 3 r", "drive_01 4 l", "drive_01 5 r"]
-    assert "drive_02" in open(os.path.join(data, "splits", "val_files.txt")).read()
+    assert len(open(os.path.join(data, "splits", "test_files.txt")).readlines()) == FRAMES
     # 4. a short training run that reads the labels (the semantic loss: the cheapest configuration with labels)
     opts = options.parse_args(["--dataset", "folders", "--data_path", data, "--split", os.path.join(data, "splits"),
                                "--config", "semantics", "--height", "64", "--width", "192", "--batch_size", "2",
@@ -302,6 +303,13 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     trainer = Trainer(opts)
     trainer.train()
     assert trainer.step == 2
+    # ... evaluated against the generator's dense depth of the held-out drive (Monodepth2's protocol)
+    metrics_file = str(tmp_path / "metrics.json")
+    assert evaluate_depth.main(["--dataset", "folders", "--data_path", data, "--eval_split", os.path.join(data, "splits"),
+                                "--gt_depths", os.path.join(videos, "drive_02_depth.npz"), "--load_weights_folder",
+                                trainer.last_model_folder, "--num_workers", "0", "--output_json", metrics_file]) == 0
+    result = json.load(open(metrics_file))
+    assert result["frames"] == FRAMES and 0 < result["metrics"]["abs_rel"] < 1
     # 5. a depth video of the 30 fps video at 10 fps, side by side with the input and the segmentation overlay
     out = str(tmp_path / "predicted")
     assert predict.main(["--load_weights_folder", trainer.last_model_folder, "--image_path", video, "--output_dir", out,
