@@ -156,14 +156,14 @@ def warnings_of(report: SequenceReport) -> list[str]:
 # -- output --------------------------------------------------------------------------------------
 def report_table(reports: Sequence[SequenceReport]) -> str:
     """The per-sequence table that the command prints."""
-    header = (f"{'sequence':<20}{'frames':>7}  {'size':<10}{'fx/W':>6}{'fy/H':>7}{'cx/W':>6}{'cy/H':>6}"
+    header = (f"{'sequence':<20}{'frames':>7}  {'size':<10}{'cams':>4}{'fx/W':>7}{'fy/H':>7}{'cx/W':>6}{'cy/H':>6}"
               f"{'static':>8}{'jumps':>6}  {'split':<6}{'lines':>6}")
     rows = [header]
     for report in reports:
         d = report.as_dict()
         K = d["K_normalised"]
-        size = f"{d['width']}x{d['height']}" + ("x2" if d["stereo"] else "")
-        rows.append(f"{report.sequence.name:<20}{d['frames']:>7}  {size:<10}{K['fx']:>6.3f}{K['fy']:>7.3f}"
+        size, cams = f"{d['width']}x{d['height']}", 2 if d["stereo"] else 1
+        rows.append(f"{report.sequence.name:<20}{d['frames']:>7}  {size:<10}{cams:>4}{K['fx']:>7.3f}{K['fy']:>7.3f}"
                     f"{K['cx']:>6.3f}{K['cy']:>6.3f}{d['static_share']:>8.1%}{d['jumps']:>6}  {d['role']:<6}"
                     f"{d['lines']:>6}")
     return "\n".join(rows)
