@@ -199,11 +199,14 @@ def frame_writer(opts: argparse.Namespace, plan: Plan):
         image = Image.fromarray(rgb[y:y + h, x:x + w])
         if (w, h) != (plan.width, plan.height):
             image = image.resize((plan.width, plan.height), RESIZE_FILTER)
-        with utils.atomic_write(path) as tmp:
-            if opts.ext == "jpg":
-                image.save(tmp, format="JPEG", quality=opts.jpeg_quality)
-            else:
-                image.save(tmp, format="PNG")
+        try:
+            with utils.atomic_write(path) as tmp:
+                if opts.ext == "jpg":
+                    image.save(tmp, format="JPEG", quality=opts.jpeg_quality)
+                else:
+                    image.save(tmp, format="PNG")
+        except OSError as err:  # a full or read-only disk: the folder stays marked incomplete, a rerun resumes
+            raise utils.ProjectError(f"{path}: cannot write the frame ({err.strerror or err})") from None
     return write
 
 
@@ -353,10 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             record = import_one(plan, opts)
         except utils.DependencyError:
             raise
-        except utils.ProjectError as err:
+        except (utils.ProjectError, OSError) as err:  # OSError: a folder or file that cannot be written
+            message = str(err) if isinstance(err, utils.ProjectError) else f"{video}: {err}"
             if len(videos) > 1:  # one video: its error is the command's one line
-                logger.error("%s", err)
-            failures.append(str(err))
+                logger.error("%s", message)
+            failures.append(message)
             continue
         summaries.append(summary_line(plan, record, opts))
     for line in summaries:
