@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -333,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stem = output_stem(video, opts.output_dir)
         info = probe(video)
         fps = opts.fps or info.fps or FRAMES_FPS
-        total = info.expected_frames if opts.fps is None or not info.fps else None
+        total = info.expected_frames
+        if total is not None and opts.fps is not None and info.fps:
+            total = math.ceil(total * min(1.0, opts.fps / info.fps))
         count = predict_video(predictor, video_frames(video, stem, opts.fps), stem + VIDEO_SUFFIX, fps, opts.panels,
                               opts.batch_size, opts.depth_scale, opts.save_npy, total)
         logger.info("wrote %s (%d frames)", stem + VIDEO_SUFFIX, count)
