@@ -72,9 +72,10 @@ def check_resume_target(run_path: str, checkpoint: str, contents: list[str]) -> 
     same = [p for p in own if os.path.realpath(p) == os.path.realpath(checkpoint)]
     later = [os.path.basename(p) for p in own if training_state.step_of(p) > (training_state.step_of(checkpoint) or -1)]
     if not same or later:
-        why = f"its checkpoints go further ({_listing(later)})" if same else f"holds another run ({_listing(contents)})"
-        raise InputError(f"--resume {checkpoint}: {run_path} {why}; resume into a new folder with another "
-                         f"--model_name (the run in {run_path} stays as it is)")
+        why = (f"the run in {run_path} goes further ({_listing(later)})" if same
+               else f"{run_path} holds another run ({_listing(contents)})")
+        raise InputError(f"--resume {checkpoint}: {why}; resume into a new folder with another --model_name (the "
+                         f"run in {run_path} stays as it is)")
 
 
 def check_contents(run_path: str, opts: argparse.Namespace) -> None:
