@@ -272,16 +272,16 @@ class Trainer:
         outputs, losses = self.forward(batch, with_outputs=log_now or not isinstance(self.net, nn.DataParallel))
         bad, self.stop_agreed = self.agree(self.nonfinite_forward(losses["loss"], outputs))
         outputs = outputs if log_now else {}
-        problem = self.forward_problem(losses["loss"]) if bad else None
-        if not bad:
+        if bad:
+            self.skip_nonfinite_step(self.forward_problem(losses["loss"]))
+        else:
             self.optimizer.zero_grad(set_to_none=True)
             self.acceleration.backward(losses["loss"])
-            problem = None if self.gradients_finite() else "a gradient"
-        if problem is None:
-            self.acceleration.step(self.optimizer)
-            self.nonfinite_in_row = 0
-        else:
-            self.skip_nonfinite_step(problem)
+            if self.gradients_finite():
+                self.acceleration.step(self.optimizer)
+                self.nonfinite_in_row = 0
+            else:
+                self.skip_nonfinite_step("a gradient")
         self.window_samples += self.opts.batch_size
         if log_now:
             self.log_step(batch, outputs, losses)
@@ -580,7 +580,8 @@ class Trainer:
         """Write ``models/weights_{epoch}`` (``_best`` when the validation loss is the lowest so far)."""
         name = f"weights_{self.epoch}" + ("_best" if best else "")
         folder = os.path.join(self.log_path, "models", name)
-        model_folder.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch, self.step)
+        with self.writing(folder):
+            model_folder.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch, self.step)
         self.last_model_folder = folder
         logger.info("saved %s", folder)
         return folder
