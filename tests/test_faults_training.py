@@ -22,6 +22,7 @@ import utils
 from checkpoints import files, model_folder, training_state
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
+import test_reliability
 from tb_reader import read_run
 from test_reliability import finish, run_args, start
 from trainer import Trainer
@@ -29,20 +30,7 @@ from training import signals
 
 CORRUPT_BYTES = 4096
 
-
-@pytest.fixture()
-def tiny(tmp_path):
-    return make_tiny_kitti(str(tmp_path / "data"), exts=("png",))
-
-
-@pytest.fixture()
-def in_process():
-    """Training in this process: one thread (two oversubscribe a busy 2-core machine), settings restored."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
+tiny, in_process = test_reliability.tiny, test_reliability.in_process  # the same fixtures
 
 
 @pytest.fixture(scope="module")
