@@ -9,6 +9,7 @@ unchecked). Files are read with ``weights_only=True``: a checkpoint can never ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -78,7 +79,8 @@ def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argpars
 def check_folder(folder: str) -> None:
     """Raise CheckpointError when ``folder`` is not there (after restoring it if a kill cut its replacement short)."""
     if not os.path.isdir(folder):
-        utils.recover_folder(folder)
+        with contextlib.suppress(OSError):  # e.g. a read-only copy: then it stays missing
+            utils.recover_folder(folder)
     if not os.path.isdir(folder):
         raise CheckpointError(f"model folder {folder} not found")
 
