@@ -163,15 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="networks to load from --load_weights_folder")
 
     g = parser.add_argument_group("resuming and robustness")
-    g.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CHECKPOINT",
-                   help="continue from the newest complete checkpoint of the run (or from CHECKPOINT); "
-                        "without one yet, start fresh")
+    fresh_or_not = g.add_mutually_exclusive_group()
+    fresh_or_not.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CHECKPOINT",
+                              help="continue the run from its newest checkpoint that loads (or from CHECKPOINT); "
+                                   "without any checkpoint yet, start fresh")
+    fresh_or_not.add_argument("--overwrite", action="store_true",
+                              help="start a fresh run in a run folder that holds one: the earlier run's files are "
+                                   "moved to <model_name>.replaced-<time> beside it (nothing is deleted)")
     g.add_argument("--checkpoint_every", type=int, default=0,
                    help="steps between training-state checkpoints (0: only after each epoch and on a stop signal)")
     g.add_argument("--keep_checkpoints", type=int, default=3, help="training-state checkpoints kept (the newest)")
     g.add_argument("--max_nonfinite_steps", type=int, default=10,
                    help="steps with a non-finite loss are skipped; stop after this many in a row")
-    g.add_argument("--debug_signal_after_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: SIGTERM to self
 
     g = parser.add_argument_group("demo")
     g.add_argument("--demo", action="store_true",
@@ -250,10 +253,20 @@ def save_options(opts: argparse.Namespace, path: str) -> None:
         json.dump(vars(opts), f, indent=2, sort_keys=True)
 
 
+def read_options_file(path: str) -> dict:
+    """The dict of an options file written by ``save_options``; InputError naming the file when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        raise utils.InputError(f"{path}: not a readable options file ({err})") from err
+    if not isinstance(saved, dict):
+        raise utils.InputError(f"{path}: not an options file (a JSON {type(saved).__name__}, not an object)")
+    return saved
+
+
 def load_options(path: str) -> argparse.Namespace:
     """Options saved by ``save_options``, completed with today's defaults for options added since."""
-    with open(path) as f:
-        saved = json.load(f)
     opts = build_parser().parse_args([])
-    vars(opts).update(saved)
+    vars(opts).update(read_options_file(path))
     return opts
