@@ -260,28 +260,33 @@ class Trainer:
             return iter(self.train_loader)
 
     def train_step(self, inputs: dict) -> None:
-        """Forward, the non-finite guard, backward, the optimizer step, and logging.
+        """Forward, backward, the non-finite guard, the optimizer step, and logging.
 
-        The guard comes before anything that breaks on non-finite values: a step whose loss or
-        sampling grids are not finite gets no backward pass (grid_sample's CPU backward crashes on
-        NaN coordinates, pytorch/pytorch#24823), one whose gradients are not finite no update (so the
-        weights stay finite). The grids are checked where the model returns them (not under DataParallel).
+        A step whose loss, sampling grids or gradients are not finite gets no update, so the weights
+        stay finite. Off CUDA the loss and grids are checked before the backward pass, which they
+        would crash (grid_sample's CPU backward segfaults on NaN coordinates, pytorch/pytorch#24823);
+        on CUDA, whose kernel clamps NaN coordinates, one check after it covers all three (one host
+        read per step). The grids are checked where the model returns them (not under DataParallel).
         """
         log_now = self.step % self.opts.log_frequency == 0 and self.runtime.is_main
         batch = self.prepare_batch(inputs)
         outputs, losses = self.forward(batch, with_outputs=log_now or not isinstance(self.net, nn.DataParallel))
-        bad, self.stop_agreed = self.agree(self.nonfinite_forward(losses["loss"], outputs))
+        forward_bad = self.nonfinite_forward(losses["loss"], outputs)
         outputs = outputs if log_now else {}
-        if bad:
-            self.skip_nonfinite_step(self.forward_problem(losses["loss"]))
-        else:
+        check_before_backward = self.device.type != "cuda"
+        if check_before_backward:
+            bad, self.stop_agreed = self.agree(forward_bad)
+            if bad:
+                self.skip_nonfinite_step(self.forward_problem(losses["loss"]))
+        if not (check_before_backward and bad):
             self.optimizer.zero_grad(set_to_none=True)
             self.acceleration.backward(losses["loss"])
-            if self.gradients_finite():
+            bad, self.stop_agreed = self.agree(forward_bad | self.nonfinite_gradients())
+            if bad:
+                self.skip_nonfinite_step(self.forward_problem(losses["loss"]) if bool(forward_bad) else "a gradient")
+            else:
                 self.acceleration.step(self.optimizer)
                 self.nonfinite_in_row = 0
-            else:
-                self.skip_nonfinite_step("a gradient")
         self.window_samples += self.opts.batch_size
         if log_now:
             self.log_step(batch, outputs, losses)
@@ -354,13 +359,13 @@ class Trainer:
         """Whether a stop signal reached any process (asked again at the end of an epoch)."""
         return self.agree(torch.zeros((), dtype=torch.bool, device=self.device))[1]
 
-    def gradients_finite(self) -> bool:
-        """Whether every gradient is finite (their largest magnitude; identical on every DDP process).
-        Under fp16 autocast the gradient scaler makes this check itself, and skips."""
+    def nonfinite_gradients(self) -> torch.Tensor:
+        """Whether a gradient is not finite (a bool on the device; identical on every DDP process).
+        Under fp16 autocast the gradient scaler makes this check itself: always False there."""
         if self.acceleration.scaler.is_enabled():
-            return True
+            return torch.zeros((), dtype=torch.bool, device=self.device)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf)))
+        return ~torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
 
     def skip_nonfinite_step(self, problem: str) -> None:
         """Count a step with non-finite values; the weights and the optimizer's state stay as they were."""
