@@ -27,6 +27,7 @@ CONFIGS: dict[str, dict] = {
 }
 SCALE_WEIGHTINGS = ("fsre", "monodepth2")
 RESUME_LATEST = "latest"  # --resume without a path
+NETWORK_NAMES = ("encoder", "decoder", "pose_encoder", "pose")  # FSREModel.networks(): the files of a model folder
 MAX_SEED = 2 ** 62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
 
 
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num_log_images", type=non_negative_int, default=4, help="images per TensorBoard figure")
     g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
     g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
-    g.add_argument("--models_to_load", nargs="+", default=["encoder", "decoder", "pose_encoder", "pose"],
+    g.add_argument("--models_to_load", nargs="+", default=list(NETWORK_NAMES), choices=NETWORK_NAMES,
                    help="networks to load from --load_weights_folder")
 
     g = parser.add_argument_group("resuming and robustness")

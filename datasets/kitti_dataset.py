@@ -11,7 +11,7 @@ from . import kitti_utils
 from .kitti_utils import CAMERA_OF_SIDE, generate_depth_map
 
 CALIBRATION_FILES = ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")  # read by generate_depth_map
-from .mono_dataset import MonoDataset, open_image
+from .mono_dataset import MonoDataset, SplitEntry, open_image
 
 DEPTH_PNG_SCALE = 256.0  # KITTI depth-benchmark PNGs store depth x 256 as uint16
 
@@ -51,6 +51,11 @@ class KITTIRAWDataset(MonoDataset):
 
 class KITTIOdomDataset(MonoDataset):
     """KITTI odometry: ``sequences/<seq:02d>/image_{2,3}/<frame:06d>.<ext>`` (no ground-truth depth)."""
+
+    def entry_problem(self, entry: SplitEntry) -> str | None:
+        if not entry.folder.isdigit():
+            return f"names folder {entry.folder!r}: the odometry layout (--dataset kitti_odom) needs a sequence number"
+        return super().entry_problem(entry)
 
     def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
         filename = f"{frame_index:06d}{self.img_ext}"

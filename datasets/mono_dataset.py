@@ -227,15 +227,21 @@ class MonoDataset(data.Dataset):
         return label_path_of(self.get_image_path(folder, frame_index, side), self.data_path, self.seg_path)
 
     # -- loading -----------------------------------------------------------------------------
-    def entry(self, index: int) -> SplitEntry:
-        """The split entry of item ``index``; InputError when it lacks the side this layout needs.
+    def entry_problem(self, entry: SplitEntry) -> str | None:
+        """Why this layout cannot read a split entry (e.g. no side where it needs one), or None."""
+        if self.NEEDS_SIDE and entry.side is None:
+            return "names no side: expected 'folder frame_index side' (side l or r)"
+        return None
 
-        (Split files read with ``read_split(path, need_side=True)`` fail earlier, naming file:line.)
+    def entry(self, index: int) -> SplitEntry:
+        """The split entry of item ``index``; InputError naming the split line when this layout cannot read it.
+
+        (The input check names the file and line first: ``training.input_checks``.)
         """
         entry = self.entries[index]
-        if self.NEEDS_SIDE and entry.side is None:
-            raise InputError(f"split line {index + 1} ({self.filenames[index].strip()!r}) names no side: "
-                             "expected 'folder frame_index side' (side l or r)")
+        problem = self.entry_problem(entry)
+        if problem:
+            raise InputError(f"split line {index + 1} ({self.filenames[index].strip()!r}) {problem}")
         return entry
 
     def frame_path(self, entry: SplitEntry, frame_id) -> str:

@@ -259,6 +259,8 @@ def test_the_converter_refuses_to_overwrite_its_input_and_needs_an_output(tmp_pa
     ("--scales 0 1 1", "--scales lists 1 more than once, got [0, 1, 1]"),
     ("--frame_ids 0 -1 -1", "--frame_ids lists -1 more than once, got [0, -1, -1]"),
     ("--sgt_levels 3 3 2", "--sgt_levels lists 3 more than once, got [3, 3, 2]"),
+    ("--models_to_load encoder depth", "argument --models_to_load: invalid choice: 'depth' (choose from 'encoder', "
+                                       "'decoder', 'pose_encoder', 'pose')"),  # Monodepth2's name: was ignored
 ])
 def test_training_options_that_make_no_sense_are_refused(tmp_path, capsys, argv, message):
     assert option_error(capsys, train.main, [*argv.split(), "--log_dir", str(tmp_path / "logs")]) == message
@@ -390,6 +392,13 @@ def test_a_malformed_test_split_line_is_named_by_evaluation_and_export(tiny, tmp
     assert message == f"{splits_dir}/eigen/test_files.txt:2: expected 'folder frame_index side' (side l or r), " \
                       f"got '{DRIVE} 2'"
     assert files_under(tmp_path) == before
+
+
+def test_a_split_of_another_layout_is_named_by_file_and_line(tiny, tmp_path, capsys):
+    message = command_error(capsys, train.main, train_args(tiny, tmp_path, "--dataset", "kitti_odom"))
+    assert message == f"{tiny.split_dir}/train_files.txt:1: '{DRIVE} 1 l' names folder '{DRIVE}': the odometry " \
+                      f"layout (--dataset kitti_odom) needs a sequence number"
+    no_run_written(tmp_path)
 
 
 def test_a_data_path_that_is_a_file_is_named(tiny, tmp_path, capsys):

@@ -73,6 +73,9 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
     missing: list[tuple[str, int]] = []
     exists: dict[str, bool] = {}  # neighbouring frames and calibration files are shared by many lines
     for index, (number, line) in enumerate(numbered):
+        problem = dataset.entry_problem(dataset.entries[index])
+        if problem:
+            raise InputError(f"{split_file}:{number}: {line.strip()!r} {problem}")
         files = dataset.required_files(index)
         entry = dataset.entries[index]
         label = dataset.label_path(entry.folder, entry.frame_index, entry.side) if dataset.load_labels else None
