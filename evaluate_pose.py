@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     poses_file = os.path.join(opts.data_path, "poses", f"{POSE_SPLITS[opts.eval_split]:02d}.txt")
     gt_local = local_ground_truth(poses_file)  # checked before predicting
-    num_pairs = len(read_split(test_file, KITTIOdomDataset.NEEDS_SIDE))
+    num_pairs = len(read_split(test_file, KITTIOdomDataset.NEEDS_SIDE, need_lines=True))
     if num_pairs != len(gt_local):
         raise utils.InputError(f"{poses_file} holds {len(gt_local) + 1} poses but {test_file} lists {num_pairs} "
                                f"frame pairs (one pose more than pairs expected)")

@@ -77,10 +77,11 @@ def parse_split_line(line: str, where: str = "split line", need_side: bool = Fal
     return SplitEntry(parts[0], frame_index, side)
 
 
-def read_split_numbered(path: str, need_side: bool = False) -> list[tuple[int, str]]:
+def read_split_numbered(path: str, need_side: bool = False, need_lines: bool = False) -> list[tuple[int, str]]:
     """(line number, line) of a split file's non-blank lines, each checked by ``parse_split_line``.
 
-    A missing file, a folder, a file that is not text or one without a line raises InputError naming it.
+    A missing file, a folder, a file that is not text (or, with ``need_lines``, one without a line)
+    raises InputError naming it.
     """
     if os.path.isdir(path):
         raise InputError(f"split file {path} is a folder")
@@ -98,7 +99,7 @@ def read_split_numbered(path: str, need_side: bool = False) -> list[tuple[int, s
         if line.strip():
             parse_split_line(line, f"{path}:{number}", need_side)
             kept.append((number, line))
-    if not kept:
+    if need_lines and not kept:
         raise InputError(f"split file {path} lists no frames (it is empty)")
     return kept
 
@@ -110,9 +111,9 @@ def label_path_of(image_path: str, data_path: str, seg_path: str) -> str:
     return os.path.splitext(os.path.join(seg_path, *parts))[0] + ".png"
 
 
-def read_split(path: str, need_side: bool = False) -> list[str]:
+def read_split(path: str, need_side: bool = False, need_lines: bool = False) -> list[str]:
     """Lines of a split file (blank lines dropped), each checked by ``parse_split_line``."""
-    return [line for _, line in read_split_numbered(path, need_side)]
+    return [line for _, line in read_split_numbered(path, need_side, need_lines)]
 
 
 def open_image(path: str) -> Image.Image:

@@ -197,7 +197,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     name = split_name(opts.eval_split)
     benchmark = opts.eval_split == "benchmark"
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
-    num_lines = len(read_split(test_file, test_dataset_class(benchmark).NEEDS_SIDE))
+    num_lines = len(read_split(test_file, test_dataset_class(benchmark).NEEDS_SIDE, need_lines=True))
     device = utils.pick_device(opts.device)
 
     pred_disps = None

@@ -61,7 +61,7 @@ def export(data_path: str, split: str, test_file: str, output_path: str) -> int:
     if not os.path.isdir(data_path):
         raise utils.MissingFileError(f"--data_path {data_path} is not a folder")
     read = velodyne_ground_truth if split == "eigen" else benchmark_ground_truth
-    numbered = read_split_numbered(test_file, need_side=True)
+    numbered = read_split_numbered(test_file, need_side=True, need_lines=True)
     maps = []
     for number, line in tqdm(numbered, desc=f"ground truth of {split}", unit="frame"):
         entry = parse_split_line(line, f"{test_file}:{number}")

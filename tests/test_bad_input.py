@@ -26,6 +26,8 @@ from tools import benchmark, evaluate_per_class, prepare_kitti
 
 PNG_SIGNATURE_BYTES = 8
 IHDR_OFFSET = PNG_SIGNATURE_BYTES + 8  # the IHDR chunk's data, after its length and type
+GOOD_DISPS = np.full((2, 4, 4), 0.5, np.float32)  # predictions and ground truth of a 2-line test split
+GOOD_MAPS = [np.full((4, 4), 2.0, np.float32)] * 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,24 +359,38 @@ def test_a_line_without_a_side_is_named_by_the_loader_when_the_input_check_is_of
     assert message == f"split line 2 ('{DRIVE} 2') names no side: expected 'folder frame_index side' (side l or r)"
 
 
-@pytest.mark.parametrize("case", ["empty", "folder", "binary", "val_folder", "val_empty"])
-def test_a_split_file_that_is_empty_a_folder_or_not_text_is_named(tiny, tmp_path, capsys, case):
+@pytest.mark.parametrize("case", ["folder", "binary", "val_folder"])
+def test_a_split_file_that_is_a_folder_or_not_text_is_named(tiny, tmp_path, capsys, case):
     good = [f"{DRIVE} 1 l", f"{DRIVE} 2 l"]
-    split = split_folder(tmp_path, [] if case == "empty" else good, [] if case == "val_empty" else good)
+    split = split_folder(tmp_path, good, good)
     bad = os.path.join(split, "val_files.txt" if case.startswith("val") else "train_files.txt")
     if case.endswith("folder"):
         os.remove(bad)
         os.mkdir(bad)
-    if case == "binary":
+    else:
         with open(bad, "wb") as f:
             f.write(b"\xff\xfe\x00 not text\n")
     message = command_error(capsys, train.main, train_args(tiny, tmp_path, "--split", split))
-    assert message == {"empty": f"split file {bad} lists no frames (it is empty)",
-                       "val_empty": f"split file {bad} lists no frames (it is empty)",
-                       "folder": f"custom split folder {split} has no train_files.txt",
-                       "val_folder": f"split file {bad} is a folder",
+    assert message == {"folder": f"custom split folder {split} has no train_files.txt",
+                       "val_folder": f"split file {bad} is a folder",  # was skipped: training without validation
                        "binary": f"split file {bad} is not a text file (invalid start byte at byte 0)"}[case]
     no_run_written(tmp_path)
+
+
+def test_an_empty_test_split_is_named_by_evaluation_and_export(tiny, tmp_path, capsys):
+    split = write_test_split(tmp_path, [], GOOD_MAPS)
+    np.save(tmp_path / "disps.npy", np.zeros((0, 4, 4), np.float32))
+    expected = f"split file {split}/test_files.txt lists no frames (it is empty)"
+    assert command_error(capsys, evaluate_depth.main, ["--eval_split", str(split), "--ext_disp_to_eval",
+                                                       str(tmp_path / "disps.npy")]) == expected
+    splits_dir = tmp_path / "splits"
+    (splits_dir / "eigen").mkdir(parents=True)
+    (splits_dir / "eigen" / "test_files.txt").write_text("\n")
+    assert command_error(capsys, export_gt_depth.main, ["--data_path", tiny.data_path, "--split", "eigen",
+                                                        "--splits_dir", str(splits_dir), "--output_dir",
+                                                        str(tmp_path / "gt")]) == \
+        f"split file {splits_dir}/eigen/test_files.txt lists no frames (it is empty)"
+    assert not (tmp_path / "gt").exists()
 
 
 def test_a_malformed_test_split_line_is_named_by_evaluation_and_export(tiny, tmp_path, capsys):
@@ -506,9 +522,6 @@ def evaluation_error(tmp_path, capsys, gt_maps, disps, *extra, main=evaluate_dep
     assert files_under(tmp_path) == before
     return message, split
 
-
-GOOD_DISPS = np.full((2, 4, 4), 0.5, np.float32)
-GOOD_MAPS = [np.full((4, 4), 2.0, np.float32)] * 2
 
 
 @pytest.mark.parametrize("count", [1, 3])

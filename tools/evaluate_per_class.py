@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = utils.pick_device(opts.device)
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     gt_file = ground_truth_file(opts.gt_depths, opts.eval_split)
-    lines = read_split(test_file, KITTIRAWDataset.NEEDS_SIDE)
+    lines = read_split(test_file, KITTIRAWDataset.NEEDS_SIDE, need_lines=True)
     gt_depths = load_ground_truth(gt_file, len(lines), test_file)
     labels_dataset = KITTIRAWDataset(opts.data_path, lines, 32, 32, [0], 1, seg_path=opts.seg_path,
                                      load_depth=False)
