@@ -6,6 +6,7 @@ errors print ``error: <message>`` to stderr and exit with ``EXIT_ERROR``, withou
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import itertools
@@ -115,13 +116,33 @@ class Runtime:
         return self.rank == 0
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what --device may name (torch parses many more that cannot train)
+
+
+def device_option(value: str) -> str:
+    """argparse type of every command's ``--device``: cpu, cuda, cuda:N or mps (availability: ``pick_device``)."""
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """The device a command runs on: the one named (checked), else CUDA when available, else the CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
-    return torch.device(device)
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"numbered from 0")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: no MPS device is available here (use --device cpu)")
+    return chosen
 
 
 def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str | None = None) -> Runtime:
