@@ -227,16 +227,15 @@ class Trainer:
 
     def run_epoch(self) -> None:
         """One pass over the training data (a resumed epoch skips the batches done), then the epoch's end."""
-        bar = self.start_epoch()
-        for inputs in self.epoch_batches():
-            self.train_step(inputs)
-            bar.update(self.opts.batch_size)
-            self.step += 1
-            self.batch_in_epoch += 1
-            self.after_step()
-            if self.step >= self.total_steps:
-                break
-        bar.close()
+        with self.start_epoch() as bar:
+            for inputs in self.epoch_batches():
+                self.train_step(inputs)
+                bar.update(self.opts.batch_size)
+                self.step += 1
+                self.batch_in_epoch += 1
+                self.after_step()
+                if self.step >= self.total_steps:
+                    break
         self.end_epoch()
 
     # ------------------------------------------------------------------------------------------
@@ -391,7 +390,9 @@ class Trainer:
         except OSError as err:
             last = (f"the last complete training state is {self.last_state}" if self.last_state
                     else "no training state was saved yet")
-            raise TrainingError(f"cannot write {err.filename or path}: {err.strerror or err}; {last}") from err
+            problem = str(err) if isinstance(err, utils.UnwritableError) else \
+                f"cannot write {err.filename or path}: {err.strerror or err}"
+            raise TrainingError(f"{problem}; {last}") from err
 
     def resume_state(self, epoch: int, batch_in_epoch: int) -> dict:
         """Everything an exact resume needs, in types that ``torch.load(weights_only=True)`` reads."""

@@ -53,6 +53,10 @@ class MissingFileError(InputError, FileNotFoundError):
     """A file or folder that is not there (also a ``FileNotFoundError``)."""
 
 
+class UnwritableError(InputError, OSError):
+    """An output that cannot be written: a folder or file in the way, a read-only or full disk (also an ``OSError``)."""
+
+
 class DependencyError(ProjectError, ImportError):
     """An optional package that is not installed; the message says how to install it."""
 
@@ -290,13 +294,17 @@ def atomic_write(path: str) -> Iterator[str]:
 
     A reader never sees a half-written ``path``: it is the old file or the whole new one.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = temporary_path(path)
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except UnwritableError:
+        raise
+    except OSError as err:
+        raise UnwritableError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
-        if os.path.exists(tmp):
+        if os.path.isfile(tmp):
             os.remove(tmp)
 
 

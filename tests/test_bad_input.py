@@ -530,6 +530,17 @@ def test_ground_truth_of_the_wrong_length_names_the_file_and_both_counts(tmp_pat
     assert message == f"{split}/gt_depths.npz holds {count} ground-truth maps but {split}/test_files.txt lists 2 frames"
 
 
+def test_an_output_blocked_by_a_folder_is_one_line_naming_it(tmp_path, capsys):
+    split = write_test_split(tmp_path, [f"{DRIVE} 1 l", f"{DRIVE} 2 l"], [np.full((4, 4), 5.0, np.float32)] * 2)
+    np.save(tmp_path / "disps.npy", GOOD_DISPS)
+    (tmp_path / "metrics.json").mkdir()  # where the metrics should go
+    message = command_error(capsys, evaluate_depth.main, ["--eval_split", str(split), "--ext_disp_to_eval",
+                                                          str(tmp_path / "disps.npy"), "--output_json",
+                                                          str(tmp_path / "metrics.json")])
+    assert message == f"cannot write {tmp_path / 'metrics.json'}: Is a directory"
+    assert not [name for name in os.listdir(tmp_path) if utils.is_temporary(name)]
+
+
 def test_evaluate_per_class_refuses_ground_truth_of_the_wrong_length(tmp_path, capsys):
     split = write_test_split(tmp_path, [f"{DRIVE} 1 l", f"{DRIVE} 2 l"], [np.ones((4, 4), np.float32)])
     message = command_error(capsys, evaluate_per_class.main, [
