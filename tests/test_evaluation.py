@@ -109,10 +109,14 @@ def test_export_writes_one_map_per_line_and_loads_back(tmp_path):
     maps = ground_truth.load_ground_truth(str(out))
     assert len(maps) == 2 and maps[0].shape == (tiny.height, tiny.width) and maps[0].dtype == np.float32
     assert set(np.unique(maps[1])) == {0.0, 10.0}  # the fixture's wall, at the Velodyne's x
-    # Monodepth2's format (an object array under "data") reads too
+    # Monodepth2's format (an object array under "data") is never unpickled; converted once, it reads
     legacy = tmp_path / "legacy.npz"
-    np.savez_compressed(legacy, data=np.array(maps + [np.zeros((3, 3), np.float32)], dtype=object))
-    assert len(ground_truth.load_ground_truth(str(legacy))) == 3
+    np.savez_compressed(legacy, data=np.array(maps + [np.ones((3, 3), np.float32)], dtype=object))
+    with pytest.raises(utils.InputError, match="--convert_monodepth2"):
+        ground_truth.load_ground_truth(str(legacy))
+    assert ground_truth.convert_monodepth2(str(legacy), str(tmp_path / "converted.npz")) == 3
+    converted = ground_truth.load_ground_truth(str(tmp_path / "converted.npz"))
+    assert [m.tolist() for m in converted] == [m.tolist() for m in maps + [np.ones((3, 3), np.float32)]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +387,6 @@ def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
 
 
 def test_missing_ground_truth_is_one_line_naming_the_file(tmp_path, capsys):
-    import utils
     split = tmp_path / "split"
     split.mkdir()
     (split / "test_files.txt").write_text(f"{DRIVE} 1 l\n")
