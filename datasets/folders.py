@@ -22,8 +22,9 @@ The loader normalises K by each sequence's frame size (fx / W, cx / W, fy / H, c
 Monodepth2's fixed KITTI matrix is normalised, and the base class scales it to the training size;
 the stereo translation is Monodepth2's 0.1 per 0.54 m of baseline, so that 5.4 / disparity is in
 metres as for KITTI. Every sequence a split names is checked when the dataset is built: frames
-present and of one size (file headers only), intrinsics present and fitting that size, the
-neighbours each line needs inside the sequence, a complete import.
+present and of one size (file headers only), intrinsics present and fitting that size, a complete
+import. A line whose neighbours (``--frame_ids``) fall outside its sequence, or that needs a second
+camera the sequence lacks, is named by ``entry_problem`` (the input check: file and line).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 
 from utils import IMAGE_EXTENSIONS, DependencyError, InputError, MissingFileError
 
-from .mono_dataset import OTHER_SIDE, MonoDataset
+from .mono_dataset import MonoDataset, SplitEntry
 
 logger = logging.getLogger(__name__)
 
@@ -332,23 +333,29 @@ def find_sequences(data_path: str, seg_path: str | None = None) -> list[str]:
 class FoldersDataset(MonoDataset):
     """Sequences of frames in folders (see the module's docstring), with per-sequence intrinsics."""
 
+    NEEDS_SIDE = False  # a line without a side reads the sequence's own frames (l)
+
     def __init__(self, data_path: str, filenames: Sequence[str], *args, **kwargs) -> None:
         self.sequences: dict[str, ImageSequence] = {}
         super().__init__(data_path, filenames, *args, **kwargs)
+        for entry in self.entries:  # every sequence named is read and checked now (InputError naming its file)
+            self.sequence(entry.folder)
+
+    def entry_problem(self, entry: SplitEntry) -> str | None:
+        """Why a split line cannot be read: its neighbours outside the sequence, or a second camera it lacks."""
+        sequence = self.sequence(entry.folder)
+        stereo = "s" in self.frame_ids
+        if stereo and entry.side is None:
+            return "names no side: stereo training (--use_stereo) needs l or r on every line"
+        if (stereo or entry.side == "r") and not sequence.right:
+            return (f"needs the second camera, but {sequence.folder} has none (no 'stereo' in "
+                    f"{sequence.camera.source})")
         offsets = [i for i in self.frame_ids if i != "s"]
-        for number, entry in enumerate(self.entries, 1):
-            sequence = self.sequence(entry.folder)
-            count = len(sequence.frames_of(entry.side))
-            if "s" in self.frame_ids:
-                if entry.side is None:
-                    raise InputError(f"split line {number} ({self.filenames[number - 1].strip()!r}): stereo "
-                                     f"training needs a side (l or r) on every line")
-                sequence.frames_of(OTHER_SIDE[entry.side])  # the stereo partner must exist
-            first, last = entry.frame_index + min(offsets), entry.frame_index + max(offsets)
-            if first < 0 or last >= count:
-                raise InputError(f"split line {number} ({self.filenames[number - 1].strip()!r}): frames {first}..{last} "
-                                 f"needed (--frame_ids {' '.join(map(str, self.frame_ids))}), but {sequence.folder} "
-                                 f"has frames 0..{count - 1}")
+        first, last = entry.frame_index + min(offsets), entry.frame_index + max(offsets)
+        if first < 0 or last >= len(sequence.frames):
+            return (f"needs frames {first}..{last} (--frame_ids {' '.join(map(str, self.frame_ids))}), but "
+                    f"{sequence.folder} has frames 0..{len(sequence.frames) - 1}")
+        return super().entry_problem(entry)
 
     def sequence(self, name: str) -> ImageSequence:
         """A sequence, read and checked once."""
@@ -364,7 +371,7 @@ class FoldersDataset(MonoDataset):
 
     def load_item(self, index: int) -> dict:
         """An item with its sequence's intrinsics and baseline (the base class reads ``self.K``)."""
-        sequence = self.sequence(self.entries[index].folder)
+        sequence = self.sequence(self.entry(index).folder)
         self.K = sequence.K
         inputs = super().load_item(index)
         if "stereo_T" in inputs:

@@ -22,9 +22,11 @@ from conftest import PROJECT_DIR
 from datasets import DATASETS
 from datasets.cityscapes import save_label_png
 from datasets.folders import FoldersDataset, find_sequences, read_sequence
+from datasets.mono_dataset import read_split
 from datasets.mono_dataset import STEREO_BASELINE
 from tools import import_video, make_pseudo_labels, prepare_sequences
 from trainer import Trainer
+from training.input_checks import check_split
 
 AV_REASON = "PyAV (requirements-video.txt) reads and writes the videos"
 WIDTH, HEIGHT = 208, 64  # frames of the synthetic videos (KITTI's aspect ratio, even sides)
@@ -188,13 +190,19 @@ def test_bad_sequence_folders_are_one_line_errors_and_no_split_is_written(tmp_pa
     one_line_error(capsys, run(data), str(data / "seq" / "0000000009.png"), "50x16", "48x16")
 
 
-def test_split_lines_beyond_a_sequence_are_refused_when_the_dataset_is_built(tmp_path):
+def test_split_lines_beyond_a_sequence_are_named_by_file_and_line(tmp_path):
     write_frames(tmp_path / "seq", 3)
     write_json(tmp_path / "intrinsics.json", {"fx": 30, "fy": 30, "cx": 24, "cy": 8})
-    with pytest.raises(utils.InputError, match=r"split line 2 .*frames 1\.\.3 needed .*seq has frames 0\.\.2"):
-        FoldersDataset(str(tmp_path), ["seq 1 l", "seq 2 l"], 16, 48, [0, -1, 1], 1)
-    with pytest.raises(utils.InputError, match="side r needs a second camera"):
-        FoldersDataset(str(tmp_path), ["seq 1 l"], 16, 48, [0, -1, 1, "s"], 1)
+    split = tmp_path / "train_files.txt"
+    split.write_text("seq 1 l\nseq 2 l\n")
+    dataset = FoldersDataset(str(tmp_path), read_split(str(split)), 16, 48, [0, -1, 1], 1)
+    with pytest.raises(utils.InputError, match=r"train_files.txt:2: 'seq 2 l' needs frames 1\.\.3 .*seq has frames 0\.\.2"):
+        check_split(dataset, str(split))
+    with pytest.raises(utils.InputError, match=r"split line 2 .*needs frames 1\.\.3"):  # no input check: on loading
+        dataset[1]
+    stereo = FoldersDataset(str(tmp_path), ["seq 1 l"], 16, 48, [0, -1, 1, "s"], 1)
+    with pytest.raises(utils.InputError, match="needs the second camera"):
+        stereo[0]
     open(tmp_path / "seq" / ".incomplete", "w").close()
     with pytest.raises(utils.InputError, match="did not finish"):
         FoldersDataset(str(tmp_path), ["seq 1 l"], 16, 48, [0, -1, 1], 1)

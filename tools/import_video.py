@@ -206,7 +206,8 @@ def frame_writer(opts: argparse.Namespace, plan: Plan):
                 else:
                     image.save(tmp, format="PNG")
         except OSError as err:  # a full or read-only disk: the folder stays marked incomplete, a rerun resumes
-            raise utils.ProjectError(f"{path}: cannot write the frame ({err.strerror or err})") from None
+            message = str(err) if isinstance(err, utils.ProjectError) else f"cannot write {path}: {err.strerror or err}"
+            raise utils.ProjectError(message) from None  # not an InputError: import_one keeps the folder
     return write
 
 
