@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with local copies of the split files; default: the project's cache, "
                         "filled from Monodepth2's repository on first use")
     g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
-                   help="layout of --data_path: KITTI raw, KITTI odometry or the KITTI depth benchmark")
+                   help="layout of --data_path: KITTI raw, KITTI odometry, the KITTI depth benchmark, or folders of "
+                        "your own image sequences (docs/own_data.md)")
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"],
                    help="frame file type (the authors' released numbers come from PNG frames)")
     g.add_argument("--height", type=image_side, default=192, help="input image height")

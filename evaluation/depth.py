@@ -26,7 +26,7 @@ import options
 import splits
 import utils
 from checkpoints import model_folder
-from datasets import KITTIBenchmarkTestDataset, KITTIRAWDataset, read_split
+from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
 from deploy import depth_graph
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
 
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_eval", action="store_true", help="only predict (and save)")
     parser.add_argument("--output_json", default=None, help="metrics file (default: <folder>/metrics_<split>.json)")
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
+    parser.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
+                        help="layout of --data_path (folders: your own sequences, docs/own_data.md)")
     parser.add_argument("--batch_size", type=options.positive_int, default=16, help="images per forward pass")
     parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
     parser.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -106,9 +108,9 @@ def predict_disparities(encoder: torch.nn.Module, decoder: torch.nn.Module, load
     return np.concatenate(predictions)
 
 
-def test_dataset_class(benchmark: bool) -> type:
-    """The dataset of a test split: the depth benchmark's test images, or KITTI raw frames."""
-    return KITTIBenchmarkTestDataset if benchmark else KITTIRAWDataset
+def test_dataset_class(benchmark: bool, dataset: str = "kitti") -> type:
+    """The dataset of a test split: the depth benchmark's test images, or frames in a --dataset layout."""
+    return KITTIBenchmarkTestDataset if benchmark else DATASETS[dataset]
 
 
 def load_predictions(path: str) -> np.ndarray:
@@ -132,9 +134,9 @@ def load_predictions(path: str) -> np.ndarray:
 
 
 def test_loader(data_path: str, test_file: str, spec: model_folder.ModelSpec, benchmark: bool, img_ext: str,
-                batch_size: int, num_workers: int) -> DataLoader:
-    """Frames of a test split at the model's size, in file order."""
-    dataset_class = test_dataset_class(benchmark)
+                batch_size: int, num_workers: int, dataset: str = "kitti") -> DataLoader:
+    """Frames of a test split at the model's size, in file order (``dataset``: a --dataset layout)."""
+    dataset_class = test_dataset_class(benchmark, dataset)
     if not os.path.isdir(data_path):
         raise utils.MissingFileError(f"--data_path {data_path} is not a folder")
     dataset = dataset_class(data_path, read_split(test_file, dataset_class.NEEDS_SIDE), spec.height, spec.width,
@@ -197,7 +199,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     name = split_name(opts.eval_split)
     benchmark = opts.eval_split == "benchmark"
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
-    num_lines = len(read_split(test_file, test_dataset_class(benchmark).NEEDS_SIDE, need_lines=True))
+    num_lines = len(read_split(test_file, test_dataset_class(benchmark, opts.dataset).NEEDS_SIDE, need_lines=True))
     device = utils.pick_device(opts.device)
 
     pred_disps = None
@@ -209,7 +211,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
                     opts.load_weights_folder, spec.layout, spec.num_layers, spec.height, spec.width, spec.semantics,
                     list(spec.cma_layers))
         loader = test_loader(opts.data_path, test_file, spec, benchmark, opts.img_ext, opts.batch_size,
-                             opts.num_workers)
+                             opts.num_workers, opts.dataset)
         out_dir = opts.load_weights_folder
     else:
         pred_disps = external_predictions(opts, test_file, num_lines)
