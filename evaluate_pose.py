@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import layers
+import options
 import splits
 import utils
 from checkpoints import model_folder
@@ -23,6 +24,7 @@ from datasets import KITTIOdomDataset, read_split
 logger = logging.getLogger(__name__)
 TRACK_LENGTH = 5  # frames per snippet
 POSE_SPLITS = {"odom_9": 9, "odom_10": 10}
+POSE_VALUES = 12  # a line of KITTI's poses/XX.txt: a 3x4 camera-to-world matrix, row by row
 
 
 def dump_xyz(source_to_target: Sequence[np.ndarray]) -> np.ndarray:
@@ -44,7 +46,17 @@ def compute_ate(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> float:
 
 def local_ground_truth(poses_file: str) -> list[np.ndarray]:
     """Relative ground-truth transforms between consecutive frames, from KITTI's poses/XX.txt."""
-    global_poses = np.loadtxt(poses_file).reshape(-1, 3, 4)
+    if not os.path.isfile(poses_file):
+        raise utils.MissingFileError(f"{poses_file}: ground-truth poses not found (KITTI's odometry poses/ folder "
+                                     "belongs in --data_path)")
+    try:
+        global_poses = np.loadtxt(poses_file, ndmin=2)
+    except ValueError as err:
+        raise utils.InputError(f"{poses_file}: not a KITTI poses file ({err})") from None
+    if global_poses.shape[1] != POSE_VALUES or len(global_poses) < 2:
+        raise utils.InputError(f"{poses_file}: expected at least two lines of {POSE_VALUES} numbers (a 3x4 pose "
+                               f"each), got shape {global_poses.shape}")
+    global_poses = global_poses.reshape(-1, 3, 4)
     global_poses = np.concatenate([global_poses, np.zeros((global_poses.shape[0], 1, 4))], 1)
     global_poses[:, 3, 3] = 1
     return [np.linalg.inv(np.linalg.inv(global_poses[i - 1]) @ global_poses[i]) for i in range(1, len(global_poses))]
@@ -61,8 +73,8 @@ def predict_poses(folder: str, data_path: str, test_file: str, img_ext: str, bat
                   device: torch.device) -> np.ndarray:
     """Transforms (N, 4, 4) predicted for the consecutive frame pairs of a test file."""
     pose_encoder, pose_decoder, spec = model_folder.load_pose_model(folder, device)
-    dataset = KITTIOdomDataset(data_path, read_split(test_file), spec.height, spec.width, [0, 1], 1, is_train=False,
-                               img_ext=img_ext)
+    dataset = KITTIOdomDataset(data_path, read_split(test_file, KITTIOdomDataset.NEEDS_SIDE), spec.height, spec.width,
+                               [0, 1], 1, is_train=False, img_ext=img_ext)
     loader = DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
     poses = []
     for inputs in tqdm(loader, desc="predicting poses", unit="batch"):
@@ -80,16 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval_split", default="odom_9", choices=sorted(POSE_SPLITS), help="test sequence")
     parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--batch_size", type=int, default=16, help="pairs per forward pass")
-    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--batch_size", type=options.positive_int, default=16, help="pairs per forward pass")
+    parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
+    parser.add_argument("--device", type=utils.device_option, default=None,
+                        help="cpu, cuda or cuda:N (default: cuda when available)")
     opts = parser.parse_args(argv)
     utils.setup_logging()
     device = utils.pick_device(opts.device)
-    sequence = POSE_SPLITS[opts.eval_split]
-    pred = predict_poses(opts.load_weights_folder, opts.data_path, splits.test_files(opts.eval_split, opts.splits_dir),
-                         opts.img_ext, opts.batch_size, opts.num_workers, device)
-    gt_local = local_ground_truth(os.path.join(opts.data_path, "poses", f"{sequence:02d}.txt"))
+    if not os.path.isdir(opts.data_path):
+        raise utils.MissingFileError(f"--data_path {opts.data_path} is not a folder")
+    test_file = splits.test_files(opts.eval_split, opts.splits_dir)
+    poses_file = os.path.join(opts.data_path, "poses", f"{POSE_SPLITS[opts.eval_split]:02d}.txt")
+    gt_local = local_ground_truth(poses_file)  # checked before predicting
+    num_pairs = len(read_split(test_file, KITTIOdomDataset.NEEDS_SIDE, need_lines=True))
+    if num_pairs != len(gt_local):
+        raise utils.InputError(f"{poses_file} holds {len(gt_local) + 1} poses but {test_file} lists {num_pairs} "
+                               f"frame pairs (one pose more than pairs expected)")
+    pred = predict_poses(opts.load_weights_folder, opts.data_path, test_file, opts.img_ext, opts.batch_size,
+                         opts.num_workers, device)
     ates = snippet_ates(pred, gt_local)
     print(f"\n   Trajectory error: {ates.mean():0.3f}, std: {ates.std():0.3f}\n")
     utils.save_array(pred, os.path.join(opts.load_weights_folder, "poses.npy"))

@@ -5,6 +5,11 @@ point's forward Velodyne coordinate x; pixel = round(projection) - 1; the neares
 stays). ``eigen_benchmark``: the depth benchmark's annotated maps (uint16 PNG / 256). The maps are
 written to ``<splits>/<split>/gt_depths.npz`` (one array per test line, keys ``depth_0000`` ...,
 no pickled objects), where evaluate_depth.py looks for them.
+
+``python export_gt_depth.py --convert_monodepth2 IN.npz --output OUT.npz`` instead rewrites a
+gt_depths.npz made by Monodepth2's export (a pickled object array, which the evaluation commands
+never load because unpickling a crafted file runs code) as this project's file. It unpickles IN.npz
+once: run it only on a file you trust, such as one you exported yourself.
 """
 from __future__ import annotations
 
@@ -15,19 +20,45 @@ from typing import Sequence
 
 import splits
 import utils
-from evaluation.ground_truth import GT_SPLITS, export, ground_truth_path
+from evaluation.ground_truth import GT_SPLITS, convert_monodepth2, export, ground_truth_path
 
 logger = logging.getLogger(__name__)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Options of the export and of the Monodepth2 conversion."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data_path", required=True, help="root of the KITTI raw data")
-    parser.add_argument("--split", required=True, choices=GT_SPLITS, help="test split to export")
+    parser.add_argument("--data_path", default=None, help="root of the KITTI raw data (needed to export)")
+    parser.add_argument("--split", default=None, choices=GT_SPLITS, help="test split to export")
     parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
     parser.add_argument("--output_dir", default=None, help="folder for gt_depths.npz (default: splits/<split>/)")
+    convert = parser.add_argument_group(
+        "converting Monodepth2's file",
+        "Monodepth2's gt_depths.npz holds a pickled object array; evaluate_depth.py refuses it, since unpickling a "
+        "crafted file runs code. Convert a file you trust once; the result holds plain arrays only.")
+    convert.add_argument("--convert_monodepth2", metavar="IN.npz", default=None,
+                         help="convert this Monodepth2 gt_depths.npz (UNPICKLES it: only a file you trust)")
+    convert.add_argument("--output", metavar="OUT.npz", default=None,
+                         help="where the converted file is written (then pass it as --gt_depths, or place it at "
+                              "splits/<split>/gt_depths.npz)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.convert_monodepth2 is not None:
+        if args.output is None:
+            parser.error("--convert_monodepth2 needs --output OUT.npz")
+        utils.setup_logging()
+        count = convert_monodepth2(args.convert_monodepth2, args.output)
+        logger.info("converted %d ground-truth maps of %s to %s", count, args.convert_monodepth2, args.output)
+        return 0
+    if args.data_path is None or args.split is None:
+        parser.error("give --data_path and --split (or --convert_monodepth2 IN.npz --output OUT.npz)")
+    if args.output is not None:
+        parser.error("--output goes with --convert_monodepth2; an export writes to --output_dir")
     utils.setup_logging()
     output = ground_truth_path(args.split, args.output_dir)
     count = export(args.data_path, args.split, splits.test_files(args.split, args.splits_dir), output)

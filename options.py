@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from typing import Sequence
 
 import splits
 import utils
-from datasets import DATASETS
+from datasets import DATASETS, NUM_CLASSES
 from networks.resnet_encoder import NETWORK_STRIDE
 
 # Table 2 of the paper's supplementary material configurations: what each one turns on.
@@ -26,6 +27,8 @@ CONFIGS: dict[str, dict] = {
 }
 SCALE_WEIGHTINGS = ("fsre", "monodepth2")
 RESUME_LATEST = "latest"  # --resume without a path
+NETWORK_NAMES = ("encoder", "decoder", "pose_encoder", "pose")  # FSREModel.networks(): the files of a model folder
+MAX_SEED = 2 ** 62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
 
 
 def image_side_error(value: int) -> str | None:
@@ -43,9 +46,53 @@ def check_image_size(height: int, width: int) -> None:
             raise utils.InputError(f"{name} {problem}")
 
 
-def _image_side(value: str) -> int:
-    """argparse type of --height and --width."""
-    number = int(value)
+def _number(value: str, kind: type, minimum: float, inclusive: bool) -> int | float:
+    """``value`` as an int or a finite float of at least (or above) ``minimum``; ArgumentTypeError otherwise."""
+    try:
+        number = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value!r}")
+    if number < minimum or (number == minimum and not inclusive):
+        raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'greater than'} {minimum}, got {value}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (counts, frequencies, sizes)."""
+    return _number(value, int, 1, inclusive=True)
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type: an integer >= 0 (worker processes, optional counts)."""
+    return _number(value, int, 0, inclusive=True)
+
+
+def positive_float(value: str) -> float:
+    """argparse type: a finite number > 0 (depths, learning rates, factors)."""
+    return _number(value, float, 0, inclusive=False)
+
+
+def non_negative_float(value: str) -> float:
+    """argparse type: a finite number >= 0 (loss weights, margins)."""
+    return _number(value, float, 0, inclusive=True)
+
+
+def seed_value(value: str) -> int:
+    """argparse type of --seed: NumPy and torch take seeds of 0 .. 2^63 - 1 (seed + rank + epoch stay within)."""
+    number = non_negative_int(value)
+    if number > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED}, got {value}")
+    return number
+
+
+def image_side(value: str) -> int:
+    """argparse type of --height and --width (of training and of every tool that builds the networks)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
     problem = image_side_error(number)
     if problem:
         raise argparse.ArgumentTypeError(problem)
@@ -70,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with local copies of the split files; default: the project's cache, "
                         "filled from Monodepth2's repository on first use")
     g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
-                   help="layout of --data_path: KITTI raw, KITTI odometry or the KITTI depth benchmark")
+                   help="layout of --data_path: KITTI raw, KITTI odometry, the KITTI depth benchmark, or folders of "
+                        "your own image sequences (docs/own_data.md)")
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"],
                    help="frame file type (the authors' released numbers come from PNG frames)")
-    g.add_argument("--height", type=_image_side, default=192, help="input image height")
-    g.add_argument("--width", type=_image_side, default=640, help="input image width")
-    g.add_argument("--num_workers", type=int, default=12, help="data-loading processes (per GPU process)")
+    g.add_argument("--height", type=image_side, default=192, help="input image height")
+    g.add_argument("--width", type=image_side, default=640, help="input image width")
+    g.add_argument("--num_workers", type=non_negative_int, default=12, help="data-loading processes (per GPU process)")
 
     g = parser.add_argument_group("model")
     g.add_argument("--config", default="full", choices=sorted(CONFIGS),
@@ -86,25 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cma_layers", type=int, nargs="*", default=CONFIGS["full"]["cma_layers"],
                    help="the paper's CMA layers l (0 = 1/16 scale .. 4 = full scale); the authors' "
                         "--cma_layers 3 2 1 is l = 0 1 2. Empty: no CMA")
-    g.add_argument("--num_heads", type=int, default=4, help="CMA heads")
-    g.add_argument("--cma_ratio", type=int, default=2, help="CMA embedding ratio r (E = heads·C·r)")
-    g.add_argument("--num_classes", type=int, default=19, help="segmentation classes (Cityscapes train ids)")
+    g.add_argument("--num_heads", type=positive_int, default=4, help="CMA heads")
+    g.add_argument("--cma_ratio", type=positive_int, default=2, help="CMA embedding ratio r (E = heads·C·r)")
+    g.add_argument("--num_classes", type=positive_int, default=19, help="segmentation classes (Cityscapes train ids)")
     g.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3], help="disparity scales in the loss")
     g.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames of a sample, target first")
     g.add_argument("--use_stereo", action="store_true", help="add the other camera of the stereo pair as a source")
-    g.add_argument("--min_depth", type=float, default=0.1, help="depth of the largest disparity")
-    g.add_argument("--max_depth", type=float, default=100.0, help="depth of the smallest disparity")
+    g.add_argument("--min_depth", type=positive_float, default=0.1, help="depth of the largest disparity")
+    g.add_argument("--max_depth", type=positive_float, default=100.0, help="depth of the smallest disparity")
 
     g = parser.add_argument_group("losses")
-    g.add_argument("--semantic_weight", type=float, default=CONFIGS["full"]["semantic_weight"],
+    g.add_argument("--semantic_weight", type=non_negative_float, default=CONFIGS["full"]["semantic_weight"],
                    help="cross-entropy weight; 0 removes the segmentation decoder")
-    g.add_argument("--sgt_weight", type=float, default=CONFIGS["full"]["sgt_weight"],
+    g.add_argument("--sgt_weight", type=non_negative_float, default=CONFIGS["full"]["sgt_weight"],
                    help="semantics-guided triplet loss weight; 0 disables it")
-    g.add_argument("--sgt_margin", type=float, default=0.3, help="SGT margin m")
+    g.add_argument("--sgt_margin", type=non_negative_float, default=0.3, help="SGT margin m")
     g.add_argument("--sgt_kernel_size", type=int, default=5, help="SGT patch size K (the paper uses 7 at 320x1024)")
     g.add_argument("--sgt_levels", type=int, nargs="+", default=[3, 2, 1],
                    help="depth-decoder levels of the SGT loss (level s is at 1/2^s scale)")
-    g.add_argument("--disparity_smoothness", type=float, default=1e-3, help="smoothness weight")
+    g.add_argument("--disparity_smoothness", type=non_negative_float, default=1e-3, help="smoothness weight")
     g.add_argument("--disable_automasking", action="store_true", help="no identity errors in the minimum")
     g.add_argument("--avg_reprojection", action="store_true", help="average over source frames instead of the minimum")
     g.add_argument("--scale_weighting", default="fsre", choices=SCALE_WEIGHTINGS,
@@ -112,17 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "monodepth2: photometric undivided, smoothness / 2^s, averaged over scales")
 
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--batch_size", type=int, default=12, help="total batch over all GPUs and processes")
-    g.add_argument("--learning_rate", type=float, default=1.5e-4, help="Adam learning rate")
-    g.add_argument("--num_epochs", type=int, default=20, help="epochs")
-    g.add_argument("--lr_milestones", type=int, nargs="*", default=[10, 15],
+    g.add_argument("--batch_size", type=positive_int, default=12, help="total batch over all GPUs and processes")
+    g.add_argument("--learning_rate", type=positive_float, default=1.5e-4, help="Adam learning rate")
+    g.add_argument("--num_epochs", type=positive_int, default=20, help="epochs")
+    g.add_argument("--lr_milestones", type=positive_int, nargs="*", default=[10, 15],
                    help="epochs at whose start the learning rate is multiplied by --lr_gamma")
-    g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate factor at each milestone")
-    g.add_argument("--seed", type=int, default=0, help="random seed (per process: seed + rank)")
-    g.add_argument("--max_steps", type=int, default=None, help="stop after this many steps (smoke tests, demos)")
+    g.add_argument("--lr_gamma", type=positive_float, default=0.1, help="learning-rate factor at each milestone")
+    g.add_argument("--seed", type=seed_value, default=0, help="random seed (per process: seed + rank)")
+    g.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps (smoke tests, demos)")
 
     g = parser.add_argument_group("system")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N; default cuda when available")
+    g.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N; default cuda when available")
     g.add_argument("--no_cuda", action="store_true", help="train on the CPU even with a GPU (Monodepth2's flag)")
     g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=True,
                    help="SyncBatchNorm under DistributedDataParallel on CUDA (the authors')")
@@ -154,24 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument("--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written")
     g.add_argument("--model_name", default="fsre", help="folder of this run inside --log_dir")
-    g.add_argument("--log_frequency", type=int, default=250, help="steps between TensorBoard logs")
-    g.add_argument("--save_frequency", type=int, default=1, help="epochs between checkpoints")
-    g.add_argument("--num_log_images", type=int, default=4, help="images per TensorBoard figure")
+    g.add_argument("--log_frequency", type=positive_int, default=250, help="steps between TensorBoard logs")
+    g.add_argument("--save_frequency", type=positive_int, default=1, help="epochs between checkpoints")
+    g.add_argument("--num_log_images", type=non_negative_int, default=4, help="images per TensorBoard figure")
     g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
     g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
-    g.add_argument("--models_to_load", nargs="+", default=["encoder", "decoder", "pose_encoder", "pose"],
+    g.add_argument("--models_to_load", nargs="+", default=list(NETWORK_NAMES), choices=NETWORK_NAMES,
                    help="networks to load from --load_weights_folder")
 
     g = parser.add_argument_group("resuming and robustness")
-    g.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CHECKPOINT",
-                   help="continue from the newest complete checkpoint of the run (or from CHECKPOINT); "
-                        "without one yet, start fresh")
+    fresh_or_not = g.add_mutually_exclusive_group()
+    fresh_or_not.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CHECKPOINT",
+                              help="continue the run from its newest checkpoint that loads (or from CHECKPOINT); "
+                                   "without any checkpoint yet, start fresh")
+    fresh_or_not.add_argument("--overwrite", action="store_true",
+                              help="start a fresh run in a run folder that holds one: the earlier run's files are "
+                                   "moved to <model_name>.replaced-<time> beside it (nothing is deleted)")
     g.add_argument("--checkpoint_every", type=int, default=0,
                    help="steps between training-state checkpoints (0: only after each epoch and on a stop signal)")
     g.add_argument("--keep_checkpoints", type=int, default=3, help="training-state checkpoints kept (the newest)")
     g.add_argument("--max_nonfinite_steps", type=int, default=10,
                    help="steps with a non-finite loss are skipped; stop after this many in a row")
-    g.add_argument("--debug_signal_after_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: SIGTERM to self
 
     g = parser.add_argument_group("demo")
     g.add_argument("--demo", action="store_true",
@@ -203,7 +254,7 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
     def fail(message: str) -> None:
         if parser is not None:
             parser.error(message)
-        raise ValueError(message)
+        raise utils.InputError(message)
 
     if opts.cma_layers and opts.semantic_weight <= 0:
         fail("--cma_layers needs the segmentation decoder: give --semantic_weight > 0 or --cma_layers with no value")
@@ -219,8 +270,17 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         fail(f"--sgt_kernel_size must be an odd number >= 3, got {opts.sgt_kernel_size}")
     if len(opts.frame_ids) == 1 and not opts.use_stereo:
         fail("--frame_ids 0 alone needs --use_stereo: there is no source frame to warp")
-    if opts.batch_size < 1:
-        fail(f"--batch_size must be positive, got {opts.batch_size}")
+    for name in ("frame_ids", "scales", "sgt_levels", "cma_layers"):
+        values = getattr(opts, name)
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            fail(f"--{name} lists {', '.join(map(str, twice))} more than once, got {values}")
+    if opts.max_depth <= opts.min_depth:
+        fail(f"--max_depth ({opts.max_depth}) must exceed --min_depth ({opts.min_depth}): they bound the "
+             "depths the disparities map to")
+    if needs_labels(opts) and opts.num_classes < NUM_CLASSES:
+        fail(f"--num_classes {opts.num_classes} cannot hold the pseudo-labels' {NUM_CLASSES} Cityscapes train ids "
+             f"(give at least {NUM_CLASSES}, or --semantic_weight 0 --sgt_weight 0 to train without labels)")
     if opts.keep_checkpoints < 1:
         fail(f"--keep_checkpoints must be at least 1, got {opts.keep_checkpoints}")
     if opts.checkpoint_every < 0:
@@ -250,10 +310,20 @@ def save_options(opts: argparse.Namespace, path: str) -> None:
         json.dump(vars(opts), f, indent=2, sort_keys=True)
 
 
+def read_options_file(path: str) -> dict:
+    """The dict of an options file written by ``save_options``; InputError naming the file when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        raise utils.InputError(f"{path}: not a readable options file ({err})") from err
+    if not isinstance(saved, dict):
+        raise utils.InputError(f"{path}: not an options file (a JSON {type(saved).__name__}, not an object)")
+    return saved
+
+
 def load_options(path: str) -> argparse.Namespace:
     """Options saved by ``save_options``, completed with today's defaults for options added since."""
-    with open(path) as f:
-        saved = json.load(f)
     opts = build_parser().parse_args([])
-    vars(opts).update(saved)
+    vars(opts).update(read_options_file(path))
     return opts

@@ -1,59 +1,69 @@
-"""Predict depth for images: ``python predict.py --load_weights_folder W|--onnx FILE --image_path IMG_OR_FOLDER``.
+"""Predict depth for images and videos: ``python predict.py --load_weights_folder W|--onnx FILE --image_path PATH...``.
 
-For every image it writes ``<name>_disp.npy`` (the scaled disparity at the model's input size),
-``<name>_depth.npy`` (``--depth_scale`` / disparity: relative depth for monocular models, metric
-for stereo-trained ones with 5.4), ``<name>_disp.png`` (the disparity at the image's size in the
-magma colour map) and, for models with a segmentation head, ``<name>_seg.png`` (the prediction in
-the Cityscapes palette blended over the image). A folder is read in sorted order, so a folder of
-frames is a sequence. ``--onnx`` runs a file written by export_model.py through onnxruntime (CPU)
-instead of a model folder, with the same outputs.
+Images (files, or folders read in name order) get, per image: ``<name>_disp.npy`` (the scaled
+disparity at the model's input size), ``<name>_depth.npy`` (``--depth_scale`` / disparity: relative
+depth for monocular models, metric for stereo-trained ones with 5.4), ``<name>_disp.png`` (the
+disparity at the image's size in the magma colour map) and, for models with a segmentation head,
+``<name>_seg.png`` (the prediction in the Cityscapes palette blended over the image).
+
+Videos (mp4, mov, mkv ...; needs PyAV: requirements-video.txt), and folders of frames with
+``--video``, get one depth video each, ``<name>_depth.mp4``: the colour-mapped disparity at the
+frames' size, or side by side with the input and the segmentation overlay (``--panels input depth
+seg``), at the video's rate (or ``--fps``); H.264 where the installed FFmpeg has it, else MPEG-4
+part 2 (the log says which). The colour map's upper end follows the 95th percentile of the
+disparity smoothly over time (no flicker). ``--save_npy`` adds each frame's ``_disp.npy`` and
+``_depth.npy`` in ``<name>_frames/``.
+
+Frames are predicted in batches of ``--batch_size`` with a progress bar. ``--onnx`` runs a file
+written by export_model.py through onnxruntime (CPU) instead of a model folder, with the same
+outputs. A file in a folder that is not a readable image is skipped; the run ends with one line
+naming every skipped file and exit code 2. A path given explicitly that is neither a readable
+image nor a video is a one-line error before any work.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import os
 import sys
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 import utils
 from datasets.cityscapes import segmentation_overlay
+from datasets.folders import natural_key
 from datasets.mono_dataset import RESIZE_FILTER
+from datasets.video_files import RateSampler, VideoWriter, frame_rate_tolerance, is_video, probe, read_frames
 from deploy import depth_graph
 
 logger = logging.getLogger(__name__)
 
-
-def find_images(paths: Sequence[str]) -> list[str]:
-    """Image files named or found (sorted) in the named folders."""
-    images = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(path, f) for f in os.listdir(path)
-                           if f.lower().endswith(utils.IMAGE_EXTENSIONS) and not f.endswith(("_disp.png", "_seg.png")))
-            images += found
-        elif os.path.isfile(path):
-            images.append(path)
-        else:
-            raise utils.MissingFileError(f"{path}: no such image or folder")
-    if not images:
-        raise utils.MissingFileError(f"no images ({', '.join(utils.IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
-    return images
+OUTPUT_SUFFIXES = ("_disp.png", "_seg.png")  # predict's own pictures, never taken as input
+PANELS = ("input", "depth", "seg")
+VIDEO_SUFFIX = "_depth.mp4"
+FRAMES_FOLDER_SUFFIX = "_frames"
+FRAMES_FPS = 10.0  # depth video rate of a folder of frames (KITTI's, import_video's default)
+COLOUR_SMOOTHING = 0.1  # weight of each new frame in the colour map's running upper end
+LISTED_FAILURES = 5  # unreadable files named in the summary line; the rest are counted
 
 
-def output_stem(image_path: str, output_dir: str | None) -> str:
-    """Path prefix of an image's outputs: beside it (Monodepth2's habit) or in ``output_dir``."""
-    name = os.path.splitext(os.path.basename(image_path))[0]
-    return os.path.join(output_dir or os.path.dirname(os.path.abspath(image_path)), name)
+@dataclass
+class Frame:
+    """An input frame: where its outputs go (path prefix), and its RGB pixels."""
+    stem: str
+    rgb: np.ndarray  # (H, W, 3) uint8
 
 
+# -- models ------------------------------------------------------------------------------------
 class TorchPredictor:
     """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
 
@@ -89,57 +99,258 @@ class OnnxPredictor:
         return outputs[depth_graph.OUTPUT_DISP][:, 0], outputs.get(depth_graph.OUTPUT_SEG)
 
 
+def load_predictor(opts: argparse.Namespace, device: torch.device):
+    """The model to predict with, from whichever source the options name (one place for every format)."""
+    if opts.onnx:
+        return OnnxPredictor(opts.onnx)
+    try:
+        return TorchPredictor(opts.load_weights_folder, device)
+    except json.JSONDecodeError as err:
+        raise utils.InputError(f"{opts.load_weights_folder}: its opt.json is not valid JSON ({err})") from None
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def read_rgb(path: str) -> np.ndarray:
+    """An image file as RGB uint8; InputError naming it when it is not a readable image (decompression bombs too)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise utils.MissingFileError(f"{path}: no such file") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise utils.InputError(f"{path}: not a readable image ({err})") from None
+
+
+def check_explicit(path: str) -> None:
+    """A path named on the command line must be a readable image's header or a video (one-line error otherwise)."""
+    if is_video(path):
+        probe(path)
+        return
+    try:
+        with Image.open(path) as image:
+            image.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise utils.InputError(f"{path}: neither a readable image ({', '.join(utils.IMAGE_EXTENSIONS)}) nor a "
+                               f"video ({err})") from None
+
+
+def folder_images(folder: str) -> list[str]:
+    """Image files in a folder in (natural) name order, without predict's own outputs."""
+    names = [f for f in os.listdir(folder) if f.lower().endswith(utils.IMAGE_EXTENSIONS)
+             and not f.endswith(OUTPUT_SUFFIXES) and os.path.isfile(os.path.join(folder, f))]
+    return [os.path.join(folder, f) for f in sorted(names, key=natural_key)]
+
+
+def output_stem(path: str, output_dir: str | None) -> str:
+    """Path prefix of an input's outputs: beside it (Monodepth2's habit) or in ``output_dir``."""
+    name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    return os.path.join(output_dir or os.path.dirname(os.path.abspath(path)), name)
+
+
+def image_frames(paths: Iterable[str], output_dir: str | None, failures: list[str]) -> Iterator[Frame]:
+    """Frames of image files; unreadable ones are reported in ``failures`` and skipped."""
+    for path in paths:
+        try:
+            yield Frame(output_stem(path, output_dir), read_rgb(path))
+        except utils.InputError as err:
+            logger.warning("skipping %s", err)
+            failures.append(str(err))
+
+
+def video_frames(path: str, stem: str, fps: float | None) -> Iterator[Frame]:
+    """Frames of a video (all, or at ``fps``), named by their position among those kept."""
+    sampler = RateSampler(fps, frame_rate_tolerance(probe(path).fps)) if fps else None
+    index = 0
+    for time, rgb in read_frames(path):
+        if sampler is None or sampler.keep(time):
+            yield Frame(os.path.join(stem + FRAMES_FOLDER_SUFFIX, f"{index:010d}"), rgb)
+            index += 1
+
+
+# -- prediction --------------------------------------------------------------------------------
+def predicted(predictor, frames: Iterable[Frame], batch_size: int, total: int | None = None, desc: str = "predicting"
+              ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
+    """(frame, disparity at the model's size, segmentation logits or None) of every frame, in batches."""
+    def run(batch):
+        inputs = torch.stack([TF.to_tensor(Image.fromarray(f.rgb).resize((predictor.width, predictor.height),
+                                                                         RESIZE_FILTER)) for f in batch])
+        disps, seg_logits = predictor(inputs)
+        for i, frame in enumerate(batch):
+            bar.update()
+            yield frame, disps[i], None if seg_logits is None else seg_logits[i]
+
+    with tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True) as bar:
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == batch_size:
+                yield from run(batch)
+                batch = []
+        if batch:
+            yield from run(batch)
+
+
+def at_size(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(C, h, w) or (h, w) array resized bilinearly to (height, width)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    batch = tensor[None] if tensor.dim() == 3 else tensor[None, None]
+    resized = F.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return resized.numpy() if tensor.dim() == 3 else resized[0].numpy()
+
+
+def save_arrays(disp: np.ndarray, stem: str, depth_scale: float) -> None:
+    utils.save_array(disp, stem + "_disp.npy")
+    utils.save_array(depth_scale / disp, stem + "_depth.npy")
+
+
 def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
-            batch_size: int = 8) -> list[str]:
-    """Write every image's outputs; return the path prefixes written."""
+            batch_size: int = 8, failures: list[str] | None = None) -> list[str]:
+    """Write every readable image's outputs; return the path prefixes written (unreadable ones go to ``failures``)."""
+    failures = [] if failures is None else failures
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
     stems = []
-    for start in tqdm(range(0, len(image_paths), batch_size), desc="predicting", unit="batch"):
-        batch_paths = image_paths[start:start + batch_size]
-        originals = []
-        for path in batch_paths:
-            with Image.open(path) as img:
-                originals.append(img.convert("RGB"))
-        inputs = torch.stack([TF.to_tensor(img.resize((predictor.width, predictor.height), RESIZE_FILTER))
-                              for img in originals])
-        disps, seg_logits = predictor(inputs)
-        for i, (path, original) in enumerate(zip(batch_paths, originals)):
-            stem = output_stem(path, output_dir)
-            utils.save_array(disps[i], stem + "_disp.npy")
-            utils.save_array(depth_scale / disps[i], stem + "_depth.npy")
-            size = (original.height, original.width)
-            disp = F.interpolate(torch.from_numpy(disps[i])[None, None], size=size, mode="bilinear",
-                                 align_corners=False)[0, 0].numpy()
-            utils.save_png(utils.colormap(disp), stem + "_disp.png")
-            if seg_logits is not None:
-                logits = F.interpolate(torch.from_numpy(seg_logits[i])[None], size=size, mode="bilinear",
-                                       align_corners=False)[0]
-                overlay = segmentation_overlay(np.asarray(original), logits.argmax(0).numpy())
-                utils.save_png(overlay, stem + "_seg.png")
-            stems.append(stem)
+    for frame, disp, seg_logits in predicted(predictor, image_frames(image_paths, output_dir, failures), batch_size,
+                                             len(image_paths)):
+        height, width = frame.rgb.shape[:2]
+        save_arrays(disp, frame.stem, depth_scale)
+        utils.save_png(utils.colormap(at_size(disp, height, width)), frame.stem + "_disp.png")
+        if seg_logits is not None:
+            overlay = segmentation_overlay(frame.rgb, at_size(seg_logits, height, width).argmax(0))
+            utils.save_png(overlay, frame.stem + "_seg.png")
+        stems.append(frame.stem)
     return stems
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class ColourRange:
+    """The colour map's upper end over a video: each frame's 95th percentile, smoothed exponentially."""
+
+    def __init__(self, smoothing: float = COLOUR_SMOOTHING) -> None:
+        self.smoothing = smoothing
+        self.vmax: float | None = None
+
+    def __call__(self, disp: np.ndarray) -> float:
+        value = float(np.percentile(disp, utils.DISPARITY_PERCENTILE))
+        self.vmax = value if self.vmax is None else (1 - self.smoothing) * self.vmax + self.smoothing * value
+        return self.vmax
+
+
+def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None, panels: Sequence[str],
+                  vmax: float) -> np.ndarray:
+    """One frame of the depth video: the panels side by side at the frame's size."""
+    height, width = frame.rgb.shape[:2]
+    pictures = []
+    for panel in panels:
+        if panel == "input":
+            pictures.append(frame.rgb)
+        elif panel == "depth":
+            pictures.append(utils.colormap(at_size(disp, height, width), vmax))
+        elif seg_logits is not None:
+            pictures.append(segmentation_overlay(frame.rgb, at_size(seg_logits, height, width).argmax(0)))
+    return np.concatenate(pictures, axis=1)
+
+
+def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: float, panels: Sequence[str],
+                  batch_size: int, depth_scale: float, save_npy: bool, total: int | None = None) -> int:
+    """Write the depth video of a frame sequence (and each frame's arrays with ``save_npy``); return its frame count."""
+    colour_range = ColourRange()
+    with VideoWriter(video_path, fps) as writer:
+        logger.info("writing %s: %s at %.3g fps, panels %s", video_path, writer.description, fps, " ".join(panels))
+        for frame, disp, seg_logits in predicted(predictor, frames, batch_size, total,
+                                                 os.path.basename(video_path)):
+            writer.write(video_picture(frame, disp, seg_logits, panels, colour_range(disp)))
+            if save_npy:
+                save_arrays(disp, frame.stem, depth_scale)
+        return writer.frames
+
+
+# -- command line ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--load_weights_folder", help="model folder (any supported layout)")
     model.add_argument("--onnx", help="a .onnx file written by export_model.py, run by onnxruntime")
-    parser.add_argument("--image_path", required=True, nargs="+", help="images and/or folders of images")
-    parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each image)")
+    parser.add_argument("--image_path", required=True, nargs="+", help="images, folders of images, and/or videos")
+    parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each input)")
     parser.add_argument("--depth_scale", type=float, default=1.0,
                         help="depth = depth_scale / disparity (5.4 gives metres for stereo-trained models)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    g = parser.add_argument_group("depth videos (of video files, and of folders with --video)")
+    g.add_argument("--video", action="store_true", help="a folder of frames becomes one depth video")
+    g.add_argument("--panels", nargs="+", default=["depth"], choices=PANELS,
+                   help="side by side, left to right: the input, the colour-mapped disparity, the segmentation "
+                        "overlay (models with a segmentation head)")
+    g.add_argument("--fps", type=float, default=None,
+                   help=f"rate of the depth video: a video's frames are kept at this rate (default: all, at its own "
+                        f"rate); a folder's frames play at it (default {FRAMES_FPS:g})")
+    g.add_argument("--save_npy", action="store_true", help="also each frame's _disp.npy and _depth.npy")
+    return parser
+
+
+def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if opts.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, got {opts.batch_size}")
+    if opts.fps is not None and opts.fps <= 0:
+        parser.error(f"--fps must be positive, got {opts.fps}")
+    if opts.depth_scale <= 0:
+        parser.error(f"--depth_scale must be positive, got {opts.depth_scale}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     opts = parser.parse_args(argv)
+    check_options(opts, parser)
     utils.setup_logging()
-    device = utils.pick_device(opts.device)
-    predictor = OnnxPredictor(opts.onnx) if opts.onnx else TorchPredictor(opts.load_weights_folder, device)
-    images = find_images(opts.image_path)
-    stems = predict(predictor, images, opts.output_dir, opts.depth_scale, opts.batch_size)
-    logger.info("wrote predictions for %d images (%s_disp.png ...)", len(stems), stems[0])
+    images, folders, videos = [], [], []
+    for path in opts.image_path:
+        if os.path.isdir(path):
+            folders.append(path)
+        elif not os.path.exists(path):
+            raise utils.MissingFileError(f"{path}: no such image, video or folder")
+        else:
+            check_explicit(path)
+            (videos if is_video(path) else images).append(path)
+    if opts.video and images:
+        parser.error(f"--video makes depth videos of folders of frames and of videos, not of single images ({images[0]})")
+    predictor = load_predictor(opts, utils.pick_device(opts.device))
+    if "seg" in opts.panels and not predictor.has_segmentation and (videos or opts.video):
+        parser.error("--panels seg needs a model with a segmentation head")
+    if opts.output_dir:
+        os.makedirs(opts.output_dir, exist_ok=True)
+    failures: list[str] = []
+    for folder in folders if opts.video else []:
+        paths = folder_images(folder)
+        if not paths:
+            raise utils.MissingFileError(f"{folder}: no images ({', '.join(utils.IMAGE_EXTENSIONS)})")
+        stem = output_stem(folder, opts.output_dir)
+        frames = image_frames(paths, stem + FRAMES_FOLDER_SUFFIX, failures)
+        count = predict_video(predictor, frames, stem + VIDEO_SUFFIX,
+                              opts.fps or FRAMES_FPS, opts.panels, opts.batch_size, opts.depth_scale, opts.save_npy,
+                              len(paths))
+        logger.info("wrote %s (%d frames)", stem + VIDEO_SUFFIX, count)
+    for video in videos:
+        stem = output_stem(video, opts.output_dir)
+        info = probe(video)
+        fps = opts.fps or info.fps or FRAMES_FPS
+        total = info.expected_frames
+        if total is not None and opts.fps is not None and info.fps:
+            total = math.ceil(total * min(1.0, opts.fps / info.fps))
+        count = predict_video(predictor, video_frames(video, stem, opts.fps), stem + VIDEO_SUFFIX, fps, opts.panels,
+                              opts.batch_size, opts.depth_scale, opts.save_npy, total)
+        logger.info("wrote %s (%d frames)", stem + VIDEO_SUFFIX, count)
+    paths = images + [p for folder in ([] if opts.video else folders) for p in folder_images(folder)]
+    if not paths and not videos and not opts.video:
+        raise utils.MissingFileError(f"no images ({', '.join(utils.IMAGE_EXTENSIONS)}) in {', '.join(folders)}")
+    if paths:
+        stems = predict(predictor, paths, opts.output_dir, opts.depth_scale, opts.batch_size, failures)
+        if stems:
+            logger.info("wrote predictions for %d images (%s_disp.png ...)", len(stems), stems[0])
+    if failures:
+        shown = "; ".join(failures[:LISTED_FAILURES]) + (f"; ... and {len(failures) - LISTED_FAILURES} more"
+                                                         if len(failures) > LISTED_FAILURES else "")
+        raise utils.InputError(f"{len(failures)} file(s) could not be read and were skipped: {shown}")
     return 0
 
 

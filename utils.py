@@ -6,13 +6,20 @@ errors print ``error: <message>`` to stderr and exit with ``EXIT_ERROR``, withou
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import fcntl
+import itertools
 import json
 import logging
 import os
 import random
+import re
 import shutil
+import socket
 import sys
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -44,6 +51,10 @@ class InputError(ProjectError, ValueError):
 
 class MissingFileError(InputError, FileNotFoundError):
     """A file or folder that is not there (also a ``FileNotFoundError``)."""
+
+
+class UnwritableError(InputError, OSError):
+    """An output that cannot be written: a folder or file in the way, a read-only or full disk (also an ``OSError``)."""
 
 
 class DependencyError(ProjectError, ImportError):
@@ -109,13 +120,33 @@ class Runtime:
         return self.rank == 0
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what --device may name (torch parses many more that cannot train)
+
+
+def device_option(value: str) -> str:
+    """argparse type of every command's ``--device``: cpu, cuda, cuda:N or mps (availability: ``pick_device``)."""
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """The device a command runs on: the one named (checked), else CUDA when available, else the CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
-    return torch.device(device)
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"numbered from 0")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: no MPS device is available here (use --device cpu)")
+    return chosen
 
 
 def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str | None = None) -> Runtime:
@@ -173,11 +204,88 @@ def broadcast_buffers(model: torch.nn.Module, runtime: Runtime) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def temporary_path(path: str) -> str:
-    """Where ``atomic_write`` writes ``path`` first: beside it, with the same extension (so that
-    Pillow and NumPy pick the same format), e.g. ``a/b.png`` -> ``a/b.tmp.png``."""
-    root, ext = os.path.splitext(path)
-    return f"{root}.tmp{ext}"
+# ------------------------------------------------------------------------------------------------
+# files: whole or absent, temporary names unique per writer, one run per run folder
+# ------------------------------------------------------------------------------------------------
+HOST = socket.gethostname()
+TEMPORARY, ASIDE = ".tmp", ".old"  # a file or folder being written; a folder being replaced
+_WRITES = itertools.count()  # next() is atomic under the GIL: names are unique per thread too
+# <target><mark>-<host>-<pid>-<n><extension>: the writer is recorded, so that a leftover is removed only once its
+# writer is dead (a writer on another host, e.g. over NFS, is never judged)
+_WRITER_NAME = re.compile(rf"^(?P<root>.+)(?P<mark>{re.escape(TEMPORARY)}|{re.escape(ASIDE)})-{re.escape(HOST)}"
+                          r"-(?P<pid>\d+)-\d+(?P<ext>\.[^.]*)?$")
+LOCK_FILE = "run.lock"
+
+
+def _writer_path(path: str, mark: str, pid: int | None = None, keep_extension: bool = True) -> str:
+    root, ext = os.path.splitext(path) if keep_extension else (path, "")
+    return f"{root}{mark}-{HOST}-{os.getpid() if pid is None else pid}-{next(_WRITES)}{ext}"
+
+
+def temporary_path(path: str, pid: int | None = None) -> str:
+    """Where ``atomic_write`` writes ``path`` first: beside it, named for its writer (host, process
+    ``pid``, a number unique in the process), the extension last so that Pillow and NumPy pick the
+    same format, e.g. ``a/b.png`` -> ``a/b.tmp-host-4242-0.png``."""
+    return _writer_path(path, TEMPORARY, pid)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is a temporary (or set-aside) name of ``atomic_write``/``atomic_folder``."""
+    return re.search(rf"({re.escape(TEMPORARY)}|{re.escape(ASIDE)})-[^/]+-\d+-\d+(\.[^.]*)?$", name) is not None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host has the id ``pid`` (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_stale(directory: str, name: str) -> str | None:
+    """Remove a dead writer's leftover ``name`` (restore a folder that was set aside and not replaced)."""
+    match = _WRITER_NAME.match(name)
+    if match is None or process_alive(int(match["pid"])):
+        return None
+    path = os.path.join(directory, name)
+    target = os.path.join(directory, match["root"] + (match["ext"] or ""))
+    if match["mark"] == ASIDE and not os.path.lexists(target):
+        os.replace(path, target)
+        return f"restored {target} (its replacement was cut short)"
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+    return f"removed {path} (left by process {match['pid']}, which is gone)"
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Clear what killed writers of this host left under ``folder``; return what was done.
+
+    Temporary files and folders of processes that are gone are removed, a folder set aside by an
+    ``atomic_folder`` replacement that was cut short is put back; a live writer's are left alone.
+    """
+    done = []
+    for directory, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            action = _clear_stale(directory, name)
+            if action:
+                done.append(action)
+                if name in dirs:
+                    dirs.remove(name)
+    return done
+
+
+def recover_folder(folder: str) -> list[str]:
+    """``remove_stale_temporaries`` for the leftovers of one folder's replacement (``<folder>.tmp-...``, ``.old-...``)."""
+    parent, base = os.path.split(os.path.abspath(folder.rstrip(os.sep)))
+    if not os.path.isdir(parent):
+        return []
+    names = [n for n in sorted(os.listdir(parent)) if (m := _WRITER_NAME.match(n)) and m["root"] == base and not m["ext"]]
+    return [action for name in names if (action := _clear_stale(parent, name))]
 
 
 @contextlib.contextmanager
@@ -186,34 +294,95 @@ def atomic_write(path: str) -> Iterator[str]:
 
     A reader never sees a half-written ``path``: it is the old file or the whole new one.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = temporary_path(path)
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except UnwritableError:
+        raise
+    except OSError as err:
+        raise UnwritableError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
-        if os.path.exists(tmp):
+        if os.path.isfile(tmp):
             os.remove(tmp)
 
 
 @contextlib.contextmanager
 def atomic_folder(folder: str) -> Iterator[str]:
-    """Yield ``<folder>.tmp`` to fill; on success it replaces ``folder``, on failure it is removed.
-
-    A reader never sees a half-written folder (a leftover ``.tmp`` of a killed run is cleared first).
-    """
-    tmp = folder.rstrip(os.sep) + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
+    """Yield a temporary folder to fill; on success it replaces ``folder`` (``replace_folder``), on failure
+    it is removed. A reader never sees a half-written folder; what a killed earlier replacement of
+    ``folder`` left is cleared (or restored) first."""
+    folder = folder.rstrip(os.sep)
+    recover_folder(folder)
+    tmp = _writer_path(folder, TEMPORARY, keep_extension=False)
     os.makedirs(tmp)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    replace_folder(tmp, folder)
+
+
+def replace_folder(new: str, folder: str) -> None:
+    """Rename ``new`` to ``folder``: an existing ``folder`` is renamed aside first and removed last, so
+    that at every moment ``folder`` is the whole old one, the whole new one, or (after a kill between
+    the two renames) restorable from the aside copy by ``recover_folder``."""
+    aside = None
+    if os.path.lexists(folder):
+        aside = _writer_path(folder, ASIDE, keep_extension=False)
+        os.replace(folder, aside)
+    os.replace(new, folder)
+    if aside is not None:
+        shutil.rmtree(aside)
+
+
+_HELD_LOCKS: "weakref.WeakSet[RunLock]" = weakref.WeakSet()  # this process's run locks (forked workers close them)
+
+
+class RunLock:
+    """An exclusive OS lock (``flock``) on ``<folder>/run.lock``, held for the life of a run.
+
+    The kernel releases it when the holder exits or dies; a second holder is refused with one line
+    that names the first (process id, host, start time, as the holder wrote them into the file).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.file = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock or raise InputError naming its holder."""
+        file = open(self.path, "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "one that has not said who it is"
+            file.close()
+            raise InputError(f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it to "
+                             f"end, or give another --model_name or --log_dir") from None
+        file.truncate(0)
+        file.write(f"pid {os.getpid()} on host {HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        file.flush()
+        self.file = file
+        _HELD_LOCKS.add(self)
+        return self
+
+    def release(self) -> None:
+        """Let the lock go (the file stays: removing it would race with a process opening it)."""
+        if self.file is not None:
+            _HELD_LOCKS.discard(self)
+            self.file.close()
+            self.file = None
+
+
+def close_inherited_locks() -> None:
+    """In a forked child (a loader worker): close the run locks' files it inherited, so that a lock
+    dies with the process that took it and not with the last of its children."""
+    for lock in list(_HELD_LOCKS):
+        lock.release()
 
 
 def save_json(data: dict, path: str) -> None:

@@ -2,13 +2,14 @@
 
 A folder holds ``encoder.pth`` (with the plain entries ``height``, ``width``, ``epoch``,
 ``step``), ``decoder.pth`` (depth decoder, segmentation decoder and CMA modules: the authors'
-keys), ``pose_encoder.pth``, ``pose.pth``, the optimizer state ``adam.pth`` and ``opt.json``.
-Files are read with ``weights_only=True``: a checkpoint can never run code.
+keys), ``pose_encoder.pth``, ``pose.pth``, the optimizer state ``adam.pth``, ``opt.json`` and
+``checksums.sha256`` (every file's SHA-256, checked on load; released folders without it load
+unchecked). Files are read with ``weights_only=True``: a checkpoint can never run code.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from torch import nn
 
 import options
 import utils
-from checkpoints.files import CheckpointError, read_state
+from checkpoints.files import CheckpointError, read_state, save_state, verify_file, write_checksums
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 
 NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
@@ -60,23 +61,33 @@ def load_network(net: nn.Module, path: str) -> dict:
 
 def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argparse.Namespace,
                       optimizer: torch.optim.Optimizer | None = None, epoch: int = 0, step: int = 0) -> str:
-    """Write a model folder: built in ``<folder>.tmp``, then renamed, so a folder is never half-written."""
+    """Write a model folder with its checksums: built under a temporary name, then renamed into place
+    (``utils.atomic_folder``), so a folder is never half-written."""
     with utils.atomic_folder(folder) as tmp:
         for name, net in networks.items():
             state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
             if name == "encoder":
                 state.update(height=opts.height, width=opts.width, epoch=epoch, step=step)
-            torch.save(state, os.path.join(tmp, NETWORK_FILES[name]))
+            save_state(state, os.path.join(tmp, NETWORK_FILES[name]))
         if optimizer is not None:
-            torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
+            save_state(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
         options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
+        write_checksums(tmp)
     return folder
+
+
+def check_folder(folder: str) -> None:
+    """Raise CheckpointError when ``folder`` is not there (after restoring it if a kill cut its replacement short)."""
+    if not os.path.isdir(folder):
+        with contextlib.suppress(OSError):  # e.g. a read-only copy: then it stays missing
+            utils.recover_folder(folder)
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"model folder {folder} not found")
 
 
 def load_model_folder(folder: str, networks: dict[str, nn.Module], names=None) -> dict:
     """Load the named networks (default: all given) from a model folder; return the encoder's metadata."""
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"model folder {folder} not found")
+    check_folder(folder)
     metadata: dict = {}
     for name in names or list(networks):
         if name not in networks:
@@ -141,11 +152,12 @@ def resnet_depth_of(encoder_state: dict, path: str) -> int:
 
 
 def _saved_options(folder: str) -> dict:
+    """The folder's opt.json (checked against its checksum), or {} without one."""
     path = os.path.join(folder, OPTIONS_FILE)
     if not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    verify_file(path)
+    return options.read_options_file(path)
 
 
 def _decoder_state(folder: str) -> tuple[str, dict]:
@@ -162,8 +174,7 @@ def _decoder_state(folder: str) -> tuple[str, dict]:
 
 def inspect_model_folder(folder: str) -> ModelSpec:
     """Recognise a model folder's layout and network options from its files' keys (and opt.json)."""
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"model folder {folder} not found")
+    check_folder(folder)
     encoder_path = os.path.join(folder, NETWORK_FILES["encoder"])
     encoder_state, metadata = split_metadata(read_state(encoder_path))
     layout, decoder_state = _decoder_state(folder)

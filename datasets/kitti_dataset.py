@@ -7,10 +7,11 @@ import numpy as np
 import skimage.transform
 from PIL import Image
 
+from . import kitti_utils
 from .kitti_utils import CAMERA_OF_SIDE, generate_depth_map
 
 CALIBRATION_FILES = ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")  # read by generate_depth_map
-from .mono_dataset import MonoDataset
+from .mono_dataset import MonoDataset, SplitEntry, open_image
 
 DEPTH_PNG_SCALE = 256.0  # KITTI depth-benchmark PNGs store depth x 256 as uint16
 
@@ -23,7 +24,7 @@ class KITTIRAWDataset(MonoDataset):
         return os.path.join(self.data_path, folder, f"image_0{CAMERA_OF_SIDE[side]}", "data", filename)
 
     def velodyne_path(self, folder: str, frame_index: int) -> str:
-        return os.path.join(self.data_path, folder, "velodyne_points", "data", f"{frame_index:010d}.bin")
+        return kitti_utils.velodyne_path(self.data_path, folder, frame_index)
 
     def check_depth(self) -> bool:
         if not self.entries:
@@ -50,6 +51,11 @@ class KITTIRAWDataset(MonoDataset):
 
 class KITTIOdomDataset(MonoDataset):
     """KITTI odometry: ``sequences/<seq:02d>/image_{2,3}/<frame:06d>.<ext>`` (no ground-truth depth)."""
+
+    def entry_problem(self, entry: SplitEntry) -> str | None:
+        if not entry.folder.isdigit():
+            return f"names folder {entry.folder!r}: the odometry layout (--dataset kitti_odom) needs a sequence number"
+        return super().entry_problem(entry)
 
     def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
         filename = f"{frame_index:06d}{self.img_ext}"
@@ -78,8 +84,8 @@ class KITTIDepthDataset(KITTIRAWDataset):
         return files
 
     def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
-        with Image.open(self.depth_path(folder, frame_index, side)) as img:
-            depth = img.resize(self.full_res_shape, Image.Resampling.NEAREST)
+        depth = open_image(self.depth_path(folder, frame_index, side)).resize(self.full_res_shape,
+                                                                              Image.Resampling.NEAREST)
         depth = np.array(depth).astype(np.float32) / DEPTH_PNG_SCALE
         return np.fliplr(depth) if do_flip else depth
 
@@ -89,6 +95,8 @@ DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_dep
 
 class KITTIBenchmarkTestDataset(MonoDataset):
     """The depth benchmark's test images: ``<data_path>/image/<index:010d>.png`` (lines ``image <index>``)."""
+
+    NEEDS_SIDE = False
 
     def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
         return os.path.join(self.data_path, folder, f"{frame_index:010d}{self.img_ext}")

@@ -5,14 +5,21 @@ import os
 
 import numpy as np
 
+from utils import InputError, MissingFileError
+
 # KITTI's rectified colour cameras: image_02 is the left, image_03 the right one.
 CAMERA_OF_SIDE = {"l": 2, "r": 3}
+VELODYNE_RECORD_BYTES = 16  # float32 x, y, z, reflectance
+VELODYNE_EXT = ".bin"  # Velodyne scan files
+OXTS_VALUES = 30  # numbers in one OXTS packet
 
 
 def read_calib_file(path: str) -> dict[str, np.ndarray]:
     """Read a KITTI calibration file ("key: numbers" lines) into float arrays; other lines are skipped."""
     data = {}
-    with open(path) as f:
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{path}: calibration file not found")
+    with open(path, errors="replace") as f:
         for line in f:
             if ":" not in line:
                 continue
@@ -24,8 +31,33 @@ def read_calib_file(path: str) -> dict[str, np.ndarray]:
     return data
 
 
+def calibration_matrix(calib: dict[str, np.ndarray], key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
+    """Entry ``key`` of a calibration file read by ``read_calib_file``, reshaped; InputError naming the file if absent or misshapen."""
+    if key not in calib:
+        raise InputError(f"{path}: calibration entry {key!r} is missing")
+    if calib[key].size != int(np.prod(shape)):
+        raise InputError(f"{path}: calibration entry {key!r} holds {calib[key].size} numbers, expected {int(np.prod(shape))}")
+    return calib[key].reshape(shape)
+
+
+def velodyne_path(data_path: str, folder: str, frame_index: int) -> str:
+    """The Velodyne scan of a KITTI raw frame."""
+    return os.path.join(data_path, folder, "velodyne_points", "data", f"{frame_index:010d}{VELODYNE_EXT}")
+
+
+def check_velodyne_file(path: str) -> None:
+    """A Velodyne scan is a non-empty sequence of float32 (x, y, z, reflectance) records; InputError naming it otherwise."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{path}: Velodyne scan not found")
+    size = os.path.getsize(path)
+    if size == 0 or size % VELODYNE_RECORD_BYTES:
+        raise InputError(f"{path}: a Velodyne scan holds records of {VELODYNE_RECORD_BYTES} bytes (4 float32), this "
+                         f"file has {size} bytes ({'empty' if size == 0 else 'truncated or not a scan'})")
+
+
 def load_velodyne_points(path: str) -> np.ndarray:
     """Velodyne scan (N, 4): x, y, z in the Velodyne frame with the reflectance replaced by 1."""
+    check_velodyne_file(path)
     points = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
     points[:, 3] = 1.0
     return points
@@ -39,13 +71,14 @@ def generate_depth_map(calib_dir: str, velo_path: str, cam: int = 2, vel_depth: 
     forward Velodyne coordinate x, as export_gt_depth uses. Where two points land on one pixel the
     nearer stays.
     """
-    cam2cam = read_calib_file(os.path.join(calib_dir, "calib_cam_to_cam.txt"))
+    cam_file = os.path.join(calib_dir, "calib_cam_to_cam.txt")
+    cam2cam = read_calib_file(cam_file)
     velo2cam = rigid_transform(os.path.join(calib_dir, "calib_velo_to_cam.txt"))
 
-    im_shape = cam2cam["S_rect_02"][::-1].astype(np.int32)  # (height, width)
+    im_shape = calibration_matrix(cam2cam, "S_rect_02", (2,), cam_file)[::-1].astype(np.int32)  # (height, width)
     R_cam2rect = np.eye(4)
-    R_cam2rect[:3, :3] = cam2cam["R_rect_00"].reshape(3, 3)
-    P_rect = cam2cam["P_rect_0" + str(cam)].reshape(3, 4)
+    R_cam2rect[:3, :3] = calibration_matrix(cam2cam, "R_rect_00", (3, 3), cam_file)
+    P_rect = calibration_matrix(cam2cam, "P_rect_0" + str(cam), (3, 4), cam_file)
     P_velo2im = np.dot(np.dot(P_rect, R_cam2rect), velo2cam)
 
     velo = load_velodyne_points(velo_path)
@@ -77,9 +110,12 @@ def read_oxts_packet(path: str) -> np.ndarray:
     """One OXTS packet (30,): lat, lon, alt, roll, pitch, yaw, velocities, accelerations, status."""
     with open(path) as f:
         values = f.read().split()
-    if len(values) != 30:
-        raise ValueError(f"{path}: an OXTS packet has 30 numbers, found {len(values)}")
-    return np.array([float(v) for v in values])
+    if len(values) != OXTS_VALUES:
+        raise InputError(f"{path}: an OXTS packet has {OXTS_VALUES} numbers, found {len(values)}")
+    try:
+        return np.array([float(v) for v in values])
+    except ValueError:
+        raise InputError(f"{path}: an OXTS packet holds numbers only") from None
 
 
 def oxts_poses(packets: np.ndarray) -> np.ndarray:
@@ -110,11 +146,9 @@ def oxts_poses(packets: np.ndarray) -> np.ndarray:
 def rigid_transform(calib_file: str) -> np.ndarray:
     """4x4 transform of a calibration file holding R (3x3) and T (3,), e.g. calib_velo_to_cam.txt."""
     calib = read_calib_file(calib_file)
-    if "R" not in calib or "T" not in calib:
-        raise ValueError(f"{calib_file}: expected the keys R and T")
     transform = np.eye(4)
-    transform[:3, :3] = calib["R"].reshape(3, 3)
-    transform[:3, 3] = calib["T"]
+    transform[:3, :3] = calibration_matrix(calib, "R", (3, 3), calib_file)
+    transform[:3, 3] = calibration_matrix(calib, "T", (3,), calib_file)
     return transform
 
 

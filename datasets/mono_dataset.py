@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Collection, Iterable, Sequence
@@ -32,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils import data
 
 from speed import fast_frames
-from utils import InputError
+from utils import InputError, MissingFileError
 
 from . import jitter as colour_jitter
 from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
@@ -59,11 +60,11 @@ class SplitEntry:
     side: str | None
 
 
-def parse_split_line(line: str, where: str = "split line") -> SplitEntry:
-    """Parse ``folder [frame_index [side]]``; ``where`` names the file and line in errors."""
+def parse_split_line(line: str, where: str = "split line", need_side: bool = False) -> SplitEntry:
+    """Parse ``folder [frame_index [side]]`` (all three with ``need_side``); ``where`` names the file and line in errors."""
     parts = line.split()
-    if not parts or len(parts) > 3:
-        raise InputError(f"{where}: expected 'folder frame_index side', got {line.strip()!r}")
+    if not parts or len(parts) > 3 or (need_side and len(parts) != 3):
+        raise InputError(f"{where}: expected 'folder frame_index side' (side l or r), got {line.strip()!r}")
     try:
         frame_index = int(parts[1]) if len(parts) > 1 else 0
     except ValueError:
@@ -74,17 +75,30 @@ def parse_split_line(line: str, where: str = "split line") -> SplitEntry:
     return SplitEntry(parts[0], frame_index, side)
 
 
-def read_split_numbered(path: str) -> list[tuple[int, str]]:
-    """(line number, line) of a split file's non-blank lines, each checked by ``parse_split_line``."""
+def read_split_numbered(path: str, need_side: bool = False, need_lines: bool = False) -> list[tuple[int, str]]:
+    """(line number, line) of a split file's non-blank lines, each checked by ``parse_split_line``.
+
+    A missing file, a folder, a file that is not text (or, with ``need_lines``, one without a line)
+    raises InputError naming it.
+    """
+    if os.path.isdir(path):
+        raise InputError(f"split file {path} is a folder")
     if not os.path.isfile(path):
-        raise InputError(f"split file {path} not found")
-    with open(path) as f:
-        lines = [line.rstrip("\n") for line in f]
+        raise MissingFileError(f"split file {path} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as err:
+        raise InputError(f"split file {path} is not a text file ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise InputError(f"split file {path} cannot be read ({err.strerror})") from None
     kept = []
     for number, line in enumerate(lines, 1):
         if line.strip():
-            parse_split_line(line, f"{path}:{number}")
+            parse_split_line(line, f"{path}:{number}", need_side)
             kept.append((number, line))
+    if need_lines and not kept:
+        raise InputError(f"split file {path} lists no frames (it is empty)")
     return kept
 
 
@@ -95,19 +109,27 @@ def label_path_of(image_path: str, data_path: str, seg_path: str) -> str:
     return os.path.splitext(os.path.join(seg_path, *parts))[0] + ".png"
 
 
-def read_split(path: str) -> list[str]:
+def read_split(path: str, need_side: bool = False, need_lines: bool = False) -> list[str]:
     """Lines of a split file (blank lines dropped), each checked by ``parse_split_line``."""
-    return [line for _, line in read_split_numbered(path)]
+    return [line for _, line in read_split_numbered(path, need_side, need_lines)]
 
 
 def open_image(path: str) -> Image.Image:
-    """Decode an image file fully; a missing or undecodable file raises InputError naming it."""
+    """Decode an image file fully; a missing or undecodable file raises InputError naming it.
+
+    An image larger than Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, which Pillow
+    only warns about up to twice that size) is refused before it is decoded.
+    """
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return img
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        raise MissingFileError(f"{path}: file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(f"{path}: refusing to decode the image ({err})") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise InputError(f"{path}: cannot decode the image ({err})") from None
 
@@ -141,6 +163,8 @@ def all_image_keys(frame_ids: Iterable, num_scales: int) -> frozenset[tuple]:
 
 class MonoDataset(data.Dataset):
     """Base class: subclasses say where frames, labels and ground truth are for a split entry."""
+
+    NEEDS_SIDE = True  # split lines must name the camera (l or r): the layout has one folder per camera
 
     def __init__(self, data_path: str, filenames: Sequence[str], height: int, width: int,
                  frame_ids: Sequence, num_scales: int = 4, is_train: bool = False, img_ext: str = "png",
@@ -190,26 +214,45 @@ class MonoDataset(data.Dataset):
         return label_path_of(self.get_image_path(folder, frame_index, side), self.data_path, self.seg_path)
 
     # -- loading -----------------------------------------------------------------------------
+    def entry_problem(self, entry: SplitEntry) -> str | None:
+        """Why this layout cannot read a split entry (e.g. no side where it needs one), or None."""
+        if self.NEEDS_SIDE and entry.side is None:
+            return "names no side: expected 'folder frame_index side' (side l or r)"
+        return None
+
+    def entry(self, index: int) -> SplitEntry:
+        """The split entry of item ``index``; InputError naming the split line when this layout cannot read it.
+
+        (The input check names the file and line first: ``training.input_checks``.)
+        """
+        entry = self.entries[index]
+        problem = self.entry_problem(entry)
+        if problem:
+            raise InputError(f"split line {index + 1} ({self.filenames[index].strip()!r}) {problem}")
+        return entry
+
     def frame_path(self, entry: SplitEntry, frame_id) -> str:
         """Image file of a frame of an item: a temporal offset, or "s" for the other camera."""
         return self.get_image_path(entry.folder, *self.frame_location(entry, frame_id))
 
     def required_files(self, index: int) -> list[str]:
         """Every file that loading item ``index`` reads: frames, pseudo-label, ground truth."""
-        entry = self.entries[index]
+        entry = self.entry(index)
         files = [self.frame_path(entry, i) for i in self.frame_ids]
         if self.load_labels:
             files.append(self.label_path(entry.folder, entry.frame_index, entry.side))
         return files
 
     def check_item(self, index: int) -> None:
-        """Decode every image of an item and check frame sizes and label ids (InputError naming the file)."""
-        entry = self.entries[index]
+        """Decode every image and the ground truth of an item; check frame sizes and label ids (InputError naming the file)."""
+        entry = self.entry(index)
         sizes = {self.frame_path(entry, i): open_image(self.frame_path(entry, i)).size for i in self.frame_ids}
         self.check_frame_sizes(sizes)
         if self.load_labels:
             path = self.label_path(entry.folder, entry.frame_index, entry.side)
             self.check_label_ids(np.asarray(open_image(path)), path)
+        if self.load_depth:
+            self.get_depth(entry.folder, entry.frame_index, entry.side, False)
 
     @staticmethod
     def check_frame_sizes(sizes: dict[str, tuple[int, int]]) -> None:
@@ -286,7 +329,7 @@ class MonoDataset(data.Dataset):
 
     def load_item(self, index: int) -> dict:
         """Item ``index`` with the augmentation drawn from the current random states."""
-        entry = self.entries[index]
+        entry = self.entry(index)
         do_color_aug = self.is_train and random.random() > AUGMENT_PROBABILITY
         do_flip = self.is_train and random.random() > AUGMENT_PROBABILITY
         inputs: dict = {}

@@ -22,12 +22,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import layers
+import options
 import splits
 import utils
 from checkpoints import model_folder
-from datasets import KITTIBenchmarkTestDataset, KITTIRAWDataset, read_split
+from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
 from deploy import depth_graph
-from evaluation.ground_truth import ground_truth_path, load_ground_truth
+from evaluation.ground_truth import ground_truth_file, load_ground_truth
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--eval_mono", action="store_true", help="median scaling per image (the default)")
     mode.add_argument("--eval_stereo", action="store_true", help="no median scaling; depths x 5.4")
     parser.add_argument("--disable_median_scaling", action="store_true", help="no per-image median scaling")
-    parser.add_argument("--pred_depth_scale_factor", type=float, default=1.0, help="multiply predicted depths")
+    parser.add_argument("--pred_depth_scale_factor", type=options.positive_float, default=1.0, help="multiply predicted depths")
     parser.add_argument("--garg_crop", action=argparse.BooleanOptionalAction, default=None,
                         help="Garg crop and 1e-3 < gt < 80 (default: on for eigen, off otherwise)")
     parser.add_argument("--post_process", action="store_true", help="average with the flipped image's prediction")
@@ -65,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_eval", action="store_true", help="only predict (and save)")
     parser.add_argument("--output_json", default=None, help="metrics file (default: <folder>/metrics_<split>.json)")
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
+                        help="layout of --data_path (folders: your own sequences, docs/own_data.md)")
+    parser.add_argument("--batch_size", type=options.positive_int, default=16, help="images per forward pass")
+    parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
+    parser.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     return parser
 
 
@@ -105,12 +108,39 @@ def predict_disparities(encoder: torch.nn.Module, decoder: torch.nn.Module, load
     return np.concatenate(predictions)
 
 
+def test_dataset_class(benchmark: bool, dataset: str = "kitti") -> type:
+    """The dataset of a test split: the depth benchmark's test images, or frames in a --dataset layout."""
+    return KITTIBenchmarkTestDataset if benchmark else DATASETS[dataset]
+
+
+def load_predictions(path: str) -> np.ndarray:
+    """Disparities (N, h, w) of an --ext_disp_to_eval file: a plain float .npy (never unpickled), finite."""
+    if not os.path.isfile(path):
+        raise utils.MissingFileError(f"--ext_disp_to_eval {path}: file not found")
+    try:
+        disps = np.load(path, allow_pickle=False)
+    except ValueError as err:  # an object array, or not a .npy file at all
+        raise utils.InputError(f"--ext_disp_to_eval {path}: not a plain .npy array of disparities ({err})") from None
+    except (OSError, EOFError) as err:
+        raise utils.InputError(f"--ext_disp_to_eval {path}: cannot read it ({err})") from None
+    if not isinstance(disps, np.ndarray):
+        raise utils.InputError(f"--ext_disp_to_eval {path}: an .npz archive; expected one .npy array (N, height, width)")
+    if disps.ndim != 3 or disps.dtype.kind != "f":
+        raise utils.InputError(f"--ext_disp_to_eval {path}: expected float disparities of shape (N, height, width), "
+                               f"got {disps.dtype} of shape {disps.shape}")
+    if not np.isfinite(disps).all():
+        raise utils.InputError(f"--ext_disp_to_eval {path}: holds non-finite disparities (NaN or infinity)")
+    return disps
+
+
 def test_loader(data_path: str, test_file: str, spec: model_folder.ModelSpec, benchmark: bool, img_ext: str,
-                batch_size: int, num_workers: int) -> DataLoader:
-    """Frames of a test split at the model's size, in file order."""
-    dataset_class = KITTIBenchmarkTestDataset if benchmark else KITTIRAWDataset
-    dataset = dataset_class(data_path, read_split(test_file), spec.height, spec.width, [0], 1, is_train=False,
-                            img_ext=img_ext, load_depth=False)
+                batch_size: int, num_workers: int, dataset: str = "kitti") -> DataLoader:
+    """Frames of a test split at the model's size, in file order (``dataset``: a --dataset layout)."""
+    dataset_class = test_dataset_class(benchmark, dataset)
+    if not os.path.isdir(data_path):
+        raise utils.MissingFileError(f"--data_path {data_path} is not a folder")
+    dataset = dataset_class(data_path, read_split(test_file, dataset_class.NEEDS_SIDE), spec.height, spec.width,
+                            [0], 1, is_train=False, img_ext=img_ext, load_depth=False)
     return DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
 
 
@@ -148,14 +178,31 @@ def format_table(metrics: dict) -> str:
             ("&{: 8.3f}  " * len(names)).format(*[metrics[n] for n in names]) + "\\\\")
 
 
+def external_predictions(opts: argparse.Namespace, test_file: str, num_lines: int) -> np.ndarray:
+    """The disparities of --ext_disp_to_eval (the eigen_benchmark frames of them with --eval_eigen_to_benchmark),
+    one per line of the test file."""
+    pred_disps = load_predictions(opts.ext_disp_to_eval)
+    if opts.eval_eigen_to_benchmark:
+        ids = np.load(splits.split_file("benchmark/eigen_to_benchmark_ids.npy", opts.splits_dir))
+        if len(ids) and ids.max() >= len(pred_disps):
+            raise utils.InputError(f"--eval_eigen_to_benchmark: {opts.ext_disp_to_eval} holds {len(pred_disps)} "
+                                   f"predictions, too few for the eigen split (index {int(ids.max())} is needed)")
+        pred_disps = pred_disps[ids]
+    if len(pred_disps) != num_lines:
+        raise utils.InputError(f"{opts.ext_disp_to_eval} holds {len(pred_disps)} predictions but "
+                               f"{test_file} lists {num_lines} frames")
+    return pred_disps
+
+
 def evaluate(opts: argparse.Namespace) -> dict | None:
     """Run the evaluation that ``opts`` describes; return the metrics (None when not evaluating)."""
     name = split_name(opts.eval_split)
     benchmark = opts.eval_split == "benchmark"
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
-    num_lines = len(read_split(test_file))
+    num_lines = len(read_split(test_file, test_dataset_class(benchmark, opts.dataset).NEEDS_SIDE, need_lines=True))
     device = utils.pick_device(opts.device)
 
+    pred_disps = None
     if opts.ext_disp_to_eval is None:
         if not opts.load_weights_folder:
             raise utils.InputError("give --load_weights_folder (or --ext_disp_to_eval)")
@@ -164,18 +211,16 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
                     opts.load_weights_folder, spec.layout, spec.num_layers, spec.height, spec.width, spec.semantics,
                     list(spec.cma_layers))
         loader = test_loader(opts.data_path, test_file, spec, benchmark, opts.img_ext, opts.batch_size,
-                             opts.num_workers)
-        pred_disps = predict_disparities(encoder, decoder, loader, spec, device, opts.post_process)
+                             opts.num_workers, opts.dataset)
         out_dir = opts.load_weights_folder
     else:
-        pred_disps = np.load(opts.ext_disp_to_eval, allow_pickle=False)
-        if opts.eval_eigen_to_benchmark:
-            ids = np.load(splits.split_file("benchmark/eigen_to_benchmark_ids.npy", opts.splits_dir))
-            pred_disps = pred_disps[ids]
-        if len(pred_disps) != num_lines:
-            raise utils.InputError(f"{opts.ext_disp_to_eval} holds {len(pred_disps)} predictions but "
-                                            f"{test_file} lists {num_lines} frames")
+        pred_disps = external_predictions(opts, test_file, num_lines)
         out_dir = os.path.dirname(os.path.abspath(opts.ext_disp_to_eval))
+    evaluating = not (opts.no_eval or benchmark)
+    gt_file = ground_truth_file(opts.gt_depths, opts.eval_split)
+    gt_depths = load_ground_truth(gt_file, num_lines, test_file) if evaluating else None  # before predicting
+    if pred_disps is None:
+        pred_disps = predict_disparities(encoder, decoder, loader, spec, device, opts.post_process)
 
     if opts.save_pred_disps:
         path = os.path.join(out_dir, f"disps_{name}_split.npy")
@@ -189,11 +234,6 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
         logger.info("wrote the benchmark submission PNGs to %s (no ground truth: not evaluating)", folder)
         return None
 
-    gt_file = opts.gt_depths or (os.path.join(opts.eval_split, "gt_depths.npz") if os.path.isdir(opts.eval_split)
-                                 else ground_truth_path(opts.eval_split))
-    gt_depths = load_ground_truth(gt_file)
-    if len(gt_depths) != len(pred_disps):
-        raise utils.InputError(f"{gt_file} holds {len(gt_depths)} maps for {len(pred_disps)} predictions")
     median_scaling = not (opts.eval_stereo or opts.disable_median_scaling)
     scale = STEREO_SCALE_FACTOR if opts.eval_stereo else opts.pred_depth_scale_factor
     garg_crop = opts.eval_split == "eigen" if opts.garg_crop is None else opts.garg_crop

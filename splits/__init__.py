@@ -99,7 +99,7 @@ def training_files(split: str, splits_dir: str | None = None) -> tuple[str, str 
         if not os.path.isfile(train):
             raise SplitError(f"custom split folder {split} has no train_files.txt")
         val = os.path.join(split, "val_files.txt")
-        return train, val if os.path.isfile(val) else None
+        return train, val if os.path.exists(val) else None  # a val_files.txt that is no file fails when read
     if split not in TRAIN_SPLITS:
         raise SplitError(f"unknown split {split!r}: use one of {', '.join(TRAIN_SPLITS)} or a folder holding "
                          "train_files.txt and val_files.txt")

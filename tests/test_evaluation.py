@@ -2,6 +2,9 @@
 import json
 import math
 import os
+import shutil
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ import evaluate_pose
 import layers
 import options
 import predict
+import utils
 from checkpoints import model_folder
 from datasets.kitti_utils import generate_depth_map
 from evaluation import depth as eval_depth
@@ -105,10 +109,14 @@ def test_export_writes_one_map_per_line_and_loads_back(tmp_path):
     maps = ground_truth.load_ground_truth(str(out))
     assert len(maps) == 2 and maps[0].shape == (tiny.height, tiny.width) and maps[0].dtype == np.float32
     assert set(np.unique(maps[1])) == {0.0, 10.0}  # the fixture's wall, at the Velodyne's x
-    # Monodepth2's format (an object array under "data") reads too
+    # Monodepth2's format (an object array under "data") is never unpickled; converted once, it reads
     legacy = tmp_path / "legacy.npz"
-    np.savez_compressed(legacy, data=np.array(maps + [np.zeros((3, 3), np.float32)], dtype=object))
-    assert len(ground_truth.load_ground_truth(str(legacy))) == 3
+    np.savez_compressed(legacy, data=np.array(maps + [np.ones((3, 3), np.float32)], dtype=object))
+    with pytest.raises(utils.InputError, match="--convert_monodepth2"):
+        ground_truth.load_ground_truth(str(legacy))
+    assert ground_truth.convert_monodepth2(str(legacy), str(tmp_path / "converted.npz")) == 3
+    converted = ground_truth.load_ground_truth(str(tmp_path / "converted.npz"))
+    assert [m.tolist() for m in converted] == [m.tolist() for m in maps + [np.ones((3, 3), np.float32)]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,6 +264,62 @@ def test_predict_writes_real_pictures_and_arrays(evaluated, tmp_path):
     assert sorted(os.listdir(tmp_path / "b")) == ["0000000000_depth.npy", "0000000000_disp.npy", "0000000000_disp.png"]
 
 
+def bomb_png(path, side: int = 20000) -> None:
+    """A PNG whose header claims side x side pixels (a decompression bomb), with almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                + chunk(b"IEND", b""))
+
+
+def error_lines(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("error:") or ": error:" in line]
+
+
+def test_predict_skips_unreadable_files_in_a_folder_and_names_them_in_one_line(evaluated, tmp_path, capsys):
+    tiny, _, folders = evaluated
+    frames = tmp_path / "frames"
+    shutil.copytree(os.path.join(tiny.data_path, DRIVE, "image_02", "data"), frames)
+    (frames / "0000000002.png").write_text("not a picture")
+    bomb_png(frames / "0000000003.png")
+    out = tmp_path / "out"
+    code = utils.run_cli(predict.main, ["--load_weights_folder", folders["baseline"], "--image_path", str(frames),
+                                        "--output_dir", str(out), "--batch_size", "2"])
+    errors = error_lines(capsys)
+    assert code == 2 and len(errors) == 1, errors
+    assert "2 file(s)" in errors[0] and "0000000002.png" in errors[0] and "0000000003.png" in errors[0]
+    written = sorted(f for f in os.listdir(out) if f.endswith("_disp.png"))
+    assert written == [f"{i:010d}_disp.png" for i in (0, 1, 4)]  # every readable image, in order
+
+
+def test_predict_refuses_bad_paths_and_options_in_one_line_before_writing(evaluated, tmp_path, capsys):
+    tiny, _, folders = evaluated
+    frame = os.path.join(tiny.data_path, DRIVE, "image_02", "data", "0000000000.png")
+    notes, bomb, out = tmp_path / "notes.txt", tmp_path / "bomb.png", tmp_path / "out"
+    notes.write_text("hello")
+    bomb_png(bomb)
+    common = ["--load_weights_folder", folders["baseline"], "--output_dir", str(out)]
+    for bad in (notes, bomb):
+        assert utils.run_cli(predict.main, [*common, "--image_path", frame, str(bad)]) == 2
+        errors = error_lines(capsys)
+        assert len(errors) == 1 and str(bad) in errors[0], errors
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([*common, "--image_path", frame, "--batch_size", "0"])
+    assert exit_info.value.code == 2 and "--batch_size" in error_lines(capsys)[0]
+    broken = tmp_path / "broken_model"
+    shutil.copytree(folders["baseline"], broken)
+    (broken / "opt.json").write_text('{"height": 64,')
+    assert utils.run_cli(predict.main, ["--load_weights_folder", str(broken), "--output_dir", str(out),
+                                        "--image_path", frame]) == 2
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and "opt.json" in errors[0], errors
+    assert not out.exists()
+
+
 def test_per_class_sums_pool_to_the_image_metrics_for_a_single_class():
     rng = np.random.default_rng(0)
     gt = np.where(rng.random((GT_H, GT_W)) < 0.05, rng.uniform(2, 70, (GT_H, GT_W)), 0).astype(np.float32)
@@ -323,7 +387,6 @@ def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
 
 
 def test_missing_ground_truth_is_one_line_naming_the_file(tmp_path, capsys):
-    import utils
     split = tmp_path / "split"
     split.mkdir()
     (split / "test_files.txt").write_text(f"{DRIVE} 1 l\n")

@@ -64,11 +64,11 @@ def needed_labels(tiny, seg_path, sides=("line",)):
 
 
 def written_labels(seg_path):
-    """Label PNGs under a label root, summary folder and temporaries (``x.tmp.png``, a killed write) excluded."""
+    """Label PNGs under a label root, summary folder and temporaries (``utils.is_temporary``, a killed write) excluded."""
     found = set()
     for root, dirs, files in os.walk(seg_path):
         dirs[:] = [d for d in dirs if d != mpl.SUMMARY_FOLDER]
-        found |= {os.path.join(root, f) for f in files if f.endswith(".png") and not f.endswith(".tmp.png")}
+        found |= {os.path.join(root, f) for f in files if f.endswith(".png") and not utils.is_temporary(f)}
     return found
 
 
@@ -162,7 +162,7 @@ def test_segformer_run_killed_half_way_resumes_to_the_same_files(tiny, segformer
     survived = written_labels(seg_path)
     assert process.returncode == -signal.SIGKILL and KILL_AFTER <= len(survived) < len(expected)
 
-    with open(utils.temporary_path(sorted(survived)[0]), "wb") as f:  # a stale half-written file beside a whole label
+    with open(utils.temporary_path(sorted(survived)[0], pid=process.pid), "wb") as f:  # the killed run's, half-written
         f.write(b"\x89PNG partial")
     summary = run(tiny, seg_path, segformer_dir, *args)
     assert summary["frames_skipped"] == len(survived) and summary["frames_labelled"] == len(expected) - len(survived)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import evaluate_depth
+import layers
 import options
 import train
 import utils
@@ -34,10 +35,10 @@ def run_args(tiny, log_dir, *extra):
             "--max_steps", str(STEPS), "--lr_milestones", "1", "--save_frequency", "2", "--deterministic", *extra]
 
 
-def start(args, torchrun=()):
+def start(args, torchrun=(), script="train.py", **popen):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
-    return subprocess.Popen([sys.executable, *torchrun, "train.py", *args], cwd=PROJECT_DIR, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, *torchrun, script, *args], cwd=PROJECT_DIR, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def finish(process):
@@ -76,11 +77,12 @@ def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_ident
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
     # the uninterrupted run passes --resume too: with no checkpoint yet it starts fresh
     whole = start(run_args(tiny, whole_dir, "--num_workers", "0", "--resume"))
-    # SIGTERM after step 2: the worker saves and exits with 143; torchrun restarts it and it resumes,
-    # with a data-loading process (item augmentation does not depend on who loads it)
+    # SIGTERM as step 2 begins (a test-only callback, tests/signal_at_step.py): the worker finishes the step,
+    # saves and exits with 143; torchrun restarts it and it resumes, with a data-loading process (item
+    # augmentation does not depend on who loads it)
     torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "--max-restarts", "1")
-    code, stderr = finish(start(run_args(tiny, split_dir, "--num_workers", "1", "--resume",
-                                         "--debug_signal_after_step", str(STEPS // 2)), torchrun))
+    code, stderr = finish(start([str(STEPS // 2), *run_args(tiny, split_dir, "--num_workers", "1", "--resume")],
+                                torchrun, script="tests/signal_at_step.py"))
     assert code == 0, stderr[-3000:]
     assert "received SIGTERM" in stderr and "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert "failed (exitcode: 143)" in stderr  # 128 + SIGTERM: torchrun sees a failure and restarts
@@ -114,15 +116,14 @@ def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_ident
 # ------------------------------------------------------------------------------------------------
 def test_a_failed_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, monkeypatch):
     folder = str(tmp_path / "checkpoints")
-    state = {"networks": {"w": torch.arange(6.0)}, "step": 1}
+    state = {"networks": {"w": torch.arange(6.0)}, "step": 1, "run_id": "a"}
     training_state.save_checkpoint(folder, 1, state, keep=3)
 
-    def disk_full(obj, path, *args, **kwargs):
-        with open(path, "wb") as f:
-            f.write(b"PK\x03\x04 half a file")
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_folder.torch, "save", disk_full)
+    monkeypatch.setattr(training_state.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         training_state.save_checkpoint(folder, 2, {**state, "step": 2}, keep=3)
     monkeypatch.undo()
@@ -158,35 +159,47 @@ def test_a_failed_model_folder_write_leaves_no_folder(tmp_path, monkeypatch):
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
     folder = str(tmp_path / "checkpoints")
     for step in (3, 6, 9, 12, 15):
-        training_state.save_checkpoint(folder, step, {"networks": {}, "step": step}, keep=2)
+        training_state.save_checkpoint(folder, step, {"networks": {}, "step": step, "run_id": "a"}, keep=2)
     assert sorted(os.listdir(folder)) == ["step_00000012.pth", "step_00000015.pth"]
 
 
 # ------------------------------------------------------------------------------------------------
 # non-finite losses
 # ------------------------------------------------------------------------------------------------
-def poison(trainer, bad_steps):
-    """Make the total loss NaN on the given steps; count the optimizer's real steps."""
-    original = trainer.process_batch
+def poison(trainer, monkeypatch, nan_loss=(), nan_grid=(), nan_gradient=()):
+    """On the given steps make NaN: the total loss; one coordinate of a sampling grid (the warped image and
+    the loss stay finite: grid_sample clamps it to the border); one gradient. Count the optimizer's real steps."""
+    nan = float("nan")
+    forward, project_3d = trainer.forward, layers.project_3d
     steps_taken = []
 
-    def process_batch(inputs, with_outputs=True):
-        outputs, losses = original(inputs, with_outputs)
-        if trainer.step in bad_steps:
-            losses["loss"] = losses["loss"] * float("nan")
+    def forward_with_nan_loss(batch, with_outputs=True):
+        outputs, losses = forward(batch, with_outputs)
+        if trainer.step in nan_loss:
+            losses["loss"] = losses["loss"] * nan
         return outputs, losses
 
-    trainer.process_batch = process_batch
+    def project_3d_with_nan(*args, **kwargs):
+        grid = project_3d(*args, **kwargs)
+        if trainer.step in nan_grid:
+            grid = grid.clone()
+            grid[0, 0, 0, 0] = nan
+        return grid
+
+    trainer.forward = forward_with_nan_loss
+    monkeypatch.setattr(layers, "project_3d", project_3d_with_nan)
+    next(trainer.model.parameters()).register_hook(lambda grad: grad * nan if trainer.step in nan_gradient else grad)
     trainer.optimizer.register_step_pre_hook(lambda *_: steps_taken.append(trainer.step))
     return steps_taken
 
 
 def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_with_the_last_good_state(tiny, tmp_path,
-                                                                                          in_process):
+                                                                                          in_process, monkeypatch):
     opts = options.parse_args(run_args(tiny, tmp_path, "--num_workers", "0", "--max_steps", "6",
                                        "--max_nonfinite_steps", "2"))
     trainer = Trainer(opts)
-    steps_taken = poison(trainer, {1, 3, 4})
+    # a NaN grid with a finite loss must not reach the backward pass: on the CPU it would crash the process
+    steps_taken = poison(trainer, monkeypatch, nan_loss={1}, nan_grid={3}, nan_gradient={4})
     with pytest.raises(utils.TrainingError, match=r"not finite for 2 steps in a row \(steps 3\.\.4.*step_00000005"):
         trainer.train()
     assert steps_taken == [0, 2]  # step 1 skipped alone; steps 3 and 4 in a row end the run
@@ -322,6 +335,7 @@ def test_a_weights_folder_with_missing_or_misshapen_keys_is_named(tiny, tmp_path
     del decoder["seg_decoder.decoder.10.conv.weight"]
     decoder["depth_decoder.decoder.0.conv.conv.weight"] = torch.zeros(1, 1, 3, 3)
     torch.save(decoder, os.path.join(folder, "decoder.pth"))
+    os.remove(os.path.join(folder, "checksums.sha256"))  # edited by hand: a folder without checksums, as released ones
     message = train_error(tiny, tmp_path, capsys, "--load_weights_folder", folder)
     assert f"{folder}/decoder.pth does not fit the JointDecoder" in message
     assert "missing (1): seg_decoder.decoder.10.conv.weight" in message
@@ -402,7 +416,7 @@ def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "sub" / "metrics.json"
     with utils.atomic_write(str(path)) as tmp:
-        assert tmp.endswith(".tmp.json") and os.path.dirname(tmp) == str(path.parent)
+        assert tmp.endswith(".json") and ".tmp-" in tmp and os.path.dirname(tmp) == str(path.parent)
         with open(tmp, "w") as f:
             f.write("old")
     with pytest.raises(OSError):

@@ -149,13 +149,12 @@ def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     for extra, expected in (((), image_keys(model_options())), (("--input_images", "all"), None)):
         opts = options.parse_args(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64",
                                    "--width", "96", "--batch_size", "2", "--weights_init", "scratch", "--log_dir",
-                                   str(tmp_path / "log"), "--num_workers", "0", "--device", "cpu", *extra])
+                                   str(tmp_path / "log"), "--num_workers", "0", "--device", "cpu", "--overwrite", *extra])
         trainer = Trainer(opts)
         expected = expected or all_image_keys([0, -1, 1], 4)
         assert trainer.train_dataset.image_keys == expected
         assert trainer.val_loader.dataset.dataset.image_keys == expected
-        for writer in trainer.writers.values():
-            writer.close()
+        trainer.close()
 
 
 @pytest.mark.parametrize("pipeline", ["exact", "fast", "fast_workers"])

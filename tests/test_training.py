@@ -69,8 +69,8 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
     assert set(trainer.models) == {"encoder", "decoder", "pose_encoder", "pose"}
     trainer.train()
     folder = tmp_path / "fsre" / "models" / "weights_0_best"  # the only validation so far is the best
-    assert sorted(os.listdir(folder)) == ["adam.pth", "decoder.pth", "encoder.pth", "opt.json", "pose.pth",
-                                          "pose_encoder.pth"]
+    assert sorted(os.listdir(folder)) == ["adam.pth", "checksums.sha256", "decoder.pth", "encoder.pth", "opt.json",
+                                          "pose.pth", "pose_encoder.pth"]
     fresh = FSREModel(opts)
     metadata = model_folder.load_model_folder(str(folder), fresh.networks())
     assert metadata == {"height": 64, "width": 192, "epoch": 0, "step": 2}
@@ -129,7 +129,8 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
     assert len([w for w in written if w.startswith("fsre/val/events")]) == 1
     assert [w for w in written if "models" in w] == sorted(
         ["fsre/models/opt.json"] + [f"fsre/models/weights_0_best/{f}" for f in
-                                    ("adam.pth", "decoder.pth", "encoder.pth", "opt.json", "pose.pth", "pose_encoder.pth")])
+                                    ("adam.pth", "checksums.sha256", "decoder.pth", "encoder.pth", "opt.json", "pose.pth",
+                                     "pose_encoder.pth")])
     fresh = FSREModel(options.parse_args(args))
     model_folder.load_model_folder(str(log_dir / "fsre" / "models" / "weights_0_best"), fresh.networks())
     assert all(torch.equal(v, rank0[k]) for k, v in fresh.state_dict().items())

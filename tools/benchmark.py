@@ -63,6 +63,7 @@ PAPER_TABLE2 = {
     "full": ("full", "18h 20m", "9.4GB x 2", "9.7ms"),
 }
 CONFIG_ORDER = list(PAPER_TABLE2)
+MADE_EDGE_FRAMES = 2  # --make_data's first and last frames have no neighbour: they are not training items
 PATHS = ("exact", "default", "fast")  # the straightforward path, train.py's defaults, the opt-in fast path
 
 
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--splits_dir", default=None, help="local copies of the split files, as train.py takes it")
     g.add_argument("--make_data", metavar="DIR", default=None,
                    help="write a drive of KITTI-size frames into DIR first and benchmark on it")
-    g.add_argument("--make_frames", type=int, default=40, help="frames per camera written by --make_data")
+    g.add_argument("--make_frames", type=options.positive_int, default=40, help="frames per camera written by --make_data")
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
     g.add_argument("--fast_data_path", default=None,
                    help="data the fast path reads instead of --data_path, e.g. a tools/prepare_kitti.py cache of it")
@@ -228,15 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame file type of --fast_data_path (default: --img_ext)")
     g = parser.add_argument_group("run")
     g.add_argument("--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations")
-    g.add_argument("--height", type=int, default=192, help="input height")
-    g.add_argument("--width", type=int, default=640, help="input width")
-    g.add_argument("--batch_size", type=int, default=12, help="batch size")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N; default cuda when available")
-    g.add_argument("--num_workers", type=int, default=min(12, os.cpu_count() or 1), help="loader processes")
-    g.add_argument("--steps", type=int, default=10, help="timed training steps")
-    g.add_argument("--input_batches", type=int, default=20, help="timed batches of the input pipeline alone")
-    g.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
-    g.add_argument("--inference_runs", type=int, default=50, help="timed inference calls at batch 1")
+    g.add_argument("--height", type=options.image_side, default=192, help="input height")
+    g.add_argument("--width", type=options.image_side, default=640, help="input width")
+    g.add_argument("--batch_size", type=options.positive_int, default=12, help="batch size")
+    g.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N; default cuda when available")
+    g.add_argument("--num_workers", type=options.non_negative_int, default=min(12, os.cpu_count() or 1), help="loader processes")
+    g.add_argument("--steps", type=options.positive_int, default=10, help="timed training steps")
+    g.add_argument("--input_batches", type=options.positive_int, default=20, help="timed batches of the input pipeline alone")
+    g.add_argument("--warmup", type=options.non_negative_int, default=2, help="untimed calls before each measurement")
+    g.add_argument("--inference_runs", type=options.positive_int, default=50, help="timed inference calls at batch 1")
     g.add_argument("--input_only", action="store_true", help="measure the input pipeline only")
     g.add_argument("--baseline", action="store_true",
                    help="also run the straightforward path (Monodepth2's loader, unfused losses, fp32) and "
@@ -252,17 +253,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark, print the table and write the JSON report; returns the report."""
     utils.setup_logging()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # the options are checked before --make_data writes anything
+    if args.data_path is None and not args.make_data:
+        parser.error("give --data_path (KITTI data) or --make_data DIR")
+    if args.make_data and args.make_frames < args.batch_size + MADE_EDGE_FRAMES:
+        parser.error(f"--make_frames {args.make_frames} gives {args.make_frames - MADE_EDGE_FRAMES} training items, "
+                     f"fewer than one batch (--batch_size {args.batch_size})")
+    utils.pick_device(args.device)  # a device that is not there: one line now, not after --make_data
     if args.make_data:
         args.data_path, args.split = make_data(args.make_data, args.make_frames, args.img_ext)
-    if args.data_path is None:
-        parser.error("give --data_path (KITTI data) or --make_data DIR")
     for name in ("data_path", "fast_data_path"):  # before minutes of measuring the other paths
         if getattr(args, name) is not None and not os.path.isdir(getattr(args, name)):
             raise InputError(f"--{name} {getattr(args, name)} is not a folder")
-    for name in ("steps", "input_batches", "inference_runs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     paths = PATHS if args.baseline else ["fast"]
     results = []
     with tempfile.TemporaryDirectory() as log_dir:

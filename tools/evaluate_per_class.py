@@ -27,7 +27,7 @@ from checkpoints import model_folder
 from datasets import CLASS_NAMES, LABEL_TO_TRAIN, KITTIRAWDataset, read_split
 from datasets.mono_dataset import LABEL_FILTER
 from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
-from evaluation.ground_truth import ground_truth_path, load_ground_truth
+from evaluation.ground_truth import ground_truth_file, load_ground_truth
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--names gives {len(names)} names for {len(opts.load_weights_folder)} folders")
     device = utils.pick_device(opts.device)
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
-    gt_file = opts.gt_depths or (os.path.join(opts.eval_split, "gt_depths.npz") if os.path.isdir(opts.eval_split)
-                                 else ground_truth_path(opts.eval_split))
-    gt_depths = load_ground_truth(gt_file)
-    labels_dataset = KITTIRAWDataset(opts.data_path, read_split(test_file), 32, 32, [0], 1, seg_path=opts.seg_path,
+    gt_file = ground_truth_file(opts.gt_depths, opts.eval_split)
+    lines = read_split(test_file, KITTIRAWDataset.NEEDS_SIDE, need_lines=True)
+    gt_depths = load_ground_truth(gt_file, len(lines), test_file)
+    labels_dataset = KITTIRAWDataset(opts.data_path, lines, 32, 32, [0], 1, seg_path=opts.seg_path,
                                      load_depth=False)
     train_ids = [load_train_ids(labels_dataset, i, gt.shape) for i, gt in enumerate(gt_depths)]
     garg_crop = opts.eval_split == "eigen"

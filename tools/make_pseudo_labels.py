@@ -485,9 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = split_frames(opts.data_path, seg_path, paths, opts.dataset, opts.img_ext, opts.sides)
     else:
         frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
-    for frame in frames:  # half-written files of a killed run
-        if os.path.exists(utils.temporary_path(frame.label)):
-            os.remove(utils.temporary_path(frame.label))
+    if os.path.isdir(seg_path):  # half-written files of a killed run (a live run's are left alone)
+        utils.remove_stale_temporaries(seg_path)
     todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
     skipped = len(frames) - len(todo)
     todo = todo[:opts.limit] if opts.limit is not None else todo

@@ -29,17 +29,19 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
-from PIL import Image
 from tqdm import tqdm
 
 import utils
-from datasets.mono_dataset import LABEL_FILTER, RESIZE_FILTER  # the exact pipeline's filters
+from datasets.mono_dataset import LABEL_FILTER, RESIZE_FILTER, open_image  # the exact pipeline's filters
+from options import non_negative_int, positive_int
+from utils import InputError, MissingFileError
 
 logger = logging.getLogger("prepare_kitti")
 
 LABEL_PATTERN = re.compile(r"(^|/)segmentation/.+\.png$", re.IGNORECASE)  # pseudo-labels at their default place
 FRAME_PATTERN = re.compile(r"(^|/)(image_0[0-3]/data|sequences/\d+/image_[0-3])/[^/]+\.(png|jpe?g)$", re.IGNORECASE)
 DEFAULT_JPEG_QUALITY = 92  # Monodepth2's README conversion
+MAX_JPEG_QUALITY = 95  # Pillow: above 95 JPEG files grow without a visible gain
 SETTINGS_FILE = "prepare_kitti.json"
 EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG"}
 
@@ -69,22 +71,21 @@ def convert_frame(job: tuple[str, str, int | None, int | None, int]) -> bool:
     if os.path.exists(target):
         return False
     label = is_label(target)
+    image = open_image(source)  # InputError naming a file that is unreadable, truncated or too large to decode
+    image = image.copy() if label else image.convert("RGB")
+    if height is not None and image.size != (width, height):
+        image = image.resize((width, height), LABEL_FILTER if label else RESIZE_FILTER)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    file_format = EXTENSION_FORMATS.get(os.path.splitext(target)[1].lower(), "JPEG")
+    tmp = f"{target}.{os.getpid()}.tmp"
     try:
-        with Image.open(source) as image:
-            image = image.copy() if label else image.convert("RGB")
-            if height is not None and image.size != (width, height):
-                image = image.resize((width, height), LABEL_FILTER if label else RESIZE_FILTER)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            file_format = EXTENSION_FORMATS.get(os.path.splitext(target)[1].lower(), "JPEG")
-            tmp = f"{target}.{os.getpid()}.tmp"
-            try:
-                image.save(tmp, format=file_format, **({"quality": quality} if file_format == "JPEG" else {}))
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+        image.save(tmp, format=file_format, **({"quality": quality} if file_format == "JPEG" else {}))
+        os.replace(tmp, target)
     except OSError as error:
-        raise RuntimeError(f"{source}: cannot convert the frame ({error})") from error
+        raise InputError(f"{target}: cannot write the cached frame ({error})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return True
 
 
@@ -107,9 +108,13 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
     """Write the cache; returns counts of frames and labels written and skipped (together), of the label
     maps among them, and of other files mirrored."""
     if not os.path.isdir(data_path):
-        raise FileNotFoundError(f"--data_path {data_path} is not a folder")
-    if os.path.abspath(output_path) == os.path.abspath(data_path):
-        raise ValueError("--output_path must differ from --data_path (frames would be overwritten)")
+        raise MissingFileError(f"--data_path {data_path} is not a folder")
+    source, target = os.path.realpath(data_path), os.path.realpath(output_path)
+    if source == target:
+        raise InputError("--output_path must differ from --data_path (frames would be overwritten)")
+    if os.path.commonpath([source, target]) in (source, target):
+        raise InputError(f"--output_path {output_path} and --data_path {data_path} must not lie inside one another "
+                         "(a later run would cache the cache)")
     sources: dict[str, str] = {}  # cached frame -> its source; a PNG wins over a JPEG copy of the frame
     others, labels = [], []
     for root, dirs, files in os.walk(data_path):
@@ -127,7 +132,7 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
     jobs = [(os.path.join(data_path, source), os.path.join(output_path, target), height, width, quality)
             for target, source in sorted(sources.items()) + [(label, label) for label in labels]]
     if not sources:
-        raise FileNotFoundError(f"--data_path {data_path} holds no frames in KITTI's layout "
+        raise MissingFileError(f"--data_path {data_path} holds no frames in KITTI's layout "
                                 "(image_0X/data/* or sequences/NN/image_X/*)")
     os.makedirs(output_path, exist_ok=True)
     for relative in others:
@@ -158,36 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data_path", required=True, help="KITTI data in Monodepth2's layout")
     parser.add_argument("--output_path", required=True, help="where the cache is written (same layout)")
-    parser.add_argument("--height", type=int, default=192, help="frame height in the cache")
-    parser.add_argument("--width", type=int, default=640, help="frame width in the cache")
+    parser.add_argument("--height", type=positive_int, default=192, help="frame height in the cache")
+    parser.add_argument("--width", type=positive_int, default=640, help="frame width in the cache")
     parser.add_argument("--no_resize", action="store_true", help="keep the native size (conversion only)")
     parser.add_argument("--ext", choices=["png", "jpg"], default=None,
                         help="file type of the cached frames; default: keep each frame's own")
     parser.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality (1..95)")
-    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    parser.add_argument("--num_workers", type=non_negative_int, default=os.cpu_count() or 1,
+                        help="parallel processes (0 or 1: none)")
     parser.add_argument("--copy", action="store_true", help="copy the non-frame files instead of linking them")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: prints what was written."""
-    utils.setup_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.no_resize and (args.height <= 0 or args.width <= 0):
-        parser.error(f"--height and --width must be positive, got {args.height}x{args.width}")
-    if not 1 <= args.quality <= 95:
-        parser.error(f"--quality must lie in 1..95, got {args.quality}")
+    if not 1 <= args.quality <= MAX_JPEG_QUALITY:
+        parser.error(f"--quality must lie in 1..{MAX_JPEG_QUALITY}, got {args.quality}")
+    utils.setup_logging()
     size = (None, None) if args.no_resize else (args.height, args.width)
-    try:
-        counts = prepare(args.data_path, args.output_path, *size, ext=args.ext, quality=args.quality,
-                         num_workers=args.num_workers, copy=args.copy)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        sys.exit(f"prepare_kitti: {error}")
+    counts = prepare(args.data_path, args.output_path, *size, ext=args.ext, quality=args.quality,
+                     num_workers=args.num_workers, copy=args.copy)
     print(f"{counts['files_written']} frames and label maps written ({counts['labels']} label maps in all), "
           f"{counts['files_skipped']} already there, "
           f"{counts['other_files']} other files {'copied' if args.copy else 'linked'} -> {args.output_path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(utils.run_cli(main))

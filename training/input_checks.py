@@ -2,10 +2,12 @@
 
 ``check_split`` (modes of ``--input_check``):
 
-- ``sample`` (default): every split entry's paths stay inside the data folder, every file the split
-  needs exists (frames and their neighbours, pseudo-labels when a semantic loss is on, Velodyne scans
-  and calibration when validation computes depth metrics), and the files of a few items spread over
-  the split decode, share one frame size and hold valid label ids. Each file is looked up once.
+- ``sample`` (default): every split line is well-formed (file:line), every split entry's paths stay
+  inside the data folder, every file the split needs exists (frames and their neighbours,
+  pseudo-labels when a semantic loss is on, Velodyne scans and calibration when validation computes
+  depth metrics), every Velodyne scan has a whole number of 16-byte records, and the files of a few
+  items spread over the split decode (images, labels, ground truth), share one frame size and hold
+  valid label ids. Each file is looked up once.
 - ``full``: the same, with every item decoded (in ``num_workers`` processes).
 - ``none``: no check (the loaders still name any file they fail on).
 """
@@ -16,8 +18,9 @@ import os
 
 from torch.utils.data import DataLoader, Dataset
 
+from datasets.kitti_utils import VELODYNE_EXT, check_velodyne_file
 from datasets.mono_dataset import MonoDataset, read_split_numbered
-from utils import InputError
+from utils import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +65,17 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
         return
     if mode not in INPUT_CHECKS:
         raise InputError(f"--input_check must be one of {', '.join(INPUT_CHECKS)}, got {mode!r}")
-    numbered = read_split_numbered(split_file)
+    if not os.path.isdir(dataset.data_path):
+        raise MissingFileError(f"--data_path {dataset.data_path} is not a folder")
+    numbered = read_split_numbered(split_file, need_side=dataset.NEEDS_SIDE)
     if len(numbered) != len(dataset):
         raise InputError(f"{split_file} lists {len(numbered)} lines but the dataset holds {len(dataset)} items")
     missing: list[tuple[str, int]] = []
     exists: dict[str, bool] = {}  # neighbouring frames and calibration files are shared by many lines
     for index, (number, line) in enumerate(numbered):
+        problem = dataset.entry_problem(dataset.entries[index])
+        if problem:
+            raise InputError(f"{split_file}:{number}: {line.strip()!r} {problem}")
         files = dataset.required_files(index)
         entry = dataset.entries[index]
         label = dataset.label_path(entry.folder, entry.frame_index, entry.side) if dataset.load_labels else None
@@ -78,6 +86,11 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
         for path in files:
             if path not in exists:
                 exists[path] = os.path.isfile(path)
+                if exists[path] and path.endswith(VELODYNE_EXT):  # cheap: a size check of every scan
+                    try:
+                        check_velodyne_file(path)
+                    except InputError as err:
+                        raise InputError(f"{err} (needed by {split_file}:{number})") from None
             if not exists[path]:
                 missing.append((path, number))
     if missing:

@@ -1,21 +1,44 @@
-"""What an exact resume needs besides the checkpoint file: the data order of any epoch and the random states.
+"""What an exact resume needs besides the checkpoint file: the data order of any epoch, the random
+states, and the rule for options given at resume.
 
 Data order: ``ResumableSampler`` is torch's DistributedSampler (one process: one replica), whose
 permutation of an epoch comes from a generator seeded with (seed + epoch), so it can be recomputed;
 a resumed epoch skips its first batches without loading them. Each index carries a seed that
 depends only on (seed, epoch, index), from which the dataset draws the item's augmentation.
+
+Options at resume: what is given applies and ``opt.json`` records it, so what is recorded is what
+runs. The image size (``FIXED_OPTIONS``) is refused: another size is another run. The learning-rate
+schedule (``SCHEDULE_OPTIONS``) is rebuilt at the epoch reached, as if the run had had it from the
+start (the checkpoint's saved schedule would otherwise win). Another data order
+(``DATA_ORDER_OPTIONS``) is warned about: the run goes on, but not as it would have; any other
+change is logged.
 """
 from __future__ import annotations
 
+import argparse
 import random
 
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-# options that fix the data order: resuming with other values goes on, but not exactly
+FIXED_OPTIONS = ("height", "width")
+SCHEDULE_OPTIONS = ("learning_rate", "lr_milestones", "lr_gamma")
 DATA_ORDER_OPTIONS = ("batch_size", "seed", "split", "dataset")
+NOT_COMPARED = ("resume", "overwrite")  # how this process was started, not how the run trains
 AUGMENT_STREAM = 1  # tells the generator of item seeds apart from the permutation's
+
+
+def changed_options(saved: dict, opts: argparse.Namespace) -> dict[str, str]:
+    """Options whose value differs from the checkpoint's, as ``{name: "--name old -> new"}`` (options the
+    checkpoint does not know, added since, are not compared)."""
+    return {name: f"--{name} {saved[name]} -> {value}" for name, value in sorted(vars(opts).items())
+            if name in saved and name not in NOT_COMPARED and saved[name] != value}
+
+
+def schedule_changed(saved: dict, opts: argparse.Namespace) -> bool:
+    """Whether the learning-rate schedule given differs from the checkpoint's."""
+    return any(name in changed_options(saved, opts) for name in SCHEDULE_OPTIONS)
 
 
 class ResumableSampler(DistributedSampler):

@@ -2,12 +2,21 @@
 
 A run stopped by signal N exits with 128 + N (143 for SIGTERM, 130 for SIGINT), as shells report
 it, so that ``torchrun --max-restarts`` restarts a signalled worker and ``--resume`` continues it.
+
+Only the main process handles them. Loader workers ignore them (``loader_worker_init``): systemd,
+SLURM and ``kill -TERM -PGID`` signal the whole process group, and a worker killed before the main
+process has saved would break the step under way. Workers start with the signals blocked
+(``blocked_while_starting_workers``), so that none dies of one before it ignores them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from typing import Iterator
+
+import utils
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,29 @@ class StopSignal:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
+
+
+@contextlib.contextmanager
+def blocked_while_starting_workers() -> Iterator[None]:
+    """Block the stop signals in this thread (forked loader workers inherit the mask); a signal that
+    arrives meanwhile is handled when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the training and validation loaders: ignore the stop signals (the main
+    process stops the workers when it has saved), unblock them, and let go of the run lock."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    utils.close_inherited_locks()
 
 
 class Interrupted(Exception):

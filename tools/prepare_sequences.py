@@ -1,0 +1,273 @@
+"""Split files and a data check for ``--dataset folders``: ``python -m tools.prepare_sequences --data_path DATA``.
+
+Reads every sequence folder below ``--data_path`` (docs/own_data.md), checks it as the loader will
+(frames of one size, intrinsics that fit them, a finished import, enough frames for ``--frame_ids``:
+otherwise one ``error:`` line naming the file, exit 2, nothing written), measures motion with a
+cheap photometric difference between neighbouring frames (mean absolute difference of grey frames
+downscaled to STATIC_WIDTH pixels, in [0, 1]), and prints per sequence: frames, size, normalised
+intrinsics, the share of near-static frames and of very large jumps, the lines it gets, and
+warnings about what makes self-supervised training fail: missing calibration (guessed
+intrinsics), implausible intrinsics, too little motion, jumps (cuts, dropped frames, motion too
+fast for the frame rate), too little data.
+
+It writes ``<data_path>/splits/`` (``--out``): ``train_files.txt`` and ``val_files.txt``, whole
+sequences held out for validation (``--val_sequences``, else ``--val_fraction`` of them, spread
+over the list), ``test_files.txt`` for ``--test_sequences`` (every frame, for ``evaluate_depth.py``
+with ground truth), and ``report.json``. Lines are ``<sequence> <frame_index> <side>`` for every
+frame that has the neighbours ``--frame_ids`` needs; sequences with a second camera contribute
+their frames from both cameras in turn (l on even frames, r on odd ones), as KITTI's splits mix
+sides. ``--drop_static`` leaves out frames that are near-static to one of their temporal sources.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import utils
+from datasets.folders import SPLITS_FOLDER, ImageSequence, camera_warnings, find_sequences, read_sequence
+from utils import InputError
+
+logger = logging.getLogger(__name__)
+
+STATIC_WIDTH = 64  # pixels: frames are compared in grey at this width (cheap, and blind to sensor noise)
+STATIC_THRESHOLD = 0.01  # mean absolute grey difference below which two frames count as the same view
+JUMP_THRESHOLD = 0.2  # ... above which they are hardly the same scene (a cut, dropped frames)
+STATIC_WARNING = 0.3  # warn when more than this share of a sequence is near-static
+FEW_TRAINING_ITEMS = 2000  # warn below this (KITTI's eigen_zhou split has 39810)
+SPLIT_NAMES = ("train_files.txt", "val_files.txt", "test_files.txt")
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class SequenceReport:
+    """What the check found in one sequence, and its split lines."""
+    sequence: ImageSequence
+    motion: np.ndarray  # (N - 1,) difference of frame i + 1 to frame i
+    role: str = "train"  # train, val or test
+    lines: list[str] = field(default_factory=list)
+    dropped_static: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def static_share(self) -> float:
+        return float((self.motion < STATIC_THRESHOLD).mean()) if len(self.motion) else 0.0
+
+    def as_dict(self) -> dict:
+        seq = self.sequence
+        K = seq.K
+        return {"frames": len(seq.frames), "width": seq.width, "height": seq.height, "stereo": bool(seq.right),
+                "K_normalised": {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])},
+                "intrinsics_file": seq.camera.source, "static_share": self.static_share,
+                "jumps": int((self.motion > JUMP_THRESHOLD).sum()),
+                "median_motion": float(np.median(self.motion)) if len(self.motion) else None, "role": self.role,
+                "lines": len(self.lines), "dropped_static": self.dropped_static, "warnings": self.warnings}
+
+
+# -- motion --------------------------------------------------------------------------------------
+def small_grey(path: str) -> np.ndarray:
+    """A frame in grey at STATIC_WIDTH pixels wide, float in [0, 1] (JPEG decoded at a reduced scale)."""
+    with Image.open(path) as image:
+        width, height = image.size
+        size = (STATIC_WIDTH, max(1, round(height * STATIC_WIDTH / width)))
+        image.draft("L", size)  # JPEG: decode at 1/2..1/8 scale directly
+        grey = image.convert("L").resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.float32) / utils.UINT8_MAX
+
+
+def motion_of(frames: Sequence[str], workers: int) -> np.ndarray:
+    """Mean absolute grey difference of each frame to the one before it, (N - 1,)."""
+    if workers > 0:
+        with ProcessPoolExecutor(workers) as pool:
+            greys = list(pool.map(small_grey, frames, chunksize=16))
+    else:
+        greys = [small_grey(path) for path in frames]
+    return np.array([np.abs(b - a).mean() for a, b in zip(greys, greys[1:])], dtype=np.float32)
+
+
+def pair_motion(motion: np.ndarray, index: int, offset: int) -> float:
+    """Photometric difference between frame ``index`` and frame ``index + offset`` (neighbours only, else summed)."""
+    low, high = sorted((index, index + offset))
+    return float(motion[low:high].sum())
+
+
+# -- lines ---------------------------------------------------------------------------------------
+def line_side(sequence: ImageSequence, index: int) -> str:
+    """Camera of a frame's line: l, or for a sequence with a second camera l and r in turn."""
+    return "r" if sequence.right and index % 2 else "l"
+
+
+def sequence_lines(report: SequenceReport, frame_ids: Sequence[int], drop_static: bool) -> None:
+    """Fill ``report.lines``: each frame whose neighbours exist (every frame for a test sequence)."""
+    seq = report.sequence
+    offsets = [i for i in frame_ids if i != 0]
+    if report.role == "test":
+        report.lines = [f"{seq.name} {i} l" for i in range(len(seq.frames))]
+        return
+    first, last = -min(0, *offsets), len(seq.frames) - 1 - max(0, *offsets)
+    for index in range(first, last + 1):
+        if drop_static and any(pair_motion(report.motion, index, f) < STATIC_THRESHOLD for f in offsets):
+            report.dropped_static += 1
+            continue
+        report.lines.append(f"{seq.name} {index} {line_side(seq, index)}")
+
+
+def check_length(sequence: ImageSequence, frame_ids: Sequence[int]) -> None:
+    """A sequence must hold at least one frame with every neighbour ``--frame_ids`` asks for."""
+    span = max(0, *frame_ids) - min(0, *frame_ids) + 1
+    if len(sequence.frames) < span:
+        raise InputError(f"{sequence.folder}: {len(sequence.frames)} frame(s), but --frame_ids "
+                         f"{' '.join(map(str, frame_ids))} needs {span} in a row: remove the folder or import more "
+                         f"of its video")
+
+
+def pick_validation(names: Sequence[str], fraction: float) -> list[str]:
+    """``fraction`` of the sequences (at least one when there are two or more), spread evenly over the list."""
+    if len(names) < 2 or fraction <= 0:
+        return []
+    count = min(len(names) - 1, max(1, round(len(names) * fraction)))
+    return [names[int((i + 0.5) * len(names) / count)] for i in range(count)]
+
+
+def warnings_of(report: SequenceReport) -> list[str]:
+    """What in a sequence may make training fail (see the module's docstring)."""
+    seq = report.sequence
+    problems = camera_warnings(seq.camera, seq.width, seq.height)
+    if report.static_share > STATIC_WARNING:
+        problems.append(f"{report.static_share:.0%} of its frames are near-static (difference to the previous frame "
+                        f"< {STATIC_THRESHOLD}): a camera standing still teaches no depth; --drop_static leaves them out")
+    jumps = np.flatnonzero(report.motion > JUMP_THRESHOLD) + 1
+    if len(jumps):
+        shown = ", ".join(map(str, jumps[:5])) + (" ..." if len(jumps) > 5 else "")
+        problems.append(f"{len(jumps)} very large jump(s) between frames (difference > {JUMP_THRESHOLD}; at frame "
+                        f"{shown}): cuts, dropped frames, or motion too fast for the frame rate (import at a "
+                        f"higher --fps)")
+    return problems
+
+
+# -- output --------------------------------------------------------------------------------------
+def report_table(reports: Sequence[SequenceReport]) -> str:
+    """The per-sequence table that the command prints."""
+    header = (f"{'sequence':<20}{'frames':>7}  {'size':<10}{'cams':>4}{'fx/W':>7}{'fy/H':>7}{'cx/W':>6}{'cy/H':>6}"
+              f"{'static':>8}{'jumps':>6}  {'split':<6}{'lines':>6}")
+    rows = [header]
+    for report in reports:
+        d = report.as_dict()
+        K = d["K_normalised"]
+        size, cams = f"{d['width']}x{d['height']}", 2 if d["stereo"] else 1
+        rows.append(f"{report.sequence.name:<20}{d['frames']:>7}  {size:<10}{cams:>4}{K['fx']:>7.3f}{K['fy']:>7.3f}"
+                    f"{K['cx']:>6.3f}{K['cy']:>6.3f}{d['static_share']:>8.1%}{d['jumps']:>6}  {d['role']:<6}"
+                    f"{d['lines']:>6}")
+    return "\n".join(rows)
+
+
+def write_lines(path: str, lines: Sequence[str]) -> None:
+    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data_path", required=True, help="the folder of sequence folders (import_video's --out)")
+    parser.add_argument("--out", default=None, help=f"split folder; default <data_path>/{SPLITS_FOLDER}")
+    parser.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1],
+                        help="the training's --frame_ids: a line needs all these neighbours")
+    parser.add_argument("--val_sequences", nargs="*", default=None,
+                        help="sequences held out for validation (default: --val_fraction of them)")
+    parser.add_argument("--val_fraction", type=float, default=0.1,
+                        help="share of the sequences held out for validation, whole (at least one of two or more)")
+    parser.add_argument("--test_sequences", nargs="*", default=[],
+                        help="sequences for test_files.txt (every frame; e.g. those with ground truth)")
+    parser.add_argument("--drop_static", action="store_true",
+                        help=f"leave out frames near-static to a temporal source (difference < {STATIC_THRESHOLD})")
+    parser.add_argument("--seg_path", default=None, help="label folder to leave out when searching for sequences "
+                                                        "(default <data_path>/segmentation)")
+    parser.add_argument("--overwrite", action="store_true", help="replace split files that differ")
+    parser.add_argument("--num_workers", type=int, default=2, help="processes reading frames (0: this one)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.frame_ids[0] != 0:
+        parser.error(f"--frame_ids must start with the target frame 0, got {opts.frame_ids}")
+    if not 0 <= opts.val_fraction < 1 or opts.num_workers < 0:
+        parser.error("--val_fraction must lie in [0, 1) and --num_workers must not be negative")
+    utils.setup_logging()
+    out = opts.out or os.path.join(opts.data_path, SPLITS_FOLDER)
+    names = find_sequences(opts.data_path, opts.seg_path)
+    if not names:
+        raise InputError(f"--data_path {opts.data_path}: no sequence folders (folders of frames) below it")
+    unknown = sorted((set(opts.val_sequences or []) | set(opts.test_sequences)) - set(names))
+    if unknown:
+        raise InputError(f"no sequence {unknown[0]!r} below {opts.data_path} (found: {', '.join(names)})")
+    bad = [name for name in names if len(name.split()) != 1]
+    if bad:
+        raise InputError(f"{os.path.join(opts.data_path, bad[0])}: a sequence name with whitespace cannot go into a "
+                         f"split line: rename the folder")
+    sequences = [read_sequence(opts.data_path, name) for name in names]  # every check before any reading
+    for sequence in sequences:
+        check_length(sequence, opts.frame_ids)
+    test = set(opts.test_sequences)
+    candidates = [name for name in names if name not in test]
+    val = set(opts.val_sequences if opts.val_sequences is not None else pick_validation(candidates, opts.val_fraction))
+    reports = []
+    for sequence in tqdm(sequences, desc="measuring motion", unit="sequence"):
+        report = SequenceReport(sequence, motion_of(sequence.frames, opts.num_workers))
+        report.role = "test" if sequence.name in test else "val" if sequence.name in val else "train"
+        sequence_lines(report, opts.frame_ids, opts.drop_static)
+        report.warnings = warnings_of(report)
+        reports.append(report)
+    splits = {name: [line for r in reports if r.role == role for line in r.lines]
+              for name, role in zip(SPLIT_NAMES, ("train", "val", "test"))}
+    if not splits["train_files.txt"]:
+        raise InputError(f"no training lines: every sequence below {opts.data_path} is held out or too short")
+    write_splits(out, splits, opts.overwrite)
+    print(report_table(reports))
+    for report in reports:
+        for warning in report.warnings:
+            print(f"warning: {report.sequence.name}: {warning}")
+    if len(splits["train_files.txt"]) < FEW_TRAINING_ITEMS:
+        print(f"warning: {len(splits['train_files.txt'])} training lines: KITTI's eigen_zhou split has 39810; expect "
+              f"a model that fits these scenes only")
+    if not splits["val_files.txt"]:
+        print("warning: no validation sequence (validation holds out whole sequences: import another video)")
+    summary = {"data_path": os.path.abspath(opts.data_path), "frame_ids": opts.frame_ids,
+               "drop_static": opts.drop_static, "static_threshold": STATIC_THRESHOLD, "jump_threshold": JUMP_THRESHOLD,
+               "sequences": {r.sequence.name: r.as_dict() for r in reports},
+               "lines": {name: len(lines) for name, lines in splits.items()}}
+    utils.save_json(summary, os.path.join(out, REPORT_NAME))
+    written = ", ".join(f"{name} ({len(lines)} lines)" for name, lines in splits.items() if lines)
+    print(f"wrote {out}: {written}")
+    return 0
+
+
+def write_splits(out: str, splits: dict[str, list[str]], overwrite: bool) -> None:
+    """Write the non-empty split files atomically; refuse to replace different ones without ``overwrite``."""
+    if not overwrite:
+        for name, lines in splits.items():
+            path = os.path.join(out, name)
+            if os.path.isfile(path):
+                with open(path) as f:
+                    if f.read().split("\n")[:-1] != lines:
+                        raise InputError(f"{path} exists with other lines: pass --overwrite to replace it")
+    for name, lines in splits.items():
+        path = os.path.join(out, name)
+        if lines:
+            write_lines(path, lines)
+        elif os.path.isfile(path) and overwrite:
+            os.remove(path)  # an empty split file would be read as a split without items
+
+
+if __name__ == "__main__":
+    sys.exit(utils.run_cli(main))

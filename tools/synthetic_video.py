@@ -1,0 +1,48 @@
+"""Synthetic drives as 30 fps videos with intrinsics and ground truth: ``python -m tools.synthetic_video --out DIR``.
+
+Writes what synthetic/video.py describes: ``drive_01.mp4`` ... (``--stereo``: and ``drive_01_right.mp4``),
+``intrinsics.json`` in pixels, ``drive_01_depth.npz`` (dense depth of the frames a 10 fps import
+keeps) and ``segmentation/`` (their true labels). Then, as with a video of your own:
+``python -m tools.import_video DIR --out DATA --intrinsics DIR/intrinsics.json`` (docs/own_data.md).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+import utils
+from synthetic import scenes
+from synthetic.video import VIDEO_FPS, generate_videos
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--drives", type=int, default=3, help="drives (one video each)")
+    parser.add_argument("--frames", type=int, default=60,
+                        help=f"frames per drive at 10 fps, about 1 m apart (the video has 3 (frames - 1) + 1 at {VIDEO_FPS} fps)")
+    parser.add_argument("--scale", type=float, default=0.25, help="frame size as a fraction of KITTI's 1242x375")
+    parser.add_argument("--seed", type=int, default=0, help="the output is a deterministic function of it")
+    parser.add_argument("--stereo", action="store_true", help="also write the right camera's video (0.54 m baseline)")
+    parser.add_argument("--lossless", action="store_true",
+                        help="lossless H.264 RGB (bit-exact frames; plays in FFmpeg-based players, not in browsers)")
+    parser.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
+    opts = parser.parse_args(argv)
+    if opts.drives < 1 or opts.scale <= 0 or (opts.workers is not None and opts.workers < 1):
+        parser.error("--drives and --workers must be at least 1, --scale positive")
+    utils.setup_logging()
+    width = max(32, round(scenes.KITTI_WIDTH * opts.scale))
+    height = max(16, round(scenes.KITTI_HEIGHT * opts.scale))
+    videos = generate_videos(opts.out, opts.drives, opts.frames, width, height, opts.seed, opts.stereo, opts.lossless,
+                             workers=opts.workers)
+    logger.info("wrote %d videos of %dx%d at %d fps to %s", len(videos), width, height, VIDEO_FPS, opts.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(utils.run_cli(main))
