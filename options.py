@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("speed (all off by default: the defaults are the authors' pipeline)")
     g.add_argument("--input_pipeline", default="exact", choices=["exact", "fast"],
                    help="exact: every scale resized from the native frame by Pillow's LANCZOS and jittered via "
-                        "PIL in the workers (the authors'); fast: workers decode with torchvision.io and send "
+                        "PIL in the workers (the authors'); fast: workers decode with TorchCodec and send "
                         "uint8 frames at the training size (antialiased bicubic); only the images the model reads "
                         "are made (every frame and its jittered copy at scale 0, the target at every scale), "
                         "scales and jitter on the device, batched (in the workers on a CPU-only run); a "

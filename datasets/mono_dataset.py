@@ -2,14 +2,14 @@
 
 Items use Monodepth2's keys (see model.py). The choices are the authors' (docs/fidelity.md): each scale is
 resized straight from the frame's native size with Pillow's LANCZOS; colour jitter (probability
-0.5) draws one set of factors and one order of the four adjustments per item, applied to the
-resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a horizontal
-flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. The opt-in
-``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8 instead, with the same
-random draws (see ``datasets/fast_frames.py``). Every pipeline makes only the ``image_keys`` it is
-given (default: all); the trainer gives the keys the model reads.
+0.5) draws one set of factors and one order of the four adjustments per item (``datasets/jitter.py``),
+applied to the resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a
+horizontal flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. Every
+pipeline makes only the ``image_keys`` it is given (default: all); the trainer gives the keys the
+model reads. The opt-in ``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8
+instead, with the same random draws: ``load_item``'s one hook, ``speed.fast_frames.add_uint8_frames``.
 
-Training items can be seeded: an index ``(index, seed)`` (what ``trainer.ResumableSampler`` yields)
+Training items can be seeded: an index ``(index, seed)`` (what ``training.resume.ResumableSampler`` yields)
 draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
 item only, so an item's augmentation depends on (run seed, epoch, index) alone, not on the worker
 that loads it or on where an epoch was interrupted. The draws and their distributions are the
@@ -24,18 +24,18 @@ import random
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torch.utils import data
-from torchvision import transforms
 
 from speed import fast_frames
 from utils import InputError, MissingFileError
 
+from . import jitter as colour_jitter
 from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
 
 # KITTI's intrinsics normalised by the image size (Monodepth2's).
@@ -45,13 +45,11 @@ KITTI_K = np.array([[0.58, 0, 0.5, 0],
                     [0, 0, 0, 1]], dtype=np.float32)
 FULL_RES_SHAPE = (1242, 375)  # (width, height) of the ground truth handed to validation
 STEREO_BASELINE = 0.1  # Monodepth2's stereo translation; 0.54 m in KITTI, hence the 5.4 of --eval_stereo
-AUGMENT_PROBABILITY = 0.5
-BRIGHTNESS = CONTRAST = SATURATION = (0.8, 1.2)
-HUE = (-0.1, 0.1)
+AUGMENT_PROBABILITY = 0.5  # of the colour jitter and of the flip, each
 OTHER_SIDE = {"l": "r", "r": "l"}
 RESIZE_FILTER = Image.Resampling.LANCZOS  # frames, every scale from the native size
 LABEL_FILTER = Image.Resampling.NEAREST  # pseudo-labels
-INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # see datasets/fast_frames.py
+INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # the authors' pipeline, or the fast ones (speed/fast_frames.py)
 
 
 @dataclass(frozen=True)
@@ -158,21 +156,9 @@ def seeded_random(seed: int):
             random.setstate(state)
 
 
-def color_jitter(image: Image.Image, params: tuple | None) -> Image.Image:
-    """Apply ``transforms.ColorJitter.get_params`` output to a PIL image (identity for None)."""
-    if params is None:
-        return image
-    order, brightness, contrast, saturation, hue = params
-    for fn in order.tolist():
-        if fn == 0:
-            image = TF.adjust_brightness(image, brightness)
-        elif fn == 1:
-            image = TF.adjust_contrast(image, contrast)
-        elif fn == 2:
-            image = TF.adjust_saturation(image, saturation)
-        else:
-            image = TF.adjust_hue(image, hue)
-    return image
+def all_image_keys(frame_ids: Iterable, num_scales: int) -> frozenset[tuple]:
+    """Monodepth2's full set of image keys: plain and jittered, every frame, every scale."""
+    return frozenset((name, f, s) for name in ("color", "color_aug") for f in frame_ids for s in range(num_scales))
 
 
 class MonoDataset(data.Dataset):
@@ -203,7 +189,7 @@ class MonoDataset(data.Dataset):
         self.full_res_shape = FULL_RES_SHAPE
         self.load_depth = self.check_depth() if load_depth is None else load_depth
         # the image keys to make (all of them by default, as Monodepth2's loader)
-        all_keys = fast_frames.all_image_keys(self.frame_ids, num_scales)
+        all_keys = all_image_keys(self.frame_ids, num_scales)
         self.image_keys = all_keys if image_keys is None else frozenset(image_keys)
         if not self.image_keys <= all_keys:
             raise ValueError(f"image_keys {sorted(map(str, self.image_keys - all_keys))} name frames or scales "
@@ -316,7 +302,8 @@ class MonoDataset(data.Dataset):
             return entry.frame_index, OTHER_SIDE[entry.side]
         return entry.frame_index + frame_id, entry.side
 
-    def add_colors(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
+    def add_colors(self, inputs: dict, entry: SplitEntry, do_flip: bool,
+                   jitter: colour_jitter.JitterDraw | None) -> None:
         """The exact pipeline: each scale of ``image_keys`` resized from the native frame (LANCZOS) and,
         for its jittered copy, jittered via PIL."""
         frames = {i: self.get_color(entry.folder, *self.frame_location(entry, i), do_flip) for i in self.frame_ids}
@@ -330,26 +317,7 @@ class MonoDataset(data.Dataset):
                 if plain:
                     inputs[("color", i, scale)] = TF.to_tensor(resized)
                 if jittered:
-                    inputs[("color_aug", i, scale)] = TF.to_tensor(color_jitter(resized, jitter))
-
-    def add_uint8_frames(self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: tuple | None) -> None:
-        """The fast pipelines' worker side: uint8 frames at the training size and the jitter draw
-        (``fast``), or the uint8 images of ``image_keys``, jittered copies included (``fast_workers``)."""
-        needed = {key[1] for key in self.image_keys}
-        for i in self.frame_ids:
-            if i not in needed:
-                continue
-            path = self.frame_path(entry, i)
-            frame = fast_frames.read_frame_uint8(path, self.height, self.width, do_flip)
-            if self.input_pipeline == "fast_workers":
-                fast_frames.add_worker_images(inputs, i, frame, self.image_keys, jitter, color_jitter)
-            else:
-                inputs[(fast_frames.FRAME_KEY, i)] = frame
-        if self.input_pipeline == "fast_workers":
-            return
-        factors, order = fast_frames.jitter_tensors(jitter)
-        inputs[fast_frames.JITTER_FACTORS_KEY] = factors
-        inputs[fast_frames.JITTER_ORDER_KEY] = order
+                    inputs[("color_aug", i, scale)] = TF.to_tensor(colour_jitter.jitter_pil(resized, jitter))
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict:
         """An item; ``(index, seed)`` draws its augmentation from generators seeded with ``seed``."""
@@ -371,11 +339,13 @@ class MonoDataset(data.Dataset):
             inputs[("K", scale)] = torch.from_numpy(K)
             inputs[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K).astype(np.float32))
 
-        jitter = transforms.ColorJitter.get_params(BRIGHTNESS, CONTRAST, SATURATION, HUE) if do_color_aug else None
-        if self.input_pipeline != "exact":
-            self.add_uint8_frames(inputs, entry, do_flip, jitter)
-        else:
+        jitter = colour_jitter.draw() if do_color_aug else None
+        if self.input_pipeline == "exact":
             self.add_colors(inputs, entry, do_flip, jitter)
+        else:  # the opt-in fast path: uint8 frames, finished on the device or in the workers
+            fast_frames.add_uint8_frames(inputs, {i: self.frame_path(entry, i) for i in self.frame_ids}, self.height,
+                                         self.width, do_flip, jitter, self.image_keys,
+                                         in_workers=self.input_pipeline == "fast_workers")
 
         if self.load_labels:
             inputs[("seg", 0, 0)] = self.get_labels(entry.folder, entry.frame_index, entry.side, do_flip)

@@ -1,6 +1,6 @@
 """The deployable depth graph: one module from an RGB image batch to disparity[, depth][, segmentation
-logits], shared by predict.py (PyTorch) and export_model.py (ONNX, TorchScript), and the readers of
-exported files with their metadata.
+logits], shared by predict.py (PyTorch) and deploy/export.py (ONNX, torch.export, TorchScript), and the
+readers of exported files with their metadata (``load_exported``: any of the three, one interface).
 
 Contract of the graph (and of every exported file):
 
@@ -12,7 +12,8 @@ Contract of the graph (and of every exported file):
   when asked for; ``seg_logits`` (B, num_classes, H, W), when asked for (models with a
   segmentation head only).
 
-onnx and onnxruntime are optional (requirements-export.txt) and imported only where used.
+onnx and onnxruntime are optional (requirements-export.txt) and imported only where used. Reading an
+exported file runs it: torch.export and TorchScript files can hold code, so give only files you trust.
 """
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ INPUT_TYPES = ("float", "uint8")
 INPUT_NAME = "image"
 OUTPUT_DISP, OUTPUT_DEPTH, OUTPUT_SEG = "disp", "depth", "seg_logits"
 METADATA_VERSION = 1
-TORCHSCRIPT_METADATA_FILE = "metadata.json"
+METADATA_FILE = "metadata.json"  # the metadata inside a .pt2 (torch.export) or .pt (TorchScript) file
 EXPORT_REQUIREMENTS = "pip install -r requirements-export.txt"
+ONNX_PACKAGES = "onnx and onnxruntime"
+FILE_TYPES = {".onnx": "onnx", ".pt2": "export", ".pt": "torchscript"}  # extension -> export format
 
 
 class DepthGraph(nn.Module):
@@ -122,19 +125,19 @@ def graph_metadata(graph: DepthGraph, spec: model_folder.ModelSpec, height: int,
 def parse_metadata(props: dict[str, str], source: str) -> dict:
     """Decode ``graph_metadata``'s strings; raise InputError naming ``source`` when they are not there."""
     if "fsre_export_version" not in props:
-        raise InputError(f"{source} holds no export metadata: export it with export_model.py")
+        raise InputError(f"{source} holds no export metadata: write it with python -m tools.export_model")
     try:
         return {key: json.loads(value) for key, value in props.items()}
     except json.JSONDecodeError as err:
         raise InputError(f"{source}: unreadable export metadata ({err})") from err
 
 
-def import_optional(name: str, purpose: str) -> ModuleType:
-    """Import an optional export dependency, or raise ImportError saying how to install it."""
+def import_optional(name: str, purpose: str, packages: str = ONNX_PACKAGES) -> ModuleType:
+    """Import an optional export dependency, or raise DependencyError saying how to install it."""
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise DependencyError(f"{purpose} needs onnx and onnxruntime ({name} is missing): {EXPORT_REQUIREMENTS}") from err
+        raise DependencyError(f"{purpose} needs {packages} ({name} is missing): {EXPORT_REQUIREMENTS}") from err
 
 
 class OnnxGraph:
@@ -156,12 +159,47 @@ class OnnxGraph:
         return tuple(self.session.run(None, {self.metadata["input_name"]: images.cpu().numpy()}))
 
 
+class TorchGraphFile:
+    """An exported .pt2 (torch.export) or .pt (TorchScript) file run on the CPU, with OnnxGraph's interface."""
+
+    def __init__(self, path: str, fmt: str) -> None:
+        if not os.path.isfile(path):
+            raise MissingFileError(f"{path}: no such {fmt} file")
+        self.module, self.metadata = (load_program if fmt == "export" else load_torchscript)(path)
+        self.output_names = list(self.metadata["outputs"])
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple:
+        """Run the graph on a batch of the file's input type; outputs as numpy arrays, in the file's order."""
+        return tuple(t.numpy() for t in self.module(images.cpu()))
+
+
+def load_exported(path: str, fmt: str | None = None) -> OnnxGraph | TorchGraphFile:
+    """Any exported file (``fmt`` onnx, export or torchscript; default: from the extension .onnx, .pt2, .pt)
+    as a callable on the CPU: image batch (B, 3, H, W) of the file's input type -> its outputs as numpy
+    arrays in ``output_names`` order (disp[, depth][, seg_logits]), with ``metadata`` (``graph_metadata``)."""
+    if fmt is None:
+        fmt = FILE_TYPES.get(os.path.splitext(path)[1].lower())
+        if fmt is None:
+            raise InputError(f"{path}: not an exported file (expected {', '.join(FILE_TYPES)})")
+    return OnnxGraph(path) if fmt == "onnx" else TorchGraphFile(path, fmt)
+
+
+def load_program(path: str) -> tuple[nn.Module, dict]:
+    """An exported torch.export file (.pt2) as a module, and its metadata."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{path}: no such torch.export file")
+    extra = {METADATA_FILE: ""}
+    program = torch.export.load(path, extra_files=extra)
+    return program.module(), parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)
+
+
 def load_torchscript(path: str, device: torch.device | str = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
-    """An exported TorchScript file and its metadata."""
+    """An exported TorchScript file and its metadata (for files exported before torch.export was offered)."""
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such TorchScript file")
-    extra = {TORCHSCRIPT_METADATA_FILE: ""}
+    extra = {METADATA_FILE: ""}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)  # TorchScript, torch >= 2.10
         module = torch.jit.load(path, map_location=device, _extra_files=extra)
-    return module.eval(), parse_metadata(json.loads(extra[TORCHSCRIPT_METADATA_FILE] or "{}"), path)
+    return module.eval(), parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)

@@ -1,4 +1,4 @@
-"""Shared fixtures: reference files from ../shared, small random batches, and GPU skipping."""
+"""Test helpers: the released checkpoints' key layouts (tests/data), small random batches, and GPU skipping."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,8 @@ import pytest
 import torch
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DIR = os.path.join(os.path.dirname(PROJECT_DIR), "shared")
-CHECKPOINT_KEYS_DIR = os.path.join(SHARED_DIR, "reference", "checkpoint_keys")
-SHARED_SPLITS_DIR = os.path.join(SHARED_DIR, "splits")
+# key, shape and dtype of every tensor in the authors' and Monodepth2's released model files, one file each
+CHECKPOINT_KEYS_DIR = os.path.join(PROJECT_DIR, "tests", "data", "checkpoint_keys")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -24,10 +23,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def read_checkpoint_keys(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Keys, shapes and dtypes of a reference checkpoint file (skips the test when ../shared is absent)."""
+    """Keys, shapes and dtypes of a released checkpoint file, from its listing in tests/data/checkpoint_keys."""
     path = os.path.join(CHECKPOINT_KEYS_DIR, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not found")
     table = {}
     with open(path) as f:
         for line in f:

@@ -1,5 +1,5 @@
-"""Random-weight model folders in the authors' and Monodepth2's layouts, key for key from
-../shared/reference/checkpoint_keys, for loader tests."""
+"""Random-weight model folders in the authors' and Monodepth2's layouts, key for key from the released
+files' listings in tests/data/checkpoint_keys, for loader tests."""
 from __future__ import annotations
 
 import os

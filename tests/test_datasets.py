@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import datasets
-from datasets import mono_dataset
+from datasets import jitter, mono_dataset
 from datasets.cityscapes import LABEL_TO_TRAIN, TRAIN_CLASSES
 from synthetic.kitti_frames import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids, make_tiny_kitti
 
@@ -73,7 +73,7 @@ def test_colour_jitter_uses_one_draw_for_every_frame_and_scale(tiny, monkeypatch
         draws.append(args)
         return torch.tensor([0]), 1.2, 1.0, 1.0, 0.0  # only brightness x1.2 (hue 0 would still round-trip HSV)
 
-    monkeypatch.setattr(mono_dataset.transforms.ColorJitter, "get_params", staticmethod(fixed_params))
+    monkeypatch.setattr(jitter.transforms.ColorJitter, "get_params", staticmethod(fixed_params))
     values = iter([0.9, 0.1])  # jitter yes, flip no
     monkeypatch.setattr(mono_dataset.random, "random", lambda: next(values))
     item = dataset(tiny, is_train=True)[0]

@@ -1,5 +1,6 @@
-"""Deployment: ONNX and TorchScript exports of full and baseline models agree with PyTorch (rtol 1e-4,
-atol 1e-5 in fp32) at batch sizes 1 and 3; metadata, input types, foreign folders, predict.py --onnx."""
+"""Deployment: ONNX (both exporters), torch.export and TorchScript exports of full and baseline models agree
+with PyTorch (rtol 1e-4, atol 1e-5 in fp32) at batch sizes 1 and 3; metadata, input types, foreign folders,
+one reader for every exported file, predict.py --onnx."""
 import functools
 import json
 import os
@@ -14,7 +15,7 @@ import options
 import predict
 import utils
 from checkpoints import model_folder
-from deploy import depth_graph
+from deploy import depth_graph, export as deploy_export
 from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
@@ -53,6 +54,12 @@ def pytorch_outputs(folder, images, input_type="float", depth=True, segmentation
         return [t.numpy() for t in pytorch_graph(folder, input_type, depth, segmentation)(images)]
 
 
+def module_outputs(module, images):
+    """An exported module's outputs as numpy arrays."""
+    with torch.no_grad():
+        return [t.numpy() for t in module(images)]
+
+
 def assert_outputs_close(got, expected):
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
@@ -84,10 +91,10 @@ def test_depth_graph_is_the_networks_full_size_output(folders):
 EXPORTS = {"full": ("uint8", True, True), "baseline": ("float", True, False)}
 
 
-def export(folder, fmt, path, input_type, depth, segmentation, *extra):
-    flags = ["--depth"] * depth + ["--segmentation"] * segmentation
+def export(folder, fmt, path, input_type, depth, segmentation, *extra, check=False):
+    flags = ["--depth"] * depth + ["--segmentation"] * segmentation + ["--no_check"] * (not check)
     assert export_model.main(["--load_weights_folder", folder, "--format", fmt, "--output", path,
-                              "--input_type", input_type, "--no_check", *flags, *extra]) == 0
+                              "--input_type", input_type, *flags, *extra]) == 0
     return path
 
 
@@ -95,6 +102,15 @@ def export(folder, fmt, path, input_type, depth, segmentation, *extra):
 def torchscript_files(folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("ts")
     return {c: export(folders[c], "torchscript", str(root / f"{c}.pt"), *EXPORTS[c]) for c in EXPORTS}
+
+
+@pytest.fixture(scope="module")
+def program_files(folders, tmp_path_factory):
+    """torch.export files: the full model at its size, the baseline with a dynamic size (and the built-in check)."""
+    root = tmp_path_factory.mktemp("pt2")
+    return {"full": export(folders["full"], "export", str(root / "full.pt2"), *EXPORTS["full"]),
+            "baseline": export(folders["baseline"], "export", str(root / "baseline.pt2"), *EXPORTS["baseline"],
+                               "--dynamic_size", check=True)}
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +129,7 @@ def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_fil
     assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
     for batch in BATCH_SIZES:
         images = random_images(input_type, batch, seed=batch)
-        with torch.no_grad():
-            got = [t.numpy() for t in module(images)]
+        got = module_outputs(module, images)
         expected = pytorch_outputs(folders[config], images, input_type, depth, segmentation)
         assert_outputs_close(got, expected)
         assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
@@ -124,9 +139,32 @@ def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_fil
             assert got[2].shape == (batch, 19, HEIGHT, WIDTH)
     if input_type == "float":  # the traced graph is not tied to the traced size
         bigger = random_images(input_type, 2, 96, 320)
-        with torch.no_grad():
-            got = [t.numpy() for t in module(bigger)]
+        got = module_outputs(module, bigger)
         assert_outputs_close(got, pytorch_outputs(folders[config], bigger, input_type, depth, segmentation))
+
+
+@pytest.mark.parametrize("config", sorted(EXPORTS))
+def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, program_files, config):
+    input_type, depth, segmentation = EXPORTS[config]
+    extra = {depth_graph.METADATA_FILE: ""}
+    program = torch.export.load(program_files[config], extra_files=extra)  # a plain torch.export file
+    meta = json.loads(extra[depth_graph.METADATA_FILE])
+    assert json.loads(meta["outputs"]) == ["disp", "depth"] + ["seg_logits"] * segmentation
+    assert json.loads(meta["options"]) == json.load(open(os.path.join(folders[config], "opt.json")))
+    assert json.loads(meta["dynamic_size"]) == (config == "baseline")
+    module = program.module()
+    for batch in BATCH_SIZES:
+        images = random_images(input_type, batch, seed=batch)
+        got = module_outputs(module, images)
+        assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, depth, segmentation))
+        assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
+    other_size = random_images(input_type, 2, 96, 320)
+    if config == "baseline":  # --dynamic_size: any multiple of 32
+        got = module_outputs(module, other_size)
+        assert_outputs_close(got, pytorch_outputs(folders[config], other_size, input_type, depth, segmentation))
+    else:  # the exported size only
+        with pytest.raises(Exception, match="(?i)expected input.*shape|size|dim"):
+            module(other_size)
 
 
 @pytest.mark.parametrize("config", sorted(EXPORTS))
@@ -182,28 +220,28 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
     assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
     assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
     images = random_images("float", 1)
-    with torch.no_grad():
-        got = [t.numpy() for t in module(images)]
+    got = module_outputs(module, images)
     assert_outputs_close(got, pytorch_outputs(folder, images, depth=False, segmentation=True))
 
 
-def test_export_check_catches_a_graph_that_differs(folders, torchscript_files):
+@pytest.mark.parametrize("fmt", ["torchscript", "export"])
+def test_export_check_catches_a_graph_that_differs(folders, torchscript_files, program_files, fmt):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
-    path = torchscript_files["baseline"]
-    worst = export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+    path = {"torchscript": torchscript_files, "export": program_files}[fmt]["baseline"]
+    worst = deploy_export.compare_with_pytorch(graph, path, fmt, HEIGHT, WIDTH, batch_sizes=(2,))
     assert set(worst) == {"disp", "depth"} and 0 <= max(worst.values()) <= 1
     with torch.no_grad():
         graph.decoder.depth_decoder.head(0).conv.bias += 1e-3  # a small change of the PyTorch model
-    with pytest.raises(export_model.ExportMismatch, match="disp at"):
-        export_model.compare_with_pytorch(graph, path, "torchscript", HEIGHT, WIDTH, batch_sizes=(2,))
+    with pytest.raises(deploy_export.ExportMismatch, match="disp at"):
+        deploy_export.compare_with_pytorch(graph, path, fmt, HEIGHT, WIDTH, batch_sizes=(2,))
 
 
 def test_an_export_that_fails_its_check_is_not_left_behind(folders, tmp_path, capsys, monkeypatch):
     def mismatch(graph, path, *args, **kwargs):
         assert os.path.isfile(path)  # the check reads the written file, under its temporary name
-        raise export_model.ExportMismatch(f"{path} differs from PyTorch")
+        raise deploy_export.ExportMismatch(f"{path} differs from PyTorch")
 
-    monkeypatch.setattr(export_model, "compare_with_pytorch", mismatch)
+    monkeypatch.setattr(deploy_export, "compare_with_pytorch", mismatch)
     path = tmp_path / "depth.pt"
     code = utils.run_cli(export_model.main, ["--load_weights_folder", folders["baseline"], "--format", "torchscript",
                                               "--output", str(path)])
@@ -215,6 +253,9 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
     with pytest.raises(SystemExit):
         export_model.main(["--load_weights_folder", folders["baseline"], "--height", "100"])
     assert "height must be a positive multiple of 32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export_model.main(["--load_weights_folder", folders["baseline"], "--threads", "0"])
+    assert "--threads must be positive" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     with pytest.raises(ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"):
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
@@ -235,16 +276,60 @@ def test_predict_with_onnx_gives_the_folder_outputs(folders, onnx_files, tmp_pat
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
-def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files):
+def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files, program_files):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
-    backends = ("PyTorch eager", "TorchScript", "onnxruntime")  # torch.compile takes minutes on 2 cores
-    results = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, onnx_path=onnx_files["baseline"],
-                                          torchscript_path=torchscript_files["baseline"], backends=backends)
+    backends = ("PyTorch eager", "torch.export", "TorchScript", "onnxruntime")  # torch.compile: minutes on 2 cores
+    files = {"onnxruntime": onnx_files["baseline"], "TorchScript": torchscript_files["baseline"],
+             "torch.export": program_files["baseline"]}
+    results = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, files=files, backends=backends)
     assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
-    table = export_model.format_timing(results, HEIGHT, WIDTH, 1)
+    table = deploy_export.format_timing(results, HEIGHT, WIDTH, 1)
     assert "| onnxruntime |" in table and "64x192" in table
-    failed = export_model.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, torchscript_path="missing.pt",
-                                         backends=("TorchScript",))
+    failed = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, files={"TorchScript": "missing.pt"},
+                                          backends=("TorchScript",))
     assert failed["TorchScript"].startswith("failed: MissingFileError")  # reported, not raised
     with pytest.raises(ValueError, match="unknown backends"):
-        export_model.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
+        deploy_export.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
+    cpu = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, backends=("PyTorch eager",), clock="cpu")
+    assert cpu["PyTorch eager"] > 0 and "CPU ms / image" in deploy_export.format_timing(cpu, HEIGHT, WIDTH, 1, "cpu")
+
+
+def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torchscript_files, onnx_files,
+                                                                    program_files, tmp_path):
+    images = random_images("float", 3, seed=7)
+    expected = pytorch_outputs(folders["baseline"], images)
+    for path in (onnx_files["baseline"], program_files["baseline"], torchscript_files["baseline"]):
+        graph = depth_graph.load_exported(path)
+        assert graph.output_names == graph.metadata["outputs"] == ["disp", "depth"], path
+        assert graph.metadata["input_type"] == "float" and graph.metadata["height"] == HEIGHT, path
+        got = graph(images)
+        assert all(isinstance(a, np.ndarray) for a in got), path
+        assert_outputs_close(got, expected)
+    with pytest.raises(ValueError, match="not an exported file"):
+        depth_graph.load_exported(str(tmp_path / "model.pth"))
+    with pytest.raises(FileNotFoundError, match="no such export file"):
+        depth_graph.load_exported(str(tmp_path / "missing.pt2"))
+
+
+def test_onnx_dynamo_exporter_writes_opset_18_that_passes_the_check(folders, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript (requirements-export.txt)")
+    import onnx
+    path = export(folders["full"], "onnx", str(tmp_path / "dynamo.onnx"), *EXPORTS["full"], "--onnx_exporter",
+                  "dynamo", check=True)  # the built-in check against PyTorch at batch sizes 1 and 3
+    model = onnx.load(path)
+    assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [18]
+    runner = depth_graph.OnnxGraph(path)
+    assert runner.output_names == runner.metadata["outputs"] == ["disp", "depth", "seg_logits"]
+    images = random_images("uint8", 2, seed=3)
+    assert_outputs_close(runner(images), pytorch_outputs(folders["full"], images, "uint8", True, True))
+    capsys.readouterr()
+    code = utils.run_cli(export_model.main, ["--load_weights_folder", folders["full"], "--onnx_exporter", "dynamo",
+                                             "--opset", "17", "--output", str(tmp_path / "old.onnx")])
+    err = capsys.readouterr().err
+    assert code == utils.EXIT_ERROR and err.startswith("error: the dynamo ONNX exporter writes opset 18") \
+        and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "old.onnx")
+    with pytest.raises(SystemExit):
+        export_model.main(["--load_weights_folder", folders["full"], "--format", "export", "--opset", "17"])
+    assert "--opset and --onnx_exporter are for --format onnx" in capsys.readouterr().err

@@ -1,11 +1,14 @@
 """make_pseudo_labels.py on a tiny KITTI-layout drive: a random-weight SegFormer built from a tiny config (no
-download) and a TorchScript model with known output; layout, encoding, loader round trip, resuming after a kill."""
+download) and model files (torch.export and TorchScript) with known output; layout, encoding, loader round trip,
+resuming after a kill; files that are not models are refused without being unpickled."""
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -195,16 +198,35 @@ def region_label_ids(image_path):
     return TRAIN_TO_LABEL[train]
 
 
+def dynamic_image_shapes():
+    """A dynamic batch size, height and width of an image batch (B, 3, H, W) for torch.export (which
+    works out the sizes the model accepts: RegionModel's slices need H >= 6, W >= 4)."""
+    auto = torch.export.Dim.AUTO
+    return ({0: auto, 2: auto, 3: auto},)
+
+
 @pytest.fixture(scope="module")
-def region_model(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("torchscript") / "regions.pt")
-    torch.jit.script(RegionModel()).save(path)
-    return path
+def region_files(tmp_path_factory):
+    """RegionModel as a torch.export program (.pt2) and as TorchScript (.pt)."""
+    root = tmp_path_factory.mktemp("models")
+    program = torch.export.export(RegionModel(), (torch.rand(2, 3, 64, 208),), dynamic_shapes=dynamic_image_shapes())
+    torch.export.save(program, str(root / "regions.pt2"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
+        torch.jit.script(RegionModel()).save(str(root / "regions.pt"))
+    return {"export": str(root / "regions.pt2"), "torchscript": str(root / "regions.pt")}
 
 
-def test_torchscript_model_writes_exactly_the_known_ids(tiny, region_model, tmp_path):
+@pytest.fixture(scope="module")
+def region_model(region_files):
+    return region_files["export"]
+
+
+@pytest.mark.parametrize("kind", ["export", "torchscript"])
+def test_model_file_writes_exactly_the_known_ids(tiny, region_files, tmp_path, kind):
+    assert mpl.model_file_kind(region_files[kind]) == kind
     seg_path = tmp_path / "labels"
-    summary = run(tiny, seg_path, region_model, "--batch_size", "4", "--num_workers", "2")
+    summary = run(tiny, seg_path, region_files[kind], "--batch_size", "4", "--num_workers", "2")  # batches of 4, 3
     labels = written_labels(seg_path)
     assert labels == needed_labels(tiny, str(seg_path)) and summary["frames_labelled"] == 7
     pixels = np.zeros(NUM_CLASSES, dtype=np.int64)
@@ -245,7 +267,7 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
         mpl.channel_to_label_ids(generic, "m")
     assert mpl.channel_to_label_ids(generic, "m", assume_train_id_order=True).tolist() == TRAIN_TO_LABEL.tolist()
 
-    with pytest.raises(ValueError, match="--normalize is for TorchScript models"):
+    with pytest.raises(ValueError, match="--normalize is for model files"):
         mpl.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"), normalize="imagenet")
     red = mpl.UnitRangeInput("imagenet")(Image.new("RGB", (2, 2), (255, 0, 0)))[:, 0, 0]
     assert torch.allclose(red, torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
@@ -254,8 +276,9 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
     with pytest.raises(ImportError, match="pip install -r requirements-pseudo-labels.txt"):
         mpl.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"))
 
-    wrong = str(tmp_path / "wrong.pt")
-    torch.jit.script(torch.nn.Conv2d(3, 18, 1)).save(wrong)
+    wrong = str(tmp_path / "wrong.pt2")
+    torch.export.save(torch.export.export(torch.nn.Conv2d(3, 18, 1), (torch.rand(2, 3, 5, 7),),
+                                          dynamic_shapes=dynamic_image_shapes()), wrong)
     with pytest.raises(ValueError, match="--resize_to and --sliding_window are for transformers checkpoints"):
         mpl.load_segmenter(wrong, torch.device("cpu"), resize_to=(8, 8))
     with pytest.raises(ValueError, match=r"must return \(B, 19, h, w\).*got \(1, 18, 5, 7\)"):
@@ -324,3 +347,49 @@ def test_segformer_sliding_window_labels_match_the_windows_by_hand(tiny, segform
         agree += int((LABEL_TO_TRAIN[read_ids(path)] == expected).sum())
         total += expected.size
     assert agree >= 0.999 * total
+
+
+class Marker:
+    """Unpickling this writes a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_files_that_are_not_models_are_refused_in_one_line_unread(tiny, tmp_path, capsys):
+    marker = tmp_path / "unpickled"
+    files = {"model.pkl": "a pickle, which is never loaded", "weights.pt": "a torch.save file",
+             "module.pth": "a torch.save file", "old.pt": "a pickle, which is never loaded",
+             "notes.txt": "not a model file", "zipped.pt2": "a zip archive that is neither a torch.export program nor TorchScript"}
+    with open(tmp_path / "model.pkl", "wb") as f:
+        pickle.dump(Marker(str(marker)), f)
+    torch.save(torch.nn.Conv2d(3, 19, 1).state_dict(), tmp_path / "weights.pt")
+    torch.save({"model": torch.nn.Conv2d(3, 19, 1), "marker": Marker(str(marker))}, tmp_path / "module.pth")
+    torch.save(torch.nn.Conv2d(3, 19, 1).state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    (tmp_path / "notes.txt").write_text("a segmentation model\n")
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "zipped.pt2", "w") as archive:
+        archive.writestr("zipped/readme.txt", "hello")
+    for name, reason in files.items():
+        argv = ["--data_path", tiny.data_path, "--split", tiny.split_dir, "--seg_path", str(tmp_path / "labels"),
+                "--model", str(tmp_path / name), "--device", "cpu"]
+        assert utils.run_cli(mpl.main, argv) == utils.EXIT_ERROR, name
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1].startswith(f"error: --model {tmp_path / name}: {reason}") and "Traceback" not in err
+    assert not marker.exists()  # nothing was unpickled
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        mpl.load_segmenter(str(tmp_path / "missing.pt2"), torch.device("cpu"))
+
+
+def test_a_program_exported_with_a_fixed_batch_gets_a_clear_error(tiny, tmp_path, capsys):
+    fixed = str(tmp_path / "fixed.pt2")
+    torch.export.save(torch.export.export(RegionModel(), (torch.rand(2, 3, 64, 208),)), fixed)
+    argv = ["--data_path", tiny.data_path, "--split", tiny.split_dir, "--seg_path", str(tmp_path / "labels"),
+            "--model", fixed, "--device", "cpu", "--batch_size", "3", "--num_workers", "0"]
+    assert utils.run_cli(mpl.main, argv) == utils.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"error: {fixed}: the model fails on an input of shape (3, 3, 64, 208)")
+    assert "Traceback" not in err

@@ -1,4 +1,8 @@
-"""Split files: the manifest against the published copy, the download path, custom split folders."""
+"""Split files: the manifest against the published files, the download path, custom split folders.
+
+The tests that need the public split files read them where the project keeps them once
+``python -m splits`` has downloaded and checked them (splits/), and skip with that advice otherwise.
+"""
 import functools
 import http.server
 import os
@@ -8,28 +12,43 @@ import threading
 import pytest
 
 import splits
-from conftest import SHARED_SPLITS_DIR
 
-needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_SPLITS_DIR), reason="../shared/splits not present")
+NOT_DOWNLOADED = "the public split files are not downloaded: run python -m splits"
 
 
-@needs_shared
-def test_manifest_matches_the_published_split_files():
-    assert splits.check_copy(SHARED_SPLITS_DIR) == []
+@pytest.fixture(scope="module")
+def public_splits():
+    """splits/ once every public split file is there and matches the manifest's sha256 (else skip)."""
+    if splits.check_copy(splits.SPLITS_DIR):
+        pytest.skip(NOT_DOWNLOADED)
+    return splits.SPLITS_DIR
+
+
+def copy_split_files(source, dest):
+    """Copy the manifest's files (only those) from one folder to another, in their layout."""
+    for relpath in splits.manifest()["files"]:
+        os.makedirs(os.path.dirname(os.path.join(dest, relpath)), exist_ok=True)
+        shutil.copyfile(os.path.join(source, relpath), os.path.join(dest, relpath))
+
+
+def test_manifest_matches_the_published_split_files(public_splits):
     for relpath, info in splits.manifest()["files"].items():
+        assert splits.split_file(relpath) == os.path.join(public_splits, relpath)  # found, not downloaded again
         if info["lines"] is not None:
-            with open(os.path.join(SHARED_SPLITS_DIR, relpath), "rb") as f:
+            with open(os.path.join(public_splits, relpath), "rb") as f:
                 assert len(f.read().splitlines()) == info["lines"], relpath
     assert splits.manifest()["files"]["eigen/test_files.txt"]["lines"] == 697
     assert splits.manifest()["files"]["eigen_zhou/train_files.txt"]["lines"] == 39810
 
 
-@needs_shared
-def test_splits_dir_is_used_as_given():
-    train, val = splits.training_files("eigen_zhou", SHARED_SPLITS_DIR)
-    assert train == os.path.join(SHARED_SPLITS_DIR, "eigen_zhou", "train_files.txt")
-    assert val == os.path.join(SHARED_SPLITS_DIR, "eigen_zhou", "val_files.txt")
-    assert splits.test_files("odom_9", SHARED_SPLITS_DIR).endswith(os.path.join("odom", "test_files_09.txt"))
+def test_splits_dir_is_used_as_given(public_splits, tmp_path):
+    local = tmp_path / "copy"
+    copy_split_files(public_splits, local)
+    assert splits.check_copy(str(local)) == []
+    train, val = splits.training_files("eigen_zhou", str(local))
+    assert train == str(local / "eigen_zhou" / "train_files.txt")
+    assert val == str(local / "eigen_zhou" / "val_files.txt")
+    assert splits.test_files("odom_9", str(local)) == str(local / "odom" / "test_files_09.txt")
 
 
 def test_missing_local_copy_and_unknown_split_name_the_culprit(tmp_path):
@@ -49,12 +68,10 @@ def test_custom_split_folder(tmp_path):
 
 
 @pytest.fixture
-def served_splits(tmp_path, monkeypatch):
+def served_splits(public_splits, tmp_path, monkeypatch):
     """An HTTP server on localhost serving a copy of the split files, set as the manifest's source."""
-    if not os.path.isdir(SHARED_SPLITS_DIR):
-        pytest.skip("../shared/splits not present")
     root = tmp_path / "served"
-    shutil.copytree(SHARED_SPLITS_DIR, root)
+    copy_split_files(public_splits, root)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

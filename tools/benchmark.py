@@ -55,14 +55,14 @@ GIB = 2 ** 30
 MS_PER_S = 1000.0
 S_PER_H = 3600.0
 # Table 2 of the paper's supplementary material (two Titan Xp, 192x640, batch 12): training time for 20 epochs, memory, inference.
-SEED_TABLE2 = {
+PAPER_TABLE2 = {
     "baseline": ("Monodepth2", "14h 40m", "8.6GB", "4.9ms"),
     "semantics": ("w/ semantics", "16h 20m", "10.5GB", "7ms"),
     "cma": ("w/ CMA", "16h 10m", "7.2GB x 2", "9.7ms"),
     "sgt": ("w/o CMA, w/ SGT", "15h 50m", "7.9GB x 2", "7ms"),
     "full": ("full", "18h 20m", "9.4GB x 2", "9.7ms"),
 }
-CONFIG_ORDER = list(SEED_TABLE2)
+CONFIG_ORDER = list(PAPER_TABLE2)
 MADE_EDGE_FRAMES = 2  # --make_data's first and last frames have no neighbour: they are not training items
 PATHS = ("exact", "default", "fast")  # the straightforward path, train.py's defaults, the opt-in fast path
 
@@ -184,7 +184,7 @@ def table(report: dict) -> str:
             f"{'infer ms':>8} | {'seed: time':>10} {'memory':>10} {'infer':>6}")
     lines = [head, "-" * len(head)]
     for row in report["results"]:
-        name, time_ref, memory_ref, infer_ref = SEED_TABLE2[row["config"]]
+        name, time_ref, memory_ref, infer_ref = PAPER_TABLE2[row["config"]]
         memory = "n/a" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}GiB"
         hours = "-" if row["projected_20_epochs_h"] is None else format_hours(row["projected_20_epochs_h"])
         train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
@@ -193,7 +193,7 @@ def table(report: dict) -> str:
                      f"{memory:>9} {infer:>8} | {time_ref:>10} {memory_ref:>10} {infer_ref:>6}")
     for config, by_path in report.get("speedups", {}).items():
         for path, ratio in by_path.items():
-            lines.append(f"{SEED_TABLE2[config][0]}: {path}/exact = " + ", ".join(
+            lines.append(f"{PAPER_TABLE2[config][0]}: {path}/exact = " + ", ".join(
                 f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None))
     settings = report["settings"]
     lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
@@ -275,8 +275,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     device = utils.init_runtime(args.device).device
     report = {"settings": {k: v for k, v in vars(args).items()}, "machine": machine(device), "results": results,
               "reference_epoch_items": reference_epoch_items(),
-              "seed_table2": {k: dict(zip(("method", "training_time", "memory", "inference"), v))
-                              for k, v in SEED_TABLE2.items()}}
+              "paper_table2": {k: dict(zip(("method", "training_time", "memory", "inference"), v))
+                              for k, v in PAPER_TABLE2.items()}}
     if args.baseline:
         by_key = {(r["config"], r["path"]): r for r in results}
 

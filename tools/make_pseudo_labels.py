@@ -7,8 +7,10 @@ the line's camera; ``--sides both`` adds the other camera) or over folders of im
 ``<data_path>/segmentation``): Cityscapes label ids (0..33) in a palette PNG at the frame's size,
 the authors' encoding. The model is a Hugging Face ``transformers`` semantic-segmentation
 checkpoint (default: SegFormer-B5 fine-tuned on Cityscapes; its output channels are mapped to label
-ids by class name) or a TorchScript file mapping RGB in [0, 1] (B, 3, H, W) to the 19 Cityscapes
-train-id logits. Logits are upsampled bilinearly to the frame's size and the arg-max is written.
+ids by class name) or a model file mapping RGB in [0, 1] (B, 3, H, W) to the 19 Cityscapes
+train-id logits: a torch.export program (``.pt2``, exported with a dynamic batch size, height and
+width) or a TorchScript file (for models already saved that way). A model file runs as code: give
+only files you trust. Pickles and plain ``torch.save`` files are refused, never unpickled. Logits are upsampled bilinearly to the frame's size and the arg-max is written.
 Existing labels are skipped (an interrupted run continues); every file is written to a temporary
 name and renamed. A summary (counts, class histogram, colour overlays) goes to ``--summary_dir``.
 """
@@ -19,11 +21,14 @@ import logging
 import os
 import sys
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.export.passes
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
@@ -44,7 +49,10 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_MODEL = "nvidia/segformer-b5-finetuned-cityscapes-1024-1024"
 TRANSFORMERS_MISSING = "make_pseudo_labels.py needs transformers: pip install -r requirements-pseudo-labels.txt"
-TORCHSCRIPT_EXTENSIONS = (".pt", ".ts", ".torchscript")
+MODEL_FILE_EXTENSIONS = (".pt2", ".pt", ".ts", ".torchscript")  # --model names a file, not a checkpoint: say so
+PICKLE_OPCODE_PROTO = b"\x80"  # the first byte of a pickle (protocol 2 and above), also of old torch.save files
+EXPORT_ADVICE = ("save the model as a program: torch.export.save(torch.export.export(model, (images,), dynamic_shapes="
+                 "...), 'model.pt2') with a dynamic batch size, height and width")
 SPLIT_FILE_NAMES = ("train_files.txt", "val_files.txt", "test_files.txt")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,6 +155,39 @@ def channel_to_label_ids(id2label: dict, source: str, assume_train_id_order: boo
     return np.array([CITYSCAPES_LABEL_OF_NAME[name] for name in names], dtype=np.uint8)
 
 
+def model_file_kind(path: str) -> str:
+    """``export`` (a torch.export .pt2 archive) or ``torchscript``, from the file's contents; anything
+    else (a pickle, a ``torch.save`` file, text) raises InputError naming the file, unread."""
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            if f.read(1) == PICKLE_OPCODE_PROTO:
+                raise InputError(f"--model {path}: a pickle, which is never loaded (unpickling can run any code): "
+                                 f"{EXPORT_ADVICE}")
+        raise InputError(f"--model {path}: not a model file (a torch.export .pt2 or TorchScript archive)")
+    with zipfile.ZipFile(path) as archive:
+        inner = {name.split("/", 1)[-1] for name in archive.namelist()}
+    if "archive_format" in inner:
+        return "export"
+    if "constants.pkl" in inner and any(name.startswith("code/") for name in inner):
+        return "torchscript"
+    if "data.pkl" in inner:
+        raise InputError(f"--model {path}: a torch.save file (weights or a pickled module, not a program), which is "
+                         f"never unpickled: {EXPORT_ADVICE}")
+    raise InputError(f"--model {path}: a zip archive that is neither a torch.export program nor TorchScript")
+
+
+def load_model_file(path: str, device: torch.device) -> torch.nn.Module:
+    """A torch.export program (.pt2) or TorchScript file as a module on ``device``."""
+    if model_file_kind(path) == "export":
+        program = torch.export.load(path)
+        if device.type != "cpu":
+            program = torch.export.passes.move_to_device_pass(program, device)
+        return program.module()  # the mode it was exported in (an exported module has no eval())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)  # TorchScript, torch >= 2.10
+        return torch.jit.load(path, map_location=device).eval()
+
+
 class ProcessorInput:
     """Per-image pre-processing of a ``transformers`` checkpoint (its own image processor), run in loader workers."""
 
@@ -162,7 +203,7 @@ class ProcessorInput:
 
 
 class UnitRangeInput:
-    """RGB in [0, 1] at the image's size (optionally ImageNet-normalised), for TorchScript models."""
+    """RGB in [0, 1] at the image's size (optionally ImageNet-normalised), for model files."""
 
     def __init__(self, normalize: str = "none") -> None:
         self.normalize = normalize
@@ -216,13 +257,20 @@ class Segmenter:
         return self.forward(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """One forward pass; a clear error when a TorchScript model's output is not (B, 19, h, w)."""
+        """One forward pass; a clear error when a model file fails on the input or its output is not (B, 19, h, w)."""
         if self.hugging_face:
             return self.model(pixel_values=images).logits
-        out = self.model(images)
+        try:
+            out = self.model(images)
+        except torch.OutOfMemoryError:
+            raise
+        except (AssertionError, RuntimeError) as err:  # e.g. a torch.export guard on the input's shape
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"{self.name}: the model fails on an input of shape {tuple(images.shape)} ({reason}); "
+                             f"frames come in batches of any size and at their own height and width") from None
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[:2] != (images.shape[0], NUM_CLASSES):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise InputError(f"{self.name}: a TorchScript model must return (B, {NUM_CLASSES}, h, w) train-id logits, "
+            raise InputError(f"{self.name}: a model file must return (B, {NUM_CLASSES}, h, w) train-id logits, "
                              f"got {shape} for input {tuple(images.shape)}")
         return out
 
@@ -230,17 +278,17 @@ class Segmenter:
 def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] | None = None,
                    normalize: str = "none", assume_train_id_order: bool = False,
                    sliding_window: bool = False) -> Segmenter:
-    """A TorchScript file (.pt/.ts) or a ``transformers`` checkpoint (hub name or local folder)."""
-    if model.lower().endswith(TORCHSCRIPT_EXTENSIONS):
+    """A model file (torch.export .pt2 or TorchScript) or a ``transformers`` checkpoint (hub name or local folder)."""
+    if os.path.isfile(model) or model.lower().endswith(MODEL_FILE_EXTENSIONS):
         if not os.path.isfile(model):
-            raise MissingFileError(f"--model {model}: no such TorchScript file")
+            raise MissingFileError(f"--model {model}: no such model file")
         if resize_to is not None or sliding_window:
-            raise InputError(f"--resize_to and --sliding_window are for transformers checkpoints: the TorchScript "
-                             f"model {model} gets each frame whole at its own size")
-        net = torch.jit.load(model, map_location=device).eval()
+            raise InputError(f"--resize_to and --sliding_window are for transformers checkpoints: the model file "
+                             f"{model} gets each frame whole at its own size")
+        net = load_model_file(model, device)
         return Segmenter(net, UnitRangeInput(normalize), TRAIN_TO_LABEL.copy(), False, model)
     if normalize != "none":
-        raise InputError(f"--normalize is for TorchScript models: the checkpoint {model} normalises with its own processor")
+        raise InputError(f"--normalize is for model files: the checkpoint {model} normalises with its own processor")
     try:
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
     except ImportError as err:
@@ -386,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="relabel frames whose label exists")
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=DEFAULT_MODEL,
-                   help="transformers checkpoint (hub name or folder) or TorchScript file (.pt/.ts)")
+                   help="transformers checkpoint (hub name or folder), or a model file: a torch.export program "
+                        "(.pt2, with a dynamic batch size, height and width) or TorchScript (.pt/.ts)")
     g.add_argument("--assume_train_id_order", action="store_true",
                    help="trust that a checkpoint's 19 channels are the Cityscapes train ids, whatever its class names")
     g.add_argument("--resize_to", type=_size, default=None,
@@ -395,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transformers checkpoints: windows of the processor's size (stride 3/4, as mmseg's Cityscapes "
                         "test) over the frame at its own size (or --resize_to), instead of resizing the whole frame")
     g.add_argument("--normalize", default="none", choices=["none", "imagenet"],
-                   help="TorchScript input: RGB in [0, 1], or ImageNet-normalised")
+                   help="model files' input: RGB in [0, 1], or ImageNet-normalised")
     g = parser.add_argument_group("system")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     g.add_argument("--batch_size", type=int, default=8, help="frames per forward pass")
