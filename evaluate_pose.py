@@ -94,8 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
     parser.add_argument("--batch_size", type=options.positive_int, default=16, help="pairs per forward pass")
     parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
-    parser.add_argument("--device", type=utils.device_option, default=None,
-                        help="cpu, cuda or cuda:N (default: cuda when available)")
+    utils.add_device_option(parser)
     opts = parser.parse_args(argv)
     utils.setup_logging()
     device = utils.pick_device(opts.device)

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps (smoke tests, demos)")
 
     g = parser.add_argument_group("system")
-    g.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N; default cuda when available")
+    utils.add_device_option(g)
     g.add_argument("--no_cuda", action="store_true", help="train on the CPU even with a GPU (Monodepth2's flag)")
     g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=True,
                    help="SyncBatchNorm under DistributedDataParallel on CUDA (the authors')")

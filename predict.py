@@ -1,4 +1,4 @@
-"""Predict depth for images and videos: ``python predict.py --load_weights_folder W|--onnx FILE --image_path PATH...``.
+"""Predict depth for images and videos: ``python predict.py --load_weights_folder W|--exported FILE --image_path PATH...``.
 
 Images (files, or folders read in name order) get, per image: ``<name>_disp.npy`` (the scaled
 disparity at the model's input size), ``<name>_depth.npy`` (``--depth_scale`` / disparity: relative
@@ -14,9 +14,9 @@ part 2 (the log says which). The colour map's upper end follows the 95th percent
 disparity smoothly over time (no flicker). ``--save_npy`` adds each frame's ``_disp.npy`` and
 ``_depth.npy`` in ``<name>_frames/``.
 
-Frames are predicted in batches of ``--batch_size`` with a progress bar. ``--onnx`` runs a file
-written by export_model.py through onnxruntime (CPU) instead of a model folder, with the same
-outputs. A file in a folder that is not a readable image is skipped; the run ends with one line
+Frames are predicted in batches of ``--batch_size`` with a progress bar. ``--exported`` (or
+``--onnx``) runs a file written by ``python -m tools.export_model`` (ONNX through onnxruntime,
+torch.export or TorchScript, on the CPU) instead of a model folder, with the same outputs. A file in a folder that is not a readable image is skipped; the run ends with one line
 naming every skipped file and exit code 2. A path given explicitly that is neither a readable
 image nor a video is a one-line error before any work.
 """
@@ -38,6 +38,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+import options
 import utils
 from datasets.cityscapes import segmentation_overlay
 from datasets.folders import natural_key
@@ -81,11 +82,11 @@ class TorchPredictor:
         return outputs[0][:, 0].cpu().numpy(), None if seg is None else seg.cpu().numpy()
 
 
-class OnnxPredictor:
-    """An exported .onnx file run by onnxruntime, as a TorchPredictor (size and input type from its metadata)."""
+class ExportedPredictor:
+    """An exported file (.onnx, .pt2, .pt) on the CPU, as a TorchPredictor (size and input type from its metadata)."""
 
     def __init__(self, path: str) -> None:
-        self.graph = depth_graph.OnnxGraph(path)
+        self.graph = depth_graph.load_exported(path)
         meta = self.graph.metadata
         self.height, self.width = int(meta["height"]), int(meta["width"])
         self.input_type = meta["input_type"]
@@ -101,8 +102,8 @@ class OnnxPredictor:
 
 def load_predictor(opts: argparse.Namespace, device: torch.device):
     """The model to predict with, from whichever source the options name (one place for every format)."""
-    if opts.onnx:
-        return OnnxPredictor(opts.onnx)
+    if opts.exported:
+        return ExportedPredictor(opts.exported)
     try:
         return TorchPredictor(opts.load_weights_folder, device)
     except json.JSONDecodeError as err:
@@ -270,13 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--load_weights_folder", help="model folder (any supported layout)")
-    model.add_argument("--onnx", help="a .onnx file written by export_model.py, run by onnxruntime")
+    model.add_argument("--exported", "--onnx", dest="exported", metavar="FILE",
+                       help="a file written by python -m tools.export_model: .onnx (run by onnxruntime), .pt2 (torch.export) "
+                            "or .pt (TorchScript)")
     parser.add_argument("--image_path", required=True, nargs="+", help="images, folders of images, and/or videos")
     parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each input)")
     parser.add_argument("--depth_scale", type=float, default=1.0,
                         help="depth = depth_scale / disparity (5.4 gives metres for stereo-trained models)")
-    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--batch_size", type=options.positive_int, default=8, help="images per forward pass")
+    utils.add_device_option(parser)
     g = parser.add_argument_group("depth videos (of video files, and of folders with --video)")
     g.add_argument("--video", action="store_true", help="a folder of frames becomes one depth video")
     g.add_argument("--panels", nargs="+", default=["depth"], choices=PANELS,
@@ -290,8 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if opts.batch_size < 1:
-        parser.error(f"--batch_size must be at least 1, got {opts.batch_size}")
     if opts.fps is not None and opts.fps <= 0:
         parser.error(f"--fps must be positive, got {opts.fps}")
     if opts.depth_scale <= 0:

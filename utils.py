@@ -134,6 +134,12 @@ def device_option(value: str) -> str:
     return value
 
 
+def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Every command's ``--device`` (checked by ``device_option``; None picks CUDA when available)."""
+    parser.add_argument("--device", type=device_option, default=None,
+                        help="cpu, cuda, cuda:N or mps; default cuda when available")
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """The device a command runs on: the one named (checked), else CUDA when available, else the CPU."""
     if device is None:

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="layout of --data_path (folders: your own sequences, docs/own_data.md)")
     parser.add_argument("--batch_size", type=options.positive_int, default=16, help="images per forward pass")
     parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
-    parser.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    utils.add_device_option(parser)
     return parser
 
 

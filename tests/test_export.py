@@ -261,17 +261,20 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
 
 
-def test_predict_with_onnx_gives_the_folder_outputs(folders, onnx_files, tmp_path):
+@pytest.mark.parametrize("fmt", ["onnx", "export"])
+def test_predict_with_an_exported_file_gives_the_folder_outputs(folders, onnx_files, program_files, tmp_path, fmt):
     tiny = make_tiny_kitti(str(tmp_path), num_frames=3, exts=("png",))
     frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
+    exported = onnx_files["full"] if fmt == "onnx" else program_files["full"]
     predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir", str(tmp_path / "pt")])
-    predict.main(["--onnx", onnx_files["full"], "--image_path", frames, "--output_dir", str(tmp_path / "onnx"),
-                  "--batch_size", "2"])  # uint8 input, batches of 2 and 1
+    option = "--onnx" if fmt == "onnx" else "--exported"  # --onnx: the older name, kept
+    predict.main([option, exported, "--image_path", frames, "--output_dir", str(tmp_path / fmt),
+                  "--batch_size", "2"])  # batches of 2 and 1
     names = sorted(os.listdir(tmp_path / "pt"))
-    assert names == sorted(os.listdir(tmp_path / "onnx")) and len(names) == 3 * 4  # disp, depth npy; disp, seg png
+    assert names == sorted(os.listdir(tmp_path / fmt)) and len(names) == 3 * 4  # disp, depth npy; disp, seg png
     for name in names:
         if name.endswith(".npy"):
-            a, b = np.load(tmp_path / "onnx" / name), np.load(tmp_path / "pt" / name)
+            a, b = np.load(tmp_path / fmt / name), np.load(tmp_path / "pt" / name)
             assert a.shape == (HEIGHT, WIDTH)
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 

@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=options.image_side, default=192, help="input height")
     g.add_argument("--width", type=options.image_side, default=640, help="input width")
     g.add_argument("--batch_size", type=options.positive_int, default=12, help="batch size")
-    g.add_argument("--device", type=utils.device_option, default=None, help="cpu, cuda or cuda:N; default cuda when available")
+    utils.add_device_option(g)
     g.add_argument("--num_workers", type=options.non_negative_int, default=min(12, os.cpu_count() or 1), help="loader processes")
     g.add_argument("--steps", type=options.positive_int, default=10, help="timed training steps")
     g.add_argument("--input_batches", type=options.positive_int, default=20, help="timed batches of the input pipeline alone")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 import layers
+import options
 import splits
 import utils
 from checkpoints import model_folder
@@ -152,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", default="abs_rel", choices=layers.DEPTH_METRIC_NAMES, help="metric of the chart")
     parser.add_argument("--output_dir", default=".", help="where the JSON and the chart go")
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--batch_size", type=options.positive_int, default=16, help="images per forward pass")
+    parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
+    utils.add_device_option(parser)
     opts = parser.parse_args(argv)
     utils.setup_logging()
     names = opts.names or [os.path.basename(os.path.normpath(f)) for f in opts.load_weights_folder]

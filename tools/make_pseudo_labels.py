@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--normalize", default="none", choices=["none", "imagenet"],
                    help="model files' input: RGB in [0, 1], or ImageNet-normalised")
     g = parser.add_argument_group("system")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    utils.add_device_option(g)
     g.add_argument("--batch_size", type=int, default=8, help="frames per forward pass")
     g.add_argument("--num_workers", type=int, default=4, help="image-decoding processes")
     g.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="autocast precision (CUDA only)")

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import options
 import utils
 from datasets.folders import SPLITS_FOLDER, ImageSequence, camera_warnings, find_sequences, read_sequence
 from utils import InputError
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seg_path", default=None, help="label folder to leave out when searching for sequences "
                                                         "(default <data_path>/segmentation)")
     parser.add_argument("--overwrite", action="store_true", help="replace split files that differ")
-    parser.add_argument("--num_workers", type=int, default=2, help="processes reading frames (0: this one)")
+    parser.add_argument("--num_workers", type=options.non_negative_int, default=2, help="processes reading frames (0: this one)")
     return parser
 
 
