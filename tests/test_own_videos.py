@@ -70,7 +70,7 @@ def all_files(folder) -> list[str]:
 
 
 class HalvesLabeller(torch.nn.Module):
-    """A TorchScript labeller of known output: sky above the middle row, road below."""
+    """A labelling model of known output: sky above the middle row, road below."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
@@ -291,9 +291,12 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     assert not np.array_equal(source[1], source[0])  # the frames in between differ: the stride is real
     camera = json.load(open(os.path.join(videos, "intrinsics.json")))
     assert sequence.camera.fx == pytest.approx(camera["fx"]) and sequence.camera.baseline == 0.54
-    # 2. pseudo-labels from a TorchScript labeller, in the layout the loader reads
-    labeller = str(tmp_path / "halves.pt")
-    torch.jit.script(HalvesLabeller()).save(labeller)
+    # 2. pseudo-labels from a labelling model exported with torch.export (TorchScript's successor), in the
+    #    layout the loader reads
+    labeller = str(tmp_path / "halves.pt2")
+    auto = torch.export.Dim.AUTO  # any batch size and frame size
+    torch.export.save(torch.export.export(HalvesLabeller(), (torch.rand(2, 3, 64, 208),),
+                                          dynamic_shapes=({0: auto, 2: auto, 3: auto},)), labeller)
     assert make_pseudo_labels.main(["--image_dirs", data, "--data_path", data, "--model", labeller,
                                     "--num_workers", "0", "--num_overlays", "0"]) == 0
     labels = [f for f in all_files(os.path.join(data, "segmentation")) if f.endswith(".png")]
