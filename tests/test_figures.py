@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-import layers
 import options
 import utils
 from checkpoints import model_folder
