@@ -23,7 +23,7 @@ from checkpoints import model_folder
 from datasets import CLASS_NAMES, KITTIRAWDataset, read_split
 from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
 from evaluation.ground_truth import load_ground_truth
-from reproduce import charts, style
+from reproduce import arguments, charts, style
 from reproduce.per_class import class_sums, ground_truth_file, load_train_ids, metrics_from_sums  # noqa: F401 (the tool's API too)
 
 logger = logging.getLogger(__name__)
@@ -42,30 +42,18 @@ def format_table(results: dict[str, list[dict | None]], metric: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data_path", required=True, help="KITTI raw root")
-    parser.add_argument("--load_weights_folder", required=True, nargs="+", help="one or several model folders")
-    parser.add_argument("--names", nargs="+", default=None, help="a name per model (default: folder names)")
-    parser.add_argument("--eval_split", default="eigen", help="eigen, eigen_benchmark or a folder with test_files.txt")
-    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
-    parser.add_argument("--gt_depths", default=None, help="ground-truth file (default: splits/<split>/gt_depths.npz)")
-    parser.add_argument("--seg_path", default=None, help="root of the labels (default: <data_path>/segmentation)")
-    parser.add_argument("--eval_stereo", action="store_true", help="no median scaling; depths x 5.4")
+    arguments.add_model_options(parser, folders_required=True)
     parser.add_argument("--metric", default="abs_rel", choices=layers.DEPTH_METRIC_NAMES, help="metric of the chart")
     parser.add_argument("--output_dir", default=".", help="where the JSON and the chart go")
-    parser.add_argument("--width", default="text", help="chart width: column, text (of a two-column paper) or inches")
+    arguments.add_drawing_options(parser)
     parser.add_argument("--no_chart", action="store_true", help="no chart (and no need of matplotlib)")
-    parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    arguments.add_prediction_options(parser)
     opts = parser.parse_args(argv)
     utils.setup_logging()
     if not opts.no_chart:  # before minutes of predicting: fail now without matplotlib
         style.width_in(opts.width)
         style.import_pyplot("the per-class chart (or give --no_chart)")
-    names = opts.names or [os.path.basename(os.path.normpath(f)) for f in opts.load_weights_folder]
-    if len(names) != len(opts.load_weights_folder):
-        parser.error(f"--names gives {len(names)} names for {len(opts.load_weights_folder)} folders")
+    names = arguments.model_names(opts, parser)
     device = utils.pick_device(opts.device)
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     gt_depths = load_ground_truth(ground_truth_file(opts.eval_split, opts.gt_depths))

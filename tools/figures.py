@@ -30,7 +30,7 @@ from checkpoints import model_folder
 from datasets import CLASS_NAMES, read_split
 from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, test_loader
 from evaluation.ground_truth import load_ground_truth
-from reproduce import figures, style
+from reproduce import arguments, figures, style
 from reproduce.per_class import THIN_CLASSES, class_ids, ground_truth_file
 
 logger = logging.getLogger(__name__)
@@ -41,15 +41,9 @@ SELECT_BY = ("abs_rel", "thin")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data_path", required=True, help="KITTI raw root")
-    parser.add_argument("--load_weights_folder", nargs="*", default=[], help="model folders, one row each")
-    parser.add_argument("--names", nargs="+", default=None, help="a name per model folder (default: folder names)")
+    arguments.add_model_options(parser, folders_required=False)
     parser.add_argument("--ext_disp", action="append", default=[], metavar="NAME=FILE",
                         help="disparities (N, h, w) of another method in test-file order (.npy), a row each")
-    parser.add_argument("--eval_split", default="eigen", help="eigen, eigen_benchmark or a folder with test_files.txt")
-    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
-    parser.add_argument("--gt_depths", default=None, help="ground-truth file (default: splits/<split>/gt_depths.npz)")
-    parser.add_argument("--seg_path", default=None, help="root of the labels (default: <data_path>/segmentation)")
     parser.add_argument("--frames", type=int, nargs="+", default=None, help="test-file indices (0-based) to show")
     parser.add_argument("--select", default="abs_rel", choices=SELECT_BY,
                         help="without --frames: the frames where --target improves most over --reference, by AbsRel "
@@ -61,22 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ground_truth", action="store_true", help="add a row of ground truth")
     parser.add_argument("--error", action="store_true", help="add a row of per-pixel AbsRel per model")
     parser.add_argument("--segmentation", action="store_true", help="add a row of the labels over the input")
-    parser.add_argument("--eval_stereo", action="store_true", help="no median scaling; depths x 5.4")
-    parser.add_argument("--width", default="text", help="figure width: column, text (of a two-column paper) or inches")
     parser.add_argument("--output", default="qualitative", help="output path without extension")
-    parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--num_workers", type=int, default=4, help="data-loading processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    arguments.add_drawing_options(parser)
+    arguments.add_prediction_options(parser)
     return parser
 
 
 def load_sources(opts: argparse.Namespace, test_file: str, num_lines: int,
                  parser: argparse.ArgumentParser) -> list[figures.Source]:
     """The models' predictions (in the order given: folders, then --ext_disp files)."""
-    names = opts.names or [os.path.basename(os.path.normpath(f)) for f in opts.load_weights_folder]
-    if len(names) != len(opts.load_weights_folder):
-        parser.error(f"--names gives {len(names)} names for {len(opts.load_weights_folder)} folders")
+    names = arguments.model_names(opts, parser)
     device = utils.pick_device(opts.device)
     sources = []
     for name, folder in zip(names, opts.load_weights_folder):
