@@ -29,6 +29,7 @@ SCALE_WEIGHTINGS = ("fsre", "monodepth2")
 RESUME_LATEST = "latest"  # --resume without a path
 NETWORK_NAMES = ("encoder", "decoder", "pose_encoder", "pose")  # FSREModel.networks(): the files of a model folder
 MAX_SEED = 2 ** 62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
+DEMO_VARIANTS = ("mono", "stereo")  # train.py --demo: the paper's monocular model, or a stereo-assisted variant
 
 
 def image_side_error(value: int) -> str | None:
@@ -226,8 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("demo")
     g.add_argument("--demo", action="store_true",
-                   help="generate synthetic KITTI scenes once, train the full model on them for a few minutes at "
-                        "64x192 and evaluate before and after (other options given still apply)")
+                   help="generate synthetic KITTI scenes once, train the full model on them for a few minutes "
+                        "(monocular, 96x320) and evaluate before and after (other options given still apply)")
+    g.add_argument("--demo_variant", default=DEMO_VARIANTS[0], choices=DEMO_VARIANTS,
+                   help="mono: the paper's monocular full model; stereo: with the stereo partner as a source and "
+                        "--min_depth 2 at 64x192 (Monodepth2's MS), which learns sooner")
     g.add_argument("--demo_data", default=None,
                    help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti")
     return parser

@@ -113,23 +113,24 @@ def test_dataset_class(benchmark: bool, dataset: str = "kitti") -> type:
     return KITTIBenchmarkTestDataset if benchmark else DATASETS[dataset]
 
 
-def load_predictions(path: str) -> np.ndarray:
-    """Disparities (N, h, w) of an --ext_disp_to_eval file: a plain float .npy (never unpickled), finite."""
+def load_predictions(path: str, option: str = "--ext_disp_to_eval") -> np.ndarray:
+    """Disparities (N, h, w) of an external predictions file (``option`` names it in errors): a plain float .npy
+    (never unpickled), finite."""
     if not os.path.isfile(path):
-        raise utils.MissingFileError(f"--ext_disp_to_eval {path}: file not found")
+        raise utils.MissingFileError(f"{option} {path}: file not found")
     try:
         disps = np.load(path, allow_pickle=False)
     except ValueError as err:  # an object array, or not a .npy file at all
-        raise utils.InputError(f"--ext_disp_to_eval {path}: not a plain .npy array of disparities ({err})") from None
+        raise utils.InputError(f"{option} {path}: not a plain .npy array of disparities ({err})") from None
     except (OSError, EOFError) as err:
-        raise utils.InputError(f"--ext_disp_to_eval {path}: cannot read it ({err})") from None
+        raise utils.InputError(f"{option} {path}: cannot read it ({err})") from None
     if not isinstance(disps, np.ndarray):
-        raise utils.InputError(f"--ext_disp_to_eval {path}: an .npz archive; expected one .npy array (N, height, width)")
+        raise utils.InputError(f"{option} {path}: an .npz archive; expected one .npy array (N, height, width)")
     if disps.ndim != 3 or disps.dtype.kind != "f":
-        raise utils.InputError(f"--ext_disp_to_eval {path}: expected float disparities of shape (N, height, width), "
+        raise utils.InputError(f"{option} {path}: expected float disparities of shape (N, height, width), "
                                f"got {disps.dtype} of shape {disps.shape}")
     if not np.isfinite(disps).all():
-        raise utils.InputError(f"--ext_disp_to_eval {path}: holds non-finite disparities (NaN or infinity)")
+        raise utils.InputError(f"{option} {path}: holds non-finite disparities (NaN or infinity)")
     return disps
 
 

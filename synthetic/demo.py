@@ -1,10 +1,12 @@
 """``python train.py --demo``: see the framework work with nothing downloaded.
 
 Generates synthetic driving scenes in KITTI's layout once (tools/synthetic_kitti.py, into a cache
-folder), evaluates the untrained model on the held-out drive, trains on the CPU (or GPU) at a small
-resolution for a few minutes (see DEMO_TRAINING for the settings and why), evaluates again and prints both metric tables and where the
-TensorBoard logs and the weights are. Every training option can be appended to change the run,
-e.g. ``python train.py --demo --config baseline --max_steps 100``.
+folder), evaluates the untrained model on the held-out drive, trains the paper's full model
+monocularly on the CPU (or GPU) for a few minutes (see DEMO_TRAINING for the settings and why),
+evaluates again and prints both metric tables and where the TensorBoard logs and the weights are.
+``--demo_variant stereo`` trains with the stereo partner as an extra source instead (Monodepth2's
+"MS"), which learns sooner at a smaller size. Every training option can be appended to change the
+run, e.g. ``python train.py --demo --config baseline --max_steps 100``.
 """
 from __future__ import annotations
 
@@ -22,15 +24,25 @@ from trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-# The scenes: four drives of 100 frames at a quarter of KITTI's size (310x94); the last is held out.
-DEMO_SCENES = {"num_drives": 4, "frames_per_drive": 100, "scale": 0.25, "seed": 0, "version": 1}
-# The run: the full model from scratch (ImageNet weights may not be reachable) at 64x192, with the
-# stereo partner as an extra source (Monodepth2's "MS"): monocular training from scratch needs far
-# more than a few CPU minutes. --min_depth 2 puts the untrained network's disparity (sigmoid 0.5:
-# about 4 m) inside the stereo pair's range; from 0.1 m its warps leave the image and nothing is learned.
-DEMO_TRAINING = ["--height", "64", "--width", "192", "--batch_size", "4", "--num_epochs", "3",
-                 "--lr_milestones", "--use_stereo", "--min_depth", "2", "--weights_init", "scratch",
-                 "--num_workers", "2", "--log_frequency", "25", "--log_dir", "demo_runs", "--model_name", "demo"]
+# The scenes: four drives of 42 frames at KITTI's size (1242x375, one ray per pixel: the loader's
+# LANCZOS resize to the training size anti-aliases, as it does KITTI's frames); the last drive is
+# held out (every 2nd frame: 20 test frames). Monocular training needs what a real street offers:
+# texture at every scale on every surface (synthetic/scenes.py), frames larger than the training
+# size, and about 1 m of motion per frame.
+DEMO_SCENES = {"num_drives": 4, "frames_per_drive": 42, "scale": 1.0, "supersample": 1, "test_stride": 2, "seed": 0,
+               "version": 2}
+COMMON = ["--batch_size", "4", "--lr_milestones", "--weights_init", "scratch", "--num_workers", "2",
+          "--log_frequency", "25", "--log_dir", "demo_runs"]
+# The runs. mono (the default): the paper's full model from scratch (ImageNet weights may not be
+# reachable), monocular, the authors' --min_depth 0.1, at 96x320 for 4 epochs (108 steps of batch
+# 4). stereo: the stereo partner as an extra source (Monodepth2's "MS") at 64x192 with --min_depth 2,
+# which puts the untrained network's disparity (sigmoid 0.5: about 4 m) inside the stereo pair's
+# range; it learns in fewer, cheaper steps.
+DEMO_TRAINING = {
+    "mono": ["--height", "96", "--width", "320", "--num_epochs", "4", "--model_name", "demo"] + COMMON,
+    "stereo": ["--height", "64", "--width", "192", "--num_epochs", "3", "--use_stereo", "--min_depth", "2",
+               "--model_name", "demo_stereo"] + COMMON,
+}
 COMPLETE_MARKER = "demo_scenes.json"
 
 
@@ -67,9 +79,28 @@ def evaluate(folder: str, data_dir: str, split_dir: str) -> dict:
     return evaluation_depth.evaluate(eval_opts)
 
 
+def variant_of(argv: Sequence[str]) -> str:
+    """The --demo_variant that ``argv`` asks for (mono by default)."""
+    return options.build_parser().parse_args(list(argv)).demo_variant
+
+
 def demo_argv(argv: Sequence[str], data_dir: str, split_dir: str) -> list[str]:
-    """Training arguments: the demo's defaults, the generated data, then the user's own (which win)."""
-    return DEMO_TRAINING + ["--data_path", data_dir, "--split", split_dir] + list(argv)
+    """Training arguments: the variant's defaults, the generated data, then the user's own (which win)."""
+    return DEMO_TRAINING[variant_of(argv)] + ["--data_path", data_dir, "--split", split_dir] + list(argv)
+
+
+def free_model_name(log_dir: str, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... if runs are already there: a second demo never touches the first."""
+    candidate, number = name, 1
+    while os.path.exists(os.path.join(log_dir, candidate)):
+        number += 1
+        candidate = f"{name}_{number}"
+    return candidate
+
+
+def gives_option(argv: Sequence[str], option: str) -> bool:
+    """Whether the user's arguments set ``option`` (``--name value`` or ``--name=value``)."""
+    return any(arg == option or arg.startswith(option + "=") for arg in argv)
 
 
 def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SCENES) -> dict:
@@ -77,6 +108,12 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SC
     data_dir = os.path.abspath(data_dir or default_data_dir())
     split_dir = ensure_scenes(data_dir, scenes)
     opts = options.parse_args(demo_argv(argv, data_dir, split_dir))
+    if not (gives_option(argv, "--model_name") or opts.resume or opts.overwrite):
+        name = free_model_name(opts.log_dir, opts.model_name)
+        if name != opts.model_name:
+            logger.info("%s already holds a demo run: this one goes to %s", os.path.join(opts.log_dir, opts.model_name),
+                        os.path.join(opts.log_dir, name))
+            opts = options.parse_args(demo_argv(list(argv) + ["--model_name", name], data_dir, split_dir))
     trainer = Trainer(opts)
     untrained = model_folder.save_model_folder(os.path.join(trainer.log_path, "models", "weights_untrained"),
                                               trainer.models, opts)

@@ -72,6 +72,16 @@ MAX_GT_DEPTH = 200.0  # metres: the far road near the horizon gets no ground tru
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, CAR = 7, 8, 11, 17, 20, 21, 22, 23, 26
 # surface patterns
 PLAIN, FACADE, CAR_BODY, FOLIAGE = 0, 1, 2, 3
+# textures: lowest frequency (cycles per metre) of each surface's fractal noise, and sizes (metres)
+TEXTURE_PERSISTENCE = 0.7  # each octave 0.7 times the one below: detail at fine scales too
+TEXTURE_GAIN = 4.7  # value noise (std about 0.11 around 0.5) -> [-1, 1], std about 0.5
+ROAD_TEXTURE_FREQUENCY = 0.25
+PATCH_FREQUENCY = 0.15
+GRAIN_FREQUENCY = 2.0
+GRASS_FREQUENCY = 0.5
+SURFACE_TEXTURE_FREQUENCY = 0.6
+FOLIAGE_FREQUENCY = 1.5
+SLAB_SIZE = 0.6
 
 
 @dataclass
@@ -196,15 +206,18 @@ def cast_grid(origin: np.ndarray, dirs: np.ndarray, world: World, footprints: Se
     t_best = np.where(down, (CAMERA_HEIGHT - origin[1]) / np.where(down, dirs[..., 1], 1), np.inf)
     what = np.where(np.isfinite(t_best), -1, -2)
     inv = 1.0 / np.where(np.abs(dirs) < 1e-9, 1e-9, dirs)
+    inv_axes = [np.ascontiguousarray(inv[..., k]) for k in range(3)]  # per axis: elementwise min/max beat a reduction
     for b, rect in enumerate(footprints):
         if rect is None:
             continue
         r0, r1, c0, c1 = rect
         lo, hi = world.lo[b] - origin, world.hi[b] - origin
-        sub = inv[r0:r1, c0:c1]
-        near, far = lo * sub, hi * sub
-        t_in = np.minimum(near, far).max(-1)
-        t_out = np.maximum(near, far).min(-1)
+        t_in = t_out = None
+        for k in range(3):  # the slab of each axis: entered at the nearer plane, left at the farther
+            near, far = lo[k] * inv_axes[k][r0:r1, c0:c1], hi[k] * inv_axes[k][r0:r1, c0:c1]
+            enter, leave = np.minimum(near, far), np.maximum(near, far)
+            t_in = enter if t_in is None else np.maximum(t_in, enter)
+            t_out = leave if t_out is None else np.minimum(t_out, leave)
         hit = (t_out >= t_in) & (t_in > 1e-4) & (t_in < t_best[r0:r1, c0:c1])
         t_best[r0:r1, c0:c1][hit] = t_in[hit]
         what[r0:r1, c0:c1][hit] = b
@@ -273,8 +286,9 @@ def _hash(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     return ((h ^ (h >> 16)) & mask).astype(np.float64) / 2.0 ** 32
 
 
-def value_noise(u: np.ndarray, v: np.ndarray, seed: int, octaves: int = 3) -> np.ndarray:
-    """Smooth noise in about [0, 1] of surface coordinates (metres x frequency), a few octaves."""
+def value_noise(u: np.ndarray, v: np.ndarray, seed: int, octaves: int = 3, persistence: float = 0.5) -> np.ndarray:
+    """Smooth noise in about [0, 1] of surface coordinates (metres x frequency), a few octaves, each
+    ``persistence`` times as strong as the one below."""
     total, amplitude, norm = 0.0, 1.0, 0.0
     for octave in range(octaves):
         iu, iv = np.floor(u), np.floor(v)
@@ -285,13 +299,30 @@ def value_noise(u: np.ndarray, v: np.ndarray, seed: int, octaves: int = 3) -> np
         c, d = _hash(iu, iv + 1, s), _hash(iu + 1, iv + 1, s)
         total = total + amplitude * ((a * (1 - fu) + b * fu) * (1 - fv) + (c * (1 - fu) + d * fu) * fv)
         norm += amplitude
-        u, v, amplitude = u * 2.03, v * 2.03, amplitude * 0.5
+        u, v, amplitude = u * 2.03, v * 2.03, amplitude * persistence
     return total / norm
+
+
+def texture(u: np.ndarray, v: np.ndarray, seed: int, frequency: float, octaves: int = 5) -> np.ndarray:
+    """Fractal noise in [-1, 1] (standard deviation about 0.5) of surface coordinates in metres, from
+    ``frequency`` cycles per metre up: detail at every scale, as real surfaces have."""
+    return np.clip((value_noise(u * frequency, v * frequency, seed, octaves, TEXTURE_PERSISTENCE) - 0.5) * TEXTURE_GAIN,
+                   -1, 1)
+
+
+def cells(u: np.ndarray, v: np.ndarray, size_u: float, size_v: float, seed: int) -> np.ndarray:
+    """A value in [-1, 1) per cell of a grid (tiles, bricks, panels): constant inside a cell, random between cells."""
+    return 2 * _hash(np.floor(u / size_u), np.floor(v / size_v), seed) - 1
 
 
 def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarray,
           world: World) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (N, 3) in [0, 1] and Cityscapes label id (N,) of hit points (world coordinates)."""
+    """Colour (N, 3) in [0, 1] and Cityscapes label id (N,) of hit points (world coordinates).
+
+    Every surface carries texture at several scales (patches of metres down to a few centimetres),
+    with the contrast of a real street: self-supervised training from single views needs image
+    gradients wherever depth is to be learned (large uniform areas give the photometric loss nothing).
+    """
     n = len(what)
     colour = np.zeros((n, 3))
     label = np.full(n, SKY, dtype=np.uint8)
@@ -308,19 +339,30 @@ def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarr
     ground = what == -1
     gx, gz = x[ground], z[ground]
     ax = np.abs(gx)
-    grain = value_noise(gx * 3, gz * 3, seed + 1)
     road = ax < ROAD_HALF_WIDTH
     walk = (ax >= ROAD_HALF_WIDTH) & (ax < SIDEWALK_OUTER)
-    g_colour = np.where(road[:, None], 0.25 + 0.25 * grain[:, None], 0.0)
+    far = ax >= SIDEWALK_OUTER
+    paved = road | walk
+    g_colour = np.zeros((len(gx), 3))
+    # asphalt: stains and repair patches of a few metres, grain down to centimetres (each computed where it shows)
+    stains = np.zeros(len(gx))
+    stains[paved] = texture(gx[paved], gz[paved], seed + 1, ROAD_TEXTURE_FREQUENCY)
+    rx, rz = gx[road], gz[road]
+    patches = np.where(texture(rx, rz, seed + 5, PATCH_FREQUENCY, 2) > 0.35, 0.7, 1.0)
+    grain = texture(rx, rz, seed + 11, GRAIN_FREQUENCY, 3)
+    asphalt = 0.34 * (1 + 0.6 * stains[road] + 0.35 * grain) * patches
+    g_colour[road] = asphalt[:, None] * np.array([1.0, 0.98, 0.95])
     marking = road & (((ax < LANE_MARK_HALF_WIDTH) & (np.mod(gz, LANE_PERIOD) < LANE_DASH))
                       | (np.abs(ax - 3.5) < LANE_MARK_HALF_WIDTH))
-    g_colour[marking] = 0.85 + 0.1 * grain[marking, None]
-    tiles = (np.mod(gx, 1.0) < 0.05) | (np.mod(gz, 1.0) < 0.05)
-    walk_colour = np.array([0.62, 0.58, 0.55]) * (0.8 + 0.35 * grain[:, None]) * np.where(tiles, 0.7, 1.0)[:, None]
-    g_colour = np.where(walk[:, None], walk_colour, g_colour)
-    far = ax >= SIDEWALK_OUTER
-    terrain_colour = np.array([0.35, 0.42, 0.18]) * (0.6 + 0.8 * value_noise(gx * 2, gz * 2, seed + 2)[:, None])
-    g_colour = np.where(far[:, None], terrain_colour, g_colour)
+    g_colour[marking] = (0.85 + 0.1 * stains[marking, None])
+    # sidewalk: paving slabs of differing shade, darker joints, wear
+    wx, wz = gx[walk], gz[walk]
+    slab = cells(wx, wz + 0.5 * SLAB_SIZE * np.floor(wx / SLAB_SIZE), SLAB_SIZE, SLAB_SIZE, seed + 6)  # running bond
+    joints = (np.mod(wx, SLAB_SIZE) < 0.04) | (np.mod(wz + 0.5 * SLAB_SIZE * np.floor(wx / SLAB_SIZE), SLAB_SIZE) < 0.04)
+    g_colour[walk] = np.array([0.62, 0.58, 0.55]) * ((1 + 0.25 * slab + 0.4 * stains[walk])
+                                                     * np.where(joints, 0.6, 1.0))[:, None]
+    grass = texture(gx[far], gz[far], seed + 2, GRASS_FREQUENCY)
+    g_colour[far] = np.array([0.35, 0.42, 0.18]) * (1 + 0.7 * grass)[:, None]
     colour[ground] = g_colour
     label[ground] = np.where(road, ROAD, np.where(walk, SIDEWALK, TERRAIN))
 
@@ -330,15 +372,26 @@ def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarr
     # surface coordinates: the two axes across the hit face
     u = np.where(baxis == 0, bz, bx)
     v = np.where(baxis == 1, bz, by)
-    grain = value_noise(u * 4 + b * 17.0, v * 4, seed + 3)
-    base = world.colour[b] * (0.7 + 0.6 * grain[:, None])
+    offset = b * 17.0  # each box its own pattern
+    grime = texture(u + offset, v, seed + 3, SURFACE_TEXTURE_FREQUENCY)
     pattern = world.pattern[b]
     height = CAMERA_HEIGHT - by
-    windows = (pattern == FACADE) & (baxis != 1) & (np.mod(u, 3.0) > 0.9) & (np.mod(u, 3.0) < 2.1) \
-        & (np.mod(height, 3.2) > 1.0) & (np.mod(height, 3.2) < 2.3)
-    base[windows] = np.array([0.15, 0.2, 0.3]) * (0.6 + 0.8 * grain[windows, None])
+    # facades: panels and bricks of differing shade under grime; cars: dirt and reflections
+    facade = pattern == FACADE
+    fu, fh = u[facade] + offset[facade], height[facade]
+    factor = 1 + 0.5 * grime
+    factor[facade] += 0.15 * cells(fu, fh, 1.5, 1.6, seed + 8) \
+        + 0.12 * cells(fu + 0.25 * np.floor(fh / 0.3), fh, 0.5, 0.3, seed + 9)  # panels, bricks
+    base = world.colour[b] * factor[:, None]
+    # windows: one per 3 m x 3.2 m cell, of a size drawn per cell, some cells without (no exact repetition)
+    cell = cells(u + offset, height, 3.0, 3.2, seed + 10)
+    half_width = 0.35 + 0.35 * np.abs(cell)
+    windows = facade & (baxis != 1) & (cell > -0.6) & (np.abs(np.mod(u + offset, 3.0) - 1.5) < half_width) \
+        & (np.mod(height, 3.2) > 1.0) & (np.mod(height, 3.2) < 1.6 + 0.8 * np.abs(cell))
+    base[windows] = np.array([0.15, 0.2, 0.3]) * (1 + 0.6 * cell[windows, None] + 0.3 * grime[windows, None])
     foliage = pattern == FOLIAGE
-    base[foliage] = world.colour[b[foliage]] * (0.4 + 1.2 * value_noise(u[foliage] * 6, v[foliage] * 6, seed + 4)[:, None])
+    leaves = texture(u[foliage] + offset[foliage], v[foliage], seed + 4, FOLIAGE_FREQUENCY)
+    base[foliage] = world.colour[b[foliage]] * (1 + 0.8 * leaves)[:, None]
     light = np.array([0.85, 1.05, 0.95])[baxis]  # faces facing the sides, the top and the front differ
     colour[boxes] = base * light[:, None]
     label[boxes] = world.label[b]

@@ -1,5 +1,6 @@
 """The demo (``train.py --demo``) end to end on small synthetic scenes: the scenes are generated once,
-and a short training run learns depth, measured on the held-out drive against the untrained model."""
+the default run is the paper's monocular full model, and a short run of the stereo variant learns
+depth, measured on the held-out drive against the untrained model."""
 from __future__ import annotations
 
 import os
@@ -11,9 +12,10 @@ from synthetic import demo
 from tb_reader import read_run
 
 # Small scenes: one training drive, one held-out drive.
-SCENES = {"num_drives": 2, "frames_per_drive": 40, "scale": 0.2, "seed": 0, "version": 1}
-# A short run of the Monodepth2 baseline on the stereo pair alone (the cheapest configuration that
-# learns); the README's figures come from the whole demo.
+SCENES = {"num_drives": 2, "frames_per_drive": 40, "scale": 0.2, "seed": 0, "version": 2}
+# A short run of the stereo variant's Monodepth2 baseline on the stereo pair alone (the cheapest
+# configuration that learns: the monocular demo takes minutes); the README's figures come from the
+# whole demo.
 STEPS = 150
 LEARNED_FRACTION = 0.75  # trained abs_rel must be below this fraction of the untrained model's
 
@@ -28,18 +30,38 @@ def scenes_dir(tmp_path_factory):
 def test_scenes_are_generated_once(scenes_dir, monkeypatch):
     monkeypatch.setattr(demo.synthetic_scenes, "generate", lambda *a, **k: pytest.fail("generated again"))
     assert demo.ensure_scenes(scenes_dir, SCENES) == os.path.join(scenes_dir, "splits", "synthetic")
-    assert not os.path.exists(scenes_dir + ".tmp")
+    parent = os.path.dirname(scenes_dir)
+    assert sorted(os.listdir(parent)) == ["scenes"]  # no temporary or set-aside folder left beside it
+
+
+def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
+    opts = options.parse_args(demo.demo_argv(["--demo"], scenes_dir, "S"))
+    assert (opts.config, opts.height, opts.width, opts.use_stereo, opts.min_depth) == ("full", 96, 320, False, 0.1)
+    assert opts.frame_ids == [0, -1, 1] and opts.semantic_weight == 0.3 and opts.sgt_weight == 0.1
+    assert opts.cma_layers == [0, 1, 2] and opts.split == "S" and opts.weights_init == "scratch"
+    assert set(demo.DEMO_TRAINING) == set(options.DEMO_VARIANTS)
 
 
 def test_user_options_override_the_demo_defaults(scenes_dir):
-    argv = demo.demo_argv(["--demo", "--height", "96", "--config", "baseline"], scenes_dir, "S")
+    argv = demo.demo_argv(["--demo", "--demo_variant", "stereo", "--height", "96", "--config", "baseline"],
+                          scenes_dir, "S")
     opts = options.parse_args(argv)
     assert (opts.height, opts.width, opts.config, opts.split, opts.weights_init) == (96, 192, "baseline", "S", "scratch")
     assert opts.demo and opts.semantic_weight == 0 and opts.use_stereo and opts.lr_milestones == []
+    assert opts.min_depth == 2 and opts.model_name == "demo_stereo"
+
+
+def test_a_second_demo_gets_a_fresh_run_folder(tmp_path):
+    assert demo.free_model_name(str(tmp_path), "demo") == "demo"
+    for name in ("demo", "demo_2"):
+        (tmp_path / name).mkdir()
+    assert demo.free_model_name(str(tmp_path), "demo") == "demo_3"
+    assert demo.gives_option(["--model_name=x"], "--model_name") and demo.gives_option(["--model_name", "x"], "--model_name")
+    assert not demo.gives_option(["--model_name_suffix"], "--model_name")
 
 
 def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
-    result = demo.run(["--config", "baseline", "--frame_ids", "0", "--max_steps", str(STEPS), "--num_epochs", "100",
+    result = demo.run(["--demo_variant", "stereo", "--config", "baseline", "--frame_ids", "0", "--max_steps", str(STEPS), "--num_epochs", "100",
                        "--num_workers", "0",
                        "--log_dir", str(tmp_path), "--save_frequency", "100", "--no_validation",
                        "--keep_checkpoints", "1"],
@@ -48,5 +70,5 @@ def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
     assert after < LEARNED_FRACTION * before, (before, after)
     out = capsys.readouterr().out
     assert "abs_rel" in out and "tensorboard --logdir" in out
-    scalars, _ = read_run(os.path.join(str(tmp_path), "demo", "train"))
+    scalars, _ = read_run(os.path.join(str(tmp_path), "demo_stereo", "train"))
     assert len(scalars["loss"]) >= 2

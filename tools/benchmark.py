@@ -165,7 +165,7 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> d
         inference_s = timed(device, args.warmup, args.inference_runs, infer)
         for writer in trainer.writers.values():
             writer.close()
-        del trainer, batches, model
+
     train_rate = args.batch_size / train_s
     return {"config": config, "path": path, "input_samples_per_s": args.batch_size / input_s,
             "train_samples_per_s": train_rate, "peak_memory_gib": peak, "inference_ms": inference_s * MS_PER_S,

@@ -1,0 +1,1 @@
+"""Reproducing the paper: its tables as data and runs (tools/reproduce.py), its figures (tools/figures.py)."""
