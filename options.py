@@ -228,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("demo")
     g.add_argument("--demo", action="store_true",
                    help="generate synthetic KITTI scenes once, train the full model on them for a few minutes "
-                        "(monocular, 96x320) and evaluate before and after (other options given still apply)")
+                        "(monocular, 96x320, without auto-masking) and evaluate before and after (other options given "
+                        "still apply)")
     g.add_argument("--demo_variant", default=DEMO_VARIANTS[0], choices=DEMO_VARIANTS,
-                   help="mono: the paper's monocular full model; stereo: with the stereo partner as a source and "
+                   help="mono: the paper's monocular full model (auto-masking off: see synthetic/demo.py); stereo: with the stereo partner as a source and "
                         "--min_depth 2 at 64x192 (Monodepth2's MS), which learns sooner")
     g.add_argument("--demo_data", default=None,
                    help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti")
