@@ -26,7 +26,11 @@ from reproduce.per_class import abs_rel_of_classes, class_sums, load_train_ids
 
 ERROR_VMAX = 0.3  # AbsRel at which the error colours saturate (the same for every model: comparable)
 NO_DATA = 128  # grey where a ground-truth or error panel has no ground truth
-LABEL_MARGIN_IN = 0.16  # left margin for the row names
+LABEL_MARGIN_IN = 0.22  # left margin for the row names (two lines of LABEL_FONT_PT)
+LABEL_FONT_PT = style.FONT_SIZE_PT - 2  # row names and column titles
+MIN_LABEL_PT = 4  # a long row name shrinks down to this size to fit its panel's height
+GLYPH_WIDTH_EM = 0.6  # average character width of the default sans-serif font, in font sizes
+POINTS_PER_INCH = 72
 TITLE_MARGIN_IN = 0.14  # top margin for the column titles
 GAP_IN = 0.02  # between panels
 
@@ -171,6 +175,19 @@ def grid_height_in(grid: Grid, width_in: float) -> float:
     return TITLE_MARGIN_IN + num_rows * (panel_w * h / w + GAP_IN)
 
 
+def row_label(name: str, height_in: float) -> tuple[str, float]:
+    """A row name that fits beside its panel (written upwards): one line, else two split at the middle space,
+    in the font size that fits (at most LABEL_FONT_PT, at least MIN_LABEL_PT)."""
+    available_pt = height_in * POINTS_PER_INCH
+    lines = [name]
+    if len(name) * GLYPH_WIDTH_EM * LABEL_FONT_PT > available_pt and " " in name:
+        middle = min((i for i, char in enumerate(name) if char == " "), key=lambda i: abs(i - len(name) / 2))
+        lines = [name[:middle], name[middle + 1:]]
+    longest = max(len(line) for line in lines)
+    size = min(LABEL_FONT_PT, available_pt / (GLYPH_WIDTH_EM * max(longest, 1)))
+    return "\n".join(lines), max(size, MIN_LABEL_PT)
+
+
 def draw_grid(grid: Grid, width: str | float = "text"):
     """A figure of the panels (exact positions: its size is width x grid_height_in); returns it."""
     plt = style.import_pyplot("the figures")
@@ -180,6 +197,8 @@ def draw_grid(grid: Grid, width: str | float = "text"):
     figure = plt.figure(figsize=(width_in, height_in))
     panel_w = (width_in - LABEL_MARGIN_IN - GAP_IN * num_cols) / num_cols
     panel_h = panel_w * h / w
+    labels = [row_label(name, panel_h) for name in grid.row_names]
+    label_size = min(size for _, size in labels)  # one size for every row name
     for r in range(num_rows):
         for c in range(num_cols):
             left = LABEL_MARGIN_IN + c * (panel_w + GAP_IN)
@@ -191,9 +210,9 @@ def draw_grid(grid: Grid, width: str | float = "text"):
             for spine in axes.spines.values():
                 spine.set_visible(False)
             if c == 0:
-                axes.set_ylabel(grid.row_names[r], fontsize=style.FONT_SIZE_PT - 2, labelpad=2)
+                axes.set_ylabel(labels[r][0], fontsize=label_size, labelpad=2, linespacing=1.0)
             if r == 0:
-                axes.set_title(grid.titles[c], fontsize=style.FONT_SIZE_PT - 2, pad=2)
+                axes.set_title(grid.titles[c], fontsize=LABEL_FONT_PT, pad=2)
     return figure
 
 

@@ -8,6 +8,7 @@ as TrueType, as publishers ask).
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 
 import utils
@@ -32,6 +33,7 @@ def import_pyplot(purpose: str) -> ModuleType:
     except ImportError as err:
         raise utils.DependencyError(f"{purpose} needs matplotlib: {FIGURES_REQUIREMENTS}") from err
     matplotlib.use("Agg")
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # the PDF backend's font subsetting logs every table
     pyplot = importlib.import_module("matplotlib.pyplot")
     pyplot.rcParams.update(STYLE)
     return pyplot

@@ -86,6 +86,15 @@ def predictions(folder: str, data_path: str, split_dir: str) -> np.ndarray:
     return evaluation_depth.predict_disparities(encoder, decoder, loader, spec, torch.device("cpu"))
 
 
+def test_row_names_fit_their_panels():
+    # 0.3 in = 21.6 pt of panel height; characters are 0.6 font sizes wide
+    assert figures.row_label("input", 0.3) == ("input", figures.LABEL_FONT_PT)  # 5 x 0.6 x 6 pt = 18 pt: fits
+    text, size = figures.row_label("full (M, demo)", 0.5)  # 36 pt: 14 x 3.6 pt = 50.4 pt does not fit on one line
+    assert text == "full (M,\ndemo)" and size == figures.LABEL_FONT_PT  # two lines of at most 8 characters do
+    text, size = figures.row_label("error baseline (MS)", 0.3)  # two lines, the longest 13 characters
+    assert text == "error\nbaseline (MS)" and size == figures.MIN_LABEL_PT  # 21.6 / (0.6 x 13) = 2.8 pt, floored at 4
+
+
 def test_figure_layout_panels_and_selection(scene, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
     from tools import figures as figures_tool

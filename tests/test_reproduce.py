@@ -61,7 +61,7 @@ def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     ran = executed_commands(monkeypatch)
     assert reproduce.main(argv) == 0
     assert ran == planned  # exactly the printed commands, in that order
-    assert "two tiny rows" in capsys.readouterr().out  # the table is printed
+    assert "two tiny rows [ours evaluated on synthetic]" in capsys.readouterr().out  # the table is printed
     out_dir = root / "runs" / "tables"
     summary = json.load(open(out_dir / "tiny.json"))
     rows = summary["rows"]
@@ -101,6 +101,13 @@ def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     assert {name: os.path.getmtime(os.path.join(first, name)) for name in os.listdir(first)} == kept
     assert json.load(open(out_dir / "tiny.json"))["rows"][1]["runs"][0]["metrics"] == rows[1]["runs"][0]["metrics"]
 
+    # --metrics chooses the columns shown from the same runs (nothing runs again); the JSON keeps every metric
+    ran.clear()
+    assert reproduce.main(argv + ["--metrics", "a1", "abs_rel"]) == 0
+    assert ran == []
+    header = capsys.readouterr().out.split("| Method |")[1].splitlines()[0]
+    assert "δ<1.25 ours" in header and "RMSE" not in header and header.index("δ<1.25") < header.index("AbsRel")
+    assert set(json.load(open(out_dir / "tiny.json"))["rows"][0]["runs"][0]["metrics"]) == set(layers.DEPTH_METRIC_NAMES)
     # a record of another command (e.g. other evaluation options) is not a finished stage
     record = os.path.join(first, runner.RECORD.format("evaluate_synthetic"))
     data = json.load(open(record))

@@ -54,12 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no_check", action="store_true", help="skip the comparison with PyTorch after export")
     parser.add_argument("--time", action="store_true",
                         help="print ms/image of PyTorch eager, torch.compile, torch.export, TorchScript and onnxruntime")
-    parser.add_argument("--time_runs", type=int, default=export.TIMING_RUNS, help="timed runs (the median is reported)")
+    parser.add_argument("--time_runs", type=options.positive_int, default=export.TIMING_RUNS, help="timed runs (the median is reported)")
     parser.add_argument("--time_backends", nargs="+", choices=export.BACKENDS, default=list(export.BACKENDS),
                         metavar="BACKEND", help=f"backends to time: {', '.join(export.BACKENDS)}")
     parser.add_argument("--time_clock", choices=list(export.CLOCKS), default="wall",
                         help="wall clock, or this process's CPU time (on a machine shared with other jobs)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=options.positive_int, default=None,
                         help="threads of PyTorch and onnxruntime (default: PyTorch's default)")
     opts = parser.parse_args(argv)
     utils.setup_logging()

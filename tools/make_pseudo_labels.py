@@ -35,6 +35,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+import options
 import splits
 import utils
 from datasets import DATASETS
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of --split: folders of images (searched recursively); labels mirror their paths "
                         "relative to --data_path (else to each folder's parent) below --seg_path")
     g.add_argument("--seg_path", default=None, help="label root; default <data_path>/segmentation")
-    g.add_argument("--limit", type=int, default=None, help="label at most this many frames in this run")
+    g.add_argument("--limit", type=options.positive_int, default=None, help="label at most this many frames in this run")
     g.add_argument("--overwrite", action="store_true", help="relabel frames whose label exists")
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=DEFAULT_MODEL,
@@ -447,11 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model files' input: RGB in [0, 1], or ImageNet-normalised")
     g = parser.add_argument_group("system")
     utils.add_device_option(g)
-    g.add_argument("--batch_size", type=int, default=8, help="frames per forward pass")
-    g.add_argument("--num_workers", type=int, default=4, help="image-decoding processes")
+    g.add_argument("--batch_size", type=options.positive_int, default=8, help="frames per forward pass")
+    g.add_argument("--num_workers", type=options.non_negative_int, default=4, help="image-decoding processes")
     g.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="autocast precision (CUDA only)")
     g.add_argument("--summary_dir", default=None, help=f"summary folder; default <seg_path>/{SUMMARY_FOLDER}")
-    g.add_argument("--num_overlays", type=int, default=4, help="colour overlays written to the summary folder")
+    g.add_argument("--num_overlays", type=options.non_negative_int, default=4, help="colour overlays written to the summary folder")
     return parser
 
 

@@ -15,6 +15,7 @@ options, commands, folder and metrics) to ``--output_dir``, ours beside the pape
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shlex
@@ -23,8 +24,10 @@ from typing import Sequence
 
 import torch
 
+import layers
 import options
 import utils
+from evaluation.depth import split_name
 from reproduce import report, runner, tables
 
 logger = logging.getLogger("reproduce")
@@ -51,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluate_args", default="", help="evaluate_depth.py options added to every evaluation")
     parser.add_argument("--benchmark_args", default="", help="tools.benchmark options added to every benchmark")
     parser.add_argument("--no_cost", action="store_true", help="skip the benchmark (Table 2's cost columns)")
+    parser.add_argument("--metrics", nargs="+", choices=layers.DEPTH_METRIC_NAMES, default=None,
+                        help="the depth metrics shown, in this order (default: the table's; the JSON keeps all)")
     parser.add_argument("--nproc_per_node", type=options.positive_int, default=None,
                         help="processes per run under torchrun (default: the number of visible GPUs; 1: plain python)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands that would run, run nothing")
@@ -95,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not opts.table:
         parser.error("give a table (table2 .. table7 or a JSON file), or --list")
     table = tables.get_table(opts.table)
+    if opts.metrics:
+        table = dataclasses.replace(table, metrics=tuple(opts.metrics))
     log_dir = os.path.abspath(opts.log_dir)
     gpus = torch.cuda.device_count()
     settings = runner.Settings(
@@ -113,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     runner.run_all(runs)
     eval_split = settings.eval_split or table.eval_split
+    if eval_split != table.eval_split:  # the title says where these numbers come from
+        table = dataclasses.replace(table, title=f"{table.title} [ours evaluated on {split_name(eval_split)}]")
     results = report.collect(table, runs, eval_split)
     paths = report.write_all(table, results, eval_split, opts.output_dir or os.path.join(log_dir, "tables"))
     print(report.markdown(table, results))

@@ -10,6 +10,7 @@ import logging
 import sys
 from typing import Sequence
 
+import options
 import utils
 from synthetic.scenes import generate
 
@@ -20,17 +21,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="folder to write (KITTI raw's layout)")
-    parser.add_argument("--drives", type=int, default=4, help="number of drives (the last --test_drives are held out)")
-    parser.add_argument("--frames", type=int, default=100, help="frames per drive")
-    parser.add_argument("--scale", type=float, default=0.25, help="image size as a fraction of KITTI's 1242x375")
-    parser.add_argument("--seed", type=int, default=0, help="the worlds and paths are a function of this")
+    parser.add_argument("--drives", type=options.positive_int, default=4,
+                        help="number of drives (the last --test_drives are held out)")
+    parser.add_argument("--frames", type=options.positive_int, default=100, help="frames per drive")
+    parser.add_argument("--scale", type=options.positive_float, default=0.25, help="image size as a fraction of KITTI's 1242x375")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0, help="the worlds and paths are a function of this")
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    parser.add_argument("--supersample", type=int, default=2, help="rays per pixel along each axis (anti-aliasing)")
-    parser.add_argument("--azimuth_step", type=float, default=0.4, help="Velodyne azimuth resolution (degrees)")
-    parser.add_argument("--test_drives", type=int, default=1, help="held-out drives for the test list")
-    parser.add_argument("--test_stride", type=int, default=4, help="every n-th frame of a test drive is tested")
-    parser.add_argument("--val_stride", type=int, default=10, help="every n-th frame of a training drive validates")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--supersample", type=options.positive_int, default=2, help="rays per pixel along each axis (anti-aliasing)")
+    parser.add_argument("--azimuth_step", type=options.positive_float, default=0.4, help="Velodyne azimuth resolution (degrees)")
+    parser.add_argument("--test_drives", type=options.positive_int, default=1, help="held-out drives for the test list")
+    parser.add_argument("--test_stride", type=options.positive_int, default=4, help="every n-th frame of a test drive is tested")
+    parser.add_argument("--val_stride", type=options.positive_int, default=10, help="every n-th frame of a training drive validates")
+    parser.add_argument("--workers", type=options.positive_int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
     utils.setup_logging()
     split_dir = generate(args.out, args.drives, args.frames, args.scale, args.seed, args.img_ext, args.supersample,
