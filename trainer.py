@@ -143,6 +143,8 @@ class Trainer:
             self.train_dataset, per_process, sampler=self.train_sampler,
             num_workers=opts.num_workers, pin_memory=pin, drop_last=True, generator=generator,
             persistent_workers=opts.num_workers > 0, worker_init_fn=signals.loader_worker_init)
+        if opts.num_workers > 0:
+            signals.stop_workers_at_exit()
 
         self.val_loader = None
         if val_file is not None and not opts.no_validation:

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -304,6 +305,41 @@ def test_a_forked_loader_worker_does_not_keep_the_run_lock(tmp_path):
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+LEFT_WORKERS_SCRIPT = """
+import sys, torch
+from torch.utils.data import DataLoader
+from training import signals
+loader = DataLoader(list(range(8)), batch_size=2, num_workers=2, persistent_workers=True,
+                    worker_init_fn=signals.loader_worker_init)
+next(iter(loader))  # the workers now live on with the loader, ignoring SIGTERM
+if sys.argv[1] == "cleanup":
+    signals.stop_workers_at_exit()
+print("exiting", flush=True)
+"""
+EXIT_TIMEOUT_S = 30
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
+    # a Trainer not closed (or an exception) leaves persistent workers behind; they ignore SIGTERM, which is all
+    # that multiprocessing's exit handler sends before joining them without a timeout
+    process = subprocess.Popen([sys.executable, "-c", LEFT_WORKERS_SCRIPT, "cleanup" if cleanup else "none"],
+                               cwd=utils.PROJECT_DIR, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        code = process.wait(EXIT_TIMEOUT_S if cleanup else 5)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert b"exiting" in process.stdout.read()
+    if cleanup:
+        assert code == 0
+    else:
+        assert code is None  # without the cleanup the exit hangs: the hazard is real
 
 
 # ------------------------------------------------------------------------------------------------

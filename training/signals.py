@@ -6,12 +6,16 @@ it, so that ``torchrun --max-restarts`` restarts a signalled worker and ``--resu
 Only the main process handles them. Loader workers ignore them (``loader_worker_init``): systemd,
 SLURM and ``kill -TERM -PGID`` signal the whole process group, and a worker killed before the main
 process has saved would break the step under way. Workers start with the signals blocked
-(``blocked_while_starting_workers``), so that none dies of one before it ignores them.
+(``blocked_while_starting_workers``), so that none dies of one before it ignores them. Because they
+ignore SIGTERM, the process kills the workers still alive when it exits (``stop_workers_at_exit``):
+multiprocessing's own exit handler would send them SIGTERM and then wait for them forever.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import multiprocessing
 import signal
 import threading
 from typing import Iterator
@@ -22,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits with 128 + N, as shells report it
+WORKER_EXIT_TIMEOUT_S = 5.0  # how long the exit waits for each killed worker
+_exit_cleanup_registered = False
 
 
 class StopSignal:
@@ -80,6 +86,25 @@ def loader_worker_init(worker_id: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     utils.close_inherited_locks()
+
+
+def stop_workers_at_exit() -> None:
+    """Make the interpreter's exit kill the loader workers still alive (persistent workers of a Trainer
+    not closed, an iterator left behind by an exception): they ignore SIGTERM, the signal that
+    multiprocessing's exit handler sends them before joining them without a timeout."""
+    global _exit_cleanup_registered
+    if not _exit_cleanup_registered:
+        atexit.register(_kill_daemon_children)  # atexit runs last-registered first: before multiprocessing's
+        _exit_cleanup_registered = True
+
+
+def _kill_daemon_children() -> None:
+    # torch's SIGCHLD handler reports a killed worker as an error; at exit nobody needs that report
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for process in multiprocessing.active_children():
+        if process.daemon:  # loader workers are daemonic; the exit would end them anyway
+            process.kill()
+            process.join(WORKER_EXIT_TIMEOUT_S)
 
 
 class Interrupted(Exception):
