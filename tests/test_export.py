@@ -255,7 +255,7 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
     assert "height must be a positive multiple of 32" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export_model.main(["--load_weights_folder", folders["baseline"], "--threads", "0"])
-    assert "--threads must be positive" in capsys.readouterr().err
+    assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     with pytest.raises(ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"):
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])

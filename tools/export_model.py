@@ -66,8 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.format != "onnx" and (opts.opset is not None or opts.onnx_exporter != "torchscript"):
         parser.error(f"--opset and --onnx_exporter are for --format onnx, not {opts.format}")
     if opts.threads is not None:
-        if opts.threads < 1:
-            parser.error(f"--threads must be positive, got {opts.threads}")
         torch.set_num_threads(opts.threads)
 
     try:
