@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 
 import pytest
 
@@ -100,6 +101,18 @@ def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     capsys.readouterr()
     assert {name: os.path.getmtime(os.path.join(first, name)) for name in os.listdir(first)} == kept
     assert json.load(open(out_dir / "tiny.json"))["rows"][1]["runs"][0]["metrics"] == rows[1]["runs"][0]["metrics"]
+
+    # a row deleted altogether (its run folder): its three stages run again, exactly as printed
+    shutil.rmtree(second)
+    assert reproduce.main(argv + ["--dry_run"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == planned[3:]
+    ran.clear()
+    assert reproduce.main(argv) == 0
+    assert ran == planned[3:]
+    capsys.readouterr()
+    assert {name: os.path.getmtime(os.path.join(first, name)) for name in os.listdir(first)} == kept
+    rerun = json.load(open(out_dir / "tiny.json"))["rows"][1]["runs"][0]
+    assert rerun["folder"] == second and os.path.isfile(os.path.join(second, "metrics_synthetic.json"))
 
     # --metrics chooses the columns shown from the same runs (nothing runs again); the JSON keeps every metric
     ran.clear()

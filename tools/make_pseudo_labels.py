@@ -464,8 +464,6 @@ def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--split needs --data_path")
     if opts.seg_path is None and opts.data_path is None:
         parser.error("--image_dirs without --data_path needs --seg_path")
-    if opts.batch_size < 1 or opts.num_workers < 0 or opts.num_overlays < 0 or (opts.limit is not None and opts.limit < 0):
-        parser.error("--batch_size must be positive; --num_workers, --num_overlays and --limit not negative")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

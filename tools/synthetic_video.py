@@ -27,15 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drives", type=options.positive_int, default=3, help="drives (one video each)")
     parser.add_argument("--frames", type=options.positive_int, default=60,
                         help=f"frames per drive at 10 fps, about 1 m apart (the video has 3 (frames - 1) + 1 at {VIDEO_FPS} fps)")
-    parser.add_argument("--scale", type=float, default=0.25, help="frame size as a fraction of KITTI's 1242x375")
+    parser.add_argument("--scale", type=options.positive_float, default=0.25, help="frame size as a fraction of KITTI's 1242x375")
     parser.add_argument("--seed", type=options.non_negative_int, default=0, help="the output is a deterministic function of it")
     parser.add_argument("--stereo", action="store_true", help="also write the right camera's video (0.54 m baseline)")
     parser.add_argument("--lossless", action="store_true",
                         help="lossless H.264 RGB (bit-exact frames; plays in FFmpeg-based players, not in browsers)")
     parser.add_argument("--workers", type=options.positive_int, default=None, help="rendering processes (default: one per CPU)")
     opts = parser.parse_args(argv)
-    if opts.drives < 1 or opts.scale <= 0 or (opts.workers is not None and opts.workers < 1):
-        parser.error("--drives and --workers must be at least 1, --scale positive")
     utils.setup_logging()
     width = max(32, round(scenes.KITTI_WIDTH * opts.scale))
     height = max(16, round(scenes.KITTI_HEIGHT * opts.scale))
