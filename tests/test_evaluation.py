@@ -19,6 +19,7 @@ import options
 import predict
 import utils
 from checkpoints import model_folder
+from datasets import CLASS_NAMES
 from datasets.kitti_utils import generate_depth_map
 from evaluation import depth as eval_depth
 from evaluation import ground_truth
@@ -321,6 +322,15 @@ def test_predict_refuses_bad_paths_and_options_in_one_line_before_writing(evalua
     errors = error_lines(capsys)
     assert len(errors) == 1 and "opt.json" in errors[0], errors
     assert not out.exists()
+
+
+def test_per_class_table_keeps_model_names_whole():
+    rows = [None] * len(CLASS_NAMES)
+    rows[CLASS_NAMES.index("road")] = {"abs_rel": 0.25}
+    table = evaluate_per_class.format_table({"a model with a long name": rows, "b": rows}, "abs_rel").splitlines()
+    assert table[0] == "         class | a model with a long name |            b"
+    assert table[1 + CLASS_NAMES.index("road")] == "          road |                   0.2500 |       0.2500"
+    assert table[1 + CLASS_NAMES.index("sky")] == "           sky |                        - |            -"
 
 
 def test_per_class_sums_pool_to_the_image_metrics_for_a_single_class():

@@ -28,13 +28,16 @@ from reproduce.per_class import class_sums, load_train_ids, metrics_from_sums  #
 
 logger = logging.getLogger(__name__)
 
+CELL_WIDTH = 12  # characters of a column of the printed table, at least
+
 
 def format_table(results: dict[str, list[dict | None]], metric: str) -> str:
     """Classes as rows, models as columns."""
     names = list(results)
-    lines = [f"{'class':>14} | " + " | ".join(f"{n[:12]:>12}" for n in names)]
+    widths = [max(CELL_WIDTH, len(n)) for n in names]  # model names whole
+    lines = [f"{'class':>14} | " + " | ".join(f"{n:>{w}}" for n, w in zip(names, widths))]
     for k, class_name in enumerate(CLASS_NAMES):
-        cells = [f"{results[n][k][metric]:12.4f}" if results[n][k] else f"{'-':>12}" for n in names]
+        cells = [f"{results[n][k][metric]:{w}.4f}" if results[n][k] else f"{'-':>{w}}" for n, w in zip(names, widths)]
         lines.append(f"{class_name:>14} | " + " | ".join(cells))
     return "\n".join(lines)
 
