@@ -15,7 +15,8 @@ import options
 import predict
 import utils
 from checkpoints import model_folder
-from deploy import depth_graph, export as deploy_export
+from deploy import depth_graph
+from deploy import export as deploy_export
 from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti

@@ -18,12 +18,12 @@ import torch
 
 import evaluate_depth
 import options
+import test_reliability
 import train
 import utils
 from checkpoints import files, model_folder, training_state
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
-import test_reliability
 from tb_reader import read_run
 from test_reliability import finish, run_args, start
 from trainer import Trainer

@@ -22,8 +22,7 @@ from conftest import PROJECT_DIR
 from datasets import DATASETS
 from datasets.cityscapes import save_label_png
 from datasets.folders import FoldersDataset, find_sequences, read_sequence
-from datasets.mono_dataset import read_split
-from datasets.mono_dataset import STEREO_BASELINE
+from datasets.mono_dataset import STEREO_BASELINE, read_split
 from tools import import_video, make_pseudo_labels, prepare_sequences
 from trainer import Trainer
 from training.input_checks import check_split
