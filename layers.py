@@ -312,15 +312,14 @@ def _median(x: torch.Tensor) -> torch.Tensor:
     return torch.quantile(x, 0.5)
 
 
-def depth_errors_of_image(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_crop: bool = True,
-                          median_scaling: bool = True, pred_depth_scale: float = 1.0
-                          ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Metrics of one image: scaled disparity (h, w) resized bilinearly to the ground truth (H, W).
-
-    Depth = 1 / disparity, times ``pred_depth_scale``; per-image median scaling when asked; clamped
-    to [1e-3, 80]. Returns (metrics in ``DEPTH_METRIC_NAMES`` order, median ratio), or None when
-    no ground-truth pixel is valid.
-    """
+def evaluated_depths(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_crop: bool = True,
+                     median_scaling: bool = True, pred_depth_scale: float = 1.0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The evaluation protocol of one image, up to the metrics: scaled disparity (h, w) resized bilinearly
+    to the ground truth (H, W), depth = ``pred_depth_scale`` / disparity, per-image median scaling when
+    asked, clamped to [1e-3, 80]. Returns (mask (H, W), ground truth and prediction at the mask's pixels
+    in float64, median ratio), or None when no ground-truth pixel is valid; shared by the metrics, the
+    per-class pooling and the error maps of figures."""
     height, width = gt_depth.shape[-2:]
     disp = F.interpolate(pred_disp.reshape(1, 1, *pred_disp.shape[-2:]).float(), size=(height, width),
                          mode="bilinear", align_corners=False)[0, 0]
@@ -331,4 +330,16 @@ def depth_errors_of_image(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_
     gt, pred = gt_depth[mask].double(), pred_depth[mask].double()
     ratio = _median(gt) / _median(pred) if median_scaling else torch.ones((), dtype=torch.float64)
     pred = torch.clamp(pred * ratio, MIN_EVAL_DEPTH, MAX_EVAL_DEPTH)
+    return mask, gt, pred, ratio
+
+
+def depth_errors_of_image(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_crop: bool = True,
+                          median_scaling: bool = True, pred_depth_scale: float = 1.0
+                          ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Metrics of one image (``evaluated_depths``' protocol): (metrics in ``DEPTH_METRIC_NAMES`` order,
+    median ratio), or None when no ground-truth pixel is valid."""
+    result = evaluated_depths(gt_depth, pred_disp, garg_crop, median_scaling, pred_depth_scale)
+    if result is None:
+        return None
+    _, gt, pred, ratio = result
     return compute_depth_errors(gt, pred), ratio

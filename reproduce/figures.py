@@ -94,17 +94,13 @@ def ground_truth_panel(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def error_map(gt: np.ndarray, disp: np.ndarray, garg_crop: bool, median_scaling: bool, scale: float) -> np.ndarray:
     """Per-pixel AbsRel (H, W) of a prediction at the ground truth's size (evaluate_depth's protocol); NaN off the mask."""
-    gt_t = torch.from_numpy(gt.astype(np.float32))
-    depth = (scale / torch.from_numpy(resize_disparity(disp, gt.shape))).double()
-    mask = layers.evaluation_mask(gt_t, garg_crop)
     error = np.full(gt.shape, np.nan)
-    if not mask.any():
-        return error
-    if median_scaling:
-        depth = depth * (torch.quantile(gt_t[mask].double(), 0.5) / torch.quantile(depth[mask], 0.5))
-    depth = depth.clamp(layers.MIN_EVAL_DEPTH, layers.MAX_EVAL_DEPTH)
-    g = gt_t.double()
-    error[mask.numpy()] = ((depth - g).abs() / g)[mask].numpy()
+    result = layers.evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
+                                     torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32)), garg_crop,
+                                     median_scaling, scale)
+    if result is not None:
+        mask, g, p, _ = result
+        error[mask.numpy()] = ((p - g).abs() / g).numpy()
     return error
 
 

@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import layers
@@ -29,19 +28,13 @@ THIN_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "mot
 def class_sums(gt: np.ndarray, pred_disp: np.ndarray, train_ids: np.ndarray, num_classes: int, garg_crop: bool,
                median_scaling: bool, scale: float) -> np.ndarray:
     """Per-class error sums (num_classes, SUM_FIELDS) of one image, after evaluate_depth's protocol."""
-    gt_t = torch.from_numpy(gt.astype(np.float32))
-    disp = F.interpolate(torch.from_numpy(np.ascontiguousarray(pred_disp))[None, None], size=gt.shape,
-                         mode="bilinear", align_corners=False)[0, 0]
-    depth = (scale / disp).double()
-    mask = layers.evaluation_mask(gt_t, garg_crop)
     sums = np.zeros((num_classes, SUM_FIELDS))
-    if not mask.any():
+    result = layers.evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
+                                     torch.from_numpy(np.ascontiguousarray(pred_disp)), garg_crop, median_scaling, scale)
+    if result is None:
         return sums
-    if median_scaling:
-        depth = depth * (torch.quantile(gt_t[mask].double(), 0.5) / torch.quantile(depth[mask], 0.5))
-    depth = depth.clamp(layers.MIN_EVAL_DEPTH, layers.MAX_EVAL_DEPTH)
-    ids = torch.from_numpy(train_ids.astype(np.int64))
-    g, p, c = gt_t[mask].double(), depth[mask], ids[mask]
+    mask, g, p, _ = result
+    c = torch.from_numpy(train_ids.astype(np.int64))[mask]
     keep = c < num_classes
     g, p, c = g[keep], p[keep], c[keep]
     thresh = torch.maximum(g / p, p / g)
