@@ -33,7 +33,6 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -191,14 +190,6 @@ def predicted(predictor, frames: Iterable[Frame], batch_size: int, total: int | 
             yield from run(batch)
 
 
-def at_size(values: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(C, h, w) or (h, w) array resized bilinearly to (height, width)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-    batch = tensor[None] if tensor.dim() == 3 else tensor[None, None]
-    resized = F.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False)[0]
-    return resized.numpy() if tensor.dim() == 3 else resized[0].numpy()
-
-
 def save_arrays(disp: np.ndarray, stem: str, depth_scale: float) -> None:
     utils.save_array(disp, stem + "_disp.npy")
     utils.save_array(depth_scale / disp, stem + "_depth.npy")
@@ -215,9 +206,9 @@ def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth
                                              len(image_paths)):
         height, width = frame.rgb.shape[:2]
         save_arrays(disp, frame.stem, depth_scale)
-        utils.save_png(utils.colormap(at_size(disp, height, width)), frame.stem + "_disp.png")
+        utils.save_png(utils.colormap(utils.resize_bilinear(disp, height, width)), frame.stem + "_disp.png")
         if seg_logits is not None:
-            overlay = segmentation_overlay(frame.rgb, at_size(seg_logits, height, width).argmax(0))
+            overlay = segmentation_overlay(frame.rgb, utils.resize_bilinear(seg_logits, height, width).argmax(0))
             utils.save_png(overlay, frame.stem + "_seg.png")
         stems.append(frame.stem)
     return stems
@@ -245,9 +236,9 @@ def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
         if panel == "input":
             pictures.append(frame.rgb)
         elif panel == "depth":
-            pictures.append(utils.colormap(at_size(disp, height, width), vmax))
+            pictures.append(utils.colormap(utils.resize_bilinear(disp, height, width), vmax))
         elif seg_logits is not None:
-            pictures.append(segmentation_overlay(frame.rgb, at_size(seg_logits, height, width).argmax(0)))
+            pictures.append(segmentation_overlay(frame.rgb, utils.resize_bilinear(seg_logits, height, width).argmax(0)))
     return np.concatenate(pictures, axis=1)
 
 

@@ -452,6 +452,16 @@ def colormap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return MAGMA[index]
 
 
+def resize_bilinear(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A (C, h, w) or (h, w) array resized bilinearly (align_corners False, as evaluation resizes predictions)."""
+    if values.shape[-2:] == (height, width):
+        return values
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    batch = tensor[None] if tensor.dim() == 3 else tensor[None, None]
+    resized = torch.nn.functional.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return resized.numpy() if tensor.dim() == 3 else resized[0].numpy()
+
+
 def colormap_tensor(values: torch.Tensor) -> torch.Tensor:
     """(1, H, W) or (H, W) tensor -> (3, H, W) float image in [0, 1] for TensorBoard."""
     rgb = colormap(values.detach().float().cpu().squeeze().numpy())

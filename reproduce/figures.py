@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import layers
 import utils
@@ -43,14 +42,6 @@ class Source:
     origin: str  # the model folder or the .npy file
 
 
-def resize_disparity(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (align_corners False), as evaluation resizes predictions to the ground truth."""
-    if disp.shape == tuple(size):
-        return disp
-    tensor = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def input_images(data_path: str, test_file: str, indices: list[int], size: tuple[int, int], img_ext: str
                  ) -> list[np.ndarray]:
     """The test frames as the models saw them (the loader's resize to ``size``), uint8 (h, w, 3)."""
@@ -62,7 +53,7 @@ def input_images(data_path: str, test_file: str, indices: list[int], size: tuple
 
 def disparity_panel(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A prediction, resized to the panel, in magma up to its 95th percentile."""
-    return utils.colormap(resize_disparity(disp, size))
+    return utils.colormap(utils.resize_bilinear(disp, *size))
 
 
 def scatter_max(values: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
