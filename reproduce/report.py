@@ -177,7 +177,7 @@ def csv_text(table: Table, results: list[RowResult]) -> str:
         cells = [r.name]
         for k in keys:
             d = r.delta(k)
-            cells += [r.mean.get(k, ""), r.std.get(k, "") if k in r.std else "", r.reported.get(k, ""),
+            cells += [r.mean.get(k, ""), r.std.get(k, ""), r.reported.get(k, ""),
                       "" if d is None else d]
         cells += [len(r.runs), ";".join(run["folder"] for run in r.runs)]
         writer.writerow(cells)

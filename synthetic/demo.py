@@ -121,11 +121,14 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SC
                         os.path.join(opts.log_dir, name))
             opts = options.parse_args(demo_argv(list(argv) + ["--model_name", name], data_dir, split_dir))
     trainer = Trainer(opts)
-    untrained = model_folder.save_model_folder(os.path.join(trainer.log_path, "models", "weights_untrained"),
-                                              trainer.models, opts)
-    print("\nuntrained model on the held-out synthetic drive:")
-    before = evaluate(untrained, data_dir, split_dir)
-    trainer.train()
+    try:
+        untrained = model_folder.save_model_folder(os.path.join(trainer.log_path, "models", "weights_untrained"),
+                                                  trainer.models, opts)
+        print("\nuntrained model on the held-out synthetic drive:")
+        before = evaluate(untrained, data_dir, split_dir)
+        trainer.train()
+    finally:
+        trainer.close()  # also when the first evaluation fails: the run folder is let go at once
     folder = trainer.last_model_folder
     print(f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) on the held-out synthetic drive:")
     after = evaluate(folder, data_dir, split_dir)
