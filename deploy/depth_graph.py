@@ -24,6 +24,7 @@ import os
 import warnings
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -154,9 +155,11 @@ class OnnxGraph:
         self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map, path)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, images: torch.Tensor) -> tuple:
-        """Run the graph on a batch of the file's input type; outputs as numpy arrays, in the file's order."""
-        return tuple(self.session.run(None, {self.metadata["input_name"]: images.cpu().numpy()}))
+    def __call__(self, images: torch.Tensor | np.ndarray) -> tuple:
+        """Run the graph on a batch (tensor or array) of the file's input type; outputs as numpy arrays, in the
+        file's order."""
+        array = images.cpu().numpy() if torch.is_tensor(images) else np.ascontiguousarray(images)
+        return tuple(self.session.run(None, {self.metadata["input_name"]: array}))
 
 
 class TorchGraphFile:
@@ -169,9 +172,10 @@ class TorchGraphFile:
         self.output_names = list(self.metadata["outputs"])
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> tuple:
-        """Run the graph on a batch of the file's input type; outputs as numpy arrays, in the file's order."""
-        return tuple(t.numpy() for t in self.module(images.cpu()))
+    def __call__(self, images: torch.Tensor | np.ndarray) -> tuple:
+        """Run the graph on a batch (tensor or array) of the file's input type; outputs as numpy arrays, in the
+        file's order."""
+        return tuple(t.numpy() for t in self.module(torch.as_tensor(images).cpu()))
 
 
 def load_exported(path: str, fmt: str | None = None) -> OnnxGraph | TorchGraphFile:

@@ -78,7 +78,7 @@ def load_train_ids(dataset: KITTIRAWDataset, line_index: int, size: tuple[int, i
     path = dataset.label_path(entry.folder, entry.frame_index, entry.side)
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no segmentation label for test line {line_index + 1} "
-                               f"(make one with make_pseudo_labels.py, or give --seg_path)")
+                               f"(make one with python -m tools.make_pseudo_labels, or give --seg_path)")
     with Image.open(path) as label:
         ids = np.asarray(label.resize((size[1], size[0]), LABEL_FILTER))
     return LABEL_TO_TRAIN[ids]

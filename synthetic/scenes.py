@@ -604,6 +604,10 @@ def write_splits(settings: Settings, drives: Sequence[Drive], num_test_drives: i
             continue
         for i in inner:
             (val if i % val_stride == 0 else train).append(f"{folder} {i} {'l' if i % 2 else 'r'}")
+    if not val:
+        logger.warning("no validation frame (every --val_stride %d-th frame of a training drive, none of the %d "
+                       "frames): train on these scenes with --no_validation, or give a smaller --val_stride",
+                       val_stride, len(drives[0].poses))
     for name, lines in (("train_files.txt", train), ("val_files.txt", val), ("test_files.txt", test)):
         _write_text(os.path.join(split_dir, name), lines)
     return split_dir

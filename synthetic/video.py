@@ -131,6 +131,9 @@ def generate_videos(out: str, num_drives: int = 3, frames: int = 60, width: int 
     """Write ``num_drives`` drives of ``frames`` frames at 10 fps (3 (frames - 1) + 1 at 30 fps); return the left videos."""
     if frames < 2:
         raise utils.InputError(f"--frames must be at least 2 (frames of the 10 fps drive), got {frames}")
+    if width % 2 or height % 2:
+        raise utils.InputError(f"frames of {width}x{height}: H.264 frames have even sides (the intrinsics would not "
+                               f"match the padded video)")
     camera = scenes.Camera(width, height)
     os.makedirs(out, exist_ok=True)
     write_intrinsics(out, camera)

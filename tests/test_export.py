@@ -309,6 +309,8 @@ def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torc
         got = graph(images)
         assert all(isinstance(a, np.ndarray) for a in got), path
         assert_outputs_close(got, expected)
+        from_numpy = graph(images.numpy())  # NumPy in, as the README says: the same outputs
+        assert all(np.array_equal(a, b) for a, b in zip(from_numpy, got)), path
     with pytest.raises(ValueError, match="not an exported file"):
         depth_graph.load_exported(str(tmp_path / "model.pth"))
     with pytest.raises(FileNotFoundError, match="no such export file"):

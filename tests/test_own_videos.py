@@ -408,3 +408,17 @@ def test_bad_videos_are_one_line_errors_and_leave_nothing(videos, tmp_path, caps
                             cwd=PROJECT_DIR, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(f"error: {truncated}")
     assert "Traceback" not in result.stderr and not os.path.exists(out / "truncated")
+
+
+def test_synthetic_videos_have_even_sides(tmp_path, monkeypatch):
+    # H.264 pads odd sides, so the intrinsics written beside the videos must describe even frames
+    from synthetic.video import generate_videos
+    from tools import synthetic_video
+    with pytest.raises(ValueError, match="H.264 frames have even sides"):
+        generate_videos(str(tmp_path), num_drives=1, frames=2, width=248, height=75)
+    assert not os.path.exists(tmp_path / "intrinsics.json")
+    seen = {}
+    monkeypatch.setattr(synthetic_video, "generate_videos", lambda out, drives, frames, width, height, *a, **k:
+                        seen.update(size=(width, height)) or [])
+    assert synthetic_video.main(["--out", str(tmp_path / "v"), "--scale", "0.2"]) == 0
+    assert seen["size"] == (248, 76)  # 1242x375 x 0.2 = 248.4x75, rounded to even sides

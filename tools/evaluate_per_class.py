@@ -4,7 +4,7 @@
 predicts every test frame with each model, applies evaluate_depth's protocol (resize, per-image
 median scaling over all valid pixels, clamp, Garg crop for eigen), and pools the valid ground-truth
 pixels of each of the 19 Cityscapes classes over the split, using the test frames' segmentation
-labels (Cityscapes label-id PNGs in the pseudo-label layout; make them with make_pseudo_labels.py
+labels (Cityscapes label-id PNGs in the pseudo-label layout; make them with python -m tools.make_pseudo_labels
 if your label set lacks the test frames). It prints a table, and writes JSON and a bar chart (PNG and
 PDF, drawn with matplotlib as the other figures of tools/figures.py; ``--no_chart`` without it).
 """

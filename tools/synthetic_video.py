@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=options.positive_int, default=None, help="rendering processes (default: one per CPU)")
     opts = parser.parse_args(argv)
     utils.setup_logging()
-    width = max(32, round(scenes.KITTI_WIDTH * opts.scale))
-    height = max(16, round(scenes.KITTI_HEIGHT * opts.scale))
+    width = 2 * max(16, round(scenes.KITTI_WIDTH * opts.scale / 2))  # H.264 frames have even sides
+    height = 2 * max(8, round(scenes.KITTI_HEIGHT * opts.scale / 2))
     videos = generate_videos(opts.out, opts.drives, opts.frames, width, height, opts.seed, opts.stereo, opts.lossless,
                              workers=opts.workers)
     logger.info("wrote %d videos of %dx%d at %d fps to %s", len(videos), width, height, VIDEO_FPS, opts.out)
