@@ -179,6 +179,9 @@ def test_a_fresh_run_over_a_run_is_refused_and_overwrite_moves_that_run_aside(tr
     assert message.startswith(f"--resume {checkpoint(run, 1)}: the run in {run} goes further (step_00000002.pth); "
                               f"resume into a new folder with another --model_name")
     assert sorted(os.listdir(run / "checkpoints")) == before
+    # a checkpoint path that does not exist is said to be missing, whatever the folder holds
+    missing = str(run / "checkpoints" / "step_00000099.pth")
+    assert trainer_error(tiny, run.parent, capsys, "--resume", missing) == f"--resume {missing}: not found"
 
     trainer = Trainer(options.parse_args(run_args(tiny, run.parent, "--num_workers", "0", "--overwrite")))
     trainer.close()

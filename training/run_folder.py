@@ -66,6 +66,8 @@ def move_aside(run_path: str) -> str:
 
 def check_resume_target(run_path: str, checkpoint: str, contents: list[str]) -> None:
     """``--resume CHECKPOINT`` into a folder that holds a run must continue it (see the module's text)."""
+    if not os.path.isfile(checkpoint):
+        raise utils.MissingFileError(f"--resume {checkpoint}: not found")
     if not contents:
         return
     own = training_state.list_checkpoints(training_state.checkpoint_dir(run_path))
