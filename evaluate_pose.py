@@ -1,5 +1,6 @@
-"""Evaluate odometry on KITTI sequence 09 or 10: ``python evaluate_pose.py --data_path D --load_weights_folder W
---eval_split odom_9``. Monodepth2's protocol: the absolute trajectory error (ATE) of 5-frame snippets,
+"""Evaluate odometry on KITTI sequence 09 or 10 (Monodepth2's ATE of 5-frame snippets).
+
+``python evaluate_pose.py --data_path D --load_weights_folder W --eval_split odom_9``. Monodepth2's protocol: the absolute trajectory error (ATE) of 5-frame snippets,
 each aligned to the ground truth at its first frame and by a least-squares scale."""
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def predict_poses(folder: str, data_path: str, test_file: str, img_ext: str, bat
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", required=True, help="KITTI odometry root (sequences/, poses/)")
     parser.add_argument("--load_weights_folder", required=True, help="model folder with pose_encoder.pth and pose.pth")
     parser.add_argument("--eval_split", default="odom_9", choices=sorted(POSE_SPLITS), help="test sequence")

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     """Options of the export and of the Monodepth2 conversion."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", default=None, help="root of the KITTI raw data (needed to export)")
     parser.add_argument("--split", default=None, choices=GT_SPLITS, help="test split to export")
     parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The training parser, options grouped as in ``--help``."""
     parser = argparse.ArgumentParser(
         description="Train FSRE-Depth (or any Table 2 configuration) on KITTI or data in its layout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=utils.HelpFormatter)
 
     g = parser.add_argument_group("data")
     g.add_argument("--data_path", default=os.path.join(utils.PROJECT_DIR, "kitti_data"),

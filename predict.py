@@ -259,7 +259,7 @@ def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: floa
 # -- command line ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--load_weights_folder", help="model folder (any supported layout)")
     model.add_argument("--exported", "--onnx", dest="exported", metavar="FILE",

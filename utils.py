@@ -134,6 +134,13 @@ def device_option(value: str) -> str:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default, except None (the help text says what happens without the option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Every command's ``--device`` (checked by ``device_option``; None picks CUDA when available)."""
     parser.add_argument("--device", type=device_option, default=None,

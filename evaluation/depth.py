@@ -43,7 +43,7 @@ POST_PROCESS_RAMP = 20.0
 def build_parser() -> argparse.ArgumentParser:
     """Evaluation options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
                         help="KITTI raw root (for benchmark: the test_depth_prediction_anonymous folder)")
     parser.add_argument("--load_weights_folder", help="model folder (this project's, the authors' or Monodepth2's)")

@@ -214,7 +214,7 @@ def machine(device: torch.device) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     g = parser.add_argument_group("data")
     g.add_argument("--data_path", default=None, help="KITTI data in Monodepth2's layout (or use --make_data)")
     g.add_argument("--split", default="eigen_zhou", help="training split (name or folder), as train.py takes it")

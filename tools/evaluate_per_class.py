@@ -44,7 +44,7 @@ def format_table(results: dict[str, list[dict | None]], metric: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     arguments.add_model_options(parser, folders_required=True)
     parser.add_argument("--metric", default="abs_rel", choices=layers.DEPTH_METRIC_NAMES, help="metric of the chart")
     parser.add_argument("--output_dir", default=".", help="where the JSON and the chart go")

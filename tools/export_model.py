@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("--load_weights_folder", required=True,
                         help="model folder: this project's, the authors' (decoder.pth) or Monodepth2's (depth.pth)")
     parser.add_argument("--format", choices=list(export.FORMATS), default="onnx",

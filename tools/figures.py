@@ -40,7 +40,7 @@ SELECT_BY = ("abs_rel", "thin")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     arguments.add_model_options(parser, folders_required=False)
     parser.add_argument("--ext_disp", action="append", default=[], metavar="NAME=FILE",
                         help="disparities (N, h, w) of another method in test-file order (.npy), a row each")

@@ -277,7 +277,7 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
 # -- command line --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("videos", nargs="+", help="video files, or folders of them")
     parser.add_argument("--out", required=True, help="data folder: one sequence folder per video goes here "
                                                       "(train with --dataset folders --data_path OUT)")

@@ -417,7 +417,7 @@ def _size(value: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     """Options of the tool."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     g = parser.add_argument_group("frames")
     g.add_argument("--data_path", default=None, help="root of the data (KITTI raw layout for --split)")
     g.add_argument("--split", nargs="+", default=None,

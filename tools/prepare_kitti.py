@@ -160,7 +160,7 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", required=True, help="KITTI data in Monodepth2's layout")
     parser.add_argument("--output_path", required=True, help="where the cache is written (same layout)")
     parser.add_argument("--height", type=positive_int, default=192, help="frame height in the cache")

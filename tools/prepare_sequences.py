@@ -177,7 +177,7 @@ def write_lines(path: str, lines: Sequence[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", required=True, help="the folder of sequence folders (import_video's --out)")
     parser.add_argument("--out", default=None, help=f"split folder; default <data_path>/{SPLITS_FOLDER}")
     parser.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1],

@@ -35,7 +35,7 @@ logger = logging.getLogger("reproduce")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=utils.HelpFormatter)
     parser.add_argument("table", nargs="?", help="table2 .. table7, or a JSON file of rows")
     parser.add_argument("--data_path", default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
                         help="KITTI raw root (training and evaluation)")
