@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "or .pt (TorchScript)")
     parser.add_argument("--image_path", required=True, nargs="+", help="images, folders of images, and/or videos")
     parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each input)")
-    parser.add_argument("--depth_scale", type=float, default=1.0,
+    parser.add_argument("--depth_scale", type=options.positive_float, default=1.0,
                         help="depth = depth_scale / disparity (5.4 gives metres for stereo-trained models)")
     parser.add_argument("--batch_size", type=options.positive_int, default=8, help="images per forward pass")
     utils.add_device_option(parser)
@@ -276,24 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--panels", nargs="+", default=["depth"], choices=PANELS,
                    help="side by side, left to right: the input, the colour-mapped disparity, the segmentation "
                         "overlay (models with a segmentation head)")
-    g.add_argument("--fps", type=float, default=None,
+    g.add_argument("--fps", type=options.positive_float, default=None,
                    help=f"rate of the depth video: a video's frames are kept at this rate (default: all, at its own "
                         f"rate); a folder's frames play at it (default {FRAMES_FPS:g})")
     g.add_argument("--save_npy", action="store_true", help="also each frame's _disp.npy and _depth.npy")
     return parser
 
 
-def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if opts.fps is not None and opts.fps <= 0:
-        parser.error(f"--fps must be positive, got {opts.fps}")
-    if opts.depth_scale <= 0:
-        parser.error(f"--depth_scale must be positive, got {opts.depth_scale}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
-    check_options(opts, parser)
     utils.setup_logging()
     images, folders, videos = [], [], []
     for path in opts.image_path:

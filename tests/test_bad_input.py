@@ -16,6 +16,7 @@ from PIL import Image
 import evaluate_depth
 import evaluate_pose
 import export_gt_depth
+import predict
 import train
 import utils
 from conftest import PROJECT_DIR
@@ -302,6 +303,9 @@ def test_an_option_error_from_the_command_line_is_one_line_and_exit_code_2(tmp_p
      "argument --num_workers: must be at least 0, got -1"),
     (evaluate_pose.main, "--data_path d --load_weights_folder w --device gpu",
      "argument --device: expected cpu, cuda, cuda:N or mps, got 'gpu'"),
+    (predict.main, "--exported x.onnx --image_path y --fps 0", "argument --fps: must be greater than 0, got 0"),
+    (predict.main, "--exported x.onnx --image_path y --depth_scale -1",
+     "argument --depth_scale: must be greater than 0, got -1"),
     (export_gt_depth.main, "", "give --data_path and --split (or --convert_monodepth2 IN.npz --output OUT.npz)"),
     (export_gt_depth.main, "--data_path d --split eigen --output x.npz",
      "--output goes with --convert_monodepth2; an export writes to --output_dir"),
