@@ -3,6 +3,7 @@ auto-masking on) runs end to end on a lossy 30 fps H.264 video: import at 10 fps
 steps, evaluation against the generator's dense depth (docs/own_data.md, "A measured run")."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -26,11 +27,10 @@ STEPS = 2  # the 5 training lines in batches of 2 (the last, short batch is drop
 
 @pytest.fixture(scope="module")
 def dashcam(tmp_path_factory):
-    """Two single-camera synthetic drives as a dashcam records them: H.264 at 30 fps (lossy), intrinsics, truth."""
+    """Two single-camera synthetic drives as a dashcam records them: lossy H.264 at 30 fps, with truth."""
     from synthetic.video import generate_videos
     out = str(tmp_path_factory.mktemp("dashcam"))
-    generate_videos(out, num_drives=2, frames=FRAMES, width=WIDTH, height=HEIGHT, stereo=False, lossless=False,
-                    workers=1)
+    generate_videos(out, num_drives=2, frames=FRAMES, width=WIDTH, height=HEIGHT, workers=1)
     return out
 
 
@@ -38,22 +38,27 @@ def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dash
     data = str(tmp_path / "data")
     videos = [os.path.join(dashcam, f"drive_0{k}.mp4") for k in (1, 2)]
     # 1. the README's import: JPEG frames at 10 fps, one sequence per video, no second camera
-    assert import_video.main([*videos, "--out", data, "--intrinsics", os.path.join(dashcam, "intrinsics.json")]) == 0
+    intrinsics = os.path.join(dashcam, "intrinsics.json")
+    assert import_video.main([*videos, "--out", data, "--intrinsics", intrinsics]) == 0
     sequence = read_sequence(data, "drive_01")
-    assert len(sequence.frames) == FRAMES and not sequence.right and sequence.frames[0].endswith(".jpg")
+    assert len(sequence.frames) == FRAMES and not sequence.right
+    assert sequence.frames[0].endswith(".jpg")
     grey = [np.asarray(Image.open(p).convert("L"), dtype=np.float64) for p in sequence.frames]
-    steps = [np.abs(b - a).mean() for a, b in zip(grey, grey[1:])]
+    steps = [np.abs(b - a).mean() for a, b in itertools.pairwise(grey)]
     assert min(steps) > 5  # grey levels: every kept frame is a new view (about 1 m on), none repeated
     # 2. splits: drive_02 held out with its ground truth
-    assert prepare_sequences.main(["--data_path", data, "--test_sequences", "drive_02", "--num_workers", "0"]) == 0
-    train_lines = open(os.path.join(data, "splits", "train_files.txt")).read().split()
-    assert train_lines[:3] == ["drive_01", "1", "l"]
+    splits = os.path.join(data, "splits")
+    assert prepare_sequences.main(["--data_path", data, "--test_sequences", "drive_02",
+                                   "--num_workers", "0"]) == 0
+    with open(os.path.join(splits, "train_files.txt")) as f:
+        assert f.read().split()[:3] == ["drive_01", "1", "l"]
     # 3. the paper's method, monocular: the full model (semantics from the generator's labels, CMA, SGT)
-    opts = options.parse_args(["--dataset", "folders", "--data_path", data, "--split", os.path.join(data, "splits"),
-                               "--seg_path", os.path.join(dashcam, "segmentation"), "--height", "64", "--width", "192",
-                               "--batch_size", "2", "--max_steps", str(STEPS), "--num_epochs", "1",
-                               "--weights_init", "scratch", "--num_workers", "0", "--log_dir", str(tmp_path / "runs"),
-                               "--log_frequency", "100", "--no_validation"])
+    opts = options.parse_args(["--dataset", "folders", "--data_path", data, "--split", splits,
+                               "--seg_path", os.path.join(dashcam, "segmentation"), "--height", "64",
+                               "--width", "192", "--batch_size", "2", "--max_steps", str(STEPS),
+                               "--num_epochs", "1", "--weights_init", "scratch", "--num_workers", "0",
+                               "--log_dir", str(tmp_path / "runs"), "--log_frequency", "100",
+                               "--no_validation"])
     assert opts.frame_ids == [0, -1, 1] and not opts.use_stereo and not opts.disable_automasking
     trainer = Trainer(opts)
     before = {k: v.clone() for k, v in trainer.models["pose"].state_dict().items()}
@@ -70,8 +75,10 @@ def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dash
     assert 0 < mask < 1 and torch.isfinite(losses["loss"])
     # 4. evaluation against the held-out drive's dense depth (Monodepth2's protocol, median scaling)
     metrics_file = str(tmp_path / "metrics.json")
-    assert evaluate_depth.main(["--dataset", "folders", "--data_path", data, "--eval_split", os.path.join(data, "splits"),
-                                "--gt_depths", os.path.join(dashcam, "drive_02_depth.npz"), "--load_weights_folder",
-                                trainer.last_model_folder, "--num_workers", "0", "--output_json", metrics_file]) == 0
-    result = json.load(open(metrics_file))
+    assert evaluate_depth.main(["--dataset", "folders", "--data_path", data, "--eval_split", splits,
+                                "--gt_depths", os.path.join(dashcam, "drive_02_depth.npz"),
+                                "--load_weights_folder", trainer.last_model_folder, "--num_workers", "0",
+                                "--output_json", metrics_file]) == 0
+    with open(metrics_file) as f:
+        result = json.load(f)
     assert result["frames"] == FRAMES and 0 < result["metrics"]["abs_rel"] < 1
