@@ -42,7 +42,8 @@ import utils
 from datasets.cityscapes import segmentation_overlay
 from datasets.folders import natural_key
 from datasets.mono_dataset import RESIZE_FILTER
-from datasets.video_files import RateSampler, VideoWriter, frame_rate_tolerance, is_video, probe, read_frames
+from datasets.video_files import (RateSampler, VideoWriter, fps_option, frame_rate_tolerance, is_video, probe,
+                                  read_frames)
 from deploy import depth_graph
 
 logger = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--panels", nargs="+", default=["depth"], choices=PANELS,
                    help="side by side, left to right: the input, the colour-mapped disparity, the segmentation "
                         "overlay (models with a segmentation head)")
-    g.add_argument("--fps", type=options.positive_float, default=None,
+    g.add_argument("--fps", type=fps_option, default=None,
                    help=f"rate of the depth video: a video's frames are kept at this rate (default: all, at its own "
                         f"rate); a folder's frames play at it (default {FRAMES_FPS:g})")
     g.add_argument("--save_npy", action="store_true", help="also each frame's _disp.npy and _depth.npy")

@@ -9,6 +9,7 @@ where the bundled FFmpeg has it, else MPEG-4 part 2.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import math
@@ -31,6 +32,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
 TRUNCATION_TOLERANCE_S = 0.25
 RIGHT_ANGLE = 90
 MAX_RATE_DENOMINATOR = 1001  # 30000/1001 and the like: NTSC rates
+MAX_FPS = 1000.0  # frame rates asked for (--fps) above this are no camera's (high-speed ones aside)
 # encoders tried in order: (codec, pixel format, description); yuv420p plays everywhere
 ENCODERS = (("libx264", "yuv420p", "H.264 (libx264)"), ("mpeg4", "yuv420p", "MPEG-4 part 2"))
 LOSSLESS_ENCODER = ("libx264rgb", "rgb24", "lossless H.264 RGB (libx264rgb, qp 0)")
@@ -153,6 +155,17 @@ def read_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
                          f"a truncated or damaged copy?")
 
 
+def fps_option(value: str) -> float:
+    """argparse type of ``--fps``: a frame rate in (0, MAX_FPS]."""
+    try:
+        fps = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second, got {value!r}") from None
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise argparse.ArgumentTypeError(f"a frame rate must lie in (0, {MAX_FPS:g}] frames per second, got {value}")
+    return fps
+
+
 class RateSampler:
     """Keeps the first frame at or after each tick of a target rate (ticks 1 / fps apart from the first frame).
 
@@ -169,6 +182,10 @@ class RateSampler:
         """Whether the frame at ``time`` (seconds from the first frame) is kept."""
         if time < self.tick * self.period - self.tolerance:
             return False
+        # the next tick after this frame, computed (a loop over ticks would take time / period steps)
+        self.tick = max(self.tick + 1, math.floor((time + self.tolerance) / self.period) + 1)
+        while (self.tick - 1) * self.period > time + self.tolerance:  # rounding of the division, either way
+            self.tick -= 1
         while self.tick * self.period <= time + self.tolerance:
             self.tick += 1
         return True

@@ -11,7 +11,9 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import utils
 from synthetic import scenes
@@ -130,3 +132,77 @@ def test_dry_run_lines_are_shell_lines_with_spaces_in_paths(tmp_path):
     out = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "/a b/main|tools.benchmark --data_path /a b/data"
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. numbers no camera has are refused before anything loops on them
+# ------------------------------------------------------------------------------------------------
+def write_sequence(folder, count: int = 4, size=(48, 16), intrinsics: dict | bytes | None = None) -> None:
+    """A sequence folder of ``count`` random PNG frames and, when given, its intrinsics.json."""
+    rng = np.random.default_rng(0)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+            os.path.join(folder, f"{i:010d}.png"))
+    if intrinsics is not None:
+        data = intrinsics if isinstance(intrinsics, bytes) else json.dumps(intrinsics).encode()
+        with open(os.path.join(folder, "intrinsics.json"), "wb") as f:
+            f.write(data)
+
+
+@pytest.mark.parametrize("intrinsics, words", [
+    ({"fx": 1e308, "fy": 1e308, "cx": 24, "cy": 8}, ["intrinsics.json", "fx 1e+308", "0.01..100"]),
+    ({"fx": 1e-3, "fy": 1e-3, "cx": 24, "cy": 8}, ["intrinsics.json", "fx 0.001", "0.01..100"]),
+    (b'{"fx": 30, "fy": 30, "cx": 24, "cy": 8, "note": "\xe9t\xe9"}', ["intrinsics.json", "not UTF-8"]),
+])
+def test_intrinsics_no_camera_has_are_one_line_in_prepare_sequences_and_train(tmp_path, capsys, intrinsics, words):
+    from tools import prepare_sequences
+    data = tmp_path / "data"
+    write_sequence(data / "a", intrinsics=intrinsics)
+    write_sequence(data / "b", intrinsics={"fx": 30, "fy": 30, "cx": 24, "cy": 8})
+    one_line_error(capsys, utils.run_cli(prepare_sequences.main, ["--data_path", str(data)]), *words)
+    assert not os.path.exists(data / "splits")
+    # the training data loader meets the same file (train.py reads its sequences with read_sequence)
+    from datasets.folders import read_sequence
+    with pytest.raises(utils.InputError, match="intrinsics.json"):
+        read_sequence(str(data), "a")
+
+
+def reference_keep(fps: float, tolerance: float, times) -> list[bool]:
+    """RateSampler's rule as a loop over ticks (what it computed before; fine for small numbers)."""
+    period, tick, kept = 1 / fps, 0, []
+    for time_s in times:
+        if time_s < tick * period - tolerance:
+            kept.append(False)
+            continue
+        while tick * period <= time_s + tolerance:
+            tick += 1
+        kept.append(True)
+    return kept
+
+
+@pytest.mark.parametrize("source_fps, fps", [(30, 10), (29.97, 10), (30, 7.3), (60, 1000), (24, 0.5), (30, 30)])
+def test_the_rate_sampler_computes_its_next_tick_and_keeps_the_same_frames(source_fps, fps):
+    from datasets.video_files import RateSampler, frame_rate_tolerance
+    rng = np.random.default_rng(1)
+    times = np.cumsum(rng.uniform(0.5, 1.5, 400) / source_fps)  # a variable frame rate around source_fps
+    sampler = RateSampler(fps, frame_rate_tolerance(source_fps))
+    assert [sampler.keep(t) for t in times] == reference_keep(fps, frame_rate_tolerance(source_fps), times)
+    late = RateSampler(fps)
+    assert late.keep(0.0) and late.keep(3.6e6)  # an hour-long gap: one computation, not millions of ticks
+    assert late.tick == int(3.6e6 * fps) + 1 and not late.keep(3.6e6)
+
+
+@pytest.mark.parametrize("command", ["predict", "import_video"])
+@pytest.mark.parametrize("fps", ["1e300", "1e9", "inf", "nan", "-5"])
+def test_rates_no_camera_has_are_refused_by_the_parsers(tmp_path, monkeypatch, capsys, command, fps):
+    import predict
+    from tools import import_video
+    monkeypatch.chdir(tmp_path)
+    argv = (["--exported", "m.onnx", "--image_path", "v.mp4"] if command == "predict" else ["v.mp4", "--out", "o"])
+    with pytest.raises(SystemExit) as stopped:
+        utils.run_cli(predict.main if command == "predict" else import_video.main, argv + ["--fps", fps])
+    err = capsys.readouterr().err
+    assert stopped.value.code == utils.EXIT_ERROR and "Traceback" not in err
+    assert f"argument --fps: a frame rate must lie in (0, 1000] frames per second, got {fps}" in err
+    assert os.listdir(tmp_path) == []
