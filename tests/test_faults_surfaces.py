@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -206,3 +207,38 @@ def test_rates_no_camera_has_are_refused_by_the_parsers(tmp_path, monkeypatch, c
     assert stopped.value.code == utils.EXIT_ERROR and "Traceback" not in err
     assert f"argument --fps: a frame rate must lie in (0, 1000] frames per second, got {fps}" in err
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. a disk that fills part-way through a checkpoint
+# ------------------------------------------------------------------------------------------------
+def limit_file_size(max_bytes: int):
+    """preexec_fn: files of the process cannot grow beyond ``max_bytes``; a write past it fails part-way
+    (EFBIG, as ENOSPC on a full disk) instead of killing the process (SIGXFSZ ignored)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    return limit
+
+
+def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_checkpoint_stays(tmp_path):
+    import test_reliability
+    from checkpoints import training_state
+    from synthetic.kitti_frames import make_tiny_kitti
+    tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("png",))
+    args = test_reliability.run_args(tiny, tmp_path, "--num_workers", "0", "--checkpoint_every", "1")
+    first = test_reliability.start([*args, "--max_steps", "1"])
+    code, err = test_reliability.finish(first)
+    assert code == 0, err
+    run = tmp_path / "fsre" / "checkpoints"
+    (saved,) = os.listdir(run)
+    size = os.path.getsize(run / saved)
+    # the resumed run's next checkpoint stops growing half-way: torch's writer then reported "unexpected pos"
+    second = test_reliability.start([*args, "--max_steps", "2", "--resume"], preexec_fn=limit_file_size(size // 2))
+    code, err = test_reliability.finish(second)
+    assert code == utils.EXIT_ERROR and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        f"error: cannot write {run / 'step_00000002.pth'}: File too large; the last complete training state is "
+        f"{run / saved}")
+    assert os.listdir(run) == [saved]  # no half-written file left, the previous one whole
+    assert training_state.load_checkpoint(str(run / saved))["step"] == 1
