@@ -242,3 +242,86 @@ def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_che
         f"{run / saved}")
     assert os.listdir(run) == [saved]  # no half-written file left, the previous one whole
     assert training_state.load_checkpoint(str(run / saved))["step"] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. per-class evaluation and figures: names, outputs and numbers refused before the work
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory):
+    """Two random-weight baseline model folders that share their base name (weights_0_best)."""
+    import options
+    import torch
+    from checkpoints import model_folder
+    from model import FSREModel
+    root = tmp_path_factory.mktemp("models")
+    opts = options.parse_args(["--config", "baseline", "--height", "64", "--width", "192", "--weights_init", "scratch"])
+    torch.manual_seed(0)
+    return [model_folder.save_model_folder(str(root / run / "weights_0_best"), FSREModel(opts).networks(), opts)
+            for run in ("run_a", "run_b")]
+
+
+def test_evaluate_per_class_refuses_models_of_one_name_and_a_file_as_output_dir(scene_data, model_folders, tmp_path,
+                                                                                monkeypatch, capsys):
+    from evaluation import depth as evaluation_depth
+    from tools import evaluate_per_class
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("predicted before refusing")
+
+    monkeypatch.setattr(evaluation_depth, "predict_disparities", no_prediction)
+    monkeypatch.setattr(evaluate_per_class, "predict_disparities", no_prediction)
+    data, split_dir = scene_data
+    base = ["--data_path", data, "--eval_split", split_dir, "--num_workers", "0", "--no_chart",
+            "--output_dir", str(tmp_path / "out")]
+    for extra, name in (([], "weights_0_best"), (["--names", "same", "same"], "same")):
+        with pytest.raises(SystemExit) as stopped:
+            evaluate_per_class.main(base + ["--load_weights_folder", *model_folders, *extra])
+        assert stopped.value.code == utils.EXIT_ERROR
+        assert f"two models would be named {name!r}" in capsys.readouterr().err
+    in_the_way = tmp_path / "a_file"
+    in_the_way.write_text("keep me")
+    code = utils.run_cli(evaluate_per_class.main, base[:-1] + [str(in_the_way), "--load_weights_folder",
+                                                               model_folders[0]])
+    one_line_error(capsys, code, str(in_the_way), "a file is in the way")
+    assert in_the_way.read_text() == "keep me" and not os.path.exists(tmp_path / "out")
+
+
+def test_ext_disp_without_pixels_or_with_zero_disparities_is_one_line(scene_data, tmp_path, capsys):
+    import evaluate_depth
+    data, split_dir = scene_data
+    count = len(open(os.path.join(split_dir, "test_files.txt")).read().split("\n")) - 1
+    empty, zeros = tmp_path / "empty.npy", tmp_path / "zeros.npy"
+    np.save(empty, np.zeros((count, 0, 192), np.float32))
+    np.save(zeros, np.zeros((count, 16, 48), np.float32))
+    base = ["--data_path", data, "--eval_split", split_dir, "--num_workers", "0"]
+    code = utils.run_cli(evaluate_depth.main, base + ["--ext_disp_to_eval", str(empty)])
+    one_line_error(capsys, code, str(empty), f"({count}, 0, 192)")
+    code = utils.run_cli(evaluate_depth.main, base + ["--ext_disp_to_eval", str(zeros)])
+    one_line_error(capsys, code, "prediction 0 (line 1 of the test split)", "not finite")
+
+
+@pytest.mark.parametrize("width", ["nan", "1e9", "-1", "inf"])
+def test_figure_widths_no_page_has_are_one_line(scene_data, tmp_path, capsys, width):
+    from tools import figures as figures_tool
+    data, split_dir = scene_data
+    code = utils.run_cli(figures_tool.main, ["--data_path", data, "--eval_split", split_dir, "--width", width,
+                                             "--output", str(tmp_path / "fig")])
+    one_line_error(capsys, code, f"--width {width}", "(0, 50]")
+    assert os.listdir(tmp_path) == []
+
+
+def test_figures_refuse_unknown_thin_classes_and_empty_ext_disp(scene_data, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
+    from tools import figures as figures_tool
+    data, split_dir = scene_data
+    base = ["--data_path", data, "--eval_split", split_dir, "--output", str(tmp_path / "fig"), "--num_workers", "0"]
+    with pytest.raises(SystemExit) as stopped:
+        figures_tool.main(base + ["--select", "thin", "--thin_classes", "bogus", "pole"])
+    assert stopped.value.code == utils.EXIT_ERROR
+    assert "--thin_classes: unknown classes ['bogus']" in capsys.readouterr().err
+    count = len(open(os.path.join(split_dir, "test_files.txt")).read().split("\n")) - 1
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((count, 0, 192), np.float32))
+    code = utils.run_cli(figures_tool.main, base + ["--ext_disp", f"x={empty}", "--frames", "0"])
+    one_line_error(capsys, code, str(empty), f"({count}, 0, 192)")
