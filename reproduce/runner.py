@@ -78,10 +78,12 @@ class Stage:
         if not os.path.isfile(self.record):
             return False
         try:
-            with open(self.record) as f:
-                return json.load(f).get("command") == str(self.command)
-        except (OSError, json.JSONDecodeError):
+            with open(self.record, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):  # unreadable, not JSON, not UTF-8: the stage runs again
             return False
+        return (isinstance(record, dict) and record.get("command") == str(self.command)
+                and all(isinstance(record.get(key), dict) for key in self.outputs))  # what it wrote, whole
 
 
 @dataclass
@@ -147,11 +149,11 @@ def run_name(row_options: list[str], train_options: list[str], seed: int) -> str
     return f"{words[:NAME_LENGTH].rstrip('_') or 'defaults'}_seed{seed}_{digest}"
 
 
-def check_train_args(args: list[str]) -> None:
-    """Options the runner sets itself cannot be given for every row."""
+def check_train_args(args: list[str], where: str = "--train_args") -> None:
+    """Options the runner sets itself cannot be given for every row, nor in a row."""
     for arg in args:
         if arg.split("=")[0] in RUN_OWNED_OPTIONS:
-            raise InputError(f"--train_args: {arg.split('=')[0]} is set by the runner for each run "
+            raise InputError(f"{where}: {arg.split('=')[0]} is set by the runner for each run "
                              f"(use --seeds / --first_seed and --log_dir of this command)")
 
 
@@ -193,6 +195,7 @@ def plan(table: Table, settings: Settings) -> list[Run]:
             continue
         row_options = ["--data_path", settings.data_path]
         row_options += ["--splits_dir", settings.splits_dir] if settings.splits_dir else []
+        check_train_args(list(row.train), f"row {row.name!r} of {table.name}")
         own = substitute(row, settings.variables) + settings.train_args
         row_options += own
         for k, seed in enumerate(settings.seeds):

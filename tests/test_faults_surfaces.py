@@ -325,3 +325,57 @@ def test_figures_refuse_unknown_thin_classes_and_empty_ext_disp(scene_data, tmp_
     np.save(empty, np.zeros((count, 0, 192), np.float32))
     code = utils.run_cli(figures_tool.main, base + ["--ext_disp", f"x={empty}", "--frames", "0"])
     one_line_error(capsys, code, str(empty), f"({count}, 0, 192)")
+
+
+# ------------------------------------------------------------------------------------------------
+# 6, 7. a user's table: run-owned options in rows, names that leave --output_dir, malformed files
+# ------------------------------------------------------------------------------------------------
+def table_error(capsys, tmp_path, content: str | bytes, *names: str) -> str:
+    """tools.reproduce --dry_run on a table file: one line naming ``names``; nothing written."""
+    from tools import reproduce
+    table = tmp_path / "mine.json"
+    table.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "out"
+    code = utils.run_cli(reproduce.main, [str(table), "--data_path", str(tmp_path), "--log_dir", str(out),
+                                          "--dry_run", "--no_cost"])
+    message = one_line_error(capsys, code, *names)
+    assert not out.exists()
+    return message
+
+
+@pytest.mark.parametrize("option", ["--seed 7", "--log_dir /elsewhere", "--model_name x", "--seed=7", "--resume"])
+def test_run_owned_options_in_a_row_are_refused(tmp_path, capsys, option):
+    rows = [{"name": "mine", "train": f"--config baseline {option}"}]
+    table_error(capsys, tmp_path, json.dumps({"rows": rows}), "row 'mine'", option.split()[0].split("=")[0],
+                "set by the runner")
+
+
+@pytest.mark.parametrize("content, names", [
+    ('{"name": "../../../x", "rows": [{"name": "a", "train": "--config baseline"}]}', ["'../../../x'", "no folders"]),
+    ('{"name": "sub/x", "rows": [{"name": "a", "train": "--config baseline"}]}', ["'sub/x'"]),
+    ('{"rows": [{"name": "a", "train": "--config \'baseline"}]}', ["rows[0]", "do not split as a shell line"]),
+    ('{"rows": [{"name": ["a", "b"], "train": "--config baseline"}]}', ["rows[0]", "non-empty string"]),
+    ('{"notes": "one note", "rows": [{"name": "a", "train": "--config baseline"}]}', ["notes", "list of strings"]),
+    ('{"notes": 3, "rows": [{"name": "a", "train": "--config baseline"}]}', ["notes", "list of strings"]),
+    (b'{"title": "\xe9t\xe9", "rows": [{"name": "a", "train": "--config baseline"}]}', ["mine.json", "not UTF-8"]),
+], ids=["parent_folders", "a_folder", "unterminated_quote", "list_as_name", "string_notes", "number_notes",
+        "not_utf8"])
+def test_malformed_user_tables_are_one_line(tmp_path, capsys, content, names):
+    table_error(capsys, tmp_path, content, *names)
+
+
+def test_a_record_edited_without_its_metrics_makes_its_stage_run_again(tmp_path, capsys):
+    from reproduce import runner, tables
+    table = tables.Table("t", "t", (tables.Row("a", ("--config", "baseline")),), eval_split=str(tmp_path))
+    settings = runner.Settings(data_path=str(tmp_path), log_dir=str(tmp_path / "runs"), seeds=[0], cost=False)
+    (run,) = runner.plan(table, settings)
+    os.makedirs(run.folder)
+    for stage in run.stages:  # every stage done, with what it wrote ...
+        utils.save_json({"command": str(stage.command), **{key: {"metrics": {"abs_rel": 0.1}} for key in stage.outputs}},
+                        stage.record)
+    assert runner.pending([run]) == []
+    evaluate = run.stages[-1]
+    record = json.load(open(evaluate.record))
+    del record["metrics"]  # ... then the evaluation's record is edited by hand
+    utils.save_json(record, evaluate.record)
+    assert [stage.name for _, stage in runner.pending([run])] == [evaluate.name]
