@@ -229,6 +229,9 @@ def parse_camera(data, path: str) -> Camera:
         stereo_folder = str(stereo["folder"])
         if os.path.isabs(stereo_folder) or os.pardir in stereo_folder.replace("\\", "/").split("/"):
             raise InputError(f"{path}: the stereo folder must lie inside the sequence folder, got {stereo_folder!r}")
+        if os.path.normpath(stereo_folder) == os.curdir:
+            raise InputError(f"{path}: the stereo folder {stereo_folder!r} is the sequence folder itself: the second "
+                             f"camera's frames go in a subfolder (e.g. \"right\")")
         baseline = _number(stereo["baseline"], "the stereo baseline", path)
         if baseline <= 0:
             raise InputError(f"{path}: the stereo baseline must be positive (metres), got {baseline}")
@@ -326,6 +329,11 @@ def find_sequences(data_path: str, seg_path: str | None = None) -> list[str]:
     leaving out the label and split folders and every sequence's second camera."""
     if not os.path.isdir(data_path):
         raise MissingFileError(f"--data_path {data_path}: no such folder")
+    for name in NOT_SEQUENCES:
+        if os.path.isdir(os.path.join(data_path, name)) and list_frames(os.path.join(data_path, name)):
+            raise InputError(f"{os.path.join(data_path, name)}: holds frames, but {name!r} is the folder of "
+                             f"{'the split files' if name == SPLITS_FOLDER else 'the pseudo-labels'}: rename the "
+                             f"sequence")
     skip = {os.path.abspath(os.path.join(data_path, name)) for name in NOT_SEQUENCES}
     if seg_path:
         skip.add(os.path.abspath(seg_path))

@@ -379,3 +379,29 @@ def test_a_record_edited_without_its_metrics_makes_its_stage_run_again(tmp_path,
     del record["metrics"]  # ... then the evaluation's record is edited by hand
     utils.save_json(record, evaluate.record)
     assert [stage.name for _, stage in runner.pending([run])] == [evaluate.name]
+
+
+# ------------------------------------------------------------------------------------------------
+# 8, 10. sequences named as the project's own folders; a second camera that is the first
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["splits", "segmentation"])
+def test_a_sequence_named_as_a_project_folder_is_refused_not_dropped(tmp_path, capsys, name):
+    from tools import prepare_sequences
+    data = tmp_path / "data"
+    camera = {"fx": 30, "fy": 30, "cx": 24, "cy": 8}
+    write_sequence(data / "a", count=6, intrinsics=camera)
+    write_sequence(data / name, count=6, intrinsics=camera)
+    before = sorted(os.listdir(data / name))
+    code = utils.run_cli(prepare_sequences.main, ["--data_path", str(data)])
+    one_line_error(capsys, code, str(data / name), "rename the sequence")
+    assert sorted(os.listdir(data / name)) == before  # no split file among its frames
+
+
+def test_a_stereo_folder_that_is_the_sequence_itself_is_refused(tmp_path, capsys):
+    from tools import prepare_sequences
+    data = tmp_path / "data"
+    for folder in (".", "./"):
+        write_sequence(data / "a", count=6, intrinsics={"fx": 30, "fy": 30, "cx": 24, "cy": 8,
+                                                         "stereo": {"folder": folder, "baseline": 0.5}})
+        code = utils.run_cli(prepare_sequences.main, ["--data_path", str(data)])
+        one_line_error(capsys, code, "intrinsics.json", f"stereo folder {folder!r}", "subfolder")
