@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -405,3 +406,29 @@ def test_a_stereo_folder_that_is_the_sequence_itself_is_refused(tmp_path, capsys
                                                          "stereo": {"folder": folder, "baseline": 0.5}})
         code = utils.run_cli(prepare_sequences.main, ["--data_path", str(data)])
         one_line_error(capsys, code, "intrinsics.json", f"stereo folder {folder!r}", "subfolder")
+
+
+def test_prepare_sequences_takes_frame_ids_0_and_names_a_truncated_jpeg(tmp_path, capsys):
+    from tools import prepare_sequences
+    data = tmp_path / "data"
+    camera = {"fx": 30, "fy": 30, "cx": 24, "cy": 8}
+    for name in ("a", "b", "c"):
+        write_sequence(data / name, count=5, intrinsics=camera)
+    # --frame_ids 0 (stereo-only training, README): every frame of a training sequence is a line
+    assert prepare_sequences.main(["--data_path", str(data), "--frame_ids", "0", "--val_sequences", "b",
+                                   "--test_sequences", "c"]) == 0
+    lines = (data / "splits" / "train_files.txt").read_text().split()
+    assert (data / "splits" / "train_files.txt").read_text().splitlines() == [f"a {i} l" for i in range(5)], lines
+    # a JPEG cut short after its header: named, no traceback, the splits written before are kept
+    shutil.rmtree(data / "c")
+    jpeg = data / "c" / "0000000002.jpg"
+    write_sequence(data / "c", count=5, intrinsics=camera)
+    Image.open(data / "c" / "0000000002.png").save(jpeg, quality=95)
+    os.remove(data / "c" / "0000000002.png")
+    content = jpeg.read_bytes()
+    jpeg.write_bytes(content[: len(content) // 2])
+    before = (data / "splits" / "train_files.txt").read_text()
+    for workers in ("0", "2"):
+        code = utils.run_cli(prepare_sequences.main, ["--data_path", str(data), "--num_workers", workers])
+        one_line_error(capsys, code, str(jpeg), "cannot decode")
+    assert (data / "splits" / "train_files.txt").read_text() == before
