@@ -37,6 +37,7 @@ MAX_FPS = 1000.0  # frame rates asked for (--fps) above this are no camera's (hi
 ENCODERS = (("libx264", "yuv420p", "H.264 (libx264)"), ("mpeg4", "yuv420p", "MPEG-4 part 2"))
 LOSSLESS_ENCODER = ("libx264rgb", "rgb24", "lossless H.264 RGB (libx264rgb, qp 0)")
 DEFAULT_CRF = 18  # libx264 quality: visually lossless
+TIMED_TIME_BASE = Fraction(1, 1000)  # frames written at their own times: milliseconds (MPEG-4 part 2 allows < 65536)
 
 
 def import_av(purpose: str) -> ModuleType:
@@ -104,10 +105,18 @@ def upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
+DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")  # Matroska's per-track DURATION: HH:MM:SS.nnnnnnnnn
+
+
 def _duration(container, stream) -> float | None:
+    """The video stream's own duration: its header's, else its DURATION tag (Matroska), else the file's when
+    it holds nothing else (an audio track may run longer than the video: not a truncation)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    if container.duration:
+    tag = DURATION_TAG.match(str(stream.metadata.get("DURATION", "")).strip())
+    if tag:
+        return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3])
+    if container.duration and len(container.streams) == 1:
         return container.duration / 1_000_000  # AV_TIME_BASE
     return None
 
@@ -220,24 +229,31 @@ class VideoWriter:
         self.container = None
         self.stream = None
         self.frames = 0
+        self.last_pts = -1
 
     def __enter__(self) -> "VideoWriter":
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.container = self.av.open(self.tmp, "w")
         return self
 
-    def write(self, rgb: np.ndarray) -> None:
-        """Append a frame; every frame must have the first one's size."""
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        """Append a frame; every frame must have the first one's size. ``time`` (seconds, for every frame or
+        none): the frame plays then (a variable frame rate kept), else frames play at ``fps``."""
         if self.pix_fmt == "yuv420p" and (rgb.shape[0] % 2 or rgb.shape[1] % 2):
             rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
         if self.stream is None:
             self.stream = self.container.add_stream(self.codec, rate=self.rate)
             self.stream.width, self.stream.height, self.stream.pix_fmt = rgb.shape[1], rgb.shape[0], self.pix_fmt
             self.stream.options = self.options
+            if time is not None:  # frames carry their own times, in milliseconds
+                self.stream.codec_context.time_base = self.stream.time_base = TIMED_TIME_BASE
         elif (rgb.shape[1], rgb.shape[0]) != (self.stream.width, self.stream.height):
             raise InputError(f"{self.path}: a {rgb.shape[1]}x{rgb.shape[0]} frame in a video of "
                              f"{self.stream.width}x{self.stream.height} frames")
         frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if time is not None:
+            self.last_pts = max(round(time / TIMED_TIME_BASE), self.last_pts + 1)  # strictly increasing
+            frame.pts, frame.time_base = self.last_pts, TIMED_TIME_BASE
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1
