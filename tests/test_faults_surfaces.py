@@ -432,3 +432,242 @@ def test_prepare_sequences_takes_frame_ids_0_and_names_a_truncated_jpeg(tmp_path
         code = utils.run_cli(prepare_sequences.main, ["--data_path", str(data), "--num_workers", workers])
         one_line_error(capsys, code, str(jpeg), "cannot decode")
     assert (data / "splits" / "train_files.txt").read_text() == before
+
+
+# ------------------------------------------------------------------------------------------------
+# 11. a --max_steps stop in mid-epoch is saved as such, and a larger budget finishes that epoch
+# ------------------------------------------------------------------------------------------------
+def test_a_step_budget_that_ends_mid_epoch_is_resumed_mid_epoch(tmp_path):
+    import options
+    import test_reliability
+    import torch
+    from checkpoints import training_state
+    from synthetic.kitti_frames import make_tiny_kitti
+    from tb_reader import read_run
+    from trainer import Trainer
+    tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("png",))
+    run = tmp_path / "fsre"
+
+    def train(steps: int) -> None:
+        # 3 steps per epoch (6 items, batch 2); --lr_milestones 1: the rate drops tenfold when epoch 0 ends
+        args = test_reliability.run_args(tiny, tmp_path, "--num_workers", "0", "--resume", "--max_steps", str(steps))
+        Trainer(options.parse_args(args)).train()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(2)
+        state = training_state.load_checkpoint(str(run / "checkpoints" / "step_00000002.pth"))
+        assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 2, 2)
+        assert state["scheduler"]["last_epoch"] == 0  # no learning-rate step after a partial epoch
+        assert os.path.isdir(run / "models" / "weights_0")  # the budget's end still gives a model folder
+        mtime = os.path.getmtime(run / "checkpoints" / "step_00000002.pth")
+        train(2)  # the same budget again: nothing to train, nothing rewritten
+        assert os.path.getmtime(run / "checkpoints" / "step_00000002.pth") == mtime
+        train(4)  # a larger budget: the third batch of epoch 0, its end, then a step of epoch 1
+        state = training_state.load_checkpoint(str(run / "checkpoints" / "step_00000004.pth"))
+        assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 1, 4)
+        assert state["scheduler"]["last_epoch"] == 1
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    scalars, _ = read_run(str(run / "train"))
+    rates = dict(scalars["learning_rate"])
+    learning_rate = options.parse_args([]).learning_rate
+    assert rates[2] == pytest.approx(learning_rate) and rates[3] == pytest.approx(learning_rate / 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. predict: outputs that would overwrite each other, and what stands in their way, refused up front
+# ------------------------------------------------------------------------------------------------
+def write_image(path, seed: int = 0, size=(48, 16)) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rgb = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+
+
+def predict_error(capsys, argv, *names) -> str:
+    import predict
+    return one_line_error(capsys, utils.run_cli(predict.main, argv), *names)
+
+
+def test_predict_refuses_outputs_that_would_overwrite_each_other_before_any_work(model_folders, tmp_path, capsys):
+    folder, one, two, out = tmp_path / "shots", tmp_path / "one", tmp_path / "two", tmp_path / "out"
+    write_image(str(folder / "frame.jpg"), 0)
+    write_image(str(folder / "frame.png"), 1)
+    write_image(str(one / "frame.jpg"), 2)
+    write_image(str(two / "frame.jpg"), 3)
+    model = ["--load_weights_folder", model_folders[0], "--device", "cpu"]
+    # two images of one name in one folder, outputs beside them
+    predict_error(capsys, model + ["--image_path", str(folder)], str(folder / "frame.jpg"), str(folder / "frame.png"),
+                  "would both write")
+    assert sorted(os.listdir(folder)) == ["frame.jpg", "frame.png"]
+    # two folders each holding frame.jpg, into one --output_dir
+    predict_error(capsys, model + ["--image_path", str(one), str(two), "--output_dir", str(out)],
+                  str(one / "frame.jpg"), str(two / "frame.jpg"), str(out / "frame_disp"))
+    assert not out.exists()
+    # --output_dir that is a file; a folder where an output file goes
+    out.write_text("keep")
+    predict_error(capsys, model + ["--image_path", str(one), "--output_dir", str(out)], str(out), "a file is in the way")
+    assert out.read_text() == "keep"
+    os.makedirs(one / "frame_disp.png")
+    predict_error(capsys, model + ["--image_path", str(one / "frame.jpg")], str(one / "frame_disp.png"),
+                  "a folder is in the way")
+    # each on its own: predicted as before
+    import predict
+    assert predict.main(model + ["--image_path", str(two)]) == 0
+    assert sorted(os.listdir(two)) == ["frame.jpg", "frame_depth.npy", "frame_disp.npy", "frame_disp.png"]
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".pt"])
+def test_predict_with_a_junk_exported_file_is_one_line(tmp_path, capsys, suffix):
+    junk = tmp_path / f"model{suffix}"
+    junk.write_bytes(b"PK\x03\x04 not a model at all" * 10)
+    write_image(str(tmp_path / "a.png"))
+    predict_error(capsys, ["--exported", str(junk), "--image_path", str(tmp_path / "a.png")], str(junk))
+    assert sorted(os.listdir(tmp_path)) == ["a.png", junk.name]
+
+
+# ------------------------------------------------------------------------------------------------
+# 9 and videos: truncation judged by the video stream, frame times kept, nothing half-written
+# ------------------------------------------------------------------------------------------------
+AV_REASON = "PyAV (requirements-video.txt) reads and writes the videos"
+VIDEO_W, VIDEO_H = 64, 48
+
+
+def write_video(path, times, audio_s: float = 0.0, codec: str = "mpeg4") -> list[np.ndarray]:
+    """A video whose frames (random, returned) play at ``times`` (seconds; a variable rate where they are
+    uneven), with a silent audio track of ``audio_s`` seconds when positive."""
+    av = pytest.importorskip("av", reason=AV_REASON)
+    from fractions import Fraction
+    time_base = Fraction(1, 1000)
+    rng = np.random.default_rng(len(times))
+    frames = [rng.integers(0, 256, (VIDEO_H, VIDEO_W, 3), dtype=np.uint8) for _ in times]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=round(len(times) / max(times[-1], 1e-3)))
+        video.width, video.height, video.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
+        video.codec_context.time_base = video.time_base = time_base
+        audio = container.add_stream("aac", rate=16000) if audio_s > 0 else None
+        for rgb, time_s in zip(frames, times):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = round(time_s * 1000), time_base
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        if audio is not None:
+            for start in range(0, int(audio_s * 16000), 1024):
+                chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 16000, start
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode())
+    return frames
+
+
+def frame_times(path) -> list[float]:
+    import av
+    with av.open(str(path)) as container:
+        return [round(float(frame.time), 3) for frame in container.decode(container.streams.video[0])]
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_a_video_whose_audio_runs_longer_is_imported_and_predicted_whole(model_folders, tmp_path, capsys, container):
+    import predict
+    from tools import import_video
+    video = tmp_path / f"clip.{container}"
+    times = [i / 10 for i in range(10)]  # one second of video at 10 fps, two of audio
+    write_video(video, times, audio_s=2.0)
+    out = tmp_path / "data"
+    assert import_video.main([str(video), "--out", str(out), "--fov", "90", "--fps", "10"]) == 0
+    assert len([n for n in os.listdir(out / "clip") if n.endswith(".jpg")]) == 10
+    assert predict.main(["--load_weights_folder", model_folders[0], "--device", "cpu", "--image_path", str(video),
+                         "--output_dir", str(tmp_path / "pred")]) == 0
+    assert frame_times(tmp_path / "pred" / "clip_depth.mp4") == pytest.approx(times, abs=1e-3)
+
+
+def test_a_variable_frame_rate_depth_video_keeps_the_frame_times(model_folders, tmp_path):
+    import predict
+    video = tmp_path / "vfr.mp4"
+    times = [0.0, 0.1, 0.2, 0.6, 0.7, 1.2, 1.3, 2.0]  # a nominal rate says little of when these play
+    write_video(video, times)
+    assert predict.main(["--load_weights_folder", model_folders[0], "--device", "cpu", "--image_path", str(video),
+                         "--output_dir", str(tmp_path / "pred")]) == 0
+    assert frame_times(tmp_path / "pred" / "vfr_depth.mp4") == pytest.approx(times, abs=1e-3)
+
+
+def test_predict_video_failures_leave_their_outputs_as_they_were(model_folders, tmp_path, capsys):
+    import predict
+    from datasets.video_files import VideoWriter
+    pytest.importorskip("av", reason=AV_REASON)
+    model = ["--load_weights_folder", str(tmp_path / "no_model"), "--device", "cpu"]  # refusals come before it
+    video = tmp_path / "clip.mp4"
+    write_video(video, [i / 10 for i in range(5)])
+    os.makedirs(tmp_path / "clip_depth.mp4")
+    predict_error(capsys, model + ["--image_path", str(video)], str(tmp_path / "clip_depth.mp4"),
+                  "a folder is in the way")
+    os.rmdir(tmp_path / "clip_depth.mp4")
+    # a truncated video fails once its frames are read: its arrays of this run are not left behind, and
+    # those of an earlier run stay
+    rng = np.random.default_rng(0)
+    whole = tmp_path / "long.mkv"
+    with VideoWriter(str(whole), 30) as writer:
+        for _ in range(60):
+            writer.write(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8))
+    truncated = tmp_path / "cut.mkv"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    earlier = tmp_path / "out" / "cut_frames"
+    os.makedirs(earlier)
+    (earlier / "0000000000_disp.npy").write_bytes(b"an earlier run's")
+    predict_error(capsys, ["--load_weights_folder", model_folders[0], "--device", "cpu", "--image_path",
+                           str(truncated), "--save_npy", "--output_dir", str(tmp_path / "out")], str(truncated),
+                  "truncated")
+    assert sorted(os.listdir(tmp_path / "out")) == ["cut_frames"]
+    assert os.listdir(earlier) == ["0000000000_disp.npy"]
+
+
+def test_import_video_refuses_focal_lengths_no_camera_has_before_writing(tmp_path, capsys):
+    from tools import import_video
+    video = tmp_path / "clip.mp4"
+    write_video(video, [i / 10 for i in range(5)])
+    out = tmp_path / "data"
+    code = utils.run_cli(import_video.main, [str(video), "--out", str(out), "--fx", "1e308", "--fy", "1e308",
+                                             "--cx", "32", "--cy", "24"])
+    one_line_error(capsys, code, "--fx --fy --cx --cy", "fx 1e+308")
+    assert not out.exists() or os.listdir(out) == []
+    bad = tmp_path / "intrinsics.json"
+    bad.write_bytes(b'{"fx": 40, "fy": 40, "cx": 32, "cy": 24, "by": "J\xfcrgen"}')
+    code = utils.run_cli(import_video.main, [str(video), "--out", str(out), "--intrinsics", str(bad)])
+    one_line_error(capsys, code, str(bad), "not UTF-8")
+
+
+# ------------------------------------------------------------------------------------------------
+# make_pseudo_labels: a checkpoint folder whose weights are a pickle
+# ------------------------------------------------------------------------------------------------
+class Marker:
+    """Unpickling this writes a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_folder_with_pickled_weights_is_one_line_unread(tmp_path, capsys):
+    import pickle
+    transformers = pytest.importorskip("transformers")
+    from tools import make_pseudo_labels
+    config = transformers.SegformerConfig(num_encoder_blocks=1, depths=[1], sr_ratios=[1], hidden_sizes=[8],
+                                          patch_sizes=[3], strides=[2], num_attention_heads=[1], mlp_ratios=[1],
+                                          decoder_hidden_size=8, num_labels=19)
+    folder = tmp_path / "checkpoint"
+    transformers.SegformerForSemanticSegmentation(config).save_pretrained(str(folder), safe_serialization=False)
+    transformers.SegformerImageProcessor().save_pretrained(str(folder))
+    marker = tmp_path / "unpickled"
+    if (folder / "model.safetensors").exists():  # transformers 5 writes safetensors whatever it is asked
+        os.remove(folder / "model.safetensors")
+    with open(folder / "pytorch_model.bin", "wb") as f:
+        pickle.dump(Marker(str(marker)), f)
+    write_image(str(tmp_path / "frames" / "0000000000.png"))
+    code = utils.run_cli(make_pseudo_labels.main, ["--image_dirs", str(tmp_path / "frames"), "--model", str(folder),
+                                                   "--seg_path", str(tmp_path / "labels"), "--num_workers", "0"])
+    one_line_error(capsys, code, f"--model {folder}", "never unpickled")
+    assert not marker.exists()
