@@ -64,7 +64,7 @@ class Frame:
     """An input frame: where its outputs go (path prefix), and its RGB pixels."""
     stem: str
     rgb: np.ndarray  # (H, W, 3) uint8
-    time: float | None = None  # seconds from a video's first frame (None: a picture, or frames at a fixed rate)
+    time: float | None = None  # seconds from a video's first frame (None: a picture, or at a fixed rate)
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -256,7 +256,8 @@ def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: floa
     with contextlib.ExitStack() as stack:
         arrays = None
         if save_npy:  # <stem>_frames/<n>_*.npy: written into a temporary folder, renamed after the video
-            arrays = stack.enter_context(utils.atomic_folder(video_path[: -len(VIDEO_SUFFIX)] + FRAMES_FOLDER_SUFFIX))
+            folder = video_path[: -len(VIDEO_SUFFIX)] + FRAMES_FOLDER_SUFFIX
+            arrays = stack.enter_context(utils.atomic_folder(folder))
         writer = stack.enter_context(VideoWriter(video_path, fps))
         logger.info("writing %s: %s at %s, panels %s", video_path, writer.description,
                     "the video's own frame times" if timed else f"{fps:.3g} fps", " ".join(panels))
@@ -282,8 +283,8 @@ def check_outputs(opts: argparse.Namespace, images: list[str], folders: list[str
             raise utils.InputError(f"{owners[key]} and {source} would both write {path}: give them different "
                                    f"names or predict them into different --output_dir folders")
         if os.path.exists(path) and os.path.isdir(path) != folder:
-            raise utils.UnwritableError(f"{path}: a {'file' if folder else 'folder'} is in the way of an output of "
-                                        f"{source}: move it")
+            raise utils.UnwritableError(f"{path}: a {'file' if folder else 'folder'} is in the way of an "
+                                        f"output of {source}: move it")
 
     for path in images + [p for folder in ([] if opts.video else folders) for p in folder_images(folder)]:
         stem = output_stem(path, opts.output_dir)

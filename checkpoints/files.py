@@ -116,7 +116,7 @@ def save_state(obj, path: str) -> None:
     with open(path, "wb") as f:
         try:
             torch.save(obj, f)
-        except RuntimeError as err:  # a write that failed part-way (disk full): torch reports "unexpected pos"
+        except RuntimeError as err:  # a write failed part-way (disk full): torch says "unexpected pos"
             cause = write_failure(err)
             if cause is None:
                 raise

@@ -164,8 +164,8 @@ def _load_mapping(path: str):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (byte {err.start}): write the intrinsics as UTF-8 JSON or YAML") \
-            from None
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start}): write the intrinsics as UTF-8 JSON "
+                         f"or YAML") from None
     if path.endswith(".json"):
         try:
             return json.loads(text)
@@ -230,8 +230,8 @@ def parse_camera(data, path: str) -> Camera:
         if os.path.isabs(stereo_folder) or os.pardir in stereo_folder.replace("\\", "/").split("/"):
             raise InputError(f"{path}: the stereo folder must lie inside the sequence folder, got {stereo_folder!r}")
         if os.path.normpath(stereo_folder) == os.curdir:
-            raise InputError(f"{path}: the stereo folder {stereo_folder!r} is the sequence folder itself: the second "
-                             f"camera's frames go in a subfolder (e.g. \"right\")")
+            raise InputError(f"{path}: the stereo folder {stereo_folder!r} is the sequence folder itself: "
+                             f"the second camera's frames go in a subfolder (e.g. \"right\")")
         baseline = _number(stereo["baseline"], "the stereo baseline", path)
         if baseline <= 0:
             raise InputError(f"{path}: the stereo baseline must be positive (metres), got {baseline}")
@@ -251,8 +251,8 @@ def check_camera_fits(camera: Camera, width: int, height: int, folder: str) -> N
                          f"{folder} are {width}x{height} (width x height): give them in pixels of the stored frames")
     low, high = FOCAL_LIMITS
     if not (low <= camera.fx / width <= high and low <= camera.fy / height <= high):
-        raise InputError(f"{camera.source}: focal lengths fx {camera.fx:g}, fy {camera.fy:g} px are no camera's for "
-                         f"the {width}x{height} frames of {folder} (fx / width and fy / height must lie in "
+        raise InputError(f"{camera.source}: focal lengths fx {camera.fx:g}, fy {camera.fy:g} px are no "
+                         f"camera's for the {width}x{height} frames of {folder} (fx / width and fy / height must lie in "
                          f"{low:g}..{high:g}): give them in pixels of these frames")
     if not (0 < camera.cx < width and 0 < camera.cy < height):
         raise InputError(f"{camera.source}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the "
@@ -331,9 +331,9 @@ def find_sequences(data_path: str, seg_path: str | None = None) -> list[str]:
         raise MissingFileError(f"--data_path {data_path}: no such folder")
     for name in NOT_SEQUENCES:
         if os.path.isdir(os.path.join(data_path, name)) and list_frames(os.path.join(data_path, name)):
+            what = "the split files" if name == SPLITS_FOLDER else "the pseudo-labels"
             raise InputError(f"{os.path.join(data_path, name)}: holds frames, but {name!r} is the folder of "
-                             f"{'the split files' if name == SPLITS_FOLDER else 'the pseudo-labels'}: rename the "
-                             f"sequence")
+                             f"{what}: rename the sequence")
     skip = {os.path.abspath(os.path.join(data_path, name)) for name in NOT_SEQUENCES}
     if seg_path:
         skip.add(os.path.abspath(seg_path))

@@ -37,7 +37,7 @@ MAX_FPS = 1000.0  # frame rates asked for (--fps) above this are no camera's (hi
 ENCODERS = (("libx264", "yuv420p", "H.264 (libx264)"), ("mpeg4", "yuv420p", "MPEG-4 part 2"))
 LOSSLESS_ENCODER = ("libx264rgb", "rgb24", "lossless H.264 RGB (libx264rgb, qp 0)")
 DEFAULT_CRF = 18  # libx264 quality: visually lossless
-TIMED_TIME_BASE = Fraction(1, 1000)  # frames written at their own times: milliseconds (MPEG-4 part 2 allows < 65536)
+TIMED_TIME_BASE = Fraction(1, 1000)  # frames at their own times: in ms (MPEG-4 part 2 allows < 1/65535)
 
 
 def import_av(purpose: str) -> ModuleType:
@@ -105,7 +105,8 @@ def upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")  # Matroska's per-track DURATION: HH:MM:SS.nnnnnnnnn
+# Matroska's per-track DURATION tag: HH:MM:SS.nnnnnnnnn
+DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
 
 
 def _duration(container, stream) -> float | None:
@@ -171,7 +172,8 @@ def fps_option(value: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected frames per second, got {value!r}") from None
     if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise argparse.ArgumentTypeError(f"a frame rate must lie in (0, {MAX_FPS:g}] frames per second, got {value}")
+        raise argparse.ArgumentTypeError(f"a frame rate must lie in (0, {MAX_FPS:g}] frames per second, "
+                                         f"got {value}")
     return fps
 
 

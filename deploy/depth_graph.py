@@ -202,7 +202,7 @@ def load_program(path: str) -> tuple[nn.Module, dict]:
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such torch.export file")
     extra = {METADATA_FILE: ""}
-    export_logger = logging.getLogger("torch.export")  # logs a traceback of a file it cannot read, then raises
+    export_logger = logging.getLogger("torch.export")  # logs a traceback of a file it cannot read, raises
     level = export_logger.level
     export_logger.setLevel(logging.ERROR)
     try:

@@ -154,9 +154,9 @@ def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray]
                                               torch.from_numpy(np.ascontiguousarray(pred)), garg_crop,
                                               median_scaling, scale)
         if result is not None and not torch.isfinite(result[0]).all():
-            raise utils.InputError(f"prediction {index} (line {index + 1} of the test split): its depth metrics are "
-                                   f"not finite: disparities of 0 (infinite depth) over most of its valid pixels? "
-                                   f"A disparity must be positive")
+            raise utils.InputError(f"prediction {index} (line {index + 1} of the test split): its depth "
+                                   f"metrics are not finite: disparities of 0 (infinite depth) over most of its "
+                                   f"valid pixels? A disparity must be positive")
         if result is not None:
             errors.append(result[0].numpy())
             ratios.append(result[1].item())

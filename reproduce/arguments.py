@@ -47,6 +47,6 @@ def model_names(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> li
         parser.error(f"--names gives {len(names)} names for {len(opts.load_weights_folder)} folders")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        parser.error(f"two models would be named {repeated[0]!r} (the table, JSON and chart need distinct names): "
-                     f"give --names" + (" without repeats" if opts.names else ""))
+        parser.error(f"two models would be named {repeated[0]!r} (the table, JSON and chart need distinct "
+                     f"names): give --names" + (" without repeats" if opts.names else ""))
     return names

@@ -65,8 +65,9 @@ def collect(table: Table, runs: list[Run], eval_split: str) -> list[RowResult]:
             if evaluation is None:
                 continue
             if not isinstance(evaluation.get("metrics", {}).get("metrics"), dict):
-                raise utils.InputError(f"{os.path.join(run.folder, f'reproduce_evaluate_{split}.json')}: holds no "
-                                       f"metrics (edited?): delete it and run the same command to evaluate again")
+                record = os.path.join(run.folder, f"reproduce_evaluate_{split}.json")
+                raise utils.InputError(f"{record}: holds no metrics (edited?): delete it and run the same "
+                                       f"command to evaluate again")
             train, final = run.record("train"), run.record("final")
             entry = {"folder": run.folder, "seed": run.seed, "train_options": run.train_options,
                      "train_command": train["command"] if train else None, "train_seconds": train and train["seconds"],

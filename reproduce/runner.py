@@ -242,8 +242,8 @@ class Stopped(utils.ProjectError):
     """The runner was stopped by a signal after its command had ended (saved); exit with 128 + the signal."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}: the stage under way ended (train.py saves its "
-                         f"state); run the same command again to resume")
+        super().__init__(f"stopped by {signal.Signals(signum).name}: the stage under way ended (train.py "
+                         f"saves its state); run the same command again to resume")
         self.exit_code = 128 + signum
 
 

@@ -201,8 +201,8 @@ def load_user_table(path: str) -> Table:
         rows.append(Row(str(entry["name"]), _argv(entry.get("train", entry.get("options")), where), dict(reported)))
     name = spec.get("name") or os.path.splitext(os.path.basename(path))[0]
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (os.curdir, os.pardir):
-        raise InputError(f"{path}: \"name\" {name!r} names the output files <output_dir>/<name>.md ...: use letters, "
-                         f"digits, '.', '_' and '-' only (no folders)")
+        raise InputError(f"{path}: \"name\" {name!r} names the output files <output_dir>/<name>.md ...: "
+                         f"use letters, digits, '.', '_' and '-' only (no folders)")
     notes = spec.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise InputError(f"{path}: \"notes\" must be a list of strings, got {notes!r}")
