@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 import utils
+from conftest import PROCESS_DEADLINE_S
 from synthetic import scenes
 
-DEADLINE_S = 600  # generous: a condition polled for, never a fixed sleep
 # Long enough never to finish on its own: the test stops it by signal once it trains.
 LONG_TRAIN_ARGS = (
     "--height 64 --width 192 --batch_size 2 --num_epochs 50 --num_workers 0 --weights_init scratch "
@@ -67,7 +67,7 @@ class LineReader:
         self.lines.put(None)
 
     def wait_for(self, text: str) -> None:
-        end = time.monotonic() + DEADLINE_S
+        end = time.monotonic() + PROCESS_DEADLINE_S
         while time.monotonic() < end:
             try:
                 line = self.lines.get(timeout=1)
@@ -81,7 +81,7 @@ class LineReader:
         raise AssertionError(f"{text!r} never came; the output was:\n{''.join(self.seen)}")
 
     def rest(self) -> str:
-        while (line := self.lines.get(timeout=DEADLINE_S)) is not None:
+        while (line := self.lines.get(timeout=PROCESS_DEADLINE_S)) is not None:
             self.seen.append(line)
         return "".join(self.seen)
 
@@ -134,7 +134,7 @@ def test_a_stopped_table_run_saves_the_training_and_frees_its_folder(
             os.killpg(proc.pid, signum)
         else:
             os.kill(proc.pid, signum)
-        assert proc.wait(DEADLINE_S) == code, reader.rest()
+        assert proc.wait(PROCESS_DEADLINE_S) == code, reader.rest()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -381,8 +381,8 @@ def test_figure_widths_no_page_has_are_one_line(scene_data, tmp_path, capsys, wi
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.needs("matplotlib")
 def test_figures_refuse_unknown_thin_classes_and_empty_ext_disp(scene_data, tmp_path, capsys):
-    pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
     from tools import figures as figures_tool
 
     data, split_dir = scene_data
@@ -670,7 +670,9 @@ def test_predict_refuses_outputs_that_would_overwrite_each_other_before_any_work
     assert sorted(os.listdir(two)) == ["frame.jpg", "frame_depth.npy", "frame_disp.npy", "frame_disp.png"]
 
 
-@pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".pt"])
+@pytest.mark.parametrize(
+    "suffix", [pytest.param(".onnx", marks=pytest.mark.needs("onnxruntime")), ".pt2", ".pt"]
+)
 def test_predict_with_a_junk_exported_file_is_one_line(tmp_path, capsys, suffix):
     junk = tmp_path / f"model{suffix}"
     junk.write_bytes(b"PK\x03\x04 not a model at all" * 10)
@@ -682,14 +684,13 @@ def test_predict_with_a_junk_exported_file_is_one_line(tmp_path, capsys, suffix)
 # ------------------------------------------------------------------------------------------------
 # 9 and videos: truncation judged by the video stream, frame times kept, nothing half-written
 # ------------------------------------------------------------------------------------------------
-AV_REASON = "PyAV (requirements-video.txt) reads and writes the videos"
 VIDEO_W, VIDEO_H = 64, 48
 
 
 def write_video(path, times, audio_s: float = 0.0, codec: str = "mpeg4") -> list[np.ndarray]:
     """A video whose frames (random, returned) play at ``times`` (seconds; a variable rate where they are
     uneven), with a silent audio track of ``audio_s`` seconds when positive."""
-    av = pytest.importorskip("av", reason=AV_REASON)
+    import av
     from fractions import Fraction
 
     time_base = Fraction(1, 1000)
@@ -724,6 +725,7 @@ def frame_times(path) -> list[float]:
 
 
 @pytest.mark.parametrize("container", ["mkv", "mp4"])
+@pytest.mark.needs("av")
 def test_a_video_whose_audio_runs_longer_is_imported_and_predicted_whole(
     model_folders, tmp_path, capsys, container
 ):
@@ -754,6 +756,7 @@ def test_a_video_whose_audio_runs_longer_is_imported_and_predicted_whole(
     assert frame_times(tmp_path / "pred" / "clip_depth.mp4") == pytest.approx(times, abs=1e-3)
 
 
+@pytest.mark.needs("av")
 def test_a_variable_frame_rate_depth_video_keeps_the_frame_times(model_folders, tmp_path):
     import predict
 
@@ -778,10 +781,10 @@ def test_a_variable_frame_rate_depth_video_keeps_the_frame_times(model_folders, 
     assert frame_times(tmp_path / "pred" / "vfr_depth.mp4") == pytest.approx(times, abs=1e-3)
 
 
+@pytest.mark.needs("av")
 def test_predict_video_failures_leave_their_outputs_as_they_were(model_folders, tmp_path, capsys):
     from datasets.video_files import VideoWriter
 
-    pytest.importorskip("av", reason=AV_REASON)
     model = [
         "--load_weights_folder",
         str(tmp_path / "no_model"),
@@ -830,6 +833,7 @@ def test_predict_video_failures_leave_their_outputs_as_they_were(model_folders, 
     assert os.listdir(earlier) == ["0000000000_disp.npy"]
 
 
+@pytest.mark.needs("av")
 def test_import_video_refuses_focal_lengths_no_camera_has_before_writing(tmp_path, capsys):
     from tools import import_video
 
@@ -861,10 +865,11 @@ class Marker:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.needs("transformers")
 def test_a_checkpoint_folder_with_pickled_weights_is_one_line_unread(tmp_path, capsys):
     import pickle
 
-    transformers = pytest.importorskip("transformers")
+    import transformers
     from tools import make_pseudo_labels
 
     config = transformers.SegformerConfig(
