@@ -1,6 +1,6 @@
 """One dashcam, no second camera: the paper's monocular method (full model, frames -1 and +1 as sources,
 auto-masking on) runs end to end on a lossy 30 fps H.264 video: import at 10 fps, splits, training
-steps, evaluation against the generator's dense depth (docs/own_data.md, "A measured run")."""
+steps, evaluation against the generator's dense depth (docs/own_data.md, "One camera")."""
 from __future__ import annotations
 
 import itertools
@@ -14,11 +14,10 @@ from PIL import Image
 
 import evaluate_depth
 import options
+from conftest import require
 from datasets.folders import read_sequence
 from tools import import_video, prepare_sequences
 from trainer import Trainer
-
-pytest.importorskip("av", reason="PyAV (requirements-video.txt) reads and writes the videos")
 
 WIDTH, HEIGHT = 208, 64  # frames of the synthetic videos (KITTI's aspect ratio, even sides)
 FRAMES = 7  # per drive at 10 fps: 19 video frames at 30 fps
@@ -28,12 +27,14 @@ STEPS = 2  # the 5 training lines in batches of 2 (the last, short batch is drop
 @pytest.fixture(scope="module")
 def dashcam(tmp_path_factory):
     """Two single-camera synthetic drives as a dashcam records them: lossy H.264 at 30 fps, with truth."""
+    require("av")
     from synthetic.video import generate_videos
     out = str(tmp_path_factory.mktemp("dashcam"))
     generate_videos(out, num_drives=2, frames=FRAMES, width=WIDTH, height=HEIGHT, workers=1)
     return out
 
 
+@pytest.mark.needs("av")
 def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dashcam, tmp_path):
     data = str(tmp_path / "data")
     videos = [os.path.join(dashcam, f"drive_0{k}.mp4") for k in (1, 2)]
