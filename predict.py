@@ -312,18 +312,20 @@ class MetricDepth:
             self.cameras[source] = read_camera(source)
         return self.cameras[source]
 
-    def K(self, camera: Camera, frame: Frame) -> np.ndarray:
-        """Intrinsics in pixels of the predicted maps, from the frame's camera (checked against its size)."""
+    def K(self, camera: Camera, frame: Frame, source: str) -> np.ndarray:
+        """Intrinsics in pixels of the predicted maps, from the frame's camera (checked against its size;
+        ``source``: the input named in the error)."""
         height, width = frame.rgb.shape[:2]
-        check_camera_fits(camera, width, height, frame.stem)
+        check_camera_fits(camera, width, height, source)
         return camera_height.intrinsics_matrix(camera.fx, camera.fy, camera.cx, camera.cy, width, height,
                                                self.model_size[1], self.model_size[0])
 
-    def estimate(self, camera: Camera, frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None
-                 ) -> tuple[camera_height.ScaleEstimate | None, str | None]:
+    def estimate(self, camera: Camera, frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
+                 source: str) -> tuple[camera_height.ScaleEstimate | None, str | None]:
         """(the frame's scale estimate, None) or (None, why there is none)."""
+        K = self.K(camera, frame, source)
         try:
-            return self.ground.estimate(disp, seg_logits, self.K(camera, frame)), None
+            return self.ground.estimate(disp, seg_logits, K), None
         except camera_height.GroundNotVisible as err:
             return None, str(err)
 
@@ -354,7 +356,7 @@ def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp
                          seg_logits: np.ndarray | None, source: str) -> None:
     """An image's ``_disp.npy``, ``_depth.npy`` in metres and ``_scale.json``; without a scale, no
     ``_depth.npy`` and the reason in the JSON and in ``metric.unscaled``."""
-    estimate, reason = metric.estimate(camera, frame, disp, seg_logits)
+    estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
     utils.save_array(disp, frame.stem + "_disp.npy")
     record = {**metric.header(camera), "image": source}
     if estimate is None:
@@ -430,7 +432,7 @@ def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fp
     def estimated():
         for frame, disp, seg_logits in predicted(predictor, frames, batch_size, total,
                                                  os.path.basename(video_path)):
-            estimate, reason = metric.estimate(camera, frame, disp, seg_logits)
+            estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
             picture_seg = seg_logits if "seg" in panels else None
             yield (frame, disp, picture_seg, estimate, reason), None if estimate is None else estimate.scale
 

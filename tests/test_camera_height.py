@@ -663,6 +663,12 @@ def test_missing_intrinsics_are_one_line_naming_the_input_before_any_output(expo
         )
     )
     assert message == f"--intrinsics {tmp_path / 'none.json'}: no such file"
+    utils.save_json({"fx": 100.0, "fy": 100.0, "cx": 320.0, "cy": 96.0, "width": 640, "height": 192},
+                    str(tmp_path / "other.json"))
+    message = one_line(*run(predict.main, ["--exported", exported, "--image_path", frames[0], "--camera_height",
+                                           "1.65", "--intrinsics", str(tmp_path / "other.json")], capsys))
+    assert message.startswith(f"{tmp_path / 'other.json'}: intrinsics for 640x192 frames, but the frames of "
+                              f"{frames[0]} are 320x96")
 
 
 def test_a_sequence_without_camera_height_and_bad_heights_in_intrinsics_are_one_line(
