@@ -424,8 +424,8 @@ def test_an_image_without_road_gets_no_metric_depth_and_one_closing_line(exporte
     assert record["scale"] is None and "0 road pixels" in record["reason"]
 
 
+@pytest.mark.needs("av")
 def test_a_depth_video_in_metres_bridges_frames_without_road(exported, tmp_path, capsys):
-    pytest.importorskip("av")
     write_frames(tmp_path / "drive", 6, black={2, 3})
     write_intrinsics(tmp_path / "intrinsics.json")  # the folder above the frames
     out = tmp_path / "out"
