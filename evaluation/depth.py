@@ -253,8 +253,12 @@ def evaluate_camera_height_scaling(pred_disps: np.ndarray, gt_depths: Sequence[n
         raise camera_height.GroundNotVisible(f"no test frame shows enough road for a camera-height scale "
                                              f"(frame 0: {refusals[0][1]})")
     fallback = float(np.median(scales))
-    errors, ratios = [], []
+    errors, ratios, per_frame = [], [], []
     for pred, gt, estimate in zip(pred_disps, gt_depths, estimates):
+        per_frame.append({"scale": None, "reason": estimate} if isinstance(estimate, str) else
+                         {"scale": estimate.scale, "inlier_share": estimate.inlier_share,
+                          "pixels_used": estimate.pixels_used, "pitch_degrees": estimate.pitch_degrees,
+                          "roll_degrees": estimate.roll_degrees})
         gt_t = torch.from_numpy(np.asarray(gt, dtype=np.float32))
         pred_t = torch.from_numpy(np.ascontiguousarray(pred))
         own = isinstance(estimate, camera_height.ScaleEstimate)
@@ -266,6 +270,7 @@ def evaluate_camera_height_scaling(pred_disps: np.ndarray, gt_depths: Sequence[n
         if own:  # the ground truth's median scale of the same pixels (Monodepth2's ratio)
             median_scale = layers.evaluated_depths(gt_t, pred_t, garg_crop, True, 1.0)[3].item()
             ratios.append(scale / median_scale)
+            per_frame[-1].update(gt_median_scale=median_scale, ratio_to_gt_median=ratios[-1])
     ratios = np.array(ratios)
     scale_errors = np.abs(ratios - 1)
     for i, reason in refusals[:LISTED_REFUSALS]:
@@ -280,9 +285,7 @@ def evaluate_camera_height_scaling(pred_disps: np.ndarray, gt_depths: Sequence[n
                         f"p{SCALE_ERROR_PERCENTILE}": float(np.percentile(scale_errors,
                                                                           SCALE_ERROR_PERCENTILE))},
         "inlier_share_median": float(np.median([e.inlier_share for e in found])),
-        "per_frame": [{"scale": e.scale, "inlier_share": e.inlier_share, "pixels_used": e.pixels_used,
-                       "pitch_degrees": e.pitch_degrees, "roll_degrees": e.roll_degrees}
-                      if not isinstance(e, str) else {"scale": None, "reason": e} for e in estimates],
+        "per_frame": per_frame,
     }
     return np.array(errors), report
 

@@ -563,6 +563,9 @@ def test_evaluate_depth_scales_by_the_camera_height_and_reports_the_ratios(
     assert report["ratio_to_gt_median"]["median"] == pytest.approx(1, abs=1e-5)
     assert report["scale_error"]["median"] < 1e-5 and report["camera_height_m"] == [CAMERA_HEIGHT]
     assert result["metrics"]["abs_rel"] < 1e-5 and result["metrics"]["a1"] == 1.0
+    assert [frame["scale"] is None for frame in report["per_frame"]] == [False, True, False]
+    assert report["per_frame"][0]["ratio_to_gt_median"] == pytest.approx(1, abs=1e-5)
+    assert report["per_frame"][0]["gt_median_scale"] == pytest.approx(TRUE_SCALE, rel=1e-5)
     assert "test frame 1: no camera-height scale (0 road pixels" in err
 
 
