@@ -781,3 +781,31 @@ def test_the_rendered_synthetic_street_gives_its_camera_height_from_its_road_lab
     assert estimate.pitch_degrees == pytest.approx(0, abs=1e-6) and estimate.roll_degrees == pytest.approx(0, abs=1e-6)
     assert ch.estimate_scale(relative * 1.05, camera.K, road, scenes.CAMERA_HEIGHT).scale == pytest.approx(
         TRUE_SCALE / 1.05, rel=EXACT)
+
+
+@pytest.mark.needs("av")
+def test_import_video_writes_the_camera_height_into_the_intrinsics(tmp_path, capsys):
+    from datasets.folders import read_camera
+    from datasets.video_files import VideoWriter
+    from tools import import_video
+
+    video = str(tmp_path / "drive.mp4")
+    with VideoWriter(video, 10.0) as writer:
+        for _ in range(3):
+            writer.write(np.full((FRAME_H, FRAME_W, 3), 128, np.uint8))
+    intrinsics = ["--fx", "185.6", "--fy", "184.3", "--cx", "160", "--cy", "48"]
+    code, err = run(import_video.main, [video, "--out", str(tmp_path / "data"), *intrinsics, "--camera_height", "1.2",
+                                        "--width", str(MODEL_W)], capsys)
+    assert code == 0, err
+    camera = read_camera(str(tmp_path / "data" / "drive" / "intrinsics.json"))
+    assert camera.camera_height == 1.2 and camera.fx == pytest.approx(185.6 / 2)  # resized; the height is not
+    for argv, message in [(["--camera_height", "-1", *intrinsics], "--camera_height must be positive (metres above "
+                                                                     "the road), got -1.0"),
+                          (["--camera_height", "1.2"], "--camera_height goes into intrinsics.json: give the "
+                                                       "intrinsics too")]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            utils.run_cli(import_video.main, [video, "--out", str(tmp_path / "other"), *argv])
+        assert stopped.value.code == utils.EXIT_ERROR
+        assert message in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "other").exists()
