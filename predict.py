@@ -298,6 +298,7 @@ class MetricDepth:
     window: int
     intrinsics: str | None  # --intrinsics: one camera for every input
     model_size: tuple[int, int]  # (height, width) of the predicted maps
+    depth_range: tuple[float, float] | None  # the model's (min_depth, max_depth), when known
     cameras: dict = field(default_factory=dict)  # intrinsics file -> Camera
     unscaled: list = field(default_factory=list)  # images without a metric scale, with the reason
 
@@ -325,7 +326,7 @@ class MetricDepth:
         """(the frame's scale estimate, None) or (None, why there is none)."""
         K = self.K(camera, frame, source)
         try:
-            return self.ground.estimate(disp, seg_logits, K), None
+            return self.ground.estimate(disp, seg_logits, K, depth_range=self.depth_range), None
         except camera_height.GroundNotVisible as err:
             return None, str(err)
 
@@ -346,10 +347,19 @@ def metric_setup(opts: argparse.Namespace, predictor, inputs: Sequence[str]) -> 
                                "taken as road), or use a model with one")
     if opts.intrinsics and not os.path.isfile(opts.intrinsics):
         raise utils.MissingFileError(f"--intrinsics {opts.intrinsics}: no such file")
-    metric = MetricDepth(settings, opts.scale_window, opts.intrinsics, (predictor.height, predictor.width))
+    metric = MetricDepth(settings, opts.scale_window, opts.intrinsics, (predictor.height, predictor.width),
+                         depth_range_of(predictor))
     for path in inputs:
         metric.camera(path)
     return metric
+
+
+def depth_range_of(predictor) -> tuple[float, float] | None:
+    """The model's (min_depth, max_depth): a model folder's, or an exported file's metadata (None without)."""
+    if isinstance(predictor, TorchPredictor):
+        return predictor.spec.min_depth, predictor.spec.max_depth
+    meta = predictor.graph.metadata
+    return (float(meta["min_depth"]), float(meta["max_depth"])) if "max_depth" in meta else None
 
 
 def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp: np.ndarray,

@@ -65,6 +65,10 @@ RANSAC_SEED = 0
 MAX_SCORED_POINTS = 4000
 REFIT_ROUNDS = 2  # least-squares refits over the inliers, each with the inliers of the previous plane
 DEGENERATE_SAMPLE = 1e-9  # |cross product| below this share of the sides' product: collinear sample
+# Pixels whose disparity sits in the top 5 % of the model's range (its sigmoid above 0.95) are left out: a
+# depth at the range's near end only says "nearer than min_depth" (e.g. the near road of the stereo demo's
+# --min_depth 2, which saturates there).
+SATURATED_SIGMOID = 0.95
 # The fallback ground: the bottom fifth of the rows, the middle half of the columns.
 LOWEST_BAND_ROWS = 0.2
 LOWEST_BAND_COLUMNS = 0.5
@@ -303,6 +307,13 @@ def estimate_scale(
     )
 
 
+def saturated(disp: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Pixels whose scaled disparity (in [1/max_depth, 1/min_depth]) comes from a sigmoid above
+    SATURATED_SIGMOID: at the near end of the model's depth range."""
+    low, high = 1.0 / max_depth, 1.0 / min_depth
+    return np.asarray(disp) > low + SATURATED_SIGMOID * (high - low)
+
+
 @dataclass(frozen=True)
 class GroundSettings:
     """How ground pixels are chosen and the camera height: what predict.py and evaluate_depth.py share."""
@@ -332,11 +343,15 @@ class GroundSettings:
         seg_logits: np.ndarray | None,
         K: np.ndarray,
         camera_height: float | None = None,
+        depth_range: tuple[float, float] | None = None,
     ) -> ScaleEstimate:
-        """The scale that turns 1 / ``disp`` (H, W) into metres (raises GroundNotVisible)."""
-        depth = 1.0 / np.asarray(disp, dtype=np.float64)
-        ground = self.mask(seg_logits, *depth.shape)
-        return estimate_scale(depth, K, ground, camera_height or self.camera_height, self.name)
+        """The scale that turns 1 / ``disp`` (H, W) into metres (raises GroundNotVisible); ``depth_range``:
+        the model's (min_depth, max_depth), whose saturated near end is left out."""
+        disp = np.asarray(disp, dtype=np.float64)
+        ground = self.mask(seg_logits, *disp.shape)
+        if depth_range is not None:
+            ground = ground & ~saturated(disp, *depth_range)
+        return estimate_scale(1.0 / disp, K, ground, camera_height or self.camera_height, self.name)
 
 
 def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

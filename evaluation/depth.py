@@ -234,7 +234,8 @@ def predict_with_camera_height_scales(encoder: torch.nn.Module, decoder: torch.n
         for j, disp in enumerate(disps):
             try:
                 estimates.append(settings.estimate(disp, None if seg_logits is None else seg_logits[j],
-                                                   inputs[("K", 0)][j].numpy(), heights[len(estimates)]))
+                                                   inputs[("K", 0)][j].numpy(), heights[len(estimates)],
+                                                   (spec.min_depth, spec.max_depth)))
             except camera_height.GroundNotVisible as err:
                 estimates.append(str(err))
 

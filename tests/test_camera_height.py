@@ -813,3 +813,21 @@ def test_import_video_writes_the_camera_height_into_the_intrinsics(tmp_path, cap
         assert stopped.value.code == utils.EXIT_ERROR
         assert message in capsys.readouterr().err.splitlines()[-1]
     assert not (tmp_path / "other").exists()
+
+
+def test_the_saturated_near_end_of_the_depth_range_is_left_out():
+    """A model whose depth range starts too far (the stereo demo's --min_depth 2) clamps the near road at
+    min_depth: a fronto-parallel strip that bends the plane; its pixels are left out."""
+    depth, road = road_depth(up_normal())
+    relative = depth / TRUE_SCALE
+    min_depth = float(np.percentile(relative[road], 30))  # the nearest 30 % of the road is clamped
+    clamped = np.maximum(relative, min_depth)
+    settings = ch.GroundSettings(CAMERA_HEIGHT, "segmentation")
+    logits = np.eye(NUM_CLASSES)[np.where(road, ROAD, SKY)].transpose(2, 0, 1)
+    biased = settings.estimate(1 / clamped, logits, K)
+    assert abs(biased.scale / TRUE_SCALE - 1) > 0.01
+    estimate = settings.estimate(1 / clamped, logits, K, depth_range=(min_depth, MAX_DEPTH))
+    assert estimate.scale == pytest.approx(TRUE_SCALE, rel=EXACT)
+    # the margin: sigmoids above SATURATED_SIGMOID, i.e. depths below min_depth / (that share of the range)
+    saturated = ch.saturated(1 / clamped, min_depth, MAX_DEPTH)
+    assert estimate.pixels_used == (road & ~saturated).sum() < (relative[road] >= min_depth).sum()
