@@ -38,7 +38,7 @@ tiny, in_process = test_reliability.tiny, test_reliability.in_process  # the sam
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One short run, shared read-only: step_00000001.pth (epoch 0, batch 1), step_00000002.pth (the run
-    ends at --max_steps 2, saved as after its epoch) and models/weights_0."""
+    ends at --max_steps 2, in mid-epoch: epoch 0, batch 2) and models/weights_0."""
     root = tmp_path_factory.mktemp("trained")
     tiny = make_tiny_kitti(str(root / "data"), exts=("png",))
     threads = torch.get_num_threads()
@@ -255,7 +255,7 @@ def test_the_state_is_saved_before_validation_so_a_failing_validation_loses_noth
     with pytest.raises(Exception):  # the scan cannot be read
         trainer.train()
     state = training_state.load_checkpoint(checkpoint(tmp_path / "fsre", 1))
-    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 0, 1)
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 1, 1)  # the budget ended the epoch
 
 
 # ------------------------------------------------------------------------------------------------
