@@ -29,23 +29,24 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from tqdm import tqdm
 
 import options
 import utils
 from datasets.cityscapes import segmentation_overlay
-from datasets.folders import natural_key
+from datasets.folders import INTRINSICS_NAMES, Camera, check_camera_fits, natural_key, read_camera
 from datasets.mono_dataset import RESIZE_FILTER
 from datasets.video_files import (RateSampler, VideoWriter, fps_option, frame_rate_tolerance, is_video, probe,
                                   read_frames)
 from deploy import depth_graph
+from evaluation import camera_height
 
 logger = logging.getLogger(__name__)
 
@@ -200,16 +201,23 @@ def save_arrays(disp: np.ndarray, stem: str, depth_scale: float) -> None:
 
 
 def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
-            batch_size: int = 8, failures: list[str] | None = None) -> list[str]:
-    """Write every readable image's outputs; return the path prefixes written (unreadable ones go to ``failures``)."""
+            batch_size: int = 8, failures: list[str] | None = None,
+            metric: MetricDepth | None = None) -> list[str]:
+    """Write every readable image's outputs; return the path prefixes written (unreadable ones go to
+    ``failures``; with ``metric``, _depth.npy in metres: ``predict_metric_image``)."""
     failures = [] if failures is None else failures
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
     stems = []
+    sources = {output_stem(path, output_dir): path for path in image_paths}
     for frame, disp, seg_logits in predicted(predictor, image_frames(image_paths, output_dir, failures), batch_size,
                                              len(image_paths)):
         height, width = frame.rgb.shape[:2]
-        save_arrays(disp, frame.stem, depth_scale)
+        if metric is None:
+            save_arrays(disp, frame.stem, depth_scale)
+        else:
+            source = sources[frame.stem]
+            predict_metric_image(metric, metric.camera(source), frame, disp, seg_logits, source)
         utils.save_png(utils.colormap(utils.resize_bilinear(disp, height, width)), frame.stem + "_disp.png")
         if seg_logits is not None:
             overlay = segmentation_overlay(frame.rgb, utils.resize_bilinear(seg_logits, height, width).argmax(0))
@@ -248,10 +256,14 @@ def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
 
 def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: float, panels: Sequence[str],
                   batch_size: int, depth_scale: float, save_npy: bool, total: int | None = None,
-                  timed: bool = False) -> int:
+                  timed: bool = False, metric: MetricDepth | None = None, source: str | None = None) -> int:
     """Write the depth video of a frame sequence (and each frame's arrays with ``save_npy``, in a folder that
     appears whole or not at all); return its frame count. ``timed``: each frame plays at its own time (a
-    video's, variable frame rates included), else at ``fps``."""
+    video's, variable frame rates included), else at ``fps``. With ``metric``: in metres
+    (``predict_video_metric``), ``source`` the input of the frames."""
+    if metric is not None:
+        return predict_video_metric(predictor, frames, video_path, fps, panels, batch_size, save_npy, total,
+                                    metric, source, timed)
     colour_range = ColourRange()
     with contextlib.ExitStack() as stack:
         arrays = None
@@ -267,6 +279,229 @@ def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: floa
                          frame.time if timed else None)
             if arrays is not None:
                 save_arrays(disp, os.path.join(arrays, os.path.basename(frame.stem)), depth_scale)
+        return writer.frames
+
+
+# -- metric depth from the camera's height (--camera_height) ------------------------------------
+SCALE_SUFFIX = "_scale.json"  # beside an image's arrays, or a depth video: the scale and its confidence
+BAR_TICKS_M = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 200)  # depths labelled on a video's colour bar
+BAR_WIDTH_SHARE = 0.18  # of the frame height: the colour bar panel's width (at least BAR_MIN_WIDTH)
+BAR_MIN_WIDTH = 48
+BAR_STRIP_SHARE = 0.3  # of the panel's width: the colour strip; the labels take the rest
+BAR_MARGIN = 0.05  # of the frame height, above and below the strip
+BAR_FONT_SHARE = 0.06  # of the frame height: the labels' size (at least BAR_MIN_FONT)
+BAR_MIN_FONT = 9
+BAR_BACKGROUND, BAR_TEXT = 32, 235  # grey levels
+
+
+def find_intrinsics(path: str) -> str | None:
+    """The intrinsics file of an input: in its folder (a folder input: in it), else in the folder above."""
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    for place in (folder, os.path.dirname(os.path.abspath(folder))):
+        for name in INTRINSICS_NAMES:
+            if os.path.isfile(os.path.join(place, name)):
+                return os.path.join(place, name)
+    return None
+
+
+@dataclass
+class MetricDepth:
+    """--camera_height: the ground settings, each input's camera, and the images left without a scale."""
+    ground: camera_height.GroundSettings
+    window: int
+    intrinsics: str | None  # --intrinsics: one camera for every input
+    model_size: tuple[int, int]  # (height, width) of the predicted maps
+    depth_range: tuple[float, float] | None  # the model's (min_depth, max_depth), when known
+    cameras: dict = field(default_factory=dict)  # intrinsics file -> Camera
+    unscaled: list = field(default_factory=list)  # images without a metric scale, with the reason
+
+    def camera(self, path: str) -> Camera:
+        """The camera of an input (image, video or folder): --intrinsics, else the file beside it."""
+        source = self.intrinsics or find_intrinsics(path)
+        if source is None:
+            raise utils.MissingFileError(f"--camera_height needs the camera's intrinsics for {path}: give "
+                                         f"--intrinsics FILE or put {INTRINSICS_NAMES[0]} (fx, fy, cx, cy in "
+                                         f"pixels of the frames) beside it")
+        if source not in self.cameras:
+            self.cameras[source] = read_camera(source)
+        return self.cameras[source]
+
+    def K(self, camera: Camera, frame: Frame, source: str) -> np.ndarray:
+        """Intrinsics in pixels of the predicted maps, from the frame's camera (checked against its size;
+        ``source``: the input named in the error)."""
+        height, width = frame.rgb.shape[:2]
+        check_camera_fits(camera, width, height, source)
+        return camera_height.intrinsics_matrix(camera.fx, camera.fy, camera.cx, camera.cy, width, height,
+                                               self.model_size[1], self.model_size[0])
+
+    def estimate(self, camera: Camera, frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
+                 source: str) -> tuple[camera_height.ScaleEstimate | None, str | None]:
+        """(the frame's scale estimate, None) or (None, why there is none)."""
+        K = self.K(camera, frame, source)
+        try:
+            return self.ground.estimate(disp, seg_logits, K, depth_range=self.depth_range), None
+        except camera_height.GroundNotVisible as err:
+            return None, str(err)
+
+    def header(self, camera: Camera) -> dict:
+        return {"camera_height_m": self.ground.camera_height, "ground": self.ground.name,
+                "intrinsics": camera.source, "depth_units": "metres"}
+
+
+def metric_setup(opts: argparse.Namespace, predictor, inputs: Sequence[str]) -> MetricDepth | None:
+    """The MetricDepth of --camera_height (None without it): every input's intrinsics are found and read
+    before any work; a model without a segmentation head needs --ground_from lowest_band."""
+    if opts.camera_height is None:
+        return None
+    settings = camera_height.ground_settings(opts, opts.camera_height)
+    if settings.source == "segmentation" and not predictor.has_segmentation:
+        raise utils.InputError("--camera_height finds the road with the model's segmentation head, and this "
+                               "model has none: give --ground_from lowest_band (the bottom of the image "
+                               "taken as road), or use a model with one")
+    if opts.intrinsics and not os.path.isfile(opts.intrinsics):
+        raise utils.MissingFileError(f"--intrinsics {opts.intrinsics}: no such file")
+    metric = MetricDepth(settings, opts.scale_window, opts.intrinsics, (predictor.height, predictor.width),
+                         depth_range_of(predictor))
+    for path in inputs:
+        metric.camera(path)
+    return metric
+
+
+def depth_range_of(predictor) -> tuple[float, float] | None:
+    """The model's (min_depth, max_depth): a model folder's, or an exported file's metadata (None without)."""
+    if isinstance(predictor, TorchPredictor):
+        return predictor.spec.min_depth, predictor.spec.max_depth
+    meta = predictor.graph.metadata
+    return (float(meta["min_depth"]), float(meta["max_depth"])) if "max_depth" in meta else None
+
+
+def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp: np.ndarray,
+                         seg_logits: np.ndarray | None, source: str) -> None:
+    """An image's ``_disp.npy``, ``_depth.npy`` in metres and ``_scale.json``; without a scale, no
+    ``_depth.npy`` and the reason in the JSON and in ``metric.unscaled``."""
+    estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
+    utils.save_array(disp, frame.stem + "_disp.npy")
+    record = {**metric.header(camera), "image": source}
+    if estimate is None:
+        record.update(scale=None, reason=reason)
+        logger.warning("%s: no metric scale: %s", source, reason)
+        metric.unscaled.append(f"{source}: {reason}")
+        if os.path.exists(frame.stem + "_depth.npy"):  # an earlier run's: it is not of this prediction
+            os.remove(frame.stem + "_depth.npy")
+    else:
+        record.update(estimate.as_dict())
+        utils.save_array((estimate.scale / disp).astype(np.float32), frame.stem + "_depth.npy")
+    utils.save_json(record, frame.stem + SCALE_SUFFIX)
+
+
+def unscaled_message(unscaled: Sequence[str]) -> str:
+    """The closing line of a run where images got no metric scale (their other outputs are written)."""
+    return (f"{len(unscaled)} image(s) got no metric scale (no _depth.npy written for them): "
+            f"{listed(unscaled)}")
+
+
+def listed(messages: Sequence[str]) -> str:
+    """The first LISTED_FAILURES messages joined, and how many more there are."""
+    more = len(messages) - LISTED_FAILURES
+    return "; ".join(messages[:LISTED_FAILURES]) + (f"; ... and {more} more" if more > 0 else "")
+
+
+def bar_font(size: int) -> ImageFont.ImageFont:
+    """Pillow's built-in font at ``size`` pixels (its fixed bitmap size where FreeType is missing)."""
+    try:
+        return ImageFont.load_default(size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def colour_bar(height: int, vmax: float | None) -> np.ndarray:
+    """A panel (height, w, 3) uint8: the depth panel's colours from 0 (bottom) to ``vmax`` inverse metres
+    (top), labelled in metres; ``vmax`` None (no scale yet): the panel says so."""
+    width = max(BAR_MIN_WIDTH, round(BAR_WIDTH_SHARE * height))
+    image = Image.new("RGB", (width, height), (BAR_BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(image)
+    font = bar_font(max(BAR_MIN_FONT, round(BAR_FONT_SHARE * height)))
+    text = (BAR_TEXT,) * 3
+    if vmax is None:
+        draw.text((2, height // 2), "no scale", fill=text, font=font, anchor="lm")
+        return np.asarray(image)
+    top, bottom = round(BAR_MARGIN * height), height - 1 - round(BAR_MARGIN * height)
+    strip = max(1, round(BAR_STRIP_SHARE * width))
+    values = np.linspace(vmax, 0, bottom - top + 1)[:, None].repeat(strip, 1)
+    image.paste(Image.fromarray(utils.colormap(values, vmax)), (1, top))
+    label_x, last_y = strip + 4, None
+    spacing = font.getbbox("0")[3] + 1
+    for metres in (1 / vmax,) + tuple(m for m in BAR_TICKS_M if 1 / m < vmax):
+        y = round(top + (1 - (1 / metres) / vmax) * (bottom - top))
+        if last_y is not None and y - last_y < spacing or y > bottom - spacing // 2:
+            continue
+        draw.line([(strip + 1, y), (strip + 3, y)], fill=text)
+        draw.text((label_x, y), f"{metres:.3g} m", fill=text, font=font, anchor="lm")
+        last_y = y
+    return np.asarray(image)
+
+
+def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fps: float,
+                         panels: Sequence[str], batch_size: int, save_npy: bool, total: int | None,
+                         metric: MetricDepth, source: str, timed: bool = False) -> int:
+    """The depth video in metres: each frame's scale from its road, smoothed over ``metric.window`` frames
+    (a running median; frames without road take their neighbours'), the colours over metric inverse depth
+    with a colour bar in metres, ``<name>_scale.json`` with every frame's estimate and scale; return the
+    frame count."""
+    camera = metric.camera(source)
+    colour_range = ColourRange()
+    records = []
+
+    def estimated():
+        for frame, disp, seg_logits in predicted(predictor, frames, batch_size, total,
+                                                 os.path.basename(video_path)):
+            estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
+            picture_seg = seg_logits if "seg" in panels else None
+            yield (frame, disp, picture_seg, estimate, reason), None if estimate is None else estimate.scale
+
+    with contextlib.ExitStack() as stack:
+        arrays = None
+        if save_npy:  # <stem>_frames/<n>_*.npy: written into a temporary folder, renamed after the video
+            folder = video_path[: -len(VIDEO_SUFFIX)] + FRAMES_FOLDER_SUFFIX
+            arrays = stack.enter_context(utils.atomic_folder(folder))
+        writer = stack.enter_context(VideoWriter(video_path, fps))
+        logger.info("writing %s: %s at %s, panels %s, metres from a camera height of %g m", video_path,
+                    writer.description, "the video's own frame times" if timed else f"{fps:.3g} fps",
+                    " ".join(panels), metric.ground.camera_height)
+        for (frame, disp, seg_logits, estimate, reason), smooth in camera_height.smoothed(estimated(),
+                                                                                          metric.window):
+            record = {"frame": len(records), "scale": smooth.scale,
+                      "estimates_in_window": smooth.estimates_in_window,
+                      "estimate": None if estimate is None else estimate.as_dict()}
+            if estimate is None:
+                record["reason"] = reason
+            records.append(record)
+            if smooth.scale is None:  # no estimate yet: relative colours, a bar that says so
+                picture = video_picture(frame, disp, seg_logits, panels, colour_range(disp))
+                vmax = None
+            else:
+                metric_disp = disp / smooth.scale
+                vmax = colour_range(metric_disp)
+                picture = video_picture(frame, metric_disp, seg_logits, panels, vmax)
+            if "depth" in panels:
+                picture = np.concatenate([picture, colour_bar(picture.shape[0], vmax)], axis=1)
+            writer.write(picture, frame.time if timed else None)
+            if arrays is not None:
+                stem = os.path.join(arrays, os.path.basename(frame.stem))
+                utils.save_array(disp, stem + "_disp.npy")
+                if smooth.scale is not None:
+                    utils.save_array((smooth.scale / disp).astype(np.float32), stem + "_depth.npy")
+        estimates = [r["estimate"]["scale"] for r in records if r["estimate"] is not None]
+        if not estimates:
+            first = records[0].get("reason") if records else "no frames"
+            raise camera_height.GroundNotVisible(f"{source}: no frame shows enough road for a metric scale "
+                                                 f"(the first: {first})")
+        summary = {**metric.header(camera), "video": source, "window": metric.window, "frames": len(records),
+                   "frames_with_estimate": len(estimates), "median_estimate": float(np.median(estimates)),
+                   "per_frame": records}
+        utils.save_json(summary, video_path[:-len(VIDEO_SUFFIX)] + SCALE_SUFFIX)
+        logger.info("%s: metric scale from the road in %d of %d frames (median %.4g)", source, len(estimates),
+                    len(records), summary["median_estimate"])
         return writer.frames
 
 
@@ -321,6 +556,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"rate of the depth video: a video's frames are kept at this rate (default: all, at its own "
                         f"rate); a folder's frames play at it (default {FRAMES_FPS:g})")
     g.add_argument("--save_npy", action="store_true", help="also each frame's _disp.npy and _depth.npy")
+    g = parser.add_argument_group("metric depth from the camera's height above the road "
+                                  "(docs/metric_depth.md)")
+    g.add_argument("--camera_height", type=options.positive_float, default=None, metavar="METRES",
+                   help="the camera's height above the road: _depth.npy in metres, scaled per image so that "
+                        "the road the model segments lies this far below the camera; <name>_scale.json "
+                        "holds the scale and its confidence; depth videos get a colour bar in metres "
+                        "(--depth_scale does not apply)")
+    g.add_argument("--intrinsics", default=None, metavar="FILE",
+                   help="the camera's intrinsics.json (fx, fy, cx, cy in pixels of the input frames; "
+                        "docs/own_data.md); default: intrinsics.json in the input's folder or the one above")
+    camera_height.add_ground_options(g)
+    g.add_argument("--scale_window", type=options.positive_int,
+                   default=camera_height.DEFAULT_SMOOTHING_WINDOW,
+                   help="videos: the scale is the median of the per-frame estimates over this many frames "
+                        "around each (frames without road take their neighbours'); 1: every frame its own")
     return parser
 
 
@@ -343,6 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor = load_predictor(opts, utils.pick_device(opts.device))
     if "seg" in opts.panels and not predictor.has_segmentation and (videos or opts.video):
         parser.error("--panels seg needs a model with a segmentation head")
+    metric = metric_setup(opts, predictor, images + folders + videos)
     if opts.output_dir:
         os.makedirs(opts.output_dir, exist_ok=True)
     failures: list[str] = []
@@ -354,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = image_frames(paths, stem + FRAMES_FOLDER_SUFFIX, failures)
         count = predict_video(predictor, frames, stem + VIDEO_SUFFIX,
                               opts.fps or FRAMES_FPS, opts.panels, opts.batch_size, opts.depth_scale, opts.save_npy,
-                              len(paths))
+                              len(paths), metric=metric, source=folder)
         logger.info("wrote %s (%d frames)", stem + VIDEO_SUFFIX, count)
     for video in videos:
         stem = output_stem(video, opts.output_dir)
@@ -364,19 +615,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if total is not None and opts.fps is not None and info.fps:
             total = math.ceil(total * min(1.0, opts.fps / info.fps))
         count = predict_video(predictor, video_frames(video, stem, opts.fps), stem + VIDEO_SUFFIX, fps, opts.panels,
-                              opts.batch_size, opts.depth_scale, opts.save_npy, total, timed=opts.fps is None)
+                              opts.batch_size, opts.depth_scale, opts.save_npy, total, timed=opts.fps is None,
+                              metric=metric, source=video)
         logger.info("wrote %s (%d frames)", stem + VIDEO_SUFFIX, count)
     paths = images + [p for folder in ([] if opts.video else folders) for p in folder_images(folder)]
     if not paths and not videos and not opts.video:
         raise utils.MissingFileError(f"no images ({', '.join(utils.IMAGE_EXTENSIONS)}) in {', '.join(folders)}")
     if paths:
-        stems = predict(predictor, paths, opts.output_dir, opts.depth_scale, opts.batch_size, failures)
+        stems = predict(predictor, paths, opts.output_dir, opts.depth_scale, opts.batch_size, failures,
+                        metric=metric)
         if stems:
             logger.info("wrote predictions for %d images (%s_disp.png ...)", len(stems), stems[0])
     if failures:
         shown = "; ".join(failures[:LISTED_FAILURES]) + (f"; ... and {len(failures) - LISTED_FAILURES} more"
                                                          if len(failures) > LISTED_FAILURES else "")
         raise utils.InputError(f"{len(failures)} file(s) could not be read and were skipped: {shown}")
+    if metric is not None and metric.unscaled:
+        raise camera_height.GroundNotVisible(unscaled_message(metric.unscaled))
     return 0
 
 

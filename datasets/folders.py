@@ -13,7 +13,8 @@ Layout of ``--data_path`` (docs/own_data.md)::
 ``intrinsics.json`` holds ``fx``, ``fy``, ``cx``, ``cy`` in pixels of the stored frames, or ``K`` (a
 3x3 or 3x4 matrix; a bare matrix also works), and optionally ``width`` and ``height`` (the frame size
 they are for: checked), ``stereo`` (``{"folder": "right", "baseline": 0.54}``, metres) and
-``guessed`` (true when they come from a field of view, not a calibration). ``.yaml``/``.yml`` files
+``guessed`` (true when they come from a field of view, not a calibration) and ``camera_height``
+(metres above the road: ``evaluate_depth.py --scaling camera_height``). ``.yaml``/``.yml`` files
 hold the same keys (needs PyYAML). A split line is ``<sequence> <frame_index> <side>``: the index
 counts the sequence's frames in name order from 0; side ``l`` is the sequence's own frames, ``r``
 its second camera.
@@ -76,6 +77,7 @@ class Camera:
     stereo_folder: str | None = None  # second camera's frames, relative to the sequence folder
     baseline: float | None = None  # metres between the two cameras
     guessed: bool = False  # from a field of view, not a calibration
+    camera_height: float | None = None  # metres above the road (metric depth: docs/metric_depth.md)
 
     def normalised(self, width: int, height: int) -> np.ndarray:
         """4x4 intrinsics normalised by the frame size (Monodepth2's convention for KITTI_K)."""
@@ -93,6 +95,8 @@ class Camera:
             data["stereo"] = {"folder": self.stereo_folder, "baseline": self.baseline}
         if self.guessed:
             data["guessed"] = True
+        if self.camera_height is not None:
+            data["camera_height"] = self.camera_height
         return data
 
 
@@ -235,8 +239,14 @@ def parse_camera(data, path: str) -> Camera:
         baseline = _number(stereo["baseline"], "the stereo baseline", path)
         if baseline <= 0:
             raise InputError(f"{path}: the stereo baseline must be positive (metres), got {baseline}")
+    camera_height = None
+    if data.get("camera_height") is not None:
+        camera_height = _number(data["camera_height"], "camera_height", path)
+        if camera_height <= 0:
+            raise InputError(f"{path}: camera_height must be positive (metres above the road), "
+                             f"got {camera_height}")
     return Camera(float(fx), float(fy), float(cx), float(cy), path, width, height, stereo_folder, baseline,
-                  bool(data.get("guessed", False)))
+                  bool(data.get("guessed", False)), camera_height)
 
 
 def read_camera(path: str) -> Camera:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ import utils
 from checkpoints import model_folder
 from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
 from deploy import depth_graph
+from evaluation import camera_height
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ BENCHMARK_SIZE = (1216, 352)  # (width, height) of the KITTI depth-prediction su
 BENCHMARK_PNG_SCALE = 256.0
 POST_PROCESS_EDGE = 0.05  # Monodepth's post-processing blends the left 5 % of the image
 POST_PROCESS_RAMP = 20.0
+SCALINGS = ("median", "camera_height")  # --scaling: Monodepth2's per-image median ratio, or the road's plane
+SCALE_ERROR_PERCENTILE = 90  # --scaling camera_height reports the scale error's median and this percentile
+LISTED_REFUSALS = 3  # frames without a camera-height scale named in the log
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--eval_stereo", action="store_true", help="no median scaling; depths x 5.4")
     parser.add_argument("--disable_median_scaling", action="store_true", help="no per-image median scaling")
     parser.add_argument("--pred_depth_scale_factor", type=options.positive_float, default=1.0, help="multiply predicted depths")
+    parser.add_argument("--scaling", default=SCALINGS[0], choices=SCALINGS,
+                        help="mono models: median: each image scaled by its ground truth's median ratio "
+                             "(Monodepth2's protocol); camera_height: each image scaled by the model's own "
+                             "road plane and --camera_height, no ground truth used (docs/metric_depth.md); "
+                             "reports the ratio of that scale to the median one")
+    parser.add_argument("--camera_height", type=options.positive_float, default=None, metavar="METRES",
+                        help="--scaling camera_height: the camera's height above the road (KITTI: 1.65); "
+                             "default with --dataset folders: each sequence's camera_height "
+                             "(intrinsics.json)")
+    camera_height.add_ground_options(parser)
     parser.add_argument("--garg_crop", action=argparse.BooleanOptionalAction, default=None,
                         help="Garg crop and 1e-3 < gt < 80 (default: on for eigen, off otherwise)")
     parser.add_argument("--post_process", action="store_true", help="average with the flipped image's prediction")
@@ -92,18 +106,27 @@ def post_process_disparity(l_disp: np.ndarray, r_disp: np.ndarray) -> np.ndarray
 @torch.no_grad()
 def predict_disparities(encoder: torch.nn.Module, decoder: torch.nn.Module, loader: DataLoader,
                         spec: model_folder.ModelSpec, device: torch.device, post_process: bool = False,
-                        desc: str = "predicting") -> np.ndarray:
-    """Scaled disparities (N, h, w) float32 of every image the loader yields (key ``("color", 0, 0)``)."""
-    graph = depth_graph.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth)  # scale 0 only, as predict.py
+                        desc: str = "predicting", on_batch: Callable | None = None) -> np.ndarray:
+    """Scaled disparities (N, h, w) float32 of every image the loader yields (key ``("color", 0, 0)``).
+
+    ``on_batch(disparities, seg_logits or None, inputs)`` sees each batch's (post-processed) disparities with
+    the segmentation logits of the unflipped images (models with a segmentation head)."""
+    segmentation = on_batch is not None and spec.semantics
+    # scale 0 only, as predict.py
+    graph = depth_graph.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth,
+                                   segmentation=segmentation)
     predictions = []
     for inputs in tqdm(loader, desc=desc, unit="batch"):
         images = inputs[("color", 0, 0)].to(device)
         if post_process:
             images = torch.cat([images, torch.flip(images, [3])], 0)
-        scaled = graph(images)[0][:, 0].cpu().numpy()
+        outputs = graph(images)
+        scaled = outputs[0][:, 0].cpu().numpy()
         if post_process:
             n = scaled.shape[0] // 2
             scaled = post_process_disparity(scaled[:n], scaled[n:, :, ::-1])
+        if on_batch is not None:
+            on_batch(scaled, outputs[-1][:len(scaled)].cpu().numpy() if segmentation else None, inputs)
         predictions.append(scaled.astype(np.float32))
     return np.concatenate(predictions)
 
@@ -163,6 +186,125 @@ def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray]
     return np.array(errors), np.array(ratios)
 
 
+# -- --scaling camera_height --------------------------------------------------------------------------
+def check_camera_height_scaling(opts: argparse.Namespace) -> None:
+    """--scaling camera_height needs the model (its segmentation of each frame), ground truth, no other
+    scaling, and a camera height (given, or each folders sequence's)."""
+    if opts.scaling != "camera_height":
+        if opts.camera_height is not None:
+            raise utils.InputError("--camera_height is for --scaling camera_height (the default scaling is "
+                                   "median)")
+        return
+    if opts.ext_disp_to_eval:
+        raise utils.InputError("--scaling camera_height needs the model's segmentation of every frame: give "
+                               "--load_weights_folder instead of --ext_disp_to_eval")
+    if opts.eval_stereo or opts.disable_median_scaling:
+        raise utils.InputError("--scaling camera_height replaces median scaling: drop --eval_stereo and "
+                               "--disable_median_scaling")
+    if opts.eval_split == "benchmark" or opts.no_eval:
+        raise utils.InputError("--scaling camera_height scales the evaluated depths: it needs ground truth "
+                               "(not --eval_split benchmark or --no_eval)")
+    if opts.camera_height is None and opts.dataset != "folders":
+        raise utils.InputError("--scaling camera_height needs --camera_height METRES (KITTI's camera is "
+                               "1.65 m above the road)")
+
+
+def camera_heights(dataset, given: float | None) -> list[float]:
+    """The camera height of every test item: ``given``, else its sequence's (--dataset folders)."""
+    if given is not None:
+        return [given] * len(dataset)
+    heights = []
+    for entry in dataset.entries:
+        camera = dataset.sequence(entry.folder).camera
+        if camera.camera_height is None:
+            raise utils.InputError(f"{camera.source}: no camera_height (metres above the road) for --scaling "
+                                   f"camera_height: add it there, or give --camera_height")
+        heights.append(camera.camera_height)
+    return heights
+
+
+def predict_with_camera_height_scales(encoder: torch.nn.Module, decoder: torch.nn.Module, loader: DataLoader,
+                                      spec: model_folder.ModelSpec, device: torch.device,
+                                      opts: argparse.Namespace) -> tuple[np.ndarray, list]:
+    """Disparities (N, h, w) and each frame's camera-height scale: a ScaleEstimate, or why it has none."""
+    heights = camera_heights(loader.dataset, opts.camera_height)
+    settings = camera_height.ground_settings(opts, heights[0])
+    if settings.source == "segmentation" and not spec.semantics:
+        raise utils.InputError(f"{opts.load_weights_folder} has no segmentation head to find the road with: "
+                               f"give --ground_from lowest_band (the bottom of the image taken as road)")
+    estimates: list = []
+
+    def estimate(disps: np.ndarray, seg_logits: np.ndarray | None, inputs: dict) -> None:
+        for j, disp in enumerate(disps):
+            try:
+                estimates.append(settings.estimate(disp, None if seg_logits is None else seg_logits[j],
+                                                   inputs[("K", 0)][j].numpy(), heights[len(estimates)],
+                                                   (spec.min_depth, spec.max_depth)))
+            except camera_height.GroundNotVisible as err:
+                estimates.append(str(err))
+
+    pred_disps = predict_disparities(encoder, decoder, loader, spec, device, opts.post_process,
+                                     on_batch=estimate)
+    return pred_disps, estimates
+
+
+def evaluate_camera_height_scaling(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray], garg_crop: bool,
+                                   estimates: Sequence) -> tuple[np.ndarray, dict]:
+    """Per-image metrics (M, 7) with each image scaled by its camera-height estimate (frames without one: the
+    median of the others'), and the report: each estimate's ratio to the ground truth's median scale."""
+    scales = [e.scale for e in estimates if isinstance(e, camera_height.ScaleEstimate)]
+    refusals = [(i, e) for i, e in enumerate(estimates) if isinstance(e, str)]
+    if not scales:
+        raise camera_height.GroundNotVisible(f"no test frame shows enough road for a camera-height scale "
+                                             f"(frame 0: {refusals[0][1]})")
+    fallback = float(np.median(scales))
+    errors, ratios, per_frame = [], [], []
+    for pred, gt, estimate in zip(pred_disps, gt_depths, estimates):
+        per_frame.append({"scale": None, "reason": estimate} if isinstance(estimate, str) else
+                         {"scale": estimate.scale, "inlier_share": estimate.inlier_share,
+                          "pixels_used": estimate.pixels_used, "pitch_degrees": estimate.pitch_degrees,
+                          "roll_degrees": estimate.roll_degrees})
+        gt_t = torch.from_numpy(np.asarray(gt, dtype=np.float32))
+        pred_t = torch.from_numpy(np.ascontiguousarray(pred))
+        own = isinstance(estimate, camera_height.ScaleEstimate)
+        scale = estimate.scale if own else fallback
+        result = layers.depth_errors_of_image(gt_t, pred_t, garg_crop, False, scale)
+        if result is None:
+            continue
+        errors.append(result[0].numpy())
+        if own:  # the ground truth's median scale of the same pixels (Monodepth2's ratio)
+            median_scale = layers.evaluated_depths(gt_t, pred_t, garg_crop, True, 1.0)[3].item()
+            ratios.append(scale / median_scale)
+            per_frame[-1].update(gt_median_scale=median_scale, ratio_to_gt_median=ratios[-1])
+    ratios = np.array(ratios)
+    scale_errors = np.abs(ratios - 1)
+    for i, reason in refusals[:LISTED_REFUSALS]:
+        logger.warning("test frame %d: no camera-height scale (%s): scaled by the median of the others", i,
+                       reason)
+    found = [e for e in estimates if not isinstance(e, str)]
+    report = {
+        "camera_height_m": sorted({e.camera_height for e in found}), "ground": found[0].ground,
+        "frames_estimated": len(scales), "frames_refused": len(refusals), "fallback_scale": fallback,
+        "ratio_to_gt_median": {"median": float(np.median(ratios)), "std": float(np.std(ratios))},
+        "scale_error": {"median": float(np.median(scale_errors)),
+                        f"p{SCALE_ERROR_PERCENTILE}": float(np.percentile(scale_errors,
+                                                                          SCALE_ERROR_PERCENTILE))},
+        "inlier_share_median": float(np.median([e.inlier_share for e in found])),
+        "per_frame": per_frame,
+    }
+    return np.array(errors), report
+
+
+def camera_height_summary(report: dict) -> str:
+    """The line printed beside the metrics table (as Monodepth2 prints its median-scaling ratios)."""
+    error = report["scale_error"]
+    ratio = report["ratio_to_gt_median"]
+    return (f" camera-height scale / ground-truth median scale | med: {ratio['median']:0.3f} | "
+            f"std: {ratio['std']:0.3f} | scale error med: {error['median']:.1%} | "
+            f"p{SCALE_ERROR_PERCENTILE}: {error[f'p{SCALE_ERROR_PERCENTILE}']:.1%} | frames estimated: "
+            f"{report['frames_estimated']} of {report['frames_estimated'] + report['frames_refused']}")
+
+
 def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
     """KITTI depth-prediction submission: uint16 PNG (depth x 256) at 1216x352, named by index."""
     os.makedirs(folder, exist_ok=True)
@@ -202,6 +344,7 @@ def external_predictions(opts: argparse.Namespace, test_file: str, num_lines: in
 def evaluate(opts: argparse.Namespace) -> dict | None:
     """Run the evaluation that ``opts`` describes; return the metrics (None when not evaluating)."""
     name = split_name(opts.eval_split)
+    check_camera_height_scaling(opts)
     benchmark = opts.eval_split == "benchmark"
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     num_lines = len(read_split(test_file, test_dataset_class(benchmark, opts.dataset).NEEDS_SIDE, need_lines=True))
@@ -224,6 +367,10 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     evaluating = not (opts.no_eval or benchmark)
     gt_file = ground_truth_file(opts.gt_depths, opts.eval_split)
     gt_depths = load_ground_truth(gt_file, num_lines, test_file) if evaluating else None  # before predicting
+    estimates = None
+    if pred_disps is None and opts.scaling == "camera_height":
+        pred_disps, estimates = predict_with_camera_height_scales(encoder, decoder, loader, spec, device,
+                                                                  opts)
     if pred_disps is None:
         pred_disps = predict_disparities(encoder, decoder, loader, spec, device, opts.post_process)
 
@@ -242,7 +389,12 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     median_scaling = not (opts.eval_stereo or opts.disable_median_scaling)
     scale = STEREO_SCALE_FACTOR if opts.eval_stereo else opts.pred_depth_scale_factor
     garg_crop = opts.eval_split == "eigen" if opts.garg_crop is None else opts.garg_crop
-    errors, ratios = evaluate_predictions(pred_disps, gt_depths, garg_crop, median_scaling, scale)
+    report = None
+    if estimates is not None:
+        median_scaling = False
+        errors, report = evaluate_camera_height_scaling(pred_disps, gt_depths, garg_crop, estimates)
+    else:
+        errors, ratios = evaluate_predictions(pred_disps, gt_depths, garg_crop, median_scaling, scale)
     if len(errors) == 0:
         raise utils.InputError(f"no frame of {gt_file} has valid ground truth")
     metrics = dict(zip(layers.DEPTH_METRIC_NAMES, errors.mean(0).tolist()))
@@ -252,7 +404,11 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
         med = float(np.median(ratios))
         result["median_ratio"] = {"median": med, "std": float(np.std(ratios / med))}
         logger.info("median scaling ratios: median %.3f, std %.3f", med, result["median_ratio"]["std"])
+    if report is not None:
+        result.update(scaling="camera_height", camera_height_scaling=report)
     print(format_table(metrics))
+    if report is not None:
+        print(camera_height_summary(report))
     json_path = opts.output_json or os.path.join(out_dir, f"metrics_{name}.json")
     utils.save_json(result, json_path)
     logger.info("metrics written to %s", json_path)

@@ -5,7 +5,8 @@ the synthetic street (synthetic/scenes.py) at 30 fps and writes, in no KITTI lay
 
 - ``<drive>.mp4``: the drive as H.264 (``lossless``: H.264 RGB at qp 0, bit-exact frames), and
   ``<drive>_right.mp4`` with ``stereo``: the rectified right camera, 0.54 m to the right;
-- ``intrinsics.json``: the camera in pixels of the video's frames (fx, fy, cx, cy, width, height);
+- ``intrinsics.json``: the camera in pixels of the video's frames (fx, fy, cx, cy, width, height) and its
+  height above the road (``camera_height``, metres);
 - ``<drive>_depth.npz``: dense depth in metres (0: sky) of the frames that a 10 fps import keeps
   (every third: frame 3j of the video is frame j of the sequence), keys ``depth_0000`` ... in frame
   order: the ``gt_depths.npz`` format of ``evaluate_depth.py --gt_depths``;
@@ -95,7 +96,7 @@ def write_intrinsics(out: str, camera: scenes.Camera) -> str:
     K = camera.K
     path = os.path.join(out, INTRINSICS_NAMES[0])
     utils.save_json({"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2], "width": camera.width,
-                     "height": camera.height}, path)
+                     "height": camera.height, "camera_height": scenes.CAMERA_HEIGHT}, path)
     return path
 
 

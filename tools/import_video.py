@@ -131,7 +131,8 @@ def written_camera(camera: Camera, crop: tuple[int, int, int, int], width: int, 
     x, y, crop_w, crop_h = crop
     sx, sy = width / crop_w, height / crop_h
     return Camera(camera.fx * sx, camera.fy * sy, (camera.cx - x) * sx, (camera.cy - y) * sy, camera.source,
-                  width, height, RIGHT_FOLDER if baseline is not None else None, baseline, camera.guessed)
+                  width, height, RIGHT_FOLDER if baseline is not None else None, baseline, camera.guessed,
+                  camera.camera_height)
 
 
 def plan_video(video: str, right_video: str | None, opts: argparse.Namespace) -> Plan:
@@ -148,6 +149,8 @@ def plan_video(video: str, right_video: str | None, opts: argparse.Namespace) ->
         raise InputError(f"--crop {x} {y} {w} {h} does not fit inside the {info.width}x{info.height} frames of {video}")
     width, height = output_size(crop, opts.width, opts.height)
     camera = source_camera(opts, info)
+    if camera is not None and opts.camera_height is not None:
+        camera = replace(camera, camera_height=opts.camera_height)
     if camera is not None:
         camera = written_camera(camera, crop, width, height, opts.baseline if right_video else None)
         check_camera_fits(camera, width, height, f"{video} after --crop")
@@ -302,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fov", type=float, default=None,
                    help="no calibration: guess the intrinsics from this horizontal field of view in degrees "
                         "(centred principal point, square pixels); marked as guessed")
+    g.add_argument("--camera_height", type=float, default=None, metavar="METRES",
+                   help="the camera's height above the road, written into intrinsics.json (metric depth: "
+                        "evaluate_depth.py --scaling camera_height, docs/metric_depth.md); default: the "
+                        "--intrinsics file's, if it has one")
     g = parser.add_argument_group("second camera (stereo training, --use_stereo)")
     g.add_argument("--right_videos", nargs="+", default=None,
                    help="the rectified right camera's videos, one per video, in the same order and in step")
@@ -328,6 +335,11 @@ def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--right_videos and --baseline go together")
     if opts.baseline is not None and opts.baseline <= 0:
         parser.error(f"--baseline must be positive (metres), got {opts.baseline}")
+    if opts.camera_height is not None and not (math.isfinite(opts.camera_height) and opts.camera_height > 0):
+        parser.error(f"--camera_height must be positive (metres above the road), got {opts.camera_height}")
+    if opts.camera_height is not None and not (opts.intrinsics or opts.fx is not None or opts.fov):
+        parser.error("--camera_height goes into intrinsics.json: give the intrinsics too (--intrinsics, "
+                     "--fx ... or --fov)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

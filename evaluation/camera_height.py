@@ -1,0 +1,436 @@
+"""Metric scale of a monocular depth map from the camera's height above the road.
+
+A self-supervised monocular model predicts depth up to one unknown factor per image. The road is
+flat near the car, and the camera is a known height above it (KITTI's: 1.65 m). Back-projecting the
+pixels the model labels as road (its own segmentation head: train id 0, optionally sidewalk and
+terrain) with the camera's intrinsics gives points on a plane, in the depth map's units; the
+plane's distance from the camera centre is the camera height in those units, so
+
+    scale = camera_height / distance,   metric depth = scale * depth.
+
+The plane is fitted robustly: RANSAC over three-point hypotheses (a fixed-seed generator, so the
+answer is reproducible), then total least squares over the inliers, twice. A point is an inlier
+when its distance from the plane is below ``INLIER_TOLERANCE`` times the plane's distance from the
+camera: scale-free, and the same as a relative depth error of that size on a flat road (a point
+on the road moved along its ray by a factor f lies (f - 1) camera heights off the plane). Cars and
+mislabelled pixels lie far off the plane and are left out.
+
+``estimate_scale`` refuses (``GroundNotVisible``, one line, exit code 2 at the command line) where
+too few ground pixels are labelled, too few of them lie on one plane, or the plane is not one a
+camera could stand above (tilted more than ``MAX_TILT_DEGREES`` from the camera's vertical, or the
+camera below it). Models without a segmentation head can take the lowest band of the image as
+ground (``lowest_band_mask``: the bottom rows of the middle columns, where a forward-looking
+car camera sees the road just ahead of it); that assumes no bonnet and no car right in front.
+
+``ScaleSmoother`` smooths the per-frame scales of a video: the median over a centred window of
+frames, skipping frames without an estimate, so that frames without road keep the scale of their
+neighbours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+import layers
+import utils
+from datasets.cityscapes import CLASS_NAMES
+
+# Which classes are ground: road alone by default; sidewalks stand a kerb (10-15 cm) above the road in
+# most streets, which would bias the plane, and terrain is rarely flat. Both can be added.
+GROUND_CLASSES = ("road", "sidewalk", "terrain")
+DEFAULT_GROUND_CLASSES = ("road",)
+GROUND_SOURCES = ("segmentation", "lowest_band")  # where ground pixels come from (--ground_from)
+# Refusals: fewer ground pixels than this (at the depth map's size; three parameters are fitted, and a
+# few hundred pixels of road is a strip a few pixels high at 96x320), fewer than half of them on the plane,
+# a plane tilted more than 30 degrees from the camera's vertical (a dashcam's pitch and roll are a few
+# degrees; a phone held by hand maybe 20).
+MIN_GROUND_PIXELS = 200
+MIN_INLIER_SHARE = 0.5
+MAX_TILT_DEGREES = 30.0
+# Inliers: off the plane by less than 10 % of its distance (a 10 % depth error on the road; a car's
+# side rises a camera height and more above it).
+INLIER_TOLERANCE = 0.1
+# RANSAC: with half the pixels on the plane a three-point sample is all-inlier with probability 1/8;
+# 200 samples all miss with probability (7/8)^200 < 1e-11. Scoring uses at most 4000 points (a
+# fixed-seed subsample); the share of inliers is then counted over every ground pixel.
+RANSAC_ITERATIONS = 200
+RANSAC_SEED = 0
+MAX_SCORED_POINTS = 4000
+REFIT_ROUNDS = 2  # least-squares refits over the inliers, each with the inliers of the previous plane
+DEGENERATE_SAMPLE = 1e-9  # |cross product| below this share of the sides' product: collinear sample
+# Pixels whose disparity sits in the top 5 % of the model's range (its sigmoid above 0.95) are left out: a
+# depth at the range's near end only says "nearer than min_depth" (e.g. the near road of the stereo demo's
+# --min_depth 2, which saturates there).
+SATURATED_SIGMOID = 0.95
+# The fallback ground: the bottom fifth of the rows, the middle half of the columns.
+LOWEST_BAND_ROWS = 0.2
+LOWEST_BAND_COLUMNS = 0.5
+# Videos: the running median's window (frames; 15 frames are 1.5 s at KITTI's 10 fps).
+DEFAULT_SMOOTHING_WINDOW = 15
+UP = np.array([0.0, -1.0, 0.0])  # the camera's up direction (camera axes: x right, y down, z forward)
+
+
+class GroundNotVisible(utils.InputError):
+    """The road is not visible enough to fit the ground plane: the message says why."""
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    """A fitted ground plane and the scale it gives: metric depth = ``scale`` x the depth map's values.
+
+    The plane is {X : normal . X + distance = 0} in camera coordinates (x right, y down, z forward)
+    and the depth map's units, ``normal`` a unit vector pointing up from the road (towards the
+    camera), so ``distance`` > 0 is the camera's height above it in those units.
+    """
+
+    scale: float
+    camera_height: float  # metres, as given
+    normal: tuple[float, float, float]
+    distance: float
+    inlier_share: float  # of the ground pixels used, within INLIER_TOLERANCE of the plane
+    pixels_used: int  # ground pixels with a valid depth
+    inliers: int
+    ground: str  # where the ground pixels came from: the classes, or "lowest band"
+
+    @property
+    def pitch_degrees(self) -> float:
+        """How far the camera looks down towards the road (negative: up)."""
+        return math.degrees(math.asin(float(np.clip(-self.normal[2], -1.0, 1.0))))
+
+    @property
+    def roll_degrees(self) -> float:
+        """How far the camera's right side is lower than its left (negative: higher)."""
+        return math.degrees(math.asin(float(np.clip(-self.normal[0], -1.0, 1.0))))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the fields and the camera's pitch and roll above the road."""
+        data = asdict(self)
+        data["normal"] = list(self.normal)
+        data.update(pitch_degrees=self.pitch_degrees, roll_degrees=self.roll_degrees)
+        return data
+
+
+def check_camera_height(value: float, what: str = "--camera_height") -> float:
+    """A camera height in metres must be a positive finite number (InputError naming ``what``)."""
+    try:
+        height = float(value)
+    except (TypeError, ValueError):
+        raise utils.InputError(f"{what} must be a height in metres, got {value!r}") from None
+    if not (math.isfinite(height) and height > 0):
+        raise utils.InputError(
+            f"{what} must be a positive height in metres (the camera above the road), got {value!r}"
+        )
+    return height
+
+
+def class_ids(names: Sequence[str]) -> tuple[int, ...]:
+    """Train ids (datasets.cityscapes order) of ground class names."""
+    return tuple(CLASS_NAMES.index(name) for name in names)
+
+
+def ground_mask_from_labels(
+    train_ids: np.ndarray, classes: Sequence[str] = DEFAULT_GROUND_CLASSES
+) -> np.ndarray:
+    """Pixels (H, W) whose train id is one of the ground ``classes``."""
+    return np.isin(np.asarray(train_ids), class_ids(classes))
+
+
+def ground_mask_from_logits(
+    seg_logits: np.ndarray, classes: Sequence[str] = DEFAULT_GROUND_CLASSES
+) -> np.ndarray:
+    """Pixels (H, W) whose most likely class (logits (C, H, W)) is a ground class."""
+    return ground_mask_from_labels(np.asarray(seg_logits).argmax(0), classes)
+
+
+def lowest_band_mask(
+    height: int, width: int, rows: float = LOWEST_BAND_ROWS, columns: float = LOWEST_BAND_COLUMNS
+) -> np.ndarray:
+    """The fallback ground (H, W): the bottom ``rows`` share of the image, its middle ``columns`` share."""
+    mask = np.zeros((height, width), dtype=bool)
+    top = height - max(1, round(rows * height))
+    side = round((1 - columns) / 2 * width)
+    mask[top:, side : width - side] = True
+    return mask
+
+
+def intrinsics_matrix(
+    fx: float, fy: float, cx: float, cy: float, width: int, height: int, new_width: int, new_height: int
+) -> np.ndarray:
+    """3x3 intrinsics of a ``width`` x ``height`` frame resized to ``new_width`` x ``new_height``."""
+    sx, sy = new_width / width, new_height / height
+    return np.array([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]])
+
+
+def back_project(depth: np.ndarray, K: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Camera-frame points (N, 3), float64, of the masked pixels of a depth map (H, W) with intrinsics K
+    (3x3 or 4x4, pixels of the depth map): layers.backproject_depth's geometry."""
+    height, width = depth.shape
+    inv_K = torch.eye(4, dtype=torch.float64)
+    inv_K[:3, :3] = torch.linalg.inv(torch.as_tensor(np.asarray(K, dtype=np.float64)[:3, :3]))
+    depth_t = torch.as_tensor(np.asarray(depth, dtype=np.float64)).reshape(1, 1, height, width)
+    points = layers.backproject_depth(depth_t, inv_K[None])[0, :3].T.numpy()
+    return points[np.asarray(mask, dtype=bool).reshape(-1)]
+
+
+def _oriented(normals: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Planes (n, d) with n pointing up (n . UP >= 0): flips both where needed."""
+    sign = np.where(normals @ UP < 0, -1.0, 1.0)
+    return normals * sign[..., None], distances * sign
+
+
+def plane_through(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Total least squares: the plane (unit normal pointing up, distance) closest to points (N, 3)."""
+    centroid = points.mean(0)
+    normal = np.linalg.svd(points - centroid, full_matrices=False)[2][-1]
+    normal, distance = _oriented(normal[None], np.array([-normal @ centroid]))
+    return normal[0], float(distance[0])
+
+
+def tilt_degrees(normal: np.ndarray) -> np.ndarray:
+    """Angle of unit normals (..., 3) pointing up from the camera's vertical (-y)."""
+    return np.degrees(np.arccos(np.clip(normal @ UP, -1.0, 1.0)))
+
+
+def ransac_plane(
+    points: np.ndarray,
+    tolerance: float = INLIER_TOLERANCE,
+    max_tilt_degrees: float = MAX_TILT_DEGREES,
+    iterations: int = RANSAC_ITERATIONS,
+    seed: int = RANSAC_SEED,
+    max_scored: int = MAX_SCORED_POINTS,
+) -> tuple[np.ndarray, float] | None:
+    """Among three-point planes below the camera tilted at most ``max_tilt_degrees``, the one (up normal,
+    distance) with the most points within ``tolerance`` x distance of it; None when no sample gives one."""
+    rng = np.random.default_rng(seed)
+    scored = (
+        points if len(points) <= max_scored else points[rng.choice(len(points), max_scored, replace=False)]
+    )
+    a, b, c = (points[i] for i in rng.integers(0, len(points), (3, iterations)))
+    u, v = b - a, c - a
+    cross = np.cross(u, v)
+    size = np.linalg.norm(cross, axis=1)
+    valid = size > DEGENERATE_SAMPLE * np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
+    normals = cross[valid] / size[valid, None]
+    normals, distances = _oriented(normals, -np.einsum("ij,ij->i", normals, a[valid]))
+    # a plane the camera stands above: on the side its up normal points to, roughly level
+    plausible = (distances > 0) & (tilt_degrees(normals) <= max_tilt_degrees)
+    normals, distances = normals[plausible], distances[plausible]
+    if len(distances) == 0:
+        return None
+    counts = (np.abs(scored @ normals.T + distances) < tolerance * distances).sum(0)
+    best = int(np.argmax(counts))
+    return normals[best], float(distances[best])
+
+
+def fit_ground_plane(
+    points: np.ndarray,
+    tolerance: float = INLIER_TOLERANCE,
+    max_tilt_degrees: float = MAX_TILT_DEGREES,
+    seed: int = RANSAC_SEED,
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Robust plane of points (N, 3): RANSAC, then least-squares refits over the inliers.
+    Returns (unit normal pointing up, distance of the camera from it, inlier mask (N,))."""
+    found = ransac_plane(points, tolerance, max_tilt_degrees, seed=seed)
+    if found is None:
+        raise GroundNotVisible(
+            f"the ground pixels span no plane below the camera within {max_tilt_degrees:g} degrees of level"
+        )
+    normal, distance = found
+    inliers = np.abs(points @ normal + distance) < tolerance * distance
+    for _ in range(REFIT_ROUNDS):
+        if inliers.sum() < 3:
+            break
+        normal, distance = plane_through(points[inliers])
+        inliers = np.abs(points @ normal + distance) < tolerance * abs(distance)
+    return normal, distance, inliers
+
+
+def estimate_scale(
+    depth: np.ndarray,
+    K: np.ndarray,
+    ground: np.ndarray,
+    camera_height: float,
+    ground_name: str = "road",
+    min_pixels: int = MIN_GROUND_PIXELS,
+    min_inlier_share: float = MIN_INLIER_SHARE,
+    max_tilt_degrees: float = MAX_TILT_DEGREES,
+    tolerance: float = INLIER_TOLERANCE,
+    seed: int = RANSAC_SEED,
+) -> ScaleEstimate:
+    """Metric scale of a depth map (H, W) from its ground pixels (mask (H, W)), intrinsics K in pixels of the
+    depth map and the camera's height in metres; GroundNotVisible (with the reason) when the ground does not
+    allow it."""
+    camera_height = check_camera_height(camera_height, "the camera height")
+    depth = np.asarray(depth, dtype=np.float64)
+    ground = np.asarray(ground, dtype=bool)
+    if ground.shape != depth.shape:
+        raise utils.InputError(f"ground mask of shape {ground.shape} for a depth map of shape {depth.shape}")
+    usable = ground & np.isfinite(depth) & (depth > 0)
+    count = int(usable.sum())
+    if count < min_pixels:
+        raise GroundNotVisible(
+            f"{count} {ground_name} pixels with a depth, fewer than the {min_pixels} needed to fit "
+            f"the ground plane"
+        )
+    points = back_project(depth, K, usable)
+    normal, distance, inliers = fit_ground_plane(points, tolerance, max_tilt_degrees, seed)
+    share = float(inliers.mean())
+    if share < min_inlier_share:
+        raise GroundNotVisible(
+            f"only {share:.0%} of {count} {ground_name} pixels lie on one plane (at least "
+            f"{min_inlier_share:.0%} needed)"
+        )
+    if distance <= 0:
+        raise GroundNotVisible(f"the fitted {ground_name} plane passes above the camera")
+    tilt = float(tilt_degrees(normal))
+    if tilt > max_tilt_degrees:
+        raise GroundNotVisible(
+            f"the fitted {ground_name} plane is tilted {tilt:.0f} degrees from the camera's "
+            f"vertical (at most {max_tilt_degrees:g}): not a road below the camera"
+        )
+    return ScaleEstimate(
+        camera_height / distance,
+        camera_height,
+        tuple(float(x) for x in normal),
+        distance,
+        share,
+        count,
+        int(inliers.sum()),
+        ground_name,
+    )
+
+
+def saturated(disp: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Pixels whose scaled disparity (in [1/max_depth, 1/min_depth]) comes from a sigmoid above
+    SATURATED_SIGMOID: at the near end of the model's depth range."""
+    low, high = 1.0 / max_depth, 1.0 / min_depth
+    return np.asarray(disp) > low + SATURATED_SIGMOID * (high - low)
+
+
+@dataclass(frozen=True)
+class GroundSettings:
+    """How ground pixels are chosen and the camera height: what predict.py and evaluate_depth.py share."""
+
+    camera_height: float
+    source: str = GROUND_SOURCES[0]
+    classes: tuple[str, ...] = DEFAULT_GROUND_CLASSES
+
+    @property
+    def name(self) -> str:
+        return "lowest band" if self.source == "lowest_band" else "+".join(self.classes)
+
+    def mask(self, seg_logits: np.ndarray | None, height: int, width: int) -> np.ndarray:
+        """Ground pixels (height, width) of a prediction (``seg_logits`` (C, H, W), None without a head)."""
+        if self.source == "lowest_band":
+            return lowest_band_mask(height, width)
+        if seg_logits is None:
+            raise utils.InputError(
+                "the model has no segmentation head: give --ground_from lowest_band to take the "
+                "bottom of the image as road, or use a model with one"
+            )
+        return ground_mask_from_logits(seg_logits, self.classes)
+
+    def estimate(
+        self,
+        disp: np.ndarray,
+        seg_logits: np.ndarray | None,
+        K: np.ndarray,
+        camera_height: float | None = None,
+        depth_range: tuple[float, float] | None = None,
+    ) -> ScaleEstimate:
+        """The scale that turns 1 / ``disp`` (H, W) into metres (raises GroundNotVisible); ``depth_range``:
+        the model's (min_depth, max_depth), whose saturated near end is left out."""
+        disp = np.asarray(disp, dtype=np.float64)
+        ground = self.mask(seg_logits, *disp.shape)
+        if depth_range is not None:
+            ground = ground & ~saturated(disp, *depth_range)
+        return estimate_scale(1.0 / disp, K, ground, camera_height or self.camera_height, self.name)
+
+
+def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--ground_from and --ground_classes (the camera height option is each command's own)."""
+    parser.add_argument(
+        "--ground_from",
+        default=GROUND_SOURCES[0],
+        choices=GROUND_SOURCES,
+        help="ground pixels for the camera-height scale: the model's segmentation (road), or, for "
+        "models without a segmentation head, the bottom fifth of the image's middle half "
+        "(assumes the road is there: no bonnet, no car right ahead)",
+    )
+    parser.add_argument(
+        "--ground_classes",
+        nargs="+",
+        default=list(DEFAULT_GROUND_CLASSES),
+        choices=GROUND_CLASSES,
+        help="segmentation classes taken as ground (sidewalks usually stand a kerb above the road)",
+    )
+
+
+def ground_settings(opts: argparse.Namespace, camera_height: float) -> GroundSettings:
+    """GroundSettings from add_ground_options' options."""
+    return GroundSettings(camera_height, opts.ground_from, tuple(opts.ground_classes))
+
+
+@dataclass
+class SmoothedScale:
+    """A frame's smoothed scale (None before any estimate), how many estimates its window held (0: kept)."""
+
+    scale: float | None
+    estimates_in_window: int
+
+
+class ScaleSmoother:
+    """Per-frame scales of a video smoothed by the median over a centred window of ``window`` frames.
+
+    ``push(item, scale)`` takes each frame in order (``scale`` None where the frame has no estimate) and
+    returns the frames whose smoothed scale is now known (``window // 2`` frames later), ``flush()``
+    the rest at the end. Frames without an estimate in their window keep the previous frame's scale;
+    frames before the first estimate that their window reaches get None.
+    """
+
+    def __init__(self, window: int = DEFAULT_SMOOTHING_WINDOW) -> None:
+        if window < 1:
+            raise utils.InputError(f"the smoothing window must be at least 1 frame, got {window}")
+        self.half = window // 2
+        self.scales: list[float | None] = []  # every frame's (a float each: an hour at 30 fps is 108000)
+        self.pending: deque[Any] = deque()
+        self.first = 0  # index of the oldest pending frame
+        self.last: float | None = None
+
+    def _resolve(self) -> tuple[Any, SmoothedScale]:
+        i = self.first
+        window = [s for s in self.scales[max(0, i - self.half) : i + self.half + 1] if s is not None]
+        if window:
+            self.last = float(np.median(window))
+        self.first += 1
+        return self.pending.popleft(), SmoothedScale(self.last, len(window))
+
+    def push(self, item: Any, scale: float | None) -> list[tuple[Any, SmoothedScale]]:
+        """Add the next frame; return the frames now resolved, in order."""
+        self.scales.append(scale)
+        self.pending.append(item)
+        ready = []
+        while self.pending and len(self.scales) - 1 >= self.first + self.half:
+            ready.append(self._resolve())
+        return ready
+
+    def flush(self) -> list[tuple[Any, SmoothedScale]]:
+        """The remaining frames, at the end of the video."""
+        return [self._resolve() for _ in range(len(self.pending))]
+
+
+def smoothed(
+    items: Iterator[tuple[Any, float | None]], window: int = DEFAULT_SMOOTHING_WINDOW
+) -> Iterator[tuple[Any, SmoothedScale]]:
+    """``ScaleSmoother`` over a stream of (item, scale or None)."""
+    smoother = ScaleSmoother(window)
+    for item, scale in items:
+        yield from smoother.push(item, scale)
+    yield from smoother.flush()
