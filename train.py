@@ -20,12 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = options.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     utils.setup_logging(rank)
-    if opts.demo:
-        demo.run(sys.argv[1:] if argv is None else argv, opts.demo_data)
-        return 0
     try:
-        Trainer(opts).train()
-    except signals.Interrupted as stopped:
+        if opts.demo:
+            demo.run(sys.argv[1:] if argv is None else argv, opts.demo_data)
+        else:
+            Trainer(opts).train()
+    except signals.Interrupted as stopped:  # also the demo's training: saved, and --resume continues it
         logger.warning("%s", stopped)
         return stopped.exit_code
     return 0

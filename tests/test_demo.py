@@ -74,3 +74,16 @@ def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
     assert "abs_rel" in out and "tensorboard --logdir" in out
     scalars, _ = read_run(os.path.join(str(tmp_path), "demo_stereo", "train"))
     assert len(scalars["loss"]) >= 2
+
+
+def test_a_stopped_demo_exits_with_the_signals_code_like_any_run(monkeypatch, tmp_path):
+    import signal
+
+    import train
+    from training import signals
+
+    def stopped(argv, data_dir):
+        raise signals.Interrupted(signal.SIGTERM, str(tmp_path / "step_00000003.pth"))
+
+    monkeypatch.setattr(demo, "run", stopped)  # the demo's training stopped by SIGTERM after saving its state
+    assert train.main(["--demo"]) == 128 + signal.SIGTERM  # was a traceback
