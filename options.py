@@ -331,6 +331,7 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
     if used:
         from networks import timm_encoder  # timm is optional: only timm encoders import it
         try:
+            timm_encoder.import_timm()  # first: describe() remembers its answers
             for name in used:
                 timm_encoder.describe(encoders.timm_model_name(name))
                 timm_encoder.check_input_size(encoders.timm_model_name(name), opts.height, opts.width)

@@ -1,0 +1,320 @@
+"""Encoders (--encoder, --pose_encoder, --num_layers): ResNet-18 stays the authors' network bit for bit, and
+each timm family (a mobile convnet with five levels, ConvNeXt and PVT v2 with four) trains, resumes,
+round-trips its weights folder, evaluates, predicts and exports on the CPU with random weights; bad names
+are one line, exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate_depth
+import options
+import predict
+import train
+import utils
+from checkpoints import model_folder
+from checkpoints.files import content_digest, read_state
+from conftest import PROJECT_DIR, random_batch, read_checkpoint_keys
+from deploy import depth_graph
+from evaluation import ground_truth
+from model import FSREModel
+from networks import JointDecoder, PoseDecoder, ResnetEncoder
+from synthetic.kitti_frames import DRIVE, make_tiny_kitti
+from tools import export_model
+from trainer import Trainer
+
+HEIGHT, WIDTH = 64, 128
+# one small model per family: a mobile convnet with a stride-2 level, a ConvNeXt and a hierarchical
+# transformer with four levels (the stride-2 level made from stride 4)
+FAMILIES = ("timm:mobilenetv3_small_100", "timm:convnext_atto", "timm:pvt_v2_b0")
+FINGERPRINT = os.path.join(PROJECT_DIR, "tests", "data", "resnet18_fingerprint.json")
+# float32 sums of ~10^5 terms in another order differ by about 1e-7 * sqrt(10^5) ~ 3e-5 of the largest term
+LOSS_RTOL = 1e-4
+
+
+def fresh_model(*args: str, seed: int = 0) -> FSREModel:
+    torch.manual_seed(seed)
+    return FSREModel(options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "192", *args]))
+
+
+# ------------------------------------------------------------------------------------------------
+# ResNet: today's network, --num_layers as its alias, no timm needed
+# ------------------------------------------------------------------------------------------------
+def test_resnet18_default_is_the_network_built_before_encoders_were_selectable():
+    with open(FINGERPRINT) as f:
+        fingerprint = json.load(f)
+    model = fresh_model()
+    assert {name: content_digest(net.state_dict()) for name, net in model.networks().items()} == \
+        fingerprint["state_digests"]
+    # the same through every way of naming it, and equal to the networks built by hand as before
+    for args in (("--encoder", "resnet18"), ("--num_layers", "18"), ("--encoder", "resnet18", "--pose_encoder",
+                                                                        "resnet18")):
+        named = fresh_model(*args)
+        for a, b in zip(model.state_dict().values(), named.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    torch.manual_seed(0)
+    encoder = ResnetEncoder(18)
+    decoder = JointDecoder(encoder.num_ch_enc)
+    pose_encoder = ResnetEncoder(18, num_input_images=2)
+    pose = PoseDecoder(pose_encoder.num_ch_enc)
+    by_hand = [encoder, decoder, pose_encoder, pose]
+    for net, hand in zip(model.networks().values(), by_hand, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), hand.state_dict().values(),
+                                                     strict=True))
+    images = torch.rand(1, 3, 64, 192)
+    model.eval(), decoder.eval(), encoder.eval()
+    with torch.no_grad():
+        assert torch.equal(model.decoder(model.encoder(images))[("disp", 0)], decoder(encoder(images))[("disp", 0)])
+    _, losses = model.train()(random_batch(2, 64, 192))  # the training step's losses, as before
+    assert set(losses) == set(fingerprint["losses"])
+    for key, value in fingerprint["losses"].items():
+        assert losses[key].item() == pytest.approx(value, rel=LOSS_RTOL), key
+
+
+def test_resnet18_files_keep_the_authors_keys_and_entries(tmp_path):
+    model = fresh_model()
+    opts = options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "192"])
+    folder = model_folder.save_model_folder(str(tmp_path / "w"), model.networks(), opts)
+    encoder_file = read_state(os.path.join(folder, "encoder.pth"))
+    tensors = {k for k, v in encoder_file.items() if torch.is_tensor(v)}
+    assert tensors == {k for k in read_checkpoint_keys("fsre_encoder.txt") if not k.startswith("encoder.fc.")}
+    assert set(encoder_file) - tensors == {"height", "width", "epoch", "step"}  # no encoder name: keys say it
+    saved = options.load_options(os.path.join(folder, "opt.json"))
+    assert (saved.encoder, saved.pose_encoder, saved.num_layers, saved.timm_version) == ("resnet18", "resnet18", 18,
+                                                                                          None)
+    assert model_folder.inspect_model_folder(folder).encoder == "resnet18"
+
+
+def test_num_layers_is_the_alias_of_a_resnet_encoder_and_sets_the_pose_encoder_as_before():
+    for args, expected in ((["--num_layers", "50"], ("resnet50", "resnet50", 50)),
+                           (["--encoder", "resnet34"], ("resnet34", "resnet34", 34)),
+                           (["--encoder", "resnet50", "--pose_encoder", "resnet18"], ("resnet50", "resnet18", 50)),
+                           ([], ("resnet18", "resnet18", 18))):
+        opts = options.parse_args(args)
+        assert (opts.encoder, opts.pose_encoder, opts.num_layers) == expected, args
+
+
+def cli_error(capsys, argv) -> str:
+    """train.py with options it refuses: exit code 2, the last stderr line the only error line; its message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        utils.run_cli(train.main, argv)
+    assert stopped.value.code == utils.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and sum(": error: " in line for line in err.splitlines()) == 1, err
+    return err.rstrip("\n").splitlines()[-1].split(": error: ", 1)[1]
+
+
+def test_conflicting_or_unknown_encoder_names_are_one_line(capsys):
+    assert cli_error(capsys, ["--encoder", "resnet50", "--num_layers", "18"]) == (
+        "--num_layers 18 names ResNet-18, --encoder resnet50 another network: give one of them (--num_layers N is "
+        "--encoder resnetN)")
+    assert cli_error(capsys, ["--encoder", "vgg16"]).startswith("--encoder: unknown encoder 'vgg16': give one of "
+                                                                "resnet18, resnet34, resnet50, resnet101, resnet152")
+    assert cli_error(capsys, ["--pose_encoder", "timm:"]).startswith("--pose_encoder: unknown encoder 'timm:'")
+
+
+def test_a_missing_timm_is_one_line_naming_the_requirements_file(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # what an environment without timm gives: ImportError
+    message = cli_error(capsys, ["--encoder", "timm:convnext_atto"])
+    assert message == ("timm encoders (--encoder timm:NAME) need timm, which is not installed: "
+                       "pip install -r requirements-timm.txt")
+
+
+def test_resnet_encoders_never_import_timm():
+    code = ("import sys, options, model; from checkpoints import model_folder\n"
+            "opts = options.parse_args(['--weights_init', 'scratch', '--height', '64', '--width', '64'])\n"
+            "model.FSREModel(opts)\n"
+            "assert 'timm' not in sys.modules, 'timm imported'\n")
+    env = {**os.environ, "PYTHONPATH": PROJECT_DIR}
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# timm: names, levels, weights
+# ------------------------------------------------------------------------------------------------
+def test_unknown_and_single_scale_timm_models_are_one_line(capsys):
+    pytest.importorskip("timm")
+    assert cli_error(capsys, ["--encoder", "timm:no_such_net"]).startswith(
+        "--encoder timm:no_such_net: timm ")
+    message = cli_error(capsys, ["--encoder", "timm:vit_tiny_patch16_224"])
+    assert message.startswith("--encoder timm:vit_tiny_patch16_224: no multi-scale features the decoders can use")
+    assert "missing 4, 8, 32" in message
+    message = cli_error(capsys, ["--encoder", "timm:swin_tiny_patch4_window7_224", "--height", "64", "--width", "192"])
+    assert message.startswith("--encoder timm:swin_tiny_patch4_window7_224 does not take 64x192 images")
+
+
+@pytest.mark.parametrize("name,levels,made", [("timm:mobilenetv3_small_100", 5, False), ("timm:convnext_atto", 4, True),
+                                              ("timm:pvt_v2_b0", 4, True)])
+def test_timm_features_reach_the_decoders_at_strides_2_to_32(name, levels, made):
+    pytest.importorskip("timm")
+    model = fresh_model("--encoder", name)
+    encoder = model.encoder
+    assert len(encoder.encoder.feature_info.channels()) == levels and (encoder.stride2 is not None) == made
+    features = encoder(torch.rand(2, 3, 64, 192))
+    assert [tuple(f.shape[-2:]) for f in features] == [(64 // s, 192 // s) for s in (2, 4, 8, 16, 32)]
+    assert [f.shape[1] for f in features] == list(encoder.num_ch_enc)
+    if made:  # the stride-2 level: half the stride-4 feature's channels
+        assert encoder.num_ch_enc[0] == encoder.num_ch_enc[1] // 2
+    # the pose network stays ResNet-18 unless --pose_encoder says otherwise
+    assert isinstance(model.pose_encoder, ResnetEncoder) and model.pose_encoder.name == "resnet18"
+    timm_pose = fresh_model("--encoder", name, "--pose_encoder", name)
+    assert timm_pose.pose_encoder.name == name and len(timm_pose.pose_encoder(torch.rand(1, 6, 64, 192))) == 1
+
+
+def test_a_training_step_of_every_family_and_configuration_reaches_the_encoder():
+    pytest.importorskip("timm")
+    batch = random_batch(2, 64, 192)
+    for name in FAMILIES:
+        for config in ("baseline", "full"):
+            model = fresh_model("--encoder", name, "--config", config)
+            _, losses = model(batch)
+            assert torch.isfinite(losses["loss"])
+            losses["loss"].backward()
+            grads = {k: p.grad for k, p in model.encoder.named_parameters()}
+            assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), name
+            first = next(iter(grads.values()))
+            assert first.abs().sum() > 0, f"{name} {config}: no gradient reaches the first layer"
+            if model.encoder.stride2 is not None:
+                assert model.encoder.stride2.conv.conv.weight.grad.abs().sum() > 0
+
+
+def test_timm_weights_come_from_a_placed_file_and_a_missing_one_names_where_it_goes(tmp_path, monkeypatch):
+    timm = pytest.importorskip("timm")
+    from networks import timm_encoder
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    reference = timm.create_model("convnext_atto", pretrained=False)
+    placed = timm_encoder.local_weights_file("convnext_atto")
+    assert placed == str(tmp_path / "torch" / "hub" / "checkpoints" / "timm" / "convnext_atto.safetensors")
+    with pytest.raises(timm_encoder.PretrainedWeightsUnavailable) as err:
+        timm_encoder.TimmEncoder("convnext_atto", pretrained=True)
+    message = str(err.value)
+    assert "\n" not in message and placed in message and "--weights_init scratch" in message
+    assert "https://huggingface.co/timm/convnext_atto" in message
+    os.makedirs(os.path.dirname(placed))
+    torch.save(reference.state_dict(), placed[:-len(".safetensors")] + ".pth")
+    encoder = timm_encoder.TimmEncoder("convnext_atto", pretrained=True)
+    state = encoder.encoder.state_dict()
+    assert torch.equal(state["stages_2.blocks.0.conv_dw.weight"], reference.state_dict()["stages.2.blocks.0.conv_dw.weight"])
+    pose = timm_encoder.TimmEncoder("convnext_atto", pretrained=True, num_input_images=2, all_levels=False)
+    stem = reference.state_dict()["stem.0.weight"]
+    assert torch.allclose(pose.encoder.state_dict()["stem_0.weight"], torch.cat([stem, stem], 1) / 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# each family end to end: train, resume, weights folder, evaluate, predict, export
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny drive with a test split and its ground truth."""
+    root = tmp_path_factory.mktemp("encoders")
+    data = make_tiny_kitti(str(root), num_frames=6, exts=("png",))
+    split = root / "testsplit"
+    split.mkdir()
+    (split / "test_files.txt").write_text("".join(f"{DRIVE} {i} l\n" for i in range(3)))
+    ground_truth.export(data.data_path, "eigen", str(split / "test_files.txt"), str(split / "gt_depths.npz"))
+    return data, split
+
+
+def train_args(data, log_dir, name, *extra):
+    return ["--data_path", data.data_path, "--split", data.split_dir, "--height", str(HEIGHT), "--width", str(WIDTH),
+            "--batch_size", "2", "--num_workers", "0", "--weights_init", "scratch", "--log_dir", str(log_dir),
+            "--log_frequency", "1", "--num_log_images", "1", "--keep_checkpoints", "1", "--no_validation",
+            "--encoder", name, "--num_epochs", "1", *extra]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def trained(request, tiny, tmp_path_factory):
+    """One family trained for one step (checkpoint and weights folder written), then resumed for a second."""
+    pytest.importorskip("timm")
+    data, _ = tiny
+    log_dir = tmp_path_factory.mktemp("runs")
+    args = train_args(data, log_dir, request.param)
+    Trainer(options.parse_args([*args, "--max_steps", "1"])).train()
+    first = str(log_dir / "fsre" / "models" / "weights_0")
+    first_state = {k: v.clone() for k, v in model_folder_state(first, args).items()}
+    resumed = Trainer(options.parse_args([*args, "--max_steps", "2", "--resume"]))
+    resumed_state = {k: v.clone() for k, v in resumed.model.state_dict().items()}
+    resumed.train()
+    return {"name": request.param, "args": args, "log_dir": log_dir, "first": first, "first_state": first_state,
+            "resumed_state": resumed_state, "resumed": resumed, "folder": str(log_dir / "fsre" / "models" / "weights_0")}
+
+
+def model_folder_state(folder, args):
+    model = FSREModel(options.parse_args(args))
+    model_folder.load_model_folder(folder, model.networks())
+    return model.state_dict()
+
+
+def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained):
+    run = trained
+    assert run["resumed"].step == 2
+    # resuming loaded exactly what the first run saved
+    for key, value in run["first_state"].items():
+        assert torch.equal(run["resumed_state"][key], value), key
+    # the second step's weights folder loads back bit for bit into a fresh network
+    final = model_folder_state(run["folder"], run["args"])
+    for key, value in run["resumed"].model.state_dict().items():
+        assert torch.equal(final[key], value), key
+    assert any(not torch.equal(final[k], run["first_state"][k]) for k in final if k.startswith("encoder."))
+    encoder_file = read_state(os.path.join(run["folder"], "encoder.pth"))
+    import timm
+    assert (encoder_file["encoder"], encoder_file["timm_version"]) == (run["name"], timm.__version__)
+    saved = options.load_options(os.path.join(run["folder"], "opt.json"))
+    assert (saved.encoder, saved.pose_encoder, saved.num_layers, saved.timm_version) == (
+        run["name"], "resnet18", None, timm.__version__)
+    spec = model_folder.inspect_model_folder(run["folder"])
+    assert (spec.encoder, spec.pose_encoder, spec.num_layers) == (run["name"], "resnet18", None)
+
+
+def test_another_encoder_is_refused_at_resume_and_at_load_with_the_reason(trained):
+    run = trained
+    args = train_args_with(run["args"], "--encoder", "resnet18")
+    with pytest.raises(utils.InputError) as err:
+        Trainer(options.parse_args([*args, "--max_steps", "3", "--resume"]))
+    assert str(err.value).startswith(f"--encoder {run['name']} -> resnet18")
+    assert "holds the weights of another network" in str(err.value)
+    resnet = fresh_model()
+    with pytest.raises(model_folder.CheckpointError) as err:
+        model_folder.load_model_folder(run["folder"], resnet.networks())
+    assert str(err.value) == (f"{os.path.join(run['folder'], 'encoder.pth')} was written with the encoder "
+                              f"{run['name']}, not resnet18: build the network with --encoder {run['name']} (or start "
+                              f"from another folder)")
+
+
+def train_args_with(args, option, value):
+    args = list(args)
+    args[args.index(option) + 1] = value
+    return args
+
+
+def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, tiny, tmp_path, capsys):
+    data, split = tiny
+    folder = trained["folder"]
+    assert evaluate_depth.main(["--data_path", data.data_path, "--eval_split", str(split), "--num_workers", "0",
+                                "--load_weights_folder", folder, "--output_json", str(tmp_path / "m.json")]) == 0
+    metrics = json.load(open(tmp_path / "m.json"))
+    assert metrics["frames"] == 3 and all(np.isfinite(v) for v in metrics["metrics"].values())
+    image = os.path.join(data.data_path, DRIVE, "image_02", "data", "0000000001.png")
+    assert predict.main(["--load_weights_folder", folder, "--image_path", image, "--output_dir", str(tmp_path)]) == 0
+    disp = np.load(tmp_path / "0000000001_disp.npy")
+    assert disp.shape == (HEIGHT, WIDTH) and np.isfinite(disp).all() and disp.std() > 0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "export"])
+def test_export_passes_the_check_against_pytorch(trained, tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = str(tmp_path / ("depth.onnx" if fmt == "onnx" else "depth.pt2"))
+    assert export_model.main(["--load_weights_folder", trained["folder"], "--format", fmt, "--output", out]) == 0
+    exported = depth_graph.load_exported(out)
+    assert exported.metadata["encoder"] == trained["name"]
+    assert exported.metadata["options"]["encoder"] == trained["name"]
