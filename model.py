@@ -65,9 +65,11 @@ class FSREModel(nn.Module):
         self.pose_ids = [f for f in self.source_ids if f != "s"]
         self.encoder = build_encoder(opts.encoder, pretrained)
         self.decoder = JointDecoder(self.encoder.num_ch_enc, opts.scales, self.semantics, opts.num_classes,
-                                    opts.cma_layers, opts.num_heads, opts.cma_ratio, self.encoder.feature_strides)
+                                    opts.cma_layers, opts.num_heads, opts.cma_ratio,
+                                    feature_strides=self.encoder.feature_strides)
         if self.pose_ids:
-            self.pose_encoder = build_encoder(opts.pose_encoder, pretrained, num_input_images=2, all_levels=False)
+            self.pose_encoder = build_encoder(opts.pose_encoder, pretrained, num_input_images=2,
+                                              all_levels=False)
             self.pose = PoseDecoder(self.pose_encoder.num_ch_enc)
         else:
             self.pose_encoder = self.pose = None

@@ -131,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", default="full", choices=sorted(CONFIGS),
                    help="Table 2 configuration: sets the defaults of --semantic_weight, --sgt_weight, --cma_layers")
     g.add_argument("--encoder", default=None, metavar="NAME",
-                   help=f"depth encoder, shared with the segmentation decoder: {', '.join(encoders.RESNET_NAMES)} "
-                        f"(torchvision's; default {encoders.DEFAULT_ENCODER}, the authors') or timm:NAME, any timm "
-                        "model with multi-scale features (pip install -r requirements-timm.txt; docs/encoders.md)")
+                   help=f"depth encoder, shared with the segmentation decoder: "
+                        f"{', '.join(encoders.RESNET_NAMES)} (torchvision's; default "
+                        f"{encoders.DEFAULT_ENCODER}, the authors') or timm:NAME, any timm model with "
+                        "multi-scale features (pip install -r requirements-timm.txt; docs/encoders.md)")
     g.add_argument("--num_layers", type=int, default=None, choices=[18, 34, 50, 101, 152],
                    help="ResNet depth: --num_layers N is --encoder resnetN (and --pose_encoder resnetN)")
     g.add_argument("--pose_encoder", default=None, metavar="NAME",
@@ -314,15 +315,15 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
         raise utils.InputError(message)
 
     if opts.encoder is None:
-        opts.encoder = encoders.resnet_name(opts.num_layers or encoders.resnet_depth(encoders.DEFAULT_ENCODER))
+        opts.encoder = encoders.resnet_name(opts.num_layers) if opts.num_layers else encoders.DEFAULT_ENCODER
     for option in ("encoder", "pose_encoder"):
         problem = getattr(opts, option) and encoders.encoder_name_error(getattr(opts, option))
         if problem:
             refuse(f"--{option}: {problem}")
     depth = encoders.resnet_depth(opts.encoder)
     if opts.num_layers is not None and depth != opts.num_layers:
-        refuse(f"--num_layers {opts.num_layers} names ResNet-{opts.num_layers}, --encoder {opts.encoder} another "
-               f"network: give one of them (--num_layers N is --encoder resnetN)")
+        refuse(f"--num_layers {opts.num_layers} names ResNet-{opts.num_layers}, --encoder {opts.encoder} "
+               f"another network: give one of them (--num_layers N is --encoder resnetN)")
     opts.num_layers = depth  # None for a timm encoder
     if opts.pose_encoder is None:
         opts.pose_encoder = opts.encoder if depth is not None else encoders.DEFAULT_ENCODER

@@ -1,8 +1,9 @@
 """Model folders: one file per network in the authors' layout, saved atomically, loaded exactly.
 
 A folder holds ``encoder.pth`` (with the plain entries ``height``, ``width``, ``epoch``,
-``step``; a timm encoder's file also ``encoder``, its name, and ``timm_version``), ``decoder.pth`` (depth decoder, segmentation decoder and CMA modules: the authors'
-keys), ``pose_encoder.pth``, ``pose.pth``, the optimizer state ``adam.pth``, ``opt.json`` and
+``step``; a timm encoder's file also ``encoder``, its name, and ``timm_version``), ``decoder.pth``
+(depth decoder, segmentation decoder and CMA modules: the authors' keys), ``pose_encoder.pth``,
+``pose.pth``, the optimizer state ``adam.pth``, ``opt.json`` and
 ``checksums.sha256`` (every file's SHA-256, checked on load; released folders without it load
 unchecked). Files are read with ``weights_only=True``: a checkpoint can never run code.
 """
@@ -169,8 +170,9 @@ class ModelSpec:
 
     def as_options(self) -> argparse.Namespace:
         """Training options describing this model (defaults for everything the folder does not say)."""
-        opts = options.build_parser().parse_args(["--weights_init", "scratch", "--encoder", self.encoder]
-                                                 + ["--pose_encoder", self.pose_encoder] * bool(self.pose_encoder))
+        pose = ["--pose_encoder", self.pose_encoder] if self.pose_encoder else []
+        argv = ["--weights_init", "scratch", "--encoder", self.encoder, *pose]
+        opts = options.build_parser().parse_args(argv)
         options.resolve_encoders(opts)
         opts.timm_version = self.timm_version
         opts.height, opts.width = self.height, self.width

@@ -7,7 +7,7 @@ from .pose_decoder import PoseDecoder
 from .resnet_encoder import PretrainedWeightsUnavailable, ResnetEncoder
 
 __all__ = [
-    "CMA", "Conv3x3", "ConvBlock", "DEFAULT_ENCODER", "DecoderBody", "JointDecoder", "NUM_CH_DEC", "PoseDecoder",
-    "PretrainedWeightsUnavailable", "ResnetEncoder", "TIMM_PREFIX", "build_encoder", "cma_layer_to_level",
-    "encoder_metadata", "upsample",
+    "CMA", "Conv3x3", "ConvBlock", "DEFAULT_ENCODER", "DecoderBody", "JointDecoder", "NUM_CH_DEC",
+    "PoseDecoder", "PretrainedWeightsUnavailable", "ResnetEncoder", "TIMM_PREFIX", "build_encoder",
+    "cma_layer_to_level", "encoder_metadata", "upsample",
 ]

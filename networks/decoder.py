@@ -94,8 +94,8 @@ class JointDecoder(nn.Module):
                  cma_ratio: int = 2, feature_strides: Sequence[int] = FEATURE_STRIDES) -> None:
         super().__init__()
         if tuple(feature_strides) != FEATURE_STRIDES or len(num_ch_enc) != NUM_LEVELS:
-            raise ValueError(f"the decoders read {NUM_LEVELS} encoder features at strides {FEATURE_STRIDES}, got "
-                             f"{len(num_ch_enc)} at {tuple(feature_strides)}")
+            raise ValueError(f"the decoders read {NUM_LEVELS} encoder features at strides {FEATURE_STRIDES}, "
+                             f"got {len(num_ch_enc)} at {tuple(feature_strides)}")
         if cma_layers and not semantics:
             raise ValueError("CMA needs the segmentation decoder: enable semantics or pass no CMA layers")
         self.scales = tuple(scales)

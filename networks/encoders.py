@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .resnet_encoder import FEATURE_STRIDES, RESNETS, ResnetEncoder
+from .resnet_encoder import RESNETS, ResnetEncoder
 
 DEFAULT_ENCODER = "resnet18"  # the authors' network, today's checkpoints
 RESNET_PREFIX = "resnet"
@@ -41,8 +41,8 @@ def encoder_name_error(name: str) -> str | None:
     """Why ``name`` is not an encoder name at all (its timm model is checked later), or None."""
     if resnet_depth(name) is not None or (is_timm(name) and timm_model_name(name)):
         return None
-    return (f"unknown encoder {name!r}: give one of {', '.join(RESNET_NAMES)} or timm:NAME (a timm model with "
-            f"multi-scale features, e.g. timm:convnext_tiny)")
+    return (f"unknown encoder {name!r}: give one of {', '.join(RESNET_NAMES)} or timm:NAME (a timm model "
+            f"with multi-scale features, e.g. timm:convnext_tiny)")
 
 
 def build_encoder(name: str, pretrained: bool = False, num_input_images: int = 1,

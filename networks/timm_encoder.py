@@ -36,7 +36,7 @@ REQUIRED_STRIDES = FEATURE_STRIDES[1:]  # 4 .. 32; stride 2 is made from stride 
 MADE_LEVEL_REDUCTION = 2  # the made stride-2 level has the stride-4 feature's channels / 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # timm's default when a model's configuration has none
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LOCAL_WEIGHTS_DIR = "timm"  # <torch hub dir>/checkpoints/timm/<NAME>.safetensors (or .pth): weights placed by hand
+LOCAL_WEIGHTS_DIR = "timm"  # <torch hub dir>/checkpoints/timm/<NAME>.safetensors (or .pth), placed by hand
 LOCAL_WEIGHTS_EXTS = (".safetensors", ".pth")
 NHWC = "NHWC"
 
@@ -65,7 +65,8 @@ def pick_levels(reductions: list[int]) -> list[int]:
     missing = [s for s in REQUIRED_STRIDES if s not in last]
     if missing:
         raise ValueError(f"its features lie at strides {', '.join(map(str, reductions))}; the decoders need "
-                         f"strides 4, 8, 16 and 32 (and take 2 when there): missing {', '.join(map(str, missing))}")
+                         f"strides 4, 8, 16 and 32 (and take 2 when there): "
+                         f"missing {', '.join(map(str, missing))}")
     return [last[s] for s in FEATURE_STRIDES if s in last]
 
 
@@ -103,14 +104,16 @@ def describe(model_name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name.split('.')[0][:6]}*")[:5]
         hint = f" (close: {', '.join(close)})" if close else ""
-        raise InputError(f"--encoder timm:{model_name}: timm {timm_version()} has no model {model_name!r}{hint}")
+        raise InputError(f"--encoder timm:{model_name}: timm {timm_version()} has no model "
+                         f"{model_name!r}{hint}")
     try:
         model = weightless_model(model_name)
         channels, reductions = list(model.feature_info.channels()), list(model.feature_info.reduction())
         picks = pick_levels(reductions)
     except Exception as err:  # timm: "features_only not implemented for ..."; pick_levels: the strides
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"--encoder timm:{model_name}: no multi-scale features the decoders can use ({reason})") from err
+        raise InputError(f"--encoder timm:{model_name}: no multi-scale features the decoders can use "
+                         f"({reason})") from err
     out_channels = [channels[i] for i in picks]
     strides = [reductions[i] for i in picks]
     if strides[0] != FEATURE_STRIDES[0]:
@@ -120,8 +123,9 @@ def describe(model_name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def local_weights_file(model_name: str) -> str:
-    """Where ImageNet weights placed by hand are looked for: ``<torch hub dir>/checkpoints/timm/NAME.safetensors``."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", LOCAL_WEIGHTS_DIR, model_name + LOCAL_WEIGHTS_EXTS[0])
+    """Where ImageNet weights placed by hand are looked for: ``<hub>/checkpoints/timm/NAME.safetensors``."""
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints", LOCAL_WEIGHTS_DIR)
+    return os.path.join(folder, model_name + LOCAL_WEIGHTS_EXTS[0])
 
 
 def weights_source(timm: ModuleType, model_name: str) -> str:
@@ -142,20 +146,20 @@ def create_pretrained(timm: ModuleType, model_name: str, **kwargs) -> nn.Module:
     placed = os.path.splitext(local_weights_file(model_name))[0]
     for ext in LOCAL_WEIGHTS_EXTS:
         if os.path.isfile(placed + ext):
-            return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": placed + ext},
-                                     **kwargs)
+            overlay = {"file": placed + ext}
+            return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     source = weights_source(timm, model_name)
     if not source:
-        raise PretrainedWeightsUnavailable(f"timm has no pretrained weights for {model_name}: train it from scratch "
-                                           f"with --weights_init scratch")
+        raise PretrainedWeightsUnavailable(f"timm has no pretrained weights for {model_name}: train it from "
+                                           f"scratch with --weights_init scratch")
     try:
         return timm.create_model(model_name, pretrained=True, **kwargs)
     except Exception as err:  # no network, no cached file, a corrupt download ...
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise PretrainedWeightsUnavailable(
-            f"cannot load the ImageNet weights of timm:{model_name} ({reason}). Download {source} on a machine "
-            f"with internet access and place it at {local_weights_file(model_name)} (TORCH_HOME moves that "
-            f"folder), or train from scratch with --weights_init scratch.") from err
+            f"cannot load the ImageNet weights of timm:{model_name} ({reason}). Download {source} on a "
+            f"machine with internet access and place it at {local_weights_file(model_name)} (TORCH_HOME "
+            f"moves that folder), or train from scratch with --weights_init scratch.") from err
 
 
 class TimmEncoder(nn.Module):
@@ -196,7 +200,7 @@ class TimmEncoder(nn.Module):
         return {"encoder": self.name, "timm_version": timm_version()}
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Images in [0, 1], (B, 3·n, H, W) -> features at 1/2 .. 1/32 (the deepest only without all_levels)."""
+        """Images in [0, 1], (B, 3·n, H, W) -> features at 1/2 .. 1/32 (without all_levels: the deepest)."""
         features = self.encoder((images - self.mean) / self.std)
         if self.nhwc:
             features = [f.permute(0, 3, 1, 2) for f in features]

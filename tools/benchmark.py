@@ -138,7 +138,8 @@ def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: s
     argv = ["--data_path", data_path, "--split", args.split, "--config", config, "--height", str(args.height),
             "--width", str(args.width), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
             "--img_ext", img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
-            "--model_name", f"{config}_{path}_{(encoder or 'default').replace(':', '_')}", "--log_frequency", str(sys.maxsize),
+            "--model_name", f"{config}_{path}_{(encoder or 'default').replace(':', '_')}",
+            "--log_frequency", str(sys.maxsize),
             "--input_pipeline", "fast" if path == "fast" else "exact"]
     if encoder is not None:
         argv += ["--encoder", encoder]
@@ -153,14 +154,16 @@ def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: s
     return options.parse_args(argv)
 
 
-def measure(args: argparse.Namespace, config: str, path: str, log_dir: str, encoder: str | None = None) -> dict:
+def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
+            encoder: str | None = None) -> dict:
     """Input, training and inference figures of one configuration on one path (with one encoder)."""
     opts = trainer_options(args, config, path, log_dir, encoder)
     with reference.straightforward_kernels(path == "exact"):
         trainer = Trainer(opts)
         device = trainer.device
         model = trainer.model
-        size = {"encoder": opts.encoder, "pose_encoder": opts.pose_encoder if model.pose is not None else None,
+        pose_encoder = opts.pose_encoder if model.pose is not None else None
+        size = {"encoder": opts.encoder, "pose_encoder": pose_encoder,
                 "depth_parameters": count_parameters(model.encoder, model.decoder),
                 "parameters": count_parameters(*model.networks().values()),
                 "flops": depth_network_flops(model, args.height, args.width, device)}
@@ -250,7 +253,8 @@ def encoder_table(report: dict) -> str:
                      f"{row['depth_parameters'] / MILLION:>11.2f}M {row['parameters'] / MILLION:>6.2f}M "
                      f"{row['flops'] / GIGA:>7.2f} {train:>8} {infer:>8}")
     pose = sorted({row["pose_encoder"] for row in report["results"] if row["pose_encoder"]})
-    lines.append(f"params depth: encoder + joint decoder; all: with the pose network ({', '.join(pose) or 'none'}); "
+    lines.append(f"params depth: encoder + joint decoder; all: with the pose network "
+                 f"({', '.join(pose) or 'none'}); "
                  f"GFLOPs: depth network, one image at {settings['height']}x{settings['width']} "
                  f"(torch FlopCounterMode, 2 per multiply-add)")
     lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
@@ -285,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("run")
     g.add_argument("--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations")
     g.add_argument("--encoders", nargs="+", default=None, metavar="NAME",
-                   help="encoders to measure side by side, named as train.py's --encoder (resnet18, timm:NAME); "
+                   help="encoders to measure side by side, named as train.py's --encoder (resnet18, "
+                        "timm:NAME); "
                         "default: train.py's default only, in the table of Table 2")
     g.add_argument("--height", type=options.image_side, default=192, help="input height")
     g.add_argument("--width", type=options.image_side, default=640, help="input width")
@@ -332,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for encoder in args.encoders or [None]:
             for config in args.configs:
                 for path in paths:
-                    logger.info("measuring %s on the %s path%s", config, path, f" with {encoder}" if encoder else "")
+                    logger.info("measuring %s on the %s path%s", config, path,
+                                f" with {encoder}" if encoder else "")
                     results.append(measure(args, config, path, log_dir, encoder))
     device = utils.init_runtime(args.device).device
     report = {"settings": {k: v for k, v in vars(args).items()}, "machine": machine(device), "results": results,
