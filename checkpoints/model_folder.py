@@ -171,11 +171,11 @@ class ModelSpec:
     def as_options(self) -> argparse.Namespace:
         """Training options describing this model (defaults for everything the folder does not say)."""
         pose = ["--pose_encoder", self.pose_encoder] if self.pose_encoder else []
-        argv = ["--weights_init", "scratch", "--encoder", self.encoder, *pose]
+        argv = ["--weights_init", "scratch", "--encoder", self.encoder, *pose, "--height", str(self.height),
+                "--width", str(self.width)]
         opts = options.build_parser().parse_args(argv)
         options.resolve_encoders(opts)
         opts.timm_version = self.timm_version
-        opts.height, opts.width = self.height, self.width
         opts.scales = list(self.scales)
         opts.semantic_weight = opts.semantic_weight if self.semantics else 0.0
         opts.num_classes, opts.cma_layers = self.num_classes, list(self.cma_layers)

@@ -100,14 +100,8 @@ def test_num_layers_is_the_alias_of_a_resnet_encoder_and_sets_the_pose_encoder_a
 
 
 def cli_error(capsys, argv) -> str:
-    """train.py with options it refuses: exit code 2, the last stderr line the only error; its message."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stopped:
-        utils.run_cli(train.main, argv)
-    assert stopped.value.code == utils.EXIT_ERROR
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and sum(": error: " in line for line in err.splitlines()) == 1, err
-    return err.rstrip("\n").splitlines()[-1].split(": error: ", 1)[1]
+    """train.py with options it refuses: exit code 2, one error line; its message."""
+    return cli_error_of(train.main, capsys, argv)
 
 
 def test_conflicting_or_unknown_encoder_names_are_one_line(capsys):
@@ -328,3 +322,55 @@ def test_export_passes_the_check_against_pytorch(trained, tmp_path, fmt):
     exported = depth_graph.load_exported(out)
     assert exported.metadata["encoder"] == trained["name"]
     assert exported.metadata["options"]["encoder"] == trained["name"]
+
+
+def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_path):
+    pytest.importorskip("timm")
+    from reproduce import runner, tables
+    path = tmp_path / "encoders.json"
+    path.write_text(json.dumps({"name": "encoders", "rows": [
+        {"name": "ResNet-18", "train": "--config full"},
+        {"name": "ConvNeXt", "train": ["--config", "full", "--encoder", "timm:convnext_atto"]}]}))
+    runs = runner.plan(tables.load_user_table(str(path)), runner.Settings("/data", str(tmp_path), [0]))
+    train_argv = [run.stages[0].command.argv for run in runs]
+    assert "--encoder" not in train_argv[0]
+    assert train_argv[1][train_argv[1].index("--encoder") + 1] == "timm:convnext_atto"
+    opts = options.parse_args(["--encoder", "timm:convnext_atto"])
+    bench = runner.benchmark_command(opts, str(tmp_path), []).argv
+    assert bench[bench.index("--encoders") + 1] == "timm:convnext_atto"
+    assert "--encoders" not in runner.benchmark_command(options.parse_args([]), str(tmp_path), []).argv
+
+
+def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
+    pytest.importorskip("timm")
+    from tools import benchmark
+    made = tmp_path / "made"
+    assert cli_error_of(benchmark.cli, capsys, ["--make_data", str(made), "--encoders", "timm:no_such_net"]) \
+        .startswith("--encoder timm:no_such_net: timm ")
+    assert not made.exists()  # refused before any frame is written
+    tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
+    report = benchmark.main([
+        "--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width", "96",
+        "--batch_size", "2", "--num_workers", "0", "--steps", "1", "--input_batches", "1", "--warmup", "0",
+        "--inference_runs", "1", "--configs", "full", "--device", "cpu", "--encoders", "resnet18",
+        "timm:convnext_atto", "--output", str(tmp_path / "b.json")])
+    rows = report["results"]
+    assert [row["encoder"] for row in rows] == ["resnet18", "timm:convnext_atto"]
+    assert rows[0]["depth_parameters"] == 11_176_512 + 14_072_567  # the authors' encoder and joint decoder
+    assert rows[0]["parameters"] == 11_176_512 + 14_072_567 + 11_185_920 + 1_313_030
+    assert all(row["flops"] > 0 and row["train_samples_per_s"] > 0 and row["inference_ms"] > 0
+               for row in rows)
+    assert rows[1]["flops"] != rows[0]["flops"] and rows[1]["pose_encoder"] == "resnet18"
+    table = capsys.readouterr().out
+    assert "timm:convnext_atto" in table and "GFLOPs" in table and "CPU" in table
+
+
+def cli_error_of(main, capsys, argv) -> str:
+    """A command refusing its options: exit code 2, one error line; its message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        utils.run_cli(main, argv)
+    assert stopped.value.code == utils.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and sum(": error: " in line for line in err.splitlines()) == 1, err
+    return err.rstrip("\n").splitlines()[-1].split(": error: ", 1)[1]
