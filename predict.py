@@ -23,6 +23,7 @@ image nor a video is a one-line error before any work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -42,12 +43,14 @@ import utils
 from datasets.cityscapes import segmentation_overlay
 from datasets.folders import natural_key
 from datasets.mono_dataset import RESIZE_FILTER
-from datasets.video_files import RateSampler, VideoWriter, frame_rate_tolerance, is_video, probe, read_frames
+from datasets.video_files import (RateSampler, VideoWriter, fps_option, frame_rate_tolerance, is_video, probe,
+                                  read_frames)
 from deploy import depth_graph
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = ("_disp.png", "_seg.png")  # predict's own pictures, never taken as input
+IMAGE_OUTPUTS = ("_disp.npy", "_depth.npy", "_disp.png", "_seg.png")  # what an image's stem gets
 PANELS = ("input", "depth", "seg")
 VIDEO_SUFFIX = "_depth.mp4"
 FRAMES_FOLDER_SUFFIX = "_frames"
@@ -61,6 +64,7 @@ class Frame:
     """An input frame: where its outputs go (path prefix), and its RGB pixels."""
     stem: str
     rgb: np.ndarray  # (H, W, 3) uint8
+    time: float | None = None  # seconds from a video's first frame (None: a picture, or at a fixed rate)
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -163,7 +167,7 @@ def video_frames(path: str, stem: str, fps: float | None) -> Iterator[Frame]:
     index = 0
     for time, rgb in read_frames(path):
         if sampler is None or sampler.keep(time):
-            yield Frame(os.path.join(stem + FRAMES_FOLDER_SUFFIX, f"{index:010d}"), rgb)
+            yield Frame(os.path.join(stem + FRAMES_FOLDER_SUFFIX, f"{index:010d}"), rgb, time)
             index += 1
 
 
@@ -243,17 +247,54 @@ def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
 
 
 def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: float, panels: Sequence[str],
-                  batch_size: int, depth_scale: float, save_npy: bool, total: int | None = None) -> int:
-    """Write the depth video of a frame sequence (and each frame's arrays with ``save_npy``); return its frame count."""
+                  batch_size: int, depth_scale: float, save_npy: bool, total: int | None = None,
+                  timed: bool = False) -> int:
+    """Write the depth video of a frame sequence (and each frame's arrays with ``save_npy``, in a folder that
+    appears whole or not at all); return its frame count. ``timed``: each frame plays at its own time (a
+    video's, variable frame rates included), else at ``fps``."""
     colour_range = ColourRange()
-    with VideoWriter(video_path, fps) as writer:
-        logger.info("writing %s: %s at %.3g fps, panels %s", video_path, writer.description, fps, " ".join(panels))
+    with contextlib.ExitStack() as stack:
+        arrays = None
+        if save_npy:  # <stem>_frames/<n>_*.npy: written into a temporary folder, renamed after the video
+            folder = video_path[: -len(VIDEO_SUFFIX)] + FRAMES_FOLDER_SUFFIX
+            arrays = stack.enter_context(utils.atomic_folder(folder))
+        writer = stack.enter_context(VideoWriter(video_path, fps))
+        logger.info("writing %s: %s at %s, panels %s", video_path, writer.description,
+                    "the video's own frame times" if timed else f"{fps:.3g} fps", " ".join(panels))
         for frame, disp, seg_logits in predicted(predictor, frames, batch_size, total,
                                                  os.path.basename(video_path)):
-            writer.write(video_picture(frame, disp, seg_logits, panels, colour_range(disp)))
-            if save_npy:
-                save_arrays(disp, frame.stem, depth_scale)
+            writer.write(video_picture(frame, disp, seg_logits, panels, colour_range(disp)),
+                         frame.time if timed else None)
+            if arrays is not None:
+                save_arrays(disp, os.path.join(arrays, os.path.basename(frame.stem)), depth_scale)
         return writer.frames
+
+
+def check_outputs(opts: argparse.Namespace, images: list[str], folders: list[str], videos: list[str]) -> None:
+    """Before any work: --output_dir must be a folder, no two inputs may write one output, no folder may stand
+    where an output file goes."""
+    if opts.output_dir and os.path.exists(opts.output_dir) and not os.path.isdir(opts.output_dir):
+        raise utils.UnwritableError(f"--output_dir {opts.output_dir}: a file is in the way (give a folder)")
+    owners: dict[str, str] = {}
+
+    def claim(path: str, source: str, folder: bool = False) -> None:
+        key = os.path.abspath(path)
+        if owners.setdefault(key, source) != source:
+            raise utils.InputError(f"{owners[key]} and {source} would both write {path}: give them different "
+                                   f"names or predict them into different --output_dir folders")
+        if os.path.exists(path) and os.path.isdir(path) != folder:
+            raise utils.UnwritableError(f"{path}: a {'file' if folder else 'folder'} is in the way of an "
+                                        f"output of {source}: move it")
+
+    for path in images + [p for folder in ([] if opts.video else folders) for p in folder_images(folder)]:
+        stem = output_stem(path, opts.output_dir)
+        for suffix in IMAGE_OUTPUTS:
+            claim(stem + suffix, path)
+    for source in videos + (folders if opts.video else []):
+        stem = output_stem(source, opts.output_dir)
+        claim(stem + VIDEO_SUFFIX, source)
+        if opts.save_npy:
+            claim(stem + FRAMES_FOLDER_SUFFIX, source, folder=True)
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -276,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--panels", nargs="+", default=["depth"], choices=PANELS,
                    help="side by side, left to right: the input, the colour-mapped disparity, the segmentation "
                         "overlay (models with a segmentation head)")
-    g.add_argument("--fps", type=options.positive_float, default=None,
+    g.add_argument("--fps", type=fps_option, default=None,
                    help=f"rate of the depth video: a video's frames are kept at this rate (default: all, at its own "
                         f"rate); a folder's frames play at it (default {FRAMES_FPS:g})")
     g.add_argument("--save_npy", action="store_true", help="also each frame's _disp.npy and _depth.npy")
@@ -298,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (videos if is_video(path) else images).append(path)
     if opts.video and images:
         parser.error(f"--video makes depth videos of folders of frames and of videos, not of single images ({images[0]})")
+    check_outputs(opts, images, folders, videos)
     predictor = load_predictor(opts, utils.pick_device(opts.device))
     if "seg" in opts.panels and not predictor.has_segmentation and (videos or opts.video):
         parser.error("--panels seg needs a model with a segmentation head")
@@ -322,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if total is not None and opts.fps is not None and info.fps:
             total = math.ceil(total * min(1.0, opts.fps / info.fps))
         count = predict_video(predictor, video_frames(video, stem, opts.fps), stem + VIDEO_SUFFIX, fps, opts.panels,
-                              opts.batch_size, opts.depth_scale, opts.save_npy, total)
+                              opts.batch_size, opts.depth_scale, opts.save_npy, total, timed=opts.fps is None)
         logger.info("wrote %s (%d frames)", stem + VIDEO_SUFFIX, count)
     paths = images + [p for folder in ([] if opts.video else folders) for p in folder_images(folder)]
     if not paths and not videos and not opts.video:

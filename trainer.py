@@ -85,6 +85,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.batch_in_epoch = 0  # batches of self.epoch already trained (a resumed epoch skips them)
+        self.ended_part_way = False  # the step budget ended self.epoch part-way and its end was done (saved)
         self.nonfinite_in_row = self.nonfinite_total = 0
         self.stop_signal: signals.StopSignal | None = None
         self.stop_agreed = False  # a stop signal reached some process: the step under way is the last
@@ -220,15 +221,18 @@ class Trainer:
                 logger.info("nothing left to train: step %d of %d, epoch %d of %d", self.step, self.total_steps,
                             self.epoch, opts.num_epochs)
             for self.epoch in range(self.epoch, opts.num_epochs):
-                if self.step >= self.total_steps and self.batch_in_epoch == 0:
+                if self.step >= self.total_steps and (self.batch_in_epoch == 0 or self.ended_part_way):
                     break
                 self.run_epoch()
+                if self.batch_in_epoch:  # --max_steps ended the epoch part-way: a larger budget resumes it
+                    break
         finally:
             self.stop_signal.uninstall()
             self.close()
 
     def run_epoch(self) -> None:
         """One pass over the training data (a resumed epoch skips the batches done), then the epoch's end."""
+        self.ended_part_way = False
         with self.start_epoch() as bar:
             for inputs in self.epoch_batches():
                 self.train_step(inputs)
@@ -308,13 +312,21 @@ class Trainer:
 
     def end_epoch(self) -> None:
         """Learning-rate step; the training state (before validation: a failing validation loses nothing);
-        validation; the model folder; then a stop signal that came meanwhile ends the run."""
+        validation; the model folder; then a stop signal that came meanwhile ends the run.
+
+        An epoch that the step budget (``--max_steps``) ended part-way is saved as such (its epoch, the
+        batches done, no learning-rate step), so that a resume with a larger budget finishes it."""
         opts, rt = self.opts, self.runtime
         self.train_sampler.skip = 0
         utils.broadcast_buffers(self.model, rt)
-        self.scheduler.step()
-        self.batch_in_epoch = 0
-        path = self.save_training_state(self.epoch + 1)
+        complete = self.batch_in_epoch >= len(self.train_loader)
+        if complete:
+            self.scheduler.step()
+            self.batch_in_epoch = 0
+        else:
+            self.ended_part_way = True
+        next_epoch = self.epoch + 1 if complete else None
+        path = self.save_training_state(next_epoch)
         val_losses = self.validate() if self.val_loader is not None else None
         last = self.epoch == opts.num_epochs - 1 or self.step >= self.total_steps
         if (self.epoch + 1) % opts.save_frequency == 0 or last:
@@ -324,7 +336,7 @@ class Trainer:
             if rt.is_main:
                 self.save_model(best)
             if best:
-                path = self.save_training_state(self.epoch + 1)  # again, with the new best validation loss
+                path = self.save_training_state(next_epoch)  # again, with the new best validation loss
         if self.stop_signalled():
             self.stop(path)
 
@@ -402,7 +414,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": self.step,
                 "best_val_loss": self.best_val_loss, "nonfinite_total": self.nonfinite_total,
-                "nonfinite_in_row": self.nonfinite_in_row, "rng": resume.rng_states(),
+                "nonfinite_in_row": self.nonfinite_in_row, "ended_part_way": self.ended_part_way,
+                "rng": resume.rng_states(),
                 "options": json.dumps(vars(self.opts), sort_keys=True), training_state.RUN_ID_KEY: self.run_id}
 
     def save_training_state(self, epoch: int | None = None) -> str:
@@ -444,6 +457,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best_val_loss = state["best_val_loss"]
         self.nonfinite_total, self.nonfinite_in_row = state["nonfinite_total"], state["nonfinite_in_row"]
+        self.ended_part_way = bool(state.get("ended_part_way", False))  # absent from older checkpoints
         self.run_id = state.get(training_state.RUN_ID_KEY, self.run_id)
         self.last_state = path
         resume.set_rng_states(state["rng"])

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import platform
 import random
 import re
 import shutil
@@ -118,6 +119,27 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), for figures that depend on the machine."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_summary(device: torch.device | None = None) -> str:
+    """One line naming what a figure was measured on: the device (CPU model and cores, or the GPU) and torch."""
+    if device is not None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{cpu_model()}, {os.cpu_count()} cores"
+    return f"{name}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what --device may name (torch parses many more that cannot train)

@@ -114,7 +114,24 @@ def save_state(obj, path: str) -> None:
     """torch.save through a Python file, so that a failed write (disk full, no permission) is an OSError
     with its errno, as for any other file (torch's own writer reports a RuntimeError)."""
     with open(path, "wb") as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as err:  # a write failed part-way (disk full): torch says "unexpected pos"
+            cause = write_failure(err)
+            if cause is None:
+                raise
+            raise cause from err
+
+
+def write_failure(err: BaseException) -> OSError | None:
+    """The OSError (with its errno: ENOSPC, EFBIG, EIO ...) behind an error of torch's writer, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def atomic_save(obj, path: str, with_digest: bool = False) -> None:

@@ -58,6 +58,9 @@ PYYAML_MISSING = "intrinsics in YAML need PyYAML: pip install pyyaml (or write t
 CENTRE_TOLERANCE = 0.1
 FX_RANGE = (0.18, 2.8)  # fx / W: 2 atan(1 / (2 fx/W)) from about 140 down to 20 degrees
 ASPECT_TOLERANCE = 0.05
+# what a pinhole camera can be at all (refused outside, see check_camera_fits): fx / W from 0.01 (a field
+# of view of about 178 degrees) to 100 (about 0.6 degrees), and the same for fy / H
+FOCAL_LIMITS = (0.01, 100.0)
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,12 @@ def intrinsics_file(data_path: str, name: str) -> str | None:
 
 def _load_mapping(path: str):
     """The parsed contents of a JSON or YAML file; InputError naming it when it does not parse."""
-    with open(path) as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start}): write the intrinsics as UTF-8 JSON "
+                         f"or YAML") from None
     if path.endswith(".json"):
         try:
             return json.loads(text)
@@ -222,6 +229,9 @@ def parse_camera(data, path: str) -> Camera:
         stereo_folder = str(stereo["folder"])
         if os.path.isabs(stereo_folder) or os.pardir in stereo_folder.replace("\\", "/").split("/"):
             raise InputError(f"{path}: the stereo folder must lie inside the sequence folder, got {stereo_folder!r}")
+        if os.path.normpath(stereo_folder) == os.curdir:
+            raise InputError(f"{path}: the stereo folder {stereo_folder!r} is the sequence folder itself: "
+                             f"the second camera's frames go in a subfolder (e.g. \"right\")")
         baseline = _number(stereo["baseline"], "the stereo baseline", path)
         if baseline <= 0:
             raise InputError(f"{path}: the stereo baseline must be positive (metres), got {baseline}")
@@ -239,6 +249,11 @@ def check_camera_fits(camera: Camera, width: int, height: int, folder: str) -> N
     if camera.width is not None and (camera.width, camera.height) != (width, height):
         raise InputError(f"{camera.source}: intrinsics for {camera.width}x{camera.height} frames, but the frames of "
                          f"{folder} are {width}x{height} (width x height): give them in pixels of the stored frames")
+    low, high = FOCAL_LIMITS
+    if not (low <= camera.fx / width <= high and low <= camera.fy / height <= high):
+        raise InputError(f"{camera.source}: focal lengths fx {camera.fx:g}, fy {camera.fy:g} px are no "
+                         f"camera's for the {width}x{height} frames of {folder} (fx / width and fy / height must lie in "
+                         f"{low:g}..{high:g}): give them in pixels of these frames")
     if not (0 < camera.cx < width and 0 < camera.cy < height):
         raise InputError(f"{camera.source}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the "
                          f"{width}x{height} frames of {folder}: intrinsics for another frame size?")
@@ -314,6 +329,11 @@ def find_sequences(data_path: str, seg_path: str | None = None) -> list[str]:
     leaving out the label and split folders and every sequence's second camera."""
     if not os.path.isdir(data_path):
         raise MissingFileError(f"--data_path {data_path}: no such folder")
+    for name in NOT_SEQUENCES:
+        if os.path.isdir(os.path.join(data_path, name)) and list_frames(os.path.join(data_path, name)):
+            what = "the split files" if name == SPLITS_FOLDER else "the pseudo-labels"
+            raise InputError(f"{os.path.join(data_path, name)}: holds frames, but {name!r} is the folder of "
+                             f"{what}: rename the sequence")
     skip = {os.path.abspath(os.path.join(data_path, name)) for name in NOT_SEQUENCES}
     if seg_path:
         skip.add(os.path.abspath(seg_path))

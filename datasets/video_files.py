@@ -9,6 +9,7 @@ where the bundled FFmpeg has it, else MPEG-4 part 2.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import math
@@ -31,10 +32,12 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
 TRUNCATION_TOLERANCE_S = 0.25
 RIGHT_ANGLE = 90
 MAX_RATE_DENOMINATOR = 1001  # 30000/1001 and the like: NTSC rates
+MAX_FPS = 1000.0  # frame rates asked for (--fps) above this are no camera's (high-speed ones aside)
 # encoders tried in order: (codec, pixel format, description); yuv420p plays everywhere
 ENCODERS = (("libx264", "yuv420p", "H.264 (libx264)"), ("mpeg4", "yuv420p", "MPEG-4 part 2"))
 LOSSLESS_ENCODER = ("libx264rgb", "rgb24", "lossless H.264 RGB (libx264rgb, qp 0)")
 DEFAULT_CRF = 18  # libx264 quality: visually lossless
+TIMED_TIME_BASE = Fraction(1, 1000)  # frames at their own times: in ms (MPEG-4 part 2 allows < 1/65535)
 
 
 def import_av(purpose: str) -> ModuleType:
@@ -102,10 +105,19 @@ def upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
+# Matroska's per-track DURATION tag: HH:MM:SS.nnnnnnnnn
+DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
+
+
 def _duration(container, stream) -> float | None:
+    """The video stream's own duration: its header's, else its DURATION tag (Matroska), else the file's when
+    it holds nothing else (an audio track may run longer than the video: not a truncation)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    if container.duration:
+    tag = DURATION_TAG.match(str(stream.metadata.get("DURATION", "")).strip())
+    if tag:
+        return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3])
+    if container.duration and len(container.streams) == 1:
         return container.duration / 1_000_000  # AV_TIME_BASE
     return None
 
@@ -153,6 +165,18 @@ def read_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
                          f"a truncated or damaged copy?")
 
 
+def fps_option(value: str) -> float:
+    """argparse type of ``--fps``: a frame rate in (0, MAX_FPS]."""
+    try:
+        fps = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second, got {value!r}") from None
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise argparse.ArgumentTypeError(f"a frame rate must lie in (0, {MAX_FPS:g}] frames per second, "
+                                         f"got {value}")
+    return fps
+
+
 class RateSampler:
     """Keeps the first frame at or after each tick of a target rate (ticks 1 / fps apart from the first frame).
 
@@ -169,6 +193,10 @@ class RateSampler:
         """Whether the frame at ``time`` (seconds from the first frame) is kept."""
         if time < self.tick * self.period - self.tolerance:
             return False
+        # the next tick after this frame, computed (a loop over ticks would take time / period steps)
+        self.tick = max(self.tick + 1, math.floor((time + self.tolerance) / self.period) + 1)
+        while (self.tick - 1) * self.period > time + self.tolerance:  # rounding of the division, either way
+            self.tick -= 1
         while self.tick * self.period <= time + self.tolerance:
             self.tick += 1
         return True
@@ -203,24 +231,31 @@ class VideoWriter:
         self.container = None
         self.stream = None
         self.frames = 0
+        self.last_pts = -1
 
     def __enter__(self) -> "VideoWriter":
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.container = self.av.open(self.tmp, "w")
         return self
 
-    def write(self, rgb: np.ndarray) -> None:
-        """Append a frame; every frame must have the first one's size."""
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        """Append a frame; every frame must have the first one's size. ``time`` (seconds, for every frame or
+        none): the frame plays then (a variable frame rate kept), else frames play at ``fps``."""
         if self.pix_fmt == "yuv420p" and (rgb.shape[0] % 2 or rgb.shape[1] % 2):
             rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
         if self.stream is None:
             self.stream = self.container.add_stream(self.codec, rate=self.rate)
             self.stream.width, self.stream.height, self.stream.pix_fmt = rgb.shape[1], rgb.shape[0], self.pix_fmt
             self.stream.options = self.options
+            if time is not None:  # frames carry their own times, in milliseconds
+                self.stream.codec_context.time_base = self.stream.time_base = TIMED_TIME_BASE
         elif (rgb.shape[1], rgb.shape[0]) != (self.stream.width, self.stream.height):
             raise InputError(f"{self.path}: a {rgb.shape[1]}x{rgb.shape[0]} frame in a video of "
                              f"{self.stream.width}x{self.stream.height} frames")
         frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if time is not None:
+            self.last_pts = max(round(time / TIMED_TIME_BASE), self.last_pts + 1)  # strictly increasing
+            frame.pts, frame.time_base = self.last_pts, TIMED_TIME_BASE
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import logging
 import os
 import warnings
 from types import ModuleType
@@ -186,7 +187,14 @@ def load_exported(path: str, fmt: str | None = None) -> OnnxGraph | TorchGraphFi
         fmt = FILE_TYPES.get(os.path.splitext(path)[1].lower())
         if fmt is None:
             raise InputError(f"{path}: not an exported file (expected {', '.join(FILE_TYPES)})")
-    return OnnxGraph(path) if fmt == "onnx" else TorchGraphFile(path, fmt)
+    try:
+        return OnnxGraph(path) if fmt == "onnx" else TorchGraphFile(path, fmt)
+    except (InputError, DependencyError):
+        raise
+    except Exception as err:  # onnxruntime's, torch.export's and TorchScript's readers each raise their own
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: not a readable {fmt} file ({reason[:200]}): write it with "
+                         f"python -m tools.export_model") from None
 
 
 def load_program(path: str) -> tuple[nn.Module, dict]:
@@ -194,7 +202,13 @@ def load_program(path: str) -> tuple[nn.Module, dict]:
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such torch.export file")
     extra = {METADATA_FILE: ""}
-    program = torch.export.load(path, extra_files=extra)
+    export_logger = logging.getLogger("torch.export")  # logs a traceback of a file it cannot read, raises
+    level = export_logger.level
+    export_logger.setLevel(logging.ERROR)
+    try:
+        program = torch.export.load(path, extra_files=extra)
+    finally:
+        export_logger.setLevel(level)
     return program.module(), parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)
 
 

@@ -126,7 +126,7 @@ def load_predictions(path: str, option: str = "--ext_disp_to_eval") -> np.ndarra
         raise utils.InputError(f"{option} {path}: cannot read it ({err})") from None
     if not isinstance(disps, np.ndarray):
         raise utils.InputError(f"{option} {path}: an .npz archive; expected one .npy array (N, height, width)")
-    if disps.ndim != 3 or disps.dtype.kind != "f":
+    if disps.ndim != 3 or disps.dtype.kind != "f" or 0 in disps.shape:
         raise utils.InputError(f"{option} {path}: expected float disparities of shape (N, height, width), "
                                f"got {disps.dtype} of shape {disps.shape}")
     if not np.isfinite(disps).all():
@@ -149,10 +149,14 @@ def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray]
                          median_scaling: bool, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-image metrics (M, 7) and median ratios of images with valid ground truth."""
     errors, ratios = [], []
-    for pred, gt in zip(pred_disps, gt_depths):
+    for index, (pred, gt) in enumerate(zip(pred_disps, gt_depths)):
         result = layers.depth_errors_of_image(torch.from_numpy(np.asarray(gt, dtype=np.float32)),
                                               torch.from_numpy(np.ascontiguousarray(pred)), garg_crop,
                                               median_scaling, scale)
+        if result is not None and not torch.isfinite(result[0]).all():
+            raise utils.InputError(f"prediction {index} (line {index + 1} of the test split): its depth "
+                                   f"metrics are not finite: disparities of 0 (infinite depth) over most of its "
+                                   f"valid pixels? A disparity must be positive")
         if result is not None:
             errors.append(result[0].numpy())
             ratios.append(result[1].item())

@@ -21,6 +21,12 @@ def add_model_options(parser: argparse.ArgumentParser, folders_required: bool) -
     parser.add_argument("--eval_stereo", action="store_true", help="no median scaling; depths x 5.4")
 
 
+def check_output_dir(path: str) -> None:
+    """An output folder must be a folder or absent (checked before minutes of predicting)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise utils.UnwritableError(f"--output_dir {path}: a file is in the way (give a folder)")
+
+
 def add_drawing_options(parser: argparse.ArgumentParser) -> None:
     """The size of the figure (a two-column paper's column or text width, or inches)."""
     parser.add_argument("--width", default="text", help="figure width: column, text (of a two-column paper) or inches")
@@ -39,4 +45,8 @@ def model_names(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> li
     names = opts.names or [os.path.basename(os.path.normpath(f)) for f in opts.load_weights_folder]
     if len(names) != len(opts.load_weights_folder):
         parser.error(f"--names gives {len(names)} names for {len(opts.load_weights_folder)} folders")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        parser.error(f"two models would be named {repeated[0]!r} (the table, JSON and chart need distinct "
+                     f"names): give --names" + (" without repeats" if opts.names else ""))
     return names

@@ -64,6 +64,10 @@ def collect(table: Table, runs: list[Run], eval_split: str) -> list[RowResult]:
             evaluation = run.record(f"evaluate_{split}")
             if evaluation is None:
                 continue
+            if not isinstance(evaluation.get("metrics", {}).get("metrics"), dict):
+                record = os.path.join(run.folder, f"reproduce_evaluate_{split}.json")
+                raise utils.InputError(f"{record}: holds no metrics (edited?): delete it and run the same "
+                                       f"command to evaluate again")
             train, final = run.record("train"), run.record("final")
             entry = {"folder": run.folder, "seed": run.seed, "train_options": run.train_options,
                      "train_command": train["command"] if train else None, "train_seconds": train and train["seconds"],

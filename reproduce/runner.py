@@ -29,8 +29,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -60,7 +62,7 @@ class Command:
     env: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
-        return shlex.join([f"{k}={v}" for k, v in self.env] + list(self.argv))
+        return " ".join([f"{k}={shlex.quote(v)}" for k, v in self.env] + [shlex.join(self.argv)])
 
 
 @dataclass
@@ -77,10 +79,12 @@ class Stage:
         if not os.path.isfile(self.record):
             return False
         try:
-            with open(self.record) as f:
-                return json.load(f).get("command") == str(self.command)
-        except (OSError, json.JSONDecodeError):
+            with open(self.record, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):  # unreadable, not JSON, not UTF-8: the stage runs again
             return False
+        return (isinstance(record, dict) and record.get("command") == str(self.command)
+                and all(isinstance(record.get(key), dict) for key in self.outputs))  # what it wrote, whole
 
 
 @dataclass
@@ -146,11 +150,11 @@ def run_name(row_options: list[str], train_options: list[str], seed: int) -> str
     return f"{words[:NAME_LENGTH].rstrip('_') or 'defaults'}_seed{seed}_{digest}"
 
 
-def check_train_args(args: list[str]) -> None:
-    """Options the runner sets itself cannot be given for every row."""
+def check_train_args(args: list[str], where: str = "--train_args") -> None:
+    """Options the runner sets itself cannot be given for every row, nor in a row."""
     for arg in args:
         if arg.split("=")[0] in RUN_OWNED_OPTIONS:
-            raise InputError(f"--train_args: {arg.split('=')[0]} is set by the runner for each run "
+            raise InputError(f"{where}: {arg.split('=')[0]} is set by the runner for each run "
                              f"(use --seeds / --first_seed and --log_dir of this command)")
 
 
@@ -194,6 +198,7 @@ def plan(table: Table, settings: Settings) -> list[Run]:
             continue
         row_options = ["--data_path", settings.data_path]
         row_options += ["--splits_dir", settings.splits_dir] if settings.splits_dir else []
+        check_train_args(list(row.train), f"row {row.name!r} of {table.name}")
         own = substitute(row, settings.variables) + settings.train_args
         row_options += own
         for k, seed in enumerate(settings.seeds):
@@ -233,7 +238,68 @@ def pending(runs: list[Run]) -> list[tuple[Run, Stage]]:
     return todo
 
 
-def execute(run: Run, stage: Stage) -> None:
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(utils.ProjectError):
+    """The runner was stopped by a signal after its command had ended (saved); exit with 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}: the stage under way ended (train.py "
+                         f"saves its state); run the same command again to resume")
+        self.exit_code = 128 + signum
+
+
+class StopForwarding:
+    """While a table runs: SIGTERM and SIGINT are passed on to the stage's command as one SIGTERM, the
+    runner waits for it to end (train.py saves its state and exits) and then stops (``Stopped``).
+
+    SIGTERM, not the signal received: Ctrl-C signals the whole process group, so the command has its
+    SIGINT already, and a second SIGINT would stop train.py before it saves; a SIGTERM after a first
+    stop signal is ignored by it. A signal between stages stops the runner before the next one.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.child: subprocess.Popen | None = None
+        self.previous: dict = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        first = self.signum is None
+        self.signum = self.signum or signum
+        logger.warning("received %s: %s", signal.Signals(signum).name,
+                       "waiting for the stage under way to save and end" if self.child else "stopping")
+        if first and self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+    def __enter__(self) -> "StopForwarding":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # handlers can only be set in the main thread; elsewhere signals keep their default
+        for signum in STOP_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def call(self, argv: list[str], env: dict) -> int:
+        """Run a command to its end (a stop signal is passed on to it first)."""
+        self.child = subprocess.Popen(argv, env=env)
+        if self.signum is not None:  # a signal that came while the command was starting
+            self.child.send_signal(signal.SIGTERM)
+        try:
+            return self.child.wait()
+        finally:
+            self.child = None
+
+    def check(self) -> None:
+        """Raise ``Stopped`` when a stop signal came."""
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
+def execute(run: Run, stage: Stage, stopper: StopForwarding | None = None) -> None:
     """Run one stage's command; on success write its record (command, seconds, what it wrote)."""
     logger.info("%s: %s\n  %s", os.path.basename(run.folder), stage.name, stage.command)
     env = {**os.environ, **dict(stage.command.env)}
@@ -244,8 +310,12 @@ def execute(run: Run, stage: Stage) -> None:
     if stage.in_process is not None:
         stage.in_process()
         code = 0
+    elif stopper is not None:
+        code = stopper.call(list(stage.command.argv), env=env)
     else:
         code = subprocess.call(list(stage.command.argv), env=env)
+    if code != 0 and stopper is not None:
+        stopper.check()  # a stage stopped by a signal is not a failure
     if code != 0:
         raise TrainingError(f"{stage.name} of {run.folder} failed with exit code {code}: {stage.command}\n"
                             f"(fix the cause and run the same command again: finished stages are kept)")
@@ -264,8 +334,11 @@ def run_all(runs: list[Run]) -> int:
     done = sum(len(r.stages) for r in runs) - len(todo)
     if done:
         logger.info("%d stage(s) already done (their records hold the same commands): skipped", done)
-    for run, stage in todo:
-        execute(run, stage)
+    with StopForwarding() as stopper:
+        for run, stage in todo:
+            stopper.check()
+            execute(run, stage, stopper)
+        stopper.check()
     return len(todo)
 
 

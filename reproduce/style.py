@@ -17,6 +17,7 @@ FIGURES_REQUIREMENTS = "pip install -r requirements-figures.txt"
 COLUMN_WIDTH_IN = 3.25  # one column of a two-column paper
 TEXT_WIDTH_IN = 6.875  # both columns
 WIDTHS_IN = {"column": COLUMN_WIDTH_IN, "text": TEXT_WIDTH_IN}
+MAX_WIDTH_IN = 50.0  # a figure wider than this is no page's (and matplotlib would allocate it)
 FONT_SIZE_PT = 8
 DPI = 300
 FORMATS = ("png", "pdf")
@@ -47,8 +48,8 @@ def width_in(width: str | float) -> float:
         inches = float(width)
     except ValueError:
         raise utils.InputError(f"width {width!r}: give column, text or inches") from None
-    if inches <= 0:
-        raise utils.InputError(f"width must be positive, got {width}")
+    if not 0 < inches <= MAX_WIDTH_IN:  # NaN too
+        raise utils.InputError(f"--width {width}: give column, text or inches in (0, {MAX_WIDTH_IN:g}]")
     return inches
 
 

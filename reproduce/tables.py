@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ import layers
 from utils import InputError, MissingFileError
 
 METRICS = layers.DEPTH_METRIC_NAMES
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")  # a user table's name: one file name in --output_dir
 SHORT_METRICS = ("abs_rel", "sq_rel", "a1")  # the columns of Tables 6 and 7
 # Cost columns (Table 2): training time of 20 epochs (hours), peak memory per GPU (GiB), GPUs, inference (ms).
 COST_NAMES = ("train_hours", "memory_gib", "gpus", "inference_ms")
@@ -147,7 +149,10 @@ TABLES = {table.name: table for table in (TABLE2, TABLE3, TABLE4, TABLE5, TABLE6
 def _argv(value, where: str) -> tuple[str, ...]:
     """A row's options: a list of strings (and numbers), or one string split as a shell would."""
     if isinstance(value, str):
-        return tuple(shlex.split(value))
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as err:  # an unterminated quote
+            raise InputError(f"{where}: options {value!r} do not split as a shell line ({err})") from None
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return tuple(str(v) for v in value)
     raise InputError(f"{where}: options must be a list of strings or one string, got {value!r}")
@@ -162,10 +167,12 @@ def load_user_table(path: str) -> Table:
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such table file (or give a named table: {', '.join(TABLES)})")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             spec = json.load(f)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start}): save the table as UTF-8") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("rows"), list) or not spec["rows"]:
         raise InputError(f"{path}: expected an object with a non-empty list \"rows\"")
     known = {"name", "title", "eval_split", "metrics", "evaluate_options", "rows", "notes"}
@@ -182,6 +189,8 @@ def load_user_table(path: str) -> Table:
         where = f"{path}: rows[{i}]"
         if not isinstance(entry, dict) or "name" not in entry or not ({"train", "options"} & set(entry)):
             raise InputError(f"{where}: a row needs \"name\" and \"train\" (its train.py options)")
+        if not isinstance(entry["name"], str) or not entry["name"].strip():
+            raise InputError(f"{where}: a row's \"name\" must be a non-empty string, got {entry['name']!r}")
         if entry["name"] in names:
             raise InputError(f"{where}: row name {entry['name']!r} is used twice")
         names.add(entry["name"])
@@ -191,10 +200,16 @@ def load_user_table(path: str) -> Table:
             raise InputError(f"{where}: \"reported\" must map metric names to numbers")
         rows.append(Row(str(entry["name"]), _argv(entry.get("train", entry.get("options")), where), dict(reported)))
     name = spec.get("name") or os.path.splitext(os.path.basename(path))[0]
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (os.curdir, os.pardir):
+        raise InputError(f"{path}: \"name\" {name!r} names the output files <output_dir>/<name>.md ...: "
+                         f"use letters, digits, '.', '_' and '-' only (no folders)")
+    notes = spec.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise InputError(f"{path}: \"notes\" must be a list of strings, got {notes!r}")
     return Table(name=str(name), title=str(spec.get("title", name)), rows=tuple(rows),
                  eval_split=str(spec.get("eval_split", "eigen")), metrics=metrics,
                  evaluate_options=_argv(spec.get("evaluate_options", []), f"{path}: evaluate_options"),
-                 notes=tuple(spec.get("notes", ())))
+                 notes=tuple(notes))
 
 
 def get_table(name_or_path: str) -> Table:

@@ -1,7 +1,12 @@
-"""Test helpers: the released checkpoints' key layouts (tests/data), small random batches, and GPU skipping."""
+"""Test helpers: the released checkpoints' key layouts (tests/data), small random batches, skipping tests whose
+GPU or optional package is missing, and a clean logging state per test."""
 from __future__ import annotations
 
+import glob
+import importlib.util
+import logging
 import os
+import re
 
 import pytest
 import torch
@@ -10,16 +15,80 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # key, shape and dtype of every tensor in the authors' and Monodepth2's released model files, one file each
 CHECKPOINT_KEYS_DIR = os.path.join(PROJECT_DIR, "tests", "data", "checkpoint_keys")
 
+# Tests wait for conditions (a line, a file, an exit), never for a fixed time; this deadline only ends a wait that
+# would otherwise hang the suite, and is far beyond what a loaded 2-core machine needs.
+PROCESS_DEADLINE_S = 1800
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+# Optional packages. ``@pytest.mark.needs("av")`` (or ``require("av")`` in a fixture) skips a test when the package
+# is missing, naming the requirements file that installs it; with FSRE_TEST_OPTIONAL=1 (CI's second stage, after
+# installing every requirements-*.txt) a missing package fails the test instead, so nothing skips there unnoticed.
+STRICT_OPTIONAL_ENV = "FSRE_TEST_OPTIONAL"
+MODULE_OF_DISTRIBUTION = {"pyyaml": "yaml"}  # where the import name differs from the distribution's
+
+
+def optional_requirement_files() -> dict[str, str]:
+    """Import name -> the optional requirements file that installs it, read from the requirements-*.txt files."""
+    files = {}
+    for path in sorted(glob.glob(os.path.join(PROJECT_DIR, "requirements-*.txt"))):
+        for line in open(path):
+            match = re.match(r"\s*([A-Za-z0-9_.-]+)", line.split("#")[0])
+            if match and not line.lstrip().startswith("-"):
+                name = match.group(1).lower()
+                files.setdefault(MODULE_OF_DISTRIBUTION.get(name, name.replace("-", "_")), os.path.basename(path))
+    return files
+
+
+def missing_reason(module: str) -> str | None:
+    """Why a test that imports ``module`` cannot run here, or None when it can."""
+    source = optional_requirement_files().get(module)
+    if source is None:
+        raise ValueError(f"{module} is in no requirements-*.txt: add it to the optional feature's file")
+    return None if importlib.util.find_spec(module) is not None else f"needs {module} (pip install -r {source})"
+
+
+_running = {}  # the test being set up: require() checks that it declares what it needs
+
+
+def require(*modules: str) -> None:
+    """Skip the running test (or fail it under FSRE_TEST_OPTIONAL=1) unless every module imports."""
+    item = _running.get("item")
+    declared = {name for marker in item.iter_markers("needs") for name in marker.args} if item else set(modules)
+    if not set(modules) <= declared:  # CI's second stage selects the tests to run by their marker
+        pytest.fail(f"{item.nodeid} needs {', '.join(sorted(set(modules) - declared))}: mark it "
+                    f"@pytest.mark.needs(...)")
+    for module in modules:
+        reason = missing_reason(module)
+        if reason is not None:
+            if os.environ.get(STRICT_OPTIONAL_ENV) == "1":
+                pytest.fail(f"{reason}, but {STRICT_OPTIONAL_ENV}=1 says every optional package is installed")
+            pytest.skip(reason)
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    gpu_skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if gpu_skip is not None and "gpu" in item.keywords:
+            item.add_marker(gpu_skip)
+
+
+def pytest_runtest_setup(item):
+    _running["item"] = item
+    for marker in item.iter_markers("needs"):
+        require(*marker.args)
+
+
+@pytest.fixture(autouse=True)
+def isolated_logging():
+    """Give every test the root logger it started with: a command run in a test (utils.setup_logging) points
+    it at that test's captured stderr, which is closed once the test ends."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def read_checkpoint_keys(name: str) -> dict[str, tuple[tuple[int, ...], str]]:

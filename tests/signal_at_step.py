@@ -1,6 +1,5 @@
 """Run train.py as the command line does, with a test-only callback: SIGTERM to this process as step N
 begins (so the state is saved after step N). Used by test_reliability under torchrun; not an option of train.py."""
-import os
 import signal
 import sys
 
@@ -15,7 +14,7 @@ def signal_at_step(at_step: int) -> None:
 
     def train_step_then_signal(self, inputs):
         if self.step == at_step - 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # handled before it returns: the flag is set before step N
         train_step(self, inputs)
 
     Trainer.train_step = train_step_then_signal

@@ -1,5 +1,4 @@
 """Evaluation: metrics, crop, median scaling, ground-truth export, released folders, predict, per class, pose."""
-import importlib.util
 import json
 import math
 import os
@@ -345,20 +344,28 @@ def test_per_class_sums_pool_to_the_image_metrics_for_a_single_class():
     assert evaluate_per_class.metrics_from_sums(sums)[1] is None
 
 
-def test_per_class_evaluation_writes_table_json_and_chart(evaluated, tmp_path, capsys):
+def per_class_run(evaluated, out, *extra):
     tiny, split, folders = evaluated
-    chart = [] if importlib.util.find_spec("matplotlib") else ["--no_chart"]  # the chart's own tests: test_figures.py
     evaluate_per_class.main(["--data_path", tiny.data_path, "--eval_split", str(split), "--num_workers", "0",
-                             "--load_weights_folder", folders["baseline"], folders["full"], "--output_dir", str(tmp_path)]
-                            + chart)
+                             "--load_weights_folder", folders["baseline"], folders["full"], "--output_dir", str(out),
+                             *extra])
+    return json.load(open(out / "per_class_testsplit.json"))
+
+
+def test_per_class_evaluation_writes_table_and_json(evaluated, tmp_path, capsys):
+    result = per_class_run(evaluated, tmp_path, "--no_chart")
     assert "road" in capsys.readouterr().out
-    result = json.load(open(tmp_path / "per_class_testsplit.json"))
     assert set(result["models"]) == {"baseline", "full"}
     road = result["models"]["full"]["road"]
     assert road is not None and road["pixels"] > 0 and 0 <= road["abs_rel"] < 1
     assert result["models"]["full"]["person"] is None  # no person pixel in the fixture
-    if not chart:
-        assert (tmp_path / "per_class_testsplit.png").is_file() and (tmp_path / "per_class_testsplit.pdf").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["per_class_testsplit.json"]
+
+
+@pytest.mark.needs("matplotlib")
+def test_per_class_evaluation_draws_its_chart(evaluated, tmp_path):  # the chart's content: test_figures.py
+    per_class_run(evaluated, tmp_path)
+    assert (tmp_path / "per_class_testsplit.png").is_file() and (tmp_path / "per_class_testsplit.pdf").is_file()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import utils
 from checkpoints import model_folder
 from deploy import depth_graph
 from deploy import export as deploy_export
+from conftest import require
 from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
@@ -116,8 +117,7 @@ def program_files(folders, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def onnx_files(folders, tmp_path_factory):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+    require("onnx", "onnxruntime")
     root = tmp_path_factory.mktemp("onnx")
     return {c: export(folders[c], "onnx", str(root / f"{c}.onnx"), *EXPORTS[c]) for c in EXPORTS}
 
@@ -169,6 +169,7 @@ def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, progra
 
 
 @pytest.mark.parametrize("config", sorted(EXPORTS))
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_files, config):
     import onnx
     import onnxruntime as ort
@@ -197,8 +198,8 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_fil
         session.run(None, {"image": random_images(input_type, 1, 96, 320).numpy()})
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
-    pytest.importorskip("onnxruntime")
     folder = str(tmp_path / "md2")
     write_monodepth2_folder(folder, height=HEIGHT, width=WIDTH)
     path = str(tmp_path / "md2.onnx")
@@ -263,6 +264,7 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "export"])
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_predict_with_an_exported_file_gives_the_folder_outputs(folders, onnx_files, program_files, tmp_path, fmt):
     tiny = make_tiny_kitti(str(tmp_path), num_frames=3, exts=("png",))
     frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
@@ -280,6 +282,7 @@ def test_predict_with_an_exported_file_gives_the_folder_outputs(folders, onnx_fi
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files, program_files):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
     backends = ("PyTorch eager", "torch.export", "TorchScript", "onnxruntime")  # torch.compile: minutes on 2 cores
@@ -298,6 +301,7 @@ def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_f
     assert cpu["PyTorch eager"] > 0 and "CPU ms / image" in deploy_export.format_timing(cpu, HEIGHT, WIDTH, 1, "cpu")
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torchscript_files, onnx_files,
                                                                     program_files, tmp_path):
     images = random_images("float", 3, seed=7)
@@ -317,9 +321,8 @@ def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torc
         depth_graph.load_exported(str(tmp_path / "missing.pt2"))
 
 
+@pytest.mark.needs("onnx", "onnxruntime", "onnxscript")
 def test_onnx_dynamo_exporter_writes_opset_18_that_passes_the_check(folders, tmp_path, capsys):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript (requirements-export.txt)")
     import onnx
     path = export(folders["full"], "onnx", str(tmp_path / "dynamo.onnx"), *EXPORTS["full"], "--onnx_exporter",
                   "dynamo", check=True)  # the built-in check against PyTorch at batch sizes 1 and 3

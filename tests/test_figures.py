@@ -30,8 +30,9 @@ def test_colormap_known_entries():
     assert utils.MAGMA.shape == (256, 3) and (np.diff(utils.MAGMA.astype(int).sum(1)) >= 0).all()  # dark to light
 
 
+@pytest.mark.needs("matplotlib")
 def test_colormap_equals_matplotlibs_magma():
-    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
+    import matplotlib
     values = np.concatenate([np.random.default_rng(0).uniform(-0.1, 1.3, 5000), np.linspace(0, 1, 257)])
     vmax = 1.0
     expected = matplotlib.colormaps["magma"](np.clip(values / vmax, 0, 1), bytes=True)[..., :3]
@@ -95,8 +96,8 @@ def test_row_names_fit_their_panels():
     assert text == "error\nbaseline (MS)" and size == figures.MIN_LABEL_PT  # 21.6 / (0.6 x 13) = 2.8 pt, floored at 4
 
 
+@pytest.mark.needs("matplotlib")
 def test_figure_layout_panels_and_selection(scene, tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
     from tools import figures as figures_tool
     data_path, split_dir, folders = scene
     preds = {name: predictions(folder, data_path, split_dir) for name, folder in folders.items()}
@@ -148,8 +149,8 @@ def test_figure_layout_panels_and_selection(scene, tmp_path):
         np.testing.assert_array_equal(axes.images[0].get_array(), panels[k // 3, k % 3])
 
 
+@pytest.mark.needs("matplotlib")
 def test_thin_selection_and_bad_input(scene, tmp_path, capsys):
-    pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
     from tools import figures as figures_tool
     data_path, split_dir, folders = scene
     stem = str(tmp_path / "thin")
@@ -167,8 +168,8 @@ def test_thin_selection_and_bad_input(scene, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # the per-class chart
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.needs("matplotlib")
 def test_per_class_chart_names_classes_and_skips_absent_ones(tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib is optional (requirements-figures.txt)")
     from reproduce import charts
     rows = [None] * len(CLASS_NAMES)
     light = CLASS_NAMES.index("traffic light")

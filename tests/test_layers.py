@@ -232,7 +232,7 @@ def naive_sgt(features, labels, k, margin):
                     for dx in range(-r, r + 1):
                         yy, xx = y + dy, x + dx
                         inside = 0 <= yy < h and 0 <= xx < w
-                        other = unit[n, :, yy, xx] if inside else torch.zeros(c)
+                        other = unit[n, :, yy, xx] if inside else torch.zeros(c, dtype=unit.dtype)
                         dist = math.sqrt(max(1e-9, 2 - 2 * float(unit[n, :, y, x] @ other)))
                         same = inside and labels[n, 0, yy, xx] == labels[n, 0, y, x]
                         (pos if same else neg).append(dist)
@@ -244,11 +244,17 @@ def naive_sgt(features, labels, k, margin):
 
 @pytest.mark.parametrize("k", [3, 5])
 def test_sgt_matches_a_naive_per_pixel_loop(k):
+    # In float64: a pixel's distance to itself is sqrt(max(1e-9, 2 - 2 cos)) with cos = 1 up to rounding. In
+    # float32 that rounding (~1e-7, machine-dependent: summation order, FMA) passes the 1e-9 floor and the square
+    # root turns it into ~3e-4, which is not what this test checks. In float64 it stays below 1e-15, under the
+    # floor, so both sides take sqrt(1e-9) exactly; every other distance here is > 0.2 (random features), so
+    # the two sums differ by a few float64 ulps of their terms: 1e-12 relative is a bound with a wide margin.
     g = torch.Generator().manual_seed(k)
-    features = torch.randn(2, 4, 5, 7, generator=g)
+    features = torch.randn(2, 4, 5, 7, generator=g, dtype=torch.float64)
     labels = torch.tensor([0, 1, 255])[torch.randint(0, 3, (2, 1, 5, 7), generator=g)]
     loss, _ = layers.semantic_triplet_loss(features, labels, kernel_size=k, margin=0.3)
-    assert loss.item() == pytest.approx(naive_sgt(features, labels, k, 0.3), rel=1e-5)
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(naive_sgt(features, labels, k, 0.3), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import evaluate_depth
 import options
 import predict
 import utils
-from conftest import PROJECT_DIR
+from conftest import PROJECT_DIR, require
 from datasets import DATASETS
 from datasets.cityscapes import save_label_png
 from datasets.folders import FoldersDataset, find_sequences, read_sequence
@@ -27,7 +27,6 @@ from tools import import_video, make_pseudo_labels, prepare_sequences
 from trainer import Trainer
 from training.input_checks import check_split
 
-AV_REASON = "PyAV (requirements-video.txt) reads and writes the videos"
 WIDTH, HEIGHT = 208, 64  # frames of the synthetic videos (KITTI's aspect ratio, even sides)
 FRAMES = 7  # per drive at 10 fps: 19 at 30 fps
 VIDEO_FRAMES = 3 * (FRAMES - 1) + 1
@@ -142,6 +141,7 @@ def test_labels_and_seeded_augmentation_work_unchanged(tmp_path):
     assert torch.equal(fast[0][("K", 0)], DATASETS["folders"](str(tmp_path), ["seq 2 l"], 16, 48, [0, -1, 1], 1)[0][("K", 0)])
 
 
+@pytest.mark.needs("yaml")
 def test_intrinsics_files_in_every_documented_form(tmp_path):
     write_frames(tmp_path / "seq", 3)
     forms = [{"fx": 30, "fy": 31, "cx": 24, "cy": 8}, {"K": [[30, 0, 24], [0, 31, 8], [0, 0, 1]]},
@@ -151,7 +151,6 @@ def test_intrinsics_files_in_every_documented_form(tmp_path):
         camera = read_sequence(str(tmp_path), "seq").camera
         assert (camera.fx, camera.fy, camera.cx, camera.cy) == (30, 31, 24, 8)
     os.remove(tmp_path / "seq" / "intrinsics.json")
-    pytest.importorskip("yaml", reason="PyYAML reads intrinsics.yaml")
     (tmp_path / "seq" / "intrinsics.yaml").write_text("fx: 30\nfy: 31\ncx: 24\ncy: 8\n")
     assert read_sequence(str(tmp_path), "seq").camera.fy == 31
 
@@ -244,23 +243,13 @@ def test_frames_are_kept_by_time_at_the_target_rate():
     assert kept(5, 4) == [0, 1, 2, 3]  # a slower source keeps every frame
 
 
-def test_ci_installs_every_optional_requirements_file():
-    script = open(os.path.join(PROJECT_DIR, ".ci", "run")).read()
-    loop = script[script.index("for extra in"):script.index("done") + len("done")]
-    installed = subprocess.run(["bash", "-c", 'python() { echo "$@"; }\n' + loop], cwd=PROJECT_DIR,
-                               capture_output=True, text=True, check=True).stdout
-    optional = sorted(f for f in os.listdir(PROJECT_DIR) if re.fullmatch(r"requirements-.+\.txt", f))
-    assert "requirements-video.txt" in optional
-    assert sorted(re.findall(r"-r (\S+)", installed)) == optional
-
-
 # ---------------------------------------------------------------------------------------------
 # the whole path on a generated video
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     """Two synthetic stereo drives as lossless 30 fps videos (bit-exact frames), with intrinsics and ground truth."""
-    pytest.importorskip("av", reason=AV_REASON)
+    require("av")
     from synthetic.video import generate_videos
     out = str(tmp_path_factory.mktemp("videos"))
     generate_videos(out, num_drives=2, frames=FRAMES, width=WIDTH, height=HEIGHT, stereo=True, lossless=True,
@@ -273,6 +262,7 @@ def decoded(path):
     return [rgb for _, rgb in read_frames(path)]
 
 
+@pytest.mark.needs("av")
 def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_01.mp4")
     lefts = [os.path.join(videos, f"drive_0{k}.mp4") for k in (1, 2)]
@@ -337,6 +327,7 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     assert len([f for f in os.listdir(os.path.join(out, "drive_01_frames")) if f.endswith("_disp.npy")]) == FRAMES
 
 
+@pytest.mark.needs("av")
 def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp_path, monkeypatch, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_02.mp4")
     argv = [video, "--out", data, "--fov", "90", "--width", "104", "--crop", "0", "0", "208", "60"]
@@ -373,6 +364,7 @@ def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp
         import_video.main(argv[:-5])  # without the crop
 
 
+@pytest.mark.needs("av")
 def test_bad_videos_are_one_line_errors_and_leave_nothing(videos, tmp_path, capsys):
     from datasets.video_files import VideoWriter
     out = tmp_path / "data"

@@ -17,14 +17,14 @@ from PIL import Image
 
 import datasets
 import utils
-from conftest import PROJECT_DIR
+from conftest import PROCESS_DEADLINE_S, PROJECT_DIR, require
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
 from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
 from tools import make_pseudo_labels as mpl
 
 PROCESSOR_SIZE = {"height": 64, "width": 128}
 KILL_AFTER = 3  # labels written before the first run is killed
-KILL_TIMEOUT_S = 120
+KILL_TIMEOUT_S = PROCESS_DEADLINE_S
 ROAD, CAR, SKY, PERSON = (CLASS_NAMES.index(name) for name in ("road", "car", "sky", "person"))  # train ids
 
 
@@ -36,7 +36,8 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def segformer_dir(tmp_path_factory):
     """A random-weight SegFormer with Cityscapes' classes in reversed order, saved with its processor."""
-    transformers = pytest.importorskip("transformers")
+    require("transformers", "safetensors")
+    import transformers
     torch.manual_seed(0)
     names = list(CLASS_NAMES)[::-1]  # channel c is class 18 - c: the tool must map by name
     config = transformers.SegformerConfig(
@@ -91,8 +92,9 @@ def frame_of_label(tiny, label_path, seg_path):
     return os.path.join(tiny.data_path, *rel[:-1], "data", rel[-1])
 
 
+@pytest.mark.needs("transformers", "safetensors")
 def test_segformer_labels_every_needed_frame_in_the_loaders_layout(tiny, segformer_dir, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
     seg_path = tmp_path / "labels"
     summary = run(tiny, seg_path, segformer_dir, "--batch_size", "3", "--num_workers", "2", "--num_overlays", "2")
     labels = written_labels(seg_path)
@@ -140,6 +142,7 @@ def test_segformer_labels_every_needed_frame_in_the_loaders_layout(tiny, segform
     assert {path: (os.stat(path).st_mtime_ns, open(path, "rb").read()) for path in written_labels(seg_path)} == before
 
 
+@pytest.mark.needs("transformers", "safetensors")
 def test_segformer_run_killed_half_way_resumes_to_the_same_files(tiny, segformer_dir, tmp_path):
     args = ["--sides", "both", "--batch_size", "1", "--num_workers", "0", "--num_overlays", "0"]
     reference = tmp_path / "reference"
@@ -320,8 +323,9 @@ def test_sliding_windows_cover_the_frame_and_average_overlaps():
     assert torch.allclose(out[0, 0, 0], expected)
 
 
+@pytest.mark.needs("transformers", "safetensors")
 def test_segformer_sliding_window_labels_match_the_windows_by_hand(tiny, segformer_dir, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
     seg_path = tmp_path / "labels"
     summary = run(tiny, seg_path, segformer_dir, "--sliding_window", "--batch_size", "2", "--num_workers", "0")
     assert summary["frames_labelled"] == 7

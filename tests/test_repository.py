@@ -3,6 +3,9 @@ import os
 import re
 import subprocess
 
+import pytest
+
+import conftest
 import splits
 from conftest import PROJECT_DIR
 
@@ -14,10 +17,49 @@ def readme_test_command():
     return commands[0].strip()
 
 
-def test_ci_runs_exactly_the_readme_test_command():
-    ci = open(os.path.join(PROJECT_DIR, ".ci", "run")).read().splitlines()
-    assert readme_test_command() in [line.strip() for line in ci]
-    assert any("requirements.txt" in line and "pip install" in line for line in ci)
+def ci_commands():
+    """.ci/run's lines that do something (comments, echo lines and blank lines left out)."""
+    lines = [line.strip() for line in open(os.path.join(PROJECT_DIR, ".ci", "run"))]
+    return [line for line in lines if line and not line.startswith(("#", "echo "))]
+
+
+def test_ci_runs_the_readme_test_command_with_requirements_txt_only_first():
+    lines = ci_commands()
+    readme = lines.index(readme_test_command())  # verbatim
+    installs = [i for i, line in enumerate(lines) if "pip install" in line]
+    assert [lines[i] for i in installs if i < readme] == ["python -m pip install --quiet -r requirements.txt"]
+
+
+def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests():
+    lines = ci_commands()
+    readme = lines.index(readme_test_command())
+    loop = "\n".join(lines[lines.index("for extra in requirements-*.txt; do"):])
+    loop = loop[:loop.index("done") + len("done")]
+    installed = subprocess.run(["bash", "-c", 'python() { echo "$@"; }\n' + loop], cwd=PROJECT_DIR,
+                               capture_output=True, text=True, check=True).stdout
+    optional = sorted(f for f in os.listdir(PROJECT_DIR) if re.fullmatch(r"requirements-.+\.txt", f))
+    assert "requirements-video.txt" in optional
+    assert sorted(re.findall(r"-r (\S+)", installed)) == optional
+    assert lines.index("for extra in requirements-*.txt; do") > readme
+    assert lines[-1] == f"{conftest.STRICT_OPTIONAL_ENV}=1 python -m pytest -q -m needs"
+
+
+def test_a_missing_optional_package_skips_naming_its_requirements_file_or_fails_when_ci_says_all_are_there(
+        monkeypatch):
+    with pytest.raises(pytest.fail.Exception, match=r"needs av: mark it @pytest.mark.needs"):
+        conftest.require("av")  # this test does not declare it: CI's second stage would not select it
+    monkeypatch.setitem(conftest._running, "item", None)  # as from outside a test
+    monkeypatch.setattr(conftest.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.delenv(conftest.STRICT_OPTIONAL_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"^needs av \(pip install -r requirements-video.txt\)$"):
+        conftest.require("av")
+    monkeypatch.setenv(conftest.STRICT_OPTIONAL_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="needs matplotlib .*requirements-figures.txt.*FSRE_TEST_OPTIONAL"):
+        conftest.require("matplotlib")
+    monkeypatch.undo()
+    monkeypatch.setitem(conftest._running, "item", None)
+    with pytest.raises(ValueError, match="numpy is in no requirements-"):  # also when it is installed
+        conftest.require("numpy")
 
 
 def test_no_split_file_is_tracked():

@@ -43,9 +43,9 @@ def executed_commands(monkeypatch) -> list[str]:
     seen: list[str] = []
     real = runner.execute
 
-    def record(run, stage):
+    def record(run, stage, *args):
         seen.append(str(stage.command))
-        real(run, stage)
+        real(run, stage, *args)
 
     monkeypatch.setattr(runner, "execute", record)
     return seen

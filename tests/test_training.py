@@ -11,7 +11,7 @@ import torch
 import options
 import utils
 from checkpoints import model_folder
-from conftest import PROJECT_DIR
+from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
 from model import FSREModel
 from synthetic.kitti_frames import make_tiny_kitti
 from tb_reader import read_run
@@ -34,7 +34,7 @@ def train_args(tiny, log_dir, *extra):
 def run_cli(args, env_extra=None, module="train.py"):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR, **(env_extra or {})}
     result = subprocess.run([sys.executable, module, *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=PROCESS_DEADLINE_S)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -118,7 +118,7 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
     result = subprocess.run([*torchrun, "tests/ddp_worker.py", str(dump_dir), *args], cwd=PROJECT_DIR, env=env,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=PROCESS_DEADLINE_S)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(dump_dir / "rank0.pt", weights_only=True)
     rank1 = torch.load(dump_dir / "rank1.pt", weights_only=True)
@@ -144,7 +144,7 @@ def test_ddp_validation_with_more_processes_than_validation_items(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
     result = subprocess.run([*torchrun, "train.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=PROCESS_DEADLINE_S)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "validation after epoch 0: loss" in result.stderr
 

@@ -265,8 +265,8 @@ def encoder_table(report: dict) -> str:
 
 def machine(device: torch.device) -> dict:
     """What the figures were measured on."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
-    return {"device": name, "platform": platform.platform(), "python": platform.python_version(),
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{utils.cpu_model()}, {os.cpu_count()} cores"
+    return {"device": name, "summary": utils.machine_summary(device), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "load_average": os.getloadavg()}  # other jobs on a shared machine skew the figures
 

@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         style.width_in(opts.width)
         style.import_pyplot("the per-class chart (or give --no_chart)")
     names = arguments.model_names(opts, parser)
+    arguments.check_output_dir(opts.output_dir)
     device = utils.pick_device(opts.device)
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     gt_file = ground_truth_file(opts.gt_depths, opts.eval_split)

@@ -109,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [f for f in opts.frames or [] if not 0 <= f < num_lines]
     if bad:
         parser.error(f"--frames {bad}: {test_file} has {num_lines} frames (0..{num_lines - 1})")
-    thin = class_ids(opts.thin_classes) if opts.select == "thin" else []
+    try:
+        thin = class_ids(opts.thin_classes) if opts.select == "thin" else []
+    except ValueError as err:
+        parser.error(f"--thin_classes: {err}")
     sources = load_sources(opts, test_file, num_lines, parser)
     garg_crop, median_scaling = opts.eval_split == "eigen", not opts.eval_stereo
     scale = STEREO_SCALE_FACTOR if opts.eval_stereo else 1.0

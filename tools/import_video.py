@@ -34,8 +34,8 @@ from tqdm import tqdm
 import utils
 from datasets.folders import FRAME_NAME, INCOMPLETE_MARKER, INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
 from datasets.mono_dataset import RESIZE_FILTER
-from datasets.video_files import (VIDEO_EXTENSIONS, RateSampler, VideoInfo, frame_rate_tolerance, is_video, probe,
-                                  read_frames)
+from datasets.video_files import (VIDEO_EXTENSIONS, RateSampler, VideoInfo, fps_option, frame_rate_tolerance, is_video,
+                                  probe, read_frames)
 from utils import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="data folder: one sequence folder per video goes here "
                                                       "(train with --dataset folders --data_path OUT)")
     parser.add_argument("--name", default=None, help="sequence name (one video only; default: the file's name)")
-    parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=FPS_HELP)
+    parser.add_argument("--fps", type=fps_option, default=DEFAULT_FPS, help=FPS_HELP)
     g = parser.add_argument_group("geometry (crop first, then resize; the intrinsics follow both)")
     g.add_argument("--crop", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=None,
                    help="keep this box, in pixels of the video as shown (e.g. cut off a dashcam's bonnet)")

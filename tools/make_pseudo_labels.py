@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -299,6 +300,10 @@ def load_segmenter(model: str, device: torch.device, resize_to: tuple[int, int] 
         net = AutoModelForSemanticSegmentation.from_pretrained(model).eval().to(device)
     except OSError as err:  # not a checkpoint folder, and no network to fetch a hub name
         raise InputError(f"--model {model}: cannot load the checkpoint ({err})") from None
+    except pickle.UnpicklingError as err:  # weights that are a pickle of more than tensors: refused, never run
+        reason = (str(err).strip().splitlines() or ["a pickle"])[0]
+        raise InputError(f"--model {model}: its weights are a pickle that holds more than tensors, which is never "
+                         f"unpickled ({reason[:160]}): save the checkpoint with safetensors") from None
     channel_to_label = channel_to_label_ids(net.config.id2label, model, assume_train_id_order)
     window = None
     if sliding_window:

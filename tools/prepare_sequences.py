@@ -76,11 +76,14 @@ class SequenceReport:
 # -- motion --------------------------------------------------------------------------------------
 def small_grey(path: str) -> np.ndarray:
     """A frame in grey at STATIC_WIDTH pixels wide, float in [0, 1] (JPEG decoded at a reduced scale)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        size = (STATIC_WIDTH, max(1, round(height * STATIC_WIDTH / width)))
-        image.draft("L", size)  # JPEG: decode at 1/2..1/8 scale directly
-        grey = image.convert("L").resize(size, Image.Resampling.BILINEAR)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            size = (STATIC_WIDTH, max(1, round(height * STATIC_WIDTH / width)))
+            image.draft("L", size)  # JPEG: decode at 1/2..1/8 scale directly
+            grey = image.convert("L").resize(size, Image.Resampling.BILINEAR)
+    except (OSError, SyntaxError, ValueError) as err:  # a truncated or damaged frame (UnidentifiedImageError too)
+        raise InputError(f"{path}: cannot decode the frame ({err})") from None
     return np.asarray(grey, dtype=np.float32) / utils.UINT8_MAX
 
 
@@ -113,7 +116,7 @@ def sequence_lines(report: SequenceReport, frame_ids: Sequence[int], drop_static
     if report.role == "test":
         report.lines = [f"{seq.name} {i} l" for i in range(len(seq.frames))]
         return
-    first, last = -min(0, *offsets), len(seq.frames) - 1 - max(0, *offsets)
+    first, last = -min([0, *offsets]), len(seq.frames) - 1 - max([0, *offsets])  # --frame_ids 0: every frame
     for index in range(first, last + 1):
         if drop_static and any(pair_motion(report.motion, index, f) < STATIC_THRESHOLD for f in offsets):
             report.dropped_static += 1

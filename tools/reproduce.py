@@ -118,7 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _, stage in runner.pending(runs):
             print(stage.command)
         return 0
-    runner.run_all(runs)
+    try:
+        runner.run_all(runs)
+    except runner.Stopped as stopped:
+        logger.warning("%s", stopped)
+        return stopped.exit_code
     eval_split = settings.eval_split or table.eval_split
     if eval_split != table.eval_split:  # the title says where these numbers come from
         table = dataclasses.replace(table, title=f"{table.title} [ours evaluated on {split_name(eval_split)}]")
