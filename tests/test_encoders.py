@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import PROJECT_DIR, random_batch, read_checkpoint_keys
+from conftest import PROJECT_DIR, random_batch, read_checkpoint_keys, require
 
 import evaluate_depth
 import options
@@ -135,8 +135,8 @@ def test_resnet_encoders_never_import_timm():
 # ------------------------------------------------------------------------------------------------
 # timm: names, levels, weights
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.needs("timm")
 def test_unknown_and_single_scale_timm_models_are_one_line(capsys):
-    pytest.importorskip("timm")
     assert cli_error(capsys, ["--encoder", "timm:no_such_net"]).startswith(
         "--encoder timm:no_such_net: timm ")
     message = cli_error(capsys, ["--encoder", "timm:vit_tiny_patch16_224"])
@@ -148,10 +148,10 @@ def test_unknown_and_single_scale_timm_models_are_one_line(capsys):
     assert message.startswith("--encoder timm:swin_tiny_patch4_window7_224 does not take 64x192 images")
 
 
+@pytest.mark.needs("timm")
 @pytest.mark.parametrize("name,levels,made", [("timm:mobilenetv3_small_100", 5, False),
                                               ("timm:convnext_atto", 4, True), ("timm:pvt_v2_b0", 4, True)])
 def test_timm_features_reach_the_decoders_at_strides_2_to_32(name, levels, made):
-    pytest.importorskip("timm")
     model = fresh_model("--encoder", name, "--config", "baseline")  # the full model: in the fixture below
     encoder = model.encoder
     assert len(encoder.encoder.feature_info.channels()) == levels and (encoder.stride2 is not None) == made
@@ -168,8 +168,9 @@ def test_timm_features_reach_the_decoders_at_strides_2_to_32(name, levels, made)
     assert pose.name == name and len(pose(torch.rand(1, 6, HEIGHT, WIDTH))) == 1
 
 
+@pytest.mark.needs("timm")
 def test_timm_weights_come_from_a_placed_file_and_a_missing_one_names_where_it_goes(tmp_path, monkeypatch):
-    timm = pytest.importorskip("timm")
+    import timm
     from huggingface_hub import constants as hub  # read when timm downloads, not when it is imported
 
     from networks import timm_encoder
@@ -221,8 +222,8 @@ def train_args(data, log_dir, name, *extra):
 @pytest.fixture(scope="module", params=FAMILIES)
 def trained(request, tiny, tmp_path_factory):
     """One family (the full model) trained for one step in a first epoch (checkpoint and weights_0 written),
-    then resumed for a step of a second epoch (weights_1)."""
-    pytest.importorskip("timm")
+    then resumed for a step of a second epoch (weights_1); the tests using it are marked as needing timm."""
+    require("timm")
     data, _ = tiny
     log_dir = tmp_path_factory.mktemp("runs")
     args = train_args(data, log_dir, request.param)
@@ -246,6 +247,7 @@ def model_folder_state(folder, args):
     return model.state_dict()
 
 
+@pytest.mark.needs("timm")
 def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     run = trained
     assert run["first_run"].step == 1 and run["first_run"].nonfinite_total == 0
@@ -255,6 +257,7 @@ def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     assert not still, still[:5]
 
 
+@pytest.mark.needs("timm")
 def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained):
     run = trained
     assert run["resumed"].step == 2 and run["resumed"].nonfinite_total == 0
@@ -276,6 +279,7 @@ def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained
     assert (spec.encoder, spec.pose_encoder, spec.num_layers) == (run["name"], "resnet18", None)
 
 
+@pytest.mark.needs("timm")
 def test_another_encoder_is_refused_at_resume_and_at_load_with_the_reason(trained):
     run = trained
     args = train_args_with(run["args"], "--encoder", "resnet18")
@@ -297,6 +301,7 @@ def train_args_with(args, option, value):
     return args
 
 
+@pytest.mark.needs("timm")
 def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, tiny, tmp_path, capsys):
     data, split = tiny
     folder = trained["folder"]
@@ -312,10 +317,10 @@ def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, tiny,
     assert disp.shape == (HEIGHT, WIDTH) and np.isfinite(disp).all() and disp.std() > 0
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "export"])
+@pytest.mark.needs("timm")
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.needs("onnx", "onnxruntime")),
+                                 "export"])
 def test_export_passes_the_check_against_pytorch(trained, tmp_path, fmt):
-    if fmt == "onnx":
-        pytest.importorskip("onnxruntime")
     out = str(tmp_path / ("depth.onnx" if fmt == "onnx" else "depth.pt2"))
     argv = ["--load_weights_folder", trained["folder"], "--format", fmt, "--output", out]
     assert export_model.main(argv) == 0
@@ -324,8 +329,8 @@ def test_export_passes_the_check_against_pytorch(trained, tmp_path, fmt):
     assert exported.metadata["options"]["encoder"] == trained["name"]
 
 
+@pytest.mark.needs("timm")
 def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_path):
-    pytest.importorskip("timm")
     from reproduce import runner, tables
     path = tmp_path / "encoders.json"
     path.write_text(json.dumps({"name": "encoders", "rows": [
@@ -341,8 +346,8 @@ def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_p
     assert "--encoders" not in runner.benchmark_command(options.parse_args([]), str(tmp_path), []).argv
 
 
+@pytest.mark.needs("timm")
 def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
-    pytest.importorskip("timm")
     from tools import benchmark
     made = tmp_path / "made"
     assert cli_error_of(benchmark.cli, capsys, ["--make_data", str(made), "--encoders", "timm:no_such_net"]) \
