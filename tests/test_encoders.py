@@ -221,8 +221,8 @@ def train_args(data, log_dir, name, *extra):
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def trained(request, tiny, tmp_path_factory):
-    """One family (the full model) trained for one step in a first epoch (checkpoint and weights_0 written),
-    then resumed for a step of a second epoch (weights_1); the tests using it are marked as needing timm."""
+    """One family (the full model) trained for one step, half an epoch (checkpoint and weights_0 written),
+    then resumed in mid-epoch for the second (weights_0 rewritten); its tests are marked as needing timm."""
     require("timm")
     data, _ = tiny
     log_dir = tmp_path_factory.mktemp("runs")
@@ -232,13 +232,13 @@ def trained(request, tiny, tmp_path_factory):
     initial = FSREModel(opts).state_dict()
     first_run = Trainer(opts)
     first_run.train()
-    models = log_dir / "fsre" / "models"
-    resumed = Trainer(options.parse_args([*args, "--num_epochs", "2", "--max_steps", "2", "--resume"]))
+    folder = str(log_dir / "fsre" / "models" / "weights_0")
+    first = model_folder_state(folder, args)
+    resumed = Trainer(options.parse_args([*args, "--max_steps", "2", "--resume"]))
     resumed_state = {k: v.clone() for k, v in resumed.model.state_dict().items()}
     resumed.train()
-    return {"name": request.param, "args": args, "initial": initial, "first_run": first_run,
-            "first": model_folder_state(str(models / "weights_0"), args), "resumed_state": resumed_state,
-            "resumed": resumed, "folder": str(models / "weights_1")}
+    return {"name": request.param, "args": args, "initial": initial, "first_run": first_run, "first": first,
+            "resumed_state": resumed_state, "resumed": resumed, "folder": folder}
 
 
 def model_folder_state(folder, args):
