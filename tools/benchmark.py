@@ -258,8 +258,8 @@ def encoder_table(report: dict) -> str:
                  f"GFLOPs: depth network, one image at {settings['height']}x{settings['width']} "
                  f"(torch FlopCounterMode, 2 per multiply-add)")
     lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
-                 f"{settings['num_workers']} workers, inference at batch 1, {report['machine']['device']}, "
-                 f"torch {report['machine']['torch']}, {report['machine']['torch_threads']} threads")
+                 f"{settings['num_workers']} workers, inference at batch 1, {report['machine']['summary']}, "
+                 f"{report['machine']['torch_threads']} threads")
     return "\n".join(lines)
 
 
