@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import layers
-from networks import JointDecoder, PoseDecoder, ResnetEncoder
+from networks import JointDecoder, PoseDecoder, build_encoder
 from options import source_frame_ids, uses_semantics
 
 # The pose network was trained at this size; wider inputs are resized to it for pose only.
@@ -53,7 +53,8 @@ def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
 
 
 class FSREModel(nn.Module):
-    """Depth encoder, joint decoder, pose encoder and pose decoder, wired with their losses."""
+    """Depth encoder (``--encoder``), joint decoder, pose encoder (``--pose_encoder``) and pose decoder, wired
+    with their losses."""
 
     def __init__(self, opts: argparse.Namespace) -> None:
         super().__init__()
@@ -62,11 +63,13 @@ class FSREModel(nn.Module):
         self.semantics = uses_semantics(opts)
         self.source_ids = source_frame_ids(opts)
         self.pose_ids = [f for f in self.source_ids if f != "s"]
-        self.encoder = ResnetEncoder(opts.num_layers, pretrained)
+        self.encoder = build_encoder(opts.encoder, pretrained)
         self.decoder = JointDecoder(self.encoder.num_ch_enc, opts.scales, self.semantics, opts.num_classes,
-                                    opts.cma_layers, opts.num_heads, opts.cma_ratio)
+                                    opts.cma_layers, opts.num_heads, opts.cma_ratio,
+                                    feature_strides=self.encoder.feature_strides)
         if self.pose_ids:
-            self.pose_encoder = ResnetEncoder(opts.num_layers, pretrained, num_input_images=2)
+            self.pose_encoder = build_encoder(opts.pose_encoder, pretrained, num_input_images=2,
+                                              all_levels=False)
             self.pose = PoseDecoder(self.pose_encoder.num_ch_enc)
         else:
             self.pose_encoder = self.pose = None

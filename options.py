@@ -10,11 +10,12 @@ import argparse
 import json
 import math
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import splits
 import utils
 from datasets import DATASETS, NUM_CLASSES
+from networks import encoders
 from networks.resnet_encoder import NETWORK_STRIDE
 
 # Table 2 of the paper's supplementary material configurations: what each one turns on.
@@ -129,9 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("model")
     g.add_argument("--config", default="full", choices=sorted(CONFIGS),
                    help="Table 2 configuration: sets the defaults of --semantic_weight, --sgt_weight, --cma_layers")
-    g.add_argument("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152], help="ResNet depth")
+    g.add_argument("--encoder", default=None, metavar="NAME",
+                   help=f"depth encoder, shared with the segmentation decoder: "
+                        f"{', '.join(encoders.RESNET_NAMES)} (torchvision's; default "
+                        f"{encoders.DEFAULT_ENCODER}, the authors') or timm:NAME, any timm model with "
+                        "multi-scale features (pip install -r requirements-timm.txt; docs/encoders.md)")
+    g.add_argument("--num_layers", type=int, default=None, choices=[18, 34, 50, 101, 152],
+                   help="ResNet depth: --num_layers N is --encoder resnetN (and --pose_encoder resnetN)")
+    g.add_argument("--pose_encoder", default=None, metavar="NAME",
+                   help="pose encoder, named as --encoder; default: the depth encoder when it is a ResNet "
+                        f"(as --num_layers always did), {encoders.DEFAULT_ENCODER} for a timm encoder")
     g.add_argument("--weights_init", default="pretrained", choices=["pretrained", "scratch"],
-                   help="ImageNet-initialised encoders (torchvision's weights) or random ones")
+                   help="ImageNet-initialised encoders (torchvision's or timm's weights) or random ones")
     g.add_argument("--cma_layers", type=int, nargs="*", default=CONFIGS["full"]["cma_layers"],
                    help="the paper's CMA layers l (0 = 1/16 scale .. 4 = full scale); the authors' "
                         "--cma_layers 3 2 1 is l = 0 1 2. Empty: no CMA")
@@ -261,6 +271,7 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
             parser.error(message)
         raise utils.InputError(message)
 
+    resolve_encoders(opts, fail)
     if opts.cma_layers and opts.semantic_weight <= 0:
         fail("--cma_layers needs the segmentation decoder: give --semantic_weight > 0 or --cma_layers with no value")
     if any(not 0 <= layer <= 4 for layer in opts.cma_layers):
@@ -292,6 +303,42 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         fail(f"--checkpoint_every must be 0 or positive, got {opts.checkpoint_every}")
     if opts.max_nonfinite_steps < 1:
         fail(f"--max_nonfinite_steps must be at least 1, got {opts.max_nonfinite_steps}")
+
+
+def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | None = None) -> None:
+    """Settle ``--encoder``, its alias ``--num_layers`` and ``--pose_encoder`` in ``opts``, and record
+    timm's version when a timm encoder is used (``timm_version``, else None); ``fail`` (default: raise
+    InputError) gets one line for an unknown or unsuitable encoder, or a missing timm."""
+    def refuse(message: str) -> None:
+        if fail is not None:
+            fail(message)
+        raise utils.InputError(message)
+
+    if opts.encoder is None:
+        opts.encoder = encoders.resnet_name(opts.num_layers) if opts.num_layers else encoders.DEFAULT_ENCODER
+    for option in ("encoder", "pose_encoder"):
+        problem = getattr(opts, option) and encoders.encoder_name_error(getattr(opts, option))
+        if problem:
+            refuse(f"--{option}: {problem}")
+    depth = encoders.resnet_depth(opts.encoder)
+    if opts.num_layers is not None and depth != opts.num_layers:
+        refuse(f"--num_layers {opts.num_layers} names ResNet-{opts.num_layers}, --encoder {opts.encoder} "
+               f"another network: give one of them (--num_layers N is --encoder resnetN)")
+    opts.num_layers = depth  # None for a timm encoder
+    if opts.pose_encoder is None:
+        opts.pose_encoder = opts.encoder if depth is not None else encoders.DEFAULT_ENCODER
+    used = [name for name in (opts.encoder, opts.pose_encoder) if encoders.is_timm(name)]
+    opts.timm_version = None
+    if used:
+        from networks import timm_encoder  # timm is optional: only timm encoders import it
+        try:
+            timm_encoder.import_timm()  # first: describe() remembers its answers
+            for name in used:
+                timm_encoder.describe(encoders.timm_model_name(name))
+                timm_encoder.check_input_size(encoders.timm_model_name(name), opts.height, opts.width)
+        except (utils.InputError, utils.DependencyError) as err:
+            refuse(str(err))
+        opts.timm_version = timm_encoder.timm_version()
 
 
 def uses_semantics(opts: argparse.Namespace) -> bool:
@@ -330,5 +377,9 @@ def read_options_file(path: str) -> dict:
 def load_options(path: str) -> argparse.Namespace:
     """Options saved by ``save_options``, completed with today's defaults for options added since."""
     opts = build_parser().parse_args([])
-    vars(opts).update(read_options_file(path))
+    saved = read_options_file(path)
+    vars(opts).update(saved)
+    resolve_encoders(opts)  # a file written before --encoder: its --num_layers says which ResNet
+    if "timm_version" in saved:  # the version that trained it, not the one installed now
+        opts.timm_version = saved["timm_version"]
     return opts

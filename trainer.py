@@ -469,6 +469,15 @@ class Trainer:
     def check_resumed_options(self, path: str, saved: dict) -> None:
         """Apply the rule of training/resume.py to the options that differ from the checkpoint's."""
         changes = resume.changed_options(saved, self.opts)
+        networks = [changes[k] for k in resume.NETWORK_OPTIONS if k in changes]
+        if networks:
+            raise InputError(f"{', '.join(networks)}: {path} holds the weights of another network; resume "
+                             f"it with the options it was trained with, or start a new run with another "
+                             f"--model_name")
+        versions = [changes.pop(k) for k in resume.VERSION_OPTIONS if k in changes]
+        if versions:
+            logger.warning("resuming with another library version (%s): the weights fit, the outputs may "
+                           "differ", ", ".join(versions))
         fixed = [k for k in resume.FIXED_OPTIONS if k in changes]
         if fixed:
             raise InputError(f"{', '.join(changes[k] for k in fixed)}: a resumed run keeps the image size of {path}; "

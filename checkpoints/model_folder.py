@@ -1,8 +1,9 @@
 """Model folders: one file per network in the authors' layout, saved atomically, loaded exactly.
 
 A folder holds ``encoder.pth`` (with the plain entries ``height``, ``width``, ``epoch``,
-``step``), ``decoder.pth`` (depth decoder, segmentation decoder and CMA modules: the authors'
-keys), ``pose_encoder.pth``, ``pose.pth``, the optimizer state ``adam.pth``, ``opt.json`` and
+``step``; a timm encoder's file also ``encoder``, its name, and ``timm_version``), ``decoder.pth``
+(depth decoder, segmentation decoder and CMA modules: the authors' keys), ``pose_encoder.pth``,
+``pose.pth``, the optimizer state ``adam.pth``, ``opt.json`` and
 ``checksums.sha256`` (every file's SHA-256, checked on load; released folders without it load
 unchecked). Files are read with ``weights_only=True``: a checkpoint can never run code.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 
@@ -19,14 +21,17 @@ from torch import nn
 import options
 import utils
 from checkpoints.files import CheckpointError, read_state, save_state, verify_file, write_checksums
-from networks import JointDecoder, PoseDecoder, ResnetEncoder
+from networks import JointDecoder, PoseDecoder, build_encoder, encoder_metadata, encoders
 
 NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
                  "pose": "pose.pth"}
 OPTIMIZER_FILE = "adam.pth"
 OPTIONS_FILE = "opt.json"
-METADATA_KEYS = ("height", "width", "epoch", "step", "use_stereo")
+METADATA_KEYS = ("height", "width", "epoch", "step", "use_stereo", "encoder", "timm_version")
 UNUSED_PREFIXES = ("encoder.fc.",)  # torchvision's classifier, kept in the released encoders, never used
+ENCODER_OPTIONS = {NETWORK_FILES["encoder"]: "--encoder", NETWORK_FILES["pose_encoder"]: "--pose_encoder"}
+
+logger = logging.getLogger(__name__)
 
 
 def split_metadata(state: dict) -> tuple[dict, dict]:
@@ -51,9 +56,39 @@ def check_state_dict(net: nn.Module, state: dict, path: str) -> None:
         raise CheckpointError("\n".join(lines))
 
 
+def recorded_encoder(tensors: dict, metadata: dict, path: str) -> str:
+    """The encoder an encoder file holds: the name it records (timm encoders), else the ResNet its keys
+    show; CheckpointError when it is neither."""
+    if "encoder" in metadata:
+        return str(metadata["encoder"])
+    return encoders.resnet_name(resnet_depth_of(tensors, path))
+
+
+def check_encoder(net: nn.Module, tensors: dict, metadata: dict, path: str) -> None:
+    """Refuse, with the reason, an encoder file written with another encoder than ``net`` (a ResNet of
+    another depth, another timm model); warn when timm's version differs from the one that wrote it."""
+    option = ENCODER_OPTIONS.get(os.path.basename(path))
+    if option is None or not hasattr(net, "name"):
+        return
+    try:
+        recorded = recorded_encoder(tensors, metadata, path)
+    except CheckpointError:
+        return  # neither named nor a ResNet: check_state_dict lists what does not fit
+    if recorded != net.name:
+        raise CheckpointError(f"{path} was written with the encoder {recorded}, not {net.name}: build the "
+                              f"network with {option} {recorded} (or start from another folder)")
+    version = metadata.get("timm_version")
+    installed = net.metadata().get("timm_version") if hasattr(net, "metadata") else None
+    if version and installed and version != installed:
+        logger.warning("%s was written with timm %s, this is timm %s: its keys fit, its outputs may differ",
+                       path, version, installed)
+
+
 def load_network(net: nn.Module, path: str) -> dict:
-    """Load a network's file exactly (every key used, none missing, shapes equal); return its metadata."""
+    """Load a network's file exactly (the same encoder, every key used, none missing, shapes equal); return
+    its metadata."""
     tensors, metadata = split_metadata(read_state(path))
+    check_encoder(net, tensors, metadata, path)
     check_state_dict(net, tensors, path)
     net.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(UNUSED_PREFIXES)})
     return metadata
@@ -66,6 +101,7 @@ def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argpars
     with utils.atomic_folder(folder) as tmp:
         for name, net in networks.items():
             state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            state.update(encoder_metadata(net))  # timm encoders: their name and timm's version
             if name == "encoder":
                 state.update(height=opts.height, width=opts.width, epoch=epoch, step=step)
             save_state(state, os.path.join(tmp, NETWORK_FILES[name]))
@@ -115,7 +151,7 @@ class ModelSpec:
     """What a model folder holds: its layout and the network options read from its keys."""
     folder: str
     layout: str
-    num_layers: int
+    num_layers: int | None  # of a ResNet encoder; None for a timm one
     height: int
     width: int
     scales: tuple
@@ -128,11 +164,18 @@ class ModelSpec:
     max_depth: float
     use_stereo: bool
     pose_frames: int | None  # values per pair / 6 of pose.pth; None without pose files
+    encoder: str = encoders.DEFAULT_ENCODER  # as --encoder names it
+    pose_encoder: str | None = None  # as --pose_encoder names it; None without pose files
+    timm_version: str | None = None  # that wrote a timm encoder's file
 
     def as_options(self) -> argparse.Namespace:
         """Training options describing this model (defaults for everything the folder does not say)."""
-        opts = options.build_parser().parse_args(["--weights_init", "scratch"])
-        opts.num_layers, opts.height, opts.width = self.num_layers, self.height, self.width
+        pose = ["--pose_encoder", self.pose_encoder] if self.pose_encoder else []
+        argv = ["--weights_init", "scratch", "--encoder", self.encoder, *pose, "--height", str(self.height),
+                "--width", str(self.width)]
+        opts = options.build_parser().parse_args(argv)
+        options.resolve_encoders(opts)
+        opts.timm_version = self.timm_version
         opts.scales = list(self.scales)
         opts.semantic_weight = opts.semantic_weight if self.semantics else 0.0
         opts.num_classes, opts.cma_layers = self.num_classes, list(self.cma_layers)
@@ -200,11 +243,15 @@ def inspect_model_folder(folder: str) -> ModelSpec:
         raise CheckpointError(f"{folder}: the decoder holds CMA modules (att_d_to_s.*) but not the segmentation head "
                               f"seg_decoder.decoder.10.conv.weight that they need")
     pose_path = os.path.join(folder, NETWORK_FILES["pose"])
-    pose_frames = None
-    if os.path.isfile(pose_path) and os.path.isfile(os.path.join(folder, NETWORK_FILES["pose_encoder"])):
+    pose_encoder_path = os.path.join(folder, NETWORK_FILES["pose_encoder"])
+    pose_frames = pose_encoder = None
+    if os.path.isfile(pose_path) and os.path.isfile(pose_encoder_path):
         pose_frames = read_state(pose_path)["net.3.weight"].shape[0] // POSE_VALUES_PER_FRAME
+        pose_encoder = recorded_encoder(*split_metadata(read_state(pose_encoder_path)), pose_encoder_path)
+    encoder = recorded_encoder(encoder_state, metadata, encoder_path)
     return ModelSpec(
-        folder=folder, layout=layout, num_layers=resnet_depth_of(encoder_state, encoder_path),
+        folder=folder, layout=layout, num_layers=encoders.resnet_depth(encoder), encoder=encoder,
+        pose_encoder=pose_encoder, timm_version=metadata.get("timm_version", saved.get("timm_version")),
         height=int(metadata.get("height", saved.get("height", defaults.height))),
         width=int(metadata.get("width", saved.get("width", defaults.width))),
         scales=tuple(range(num_heads_in_file)), semantics=seg_head is not None,
@@ -217,9 +264,9 @@ def inspect_model_folder(folder: str) -> ModelSpec:
 def load_depth_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, ModelSpec]:
     """Encoder and joint decoder of any supported model folder, loaded exactly, in eval mode."""
     spec = inspect_model_folder(folder)
-    encoder = ResnetEncoder(spec.num_layers)
+    encoder = build_encoder(spec.encoder)
     decoder = JointDecoder(encoder.num_ch_enc, spec.scales, spec.semantics, spec.num_classes, spec.cma_layers,
-                           spec.num_heads, spec.cma_ratio)
+                           spec.num_heads, spec.cma_ratio, encoder.feature_strides)
     load_network(encoder, os.path.join(folder, NETWORK_FILES["encoder"]))
     _, state = _decoder_state(folder)
     path = os.path.join(folder, NETWORK_FILES["decoder"] if spec.layout == LAYOUT_FSRE else MONODEPTH2_DEPTH_FILE)
@@ -233,7 +280,7 @@ def load_pose_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn
     spec = inspect_model_folder(folder)
     if spec.pose_frames is None:
         raise CheckpointError(f"{folder} has no pose_encoder.pth and pose.pth")
-    pose_encoder = ResnetEncoder(spec.num_layers, num_input_images=2)
+    pose_encoder = build_encoder(spec.pose_encoder, num_input_images=2, all_levels=False)
     pose_decoder = PoseDecoder(pose_encoder.num_ch_enc, spec.pose_frames)
     load_network(pose_encoder, os.path.join(folder, NETWORK_FILES["pose_encoder"]))
     load_network(pose_decoder, os.path.join(folder, NETWORK_FILES["pose"]))

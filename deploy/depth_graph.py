@@ -119,7 +119,7 @@ def graph_metadata(graph: DepthGraph, spec: model_folder.ModelSpec, height: int,
         "outputs": graph.output_names, "min_depth": graph.min_depth, "max_depth": graph.max_depth,
         "num_classes": spec.num_classes if graph.segmentation else None, "source_layout": spec.layout,
         "source_folder": os.path.abspath(spec.folder), "num_layers": spec.num_layers,
-        "options": model_options(spec),
+        "encoder": spec.encoder, "timm_version": spec.timm_version, "options": model_options(spec),
     }
     return {key: json.dumps(value, sort_keys=True) for key, value in values.items()}
 

@@ -355,9 +355,9 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
         if not opts.load_weights_folder:
             raise utils.InputError("give --load_weights_folder (or --ext_disp_to_eval)")
         encoder, decoder, spec = model_folder.load_depth_model(opts.load_weights_folder, device)
-        logger.info("%s: %s layout, ResNet-%d, input %dx%d (height x width), semantics %s, CMA layers %s",
-                    opts.load_weights_folder, spec.layout, spec.num_layers, spec.height, spec.width, spec.semantics,
-                    list(spec.cma_layers))
+        logger.info("%s: %s layout, encoder %s, input %dx%d (height x width), semantics %s, CMA layers %s",
+                    opts.load_weights_folder, spec.layout, spec.encoder, spec.height, spec.width,
+                    spec.semantics, list(spec.cma_layers))
         loader = test_loader(opts.data_path, test_file, spec, benchmark, opts.img_ext, opts.batch_size,
                              opts.num_workers, opts.dataset)
         out_dir = opts.load_weights_folder

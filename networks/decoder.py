@@ -13,6 +13,7 @@ from torch import nn
 
 from .blocks import Conv3x3, ConvBlock, upsample
 from .cma import CMA
+from .resnet_encoder import FEATURE_STRIDES
 
 NUM_CH_DEC = (16, 32, 64, 128, 256)
 NUM_LEVELS = 5
@@ -90,8 +91,11 @@ class JointDecoder(nn.Module):
 
     def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = DEFAULT_SCALES, semantics: bool = True,
                  num_classes: int = 19, cma_layers: Sequence[int] = DEFAULT_CMA_LAYERS, num_heads: int = 4,
-                 cma_ratio: int = 2) -> None:
+                 cma_ratio: int = 2, feature_strides: Sequence[int] = FEATURE_STRIDES) -> None:
         super().__init__()
+        if tuple(feature_strides) != FEATURE_STRIDES or len(num_ch_enc) != NUM_LEVELS:
+            raise ValueError(f"the decoders read {NUM_LEVELS} encoder features at strides {FEATURE_STRIDES}, "
+                             f"got {len(num_ch_enc)} at {tuple(feature_strides)}")
         if cma_layers and not semantics:
             raise ValueError("CMA needs the segmentation decoder: enable semantics or pass no CMA layers")
         self.scales = tuple(scales)

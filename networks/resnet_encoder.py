@@ -24,6 +24,7 @@ RESNETS: dict[int, tuple[Callable[..., models.ResNet], models.WeightsEnum]] = {
 
 
 NETWORK_STRIDE = 32  # the encoder downsamples by 32 (five stride-2 stages): image sides are multiples of it
+FEATURE_STRIDES = (2, 4, 8, 16, 32)  # of the five features every depth encoder returns (the decoders' levels)
 
 
 class PretrainedWeightsUnavailable(ProjectError, RuntimeError):
@@ -59,6 +60,8 @@ class ResnetEncoder(nn.Module):
             raise ValueError(f"num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
         builder = RESNETS[num_layers][0]
         self.num_input_images = num_input_images
+        self.name = f"resnet{num_layers}"  # as --encoder names it (networks/encoders.py)
+        self.feature_strides = FEATURE_STRIDES
         self.encoder = builder(weights=None)
         if num_input_images > 1:
             self.encoder.conv1 = nn.Conv2d(num_input_images * 3, 64, kernel_size=7, stride=2, padding=3, bias=False)

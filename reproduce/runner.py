@@ -40,6 +40,7 @@ from typing import Callable
 import options
 import utils
 from evaluation.depth import split_name
+from networks import DEFAULT_ENCODER
 from reproduce.tables import Row, Table
 from utils import InputError, TrainingError
 
@@ -177,6 +178,8 @@ def benchmark_command(opts: argparse.Namespace, folder: str, extra: list[str]) -
             str(opts.height), "--width", str(opts.width), "--batch_size", str(opts.batch_size), "--img_ext",
             opts.img_ext, "--num_workers", str(opts.num_workers), "--baseline",
             "--output", os.path.join(folder, "benchmark.json")]
+    if opts.encoder != DEFAULT_ENCODER:  # a row's --encoder: its cost is that network's
+        args += ["--encoders", opts.encoder]
     if opts.splits_dir:
         args += ["--splits_dir", opts.splits_dir]
     if opts.device:

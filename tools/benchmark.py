@@ -24,6 +24,13 @@ ratios of both to ``exact``. Prints a table shaped like Table 2 of the paper's s
 ``--data_path`` at the training size (its one-time cost is the tool's to report).
 ``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
 pseudo-labels, split files) into DIR with the test fixture's writer.
+
+``--encoders resnet18 timm:convnext_atto ...`` measures each encoder (``train.py --encoder``) in one run
+and prints them side by side: parameters (the depth network, encoder + joint decoder, and all networks
+with the pose network), FLOPs of the depth network on one image at the training size (counted by torch's
+``torch.utils.flop_counter.FlopCounterMode``: convolutions, matrix products and attention, 2 per
+multiply-add; element-wise operations are not counted), training samples/s and inference ms per image,
+with the machine named.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ import time
 from typing import Callable, Iterator, Sequence
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import options
 import splits
@@ -52,6 +60,8 @@ KITTI_WIDTH, KITTI_HEIGHT = 1242, 375
 EPOCHS = 20  # the paper's schedule
 REFERENCE_SPLIT = "eigen_zhou/train_files.txt"
 GIB = 2 ** 30
+MILLION = 1e6
+GIGA = 1e9
 MS_PER_S = 1000.0
 S_PER_H = 3600.0
 # Table 2 of the paper's supplementary material (two Titan Xp, 192x640, batch 12): training time for 20 epochs, memory, inference.
@@ -103,16 +113,36 @@ def timed(device: torch.device, warmup: int, count: int, step: Callable[[], None
     return (time.perf_counter() - start) / count
 
 
-def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: str) -> argparse.Namespace:
-    """Training options of one (configuration, path) run."""
+def count_parameters(*nets: torch.nn.Module | None) -> int:
+    """Parameters of the given networks (None: absent)."""
+    return sum(p.numel() for net in nets if net is not None for p in net.parameters())
+
+
+@torch.no_grad()
+def depth_network_flops(model: torch.nn.Module, height: int, width: int, device: torch.device) -> int:
+    """FLOPs of one image through the depth encoder and joint decoder at ``height`` x ``width``
+    (torch's FlopCounterMode: 2 per multiply-add of convolutions, matrix products and attention)."""
+    image = torch.rand(1, 3, height, width, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.decoder(model.encoder(image))
+    return counter.get_total_flops()
+
+
+def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: str,
+                    encoder: str | None = None) -> argparse.Namespace:
+    """Training options of one (configuration, path, encoder) run (``encoder`` None: train.py's default)."""
     data_path, img_ext = args.data_path, args.img_ext
     if path == "fast":
         data_path, img_ext = args.fast_data_path or data_path, args.fast_img_ext or img_ext
     argv = ["--data_path", data_path, "--split", args.split, "--config", config, "--height", str(args.height),
             "--width", str(args.width), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
             "--img_ext", img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
-            "--model_name", f"{config}_{path}", "--log_frequency", str(sys.maxsize),
+            "--model_name", f"{config}_{path}_{(encoder or 'default').replace(':', '_')}",
+            "--log_frequency", str(sys.maxsize),
             "--input_pipeline", "fast" if path == "fast" else "exact"]
+    if encoder is not None:
+        argv += ["--encoder", encoder]
     if args.splits_dir:
         argv += ["--splits_dir", args.splits_dir]
     if args.device:
@@ -124,12 +154,19 @@ def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: s
     return options.parse_args(argv)
 
 
-def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> dict:
-    """Input, training and inference figures of one configuration on one path."""
-    opts = trainer_options(args, config, path, log_dir)
+def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
+            encoder: str | None = None) -> dict:
+    """Input, training and inference figures of one configuration on one path (with one encoder)."""
+    opts = trainer_options(args, config, path, log_dir, encoder)
     with reference.straightforward_kernels(path == "exact"):
         trainer = Trainer(opts)
         device = trainer.device
+        model = trainer.model
+        pose_encoder = opts.pose_encoder if model.pose is not None else None
+        size = {"encoder": opts.encoder, "pose_encoder": pose_encoder,
+                "depth_parameters": count_parameters(model.encoder, model.decoder),
+                "parameters": count_parameters(*model.networks().values()),
+                "flops": depth_network_flops(model, args.height, args.width, device)}
         batches = cycle(trainer.train_loader)
 
         def load() -> None:
@@ -139,7 +176,7 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> d
         if args.input_only:
             for writer in trainer.writers.values():
                 writer.close()
-            return {"config": config, "path": path, "input_samples_per_s": args.batch_size / input_s,
+            return {"config": config, "path": path, **size, "input_samples_per_s": args.batch_size / input_s,
                     "train_samples_per_s": None, "peak_memory_gib": None, "inference_ms": None,
                     "projected_20_epochs_h": None}
 
@@ -154,7 +191,6 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> d
         train_s = timed(device, args.warmup, args.steps, train_step)
         peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
 
-        model = trainer.model
         model.eval()
         image = torch.rand(1, 3, args.height, args.width, device=device)
 
@@ -167,7 +203,7 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str) -> d
             writer.close()
 
     train_rate = args.batch_size / train_s
-    return {"config": config, "path": path, "input_samples_per_s": args.batch_size / input_s,
+    return {"config": config, "path": path, **size, "input_samples_per_s": args.batch_size / input_s,
             "train_samples_per_s": train_rate, "peak_memory_gib": peak, "inference_ms": inference_s * MS_PER_S,
             "projected_20_epochs_h": EPOCHS * reference_epoch_items() / train_rate / S_PER_H}
 
@@ -204,6 +240,29 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def encoder_table(report: dict) -> str:
+    """The encoders side by side: size, FLOPs at the training size, training and inference speed."""
+    settings = report["settings"]
+    head = (f"{'encoder':<28} {'config':<9} {'path':<7} {'params depth':>12} {'all':>7} "
+            f"{'GFLOPs':>7} {'train/s':>8} {'infer ms':>8}")
+    lines = [head, "-" * len(head)]
+    for row in report["results"]:
+        train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
+        infer = "-" if row["inference_ms"] is None else f"{row['inference_ms']:.2f}"
+        lines.append(f"{row['encoder']:<28} {row['config']:<9} {row['path']:<7} "
+                     f"{row['depth_parameters'] / MILLION:>11.2f}M {row['parameters'] / MILLION:>6.2f}M "
+                     f"{row['flops'] / GIGA:>7.2f} {train:>8} {infer:>8}")
+    pose = sorted({row["pose_encoder"] for row in report["results"] if row["pose_encoder"]})
+    lines.append(f"params depth: encoder + joint decoder; all: with the pose network "
+                 f"({', '.join(pose) or 'none'}); "
+                 f"GFLOPs: depth network, one image at {settings['height']}x{settings['width']} "
+                 f"(torch FlopCounterMode, 2 per multiply-add)")
+    lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
+                 f"{settings['num_workers']} workers, inference at batch 1, {report['machine']['summary']}, "
+                 f"{report['machine']['torch_threads']} threads")
+    return "\n".join(lines)
+
+
 def machine(device: torch.device) -> dict:
     """What the figures were measured on."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{utils.cpu_model()}, {os.cpu_count()} cores"
@@ -229,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame file type of --fast_data_path (default: --img_ext)")
     g = parser.add_argument_group("run")
     g.add_argument("--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations")
+    g.add_argument("--encoders", nargs="+", default=None, metavar="NAME",
+                   help="encoders to measure side by side, named as train.py's --encoder (resnet18, "
+                        "timm:NAME); "
+                        "default: train.py's default only, in the table of Table 2")
     g.add_argument("--height", type=options.image_side, default=192, help="input height")
     g.add_argument("--width", type=options.image_side, default=640, help="input width")
     g.add_argument("--batch_size", type=options.positive_int, default=12, help="batch size")
@@ -260,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"--make_frames {args.make_frames} gives {args.make_frames - MADE_EDGE_FRAMES} training items, "
                      f"fewer than one batch (--batch_size {args.batch_size})")
     utils.pick_device(args.device)  # a device that is not there: one line now, not after --make_data
+    for encoder in args.encoders or []:  # an unknown or unsuitable encoder: one line now
+        options.resolve_encoders(argparse.Namespace(encoder=encoder, num_layers=None, pose_encoder=None,
+                                                    height=args.height, width=args.width), parser.error)
     if args.make_data:
         args.data_path, args.split = make_data(args.make_data, args.make_frames, args.img_ext)
     for name in ("data_path", "fast_data_path"):  # before minutes of measuring the other paths
@@ -268,16 +334,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     paths = PATHS if args.baseline else ["fast"]
     results = []
     with tempfile.TemporaryDirectory() as log_dir:
-        for config in args.configs:
-            for path in paths:
-                logger.info("measuring %s on the %s path", config, path)
-                results.append(measure(args, config, path, log_dir))
+        for encoder in args.encoders or [None]:
+            for config in args.configs:
+                for path in paths:
+                    logger.info("measuring %s on the %s path%s", config, path,
+                                f" with {encoder}" if encoder else "")
+                    results.append(measure(args, config, path, log_dir, encoder))
     device = utils.init_runtime(args.device).device
     report = {"settings": {k: v for k, v in vars(args).items()}, "machine": machine(device), "results": results,
               "reference_epoch_items": reference_epoch_items(),
               "paper_table2": {k: dict(zip(("method", "training_time", "memory", "inference"), v))
                               for k, v in PAPER_TABLE2.items()}}
-    if args.baseline:
+    if args.baseline and not args.encoders:
         by_key = {(r["config"], r["path"]): r for r in results}
 
         def ratio(config: str, path: str, key: str, higher_is_better: bool = True) -> float | None:
@@ -293,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                               for config in args.configs}
     with utils.atomic_write(args.output) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)
-    print(table(report))
+    print(encoder_table(report) if args.encoders else table(report))
     return report
 
 

@@ -7,7 +7,9 @@ a resumed epoch skips its first batches without loading them. Each index carries
 depends only on (seed, epoch, index), from which the dataset draws the item's augmentation.
 
 Options at resume: what is given applies and ``opt.json`` records it, so what is recorded is what
-runs. The image size (``FIXED_OPTIONS``) is refused: another size is another run. The learning-rate
+runs. The image size (``FIXED_OPTIONS``) is refused: another size is another run; so are other
+encoders (``NETWORK_OPTIONS``): their weights are another network's. Another timm version is warned
+about (the keys fit, the outputs may differ). The learning-rate
 schedule (``SCHEDULE_OPTIONS``) is rebuilt at the epoch reached, as if the run had had it from the
 start (the checkpoint's saved schedule would otherwise win). Another data order
 (``DATA_ORDER_OPTIONS``) is warned about: the run goes on, but not as it would have; any other
@@ -23,6 +25,8 @@ import torch
 from torch.utils.data import DistributedSampler
 
 FIXED_OPTIONS = ("height", "width")
+NETWORK_OPTIONS = ("encoder", "pose_encoder", "num_layers")  # --num_layers is --encoder's alias for ResNets
+VERSION_OPTIONS = ("timm_version",)  # recorded, not given: the library that built a timm encoder
 SCHEDULE_OPTIONS = ("learning_rate", "lr_milestones", "lr_gamma")
 DATA_ORDER_OPTIONS = ("batch_size", "seed", "split", "dataset")
 NOT_COMPARED = ("resume", "overwrite")  # how this process was started, not how the run trains
