@@ -39,8 +39,8 @@ COMMON = ["--batch_size", "4", "--lr_milestones", "--weights_init", "scratch", "
 # reachable), monocular, the authors' --min_depth 0.1, at 96x320 for 6 epochs (162 steps of batch
 # 4), with one departure: no auto-masking. On these scenes the identity reprojection wins on large
 # areas early in training, and the masked pixels then never learn: measured on the held-out drive,
-# abs_rel 0.546 -> 0.457 after 108 steps and 0.608 after 216 with it, 0.282 after 162 without
-# (docs/data.md). stereo: the stereo partner as an extra source (Monodepth2's "MS") at 64x192 with
+# abs_rel 0.546 -> 0.457 after 108 steps and 0.608 after 216 with it, 0.282 after 162 without (seed 0;
+# seeds 1 and 2: 0.442, 0.292; docs/data.md). stereo: the stereo partner as an extra source (Monodepth2's "MS") at 64x192 with
 # --min_depth 2, which puts the untrained network's disparity (sigmoid 0.5: about 4 m) inside the
 # stereo pair's range; it learns in fewer, cheaper steps.
 DEMO_TRAINING = {
