@@ -30,6 +30,15 @@ def test_ci_runs_the_readme_test_command_with_requirements_txt_only_first():
     assert [lines[i] for i in installs if i < readme] == ["python -m pip install --quiet -r requirements.txt"]
 
 
+def test_ci_runs_no_project_code_before_requirements_txt_is_installed():
+    # the split check once ran first and failed in a fresh venv with "No module named 'numpy'"
+    lines = ci_commands()
+    first_install = lines.index("python -m pip install --quiet -r requirements.txt")
+    before = [line for line in lines[:first_install] if re.search(r"\bpython -m (?!venv|pip)", line)]
+    assert before == []
+    assert any("python -m splits --check" in line for line in lines[first_install:])
+
+
 def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests():
     lines = ci_commands()
     readme = lines.index(readme_test_command())
