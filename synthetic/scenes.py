@@ -160,10 +160,10 @@ def build_world(rng: np.random.Generator, length: float, seed: int) -> World:
                  np.array(pattern, np.int64), seed)
 
 
-def build_drive(name: str, num_frames: int, seed: int) -> Drive:
-    """A world and a path through it: about 1 m per frame, weaving gently within the road."""
+def build_drive(name: str, num_frames: int, seed: int, metres_per_frame: float = 1.0) -> Drive:
+    """A world and a path through it: about ``metres_per_frame`` per frame, weaving gently within the road."""
     rng = np.random.default_rng(seed)
-    speeds = 1.0 + 0.15 * np.sin(np.arange(num_frames) * 2 * math.pi / rng.uniform(40, 80) + rng.uniform(0, 6))
+    speeds = metres_per_frame * (1.0 + 0.15 * np.sin(np.arange(num_frames) * 2 * math.pi / rng.uniform(40, 80) + rng.uniform(0, 6)))
     z = np.concatenate([[0.0], np.cumsum(speeds[:-1])])
     phase = rng.uniform(0, 2 * math.pi)
     x = WEAVE_AMPLITUDE * np.sin(2 * math.pi * z / WEAVE_PERIOD + phase)
@@ -615,7 +615,8 @@ def write_splits(settings: Settings, drives: Sequence[Drive], num_test_drives: i
 
 def generate(out: str, num_drives: int = 4, frames_per_drive: int = 100, scale: float = 0.25, seed: int = 0,
              img_ext: str = "png", supersample: int = 2, azimuth_step: float = 0.4, num_test_drives: int = 1,
-             test_stride: int = 4, val_stride: int = 10, workers: int | None = None) -> str:
+             test_stride: int = 4, val_stride: int = 10, workers: int | None = None,
+             metres_per_frame: float = 1.0) -> str:
     """Write a synthetic KITTI folder; return its split folder (train/val/test lists, gt_depths.npz)."""
     if not 1 <= num_test_drives < num_drives:
         raise InputError(f"--test_drives must be between 1 and --drives - 1 ({num_drives - 1}), got {num_test_drives}")
@@ -624,8 +625,8 @@ def generate(out: str, num_drives: int = 4, frames_per_drive: int = 100, scale: 
     camera = Camera(max(32, round(KITTI_WIDTH * scale)), max(16, round(KITTI_HEIGHT * scale)))
     settings = Settings(out, camera, img_ext, supersample, azimuth_step)
     write_calibration(os.path.join(out, settings.date), camera)
-    drives = [build_drive(f"{settings.date}_drive_{k + 1:04d}_sync", frames_per_drive, seed * 1000 + k)
-              for k in range(num_drives)]
+    drives = [build_drive(f"{settings.date}_drive_{k + 1:04d}_sync", frames_per_drive, seed * 1000 + k,
+                          metres_per_frame) for k in range(num_drives)]
     for drive in drives:
         write_oxts(settings, drive)
     jobs = [(settings, drive, i) for drive in drives for i in range(len(drive.poses))]

@@ -32,11 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test_drives", type=options.positive_int, default=1, help="held-out drives for the test list")
     parser.add_argument("--test_stride", type=options.positive_int, default=4, help="every n-th frame of a test drive is tested")
     parser.add_argument("--val_stride", type=options.positive_int, default=10, help="every n-th frame of a training drive validates")
+    parser.add_argument("--metres_per_frame", type=options.positive_float, default=1.0,
+                        help="the car's mean motion between frames (KITTI's: about 1 m at 10 fps)")
     parser.add_argument("--workers", type=options.positive_int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
     utils.setup_logging()
     split_dir = generate(args.out, args.drives, args.frames, args.scale, args.seed, args.img_ext, args.supersample,
-                         args.azimuth_step, args.test_drives, args.test_stride, args.val_stride, args.workers)
+                         args.azimuth_step, args.test_drives, args.test_stride, args.val_stride, args.workers,
+                         args.metres_per_frame)
     logger.info("wrote %s; split lists and test ground truth in %s", args.out, split_dir)
     return 0
 
