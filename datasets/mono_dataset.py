@@ -7,7 +7,7 @@ applied to the resized uint8 images of every frame and scale, and only to the ``
 horizontal flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. Every
 pipeline makes only the ``image_keys`` it is given (default: all); the trainer gives the keys the
 model reads. The opt-in ``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8
-instead, with the same random draws: ``load_item``'s one hook, ``speed.fast_frames.add_uint8_frames``.
+instead, with the same random draws: ``load_item``'s one hook, ``datasets.fast_frames.add_uint8_frames``.
 
 Training items can be seeded: an index ``(index, seed)`` (what ``training.resume.ResumableSampler`` yields)
 draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
@@ -32,9 +32,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torch.utils import data
 
-from speed import fast_frames
 from utils import InputError, MissingFileError
 
+from . import fast_frames
 from . import jitter as colour_jitter
 from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
 
@@ -49,7 +49,7 @@ AUGMENT_PROBABILITY = 0.5  # of the colour jitter and of the flip, each
 OTHER_SIDE = {"l": "r", "r": "l"}
 RESIZE_FILTER = Image.Resampling.LANCZOS  # frames, every scale from the native size
 LABEL_FILTER = Image.Resampling.NEAREST  # pseudo-labels
-INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # the authors' pipeline, or the fast ones (speed/fast_frames.py)
+INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # the authors' pipeline, or the fast ones (datasets/fast_frames.py)
 
 
 @dataclass(frozen=True)

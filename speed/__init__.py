@@ -4,11 +4,11 @@ A reader of the method can skip this package: with the default options nothing h
 
 - ``acceleration.py``: what the trainer calls (``Acceleration``): autocast, channels_last, compile,
   and the fast pipeline's device side.
-- ``fast_frames.py``: the workers' side of ``--input_pipeline fast`` (uint8 frames decoded by
-  TorchCodec); ``MonoDataset.load_item`` calls its ``add_uint8_frames``.
 - ``device_inputs.py``: the scales and the colour jitter of a fast batch, made on the device.
 - ``reference.py``: the straightforward DSSIM and SGT cosines that the fused ``layers`` forms equal
   (for tests and ``tools/benchmark.py --baseline``).
 
-The colour jitter itself (its draw and both arithmetics) is ``datasets/jitter.py``.
+The workers' side of ``--input_pipeline fast`` (uint8 frames decoded by TorchCodec) is
+``datasets/fast_frames.py``, and the colour jitter itself (its draw and both arithmetics)
+``datasets/jitter.py``: this package uses the datasets, never the other way round.
 """

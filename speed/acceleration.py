@@ -5,7 +5,7 @@ trainer calls ``Acceleration`` at three points: building it (after the model is 
 ``prepare_inputs`` for each batch, and ``backward`` and ``step`` for the update.
 
 - ``--input_pipeline fast``: ``device_inputs.DeviceInputs`` builds scales and jitter on the device
-  (on a CPU-only run the workers make them, ``fast_workers``: see ``speed/fast_frames.py``).
+  (on a CPU-only run the workers make them, ``fast_workers``: see ``datasets/fast_frames.py``).
 - ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast`` and its
   floating outputs are cast back to float32, so geometry (back-projection, projection, warping),
   the photometric, smoothness, cross-entropy and SGT losses stay in float32. fp16 adds a gradient

@@ -1,6 +1,6 @@
 """The device side of ``--input_pipeline fast``: scales and colour jitter built on the device, batched.
 
-The workers (``speed/fast_frames.py``) send each frame once, as uint8 at the training size,
+The workers (``datasets/fast_frames.py``) send each frame once, as uint8 at the training size,
 with the item's colour-jitter draw. ``DeviceInputs`` turns such a batch into the exact pipeline's
 keys, only those of ``image_keys`` when given (the trainer gives ``model.image_keys``, the keys
 the model reads): ``("color", f, s)`` for every scale (scale 0 is the frame / 255, scales 1.. are resized
@@ -19,8 +19,8 @@ from typing import Collection
 import torch
 import torch.nn.functional as F
 
+from datasets.fast_frames import AUG_KEY, FRAME_KEY, JITTER_FACTORS_KEY, JITTER_ORDER_KEY
 from datasets.jitter import jitter_batch
-from speed.fast_frames import AUG_KEY, FRAME_KEY, JITTER_FACTORS_KEY, JITTER_ORDER_KEY
 from utils import UINT8_MAX
 
 

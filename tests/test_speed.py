@@ -17,10 +17,10 @@ import layers
 import options
 import utils
 from conftest import random_batch
-from datasets import KITTIRAWDataset, jitter, read_split
+from datasets import KITTIRAWDataset, fast_frames, jitter, read_split
 from datasets.mono_dataset import all_image_keys
 from model import FSREModel, image_keys, loader_image_keys
-from speed import device_inputs, fast_frames, reference
+from speed import device_inputs, reference
 from speed.acceleration import Acceleration
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import benchmark, prepare_kitti

@@ -7,7 +7,7 @@ to the exact pipeline's LANCZOS than bilinear; skipped when the file already has
 size, e.g. in a ``tools/prepare_kitti.py`` cache: the size is read from each decoded frame),
 flipped, and handed over as a (3, H, W) uint8 tensor under ``("color_u8", frame_id)``. The item's
 colour-jitter draw travels as two small tensors (``datasets.jitter.as_tensors``);
-``device_inputs.DeviceInputs`` builds every scale and the jittered copies on the device, batched.
+``speed.device_inputs.DeviceInputs`` builds every scale and the jittered copies on the device, batched.
 When training on the CPU (pipeline ``fast_workers``) float jitter in the training process would
 cost more than it saves, so the workers also make the smaller scales (uint8, antialiased bicubic
 from the training size) and the jittered copies with the exact pipeline's PIL jitter, and send
@@ -24,8 +24,9 @@ import torchvision.transforms.v2.functional as v2F
 from torchcodec.decoders import decode_image
 from torchvision.transforms import InterpolationMode
 
-from datasets.jitter import JitterDraw, as_tensors, jitter_pil
 from utils import InputError
+
+from .jitter import JitterDraw, as_tensors, jitter_pil
 
 PIPELINES = ("fast", "fast_workers")  # the scales and jitter made on the device, or in the workers
 FRAME_KEY = "color_u8"  # ("color_u8", frame_id[, scale]): (3, h, w) uint8 frame at the training size [scale]
