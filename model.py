@@ -49,7 +49,7 @@ def image_keys(opts: argparse.Namespace) -> frozenset[tuple]:
 
 def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
     """The image keys the training loader makes: the model's (``--input_images model``), or None for all."""
-    return image_keys(opts) if getattr(opts, "input_images", "model") == "model" else None
+    return image_keys(opts) if opts.input_images == "model" else None
 
 
 class FSREModel(nn.Module):

@@ -56,7 +56,7 @@ def run_forward_in_autocast(module: nn.Module, device_type: str, dtype: torch.dt
 def dataset_pipeline(opts: argparse.Namespace, device: torch.device) -> str:
     """What the training workers do: exact, fast (uint8 frames; scales and jitter on the device) or
     fast_workers (on a CPU-only run, where float jitter in the training process costs more than PIL's)."""
-    pipeline = getattr(opts, "input_pipeline", "exact")
+    pipeline = opts.input_pipeline
     return "fast_workers" if pipeline == "fast" and device.type == "cpu" else pipeline
 
 
@@ -64,19 +64,19 @@ class Acceleration:
     """The opt-in speed-ups chosen by the options, applied to a model that is already on ``device``."""
 
     def __init__(self, model: nn.Module, opts: argparse.Namespace, device: torch.device) -> None:
-        self.amp = getattr(opts, "amp", "off")
+        self.amp = opts.amp
         if self.amp != "off" and device.type != "cuda":
             raise InputError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
         self.dataset_pipeline = dataset_pipeline(opts, device)
-        fast = getattr(opts, "input_pipeline", "exact") == "fast"
+        fast = opts.input_pipeline == "fast"
         self.device_inputs = DeviceInputs(device, max(opts.scales) + 1, loader_image_keys(opts)) if fast else None
         networks = model.networks().values()
-        if getattr(opts, "channels_last", False):
+        if opts.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.amp != "off":
             for net in networks:
                 run_forward_in_autocast(net, device.type, AMP_DTYPES[self.amp])
-        if getattr(opts, "compile", False):
+        if opts.compile:
             for net in networks:
                 net.compile()
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")

@@ -316,6 +316,23 @@ def test_amp_needs_cuda():
         Acceleration(FSREModel(opts), opts, torch.device("cpu"))
 
 
+def test_options_of_a_folder_older_than_the_speed_options_carry_their_defaults(tmp_path):
+    """An opt.json written before the speed options loads with the parser's defaults for them, so that
+    the speed path and the loader read them as plain attributes (the defaults are written once)."""
+    speed_options = ("input_pipeline", "input_images", "amp", "channels_last", "compile")
+    opts = model_options("--input_pipeline", "fast", "--input_images", "all", "--channels_last")
+    path = tmp_path / "opt.json"
+    path.write_text(json.dumps({k: v for k, v in vars(opts).items() if k not in speed_options}))
+    loaded = options.load_options(str(path))
+    defaults = options.build_parser().parse_args([])
+    assert {name: getattr(loaded, name) for name in speed_options} == {
+        "input_pipeline": "exact", "input_images": "model", "amp": "off", "channels_last": False, "compile": False}
+    assert all(getattr(loaded, name) == getattr(defaults, name) for name in speed_options)
+    acceleration = Acceleration(FSREModel(loaded), loaded, torch.device("cpu"))
+    assert (acceleration.amp, acceleration.dataset_pipeline, acceleration.device_inputs) == ("off", "exact", None)
+    assert loader_image_keys(loaded) == image_keys(loaded)
+
+
 def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     output = tmp_path / "bench.json"
