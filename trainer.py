@@ -42,6 +42,7 @@ import splits
 import utils
 from checkpoints import model_folder, training_state
 from datasets import DATASETS, colourise, read_split
+from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image
 from model import FSREModel, loader_image_keys
 from speed import acceleration
 from speed.acceleration import Acceleration
@@ -533,7 +534,7 @@ class Trainer:
         model.eval()
         sums: dict = {}
         count = 0
-        metric_sum = torch.zeros(len(layers.DEPTH_METRIC_NAMES), dtype=torch.float64)
+        metric_sum = torch.zeros(len(DEPTH_METRIC_NAMES), dtype=torch.float64)
         metric_count = 0
         inputs = outputs = losses = None
         with signals.blocked_while_starting_workers():
@@ -548,7 +549,7 @@ class Trainer:
             if "depth_gt" in inputs:
                 scaled_disp, _ = layers.disp_to_depth(outputs[("disp", 0)], self.opts.min_depth, self.opts.max_depth)
                 for j in range(batch):
-                    result = layers.depth_errors_of_image(inputs["depth_gt"][j, 0], scaled_disp[j, 0])
+                    result = depth_errors_of_image(inputs["depth_gt"][j, 0], scaled_disp[j, 0])
                     if result is not None:
                         metric_sum += result[0].cpu()
                         metric_count += 1
@@ -562,7 +563,7 @@ class Trainer:
         metrics = {}
         if metrics_total > 0:
             values = packed[len(keys) + 1:-1] / metrics_total
-            metrics = {f"de/{name}": v.item() for name, v in zip(layers.DEPTH_METRIC_NAMES, values)}
+            metrics = {f"de/{name}": v.item() for name, v in zip(DEPTH_METRIC_NAMES, values)}
         if self.runtime.is_main:
             logger.info("validation after epoch %d: loss %.5f%s", self.epoch, val_losses.get("loss", float("nan")),
                         "".join(f" | {k[3:]} {v:.4f}" for k, v in metrics.items()))

@@ -21,7 +21,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import layers
 import options
 import splits
 import utils
@@ -30,6 +29,7 @@ from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
 from deploy import depth_graph
 from evaluation import camera_height
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
+from evaluation.metrics import DEPTH_METRIC_NAMES, MAX_EVAL_DEPTH, depth_errors_of_image, evaluated_depths
 
 logger = logging.getLogger(__name__)
 
@@ -173,9 +173,9 @@ def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray]
     """Per-image metrics (M, 7) and median ratios of images with valid ground truth."""
     errors, ratios = [], []
     for index, (pred, gt) in enumerate(zip(pred_disps, gt_depths)):
-        result = layers.depth_errors_of_image(torch.from_numpy(np.asarray(gt, dtype=np.float32)),
-                                              torch.from_numpy(np.ascontiguousarray(pred)), garg_crop,
-                                              median_scaling, scale)
+        result = depth_errors_of_image(torch.from_numpy(np.asarray(gt, dtype=np.float32)),
+                                       torch.from_numpy(np.ascontiguousarray(pred)), garg_crop,
+                                       median_scaling, scale)
         if result is not None and not torch.isfinite(result[0]).all():
             raise utils.InputError(f"prediction {index} (line {index + 1} of the test split): its depth "
                                    f"metrics are not finite: disparities of 0 (infinite depth) over most of its "
@@ -268,12 +268,12 @@ def evaluate_camera_height_scaling(pred_disps: np.ndarray, gt_depths: Sequence[n
         pred_t = torch.from_numpy(np.ascontiguousarray(pred))
         own = isinstance(estimate, camera_height.ScaleEstimate)
         scale = estimate.scale if own else fallback
-        result = layers.depth_errors_of_image(gt_t, pred_t, garg_crop, False, scale)
+        result = depth_errors_of_image(gt_t, pred_t, garg_crop, False, scale)
         if result is None:
             continue
         errors.append(result[0].numpy())
         if own:  # the ground truth's median scale of the same pixels (Monodepth2's ratio)
-            median_scale = layers.evaluated_depths(gt_t, pred_t, garg_crop, True, 1.0)[3].item()
+            median_scale = evaluated_depths(gt_t, pred_t, garg_crop, True, 1.0)[3].item()
             ratios.append(scale / median_scale)
             per_frame[-1].update(gt_median_scale=median_scale, ratio_to_gt_median=ratios[-1])
     ratios = np.array(ratios)
@@ -312,7 +312,7 @@ def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
         resized = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(disp))[None, None],
                                                   size=BENCHMARK_SIZE[::-1], mode="bilinear",
                                                   align_corners=False)[0, 0].numpy()  # as cv2.resize
-        depth = np.clip(STEREO_SCALE_FACTOR / resized, 0, layers.MAX_EVAL_DEPTH)
+        depth = np.clip(STEREO_SCALE_FACTOR / resized, 0, MAX_EVAL_DEPTH)
         path = os.path.join(folder, f"{idx:010d}.png")
         with utils.atomic_write(path) as tmp:
             Image.fromarray(np.uint16(depth * BENCHMARK_PNG_SCALE)).save(tmp, format="PNG")
@@ -320,7 +320,7 @@ def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
 
 def format_table(metrics: dict) -> str:
     """Monodepth2's two-line metrics table."""
-    names = layers.DEPTH_METRIC_NAMES
+    names = DEPTH_METRIC_NAMES
     return ("  " + ("{:>8} | " * len(names)).format(*names) + "\n" +
             ("&{: 8.3f}  " * len(names)).format(*[metrics[n] for n in names]) + "\\\\")
 
@@ -397,7 +397,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
         errors, ratios = evaluate_predictions(pred_disps, gt_depths, garg_crop, median_scaling, scale)
     if len(errors) == 0:
         raise utils.InputError(f"no frame of {gt_file} has valid ground truth")
-    metrics = dict(zip(layers.DEPTH_METRIC_NAMES, errors.mean(0).tolist()))
+    metrics = dict(zip(DEPTH_METRIC_NAMES, errors.mean(0).tolist()))
     result = {"split": name, "frames": int(len(errors)), "median_scaling": median_scaling, "depth_scale": scale,
               "garg_crop": garg_crop, "post_process": opts.post_process, "metrics": metrics}
     if median_scaling:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import layers
 import utils
 from datasets import KITTIRAWDataset, read_split
 from datasets.cityscapes import segmentation_overlay
 from evaluation.depth import evaluate_predictions
+from evaluation.metrics import DEPTH_METRIC_NAMES, MIN_EVAL_DEPTH, evaluated_depths
 from reproduce import style
 from reproduce.per_class import abs_rel_of_classes, class_sums, load_train_ids
 
@@ -77,7 +77,7 @@ def colour_with_gaps(values: np.ndarray, vmax: float) -> np.ndarray:
 def ground_truth_panel(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The ground truth as disparity (1 / depth; the nearest point of a cell), in the predictions' colours."""
     valid = gt > 0
-    disp = scatter_max(np.where(valid, 1.0 / np.maximum(gt, layers.MIN_EVAL_DEPTH), 0.0), valid, size)
+    disp = scatter_max(np.where(valid, 1.0 / np.maximum(gt, MIN_EVAL_DEPTH), 0.0), valid, size)
     finite = disp[np.isfinite(disp)]
     vmax = float(np.percentile(finite, utils.DISPARITY_PERCENTILE)) if finite.size else 1.0
     return colour_with_gaps(disp, vmax)
@@ -86,9 +86,9 @@ def ground_truth_panel(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def error_map(gt: np.ndarray, disp: np.ndarray, garg_crop: bool, median_scaling: bool, scale: float) -> np.ndarray:
     """Per-pixel AbsRel (H, W) of a prediction at the ground truth's size (evaluate_depth's protocol); NaN off the mask."""
     error = np.full(gt.shape, np.nan)
-    result = layers.evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
-                                     torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32)), garg_crop,
-                                     median_scaling, scale)
+    result = evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
+                              torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32)), garg_crop,
+                              median_scaling, scale)
     if result is not None:
         mask, g, p, _ = result
         error[mask.numpy()] = ((p - g).abs() / g).numpy()
@@ -108,7 +108,7 @@ def per_image_abs_rel(disparities: np.ndarray, gt_depths: list[np.ndarray], garg
     for i, (disp, gt) in enumerate(zip(disparities, gt_depths)):
         errors, _ = evaluate_predictions(disp[None], [gt], garg_crop, median_scaling, scale)
         if len(errors):
-            out[i] = errors[0][layers.DEPTH_METRIC_NAMES.index("abs_rel")]
+            out[i] = errors[0][DEPTH_METRIC_NAMES.index("abs_rel")]
     return out
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-import layers
 from datasets import CLASS_NAMES, LABEL_TO_TRAIN, KITTIRAWDataset
 from datasets.mono_dataset import LABEL_FILTER
+from evaluation.metrics import DEPTH_METRIC_NAMES, evaluated_depths
 from utils import MissingFileError
 
 # Sums kept per class: count, |d|/gt, d²/gt, d², (log gt - log pred)², and the three δ counts.
@@ -29,8 +29,8 @@ def class_sums(gt: np.ndarray, pred_disp: np.ndarray, train_ids: np.ndarray, num
                median_scaling: bool, scale: float) -> np.ndarray:
     """Per-class error sums (num_classes, SUM_FIELDS) of one image, after evaluate_depth's protocol."""
     sums = np.zeros((num_classes, SUM_FIELDS))
-    result = layers.evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
-                                     torch.from_numpy(np.ascontiguousarray(pred_disp)), garg_crop, median_scaling, scale)
+    result = evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
+                              torch.from_numpy(np.ascontiguousarray(pred_disp)), garg_crop, median_scaling, scale)
     if result is None:
         return sums
     mask, g, p, _ = result
@@ -54,7 +54,7 @@ def metrics_from_sums(sums: np.ndarray) -> list[dict | None]:
             continue
         values = (abs_rel / count, sq_rel / count, np.sqrt(sq / count), np.sqrt(sq_log / count),
                   a1 / count, a2 / count, a3 / count)
-        rows.append({**dict(zip(layers.DEPTH_METRIC_NAMES, map(float, values))), "pixels": int(count)})
+        rows.append({**dict(zip(DEPTH_METRIC_NAMES, map(float, values))), "pixels": int(count)})
     return rows
 
 

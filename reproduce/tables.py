@@ -3,9 +3,9 @@
 A ``Table`` is a list of ``Row``s. A row with ``train`` options is a training run (one per seed) that
 is then evaluated on the table's split; a row without (``train=None``) is another method's result
 that the paper prints for comparison: it is shown with the paper's numbers only. ``reported`` holds
-the paper's numbers, copied from the supplementary material, by metric name (``layers.DEPTH_METRIC_NAMES``)
-and, for Table 2, by cost name (``COST_NAMES``). Users describe their own tables in a small JSON file
-(``load_user_table``).
+the paper's numbers, copied from the supplementary material, by metric name
+(``evaluation.metrics.DEPTH_METRIC_NAMES``) and, for Table 2, by cost name (``COST_NAMES``). Users
+describe their own tables in a small JSON file (``load_user_table``).
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-import layers
+from evaluation.metrics import DEPTH_METRIC_NAMES
 from utils import InputError, MissingFileError
 
-METRICS = layers.DEPTH_METRIC_NAMES
+METRICS = DEPTH_METRIC_NAMES
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")  # a user table's name: one file name in --output_dir
 SHORT_METRICS = ("abs_rel", "sq_rel", "a1")  # the columns of Tables 6 and 7
 # Cost columns (Table 2): training time of 20 epochs (hours), peak memory per GPU (GiB), GPUs, inference (ms).

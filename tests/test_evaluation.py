@@ -13,7 +13,6 @@ from PIL import Image
 
 import evaluate_depth
 import evaluate_pose
-import layers
 import options
 import predict
 import utils
@@ -22,6 +21,7 @@ from datasets import CLASS_NAMES
 from datasets.kitti_utils import generate_depth_map
 from evaluation import depth as eval_depth
 from evaluation import ground_truth
+from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image, evaluation_mask, garg_crop_mask
 from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
@@ -46,7 +46,7 @@ def test_metrics_of_a_constant_prediction_by_hand():
 
 
 def test_garg_crop_bounds_and_depth_range():
-    mask = layers.garg_crop_mask(GT_H, GT_W)
+    mask = garg_crop_mask(GT_H, GT_W)
     rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
     assert (rows.min().item(), rows.max().item()) == (153, 370)  # int(0.408 * 375), int(0.992 * 375) - 1
     assert (cols.min().item(), cols.max().item()) == (44, 1196)
@@ -54,8 +54,8 @@ def test_garg_crop_bounds_and_depth_range():
     gt[100, 500] = 10  # above the crop
     gt[200, 500] = 90  # beyond 80 m
     gt[200, 600] = 10
-    assert layers.evaluation_mask(gt, garg_crop=True).nonzero().tolist() == [[200, 600]]
-    assert len(layers.evaluation_mask(gt, garg_crop=False).nonzero()) == 3
+    assert evaluation_mask(gt, garg_crop=True).nonzero().tolist() == [[200, 600]]
+    assert len(evaluation_mask(gt, garg_crop=False).nonzero()) == 3
 
 
 def test_median_scaling_uses_numpys_median_and_clamps_after_scaling():
@@ -339,8 +339,8 @@ def test_per_class_sums_pool_to_the_image_metrics_for_a_single_class():
     ids = np.zeros((GT_H, GT_W), dtype=np.uint8)  # every pixel "road"
     sums = evaluate_per_class.class_sums(gt, disp, ids, 19, True, True, 1.0)
     pooled = evaluate_per_class.metrics_from_sums(sums)[0]
-    image, _ = layers.depth_errors_of_image(torch.from_numpy(gt), torch.from_numpy(disp))
-    assert [pooled[n] for n in layers.DEPTH_METRIC_NAMES] == pytest.approx(image.tolist(), rel=1e-9)
+    image, _ = depth_errors_of_image(torch.from_numpy(gt), torch.from_numpy(disp))
+    assert [pooled[n] for n in DEPTH_METRIC_NAMES] == pytest.approx(image.tolist(), rel=1e-9)
     assert evaluate_per_class.metrics_from_sums(sums)[1] is None
 
 

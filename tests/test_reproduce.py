@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-import layers
 import utils
+from evaluation.metrics import DEPTH_METRIC_NAMES
 from reproduce import runner, tables
 from synthetic import scenes
 from tools import reproduce
@@ -75,7 +75,7 @@ def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     for row, line in zip(rows, lines):
         folder = row["runs"][0]["folder"]
         written = json.load(open(os.path.join(folder, "metrics_synthetic.json")))["metrics"]
-        assert set(written) == set(layers.DEPTH_METRIC_NAMES)
+        assert set(written) == set(DEPTH_METRIC_NAMES)
         for metric in ("abs_rel", "rmse", "a1"):
             assert float(line[metric]) == written[metric] == row["mean"][metric]
             assert f"| {written[metric]:.3f} |" in markdown
@@ -120,7 +120,7 @@ def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     assert ran == []
     header = capsys.readouterr().out.split("| Method |")[1].splitlines()[0]
     assert "δ<1.25 ours" in header and "RMSE" not in header and header.index("δ<1.25") < header.index("AbsRel")
-    assert set(json.load(open(out_dir / "tiny.json"))["rows"][0]["runs"][0]["metrics"]) == set(layers.DEPTH_METRIC_NAMES)
+    assert set(json.load(open(out_dir / "tiny.json"))["rows"][0]["runs"][0]["metrics"]) == set(DEPTH_METRIC_NAMES)
     # a record of another command (e.g. other evaluation options) is not a finished stage
     record = os.path.join(first, runner.RECORD.format("evaluate_synthetic"))
     data = json.load(open(record))
@@ -162,7 +162,7 @@ def test_mean_and_std_over_seeds_and_the_cost_columns(tmp_path):
     settings = runner.Settings("/data", str(tmp_path), [0, 1])
     runs = [r for r in runner.plan(table, settings) if r.row.name == "full"]
     for run, abs_rel in zip(runs, (0.10, 0.12)):
-        metrics = {m: 0.5 for m in layers.DEPTH_METRIC_NAMES}
+        metrics = {m: 0.5 for m in DEPTH_METRIC_NAMES}
         metrics["abs_rel"] = abs_rel
         utils.save_json({"command": "x", "metrics": {"metrics": metrics}},
                         os.path.join(run.folder, runner.RECORD.format("evaluate_eigen")))

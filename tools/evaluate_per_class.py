@@ -16,13 +16,13 @@ import os
 import sys
 from typing import Sequence
 
-import layers
 import splits
 import utils
 from checkpoints import model_folder
 from datasets import CLASS_NAMES, KITTIRAWDataset, read_split
 from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
+from evaluation.metrics import DEPTH_METRIC_NAMES
 from reproduce import arguments, charts, style
 from reproduce.per_class import class_sums, load_train_ids, metrics_from_sums  # noqa: F401 (the tool's API too)
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=utils.HelpFormatter)
     arguments.add_model_options(parser, folders_required=True)
-    parser.add_argument("--metric", default="abs_rel", choices=layers.DEPTH_METRIC_NAMES, help="metric of the chart")
+    parser.add_argument("--metric", default="abs_rel", choices=DEPTH_METRIC_NAMES, help="metric of the chart")
     parser.add_argument("--output_dir", default=".", help="where the JSON and the chart go")
     arguments.add_drawing_options(parser)
     parser.add_argument("--no_chart", action="store_true", help="no chart (and no need of matplotlib)")

@@ -24,10 +24,10 @@ from typing import Sequence
 
 import torch
 
-import layers
 import options
 import utils
 from evaluation.depth import split_name
+from evaluation.metrics import DEPTH_METRIC_NAMES
 from reproduce import report, runner, tables
 
 logger = logging.getLogger("reproduce")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluate_args", default="", help="evaluate_depth.py options added to every evaluation")
     parser.add_argument("--benchmark_args", default="", help="tools.benchmark options added to every benchmark")
     parser.add_argument("--no_cost", action="store_true", help="skip the benchmark (Table 2's cost columns)")
-    parser.add_argument("--metrics", nargs="+", choices=layers.DEPTH_METRIC_NAMES, default=None,
+    parser.add_argument("--metrics", nargs="+", choices=DEPTH_METRIC_NAMES, default=None,
                         help="the depth metrics shown, in this order (default: the table's; the JSON keeps all)")
     parser.add_argument("--nproc_per_node", type=options.positive_int, default=None,
                         help="processes per run under torchrun (default: the number of visible GPUs; 1: plain python)")
