@@ -21,6 +21,7 @@ import splits
 import utils
 from checkpoints import model_folder
 from datasets import KITTIOdomDataset, read_split
+from fileio.atomic import save_array, save_json
 
 logger = logging.getLogger(__name__)
 TRACK_LENGTH = 5  # frames per snippet
@@ -112,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          opts.num_workers, device)
     ates = snippet_ates(pred, gt_local)
     print(f"\n   Trajectory error: {ates.mean():0.3f}, std: {ates.std():0.3f}\n")
-    utils.save_array(pred, os.path.join(opts.load_weights_folder, "poses.npy"))
-    utils.save_json({"split": opts.eval_split, "snippets": int(len(ates)), "ate_mean": float(ates.mean()),
+    save_array(pred, os.path.join(opts.load_weights_folder, "poses.npy"))
+    save_json({"split": opts.eval_split, "snippets": int(len(ates)), "ate_mean": float(ates.mean()),
                "ate_std": float(ates.std())}, os.path.join(opts.load_weights_folder, f"metrics_{opts.eval_split}.json"))
     logger.info("predictions saved to %s", os.path.join(opts.load_weights_folder, "poses.npy"))
     return 0

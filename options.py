@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import splits
 import utils
 from datasets import DATASETS, NUM_CLASSES
+from fileio.atomic import atomic_write
 from networks import encoders
 from networks.resnet_encoder import NETWORK_STRIDE
 
@@ -358,7 +359,7 @@ def source_frame_ids(opts: argparse.Namespace) -> list:
 
 def save_options(opts: argparse.Namespace, path: str) -> None:
     """Write the options as JSON, atomically (temporary file, then rename)."""
-    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(vars(opts), f, indent=2, sort_keys=True)
 
 

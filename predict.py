@@ -47,6 +47,8 @@ from datasets.video_files import (RateSampler, VideoWriter, fps_option, frame_ra
                                   read_frames)
 from deploy import depth_graph
 from evaluation import camera_height
+from fileio.atomic import atomic_folder, save_array, save_json, save_png
+from visualisation.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +198,8 @@ def predicted(predictor, frames: Iterable[Frame], batch_size: int, total: int | 
 
 
 def save_arrays(disp: np.ndarray, stem: str, depth_scale: float) -> None:
-    utils.save_array(disp, stem + "_disp.npy")
-    utils.save_array(depth_scale / disp, stem + "_depth.npy")
+    save_array(disp, stem + "_disp.npy")
+    save_array(depth_scale / disp, stem + "_depth.npy")
 
 
 def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
@@ -218,10 +220,10 @@ def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth
         else:
             source = sources[frame.stem]
             predict_metric_image(metric, metric.camera(source), frame, disp, seg_logits, source)
-        utils.save_png(utils.colormap(utils.resize_bilinear(disp, height, width)), frame.stem + "_disp.png")
+        save_png(colormap(resize_bilinear(disp, height, width)), frame.stem + "_disp.png")
         if seg_logits is not None:
-            overlay = segmentation_overlay(frame.rgb, utils.resize_bilinear(seg_logits, height, width).argmax(0))
-            utils.save_png(overlay, frame.stem + "_seg.png")
+            overlay = segmentation_overlay(frame.rgb, resize_bilinear(seg_logits, height, width).argmax(0))
+            save_png(overlay, frame.stem + "_seg.png")
         stems.append(frame.stem)
     return stems
 
@@ -234,7 +236,7 @@ class ColourRange:
         self.vmax: float | None = None
 
     def __call__(self, disp: np.ndarray) -> float:
-        value = float(np.percentile(disp, utils.DISPARITY_PERCENTILE))
+        value = float(np.percentile(disp, DISPARITY_PERCENTILE))
         self.vmax = value if self.vmax is None else (1 - self.smoothing) * self.vmax + self.smoothing * value
         return self.vmax
 
@@ -248,9 +250,9 @@ def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
         if panel == "input":
             pictures.append(frame.rgb)
         elif panel == "depth":
-            pictures.append(utils.colormap(utils.resize_bilinear(disp, height, width), vmax))
+            pictures.append(colormap(resize_bilinear(disp, height, width), vmax))
         elif seg_logits is not None:
-            pictures.append(segmentation_overlay(frame.rgb, utils.resize_bilinear(seg_logits, height, width).argmax(0)))
+            pictures.append(segmentation_overlay(frame.rgb, resize_bilinear(seg_logits, height, width).argmax(0)))
     return np.concatenate(pictures, axis=1)
 
 
@@ -269,7 +271,7 @@ def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: floa
         arrays = None
         if save_npy:  # <stem>_frames/<n>_*.npy: written into a temporary folder, renamed after the video
             folder = video_path[: -len(VIDEO_SUFFIX)] + FRAMES_FOLDER_SUFFIX
-            arrays = stack.enter_context(utils.atomic_folder(folder))
+            arrays = stack.enter_context(atomic_folder(folder))
         writer = stack.enter_context(VideoWriter(video_path, fps))
         logger.info("writing %s: %s at %s, panels %s", video_path, writer.description,
                     "the video's own frame times" if timed else f"{fps:.3g} fps", " ".join(panels))
@@ -380,7 +382,7 @@ def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp
     """An image's ``_disp.npy``, ``_depth.npy`` in metres and ``_scale.json``; without a scale, no
     ``_depth.npy`` and the reason in the JSON and in ``metric.unscaled``."""
     estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
-    utils.save_array(disp, frame.stem + "_disp.npy")
+    save_array(disp, frame.stem + "_disp.npy")
     record = {**metric.header(camera), "image": source}
     if estimate is None:
         record.update(scale=None, reason=reason)
@@ -390,8 +392,8 @@ def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp
             os.remove(frame.stem + "_depth.npy")
     else:
         record.update(estimate.as_dict())
-        utils.save_array((estimate.scale / disp).astype(np.float32), frame.stem + "_depth.npy")
-    utils.save_json(record, frame.stem + SCALE_SUFFIX)
+        save_array((estimate.scale / disp).astype(np.float32), frame.stem + "_depth.npy")
+    save_json(record, frame.stem + SCALE_SUFFIX)
 
 
 def unscaled_message(unscaled: Sequence[str]) -> str:
@@ -428,7 +430,7 @@ def colour_bar(height: int, vmax: float | None) -> np.ndarray:
     top, bottom = round(BAR_MARGIN * height), height - 1 - round(BAR_MARGIN * height)
     strip = max(1, round(BAR_STRIP_SHARE * width))
     values = np.linspace(vmax, 0, bottom - top + 1)[:, None].repeat(strip, 1)
-    image.paste(Image.fromarray(utils.colormap(values, vmax)), (1, top))
+    image.paste(Image.fromarray(colormap(values, vmax)), (1, top))
     label_x, last_y = strip + 4, None
     spacing = font.getbbox("0")[3] + 1
     for metres in (1 / vmax,) + tuple(m for m in BAR_TICKS_M if 1 / m < vmax):
@@ -463,7 +465,7 @@ def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fp
         arrays = None
         if save_npy:  # <stem>_frames/<n>_*.npy: written into a temporary folder, renamed after the video
             folder = video_path[: -len(VIDEO_SUFFIX)] + FRAMES_FOLDER_SUFFIX
-            arrays = stack.enter_context(utils.atomic_folder(folder))
+            arrays = stack.enter_context(atomic_folder(folder))
         writer = stack.enter_context(VideoWriter(video_path, fps))
         logger.info("writing %s: %s at %s, panels %s, metres from a camera height of %g m", video_path,
                     writer.description, "the video's own frame times" if timed else f"{fps:.3g} fps",
@@ -488,9 +490,9 @@ def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fp
             writer.write(picture, frame.time if timed else None)
             if arrays is not None:
                 stem = os.path.join(arrays, os.path.basename(frame.stem))
-                utils.save_array(disp, stem + "_disp.npy")
+                save_array(disp, stem + "_disp.npy")
                 if smooth.scale is not None:
-                    utils.save_array((smooth.scale / disp).astype(np.float32), stem + "_depth.npy")
+                    save_array((smooth.scale / disp).astype(np.float32), stem + "_depth.npy")
         estimates = [r["estimate"]["scale"] for r in records if r["estimate"] is not None]
         if not estimates:
             first = records[0].get("reason") if records else "no frames"
@@ -499,7 +501,7 @@ def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fp
         summary = {**metric.header(camera), "video": source, "window": metric.window, "frames": len(records),
                    "frames_with_estimate": len(estimates), "median_estimate": float(np.median(estimates)),
                    "per_frame": records}
-        utils.save_json(summary, video_path[:-len(VIDEO_SUFFIX)] + SCALE_SUFFIX)
+        save_json(summary, video_path[:-len(VIDEO_SUFFIX)] + SCALE_SUFFIX)
         logger.info("%s: metric scale from the road in %d of %d frames (median %.4g)", source, len(estimates),
                     len(records), summary["median_estimate"])
         return writer.frames

@@ -44,6 +44,7 @@ from checkpoints import model_folder, training_state
 from datasets import DATASETS, colourise, read_split
 from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image
 from model import FSREModel, loader_image_keys
+from runtime.processes import cleanup_runtime, init_runtime, union_of_keys
 from speed import acceleration
 from speed.acceleration import Acceleration
 from training import input_checks, resume, run_folder, signals
@@ -59,7 +60,7 @@ class Trainer:
 
     def __init__(self, opts: argparse.Namespace) -> None:
         self.opts = opts
-        self.runtime = rt = utils.init_runtime(opts.device, opts.no_cuda, opts.dist_backend)
+        self.runtime = rt = init_runtime(opts.device, opts.no_cuda, opts.dist_backend)
         self.device = rt.device
         if opts.batch_size % rt.world_size:
             raise InputError(f"--batch_size {opts.batch_size} is the total batch: it must divide among "
@@ -187,7 +188,7 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-        utils.cleanup_runtime(self.runtime)
+        cleanup_runtime(self.runtime)
 
     # ------------------------------------------------------------------------------------------
     def to_device(self, inputs: dict) -> dict:
@@ -553,7 +554,7 @@ class Trainer:
                     if result is not None:
                         metric_sum += result[0].cpu()
                         metric_count += 1
-        keys = utils.union_of_keys(sums, self.runtime)  # a process whose shard is empty has none of its own
+        keys = union_of_keys(sums, self.runtime)  # a process whose shard is empty has none of its own
         packed = torch.tensor([float(sums.get(k, 0.0)) for k in keys] + [count] + metric_sum.tolist() + [metric_count],
                               dtype=torch.float64, device=self.device)
         packed = utils.all_reduce_sum(packed, self.runtime).cpu()

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-import utils
+from fileio.atomic import atomic_write
 from utils import ProjectError
 
 CHECKSUM_FILE = "checksums.sha256"  # in a model folder, in sha256sum's format
@@ -139,5 +139,5 @@ def atomic_save(obj, path: str, with_digest: bool = False) -> None:
     content's SHA-256 in the dict, which ``read_state`` checks."""
     if with_digest:
         obj = {**obj, CONTENT_DIGEST_KEY: content_digest(obj)}
-    with utils.atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:
         save_state(obj, tmp)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 import options
-import utils
 from checkpoints.files import CheckpointError, read_state, save_state, verify_file, write_checksums
+from fileio.atomic import atomic_folder, recover_folder
 from networks import JointDecoder, PoseDecoder, build_encoder, encoder_metadata, encoders
 
 NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
@@ -97,8 +97,8 @@ def load_network(net: nn.Module, path: str) -> dict:
 def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argparse.Namespace,
                       optimizer: torch.optim.Optimizer | None = None, epoch: int = 0, step: int = 0) -> str:
     """Write a model folder with its checksums: built under a temporary name, then renamed into place
-    (``utils.atomic_folder``), so a folder is never half-written."""
-    with utils.atomic_folder(folder) as tmp:
+    (``fileio.atomic.atomic_folder``), so a folder is never half-written."""
+    with atomic_folder(folder) as tmp:
         for name, net in networks.items():
             state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
             state.update(encoder_metadata(net))  # timm encoders: their name and timm's version
@@ -116,7 +116,7 @@ def check_folder(folder: str) -> None:
     """Raise CheckpointError when ``folder`` is not there (after restoring it if a kill cut its replacement short)."""
     if not os.path.isdir(folder):
         with contextlib.suppress(OSError):  # e.g. a read-only copy: then it stays missing
-            utils.recover_folder(folder)
+            recover_folder(folder)
     if not os.path.isdir(folder):
         raise CheckpointError(f"model folder {folder} not found")
 

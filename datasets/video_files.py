@@ -22,7 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
-from utils import DependencyError, InputError, MissingFileError, temporary_path
+from fileio.atomic import temporary_path
+from utils import DependencyError, InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 

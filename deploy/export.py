@@ -29,6 +29,7 @@ from torch.export import Dim
 
 import utils
 from deploy import depth_graph
+from fileio.atomic import atomic_write
 from networks.resnet_encoder import NETWORK_STRIDE
 from utils import ProjectError
 
@@ -100,7 +101,7 @@ def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor,
                                f"not {opset}: use the torchscript exporter for opset {opset}")
     onnx = depth_graph.import_optional("onnx", "export to ONNX")
     names = [depth_graph.INPUT_NAME] + graph.output_names
-    with utils.atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:
         if exporter == "dynamo":
             depth_graph.import_optional("onnxscript", "the dynamo ONNX exporter", DYNAMO_PACKAGES)
             with quiet_loggers(DYNAMO_LOGGERS):
@@ -136,7 +137,7 @@ def export_program(graph: depth_graph.DepthGraph, path: str, example: torch.Tens
     ``dynamic_size``), the metadata in ``metadata.json`` among its extra files."""
     with torch.no_grad():
         program = torch.export.export(graph, (tracing_example(example),), dynamic_shapes=dynamic_shapes(dynamic_size))
-    with utils.atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:
         torch.export.save(program, tmp, extra_files={depth_graph.METADATA_FILE: json.dumps(metadata)})
     return path
 
@@ -147,7 +148,7 @@ def export_torchscript(graph: depth_graph.DepthGraph, path: str, example: torch.
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
         with torch.no_grad():
             traced = torch.jit.trace(graph, (example,), check_trace=False)  # export_model checks it below
-        with utils.atomic_write(path) as tmp:
+        with atomic_write(path) as tmp:
             torch.jit.save(traced, tmp, _extra_files={depth_graph.METADATA_FILE: json.dumps(metadata)})
     return path
 

@@ -30,6 +30,7 @@ from deploy import depth_graph
 from evaluation import camera_height
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.metrics import DEPTH_METRIC_NAMES, MAX_EVAL_DEPTH, depth_errors_of_image, evaluated_depths
+from fileio.atomic import atomic_write, save_array, save_json
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
                                                   align_corners=False)[0, 0].numpy()  # as cv2.resize
         depth = np.clip(STEREO_SCALE_FACTOR / resized, 0, MAX_EVAL_DEPTH)
         path = os.path.join(folder, f"{idx:010d}.png")
-        with utils.atomic_write(path) as tmp:
+        with atomic_write(path) as tmp:
             Image.fromarray(np.uint16(depth * BENCHMARK_PNG_SCALE)).save(tmp, format="PNG")
 
 
@@ -376,7 +377,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
 
     if opts.save_pred_disps:
         path = os.path.join(out_dir, f"disps_{name}_split.npy")
-        utils.save_array(pred_disps, path)
+        save_array(pred_disps, path)
         logger.info("saved predicted disparities to %s", path)
     if opts.no_eval:
         return None
@@ -410,6 +411,6 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     if report is not None:
         print(camera_height_summary(report))
     json_path = opts.output_json or os.path.join(out_dir, f"metrics_{name}.json")
-    utils.save_json(result, json_path)
+    save_json(result, json_path)
     logger.info("metrics written to %s", json_path)
     return metrics

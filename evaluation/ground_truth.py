@@ -16,6 +16,7 @@ from datasets import parse_split_line
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import generate_depth_map, velodyne_path
 from datasets.mono_dataset import open_image, read_split_numbered
+from fileio.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 GT_SPLITS = ("eigen", "eigen_benchmark")
@@ -52,7 +53,7 @@ def benchmark_ground_truth(data_path: str, folder: str, frame_index: int) -> np.
 def save_ground_truth(maps: Sequence[np.ndarray], path: str) -> None:
     """Write maps as this project's file: one float32 array per test line (``depth_0000`` ...), no pickled objects."""
     arrays = {f"{GT_KEY_PREFIX}{i:04d}": np.asarray(m, dtype=np.float32) for i, m in enumerate(maps)}
-    with utils.atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:
         np.savez_compressed(tmp, **arrays)
 
 

@@ -20,8 +20,10 @@ from datasets import KITTIRAWDataset, read_split
 from datasets.cityscapes import segmentation_overlay
 from evaluation.depth import evaluate_predictions
 from evaluation.metrics import DEPTH_METRIC_NAMES, MIN_EVAL_DEPTH, evaluated_depths
+from fileio.atomic import atomic_write
 from reproduce import style
 from reproduce.per_class import abs_rel_of_classes, class_sums, load_train_ids
+from visualisation.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
 
 ERROR_VMAX = 0.3  # AbsRel at which the error colours saturate (the same for every model: comparable)
 NO_DATA = 128  # grey where a ground-truth or error panel has no ground truth
@@ -53,7 +55,7 @@ def input_images(data_path: str, test_file: str, indices: list[int], size: tuple
 
 def disparity_panel(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A prediction, resized to the panel, in magma up to its 95th percentile."""
-    return utils.colormap(utils.resize_bilinear(disp, *size))
+    return colormap(resize_bilinear(disp, *size))
 
 
 def scatter_max(values: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -69,7 +71,7 @@ def scatter_max(values: np.ndarray, valid: np.ndarray, size: tuple[int, int]) ->
 
 def colour_with_gaps(values: np.ndarray, vmax: float) -> np.ndarray:
     """Colour-map a map with NaN gaps: magma where there are values, grey in the gaps."""
-    rgb = utils.colormap(np.nan_to_num(values, nan=0.0), vmax=vmax)
+    rgb = colormap(np.nan_to_num(values, nan=0.0), vmax=vmax)
     rgb[np.isnan(values)] = NO_DATA
     return rgb
 
@@ -79,7 +81,7 @@ def ground_truth_panel(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     valid = gt > 0
     disp = scatter_max(np.where(valid, 1.0 / np.maximum(gt, MIN_EVAL_DEPTH), 0.0), valid, size)
     finite = disp[np.isfinite(disp)]
-    vmax = float(np.percentile(finite, utils.DISPARITY_PERCENTILE)) if finite.size else 1.0
+    vmax = float(np.percentile(finite, DISPARITY_PERCENTILE)) if finite.size else 1.0
     return colour_with_gaps(disp, vmax)
 
 
@@ -205,7 +207,7 @@ def draw_grid(grid: Grid, width: str | float = "text"):
 
 def save_panels(grid: Grid, path: str, frames: list[int]) -> None:
     """The panel arrays beside the figure (``.npz``: panels, row_names, titles, frames), for checking and reuse."""
-    with utils.atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:
         np.savez_compressed(tmp, panels=grid.panels, row_names=np.array(grid.row_names), titles=np.array(grid.titles),
                             frames=np.array(frames))
 

@@ -18,6 +18,7 @@ import numpy as np
 
 import utils
 from evaluation.depth import split_name
+from fileio.atomic import atomic_write, save_json
 from reproduce.runner import Run
 from reproduce.tables import COST_NAMES, METRIC_LABELS, Table
 
@@ -204,7 +205,7 @@ def write_all(table: Table, results: list[RowResult], eval_split: str, output_di
     paths = {"md": stem + ".md", "tex": stem + ".tex", "csv": stem + ".csv", "json": stem + ".json"}
     for kind, text in (("md", markdown(table, results)), ("tex", latex(table, results)),
                        ("csv", csv_text(table, results))):
-        with utils.atomic_write(paths[kind]) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(paths[kind]) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-    utils.save_json(json_report(table, results, eval_split), paths["json"])
+    save_json(json_report(table, results, eval_split), paths["json"])
     return paths

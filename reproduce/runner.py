@@ -40,6 +40,7 @@ from typing import Callable
 import options
 import utils
 from evaluation.depth import split_name
+from fileio.atomic import atomic_folder, save_json
 from networks import DEFAULT_ENCODER
 from reproduce.tables import Row, Table
 from utils import InputError, TrainingError
@@ -325,7 +326,7 @@ def execute(run: Run, stage: Stage, stopper: StopForwarding | None = None) -> No
     for key, path in stage.outputs.items():
         with open(path) as f:
             record[key] = json.load(f)
-    utils.save_json(record, stage.record)
+    save_json(record, stage.record)
 
 
 def run_all(runs: list[Run]) -> int:
@@ -358,7 +359,7 @@ def newest_weights(run_folder: str) -> str:
 def link_final_weights(run_folder: str) -> dict:
     """Hard-link the newest weights folder's files into ``RUN/final_weights``; record where they came from."""
     source = newest_weights(run_folder)
-    with utils.atomic_folder(os.path.join(run_folder, FINAL_WEIGHTS)) as tmp:
+    with atomic_folder(os.path.join(run_folder, FINAL_WEIGHTS)) as tmp:
         for name in sorted(os.listdir(source)):
             path = os.path.join(source, name)
             try:
@@ -366,5 +367,5 @@ def link_final_weights(run_folder: str) -> dict:
             except OSError:  # a file system without hard links
                 shutil.copy2(path, os.path.join(tmp, name))
     record = {"source": os.path.relpath(source, run_folder), "files": sorted(os.listdir(source))}
-    utils.save_json(record, os.path.join(run_folder, FINAL_RECORD))
+    save_json(record, os.path.join(run_folder, FINAL_RECORD))
     return record

@@ -12,6 +12,7 @@ import logging
 from types import ModuleType
 
 import utils
+from fileio.atomic import atomic_write
 
 FIGURES_REQUIREMENTS = "pip install -r requirements-figures.txt"
 COLUMN_WIDTH_IN = 3.25  # one column of a two-column paper
@@ -58,7 +59,7 @@ def save_figure(figure, stem: str) -> list[str]:
     paths = []
     for ext in FORMATS:
         path = f"{stem}.{ext}"
-        with utils.atomic_write(path) as tmp:
+        with atomic_write(path) as tmp:
             figure.savefig(tmp, format=ext, dpi=DPI)
         paths.append(path)
     return paths

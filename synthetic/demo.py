@@ -16,9 +16,9 @@ import os
 from typing import Sequence
 
 import options
-import utils
 from checkpoints import model_folder
 from evaluation import depth as evaluation_depth
+from fileio.atomic import atomic_folder
 from synthetic import scenes as synthetic_scenes
 from trainer import Trainer
 
@@ -69,7 +69,7 @@ def ensure_scenes(data_dir: str, scenes: dict = DEMO_SCENES) -> str:
                 return split_dir
     logger.info("generating synthetic KITTI scenes into %s (once)", data_dir)
     settings = {k: v for k, v in scenes.items() if k != "version"}
-    with utils.atomic_folder(data_dir) as tmp:
+    with atomic_folder(data_dir) as tmp:
         synthetic_scenes.generate(tmp, **settings)
         # the split folder's ground truth is position-independent; the split lists hold relative paths
         with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:

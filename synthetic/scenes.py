@@ -38,7 +38,8 @@ from datasets.cityscapes import save_label_png
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import EARTH_RADIUS  # the devkit's, as the OXTS reader uses
 from evaluation.ground_truth import export  # the project's own ground-truth export
-from utils import InputError, atomic_write
+from fileio.atomic import atomic_write
+from utils import InputError
 
 logger = logging.getLogger(__name__)
 

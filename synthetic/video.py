@@ -32,6 +32,7 @@ import utils
 from datasets.cityscapes import save_label_png
 from datasets.folders import FRAME_NAME, INTRINSICS_NAMES
 from datasets.video_files import VideoWriter
+from fileio.atomic import atomic_write, save_json
 from synthetic import scenes
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def write_intrinsics(out: str, camera: scenes.Camera) -> str:
     """intrinsics.json in pixels of the video's frames."""
     K = camera.K
     path = os.path.join(out, INTRINSICS_NAMES[0])
-    utils.save_json({"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2], "width": camera.width,
-                     "height": camera.height, "camera_height": scenes.CAMERA_HEIGHT}, path)
+    save_json({"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2], "width": camera.width,
+               "height": camera.height, "camera_height": scenes.CAMERA_HEIGHT}, path)
     return path
 
 
@@ -121,7 +122,7 @@ def write_drive(out: str, name: str, drive: scenes.Drive, camera: scenes.Camera,
                 save_label_png(os.path.join(label_dir, f"{FRAME_NAME.format(j)}.png"), label)
                 if stereo:
                     save_label_png(os.path.join(label_dir, RIGHT_FOLDER, f"{FRAME_NAME.format(j)}.png"), right_label)
-    with utils.atomic_write(os.path.join(out, f"{name}{DEPTH_SUFFIX}")) as tmp:
+    with atomic_write(os.path.join(out, f"{name}{DEPTH_SUFFIX}")) as tmp:
         np.savez_compressed(tmp, **depths)
     return paths
 

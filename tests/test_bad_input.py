@@ -22,6 +22,7 @@ import utils
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
 from datasets.mono_dataset import open_image
 from evaluation import ground_truth
+from fileio.atomic import is_temporary
 from synthetic.kitti_frames import DATE, DRIVE, make_tiny_kitti
 from tools import benchmark, evaluate_per_class, prepare_kitti
 
@@ -543,7 +544,7 @@ def test_an_output_blocked_by_a_folder_is_one_line_naming_it(tmp_path, capsys):
                                                           str(tmp_path / "disps.npy"), "--output_json",
                                                           str(tmp_path / "metrics.json")])
     assert message == f"cannot write {tmp_path / 'metrics.json'}: Is a directory"
-    assert not [name for name in os.listdir(tmp_path) if utils.is_temporary(name)]
+    assert not [name for name in os.listdir(tmp_path) if is_temporary(name)]
 
 
 def test_evaluate_per_class_refuses_ground_truth_of_the_wrong_length(tmp_path, capsys):

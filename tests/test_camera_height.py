@@ -30,6 +30,8 @@ from deploy import depth_graph, export
 from evaluation import camera_height as ch
 from evaluation import depth as evaluation_depth
 from evaluation.ground_truth import save_ground_truth
+from fileio.atomic import save_json
+from visualisation.colormap import MAGMA
 
 HEIGHT, WIDTH = 96, 320  # the depth maps of the hand-made planes
 K = np.array(
@@ -300,7 +302,7 @@ def write_frames(folder, count: int, black=()) -> list[str]:
 
 
 def write_intrinsics(path, **extra) -> None:
-    utils.save_json(
+    save_json(
         {
             "fx": FRAME_K[0, 0],
             "fy": FRAME_K[1, 1],
@@ -478,8 +480,8 @@ def test_the_colour_bar_runs_from_the_nearest_depth_at_the_top_to_far_at_the_bot
     bar = predict.colour_bar(200, 0.5)  # inverse metres: 2 m at the top
     strip = bar[:, 1]
     top, bottom = round(predict.BAR_MARGIN * 200), 199 - round(predict.BAR_MARGIN * 200)
-    np.testing.assert_array_equal(strip[top], utils.MAGMA[-1])
-    np.testing.assert_array_equal(strip[bottom], utils.MAGMA[0])
+    np.testing.assert_array_equal(strip[top], MAGMA[-1])
+    np.testing.assert_array_equal(strip[bottom], MAGMA[0])
     assert (bar[:, bar.shape[1] // 2 :] == predict.BAR_TEXT).any()  # labels are drawn
     assert (predict.colour_bar(200, None)[:, :, 0] == predict.BAR_TEXT).any()
 
@@ -666,8 +668,8 @@ def test_missing_intrinsics_are_one_line_naming_the_input_before_any_output(expo
         )
     )
     assert message == f"--intrinsics {tmp_path / 'none.json'}: no such file"
-    utils.save_json({"fx": 100.0, "fy": 100.0, "cx": 320.0, "cy": 96.0, "width": 640, "height": 192},
-                    str(tmp_path / "other.json"))
+    save_json({"fx": 100.0, "fy": 100.0, "cx": 320.0, "cy": 96.0, "width": 640, "height": 192},
+              str(tmp_path / "other.json"))
     argv = ["--exported", exported, "--image_path", frames[0], "--camera_height", "1.65", "--intrinsics",
             str(tmp_path / "other.json")]
     message = one_line(*run(predict.main, argv, capsys))

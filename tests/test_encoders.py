@@ -23,6 +23,7 @@ from deploy import depth_graph
 from evaluation import ground_truth
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder, build_encoder
+from runtime.machine import machine_summary
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import export_model
 from trainer import Trainer
@@ -368,7 +369,7 @@ def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
     assert rows[1]["flops"] != rows[0]["flops"] and rows[1]["pose_encoder"] == "resnet18"
     table = capsys.readouterr().out
     assert "timm:convnext_atto" in table and "GFLOPs" in table
-    assert utils.machine_summary(torch.device("cpu")) in table  # the machine is named
+    assert machine_summary(torch.device("cpu")) in table  # the machine is named
 
 
 def cli_error_of(main, capsys, argv) -> str:

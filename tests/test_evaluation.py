@@ -27,6 +27,7 @@ from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 from synthetic.kitti_frames import DATE, DRIVE, make_tiny_kitti, write_calibration
 from tools import evaluate_per_class
+from visualisation.colormap import colormap, resize_bilinear
 
 GT_H, GT_W = 375, 1242
 
@@ -258,7 +259,7 @@ def test_predict_writes_real_pictures_and_arrays(evaluated, tmp_path):
         with Image.open(f"{stem}_disp.png") as png:
             assert png.size == (tiny.width, tiny.height) and png.mode == "RGB"
             # the disparity at the image's size through the magma lookup, not a flat image
-            expected = utils.colormap(utils.resize_bilinear(disp, tiny.height, tiny.width))
+            expected = colormap(resize_bilinear(disp, tiny.height, tiny.width))
             assert np.array_equal(np.asarray(png), expected) and len(np.unique(expected.reshape(-1, 3), axis=0)) > 1
         with Image.open(f"{stem}_seg.png") as png:
             assert png.size == (tiny.width, tiny.height)

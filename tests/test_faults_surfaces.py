@@ -20,6 +20,7 @@ from PIL import Image
 
 import utils
 from conftest import PROCESS_DEADLINE_S
+from fileio.atomic import save_json
 from synthetic import scenes
 
 # Long enough never to finish on its own: the test stops it by signal once it trains.
@@ -486,7 +487,7 @@ def test_a_record_edited_without_its_metrics_makes_its_stage_run_again(tmp_path,
     (run,) = runner.plan(table, settings)
     os.makedirs(run.folder)
     for stage in run.stages:  # every stage done, with what it wrote ...
-        utils.save_json(
+        save_json(
             {"command": str(stage.command), **{key: {"metrics": {"abs_rel": 0.1}} for key in stage.outputs}},
             stage.record,
         )
@@ -494,7 +495,7 @@ def test_a_record_edited_without_its_metrics_makes_its_stage_run_again(tmp_path,
     evaluate = run.stages[-1]
     record = json.load(open(evaluate.record))
     del record["metrics"]  # ... then the evaluation's record is edited by hand
-    utils.save_json(record, evaluate.record)
+    save_json(record, evaluate.record)
     assert [stage.name for _, stage in runner.pending([run])] == [evaluate.name]
 
 

@@ -23,6 +23,7 @@ import train
 import utils
 from checkpoints import files, model_folder, training_state
 from conftest import PROCESS_DEADLINE_S
+from fileio.atomic import atomic_folder, is_temporary, recover_folder, remove_stale_temporaries, temporary_path
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tb_reader import read_run
@@ -354,21 +355,21 @@ def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
 # ------------------------------------------------------------------------------------------------
 def test_temporary_names_are_unique_per_writer_and_only_dead_writers_leftovers_are_removed(tmp_path):
     names = set()
-    threads = [threading.Thread(target=lambda: names.add(utils.temporary_path(str(tmp_path / "a.png"))))
+    threads = [threading.Thread(target=lambda: names.add(temporary_path(str(tmp_path / "a.png"))))
                for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(names) == 8 and all(n.endswith(".png") and utils.is_temporary(n) for n in names)
+    assert len(names) == 8 and all(n.endswith(".png") and is_temporary(n) for n in names)
     gone = subprocess.Popen(["true"])
     gone.wait()
-    dead = utils.temporary_path(str(tmp_path / "a.png"), pid=gone.pid)
-    live = utils.temporary_path(str(tmp_path / "b.png"))
+    dead = temporary_path(str(tmp_path / "a.png"), pid=gone.pid)
+    live = temporary_path(str(tmp_path / "b.png"))
     elsewhere = str(tmp_path / f"c.tmp-{utils.HOST}x-{gone.pid}-0.png")  # another host: never judged
     for path in (dead, live, elsewhere):
         open(path, "w").close()
-    assert utils.remove_stale_temporaries(str(tmp_path)) == [f"removed {dead} (left by process {gone.pid}, which is gone)"]
+    assert remove_stale_temporaries(str(tmp_path)) == [f"removed {dead} (left by process {gone.pid}, which is gone)"]
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (live, elsewhere))
 
 
@@ -400,14 +401,14 @@ def test_a_kill_at_any_point_of_a_folder_replacement_leaves_the_old_or_the_new_f
                 os.kill(os.getpid(), signal.SIGKILL)
 
         os.replace = replace_then_maybe_die
-        with utils.atomic_folder(folder) as tmp:
+        with atomic_folder(folder) as tmp:
             fill(tmp, "new")
             if kill_at == "while filling":
                 os.kill(os.getpid(), signal.SIGKILL)
         os._exit(0)
     _, status = os.waitpid(child, 0)
     assert os.WIFSIGNALED(status)
-    utils.recover_folder(folder)  # what the next write of the folder, or a read of a missing one, does first
+    recover_folder(folder)  # what the next write of the folder, or a read of a missing one, does first
     expected = "new" if kill_at == "after renaming the new folder in" else "old"
     assert contents(folder) == {"a.txt": expected, "b.txt": expected}
     assert os.listdir(tmp_path) == ["weights_3"]

@@ -19,15 +19,16 @@ from evaluation.ground_truth import load_ground_truth
 from model import FSREModel
 from reproduce import figures, per_class
 from synthetic import scenes
+from visualisation.colormap import DISPARITY_PERCENTILE, MAGMA, colormap
 
 HEIGHT, WIDTH = 64, 192
 
 
 def test_colormap_known_entries():
     """The first and last entries of matplotlib's magma (its float table x 255, truncated), no matplotlib needed."""
-    rgb = utils.colormap(np.array([[0.0, 0.5, 1.0, 2.0]]), vmax=1.0)
+    rgb = colormap(np.array([[0.0, 0.5, 1.0, 2.0]]), vmax=1.0)
     assert rgb[0, 0].tolist() == [0, 0, 3] and rgb[0, 2].tolist() == [251, 252, 191] == rgb[0, 3].tolist()
-    assert utils.MAGMA.shape == (256, 3) and (np.diff(utils.MAGMA.astype(int).sum(1)) >= 0).all()  # dark to light
+    assert MAGMA.shape == (256, 3) and (np.diff(MAGMA.astype(int).sum(1)) >= 0).all()  # dark to light
 
 
 @pytest.mark.needs("matplotlib")
@@ -36,10 +37,10 @@ def test_colormap_equals_matplotlibs_magma():
     values = np.concatenate([np.random.default_rng(0).uniform(-0.1, 1.3, 5000), np.linspace(0, 1, 257)])
     vmax = 1.0
     expected = matplotlib.colormaps["magma"](np.clip(values / vmax, 0, 1), bytes=True)[..., :3]
-    np.testing.assert_array_equal(utils.colormap(values, vmax=vmax), expected)
+    np.testing.assert_array_equal(colormap(values, vmax=vmax), expected)
     disp = np.random.default_rng(1).uniform(0.01, 0.3, (20, 30))  # the default vmax: the 95th percentile
-    t = np.clip(disp / np.percentile(disp, utils.DISPARITY_PERCENTILE), 0, 1)
-    np.testing.assert_array_equal(utils.colormap(disp), matplotlib.colormaps["magma"](t, bytes=True)[..., :3])
+    t = np.clip(disp / np.percentile(disp, DISPARITY_PERCENTILE), 0, 1)
+    np.testing.assert_array_equal(colormap(disp), matplotlib.colormaps["magma"](t, bytes=True)[..., :3])
 
 
 def test_class_restricted_abs_rel_by_hand():
@@ -127,8 +128,8 @@ def test_figure_layout_panels_and_selection(scene, tmp_path):
     # each depth panel is the model's prediction of that frame in magma; the error panels are not
     for r, name in ((1, "baseline"), (2, "full")):
         for c, f in enumerate(frames):
-            np.testing.assert_array_equal(panels[r, c], utils.colormap(preds[name][f]))
-    np.testing.assert_array_equal(panels[3, 0], utils.colormap(preds["baseline"][frames[0]][::-1]))
+            np.testing.assert_array_equal(panels[r, c], colormap(preds[name][f]))
+    np.testing.assert_array_equal(panels[3, 0], colormap(preds["baseline"][frames[0]][::-1]))
     assert not np.array_equal(panels[5, 0], panels[1, 0])
     # the input panel is the frame the models read; the ground-truth panel has dense synthetic depth (little grey)
     with Image.open(os.path.join(data_path, report["lines"][0].split()[0], "image_02", "data",

@@ -19,6 +19,7 @@ import datasets
 import utils
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR, require
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
+from fileio.atomic import is_temporary, temporary_path
 from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
 from tools import make_pseudo_labels as mpl
 
@@ -65,11 +66,11 @@ def needed_labels(tiny, seg_path, sides=("line",)):
 
 
 def written_labels(seg_path):
-    """Label PNGs under a label root, summary folder and temporaries (``utils.is_temporary``, a killed write) excluded."""
+    """Label PNGs under a label root, summary folder and temporaries (``is_temporary``, a killed write) excluded."""
     found = set()
     for root, dirs, files in os.walk(seg_path):
         dirs[:] = [d for d in dirs if d != mpl.SUMMARY_FOLDER]
-        found |= {os.path.join(root, f) for f in files if f.endswith(".png") and not utils.is_temporary(f)}
+        found |= {os.path.join(root, f) for f in files if f.endswith(".png") and not is_temporary(f)}
     return found
 
 
@@ -165,7 +166,7 @@ def test_segformer_run_killed_half_way_resumes_to_the_same_files(tiny, segformer
     survived = written_labels(seg_path)
     assert process.returncode == -signal.SIGKILL and KILL_AFTER <= len(survived) < len(expected)
 
-    with open(utils.temporary_path(sorted(survived)[0], pid=process.pid), "wb") as f:  # the killed run's, half-written
+    with open(temporary_path(sorted(survived)[0], pid=process.pid), "wb") as f:  # the killed run's, half-written
         f.write(b"\x89PNG partial")
     summary = run(tiny, seg_path, segformer_dir, *args)
     assert summary["frames_skipped"] == len(survived) and summary["frames_labelled"] == len(expected) - len(survived)

@@ -19,7 +19,9 @@ import train
 import utils
 from checkpoints import model_folder, training_state
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
+from fileio.atomic import atomic_write
 from model import FSREModel
+from runtime.processes import init_runtime
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti, write_label_png
 from tb_reader import read_run
 from trainer import Trainer
@@ -419,12 +421,12 @@ def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "sub" / "metrics.json"
-    with utils.atomic_write(str(path)) as tmp:
+    with atomic_write(str(path)) as tmp:
         assert tmp.endswith(".json") and ".tmp-" in tmp and os.path.dirname(tmp) == str(path.parent)
         with open(tmp, "w") as f:
             f.write("old")
     with pytest.raises(OSError):
-        with utils.atomic_write(str(path)) as tmp:
+        with atomic_write(str(path)) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise OSError("disk full")
@@ -434,5 +436,5 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message for a machine without CUDA")
 def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error():
     with pytest.raises(utils.InputError, match="--device cuda:1: no CUDA device is available here"):
-        utils.init_runtime("cuda:1")
-    assert utils.init_runtime("cpu").device.type == "cpu"
+        init_runtime("cuda:1")
+    assert init_runtime("cpu").device.type == "cpu"

@@ -13,6 +13,7 @@ import pytest
 
 import utils
 from evaluation.metrics import DEPTH_METRIC_NAMES
+from fileio.atomic import save_json
 from reproduce import runner, tables
 from synthetic import scenes
 from tools import reproduce
@@ -124,7 +125,7 @@ def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     # a record of another command (e.g. other evaluation options) is not a finished stage
     record = os.path.join(first, runner.RECORD.format("evaluate_synthetic"))
     data = json.load(open(record))
-    utils.save_json({**data, "command": data["command"] + " --post_process"}, record)
+    save_json({**data, "command": data["command"] + " --post_process"}, record)
     assert reproduce.main(argv + ["--dry_run"]) == 0
     assert capsys.readouterr().out.strip().splitlines() == [planned[2]]
     # other training options are other runs (other folders): everything would run
@@ -164,14 +165,14 @@ def test_mean_and_std_over_seeds_and_the_cost_columns(tmp_path):
     for run, abs_rel in zip(runs, (0.10, 0.12)):
         metrics = {m: 0.5 for m in DEPTH_METRIC_NAMES}
         metrics["abs_rel"] = abs_rel
-        utils.save_json({"command": "x", "metrics": {"metrics": metrics}},
-                        os.path.join(run.folder, runner.RECORD.format("evaluate_eigen")))
+        save_json({"command": "x", "metrics": {"metrics": metrics}},
+                  os.path.join(run.folder, runner.RECORD.format("evaluate_eigen")))
     benchmark = {"results": [{"path": "exact", "projected_20_epochs_h": 30.0, "peak_memory_gib": 9.0,
                               "inference_ms": 9.0},
                              {"path": "default", "projected_20_epochs_h": 20.5, "peak_memory_gib": 8.25,
                               "inference_ms": 7.0}], "machine": {"device": "a GPU"}}
-    utils.save_json({"command": "x", "benchmark": benchmark}, os.path.join(runs[0].folder,
-                                                                           runner.RECORD.format("benchmark")))
+    save_json({"command": "x", "benchmark": benchmark}, os.path.join(runs[0].folder,
+                                                                     runner.RECORD.format("benchmark")))
     results = report.collect(table, runs, "eigen")
     full = results[-1]
     assert full.mean["abs_rel"] == pytest.approx(0.11) and full.std["abs_rel"] == pytest.approx(0.0141421356)

@@ -15,11 +15,11 @@ from torch.utils.data import default_collate
 
 import layers
 import options
-import utils
 from conftest import random_batch
 from datasets import KITTIRAWDataset, fast_frames, jitter, read_split
 from datasets.mono_dataset import all_image_keys
 from model import FSREModel, image_keys, loader_image_keys
+from runtime.machine import cpu_model, machine_summary
 from speed import device_inputs, reference
 from speed.acceleration import Acceleration
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
@@ -352,8 +352,8 @@ def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
         speedup = saved["speedups"]["baseline"][path]
         assert speedup["input"] == pytest.approx(row["input_samples_per_s"] / exact["input_samples_per_s"])
     assert saved["paper_table2"]["full"]["training_time"] == "18h 20m"
-    assert saved["machine"]["device"] == f"{utils.cpu_model()}, {os.cpu_count()} cores"  # the CPU model named
-    assert saved["machine"]["summary"] == utils.machine_summary(torch.device("cpu"))
+    assert saved["machine"]["device"] == f"{cpu_model()}, {os.cpu_count()} cores"  # the CPU model named
+    assert saved["machine"]["summary"] == machine_summary(torch.device("cpu"))
 
 
 def test_benchmark_paths_are_monodepth2s_loader_the_defaults_and_the_fast_path_on_its_cache():

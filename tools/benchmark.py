@@ -50,6 +50,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import options
 import splits
 import utils
+from fileio.atomic import atomic_write
+from runtime.machine import cpu_model, machine_summary
+from runtime.processes import init_runtime
 from speed import reference
 from trainer import Trainer
 from utils import InputError, run_cli
@@ -265,8 +268,8 @@ def encoder_table(report: dict) -> str:
 
 def machine(device: torch.device) -> dict:
     """What the figures were measured on."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{utils.cpu_model()}, {os.cpu_count()} cores"
-    return {"device": name, "summary": utils.machine_summary(device), "platform": platform.platform(), "python": platform.python_version(),
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
+    return {"device": name, "summary": machine_summary(device), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "load_average": os.getloadavg()}  # other jobs on a shared machine skew the figures
 
@@ -340,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     logger.info("measuring %s on the %s path%s", config, path,
                                 f" with {encoder}" if encoder else "")
                     results.append(measure(args, config, path, log_dir, encoder))
-    device = utils.init_runtime(args.device).device
+    device = init_runtime(args.device).device
     report = {"settings": {k: v for k, v in vars(args).items()}, "machine": machine(device), "results": results,
               "reference_epoch_items": reference_epoch_items(),
               "paper_table2": {k: dict(zip(("method", "training_time", "memory", "inference"), v))
@@ -359,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                               "inference": ratio(config, path, "inference_ms", False)}
                                        for path in PATHS[1:]}
                               for config in args.configs}
-    with utils.atomic_write(args.output) as tmp, open(tmp, "w") as f:
+    with atomic_write(args.output) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)
     print(encoder_table(report) if args.encoders else table(report))
     return report

@@ -23,6 +23,7 @@ from datasets import CLASS_NAMES, KITTIRAWDataset, read_split
 from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.metrics import DEPTH_METRIC_NAMES
+from fileio.atomic import save_json
 from reproduce import arguments, charts, style
 from reproduce.per_class import class_sums, load_train_ids, metrics_from_sums  # noqa: F401 (the tool's API too)
 
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results, opts.metric))
     os.makedirs(opts.output_dir, exist_ok=True)
     stem = os.path.join(opts.output_dir, f"per_class_{split_name(opts.eval_split)}")
-    utils.save_json({"split": split_name(opts.eval_split), "classes": list(CLASS_NAMES), "pooling": "pixels",
+    save_json({"split": split_name(opts.eval_split), "classes": list(CLASS_NAMES), "pooling": "pixels",
                "models": {n: dict(zip(CLASS_NAMES, rows)) for n, rows in results.items()}}, stem + ".json")
     if opts.no_chart:
         logger.info("wrote %s.json", stem)

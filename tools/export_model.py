@@ -22,6 +22,7 @@ import options
 import utils
 from checkpoints import model_folder
 from deploy import depth_graph, export
+from fileio.atomic import atomic_write
 from utils import run_cli
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = opts.output or export.default_output(opts.load_weights_folder, opts.format, height, width, opts.input_type)
     metadata = depth_graph.graph_metadata(graph, spec, height, width, opts.dynamic_size or opts.format == "torchscript")
     example = depth_graph.example_input(graph, 1, height, width)
-    with utils.atomic_write(path) as tmp:  # a file that fails the check is not left at ``path``
+    with atomic_write(path) as tmp:  # a file that fails the check is not left at ``path``
         wall, cpu = time.perf_counter(), time.process_time()
         if opts.format == "onnx":
             export.export_onnx(graph, tmp, example, metadata, opts.dynamic_size, opts.opset, opts.onnx_exporter)

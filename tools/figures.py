@@ -30,6 +30,7 @@ from checkpoints import model_folder
 from datasets import CLASS_NAMES, KITTIRAWDataset, read_split
 from evaluation.depth import STEREO_SCALE_FACTOR, load_predictions, predict_disparities, test_loader
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
+from fileio.atomic import save_json
 from reproduce import arguments, figures, style
 from reproduce.per_class import THIN_CLASSES, class_ids
 
@@ -150,10 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = figures.draw_grid(grid, opts.width)
     paths = style.save_figure(figure, opts.output)
     figures.save_panels(grid, opts.output + "_panels.npz", frames)
-    utils.save_json({"split": opts.eval_split, "frames": frames, "lines": [lines[f] for f in frames],
-                     "rows": grid.row_names, "select": None if opts.frames is not None else opts.select,
-                     "scores": scores, "sources": {s.name: s.origin for s in sources},
-                     "width_in": style.width_in(opts.width)}, opts.output + ".json")
+    save_json({"split": opts.eval_split, "frames": frames, "lines": [lines[f] for f in frames],
+               "rows": grid.row_names, "select": None if opts.frames is not None else opts.select,
+               "scores": scores, "sources": {s.name: s.origin for s in sources},
+               "width_in": style.width_in(opts.width)}, opts.output + ".json")
     logger.info("wrote %s, %s_panels.npz and %s.json", ", ".join(paths), opts.output, opts.output)
     return 0
 

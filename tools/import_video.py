@@ -36,6 +36,7 @@ from datasets.folders import FRAME_NAME, INCOMPLETE_MARKER, INTRINSICS_NAMES, Ca
 from datasets.mono_dataset import RESIZE_FILTER
 from datasets.video_files import (VIDEO_EXTENSIONS, RateSampler, VideoInfo, fps_option, frame_rate_tolerance, is_video,
                                   probe, read_frames)
+from fileio.atomic import atomic_write, save_json
 from utils import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def prepare_folder(plan: Plan, settings: dict) -> str:
         return "skip"
     if os.path.exists(plan.folder):
         raise InputError(f"{plan.folder}: exists and was not written by import_video: choose another --out or --name")
-    utils.save_json(settings, marker)
+    save_json(settings, marker)
     return "new"
 
 
@@ -203,7 +204,7 @@ def frame_writer(opts: argparse.Namespace, plan: Plan):
         if (w, h) != (plan.width, plan.height):
             image = image.resize((plan.width, plan.height), RESIZE_FILTER)
         try:
-            with utils.atomic_write(path) as tmp:
+            with atomic_write(path) as tmp:
                 if opts.ext == "jpg":
                     image.save(tmp, format="JPEG", quality=opts.jpeg_quality)
                 else:
@@ -269,8 +270,8 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
               "source_frames_declared": info.expected_frames, "source_size": [info.width, info.height],
               "rotation": info.rotation}
     if plan.camera is not None:
-        utils.save_json(plan.camera.as_dict(), os.path.join(plan.folder, INTRINSICS_NAMES[0]))
-    utils.save_json(record, os.path.join(plan.folder, IMPORT_RECORD))
+        save_json(plan.camera.as_dict(), os.path.join(plan.folder, INTRINSICS_NAMES[0]))
+    save_json(record, os.path.join(plan.folder, IMPORT_RECORD))
     os.remove(os.path.join(plan.folder, INCOMPLETE_MARKER))
     logger.info("%s: %d frames, %d files written now%s", plan.name, frames, written,
                 " (resumed)" if state == "resume" else "")

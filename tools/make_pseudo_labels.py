@@ -43,6 +43,7 @@ from datasets import DATASETS
 from datasets.cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL,
                                  save_label_png, segmentation_overlay)
 from datasets.mono_dataset import label_path_of, parse_split_line, pil_loader, read_split_numbered
+from fileio.atomic import remove_stale_temporaries, save_json, save_png
 from utils import DependencyError, InputError, MissingFileError, run_cli
 
 logger = logging.getLogger(__name__)
@@ -349,7 +350,7 @@ def save_overlay(frame: Frame, train_ids: np.ndarray, seg_path: str, summary_dir
     overlay = segmentation_overlay(image, train_ids)
     name = os.path.relpath(frame.label, seg_path).replace(os.sep, "_")
     path = os.path.join(summary_dir, "overlay_" + name)
-    utils.save_png(overlay, path)
+    save_png(overlay, path)
     return path
 
 
@@ -394,7 +395,7 @@ def label_frames(segmenter: Segmenter, frames: Sequence[Frame], device: torch.de
 def write_summary(summary: dict, summary_dir: str) -> str:
     """summary.json in the summary folder, written to a temporary name and renamed."""
     path = os.path.join(summary_dir, SUMMARY_NAME)
-    utils.save_json(summary, path)
+    save_json(summary, path)
     return path
 
 
@@ -490,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
     if os.path.isdir(seg_path):  # half-written files of a killed run (a live run's are left alone)
-        utils.remove_stale_temporaries(seg_path)
+        remove_stale_temporaries(seg_path)
     todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
     skipped = len(frames) - len(todo)
     todo = todo[:opts.limit] if opts.limit is not None else todo

@@ -35,6 +35,7 @@ from tqdm import tqdm
 import options
 import utils
 from datasets.folders import SPLITS_FOLDER, ImageSequence, camera_warnings, find_sequences, read_sequence
+from fileio.atomic import atomic_write, save_json
 from utils import InputError
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def report_table(reports: Sequence[SequenceReport]) -> str:
 
 
 def write_lines(path: str, lines: Sequence[str]) -> None:
-    with utils.atomic_write(path) as tmp, open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         f.write("".join(line + "\n" for line in lines))
 
 
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "drop_static": opts.drop_static, "static_threshold": STATIC_THRESHOLD, "jump_threshold": JUMP_THRESHOLD,
                "sequences": {r.sequence.name: r.as_dict() for r in reports},
                "lines": {name: len(lines) for name, lines in splits.items()}}
-    utils.save_json(summary, os.path.join(out, REPORT_NAME))
+    save_json(summary, os.path.join(out, REPORT_NAME))
     written = ", ".join(f"{name} ({len(lines)} lines)" for name, lines in splits.items() if lines)
     print(f"wrote {out}: {written}")
     return 0

@@ -22,6 +22,7 @@ import time
 import options
 import utils
 from checkpoints import training_state
+from fileio.atomic import is_temporary, remove_stale_temporaries
 from utils import InputError
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ REPLACED_TIME_FORMAT = "%Y%m%d-%H%M%S"
 def model_folders(run_path: str) -> list[str]:
     """The ``models/weights_*`` folders of a run."""
     return sorted(p for p in glob.glob(os.path.join(run_path, MODELS_DIR, "weights_*"))
-                  if os.path.isdir(p) and not utils.is_temporary(p))
+                  if os.path.isdir(p) and not is_temporary(p))
 
 
 def run_contents(run_path: str) -> list[str]:
@@ -112,7 +113,7 @@ def claim(run_path: str, opts: argparse.Namespace) -> utils.RunLock:
     except OSError as err:
         raise InputError(f"cannot write the run folder {run_path}: {err.strerror or err}") from err
     try:
-        for action in utils.remove_stale_temporaries(run_path):
+        for action in remove_stale_temporaries(run_path):
             logger.info("%s", action)
         check_contents(run_path, opts)
     except BaseException:

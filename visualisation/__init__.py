@@ -1,0 +1,1 @@
+"""Pictures of predictions: disparities in colour (colormap.py). The paper's figures: reproduce/."""
