@@ -1,4 +1,6 @@
-"""The repository's promises: CI runs the README's test command; no third-party split file is tracked."""
+"""The repository's promises: CI runs the README's test command; no third-party split file is tracked;
+no import cycle between the top-level packages."""
+import ast
 import os
 import re
 import subprocess
@@ -80,3 +82,79 @@ def test_no_split_file_is_tracked():
         full = os.path.join(PROJECT_DIR, path)
         if os.path.isfile(full) and os.path.getsize(full) < 5_000_000:
             assert splits.sha256_of(full) not in published, f"{path} is a copy of a published split file"
+
+
+def runtime_imports(path: str) -> set[str]:
+    """The top-level names a file imports, in functions too; ``if TYPE_CHECKING:`` blocks (never run) left out."""
+    found = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test).endswith("TYPE_CHECKING"):
+                for branch in child.orelse:
+                    visit_one(branch)
+            else:
+                visit_one(child)
+
+    def visit_one(node: ast.AST) -> None:
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        visit(node)
+
+    visit(ast.parse(open(path, encoding="utf-8").read(), path))
+    return found
+
+
+def top_level_units(root: str) -> dict[str, list[str]]:
+    """The repository's top-level modules and packages (folders of Python files, tests/ left out): their files."""
+    units = {}
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if name.endswith(".py"):
+            units[name[:-3]] = [path]
+        elif os.path.isdir(path) and name != "tests" and not name.startswith("."):
+            files = [os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f.endswith(".py")]
+            if files:
+                units[name] = files
+    return units
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of a directed graph as [a, b, ..., a], or None when it has none (depth-first search)."""
+    state: dict[str, str] = {}  # "open" while on the path, "done" after
+
+    def search(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for succ in sorted(graph[node]):
+            if state.get(succ) == "open":
+                on_path = path + [node]
+                return on_path[on_path.index(succ):] + [succ]
+            if succ not in state and (cycle := search(succ, path + [node])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := search(start, [])):
+            return cycle
+    return None
+
+
+def test_import_cycle_finds_a_cycle_and_only_a_cycle():
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert import_cycle({"x": {"a"}, "a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+
+
+def test_no_import_cycle_between_top_level_packages_and_modules():
+    """Dependencies point one way (e.g. speed/ uses datasets/, never the other way round): a reader can
+    take the packages in order, and none needs another that needs it back."""
+    units = top_level_units(PROJECT_DIR)
+    assert {"utils", "layers", "datasets", "speed", "evaluation", "fileio", "runtime"} <= set(units)
+    graph = {unit: set() for unit in units}
+    for unit, files in units.items():
+        for path in files:
+            graph[unit] |= (runtime_imports(path) & set(units)) - {unit}
+    assert import_cycle(graph) is None, " -> ".join(import_cycle(graph))

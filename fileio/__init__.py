@@ -1,0 +1,1 @@
+"""Files written whole or not at all, and the clearing of what killed writers left (atomic.py)."""
