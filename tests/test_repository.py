@@ -85,7 +85,7 @@ def test_no_split_file_is_tracked():
 
 
 def runtime_imports(path: str) -> set[str]:
-    """The top-level names a file imports, in functions too; ``if TYPE_CHECKING:`` blocks (never run) left out."""
+    """The top-level names a file imports, in functions too (``if TYPE_CHECKING:`` blocks, never run, aside)."""
     found = set()
 
     def visit(node: ast.AST) -> None:
@@ -108,7 +108,7 @@ def runtime_imports(path: str) -> set[str]:
 
 
 def top_level_units(root: str) -> dict[str, list[str]]:
-    """The repository's top-level modules and packages (folders of Python files, tests/ left out): their files."""
+    """The repository's top-level modules and packages (folders of Python files but tests/): their files."""
     units = {}
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name)
