@@ -85,7 +85,7 @@ def test_no_split_file_is_tracked():
 
 
 def runtime_imports(path: str) -> set[str]:
-    """The top-level names a file imports, in functions too (``if TYPE_CHECKING:`` blocks, never run, aside)."""
+    """Top-level names a file imports, in functions too (``if TYPE_CHECKING:`` blocks, never run, aside)."""
     found = set()
 
     def visit(node: ast.AST) -> None:
