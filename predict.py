@@ -41,7 +41,8 @@ from tqdm import tqdm
 import options
 import utils
 from datasets.cityscapes import segmentation_overlay
-from datasets.folders import INTRINSICS_NAMES, Camera, check_camera_fits, natural_key, read_camera
+from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
+from datasets.folders import natural_key
 from datasets.mono_dataset import RESIZE_FILTER
 from datasets.video_files import (RateSampler, VideoWriter, fps_option, frame_rate_tolerance, is_video, probe,
                                   read_frames)

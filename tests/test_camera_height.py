@@ -787,7 +787,7 @@ def test_the_rendered_synthetic_street_gives_its_camera_height_from_its_road_lab
 
 @pytest.mark.needs("av")
 def test_import_video_writes_the_camera_height_into_the_intrinsics(tmp_path, capsys):
-    from datasets.folders import read_camera
+    from datasets.camera import read_camera
     from datasets.video_files import VideoWriter
     from tools import import_video
 

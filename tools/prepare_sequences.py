@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 import options
 import utils
-from datasets.folders import SPLITS_FOLDER, ImageSequence, camera_warnings, find_sequences, read_sequence
+from datasets.camera import camera_warnings
+from datasets.folders import SPLITS_FOLDER, ImageSequence, find_sequences, read_sequence
 from utils import InputError
 
 logger = logging.getLogger(__name__)
