@@ -201,7 +201,8 @@ def field_of_view_camera(fov_degrees: float, width: int, height: int, source: st
 
 
 def resized_size(crop: tuple[int, int, int, int], width: int | None, height: int | None) -> tuple[int, int]:
-    """(width, height) of a crop resized: as asked, the other side following the crop's aspect ratio, or the crop's."""
+    """(width, height) of a crop resized: as asked, the other side following the crop's aspect ratio, or the
+    crop's."""
     crop_w, crop_h = crop[2], crop[3]
     if width and height:
         return width, height

@@ -34,8 +34,8 @@ import utils
 from utils import DependencyError, InputError, MissingFileError
 
 from . import DATASETS
-from .cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL, save_label_png,
-                         segmentation_overlay)
+from .cityscapes import (CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_CLASSES, TRAIN_TO_LABEL,
+                         save_label_png, segmentation_overlay)
 from .mono_dataset import label_path_of, parse_split_line, pil_loader, read_split_numbered
 
 logger = logging.getLogger(__name__)
