@@ -37,6 +37,7 @@ BAR_BACKGROUND, BAR_TEXT = 32, 235  # grey levels
 
 # -- images ------------------------------------------------------------------------------------
 def save_arrays(disp: np.ndarray, stem: str, depth_scale: float) -> None:
+    """An image's disparity and its depth (``depth_scale`` / disparity) as ``.npy`` files."""
     utils.save_array(disp, stem + "_disp.npy")
     utils.save_array(depth_scale / disp, stem + "_depth.npy")
 
