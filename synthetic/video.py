@@ -29,8 +29,9 @@ import numpy as np
 from tqdm import tqdm
 
 import utils
+from datasets.camera import INTRINSICS_NAMES
 from datasets.cityscapes import save_label_png
-from datasets.folders import FRAME_NAME, INTRINSICS_NAMES
+from datasets.folders import FRAME_NAME
 from datasets.video_files import VideoWriter
 from fileio.atomic import atomic_write, save_json
 from synthetic import scenes

@@ -26,7 +26,7 @@ import predict
 import utils
 from checkpoints import model_folder
 from datasets.cityscapes import CLASS_NAMES, NUM_CLASSES
-from deploy import depth_graph, export
+from deploy import depth_graph, export, writers
 from evaluation import camera_height as ch
 from evaluation import depth as evaluation_depth
 from evaluation.ground_truth import save_ground_truth
@@ -468,7 +468,7 @@ def test_a_depth_video_in_metres_bridges_frames_without_road(exported, tmp_path,
     from datasets.video_files import read_frames
 
     pictures = [rgb for _, rgb in read_frames(str(out / "drive_depth.mp4"))]
-    bar = predict.colour_bar(FRAME_H, 1.0)
+    bar = writers.colour_bar(FRAME_H, 1.0)
     assert len(pictures) == 6 and pictures[0].shape == (
         FRAME_H,
         2 * FRAME_W + bar.shape[1] + bar.shape[1] % 2,
@@ -477,13 +477,13 @@ def test_a_depth_video_in_metres_bridges_frames_without_road(exported, tmp_path,
 
 
 def test_the_colour_bar_runs_from_the_nearest_depth_at_the_top_to_far_at_the_bottom():
-    bar = predict.colour_bar(200, 0.5)  # inverse metres: 2 m at the top
+    bar = writers.colour_bar(200, 0.5)  # inverse metres: 2 m at the top
     strip = bar[:, 1]
-    top, bottom = round(predict.BAR_MARGIN * 200), 199 - round(predict.BAR_MARGIN * 200)
+    top, bottom = round(writers.BAR_MARGIN * 200), 199 - round(writers.BAR_MARGIN * 200)
     np.testing.assert_array_equal(strip[top], MAGMA[-1])
     np.testing.assert_array_equal(strip[bottom], MAGMA[0])
-    assert (bar[:, bar.shape[1] // 2 :] == predict.BAR_TEXT).any()  # labels are drawn
-    assert (predict.colour_bar(200, None)[:, :, 0] == predict.BAR_TEXT).any()
+    assert (bar[:, bar.shape[1] // 2 :] == writers.BAR_TEXT).any()  # labels are drawn
+    assert (writers.colour_bar(200, None)[:, :, 0] == writers.BAR_TEXT).any()
 
 
 def analytic_split(tmp_path, black=()) -> tuple[str, str]:
@@ -789,7 +789,7 @@ def test_the_rendered_synthetic_street_gives_its_camera_height_from_its_road_lab
 
 @pytest.mark.needs("av")
 def test_import_video_writes_the_camera_height_into_the_intrinsics(tmp_path, capsys):
-    from datasets.folders import read_camera
+    from datasets.camera import read_camera
     from datasets.video_files import VideoWriter
     from tools import import_video
 

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 import evaluate_depth
-import evaluate_pose
 import options
 import predict
 import utils
@@ -20,7 +19,7 @@ from checkpoints import model_folder
 from datasets import CLASS_NAMES
 from datasets.kitti_utils import generate_depth_map
 from evaluation import depth as eval_depth
-from evaluation import ground_truth
+from evaluation import ground_truth, pose
 from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image, evaluation_mask, garg_crop_mask
 from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
@@ -376,13 +375,13 @@ def test_ate_by_hand():
     steps = [np.eye(4) for _ in range(4)]
     for i, step in enumerate(steps):
         step[0, 3] = 1.0 + i  # forward steps of 1, 2, 3, 4 m
-    xyz = evaluate_pose.dump_xyz(steps)
+    xyz = pose.dump_xyz(steps)
     assert xyz[:, 0].tolist() == [0, 1, 3, 6, 10]
-    assert evaluate_pose.compute_ate(xyz, xyz) == pytest.approx(0)
-    assert evaluate_pose.compute_ate(xyz, xyz * 0.5) == pytest.approx(0)  # scale is aligned away
+    assert pose.compute_ate(xyz, xyz) == pytest.approx(0)
+    assert pose.compute_ate(xyz, xyz * 0.5) == pytest.approx(0)  # scale is aligned away
     shifted = xyz.copy()
     shifted[-1, 1] = 1.0  # one point 1 m off, after optimal scale the error stays
-    assert evaluate_pose.compute_ate(xyz, shifted) > 0.01
+    assert pose.compute_ate(xyz, shifted) > 0.01
 
 
 def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
@@ -393,15 +392,15 @@ def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
     (tmp_path / "poses").mkdir()
     rows = [np.hstack([np.eye(3), [[0], [0], [float(i)]]]).reshape(-1) for i in range(4)]  # 1 m forward per frame
     np.savetxt(tmp_path / "poses" / "09.txt", np.array(rows))
-    gt_local = evaluate_pose.local_ground_truth(str(tmp_path / "poses" / "09.txt"))
+    gt_local = pose.local_ground_truth(str(tmp_path / "poses" / "09.txt"))
     assert len(gt_local) == 3 and np.allclose(gt_local[0][:3, 3], [0, 0, -1])
-    assert evaluate_pose.snippet_ates(gt_local, gt_local) == pytest.approx(np.zeros(3))
+    assert pose.snippet_ates(gt_local, gt_local) == pytest.approx(np.zeros(3))
 
     folder = tmp_path / "model"
     write_authors_folder(str(folder), height=64, width=192)
     test_file = tmp_path / "test_files_09.txt"
     test_file.write_text("9 0 l\n9 1 l\n9 2 l\n")
-    poses = evaluate_pose.predict_poses(str(folder), str(tmp_path), str(test_file), "png", 2, 0, torch.device("cpu"))
+    poses = pose.predict_poses(str(folder), str(tmp_path), str(test_file), "png", 2, 0, torch.device("cpu"))
     assert poses.shape == (3, 4, 4) and np.allclose(poses[:, 3], [0, 0, 0, 1])
     assert np.allclose(poses[:, :3, :3] @ poses[:, :3, :3].transpose(0, 2, 1), np.eye(3), atol=1e-5)
 

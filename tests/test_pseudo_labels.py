@@ -18,6 +18,7 @@ from PIL import Image
 import datasets
 import utils
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR, require
+from datasets import pseudo_labels
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
 from fileio.atomic import is_temporary, temporary_path
 from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
@@ -69,7 +70,7 @@ def written_labels(seg_path):
     """Label PNGs under a label root, summary folder and temporaries (``is_temporary``, a killed write) excluded."""
     found = set()
     for root, dirs, files in os.walk(seg_path):
-        dirs[:] = [d for d in dirs if d != mpl.SUMMARY_FOLDER]
+        dirs[:] = [d for d in dirs if d != pseudo_labels.SUMMARY_FOLDER]
         found |= {os.path.join(root, f) for f in files if f.endswith(".png") and not is_temporary(f)}
     return found
 
@@ -84,7 +85,7 @@ def run(tiny, seg_path, model, *extra):
     argv = ["--data_path", tiny.data_path, "--split", tiny.split_dir, "--seg_path", str(seg_path), "--model", model,
             "--device", "cpu", *extra]
     assert mpl.main(argv) == 0
-    with open(os.path.join(seg_path, mpl.SUMMARY_FOLDER, mpl.SUMMARY_NAME)) as f:
+    with open(os.path.join(seg_path, pseudo_labels.SUMMARY_FOLDER, pseudo_labels.SUMMARY_NAME)) as f:
         return json.load(f)
 
 
@@ -228,7 +229,7 @@ def region_model(region_files):
 
 @pytest.mark.parametrize("kind", ["export", "torchscript"])
 def test_model_file_writes_exactly_the_known_ids(tiny, region_files, tmp_path, kind):
-    assert mpl.model_file_kind(region_files[kind]) == kind
+    assert pseudo_labels.model_file_kind(region_files[kind]) == kind
     seg_path = tmp_path / "labels"
     summary = run(tiny, seg_path, region_files[kind], "--batch_size", "4", "--num_workers", "2")  # batches of 4, 3
     labels = written_labels(seg_path)
@@ -254,7 +255,7 @@ def test_image_folders_are_mirrored_below_the_label_root(region_model, tmp_path)
             "--batch_size", "3", "--num_workers", "0"]
     for labelled, extra in ((1, ["--limit", "1"]), (2, []), (0, [])):
         assert mpl.main(argv + extra) == 0
-        summary = json.load(open(seg_path / mpl.SUMMARY_FOLDER / mpl.SUMMARY_NAME))
+        summary = json.load(open(seg_path / pseudo_labels.SUMMARY_FOLDER / pseudo_labels.SUMMARY_NAME))
         assert summary["frames_needed"] == 3 and summary["frames_labelled"] == labelled
     for rel in sources:
         label = seg_path / "drive" / (os.path.splitext(rel)[0] + ".png")
@@ -263,30 +264,31 @@ def test_image_folders_are_mirrored_below_the_label_root(region_model, tmp_path)
 
 def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch, capsys):
     names = {i: name.replace(" ", "_").upper() for i, name in enumerate(reversed(CLASS_NAMES))}
-    assert mpl.channel_to_label_ids(names, "m").tolist() == TRAIN_TO_LABEL[::-1].tolist()
+    assert pseudo_labels.channel_to_label_ids(names, "m").tolist() == TRAIN_TO_LABEL[::-1].tolist()
     with pytest.raises(ValueError, match="unknown: car park"):
-        mpl.channel_to_label_ids({**names, 3: "car park"}, "m")
+        pseudo_labels.channel_to_label_ids({**names, 3: "car park"}, "m")
     generic = {i: f"LABEL_{i}" for i in range(NUM_CLASSES)}
     with pytest.raises(ValueError, match="not Cityscapes"):
-        mpl.channel_to_label_ids(generic, "m")
-    assert mpl.channel_to_label_ids(generic, "m", assume_train_id_order=True).tolist() == TRAIN_TO_LABEL.tolist()
+        pseudo_labels.channel_to_label_ids(generic, "m")
+    in_order = pseudo_labels.channel_to_label_ids(generic, "m", assume_train_id_order=True)
+    assert in_order.tolist() == TRAIN_TO_LABEL.tolist()
 
     with pytest.raises(ValueError, match="--normalize is for model files"):
-        mpl.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"), normalize="imagenet")
-    red = mpl.UnitRangeInput("imagenet")(Image.new("RGB", (2, 2), (255, 0, 0)))[:, 0, 0]
+        pseudo_labels.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"), normalize="imagenet")
+    red = pseudo_labels.UnitRangeInput("imagenet")(Image.new("RGB", (2, 2), (255, 0, 0)))[:, 0, 0]
     assert torch.allclose(red, torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     with pytest.raises(ImportError, match="pip install -r requirements-pseudo-labels.txt"):
-        mpl.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"))
+        pseudo_labels.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"))
 
     wrong = str(tmp_path / "wrong.pt2")
     torch.export.save(torch.export.export(torch.nn.Conv2d(3, 18, 1), (torch.rand(2, 3, 5, 7),),
                                           dynamic_shapes=dynamic_image_shapes()), wrong)
     with pytest.raises(ValueError, match="--resize_to and --sliding_window are for transformers checkpoints"):
-        mpl.load_segmenter(wrong, torch.device("cpu"), resize_to=(8, 8))
+        pseudo_labels.load_segmenter(wrong, torch.device("cpu"), resize_to=(8, 8))
     with pytest.raises(ValueError, match=r"must return \(B, 19, h, w\).*got \(1, 18, 5, 7\)"):
-        mpl.load_segmenter(wrong, torch.device("cpu")).logits(torch.rand(1, 3, 5, 7))
+        pseudo_labels.load_segmenter(wrong, torch.device("cpu")).logits(torch.rand(1, 3, 5, 7))
 
     with pytest.raises(SystemExit):
         mpl.main(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--device", "cpu", "--precision", "fp16"])
@@ -296,7 +298,7 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
     bad_split.write_text(f"{DRIVE} 1 l\n{DRIVE} 99 l\n")
     argv = ["--data_path", tiny.data_path, "--split", str(bad_split), "--model", wrong, "--seg_path", str(tmp_path)]
     with pytest.raises(FileNotFoundError, match=f"0000000099.png: frame of {bad_split}:2 not found"):
-        mpl.split_frames(tiny.data_path, str(tmp_path), [str(bad_split)])
+        pseudo_labels.split_frames(tiny.data_path, str(tmp_path), [str(bad_split)])
     assert utils.run_cli(mpl.main, argv) == utils.EXIT_ERROR  # one line, no traceback
     assert capsys.readouterr().err.startswith(f"error: {tiny.data_path}")
 
@@ -311,13 +313,15 @@ def test_half_precision_on_the_gpu_writes_the_same_known_ids(tiny, region_model,
 
 
 def test_sliding_windows_cover_the_frame_and_average_overlaps():
-    assert mpl.window_starts(23, 6, 4) == [0, 4, 8, 12, 16, 17] and mpl.window_starts(5, 8, 6) == [0]
+    assert pseudo_labels.window_starts(23, 6, 4) == [0, 4, 8, 12, 16, 17]
+    assert pseudo_labels.window_starts(5, 8, 6) == [0]
     images = torch.rand(2, NUM_CLASSES, 10, 23)
-    assert torch.allclose(mpl.sliding_window_logits(lambda x: x, images, (4, 6)), images, atol=1e-6)
+    assert torch.allclose(pseudo_labels.sliding_window_logits(lambda x: x, images, (4, 6)), images, atol=1e-6)
     # a model that answers each window's mean: overlaps average the windows' means
     ones = torch.ones(1, 1, 4, 10)
     ones[..., 6:] = 3.0
-    out = mpl.sliding_window_logits(lambda x: x.mean((2, 3), keepdim=True), ones, (4, 6), stride_fraction=0.5)
+    out = pseudo_labels.sliding_window_logits(lambda x: x.mean((2, 3), keepdim=True), ones, (4, 6),
+                                              stride_fraction=0.5)
     # windows start at 0, 3, 4: means 1, (3 * 1 + 3 * 3) / 6 = 2, (2 * 1 + 4 * 3) / 6 = 7 / 3
     expected = torch.tensor([1, 1, 1, 1.5, (1 + 2 + 7 / 3) / 3, (1 + 2 + 7 / 3) / 3, (2 + 7 / 3) / 2,
                              (2 + 7 / 3) / 2, (2 + 7 / 3) / 2, 7 / 3])
@@ -334,7 +338,8 @@ def test_segformer_sliding_window_labels_match_the_windows_by_hand(tiny, segform
     model = transformers.AutoModelForSemanticSegmentation.from_pretrained(segformer_dir).eval()
     channel_to_train = torch.tensor([CLASS_NAMES.index(model.config.id2label[c]) for c in range(NUM_CLASSES)])
     win_h, win_w = PROCESSOR_SIZE["height"], PROCESSOR_SIZE["width"]
-    assert NATIVE_HEIGHT == win_h and win_w < NATIVE_WIDTH <= win_w + round(win_w * mpl.SLIDE_STRIDE)  # two windows
+    stride = round(win_w * pseudo_labels.SLIDE_STRIDE)
+    assert NATIVE_HEIGHT == win_h and win_w < NATIVE_WIDTH <= win_w + stride  # two windows
     agree = total = 0
     for path in sorted(written_labels(seg_path)):
         image = Image.open(frame_of_label(tiny, path, str(seg_path))).convert("RGB")
@@ -386,7 +391,7 @@ def test_files_that_are_not_models_are_refused_in_one_line_unread(tiny, tmp_path
         assert err.splitlines()[-1].startswith(f"error: --model {tmp_path / name}: {reason}") and "Traceback" not in err
     assert not marker.exists()  # nothing was unpickled
     with pytest.raises(FileNotFoundError, match="no such model file"):
-        mpl.load_segmenter(str(tmp_path / "missing.pt2"), torch.device("cpu"))
+        pseudo_labels.load_segmenter(str(tmp_path / "missing.pt2"), torch.device("cpu"))
 
 
 def test_a_program_exported_with_a_fixed_batch_gets_a_clear_error(tiny, tmp_path, capsys):

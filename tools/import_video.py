@@ -32,7 +32,9 @@ from PIL import Image
 from tqdm import tqdm
 
 import utils
-from datasets.folders import FRAME_NAME, INCOMPLETE_MARKER, INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
+from datasets.camera import (INTRINSICS_NAMES, Camera, check_camera_fits, cropped_and_resized, field_of_view_camera,
+                             read_camera, resized_size)
+from datasets.folders import FRAME_NAME, INCOMPLETE_MARKER
 from datasets.mono_dataset import RESIZE_FILTER
 from datasets.video_files import (VIDEO_EXTENSIONS, RateSampler, VideoInfo, fps_option, frame_rate_tolerance, is_video,
                                   probe, read_frames)
@@ -94,18 +96,6 @@ def sequence_name(video: str) -> str:
     return re.sub(r"\s+", "_", os.path.splitext(os.path.basename(video))[0])
 
 
-def output_size(crop: tuple[int, int, int, int], width: int | None, height: int | None) -> tuple[int, int]:
-    """(width, height) written: as asked, the other side following the crop's aspect ratio, or the crop's."""
-    crop_w, crop_h = crop[2], crop[3]
-    if width and height:
-        return width, height
-    if width:
-        return width, max(1, round(crop_h * width / crop_w))
-    if height:
-        return max(1, round(crop_w * height / crop_h)), height
-    return crop_w, crop_h
-
-
 def source_camera(opts: argparse.Namespace, info: VideoInfo) -> Camera | None:
     """Intrinsics in pixels of the video as shown: from a file, the command line or a field-of-view guess."""
     if opts.intrinsics:
@@ -120,20 +110,8 @@ def source_camera(opts: argparse.Namespace, info: VideoInfo) -> Camera | None:
         check_camera_fits(camera, info.width, info.height, info.path)
         return camera
     if opts.fov is not None:
-        fx = info.width / 2 / math.tan(math.radians(opts.fov) / 2)
-        return Camera(fx, fx, info.width / 2, info.height / 2, f"--fov {opts.fov:g}", info.width, info.height,
-                      guessed=True)
+        return field_of_view_camera(opts.fov, info.width, info.height, f"--fov {opts.fov:g}")
     return None
-
-
-def written_camera(camera: Camera, crop: tuple[int, int, int, int], width: int, height: int,
-                   baseline: float | None) -> Camera:
-    """The intrinsics of the written frames: the crop moves the principal point, the resize scales everything."""
-    x, y, crop_w, crop_h = crop
-    sx, sy = width / crop_w, height / crop_h
-    return Camera(camera.fx * sx, camera.fy * sy, (camera.cx - x) * sx, (camera.cy - y) * sy, camera.source,
-                  width, height, RIGHT_FOLDER if baseline is not None else None, baseline, camera.guessed,
-                  camera.camera_height)
 
 
 def plan_video(video: str, right_video: str | None, opts: argparse.Namespace) -> Plan:
@@ -148,12 +126,14 @@ def plan_video(video: str, right_video: str | None, opts: argparse.Namespace) ->
     x, y, w, h = crop
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > info.width or y + h > info.height:
         raise InputError(f"--crop {x} {y} {w} {h} does not fit inside the {info.width}x{info.height} frames of {video}")
-    width, height = output_size(crop, opts.width, opts.height)
+    width, height = resized_size(crop, opts.width, opts.height)
     camera = source_camera(opts, info)
     if camera is not None and opts.camera_height is not None:
         camera = replace(camera, camera_height=opts.camera_height)
     if camera is not None:
-        camera = written_camera(camera, crop, width, height, opts.baseline if right_video else None)
+        baseline = opts.baseline if right_video else None
+        camera = replace(cropped_and_resized(camera, crop, width, height), baseline=baseline,
+                         stereo_folder=RIGHT_FOLDER if baseline is not None else None)
         check_camera_fits(camera, width, height, f"{video} after --crop")
     name = opts.name or sequence_name(video)
     return Plan(video, right_video, name, os.path.join(opts.out, name), crop, width, height, camera)

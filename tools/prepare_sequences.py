@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 import options
 import utils
-from datasets.folders import SPLITS_FOLDER, ImageSequence, camera_warnings, find_sequences, read_sequence
+from datasets.camera import camera_warnings
+from datasets.folders import SPLITS_FOLDER, ImageSequence, find_sequences, read_sequence
 from fileio.atomic import atomic_write, save_json
 from utils import InputError
 
