@@ -34,11 +34,11 @@ from typing import Sequence
 import options
 import utils
 from datasets.video_files import fps_option, is_video, probe
+from deploy import camera_height
 from deploy.metric_depth import metric_setup, unscaled_message
 from deploy.predictors import (FRAMES_FOLDER_SUFFIX, check_explicit, folder_images, image_frames, listed,
                                load_predictor, output_stem, video_frames)
 from deploy.writers import PANELS, VIDEO_SUFFIX, check_outputs, predict, predict_video
-from evaluation import camera_height
 
 logger = logging.getLogger(__name__)
 

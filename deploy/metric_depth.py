@@ -1,5 +1,5 @@
 """Metric depth from the camera's height (predict.py --camera_height): each input's camera, each
-frame's scale from the road (evaluation/camera_height.py), and an image's arrays in metres with its
+frame's scale from the road (deploy/camera_height.py), and an image's arrays in metres with its
 ``_scale.json``."""
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 
 import utils
 from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
-from evaluation import camera_height
 from fileio.atomic import save_array, save_json
 
+from . import camera_height
 from .predictors import Frame, depth_range_of, listed
 
 logger = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from PIL import Image, ImageDraw, ImageFont
 import utils
 from datasets.cityscapes import segmentation_overlay
 from datasets.video_files import VideoWriter
-from evaluation import camera_height
 from fileio.atomic import atomic_folder, save_array, save_json, save_png
 from visualisation.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
 
+from . import camera_height
 from .metric_depth import SCALE_SUFFIX, MetricDepth, predict_metric_image
 from .predictors import FRAMES_FOLDER_SUFFIX, Frame, folder_images, image_frames, output_stem, predicted
 

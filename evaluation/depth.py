@@ -26,8 +26,7 @@ import splits
 import utils
 from checkpoints import model_folder
 from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
-from deploy import depth_graph
-from evaluation import camera_height
+from deploy import camera_height, depth_graph
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.metrics import DEPTH_METRIC_NAMES, MAX_EVAL_DEPTH, depth_errors_of_image, evaluated_depths
 from fileio.atomic import atomic_write, save_array, save_json

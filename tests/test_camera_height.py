@@ -1,4 +1,4 @@
-"""Metric depth from the camera's height (evaluation/camera_height.py, predict.py --camera_height,
+"""Metric depth from the camera's height (deploy/camera_height.py, predict.py --camera_height,
 evaluate_depth.py --scaling camera_height): hand-made ground planes with exact answers (height, pitch,
 roll, cars and mislabelled pixels on the road, no road), the smoothing of a video's scales, the whole
 path through real files, and bad input as one line, exit 2.
@@ -26,8 +26,8 @@ import predict
 import utils
 from checkpoints import model_folder
 from datasets.cityscapes import CLASS_NAMES, NUM_CLASSES
+from deploy import camera_height as ch
 from deploy import depth_graph, export, writers
-from evaluation import camera_height as ch
 from evaluation import depth as evaluation_depth
 from evaluation.ground_truth import save_ground_truth
 from fileio.atomic import save_json
