@@ -9,7 +9,8 @@ measures, from real files in KITTI's layout read by the training code's own load
 - ``input samples/s``: the input pipeline alone (loader workers + host-to-device copy + the
   device-side part of the fast pipeline), at steady state;
 - ``train samples/s``: whole training steps (loading, then ``Trainer.train_step``: forward, losses,
-  backward, Adam) at steady state, and the time of 20 epochs of eigen_zhou projected from it;
+  backward with the non-finite checks, Adam) at steady state, and the time of 20 epochs of
+  eigen_zhou projected from it;
 - ``peak memory`` on CUDA (``torch.cuda.max_memory_allocated`` during training; n/a on the CPU);
 - ``inference ms`` per image at batch 1 (depth encoder + joint decoder, eval mode).
 
