@@ -49,8 +49,7 @@ class RunLog:
 
     def train_step(self, step: int, total_steps: int, epoch: int, batch: dict, outputs: dict, losses: dict,
                    learning_rate: float, nonfinite_steps: int) -> None:
-        """Log a training step: the progress line; its losses, learning rate, throughput and non-finite
-        steps so far; pictures."""
+        """Log a step: the progress line; losses, learning rate, throughput, bad steps so far; pictures."""
         rate = self.window_samples / max(time.time() - self.window_start, MIN_WINDOW_S)
         elapsed = time.time() - self.start_time
         done = step + 1

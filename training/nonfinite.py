@@ -69,8 +69,7 @@ class NonfiniteGuard:
         return ~torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
 
     def skip(self, step: int, problem: str) -> bool:
-        """Count a step with non-finite values (its update is skipped: the weights and the optimizer's state
-        stay as they were); False."""
+        """Count a skipped step (the weights and the optimizer's state stay as they were); False."""
         self.in_row += 1
         self.total += 1
         logger.warning("step %d: %s is not finite, step skipped (%d in a row, %d in all)", step, problem,

@@ -154,8 +154,7 @@ def state_of(trainer: Trainer, epoch: int, batch_in_epoch: int) -> dict:
 
 
 def load(trainer: Trainer, where: str) -> None:
-    """Continue ``trainer`` from a training-state checkpoint (``options.RESUME_LATEST``: the run's newest that
-    loads; none yet: the run starts fresh)."""
+    """Continue ``trainer`` from a checkpoint (``--resume`` alone: the run's newest that loads, if any)."""
     if where == options.RESUME_LATEST:
         found = training_state.latest_checkpoint(training_state.checkpoint_dir(trainer.log_path))
         if found is None:
