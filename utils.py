@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import itertools
 import json
 import logging
@@ -19,8 +18,6 @@ import re
 import shutil
 import socket
 import sys
-import time
-import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -220,25 +217,6 @@ def union_of_keys(keys, runtime: Runtime) -> list:
     return sorted(set().union(*gathered))
 
 
-def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """Sum a tensor over the processes of a distributed run (identity otherwise)."""
-    if runtime.distributed:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def broadcast_buffers(model: torch.nn.Module, runtime: Runtime) -> None:
-    """Copy rank 0's buffers (BatchNorm statistics) to every process.
-
-    DistributedDataParallel does this before each forward; after the last one each process holds
-    its own statistics, so the epoch ends with this call and every rank holds what rank 0 saves.
-    """
-    if runtime.distributed:
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
-
-
 # ------------------------------------------------------------------------------------------------
 # files: whole or absent, temporary names unique per writer, one run per run folder
 # ------------------------------------------------------------------------------------------------
@@ -249,7 +227,6 @@ _WRITES = itertools.count()  # next() is atomic under the GIL: names are unique 
 # writer is dead (a writer on another host, e.g. over NFS, is never judged)
 _WRITER_NAME = re.compile(rf"^(?P<root>.+)(?P<mark>{re.escape(TEMPORARY)}|{re.escape(ASIDE)})-{re.escape(HOST)}"
                           r"-(?P<pid>\d+)-\d+(?P<ext>\.[^.]*)?$")
-LOCK_FILE = "run.lock"
 
 
 def _writer_path(path: str, mark: str, pid: int | None = None, keep_extension: bool = True) -> str:
@@ -373,53 +350,6 @@ def replace_folder(new: str, folder: str) -> None:
         shutil.rmtree(aside)
 
 
-_HELD_LOCKS: "weakref.WeakSet[RunLock]" = weakref.WeakSet()  # this process's run locks (forked workers close them)
-
-
-class RunLock:
-    """An exclusive OS lock (``flock``) on ``<folder>/run.lock``, held for the life of a run.
-
-    The kernel releases it when the holder exits or dies; a second holder is refused with one line
-    that names the first (process id, host, start time, as the holder wrote them into the file).
-    """
-
-    def __init__(self, folder: str) -> None:
-        self.path = os.path.join(folder, LOCK_FILE)
-        self.file = None
-
-    def acquire(self) -> "RunLock":
-        """Take the lock or raise InputError naming its holder."""
-        file = open(self.path, "a+")
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.seek(0)
-            holder = file.read().strip() or "one that has not said who it is"
-            file.close()
-            raise InputError(f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it to "
-                             f"end, or give another --model_name or --log_dir") from None
-        file.truncate(0)
-        file.write(f"pid {os.getpid()} on host {HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        file.flush()
-        self.file = file
-        _HELD_LOCKS.add(self)
-        return self
-
-    def release(self) -> None:
-        """Let the lock go (the file stays: removing it would race with a process opening it)."""
-        if self.file is not None:
-            _HELD_LOCKS.discard(self)
-            self.file.close()
-            self.file = None
-
-
-def close_inherited_locks() -> None:
-    """In a forked child (a loader worker): close the run locks' files it inherited, so that a lock
-    dies with the process that took it and not with the last of its children."""
-    for lock in list(_HELD_LOCKS):
-        lock.release()
-
-
 def save_json(data: dict, path: str) -> None:
     """Write JSON atomically."""
     with atomic_write(path) as tmp, open(tmp, "w") as f:
@@ -489,9 +419,3 @@ def resize_bilinear(values: np.ndarray, height: int, width: int) -> np.ndarray:
     batch = tensor[None] if tensor.dim() == 3 else tensor[None, None]
     resized = torch.nn.functional.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False)[0]
     return resized.numpy() if tensor.dim() == 3 else resized[0].numpy()
-
-
-def colormap_tensor(values: torch.Tensor) -> torch.Tensor:
-    """(1, H, W) or (H, W) tensor -> (3, H, W) float image in [0, 1] for TensorBoard."""
-    rgb = colormap(values.detach().float().cpu().squeeze().numpy())
-    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
