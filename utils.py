@@ -8,24 +8,15 @@ Files written whole are ``fileio/``, processes and machines ``runtime/``, colour
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import random
 import socket
 import sys
-import time
-import weakref
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
-
-from visualisation.colormap import colormap
-
-if TYPE_CHECKING:
-    from runtime.processes import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -147,79 +138,3 @@ def pick_device(device: str | None = None) -> torch.device:
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"--device {device}: no MPS device is available here (use --device cpu)")
     return chosen
-
-
-# ------------------------------------------------------------------------------------------------
-# the trainer's own helpers (issue 24: they move to training/)
-# ------------------------------------------------------------------------------------------------
-def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """Sum a tensor over the processes of a distributed run (identity otherwise)."""
-    if runtime.distributed:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def broadcast_buffers(model: torch.nn.Module, runtime: Runtime) -> None:
-    """Copy rank 0's buffers (BatchNorm statistics) to every process.
-
-    DistributedDataParallel does this before each forward; after the last one each process holds
-    its own statistics, so the epoch ends with this call and every rank holds what rank 0 saves.
-    """
-    if runtime.distributed:
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
-
-
-LOCK_FILE = "run.lock"
-_HELD_LOCKS: "weakref.WeakSet[RunLock]" = weakref.WeakSet()  # this process's run locks (forked workers close them)
-
-
-class RunLock:
-    """An exclusive OS lock (``flock``) on ``<folder>/run.lock``, held for the life of a run.
-
-    The kernel releases it when the holder exits or dies; a second holder is refused with one line
-    that names the first (process id, host, start time, as the holder wrote them into the file).
-    """
-
-    def __init__(self, folder: str) -> None:
-        self.path = os.path.join(folder, LOCK_FILE)
-        self.file = None
-
-    def acquire(self) -> "RunLock":
-        """Take the lock or raise InputError naming its holder."""
-        file = open(self.path, "a+")
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.seek(0)
-            holder = file.read().strip() or "one that has not said who it is"
-            file.close()
-            raise InputError(f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it to "
-                             f"end, or give another --model_name or --log_dir") from None
-        file.truncate(0)
-        file.write(f"pid {os.getpid()} on host {HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        file.flush()
-        self.file = file
-        _HELD_LOCKS.add(self)
-        return self
-
-    def release(self) -> None:
-        """Let the lock go (the file stays: removing it would race with a process opening it)."""
-        if self.file is not None:
-            _HELD_LOCKS.discard(self)
-            self.file.close()
-            self.file = None
-
-
-def close_inherited_locks() -> None:
-    """In a forked child (a loader worker): close the run locks' files it inherited, so that a lock
-    dies with the process that took it and not with the last of its children."""
-    for lock in list(_HELD_LOCKS):
-        lock.release()
-
-
-def colormap_tensor(values: torch.Tensor) -> torch.Tensor:
-    """(1, H, W) or (H, W) tensor -> (3, H, W) float image in [0, 1] for TensorBoard."""
-    rgb = colormap(values.detach().float().cpu().squeeze().numpy())
-    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255

@@ -1,15 +1,15 @@
 """Opt-in speed-ups of a training step: the fast input pipeline, autocast, channels_last, compile.
 
 Everything here is off by default (the defaults reproduce the authors' implementation); the
-trainer calls ``Acceleration`` at three points: building it (after the model is on its device),
-``prepare_inputs`` for each batch, and ``backward`` and ``step`` for the update.
+trainer calls ``Acceleration`` at two points: building it (after the model is on its device) and
+``prepare_inputs`` for each batch.
 
 - ``--input_pipeline fast``: ``device_inputs.DeviceInputs`` builds scales and jitter on the device
   (on a CPU-only run the workers make them, ``fast_workers``: see ``datasets/fast_frames.py``).
 - ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast`` and its
   floating outputs are cast back to float32, so geometry (back-projection, projection, warping),
   the photometric, smoothness, cross-entropy and SGT losses stay in float32. fp16 adds a gradient
-  scaler.
+  scaler (training/optimisation.py).
 - ``--channels_last``: parameters (and so activations) in NHWC memory order.
 - ``--compile``: ``torch.compile`` on every network, in place (checkpoint keys are unchanged).
 """
@@ -79,17 +79,7 @@ class Acceleration:
         if opts.compile:
             for net in networks:
                 net.compile()
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
 
     def prepare_inputs(self, inputs: dict) -> dict:
         """A batch on the device -> the model's keys (builds scales and jitter for the fast pipeline)."""
         return inputs if self.device_inputs is None else self.device_inputs(inputs)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backward pass (of the scaled loss under fp16 autocast)."""
-        self.scaler.scale(loss).backward()
-
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Optimizer step (through the gradient scaler under fp16 autocast)."""
-        self.scaler.step(optimizer)
-        self.scaler.update()

@@ -12,10 +12,10 @@ def signal_at_step(at_step: int) -> None:
     """Make ``Trainer.train_step`` send SIGTERM to this process before step ``at_step`` (1-based) runs."""
     train_step = Trainer.train_step
 
-    def train_step_then_signal(self, inputs):
+    def train_step_then_signal(self, *args, **kwargs):
         if self.step == at_step - 1:
             signal.raise_signal(signal.SIGTERM)  # handled before it returns: the flag is set before step N
-        train_step(self, inputs)
+        return train_step(self, *args, **kwargs)
 
     Trainer.train_step = train_step_then_signal
 

@@ -22,6 +22,7 @@ import utils
 from conftest import PROCESS_DEADLINE_S
 from fileio.atomic import save_json
 from synthetic import scenes
+from training import run_folder
 
 # Long enough never to finish on its own: the test stops it by signal once it trains.
 LONG_TRAIN_ARGS = (
@@ -145,7 +146,7 @@ def test_a_stopped_table_run_saves_the_training_and_frees_its_folder(
     folder = run_folder_of(log_dir)
     checkpoints = os.listdir(os.path.join(folder, "checkpoints"))
     assert [n for n in checkpoints if n.endswith(".pth")], checkpoints
-    utils.RunLock(folder).acquire().release()  # train.py has ended with the runner: the folder is free
+    run_folder.RunLock(folder).acquire().release()  # train.py has ended with the runner: the folder is free
     assert not os.path.exists(os.path.join(folder, "reproduce_train.json"))  # the stage is not marked done
 
 

@@ -29,7 +29,7 @@ from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tb_reader import read_run
 from test_reliability import finish, run_args, start
 from trainer import Trainer
-from training import signals
+from training import run_folder, signals
 
 CORRUPT_BYTES = 4096
 
@@ -296,7 +296,7 @@ def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exit
 
 
 def test_a_forked_loader_worker_does_not_keep_the_run_lock(tmp_path):
-    lock = utils.RunLock(str(tmp_path)).acquire()
+    lock = run_folder.RunLock(str(tmp_path)).acquire()
     ready_read, ready_write = os.pipe()
     child = os.fork()
     if child == 0:  # a loader worker: forked with the lock's file open
@@ -307,7 +307,7 @@ def test_a_forked_loader_worker_does_not_keep_the_run_lock(tmp_path):
     try:
         os.read(ready_read, 1)
         lock.release()
-        utils.RunLock(str(tmp_path)).acquire().release()  # the worker still lives; the lock is free
+        run_folder.RunLock(str(tmp_path)).acquire().release()  # the worker still lives; the lock is free
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
@@ -316,7 +316,7 @@ def test_a_forked_loader_worker_does_not_keep_the_run_lock(tmp_path):
 LEFT_WORKERS_SCRIPT = """
 import sys, torch
 from torch.utils.data import DataLoader
-from training import signals
+from training import run_folder, signals
 loader = DataLoader(list(range(8)), batch_size=2, num_workers=2, persistent_workers=True,
                     worker_init_fn=signals.loader_worker_init)
 next(iter(loader))  # the workers now live on with the loader, ignoring SIGTERM

@@ -417,5 +417,5 @@ def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
     trainer = Trainer(opts)
     assert trainer.train_dataset.input_pipeline == "fast"
     trainer.train()
-    assert trainer.step == 3 and trainer.nonfinite_total == 0
+    assert trainer.step == 3 and trainer.guard.total == 0
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

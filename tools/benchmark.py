@@ -8,8 +8,9 @@ measures, from real files in KITTI's layout read by the training code's own load
 
 - ``input samples/s``: the input pipeline alone (loader workers + host-to-device copy + the
   device-side part of the fast pipeline), at steady state;
-- ``train samples/s``: whole training steps (loading, forward, losses, backward, Adam) at steady
-  state, and the time of 20 epochs of eigen_zhou projected from it;
+- ``train samples/s``: whole training steps (loading, then ``Trainer.train_step``: forward, losses,
+  backward with the non-finite checks, Adam) at steady state, and the time of 20 epochs of
+  eigen_zhou projected from it;
 - ``peak memory`` on CUDA (``torch.cuda.max_memory_allocated`` during training; n/a on the CPU);
 - ``inference ms`` per image at batch 1 (depth encoder + joint decoder, eval mode).
 
@@ -177,17 +178,13 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
 
         input_s = timed(device, args.warmup, args.input_batches, load)
         if args.input_only:
-            for writer in trainer.writers.values():
-                writer.close()
+            trainer.close()
             return {"config": config, "path": path, **size, "input_samples_per_s": args.batch_size / input_s,
                     "train_samples_per_s": None, "peak_memory_gib": None, "inference_ms": None,
                     "projected_20_epochs_h": None}
 
         def train_step() -> None:
-            _, losses = trainer.process_batch(next(batches), with_outputs=False)
-            trainer.optimizer.zero_grad(set_to_none=True)
-            trainer.acceleration.backward(losses["loss"])
-            trainer.acceleration.step(trainer.optimizer)
+            trainer.train_step(next(batches))
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -202,8 +199,7 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
             model.decoder(model.encoder(image))
 
         inference_s = timed(device, args.warmup, args.inference_runs, infer)
-        for writer in trainer.writers.values():
-            writer.close()
+        trainer.close()
 
     train_rate = args.batch_size / train_s
     return {"config": config, "path": path, **size, "input_samples_per_s": args.batch_size / input_s,

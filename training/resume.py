@@ -1,5 +1,8 @@
-"""What an exact resume needs besides the checkpoint file: the data order of any epoch, the random
-states, and the rule for options given at resume.
+"""Resume: what a training-state checkpoint holds, how a run continues from one, and the rules.
+
+Decided here: which checkpoint (``--resume``: the run's newest that loads; ``--resume CHECKPOINT``
+into a folder holding a run must continue that run) and what options may change. Done here: the
+state written and loaded back (the file format is checkpoints/training_state.py).
 
 Data order: ``ResumableSampler`` is torch's DistributedSampler (one process: one replica), whose
 permutation of an epoch comes from a generator seeded with (seed + epoch), so it can be recomputed;
@@ -18,11 +21,27 @@ change is logged.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import random
+import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
+
+import options
+import utils
+from checkpoints import model_folder, training_state
+from training import optimisation, run_folder
+from utils import InputError
+
+if TYPE_CHECKING:
+    from trainer import Trainer
+
+logger = logging.getLogger(__name__)
 
 FIXED_OPTIONS = ("height", "width")
 NETWORK_OPTIONS = ("encoder", "pose_encoder", "num_layers")  # --num_layers is --encoder's alias for ResNets
@@ -88,3 +107,125 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the run folder, the state, the options
+# ------------------------------------------------------------------------------------------------
+def check_run_folder(run_path: str, where: str, contents: list[str]) -> None:
+    """``--resume`` into ``run_path`` (which holds ``contents``): refused where it would not continue its run.
+
+    ``--resume`` with model folders but no checkpoint is refused (a run whose checkpoints are gone);
+    ``--resume CHECKPOINT`` into a folder holding a run must continue that run: CHECKPOINT is one of
+    its checkpoints and none goes further.
+    """
+    own = training_state.list_checkpoints(training_state.checkpoint_dir(run_path))
+    if where == options.RESUME_LATEST:
+        models = run_folder.model_folders(run_path)
+        if not own and models:
+            raise InputError(f"--resume: {run_path} holds model folders ({run_folder.listing(models)}) but "
+                             f"no checkpoint to resume from; start a new run from one with "
+                             f"--load_weights_folder and another --model_name, or start afresh here with "
+                             f"--overwrite")
+        return
+    if not os.path.isfile(where):
+        raise utils.MissingFileError(f"--resume {where}: not found")
+    if not contents:
+        return
+    same = [p for p in own if os.path.realpath(p) == os.path.realpath(where)]
+    step = training_state.step_of(where) or -1
+    later = [os.path.basename(p) for p in own if training_state.step_of(p) > step]
+    if not same or later:
+        why = (f"the run in {run_path} goes further ({run_folder.listing(later)})" if same
+               else f"{run_path} holds another run ({run_folder.listing(contents)})")
+        raise InputError(f"--resume {where}: {why}; resume into a new folder with another --model_name (the "
+                         f"run in {run_path} stays as it is)")
+
+
+def state_of(trainer: Trainer, epoch: int, batch_in_epoch: int) -> dict:
+    """Everything an exact resume needs, in types that ``torch.load(weights_only=True)`` reads."""
+    return {"networks": {name: net.state_dict() for name, net in trainer.models.items()},
+            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": trainer.step,
+            "best_val_loss": trainer.best_val_loss, **trainer.guard.state(),
+            "ended_part_way": trainer.ended_part_way, "rng": rng_states(),
+            "options": json.dumps(vars(trainer.opts), sort_keys=True),
+            training_state.RUN_ID_KEY: trainer.run_id}
+
+
+def load(trainer: Trainer, where: str) -> None:
+    """Continue ``trainer`` from a checkpoint (``--resume`` alone: the run's newest that loads, if any)."""
+    if where == options.RESUME_LATEST:
+        found = training_state.latest_checkpoint(training_state.checkpoint_dir(trainer.log_path))
+        if found is None:
+            logger.info("--resume: no checkpoint in %s yet, starting fresh",
+                        training_state.checkpoint_dir(trainer.log_path))
+            return
+        path, state = found
+    else:
+        path, state = where, training_state.load_checkpoint(where)
+    saved_options = json.loads(state["options"])
+    check_options(path, saved_options, trainer.opts)
+    for name, net in trainer.models.items():
+        if name not in state["networks"]:
+            raise model_folder.CheckpointError(f"{path} holds no {name} network")
+        model_folder.check_state_dict(net, state["networks"][name], f"{path} ({name})")
+        net.load_state_dict(state["networks"][name])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.epoch, trainer.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+    trainer.step = state["step"]
+    trainer.best_val_loss = state["best_val_loss"]
+    trainer.guard.load_state(state)
+    trainer.ended_part_way = bool(state.get("ended_part_way", False))  # absent from older checkpoints
+    trainer.run_id = state.get(training_state.RUN_ID_KEY, trainer.run_id)
+    trainer.last_state = path
+    set_rng_states(state["rng"])
+    if schedule_changed(saved_options, trainer.opts):
+        reschedule(trainer)
+    logger.info("resumed from %s: epoch %d, batch %d of the epoch, step %d", path, trainer.epoch,
+                trainer.batch_in_epoch, trainer.step)
+
+
+def check_options(path: str, saved: dict, opts: argparse.Namespace) -> None:
+    """Apply the rule of the module's text to the options that differ from the checkpoint's."""
+    changes = changed_options(saved, opts)
+    networks = [changes[k] for k in NETWORK_OPTIONS if k in changes]
+    if networks:
+        raise InputError(f"{', '.join(networks)}: {path} holds the weights of another network; resume "
+                         f"it with the options it was trained with, or start a new run with another "
+                         f"--model_name")
+    versions = [changes.pop(k) for k in VERSION_OPTIONS if k in changes]
+    if versions:
+        logger.warning("resuming with another library version (%s): the weights fit, the outputs may "
+                       "differ", ", ".join(versions))
+    fixed = [k for k in FIXED_OPTIONS if k in changes]
+    if fixed:
+        raise InputError(f"{', '.join(changes[k] for k in fixed)}: a resumed run keeps the image size of "
+                         f"{path}; to train at another size, start a new run from its weights "
+                         f"(--load_weights_folder) with another --model_name")
+    data_order = [changes[k] for k in DATA_ORDER_OPTIONS if k in changes]
+    if data_order:
+        logger.warning("resuming with another data order (%s): the run goes on, but not as it would have",
+                       ", ".join(data_order))
+    others = [v for k, v in changes.items() if k not in DATA_ORDER_OPTIONS]
+    if others:
+        logger.info("resuming with other options (%s): they apply from here on (opt.json records them)",
+                    ", ".join(others))
+
+
+def reschedule(trainer: Trainer) -> None:
+    """Rebuild the learning-rate schedule from today's options, at the epoch reached, as a run with
+    them from the start would have it."""
+    opts, optimizer = trainer.opts, trainer.optimizer
+    epochs_done = trainer.scheduler.last_epoch
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = opts.learning_rate
+    trainer.scheduler = optimisation.schedule(optimizer, opts)
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": here on purpose
+        warnings.simplefilter("ignore")
+        for _ in range(epochs_done):
+            trainer.scheduler.step()
+    logger.warning("resuming with another learning-rate schedule (--learning_rate %g, --lr_milestones %s, "
+                   "--lr_gamma %g): the rate is now %g", opts.learning_rate, opts.lr_milestones,
+                   opts.lr_gamma, optimizer.param_groups[0]["lr"])

@@ -1,29 +1,31 @@
 """The run folder ``<log_dir>/<model_name>``: one live run at a time, and never a fresh run over another's files.
 
-``claim`` takes the folder's lock (``utils.RunLock``: a second run is refused while the first
-lives), clears what killed writers left there, and checks what the folder holds against what the
-run is asked to do:
-
-- a fresh run needs a folder without a run in it (checkpoints, model folders, ``opt.json``, event
-  files); ``--overwrite`` first moves such a run to ``<model_name>.replaced-<time>`` beside it;
-- ``--resume`` continues the run there; with no checkpoint yet it starts fresh, unless model
-  folders are there (a run whose checkpoints are gone: refused);
-- ``--resume CHECKPOINT`` into a folder holding a run must continue that run: CHECKPOINT is one
-  of its checkpoints and none goes further.
+``claim`` takes the folder's lock (``RunLock``: a second run is refused while the first lives),
+clears what killed writers left there, and checks what the folder holds against what the run is
+asked to do: a fresh run needs a folder without a run in it (checkpoints, model folders,
+``opt.json``, event files); ``--overwrite`` first moves such a run to ``<model_name>.replaced-<time>``
+beside it; ``--resume`` is checked by the rules of training/resume.py. A write into the folder that
+fails (``writing``) ends the run with one line naming the path and the last state.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import glob
 import logging
 import os
 import time
+import weakref
+from typing import Callable, Iterator
 
-import options
+import torch.distributed as dist
+
 import utils
 from checkpoints import training_state
 from fileio.atomic import is_temporary, remove_stale_temporaries
-from utils import InputError
+from runtime.processes import Runtime
+from utils import InputError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,55 @@ MODELS_DIR = "models"
 EVENT_DIRS = ("train", "val")  # TensorBoard folders of a run
 REPLACED_SUFFIX = ".replaced-"
 REPLACED_TIME_FORMAT = "%Y%m%d-%H%M%S"
+LOCK_FILE = "run.lock"
+ResumeCheck = Callable[[str, str, list], None]  # (run folder, --resume, its contents): training/resume.py
+
+
+_HELD_LOCKS: weakref.WeakSet[RunLock] = weakref.WeakSet()  # this process's locks (forked workers close them)
+
+
+class RunLock:
+    """An exclusive OS lock (``flock``) on ``<folder>/run.lock``, held for the life of a run.
+
+    The kernel releases it when the holder exits or dies; a second holder is refused with one line
+    that names the first (process id, host, start time, as the holder wrote them into the file).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.file = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise InputError naming its holder."""
+        file = open(self.path, "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "one that has not said who it is"
+            file.close()
+            raise InputError(f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it "
+                             f"to end, or give another --model_name or --log_dir") from None
+        file.truncate(0)
+        file.write(f"pid {os.getpid()} on host {utils.HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        file.flush()
+        self.file = file
+        _HELD_LOCKS.add(self)
+        return self
+
+    def release(self) -> None:
+        """Let the lock go (the file stays: removing it would race with a process opening it)."""
+        if self.file is not None:
+            _HELD_LOCKS.discard(self)
+            self.file.close()
+            self.file = None
+
+
+def close_inherited_locks() -> None:
+    """In a forked child (a loader worker): close the run locks' files it inherited, so that a lock
+    dies with the process that took it and not with the last of its children."""
+    for lock in list(_HELD_LOCKS):
+        lock.release()
 
 
 def model_folders(run_path: str) -> list[str]:
@@ -47,7 +98,8 @@ def run_contents(run_path: str) -> list[str]:
     return [os.path.relpath(p, run_path) for p in found]
 
 
-def _listing(names: list[str], shown: int = 3) -> str:
+def listing(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` names, and how many more."""
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
@@ -60,63 +112,73 @@ def move_aside(run_path: str) -> str:
         target = f"{run_path}{REPLACED_SUFFIX}{stamp}-{n}"
     os.makedirs(target)
     for name in sorted(os.listdir(run_path)):
-        if name != utils.LOCK_FILE:
+        if name != LOCK_FILE:
             os.replace(os.path.join(run_path, name), os.path.join(target, name))
     return target
 
 
-def check_resume_target(run_path: str, checkpoint: str, contents: list[str]) -> None:
-    """``--resume CHECKPOINT`` into a folder that holds a run must continue it (see the module's text)."""
-    if not os.path.isfile(checkpoint):
-        raise utils.MissingFileError(f"--resume {checkpoint}: not found")
-    if not contents:
-        return
-    own = training_state.list_checkpoints(training_state.checkpoint_dir(run_path))
-    same = [p for p in own if os.path.realpath(p) == os.path.realpath(checkpoint)]
-    later = [os.path.basename(p) for p in own if training_state.step_of(p) > (training_state.step_of(checkpoint) or -1)]
-    if not same or later:
-        why = (f"the run in {run_path} goes further ({_listing(later)})" if same
-               else f"{run_path} holds another run ({_listing(contents)})")
-        raise InputError(f"--resume {checkpoint}: {why}; resume into a new folder with another --model_name (the "
-                         f"run in {run_path} stays as it is)")
-
-
-def check_contents(run_path: str, opts: argparse.Namespace) -> None:
+def check_contents(run_path: str, opts: argparse.Namespace, check_resume: ResumeCheck) -> None:
     """Refuse what would write a fresh run over the run in ``run_path``; move it aside for ``--overwrite``."""
     contents = run_contents(run_path)
     if opts.overwrite:
         if contents:
-            logger.warning("--overwrite: moved the earlier run in %s (%s) to %s", run_path, _listing(contents),
+            logger.warning("--overwrite: moved the earlier run in %s (%s) to %s", run_path, listing(contents),
                            move_aside(run_path))
     elif opts.resume is None:
         if contents:
-            raise InputError(f"{run_path} already holds a run ({_listing(contents)}): continue it with --resume, "
+            raise InputError(f"{run_path} already holds a run ({listing(contents)}): continue it with --resume, "
                              f"give another --model_name, or start afresh with --overwrite (which moves it aside)")
-    elif opts.resume == options.RESUME_LATEST:
-        checkpoints = training_state.list_checkpoints(training_state.checkpoint_dir(run_path))
-        if not checkpoints and model_folders(run_path):
-            raise InputError(f"--resume: {run_path} holds model folders ({_listing(model_folders(run_path))}) but no "
-                             f"checkpoint to resume from; start a new run from one with --load_weights_folder and "
-                             f"another --model_name, or start afresh here with --overwrite")
     else:
-        check_resume_target(run_path, opts.resume, contents)
+        check_resume(run_path, opts.resume, contents)
 
 
-def claim(run_path: str, opts: argparse.Namespace) -> utils.RunLock:
+def claim(run_path: str, opts: argparse.Namespace, check_resume: ResumeCheck) -> RunLock:
     """Lock the run folder for this run, clear killed writers' leftovers and check its contents (module text).
 
     Problems writing there (read-only, full, a file in the way) raise InputError naming the path.
     """
     try:
         os.makedirs(run_path, exist_ok=True)
-        lock = utils.RunLock(run_path).acquire()
+        lock = RunLock(run_path).acquire()
     except OSError as err:
         raise InputError(f"cannot write the run folder {run_path}: {err.strerror or err}") from err
     try:
         for action in remove_stale_temporaries(run_path):
             logger.info("%s", action)
-        check_contents(run_path, opts)
+        check_contents(run_path, opts, check_resume)
     except BaseException:
         lock.release()
         raise
     return lock
+
+
+def claim_for_all(run_path: str, opts: argparse.Namespace, runtime: Runtime,
+                  check_resume: ResumeCheck) -> RunLock | None:
+    """Rank 0 claims the run folder (``claim``); every process learns the outcome (its lock or its error)."""
+    lock, problem = None, None
+    if runtime.is_main:
+        try:
+            lock = claim(run_path, opts, check_resume)
+        except InputError as err:
+            problem = err
+    if runtime.distributed:
+        message = [str(problem) if problem else None]
+        dist.broadcast_object_list(message, src=0)
+        if message[0] and problem is None:
+            problem = InputError(message[0])
+    if problem:
+        raise problem
+    return lock
+
+
+@contextlib.contextmanager
+def writing(path: str, last_state: str | None) -> Iterator[None]:
+    """A failed write (read-only or full --log_dir) ends the run in a line naming the path and last state."""
+    try:
+        yield
+    except OSError as err:
+        last = (f"the last complete training state is {last_state}" if last_state
+                else "no training state was saved yet")
+        problem = str(err) if isinstance(err, utils.UnwritableError) else \
+            f"cannot write {err.filename or path}: {err.strerror or err}"
+        raise TrainingError(f"{problem}; {last}") from err

@@ -20,7 +20,7 @@ import signal
 import threading
 from typing import Iterator
 
-import utils
+from training import run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ class StopSignal:
         self.signum = signum
         logger.warning("received %s: the state is saved after this step, then the run stops",
                        signal.Signals(signum).name)
+
+    @property
+    def received(self) -> bool:
+        """Whether a stop signal has come."""
+        return self.signum is not None
 
     def install(self) -> "StopSignal":
         """Install the handlers (only possible in the main thread; elsewhere signals keep their default)."""
@@ -85,7 +90,7 @@ def loader_worker_init(worker_id: int) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    utils.close_inherited_locks()
+    run_folder.close_inherited_locks()
 
 
 def stop_workers_at_exit() -> None:
