@@ -2,7 +2,8 @@
 
 The model is that of torchvision's reference scripts: ``init_runtime`` picks the device (the one
 ``--device`` names, else CUDA when available) and joins the process group when RANK and WORLD_SIZE
-are set; ``cleanup_runtime`` leaves it.
+are set; ``cleanup_runtime`` leaves it. What the training loop asks of the other processes is
+``training/distributed.py``.
 """
 from __future__ import annotations
 
@@ -55,11 +56,3 @@ def cleanup_runtime(runtime: Runtime) -> None:
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
-
-def union_of_keys(keys, runtime: Runtime) -> list:
-    """The sorted union of every process's keys (the keys themselves outside a distributed run)."""
-    if not runtime.distributed:
-        return sorted(keys)
-    gathered: list = [None] * runtime.world_size
-    dist.all_gather_object(gathered, sorted(keys))
-    return sorted(set().union(*gathered))

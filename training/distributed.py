@@ -15,6 +15,15 @@ def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     return tensor
 
 
+def union_of_keys(keys, runtime: Runtime) -> list:
+    """The sorted union of every process's keys (the keys themselves outside a distributed run)."""
+    if not runtime.distributed:
+        return sorted(keys)
+    gathered: list = [None] * runtime.world_size
+    dist.all_gather_object(gathered, sorted(keys))
+    return sorted(set().union(*gathered))
+
+
 def any_process(flags: list[torch.Tensor | bool], runtime: Runtime, device: torch.device) -> list[bool]:
     """Each flag: whether it is set on any process (one all-reduce under DDP, so that all act alike)."""
     if not runtime.distributed:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 import layers
 from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image
-from runtime.processes import Runtime, union_of_keys
+from runtime.processes import Runtime
 from training import distributed, loaders, signals
 
 
@@ -39,7 +39,7 @@ def evaluate(model: nn.Module, loader: DataLoader, opts: argparse.Namespace, run
                 if result is not None:
                     metric_sum += result[0].cpu()
                     metric_count += 1
-    keys = union_of_keys(sums, runtime)  # a process whose shard is empty has none of its own
+    keys = distributed.union_of_keys(sums, runtime)  # a process whose shard is empty has none of its own
     packed = torch.tensor([float(sums.get(k, 0.0)) for k in keys] + [count] + metric_sum.tolist()
                           + [metric_count], dtype=torch.float64, device=device)
     packed = distributed.all_reduce_sum(packed, runtime).cpu()
