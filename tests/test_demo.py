@@ -39,8 +39,8 @@ def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
     assert (opts.config, opts.height, opts.width, opts.use_stereo, opts.min_depth) == ("full", 96, 320, False, 0.1)
     assert opts.frame_ids == [0, -1, 1] and opts.semantic_weight == 0.3 and opts.sgt_weight == 0.1
     assert opts.cma_layers == [0, 1, 2] and opts.split == "S" and opts.weights_init == "scratch"
-    assert opts.disable_automasking  # the demo's one departure from the paper's recipe (synthetic/demo.py)
-    assert (opts.num_epochs, opts.save_frequency, opts.keep_checkpoints) == (6, 3, 1)  # two weights folders, 1.5 GB
+    assert not opts.disable_automasking  # the paper's recipe, auto-masking included
+    assert (opts.num_epochs, opts.save_frequency, opts.keep_checkpoints) == (9, 3, 1)  # three weights folders
     assert set(demo.DEMO_TRAINING) == set(options.DEMO_VARIANTS)
 
 

@@ -229,6 +229,29 @@ def test_splits_hold_out_whole_sequences_and_the_report_measures_motion(tmp_path
         prepare_sequences.main(["--data_path", str(tmp_path), "--num_workers", "0"])
 
 
+def test_the_report_warns_when_neighbouring_frames_differ_as_much_as_unrelated_views(tmp_path, capsys):
+    # frames at the check's own width: a grey sinusoid of period P moving d px per frame. The difference of
+    # neighbours is proportional to sin(pi d / P), a 1 px shifted copy's to sin(pi / P): ratio 1.96 at d = 2,
+    # 0.50 at d = 0.5 (P = 16), either side of prepare_sequences.UNRELATED_VIEW_RATIO
+    width, period = prepare_sequences.STATIC_WIDTH, 16
+    x = np.arange(width)
+    for name, speed in (("fast", 2.0), ("slow", 0.5)):
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            row = 128 + 100 * np.sin(2 * np.pi * (x + i * speed) / period)
+            Image.fromarray(np.repeat(np.round(row)[None], 16, 0).astype(np.uint8)).save(
+                tmp_path / name / f"{i:010d}.png")
+    write_json(tmp_path / "intrinsics.json", {"fx": 40, "fy": 40, "cx": 32, "cy": 8})
+    assert prepare_sequences.main(["--data_path", str(tmp_path), "--num_workers", "0"]) == 0
+    report = json.loads((tmp_path / "splits" / "report.json").read_text())["sequences"]
+    for name, ratio in (("fast", 1.96), ("slow", 0.50)):
+        measured = report[name]["median_motion"] / report[name]["shifted_difference"]
+        assert measured == pytest.approx(ratio, rel=0.05)  # uint8 rounding of the frames
+    unrelated = [[w for w in report[name]["warnings"] if "unrelated views" in w] for name in ("fast", "slow")]
+    assert len(unrelated[0]) == 1 and "higher --fps" in unrelated[0][0] and unrelated[1] == []
+    assert "as much as unrelated views" in capsys.readouterr().out
+
+
 def test_frames_are_kept_by_time_at_the_target_rate():
     from datasets.video_files import RateSampler, frame_rate_tolerance
 

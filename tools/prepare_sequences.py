@@ -45,6 +45,10 @@ STATIC_WIDTH = 64  # pixels: frames are compared in grey at this width (cheap, a
 STATIC_THRESHOLD = 0.01  # mean absolute grey difference below which two frames count as the same view
 JUMP_THRESHOLD = 0.2  # ... above which they are hardly the same scene (a cut, dropped frames)
 STATIC_WARNING = 0.3  # warn when more than this share of a sequence is near-static
+# warn when neighbouring frames differ more than a frame and its copy shifted by one pixel at STATIC_WIDTH:
+# then they are as different as unrelated views, and auto-masking rewards any warp (docs/own_data.md: 1.25
+# at 1 m per frame, where monocular training from scratch did not learn; 0.54 to 0.62 at a third of that)
+UNRELATED_VIEW_RATIO = 1.0
 FEW_TRAINING_ITEMS = 2000  # warn below this (KITTI's eigen_zhou split has 39810)
 SPLIT_NAMES = ("train_files.txt", "val_files.txt", "test_files.txt")
 REPORT_NAME = "report.json"
@@ -55,6 +59,7 @@ class SequenceReport:
     """What the check found in one sequence, and its split lines."""
     sequence: ImageSequence
     motion: np.ndarray  # (N - 1,) difference of frame i + 1 to frame i
+    shifted: float = 0.0  # mean difference of a frame to its copy shifted by one pixel at STATIC_WIDTH
     role: str = "train"  # train, val or test
     lines: list[str] = field(default_factory=list)
     dropped_static: int = 0
@@ -71,7 +76,8 @@ class SequenceReport:
                 "K_normalised": {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])},
                 "intrinsics_file": seq.camera.source, "static_share": self.static_share,
                 "jumps": int((self.motion > JUMP_THRESHOLD).sum()),
-                "median_motion": float(np.median(self.motion)) if len(self.motion) else None, "role": self.role,
+                "median_motion": float(np.median(self.motion)) if len(self.motion) else None,
+                "shifted_difference": self.shifted, "role": self.role,
                 "lines": len(self.lines), "dropped_static": self.dropped_static, "warnings": self.warnings}
 
 
@@ -89,14 +95,17 @@ def small_grey(path: str) -> np.ndarray:
     return np.asarray(grey, dtype=np.float32) / utils.UINT8_MAX
 
 
-def motion_of(frames: Sequence[str], workers: int) -> np.ndarray:
-    """Mean absolute grey difference of each frame to the one before it, (N - 1,)."""
+def motion_of(frames: Sequence[str], workers: int) -> tuple[np.ndarray, float]:
+    """Mean absolute grey difference of each frame to the one before it, (N - 1,), and the mean difference of a
+    frame to its copy shifted by one pixel (what an unrelated view's difference looks like at this scale)."""
     if workers > 0:
         with ProcessPoolExecutor(workers) as pool:
             greys = list(pool.map(small_grey, frames, chunksize=16))
     else:
         greys = [small_grey(path) for path in frames]
-    return np.array([np.abs(b - a).mean() for a, b in zip(greys, greys[1:])], dtype=np.float32)
+    motion = np.array([np.abs(b - a).mean() for a, b in zip(greys, greys[1:])], dtype=np.float32)
+    shifted = float(np.mean([np.abs(g[:, 1:] - g[:, :-1]).mean() for g in greys])) if greys else 0.0
+    return motion, shifted
 
 
 def pair_motion(motion: np.ndarray, index: int, offset: int) -> float:
@@ -156,6 +165,12 @@ def warnings_of(report: SequenceReport) -> list[str]:
         problems.append(f"{len(jumps)} very large jump(s) between frames (difference > {JUMP_THRESHOLD}; at frame "
                         f"{shown}): cuts, dropped frames, or motion too fast for the frame rate (import at a "
                         f"higher --fps)")
+    moving = report.motion[report.motion >= STATIC_THRESHOLD]
+    if len(moving) and report.shifted > 0 and np.median(moving) > UNRELATED_VIEW_RATIO * report.shifted:
+        problems.append(f"neighbouring frames differ more than a frame and its copy shifted by one pixel at "
+                        f"{STATIC_WIDTH} wide (median {np.median(moving):.3f} against {report.shifted:.3f}): as much "
+                        f"as unrelated views, on which monocular training from scratch with auto-masking did not "
+                        f"learn (docs/own_data.md); import at a higher --fps")
     return problems
 
 
@@ -229,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     val = set(opts.val_sequences if opts.val_sequences is not None else pick_validation(candidates, opts.val_fraction))
     reports = []
     for sequence in tqdm(sequences, desc="measuring motion", unit="sequence"):
-        report = SequenceReport(sequence, motion_of(sequence.frames, opts.num_workers))
+        report = SequenceReport(sequence, *motion_of(sequence.frames, opts.num_workers))
         report.role = "test" if sequence.name in test else "val" if sequence.name in val else "train"
         sequence_lines(report, opts.frame_ids, opts.drop_static)
         report.warnings = warnings_of(report)
