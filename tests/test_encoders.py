@@ -35,6 +35,10 @@ FAMILIES = ("timm:mobilenetv3_small_100", "timm:convnext_atto", "timm:pvt_v2_b0"
 FINGERPRINT = os.path.join(PROJECT_DIR, "tests", "data", "resnet18_fingerprint.json")
 # float32 sums of ~10^5 terms in another order differ by about 1e-7 * sqrt(10^5) ~ 3e-5 of the largest term
 LOSS_RTOL = 1e-4
+# the SGT distance sqrt(2 - 2 cos) of near-parallel features turns the rounding of cos (~1e-7 sqrt(C), C up to
+# 256) into up to sqrt(2e-6) ~ 1.4e-3 for those pixels, a small share of the mean: measured 1.1e-4 with one
+# thread against the file's value from two (issue 22's test of the naive loop works in float64 for this reason)
+SGT_LOSS_RTOL = 1e-3
 
 
 def fresh_model(*args: str, seed: int = 0) -> FSREModel:
@@ -73,7 +77,8 @@ def test_resnet18_default_is_the_network_built_before_encoders_were_selectable()
     _, losses = model.train()(random_batch(2, 64, 192))  # the training step's losses, as before
     assert set(losses) == set(fingerprint["losses"])
     for key, value in fingerprint["losses"].items():
-        assert losses[key].item() == pytest.approx(value, rel=LOSS_RTOL), key
+        rtol = SGT_LOSS_RTOL if key.startswith("sgt/") else LOSS_RTOL
+        assert losses[key].item() == pytest.approx(value, rel=rtol), key
 
 
 def test_resnet18_files_keep_the_authors_keys_and_entries(tmp_path):

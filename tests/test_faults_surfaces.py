@@ -110,9 +110,16 @@ def start_table(data: str, split_dir: str, root) -> tuple[subprocess.Popen, Line
         f"--train_args=--split {split_dir} {LONG_TRAIN_ARGS}",
     ]
     proc = subprocess.Popen(
-        argv, cwd=utils.PROJECT_DIR, stderr=subprocess.PIPE, text=True, start_new_session=True
+        argv, cwd=utils.PROJECT_DIR, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
     return proc, LineReader(proc.stderr), log_dir
+
+
+def sigint_as_from_a_terminal() -> None:
+    """In the child: SIGINT's default disposition, as a run started from a terminal has it (when the suite runs
+    as a background job, SIGINT is ignored and the child would inherit that, and keep it: training/signals.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_folder_of(log_dir: str) -> str:

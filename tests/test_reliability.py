@@ -402,10 +402,12 @@ def test_a_resumed_epoch_yields_the_rest_of_the_same_order_with_the_same_item_se
     assert (samplers[0].item_seeds() != seeds).all()  # new augmentation draws every epoch
 
 
-def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
+def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts():
     # signal.raise_signal delivers to this thread and runs the Python handler before it returns; os.kill on the
     # process may be delivered to another thread, and the handler then runs some time later (under load, later
     # than the next line)
+    # as in a run started from a terminal, however the suite was started (a background job ignores SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     stop = signals.StopSignal().install()
     try:
         signal.raise_signal(signal.SIGINT)
@@ -416,7 +418,20 @@ def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts(monkeypatch):
             signal.raise_signal(signal.SIGINT)
     finally:
         stop.uninstall()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_stop_signal_ignored_when_the_run_starts_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup, or a background job of a shell
+    try:
+        stop = signals.StopSignal().install()
+        signal.raise_signal(signal.SIGINT)
+        assert not stop.received
+        stop.uninstall()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

@@ -57,10 +57,12 @@ class StopSignal:
         return self.signum is not None
 
     def install(self) -> "StopSignal":
-        """Install the handlers (only possible in the main thread; elsewhere signals keep their default)."""
+        """Install the handlers (only possible in the main thread; elsewhere signals keep their default). A
+        signal ignored when the run starts (``nohup``, a shell's background job for SIGINT) stays ignored."""
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._handle)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def uninstall(self) -> None:
