@@ -5,6 +5,7 @@ folder of this project, of the authors or of Monodepth2 (recognised from its key
 disparity of every test frame, compares it with the ground truth that export_gt_depth.py wrote,
 prints Monodepth2's table and writes the metrics as JSON.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@
 ``python evaluate_pose.py --data_path D --load_weights_folder W --eval_split odom_9`` prints the mean
 and spread of the snippets' ATE (the protocol: evaluation/pose.py) and writes the metrics as JSON and
 the predicted poses beside the weights."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,15 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", required=True, help="KITTI odometry root (sequences/, poses/)")
-    parser.add_argument("--load_weights_folder", required=True, help="model folder with pose_encoder.pth and pose.pth")
+    parser.add_argument(
+        "--load_weights_folder", required=True, help="model folder with pose_encoder.pth and pose.pth"
+    )
     parser.add_argument("--eval_split", default="odom_9", choices=sorted(POSE_SPLITS), help="test sequence")
-    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
+    parser.add_argument(
+        "--splits_dir", default=None, help="local copy of the split files (default: download)"
+    )
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
     parser.add_argument("--batch_size", type=options.positive_int, default=16, help="pairs per forward pass")
-    parser.add_argument("--num_workers", type=options.non_negative_int, default=4, help="data-loading processes")
+    parser.add_argument(
+        "--num_workers", type=options.non_negative_int, default=4, help="data-loading processes"
+    )
     utils.add_device_option(parser)
     opts = parser.parse_args(argv)
     utils.setup_logging()
@@ -38,13 +44,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise utils.MissingFileError(f"--data_path {opts.data_path} is not a folder")
     test_file = splits.test_files(opts.eval_split, opts.splits_dir)
     gt_local = checked_ground_truth(opts.data_path, opts.eval_split, test_file)  # before predicting
-    pred = predict_poses(opts.load_weights_folder, opts.data_path, test_file, opts.img_ext, opts.batch_size,
-                         opts.num_workers, device)
+    pred = predict_poses(
+        opts.load_weights_folder,
+        opts.data_path,
+        test_file,
+        opts.img_ext,
+        opts.batch_size,
+        opts.num_workers,
+        device,
+    )
     ates = snippet_ates(pred, gt_local)
     print(f"\n   Trajectory error: {ates.mean():0.3f}, std: {ates.std():0.3f}\n")
     save_array(pred, os.path.join(opts.load_weights_folder, "poses.npy"))
-    save_json({"split": opts.eval_split, "snippets": int(len(ates)), "ate_mean": float(ates.mean()),
-               "ate_std": float(ates.std())}, os.path.join(opts.load_weights_folder, f"metrics_{opts.eval_split}.json"))
+    save_json(
+        {
+            "split": opts.eval_split,
+            "snippets": int(len(ates)),
+            "ate_mean": float(ates.mean()),
+            "ate_std": float(ates.std()),
+        },
+        os.path.join(opts.load_weights_folder, f"metrics_{opts.eval_split}.json"),
+    )
     logger.info("predictions saved to %s", os.path.join(opts.load_weights_folder, "poses.npy"))
     return 0
 

@@ -11,6 +11,7 @@ gt_depths.npz made by Monodepth2's export (a pickled object array, which the eva
 never load because unpickling a crafted file runs code) as this project's file. It unpickles IN.npz
 once: run it only on a file you trust, such as one you exported yourself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,21 +28,33 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of the export and of the Monodepth2 conversion."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", default=None, help="root of the KITTI raw data (needed to export)")
     parser.add_argument("--split", default=None, choices=GT_SPLITS, help="test split to export")
-    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (default: download)")
-    parser.add_argument("--output_dir", default=None, help="folder for gt_depths.npz (default: splits/<split>/)")
+    parser.add_argument(
+        "--splits_dir", default=None, help="local copy of the split files (default: download)"
+    )
+    parser.add_argument(
+        "--output_dir", default=None, help="folder for gt_depths.npz (default: splits/<split>/)"
+    )
     convert = parser.add_argument_group(
         "converting Monodepth2's file",
         "Monodepth2's gt_depths.npz holds a pickled object array; evaluate_depth.py refuses it, since unpickling a "
-        "crafted file runs code. Convert a file you trust once; the result holds plain arrays only.")
-    convert.add_argument("--convert_monodepth2", metavar="IN.npz", default=None,
-                         help="convert this Monodepth2 gt_depths.npz (UNPICKLES it: only a file you trust)")
-    convert.add_argument("--output", metavar="OUT.npz", default=None,
-                         help="where the converted file is written (then pass it as --gt_depths, or place it at "
-                              "splits/<split>/gt_depths.npz)")
+        "crafted file runs code. Convert a file you trust once; the result holds plain arrays only.",
+    )
+    convert.add_argument(
+        "--convert_monodepth2",
+        metavar="IN.npz",
+        default=None,
+        help="convert this Monodepth2 gt_depths.npz (UNPICKLES it: only a file you trust)",
+    )
+    convert.add_argument(
+        "--output",
+        metavar="OUT.npz",
+        default=None,
+        help="where the converted file is written (then pass it as --gt_depths, or place it at "
+        "splits/<split>/gt_depths.npz)",
+    )
     return parser
 
 

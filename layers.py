@@ -4,6 +4,7 @@ Every function here is pure (tensors in, tensors out) and testable alone; the tr
 Defaults are those of the authors' implementation (docs/fidelity.md); their quirks are kept and
 named in the docstrings.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -15,8 +16,8 @@ from datasets.cityscapes import IGNORE_ID
 
 MIN_DEPTH = 0.1
 MAX_DEPTH = 100.0
-SSIM_C1 = 0.01 ** 2
-SSIM_C2 = 0.03 ** 2
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
 SSIM_WEIGHT = 0.85  # of the photometric error; the remaining 0.15 goes to L1
 PROJECTION_EPS = 1e-7
 AXIS_ANGLE_EPS = 1e-7
@@ -25,11 +26,13 @@ SMOOTHNESS_EPS = 1e-7
 SGT_PAD_LABEL = -1  # the authors pad labels with -1, so neighbours outside the image are negatives
 SGT_MIN_SQUARED_DISTANCE = 1e-9
 
+
 # --------------------------------------------------------------------------------------------
 # Depth and camera motion
 # --------------------------------------------------------------------------------------------
-def disp_to_depth(disp: torch.Tensor, min_depth: float = MIN_DEPTH,
-                  max_depth: float = MAX_DEPTH) -> tuple[torch.Tensor, torch.Tensor]:
+def disp_to_depth(
+    disp: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sigmoid output -> (scaled disparity in [1/max, 1/min], depth = 1 / scaled disparity)."""
     min_disp = 1 / max_depth
     max_disp = 1 / min_depth
@@ -50,10 +53,22 @@ def rot_from_axisangle(vec: torch.Tensor) -> torch.Tensor:
     xyc, yzc, zxc = x * yc, y * zc, z * xc
     zero, one = torch.zeros_like(x), torch.ones_like(x)
     rows = [
-        x * xc + ca, xyc - zs, zxc + ys, zero,
-        xyc + zs, y * yc + ca, yzc - xs, zero,
-        zxc - ys, yzc + xs, z * zc + ca, zero,
-        zero, zero, zero, one,
+        x * xc + ca,
+        xyc - zs,
+        zxc + ys,
+        zero,
+        xyc + zs,
+        y * yc + ca,
+        yzc - xs,
+        zero,
+        zxc - ys,
+        yzc + xs,
+        z * zc + ca,
+        zero,
+        zero,
+        zero,
+        zero,
+        one,
     ]
     return torch.cat(rows, dim=1).view(-1, 4, 4)
 
@@ -65,8 +80,9 @@ def translation_matrix(translation: torch.Tensor) -> torch.Tensor:
     return torch.cat([eye[:, :, :3], torch.cat([t, torch.ones_like(t[:, :1])], 1).unsqueeze(2)], 2)
 
 
-def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.Tensor,
-                                   invert: bool = False) -> torch.Tensor:
+def transformation_from_parameters(
+    axisangle: torch.Tensor, translation: torch.Tensor, invert: bool = False
+) -> torch.Tensor:
     """Pose-decoder outputs -> 4x4 transform T·R, or its inverse R^T·(-t) when ``invert``."""
     rotation = rot_from_axisangle(axisangle)
     t = translation.reshape(-1, 3)
@@ -82,13 +98,19 @@ def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.T
 # --------------------------------------------------------------------------------------------
 @lru_cache(maxsize=16)
 def _pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
-                            torch.arange(width, device=device, dtype=dtype), indexing="ij")
-    return torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones(height * width, device=device, dtype=dtype)], 0)
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype),
+        torch.arange(width, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return torch.stack(
+        [xs.reshape(-1), ys.reshape(-1), torch.ones(height * width, device=device, dtype=dtype)], 0
+    )
 
 
-def pixel_grid(height: int, width: int, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def pixel_grid(
+    height: int, width: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Homogeneous pixel coordinates (3, H·W): rows x, y, 1, row-major over the image."""
     return _pixel_grid(height, width, torch.device(device), dtype)
 
@@ -101,8 +123,14 @@ def backproject_depth(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
     return torch.cat([cam, torch.ones_like(cam[:, :1])], 1)
 
 
-def project_3d(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, height: int, width: int,
-               eps: float = PROJECTION_EPS) -> torch.Tensor:
+def project_3d(
+    points: torch.Tensor,
+    K: torch.Tensor,
+    T: torch.Tensor,
+    height: int,
+    width: int,
+    eps: float = PROJECTION_EPS,
+) -> torch.Tensor:
     """3D points (B, 4, H·W) seen from a camera moved by T -> sampling grid (B, H, W, 2) in [-1, 1].
 
     Pixel coordinates are normalised by W - 1 and H - 1, matching ``align_corners=True``.
@@ -136,11 +164,11 @@ def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     px, py = padded[:, :channels], padded[:, channels:]
     stats = F.avg_pool2d(torch.cat([padded, px * px, py * py, px * py], 1), 3, 1)
     mu_x, mu_y, mean_xx, mean_yy, mean_xy = stats.split(channels, 1)
-    sigma_x = mean_xx - mu_x ** 2
-    sigma_y = mean_yy - mu_y ** 2
+    sigma_x = mean_xx - mu_x**2
+    sigma_y = mean_yy - mu_y**2
     sigma_xy = mean_xy - mu_x * mu_y
     n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
-    d = (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
+    d = (mu_x**2 + mu_y**2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
     return torch.clamp((1 - n / d) / 2, 0, 1)
 
 
@@ -150,8 +178,11 @@ def reprojection_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return SSIM_WEIGHT * dssim(pred, target).mean(1, keepdim=True) + (1 - SSIM_WEIGHT) * l1
 
 
-def min_reprojection(warped_errors: torch.Tensor, identity_errors: torch.Tensor | None = None,
-                     noise_std: float = IDENTITY_NOISE_STD) -> tuple[torch.Tensor, torch.Tensor]:
+def min_reprojection(
+    warped_errors: torch.Tensor,
+    identity_errors: torch.Tensor | None = None,
+    noise_std: float = IDENTITY_NOISE_STD,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel minimum over source frames, with Monodepth2's auto-masking.
 
     ``warped_errors`` (B, F, H, W) holds the error of each warped source frame; ``identity_errors``
@@ -231,12 +262,19 @@ def neighbour_cosines(unit: torch.Tensor, kernel_size: int) -> torch.Tensor:
     b, c, h, w = unit.shape
     pad = kernel_size // 2
     padded = F.pad(unit, (pad, pad, pad, pad))
-    return torch.stack([(padded[:, :, dy:dy + h, dx:dx + w] * unit).sum(1)
-                        for dy in range(kernel_size) for dx in range(kernel_size)], 1)
+    return torch.stack(
+        [
+            (padded[:, :, dy : dy + h, dx : dx + w] * unit).sum(1)
+            for dy in range(kernel_size)
+            for dx in range(kernel_size)
+        ],
+        1,
+    )
 
 
-def semantic_triplet_loss(features: torch.Tensor, labels: torch.Tensor, kernel_size: int = 5,
-                          margin: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+def semantic_triplet_loss(
+    features: torch.Tensor, labels: torch.Tensor, kernel_size: int = 5, margin: float = 0.3
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Semantics-guided triplet loss on one feature level, and its boundary-pixel mask.
 
     ``features`` (B, C, h, w); ``labels`` (B, 1, h, w) at the same size; positives, negatives and

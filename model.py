@@ -16,6 +16,7 @@ Output keys: ``("disp", s)`` sigmoid disparities, ``("depth", 0, s)`` depths at 
 Loss keys: ``"loss"`` (the total that is optimised), ``"photometric/s"``, ``"smoothness/s"``,
 ``"semantic"``, ``"sgt/i"`` (each unweighted, as computed at that scale or level).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,19 +65,32 @@ class FSREModel(nn.Module):
         self.source_ids = source_frame_ids(opts)
         self.pose_ids = [f for f in self.source_ids if f != "s"]
         self.encoder = build_encoder(opts.encoder, pretrained)
-        self.decoder = JointDecoder(self.encoder.num_ch_enc, opts.scales, self.semantics, opts.num_classes,
-                                    opts.cma_layers, opts.num_heads, opts.cma_ratio,
-                                    feature_strides=self.encoder.feature_strides)
+        self.decoder = JointDecoder(
+            self.encoder.num_ch_enc,
+            opts.scales,
+            self.semantics,
+            opts.num_classes,
+            opts.cma_layers,
+            opts.num_heads,
+            opts.cma_ratio,
+            feature_strides=self.encoder.feature_strides,
+        )
         if self.pose_ids:
-            self.pose_encoder = build_encoder(opts.pose_encoder, pretrained, num_input_images=2,
-                                              all_levels=False)
+            self.pose_encoder = build_encoder(
+                opts.pose_encoder, pretrained, num_input_images=2, all_levels=False
+            )
             self.pose = PoseDecoder(self.pose_encoder.num_ch_enc)
         else:
             self.pose_encoder = self.pose = None
 
     def networks(self) -> dict[str, nn.Module]:
         """The networks by role, named as their checkpoint files."""
-        nets = {"encoder": self.encoder, "decoder": self.decoder, "pose_encoder": self.pose_encoder, "pose": self.pose}
+        nets = {
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "pose_encoder": self.pose_encoder,
+            "pose": self.pose,
+        }
         return {name: net for name, net in nets.items() if net is not None}
 
     # ----------------------------------------------------------------------------------------
@@ -99,12 +113,15 @@ class FSREModel(nn.Module):
                 pair.reverse()
             pair = torch.cat(pair, 1)
             if pair.shape[-1] > POSE_WIDTH:
-                pair = F.interpolate(pair, size=(POSE_HEIGHT, POSE_WIDTH), mode="bilinear", align_corners=False)
+                pair = F.interpolate(
+                    pair, size=(POSE_HEIGHT, POSE_WIDTH), mode="bilinear", align_corners=False
+                )
             axisangle, translation = self.pose(self.pose_encoder(pair))
             outputs[("axisangle", f)] = axisangle
             outputs[("translation", f)] = translation
             outputs[("cam_T_cam", 0, f)] = layers.transformation_from_parameters(
-                axisangle[:, 0], translation[:, 0], invert=f < 0)
+                axisangle[:, 0], translation[:, 0], invert=f < 0
+            )
         return outputs
 
     def synthesize_views(self, inputs: dict, outputs: dict) -> None:
@@ -113,7 +130,9 @@ class FSREModel(nn.Module):
         target = inputs[("color", 0, 0)]
         height, width = target.shape[-2:]
         for scale in opts.scales:
-            disp = F.interpolate(outputs[("disp", scale)], size=(height, width), mode="bilinear", align_corners=False)
+            disp = F.interpolate(
+                outputs[("disp", scale)], size=(height, width), mode="bilinear", align_corners=False
+            )
             _, depth = layers.disp_to_depth(disp, opts.min_depth, opts.max_depth)
             outputs[("depth", 0, scale)] = depth
             points = layers.backproject_depth(depth, inputs[("inv_K", 0)])
@@ -130,14 +149,16 @@ class FSREModel(nn.Module):
         target = inputs[("color", 0, 0)]
         identity = None
         if not opts.disable_automasking:
-            identity = torch.cat([layers.reprojection_error(inputs[("color", f, 0)], target)
-                                  for f in self.source_ids], 1)
+            identity = torch.cat(
+                [layers.reprojection_error(inputs[("color", f, 0)], target) for f in self.source_ids], 1
+            )
             if opts.avg_reprojection:
                 identity = identity.mean(1, keepdim=True)
         total = target.new_zeros(())
         for scale in opts.scales:
-            warped = torch.cat([layers.reprojection_error(outputs[("color", f, scale)], target)
-                                for f in self.source_ids], 1)
+            warped = torch.cat(
+                [layers.reprojection_error(outputs[("color", f, scale)], target) for f in self.source_ids], 1
+            )
             if opts.avg_reprojection:
                 warped = warped.mean(1, keepdim=True)
             best, automask = layers.min_reprojection(warped, identity)
@@ -148,9 +169,11 @@ class FSREModel(nn.Module):
             losses[f"photometric/{scale}"] = photometric
             losses[f"smoothness/{scale}"] = smoothness
             if opts.scale_weighting == "fsre":
-                total = total + (photometric + opts.disparity_smoothness * smoothness) / 2 ** scale
+                total = total + (photometric + opts.disparity_smoothness * smoothness) / 2**scale
             else:
-                total = total + (photometric + opts.disparity_smoothness * smoothness / 2 ** scale) / len(opts.scales)
+                total = total + (photometric + opts.disparity_smoothness * smoothness / 2**scale) / len(
+                    opts.scales
+                )
 
         labels = inputs.get(("seg", 0, 0))
         if opts.semantic_weight > 0:
@@ -161,11 +184,12 @@ class FSREModel(nn.Module):
             for level in opts.sgt_levels:
                 feature = outputs[("depth_feature", level)]
                 level_labels = layers.downsample_labels(labels, tuple(feature.shape[-2:]))
-                sgt, boundary = layers.semantic_triplet_loss(feature, level_labels, opts.sgt_kernel_size,
-                                                             opts.sgt_margin)
+                sgt, boundary = layers.semantic_triplet_loss(
+                    feature, level_labels, opts.sgt_kernel_size, opts.sgt_margin
+                )
                 outputs[("sgt_boundary", level)] = boundary
                 losses[f"sgt/{level}"] = sgt
-                sgt_total = sgt_total + sgt / 2 ** level
+                sgt_total = sgt_total + sgt / 2**level
             total = total + opts.sgt_weight * sgt_total
         losses["loss"] = total
         return losses

@@ -4,6 +4,7 @@ Defaults are the authors' (docs/fidelity.md). ``--config`` picks one of the
 Table 2 configurations and sets the defaults of the options it implies; an option given
 explicitly always wins.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,17 @@ CONFIGS: dict[str, dict] = {
 }
 SCALE_WEIGHTINGS = ("fsre", "monodepth2")
 RESUME_LATEST = "latest"  # --resume without a path
-NETWORK_NAMES = ("encoder", "decoder", "pose_encoder", "pose")  # FSREModel.networks(): the files of a model folder
-MAX_SEED = 2 ** 62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
-DEMO_VARIANTS = ("mono", "stereo")  # train.py --demo: the paper's monocular model, or a stereo-assisted variant
+NETWORK_NAMES = (
+    "encoder",
+    "decoder",
+    "pose_encoder",
+    "pose",
+)  # FSREModel.networks(): the files of a model folder
+MAX_SEED = 2**62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
+DEMO_VARIANTS = (
+    "mono",
+    "stereo",
+)  # train.py --demo: the paper's monocular model, or a stereo-assisted variant
 
 
 def image_side_error(value: int) -> str | None:
@@ -54,11 +63,15 @@ def _number(value: str, kind: type, minimum: float, inclusive: bool) -> int | fl
     try:
         number = kind(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {value!r}"
+        ) from None
     if not math.isfinite(number):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {value!r}")
     if number < minimum or (number == minimum and not inclusive):
-        raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'greater than'} {minimum}, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be {'at least' if inclusive else 'greater than'} {minimum}, got {value}"
+        )
     return number
 
 
@@ -106,146 +119,298 @@ def build_parser() -> argparse.ArgumentParser:
     """The training parser, options grouped as in ``--help``."""
     parser = argparse.ArgumentParser(
         description="Train FSRE-Depth (or any Table 2 configuration) on KITTI or data in its layout.",
-        formatter_class=utils.HelpFormatter)
+        formatter_class=utils.HelpFormatter,
+    )
 
     g = parser.add_argument_group("data")
-    g.add_argument("--data_path", default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
-                   help="root of the KITTI raw data (Monodepth2's layout)")
-    g.add_argument("--seg_path", default=None,
-                   help="root of the segmentation pseudo-labels; default <data_path>/segmentation")
-    g.add_argument("--split", default="eigen_zhou",
-                   help=f"training split: one of {', '.join(splits.TRAIN_SPLITS)}, or a folder holding "
-                        "train_files.txt and val_files.txt")
-    g.add_argument("--splits_dir", default=None,
-                   help="folder with local copies of the split files; default: the project's cache, "
-                        "filled from Monodepth2's repository on first use")
-    g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS),
-                   help="layout of --data_path: KITTI raw, KITTI odometry, the KITTI depth benchmark, or folders of "
-                        "your own image sequences (docs/own_data.md)")
-    g.add_argument("--img_ext", default="png", choices=["png", "jpg"],
-                   help="frame file type (the authors' released numbers come from PNG frames)")
+    g.add_argument(
+        "--data_path",
+        default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
+        help="root of the KITTI raw data (Monodepth2's layout)",
+    )
+    g.add_argument(
+        "--seg_path",
+        default=None,
+        help="root of the segmentation pseudo-labels; default <data_path>/segmentation",
+    )
+    g.add_argument(
+        "--split",
+        default="eigen_zhou",
+        help=f"training split: one of {', '.join(splits.TRAIN_SPLITS)}, or a folder holding "
+        "train_files.txt and val_files.txt",
+    )
+    g.add_argument(
+        "--splits_dir",
+        default=None,
+        help="folder with local copies of the split files; default: the project's cache, "
+        "filled from Monodepth2's repository on first use",
+    )
+    g.add_argument(
+        "--dataset",
+        default="kitti",
+        choices=sorted(DATASETS),
+        help="layout of --data_path: KITTI raw, KITTI odometry, the KITTI depth benchmark, or folders of "
+        "your own image sequences (docs/own_data.md)",
+    )
+    g.add_argument(
+        "--img_ext",
+        default="png",
+        choices=["png", "jpg"],
+        help="frame file type (the authors' released numbers come from PNG frames)",
+    )
     g.add_argument("--height", type=image_side, default=192, help="input image height")
     g.add_argument("--width", type=image_side, default=640, help="input image width")
-    g.add_argument("--num_workers", type=non_negative_int, default=12, help="data-loading processes (per GPU process)")
+    g.add_argument(
+        "--num_workers", type=non_negative_int, default=12, help="data-loading processes (per GPU process)"
+    )
 
     g = parser.add_argument_group("model")
-    g.add_argument("--config", default="full", choices=sorted(CONFIGS),
-                   help="Table 2 configuration: sets the defaults of --semantic_weight, --sgt_weight, --cma_layers")
-    g.add_argument("--encoder", default=None, metavar="NAME",
-                   help=f"depth encoder, shared with the segmentation decoder: "
-                        f"{', '.join(encoders.RESNET_NAMES)} (torchvision's; default "
-                        f"{encoders.DEFAULT_ENCODER}, the authors') or timm:NAME, any timm model with "
-                        "multi-scale features (pip install -r requirements-timm.txt; docs/encoders.md)")
-    g.add_argument("--num_layers", type=int, default=None, choices=[18, 34, 50, 101, 152],
-                   help="ResNet depth: --num_layers N is --encoder resnetN (and --pose_encoder resnetN)")
-    g.add_argument("--pose_encoder", default=None, metavar="NAME",
-                   help="pose encoder, named as --encoder; default: the depth encoder when it is a ResNet "
-                        f"(as --num_layers always did), {encoders.DEFAULT_ENCODER} for a timm encoder")
-    g.add_argument("--weights_init", default="pretrained", choices=["pretrained", "scratch"],
-                   help="ImageNet-initialised encoders (torchvision's or timm's weights) or random ones")
-    g.add_argument("--cma_layers", type=int, nargs="*", default=CONFIGS["full"]["cma_layers"],
-                   help="the paper's CMA layers l (0 = 1/16 scale .. 4 = full scale); the authors' "
-                        "--cma_layers 3 2 1 is l = 0 1 2. Empty: no CMA")
+    g.add_argument(
+        "--config",
+        default="full",
+        choices=sorted(CONFIGS),
+        help="Table 2 configuration: sets the defaults of --semantic_weight, --sgt_weight, --cma_layers",
+    )
+    g.add_argument(
+        "--encoder",
+        default=None,
+        metavar="NAME",
+        help=f"depth encoder, shared with the segmentation decoder: "
+        f"{', '.join(encoders.RESNET_NAMES)} (torchvision's; default "
+        f"{encoders.DEFAULT_ENCODER}, the authors') or timm:NAME, any timm model with "
+        "multi-scale features (pip install -r requirements-timm.txt; docs/encoders.md)",
+    )
+    g.add_argument(
+        "--num_layers",
+        type=int,
+        default=None,
+        choices=[18, 34, 50, 101, 152],
+        help="ResNet depth: --num_layers N is --encoder resnetN (and --pose_encoder resnetN)",
+    )
+    g.add_argument(
+        "--pose_encoder",
+        default=None,
+        metavar="NAME",
+        help="pose encoder, named as --encoder; default: the depth encoder when it is a ResNet "
+        f"(as --num_layers always did), {encoders.DEFAULT_ENCODER} for a timm encoder",
+    )
+    g.add_argument(
+        "--weights_init",
+        default="pretrained",
+        choices=["pretrained", "scratch"],
+        help="ImageNet-initialised encoders (torchvision's or timm's weights) or random ones",
+    )
+    g.add_argument(
+        "--cma_layers",
+        type=int,
+        nargs="*",
+        default=CONFIGS["full"]["cma_layers"],
+        help="the paper's CMA layers l (0 = 1/16 scale .. 4 = full scale); the authors' "
+        "--cma_layers 3 2 1 is l = 0 1 2. Empty: no CMA",
+    )
     g.add_argument("--num_heads", type=positive_int, default=4, help="CMA heads")
     g.add_argument("--cma_ratio", type=positive_int, default=2, help="CMA embedding ratio r (E = heads·C·r)")
-    g.add_argument("--num_classes", type=positive_int, default=19, help="segmentation classes (Cityscapes train ids)")
+    g.add_argument(
+        "--num_classes", type=positive_int, default=19, help="segmentation classes (Cityscapes train ids)"
+    )
     g.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3], help="disparity scales in the loss")
-    g.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames of a sample, target first")
-    g.add_argument("--use_stereo", action="store_true", help="add the other camera of the stereo pair as a source")
+    g.add_argument(
+        "--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames of a sample, target first"
+    )
+    g.add_argument(
+        "--use_stereo", action="store_true", help="add the other camera of the stereo pair as a source"
+    )
     g.add_argument("--min_depth", type=positive_float, default=0.1, help="depth of the largest disparity")
     g.add_argument("--max_depth", type=positive_float, default=100.0, help="depth of the smallest disparity")
 
     g = parser.add_argument_group("losses")
-    g.add_argument("--semantic_weight", type=non_negative_float, default=CONFIGS["full"]["semantic_weight"],
-                   help="cross-entropy weight; 0 removes the segmentation decoder")
-    g.add_argument("--sgt_weight", type=non_negative_float, default=CONFIGS["full"]["sgt_weight"],
-                   help="semantics-guided triplet loss weight; 0 disables it")
+    g.add_argument(
+        "--semantic_weight",
+        type=non_negative_float,
+        default=CONFIGS["full"]["semantic_weight"],
+        help="cross-entropy weight; 0 removes the segmentation decoder",
+    )
+    g.add_argument(
+        "--sgt_weight",
+        type=non_negative_float,
+        default=CONFIGS["full"]["sgt_weight"],
+        help="semantics-guided triplet loss weight; 0 disables it",
+    )
     g.add_argument("--sgt_margin", type=non_negative_float, default=0.3, help="SGT margin m")
-    g.add_argument("--sgt_kernel_size", type=int, default=5, help="SGT patch size K (the paper uses 7 at 320x1024)")
-    g.add_argument("--sgt_levels", type=int, nargs="+", default=[3, 2, 1],
-                   help="depth-decoder levels of the SGT loss (level s is at 1/2^s scale)")
+    g.add_argument(
+        "--sgt_kernel_size", type=int, default=5, help="SGT patch size K (the paper uses 7 at 320x1024)"
+    )
+    g.add_argument(
+        "--sgt_levels",
+        type=int,
+        nargs="+",
+        default=[3, 2, 1],
+        help="depth-decoder levels of the SGT loss (level s is at 1/2^s scale)",
+    )
     g.add_argument("--disparity_smoothness", type=non_negative_float, default=1e-3, help="smoothness weight")
     g.add_argument("--disable_automasking", action="store_true", help="no identity errors in the minimum")
-    g.add_argument("--avg_reprojection", action="store_true", help="average over source frames instead of the minimum")
-    g.add_argument("--scale_weighting", default="fsre", choices=SCALE_WEIGHTINGS,
-                   help="fsre: each scale's photometric and smoothness terms / 2^s, summed (the authors'); "
-                        "monodepth2: photometric undivided, smoothness / 2^s, averaged over scales")
+    g.add_argument(
+        "--avg_reprojection", action="store_true", help="average over source frames instead of the minimum"
+    )
+    g.add_argument(
+        "--scale_weighting",
+        default="fsre",
+        choices=SCALE_WEIGHTINGS,
+        help="fsre: each scale's photometric and smoothness terms / 2^s, summed (the authors'); "
+        "monodepth2: photometric undivided, smoothness / 2^s, averaged over scales",
+    )
 
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--batch_size", type=positive_int, default=12, help="total batch over all GPUs and processes")
+    g.add_argument(
+        "--batch_size", type=positive_int, default=12, help="total batch over all GPUs and processes"
+    )
     g.add_argument("--learning_rate", type=positive_float, default=1.5e-4, help="Adam learning rate")
     g.add_argument("--num_epochs", type=positive_int, default=20, help="epochs")
-    g.add_argument("--lr_milestones", type=positive_int, nargs="*", default=[10, 15],
-                   help="epochs at whose start the learning rate is multiplied by --lr_gamma")
-    g.add_argument("--lr_gamma", type=positive_float, default=0.1, help="learning-rate factor at each milestone")
+    g.add_argument(
+        "--lr_milestones",
+        type=positive_int,
+        nargs="*",
+        default=[10, 15],
+        help="epochs at whose start the learning rate is multiplied by --lr_gamma",
+    )
+    g.add_argument(
+        "--lr_gamma", type=positive_float, default=0.1, help="learning-rate factor at each milestone"
+    )
     g.add_argument("--seed", type=seed_value, default=0, help="random seed (per process: seed + rank)")
-    g.add_argument("--max_steps", type=positive_int, default=None, help="stop after this many steps (smoke tests, demos)")
+    g.add_argument(
+        "--max_steps", type=positive_int, default=None, help="stop after this many steps (smoke tests, demos)"
+    )
 
     g = parser.add_argument_group("system")
     utils.add_device_option(g)
-    g.add_argument("--no_cuda", action="store_true", help="train on the CPU even with a GPU (Monodepth2's flag)")
-    g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=True,
-                   help="SyncBatchNorm under DistributedDataParallel on CUDA (the authors')")
-    g.add_argument("--dist_backend", default=None, help="torch.distributed backend; default nccl on CUDA, gloo on CPU")
-    g.add_argument("--deterministic", action="store_true",
-                   help="torch.use_deterministic_algorithms (warn only where CUDA has no deterministic kernel)")
-    g.add_argument("--input_check", default="sample", choices=["sample", "full", "none"],
-                   help="before training: sample = every needed file exists and a few items decode; "
-                        "full = every item decodes; none = skip")
+    g.add_argument(
+        "--no_cuda", action="store_true", help="train on the CPU even with a GPU (Monodepth2's flag)"
+    )
+    g.add_argument(
+        "--sync_bn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="SyncBatchNorm under DistributedDataParallel on CUDA (the authors')",
+    )
+    g.add_argument(
+        "--dist_backend", default=None, help="torch.distributed backend; default nccl on CUDA, gloo on CPU"
+    )
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="torch.use_deterministic_algorithms (warn only where CUDA has no deterministic kernel)",
+    )
+    g.add_argument(
+        "--input_check",
+        default="sample",
+        choices=["sample", "full", "none"],
+        help="before training: sample = every needed file exists and a few items decode; "
+        "full = every item decodes; none = skip",
+    )
 
     g = parser.add_argument_group("speed (all off by default: the defaults are the authors' pipeline)")
-    g.add_argument("--input_pipeline", default="exact", choices=["exact", "fast"],
-                   help="exact: every scale resized from the native frame by Pillow's LANCZOS and jittered via "
-                        "PIL in the workers (the authors'); fast: workers decode with TorchCodec and send "
-                        "uint8 frames at the training size (antialiased bicubic); only the images the model reads "
-                        "are made (every frame and its jittered copy at scale 0, the target at every scale), "
-                        "scales and jitter on the device, batched (in the workers on a CPU-only run); a "
-                        "deviation, see README")
-    g.add_argument("--input_images", default="model", choices=["model", "all"],
-                   help="model: the loader makes only the images the model reads (every frame and its jittered "
-                        "copy at scale 0, the target at every scale; model.image_keys), the same values, less "
-                        "work; all: Monodepth2's full set (every frame at every scale, plain and jittered), for "
-                        "variants that read more")
-    g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
-                   help="autocast the networks (CUDA only); geometry and every loss stay float32")
+    g.add_argument(
+        "--input_pipeline",
+        default="exact",
+        choices=["exact", "fast"],
+        help="exact: every scale resized from the native frame by Pillow's LANCZOS and jittered via "
+        "PIL in the workers (the authors'); fast: workers decode with TorchCodec and send "
+        "uint8 frames at the training size (antialiased bicubic); only the images the model reads "
+        "are made (every frame and its jittered copy at scale 0, the target at every scale), "
+        "scales and jitter on the device, batched (in the workers on a CPU-only run); a "
+        "deviation, see README",
+    )
+    g.add_argument(
+        "--input_images",
+        default="model",
+        choices=["model", "all"],
+        help="model: the loader makes only the images the model reads (every frame and its jittered "
+        "copy at scale 0, the target at every scale; model.image_keys), the same values, less "
+        "work; all: Monodepth2's full set (every frame at every scale, plain and jittered), for "
+        "variants that read more",
+    )
+    g.add_argument(
+        "--amp",
+        default="off",
+        choices=["off", "bf16", "fp16"],
+        help="autocast the networks (CUDA only); geometry and every loss stay float32",
+    )
     g.add_argument("--channels_last", action="store_true", help="NHWC memory order for the networks")
-    g.add_argument("--compile", action="store_true", help="torch.compile every network (first steps are slow)")
+    g.add_argument(
+        "--compile", action="store_true", help="torch.compile every network (first steps are slow)"
+    )
 
     g = parser.add_argument_group("logging and checkpoints")
-    g.add_argument("--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written")
+    g.add_argument(
+        "--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written"
+    )
     g.add_argument("--model_name", default="fsre", help="folder of this run inside --log_dir")
     g.add_argument("--log_frequency", type=positive_int, default=250, help="steps between TensorBoard logs")
     g.add_argument("--save_frequency", type=positive_int, default=1, help="epochs between checkpoints")
     g.add_argument("--num_log_images", type=non_negative_int, default=4, help="images per TensorBoard figure")
     g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
     g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
-    g.add_argument("--models_to_load", nargs="+", default=list(NETWORK_NAMES), choices=NETWORK_NAMES,
-                   help="networks to load from --load_weights_folder")
+    g.add_argument(
+        "--models_to_load",
+        nargs="+",
+        default=list(NETWORK_NAMES),
+        choices=NETWORK_NAMES,
+        help="networks to load from --load_weights_folder",
+    )
 
     g = parser.add_argument_group("resuming and robustness")
     fresh_or_not = g.add_mutually_exclusive_group()
-    fresh_or_not.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CHECKPOINT",
-                              help="continue the run from its newest checkpoint that loads (or from CHECKPOINT); "
-                                   "without any checkpoint yet, start fresh")
-    fresh_or_not.add_argument("--overwrite", action="store_true",
-                              help="start a fresh run in a run folder that holds one: the earlier run's files are "
-                                   "moved to <model_name>.replaced-<time> beside it (nothing is deleted)")
-    g.add_argument("--checkpoint_every", type=int, default=0,
-                   help="steps between training-state checkpoints (0: only after each epoch and on a stop signal)")
-    g.add_argument("--keep_checkpoints", type=int, default=3, help="training-state checkpoints kept (the newest)")
-    g.add_argument("--max_nonfinite_steps", type=int, default=10,
-                   help="steps with a non-finite loss are skipped; stop after this many in a row")
+    fresh_or_not.add_argument(
+        "--resume",
+        nargs="?",
+        const=RESUME_LATEST,
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue the run from its newest checkpoint that loads (or from CHECKPOINT); "
+        "without any checkpoint yet, start fresh",
+    )
+    fresh_or_not.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a fresh run in a run folder that holds one: the earlier run's files are "
+        "moved to <model_name>.replaced-<time> beside it (nothing is deleted)",
+    )
+    g.add_argument(
+        "--checkpoint_every",
+        type=int,
+        default=0,
+        help="steps between training-state checkpoints (0: only after each epoch and on a stop signal)",
+    )
+    g.add_argument(
+        "--keep_checkpoints", type=int, default=3, help="training-state checkpoints kept (the newest)"
+    )
+    g.add_argument(
+        "--max_nonfinite_steps",
+        type=int,
+        default=10,
+        help="steps with a non-finite loss are skipped; stop after this many in a row",
+    )
 
     g = parser.add_argument_group("demo")
-    g.add_argument("--demo", action="store_true",
-                   help="generate synthetic KITTI scenes once, train the full model on them for a few minutes "
-                        "(monocular, 96x320, without auto-masking) and evaluate before and after (other options given "
-                        "still apply)")
-    g.add_argument("--demo_variant", default=DEMO_VARIANTS[0], choices=DEMO_VARIANTS,
-                   help="mono: the paper's monocular full model (auto-masking off: see synthetic/demo.py); stereo: with the stereo partner as a source and "
-                        "--min_depth 2 at 64x192 (Monodepth2's MS), which learns sooner")
-    g.add_argument("--demo_data", default=None,
-                   help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti")
+    g.add_argument(
+        "--demo",
+        action="store_true",
+        help="generate synthetic KITTI scenes once, train the full model on them for a few minutes "
+        "(monocular, 96x320, without auto-masking) and evaluate before and after (other options given "
+        "still apply)",
+    )
+    g.add_argument(
+        "--demo_variant",
+        default=DEMO_VARIANTS[0],
+        choices=DEMO_VARIANTS,
+        help="mono: the paper's monocular full model (auto-masking off: see synthetic/demo.py); stereo: with the stereo partner as a source and "
+        "--min_depth 2 at 64x192 (Monodepth2's MS), which learns sooner",
+    )
+    g.add_argument(
+        "--demo_data",
+        default=None,
+        help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti",
+    )
     return parser
 
 
@@ -267,6 +432,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
     """Reject option combinations that cannot work, naming the options at fault."""
+
     def fail(message: str) -> None:
         if parser is not None:
             parser.error(message)
@@ -274,7 +440,9 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
 
     resolve_encoders(opts, fail)
     if opts.cma_layers and opts.semantic_weight <= 0:
-        fail("--cma_layers needs the segmentation decoder: give --semantic_weight > 0 or --cma_layers with no value")
+        fail(
+            "--cma_layers needs the segmentation decoder: give --semantic_weight > 0 or --cma_layers with no value"
+        )
     if any(not 0 <= layer <= 4 for layer in opts.cma_layers):
         fail(f"--cma_layers takes the paper's layers 0..4, got {opts.cma_layers}")
     if opts.frame_ids[0] != 0:
@@ -293,11 +461,15 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         if twice:
             fail(f"--{name} lists {', '.join(map(str, twice))} more than once, got {values}")
     if opts.max_depth <= opts.min_depth:
-        fail(f"--max_depth ({opts.max_depth}) must exceed --min_depth ({opts.min_depth}): they bound the "
-             "depths the disparities map to")
+        fail(
+            f"--max_depth ({opts.max_depth}) must exceed --min_depth ({opts.min_depth}): they bound the "
+            "depths the disparities map to"
+        )
     if needs_labels(opts) and opts.num_classes < NUM_CLASSES:
-        fail(f"--num_classes {opts.num_classes} cannot hold the pseudo-labels' {NUM_CLASSES} Cityscapes train ids "
-             f"(give at least {NUM_CLASSES}, or --semantic_weight 0 --sgt_weight 0 to train without labels)")
+        fail(
+            f"--num_classes {opts.num_classes} cannot hold the pseudo-labels' {NUM_CLASSES} Cityscapes train ids "
+            f"(give at least {NUM_CLASSES}, or --semantic_weight 0 --sgt_weight 0 to train without labels)"
+        )
     if opts.keep_checkpoints < 1:
         fail(f"--keep_checkpoints must be at least 1, got {opts.keep_checkpoints}")
     if opts.checkpoint_every < 0:
@@ -310,6 +482,7 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
     """Settle ``--encoder``, its alias ``--num_layers`` and ``--pose_encoder`` in ``opts``, and record
     timm's version when a timm encoder is used (``timm_version``, else None); ``fail`` (default: raise
     InputError) gets one line for an unknown or unsuitable encoder, or a missing timm."""
+
     def refuse(message: str) -> None:
         if fail is not None:
             fail(message)
@@ -323,8 +496,10 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
             refuse(f"--{option}: {problem}")
     depth = encoders.resnet_depth(opts.encoder)
     if opts.num_layers is not None and depth != opts.num_layers:
-        refuse(f"--num_layers {opts.num_layers} names ResNet-{opts.num_layers}, --encoder {opts.encoder} "
-               f"another network: give one of them (--num_layers N is --encoder resnetN)")
+        refuse(
+            f"--num_layers {opts.num_layers} names ResNet-{opts.num_layers}, --encoder {opts.encoder} "
+            f"another network: give one of them (--num_layers N is --encoder resnetN)"
+        )
     opts.num_layers = depth  # None for a timm encoder
     if opts.pose_encoder is None:
         opts.pose_encoder = opts.encoder if depth is not None else encoders.DEFAULT_ENCODER
@@ -332,6 +507,7 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
     opts.timm_version = None
     if used:
         from networks import timm_encoder  # timm is optional: only timm encoders import it
+
         try:
             timm_encoder.import_timm()  # first: describe() remembers its answers
             for name in used:

@@ -1,4 +1,5 @@
 """Train FSRE-Depth: ``python train.py --data_path DIR [options]`` or ``torchrun ... train.py ...``."""
+
 from __future__ import annotations
 
 import logging

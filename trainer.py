@@ -5,6 +5,7 @@ gradients; losses are means over each device's share of the batch, as in the aut
 only rank 0 logs and saves. What the loop relies on is in training/: the run folder, exact resume,
 stop signals, the non-finite guard, the optimizer step (README "Long runs and resuming").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,15 +42,18 @@ class Trainer:
         self.runtime = rt = init_runtime(opts.device, opts.no_cuda, opts.dist_backend)
         self.device = rt.device
         if opts.batch_size % rt.world_size:
-            raise InputError(f"--batch_size {opts.batch_size} is the total batch: it must divide among "
-                             f"{rt.world_size} processes")
+            raise InputError(
+                f"--batch_size {opts.batch_size} is the total batch: it must divide among "
+                f"{rt.world_size} processes"
+            )
         self.log_path = os.path.join(opts.log_dir, opts.model_name)
         utils.seed_everything(opts.seed + rt.rank)
         if opts.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         # first: bad data fails before the model is built (no random numbers are drawn)
         self.train_dataset, self.train_sampler, self.train_loader, self.val_loader = loaders.build(
-            opts, rt, self.device)
+            opts, rt, self.device
+        )
 
         self.model = FSREModel(opts)
         if rt.distributed and self.device.type == "cuda" and opts.sync_bn:
@@ -64,8 +68,9 @@ class Trainer:
         self.scheduler = optimisation.schedule(self.optimizer, opts)
         self.scaler = optimisation.gradient_scaler(self.device, self.acceleration.amp)
         self.net = self._wrap(self.model)
-        self.guard = NonfiniteGuard(self.model, self.scaler, self.device, self.agree, rt.distributed,
-                                    opts.max_nonfinite_steps)
+        self.guard = NonfiniteGuard(
+            self.model, self.scaler, self.device, self.agree, rt.distributed, opts.max_nonfinite_steps
+        )
 
         self.epoch = 0
         self.step = 0
@@ -85,14 +90,21 @@ class Trainer:
             if rt.is_main:
                 with run_folder.writing(self.log_path, self.last_state):
                     self.run_log.open(self.log_path, run_folder.EVENT_DIRS)
-                    options.save_options(opts, os.path.join(self.log_path, run_folder.MODELS_DIR,
-                                                            model_folder.OPTIONS_FILE))
+                    options.save_options(
+                        opts, os.path.join(self.log_path, run_folder.MODELS_DIR, model_folder.OPTIONS_FILE)
+                    )
         except BaseException:
             self.close()
             raise
-        logger.info("training %s (config %s) on %s, %d process(es), %d training items, batch %d",
-                    opts.model_name, opts.config, self.device, rt.world_size, len(self.train_dataset),
-                    opts.batch_size)
+        logger.info(
+            "training %s (config %s) on %s, %d process(es), %d training items, batch %d",
+            opts.model_name,
+            opts.config,
+            self.device,
+            rt.world_size,
+            len(self.train_dataset),
+            opts.batch_size,
+        )
 
     # ------------------------------------------------------------------------------------------
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -144,8 +156,13 @@ class Trainer:
         self.stop_signal.install()
         try:
             if self.step >= self.total_steps or self.epoch >= opts.num_epochs:
-                logger.info("nothing left to train: step %d of %d, epoch %d of %d", self.step,
-                            self.total_steps, self.epoch, opts.num_epochs)
+                logger.info(
+                    "nothing left to train: step %d of %d, epoch %d of %d",
+                    self.step,
+                    self.total_steps,
+                    self.epoch,
+                    opts.num_epochs,
+                )
             for self.epoch in range(self.epoch, opts.num_epochs):
                 if self.step >= self.total_steps and (self.batch_in_epoch == 0 or self.ended_part_way):
                     break
@@ -165,8 +182,16 @@ class Trainer:
                 batch, outputs, losses = self.train_step(inputs, keep_outputs=log_now)
                 self.run_log.window_samples += self.opts.batch_size
                 if log_now:
-                    self.run_log.train_step(self.step, self.total_steps, self.epoch, batch, outputs, losses,
-                                            self.optimizer.param_groups[0]["lr"], self.guard.total)
+                    self.run_log.train_step(
+                        self.step,
+                        self.total_steps,
+                        self.epoch,
+                        batch,
+                        outputs,
+                        losses,
+                        self.optimizer.param_groups[0]["lr"],
+                        self.guard.total,
+                    )
                 bar.update(self.opts.batch_size)
                 self.step += 1
                 self.batch_in_epoch += 1
@@ -185,8 +210,14 @@ class Trainer:
         self.net.train()
         self.run_log.start_window()  # throughput between two logged steps
         steps = min(len(self.train_loader), self.total_steps - self.step)
-        return tqdm(total=steps * self.opts.batch_size, unit="sample", desc=f"epoch {self.epoch}",
-                    disable=not self.runtime.is_main, dynamic_ncols=True, leave=False)
+        return tqdm(
+            total=steps * self.opts.batch_size,
+            unit="sample",
+            desc=f"epoch {self.epoch}",
+            disable=not self.runtime.is_main,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def epoch_batches(self) -> Iterator[dict]:
         """The epoch's batches still to train: none once the step budget is spent (resumed at its end)."""
@@ -247,8 +278,9 @@ class Trainer:
     def validate(self) -> dict:
         """Mean losses over the validation split and, with ground truth, the depth metrics (logged)."""
         self.model.eval()
-        losses, metrics, inputs, outputs = validation.evaluate(self.model, self.val_loader, self.opts,
-                                                               self.runtime, self.device)
+        losses, metrics, inputs, outputs = validation.evaluate(
+            self.model, self.val_loader, self.opts, self.runtime, self.device
+        )
         if self.runtime.is_main:
             self.run_log.validation(self.step, self.epoch, inputs, outputs, losses, metrics)
         self.model.train()
@@ -281,12 +313,18 @@ class Trainer:
         folder = training_state.checkpoint_dir(self.log_path)
         path = training_state.checkpoint_path(folder, self.step)
         if self.runtime.is_main:
-            state = resume.state_of(self, self.epoch if epoch is None else epoch,
-                                    self.batch_in_epoch if epoch is None else 0)
+            state = resume.state_of(
+                self, self.epoch if epoch is None else epoch, self.batch_in_epoch if epoch is None else 0
+            )
             with run_folder.writing(path, self.last_state):
                 training_state.save_checkpoint(folder, self.step, state, self.opts.keep_checkpoints)
-            logger.info("saved the training state (epoch %d, batch %d, step %d) to %s", state["epoch"],
-                        state["batch_in_epoch"], self.step, path)
+            logger.info(
+                "saved the training state (epoch %d, batch %d, step %d) to %s",
+                state["epoch"],
+                state["batch_in_epoch"],
+                self.step,
+                path,
+            )
         if self.runtime.distributed:
             dist.barrier()
         self.last_state = path
@@ -297,9 +335,9 @@ class Trainer:
         name = f"weights_{self.epoch}" + ("_best" if best else "")
         folder = os.path.join(self.log_path, run_folder.MODELS_DIR, name)
         with run_folder.writing(folder, self.last_state):
-            model_folder.save_model_folder(folder, self.models, self.opts, self.optimizer, self.epoch,
-                                           self.step)
+            model_folder.save_model_folder(
+                folder, self.models, self.opts, self.optimizer, self.epoch, self.step
+            )
         self.last_model_folder = folder
         logger.info("saved %s", folder)
         return folder
-

@@ -5,6 +5,7 @@ a run stopped and where its last good state is. Commands run ``main`` through ``
 errors print ``error: <message>`` to stderr and exit with ``EXIT_ERROR``, without a traceback.
 Files written whole are ``fileio/``, processes and machines ``runtime/``, colour maps ``visualisation/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ HOST = socket.gethostname()  # recorded by writers of temporary files and by run
 # errors
 # ------------------------------------------------------------------------------------------------
 EXIT_ERROR = 2  # as argparse's usage errors
-WORKER_TRACEBACK_MARK = "Original Traceback"  # DataLoader re-raises worker errors with their traceback in the text
+WORKER_TRACEBACK_MARK = (
+    "Original Traceback"  # DataLoader re-raises worker errors with their traceback in the text
+)
 
 
 class ProjectError(Exception):
@@ -78,8 +81,13 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
 
 def setup_logging(rank: int = 0, level: int = logging.INFO) -> None:
     """Log to stderr with time stamps; ranks other than 0 only report warnings."""
-    logging.basicConfig(level=level if rank == 0 else logging.WARNING, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level if rank == 0 else logging.WARNING,
+        stream=sys.stderr,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def sec_to_hm_str(seconds: float) -> str:
@@ -91,7 +99,7 @@ def sec_to_hm_str(seconds: float) -> str:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -121,8 +129,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Every command's ``--device`` (checked by ``device_option``; None picks CUDA when available)."""
-    parser.add_argument("--device", type=device_option, default=None,
-                        help="cpu, cuda, cuda:N or mps; default cuda when available")
+    parser.add_argument(
+        "--device",
+        type=device_option,
+        default=None,
+        help="cpu, cuda, cuda:N or mps; default cuda when available",
+    )
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -133,8 +145,9 @@ def pick_device(device: str | None = None) -> torch.device:
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
     if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
-        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                         f"numbered from 0")
+        raise InputError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+        )
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"--device {device}: no MPS device is available here (use --device cpu)")
     return chosen

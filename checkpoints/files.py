@@ -6,6 +6,7 @@ content (``CONTENT_DIGEST_KEY``: tensors' bytes, dtypes and shapes, every plain 
 a model folder holds ``checksums.sha256`` listing each file's digest (``sha256sum -c`` reads it).
 Files without one (released folders, files of earlier versions) load unchecked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,7 +65,9 @@ def content_digest(state) -> str:
 
 def write_checksums(folder: str) -> None:
     """List the digest of every file of ``folder`` in its ``checksums.sha256``."""
-    names = sorted(n for n in os.listdir(folder) if n != CHECKSUM_FILE and os.path.isfile(os.path.join(folder, n)))
+    names = sorted(
+        n for n in os.listdir(folder) if n != CHECKSUM_FILE and os.path.isfile(os.path.join(folder, n))
+    )
     with open(os.path.join(folder, CHECKSUM_FILE), "w") as f:
         f.writelines(f"{file_digest(os.path.join(folder, name))}  {name}\n" for name in names)
 
@@ -86,7 +89,9 @@ def verify_file(path: str) -> None:
     """Raise CheckpointError when ``path`` differs from the digest its folder's ``checksums.sha256`` lists."""
     expected = listed_digest(path)
     if expected is not None and file_digest(path) != expected:
-        raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one in {CHECKSUM_FILE} beside it")
+        raise CheckpointError(
+            f"{path} is damaged: its SHA-256 differs from the one in {CHECKSUM_FILE} beside it"
+        )
 
 
 # ------------------------------------------------------------------------------------------------

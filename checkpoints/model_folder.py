@@ -7,6 +7,7 @@ A folder holds ``encoder.pth`` (with the plain entries ``height``, ``width``, ``
 ``checksums.sha256`` (every file's SHA-256, checked on load; released folders without it load
 unchecked). Files are read with ``weights_only=True``: a checkpoint can never run code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ from checkpoints.files import CheckpointError, read_state, save_state, verify_fi
 from fileio.atomic import atomic_folder, recover_folder
 from networks import JointDecoder, PoseDecoder, build_encoder, encoder_metadata, encoders
 
-NETWORK_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pose_encoder": "pose_encoder.pth",
-                 "pose": "pose.pth"}
+NETWORK_FILES = {
+    "encoder": "encoder.pth",
+    "decoder": "decoder.pth",
+    "pose_encoder": "pose_encoder.pth",
+    "pose": "pose.pth",
+}
 OPTIMIZER_FILE = "adam.pth"
 OPTIONS_FILE = "opt.json"
 METADATA_KEYS = ("height", "width", "epoch", "step", "use_stereo", "encoder", "timm_version")
@@ -46,13 +51,20 @@ def check_state_dict(net: nn.Module, state: dict, path: str) -> None:
     state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    misshapen = [f"{k}: file {tuple(state[k].shape)}, network {tuple(expected[k].shape)}"
-                 for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    misshapen = [
+        f"{k}: file {tuple(state[k].shape)}, network {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     if missing or unexpected or misshapen:
         lines = [f"{path} does not fit the {type(net).__name__}:"]
         for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)):
             if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:10]) + (" ..." if len(items) > 10 else ""))
+                lines.append(
+                    f"  {title} ({len(items)}): "
+                    + ", ".join(items[:10])
+                    + (" ..." if len(items) > 10 else "")
+                )
         raise CheckpointError("\n".join(lines))
 
 
@@ -75,13 +87,19 @@ def check_encoder(net: nn.Module, tensors: dict, metadata: dict, path: str) -> N
     except CheckpointError:
         return  # neither named nor a ResNet: check_state_dict lists what does not fit
     if recorded != net.name:
-        raise CheckpointError(f"{path} was written with the encoder {recorded}, not {net.name}: build the "
-                              f"network with {option} {recorded} (or start from another folder)")
+        raise CheckpointError(
+            f"{path} was written with the encoder {recorded}, not {net.name}: build the "
+            f"network with {option} {recorded} (or start from another folder)"
+        )
     version = metadata.get("timm_version")
     installed = net.metadata().get("timm_version") if hasattr(net, "metadata") else None
     if version and installed and version != installed:
-        logger.warning("%s was written with timm %s, this is timm %s: its keys fit, its outputs may differ",
-                       path, version, installed)
+        logger.warning(
+            "%s was written with timm %s, this is timm %s: its keys fit, its outputs may differ",
+            path,
+            version,
+            installed,
+        )
 
 
 def load_network(net: nn.Module, path: str) -> dict:
@@ -94,8 +112,14 @@ def load_network(net: nn.Module, path: str) -> dict:
     return metadata
 
 
-def save_model_folder(folder: str, networks: dict[str, nn.Module], opts: argparse.Namespace,
-                      optimizer: torch.optim.Optimizer | None = None, epoch: int = 0, step: int = 0) -> str:
+def save_model_folder(
+    folder: str,
+    networks: dict[str, nn.Module],
+    opts: argparse.Namespace,
+    optimizer: torch.optim.Optimizer | None = None,
+    epoch: int = 0,
+    step: int = 0,
+) -> str:
     """Write a model folder with its checksums: built under a temporary name, then renamed into place
     (``fileio.atomic.atomic_folder``), so a folder is never half-written."""
     with atomic_folder(folder) as tmp:
@@ -149,6 +173,7 @@ POSE_VALUES_PER_FRAME = 6
 @dataclass
 class ModelSpec:
     """What a model folder holds: its layout and the network options read from its keys."""
+
     folder: str
     layout: str
     num_layers: int | None  # of a ResNet encoder; None for a timm one
@@ -171,8 +196,17 @@ class ModelSpec:
     def as_options(self) -> argparse.Namespace:
         """Training options describing this model (defaults for everything the folder does not say)."""
         pose = ["--pose_encoder", self.pose_encoder] if self.pose_encoder else []
-        argv = ["--weights_init", "scratch", "--encoder", self.encoder, *pose, "--height", str(self.height),
-                "--width", str(self.width)]
+        argv = [
+            "--weights_init",
+            "scratch",
+            "--encoder",
+            self.encoder,
+            *pose,
+            "--height",
+            str(self.height),
+            "--width",
+            str(self.width),
+        ]
         opts = options.build_parser().parse_args(argv)
         options.resolve_encoders(opts)
         opts.timm_version = self.timm_version
@@ -211,8 +245,10 @@ def _decoder_state(folder: str) -> tuple[str, dict]:
     if os.path.isfile(monodepth2):
         state = read_state(monodepth2)
         return LAYOUT_MONODEPTH2, {f"depth_decoder.{k}": v for k, v in state.items()}
-    raise CheckpointError(f"{folder} holds neither decoder.pth (this project's and the authors' layout) nor "
-                          f"depth.pth (Monodepth2's)")
+    raise CheckpointError(
+        f"{folder} holds neither decoder.pth (this project's and the authors' layout) nor "
+        f"depth.pth (Monodepth2's)"
+    )
 
 
 def inspect_model_folder(folder: str) -> ModelSpec:
@@ -224,12 +260,16 @@ def inspect_model_folder(folder: str) -> ModelSpec:
     saved = _saved_options(folder)
     defaults = options.build_parser().parse_args([])  # for what neither the keys nor opt.json say
 
-    head_keys = sorted(int(k.split(".")[2]) for k in decoder_state
-                       if k.startswith("depth_decoder.decoder.") and k.endswith(".conv.weight")
-                       and k.count(".") == 4)
+    head_keys = sorted(
+        int(k.split(".")[2])
+        for k in decoder_state
+        if k.startswith("depth_decoder.decoder.") and k.endswith(".conv.weight") and k.count(".") == 4
+    )
     num_heads_in_file = len([i for i in head_keys if i >= 10])
     seg_head = decoder_state.get("seg_decoder.decoder.10.conv.weight")
-    cma_keys = sorted({int(k.split(".")[1]) for k in decoder_state if k.startswith("att_d_to_s.")}, reverse=True)
+    cma_keys = sorted(
+        {int(k.split(".")[1]) for k in decoder_state if k.startswith("att_d_to_s.")}, reverse=True
+    )
     cma_layers = tuple(3 - v for v in cma_keys)  # key v is decoder level v + 1, the paper's layer 3 - v
     num_heads = int(saved.get("num_heads", defaults.num_heads))
     cma_ratio = int(saved.get("cma_ratio", defaults.cma_ratio))
@@ -240,8 +280,10 @@ def inspect_model_folder(folder: str) -> ModelSpec:
             num_heads = defaults.num_heads if per_channel % defaults.num_heads == 0 else per_channel
             cma_ratio = per_channel // num_heads
     if cma_layers and seg_head is None:
-        raise CheckpointError(f"{folder}: the decoder holds CMA modules (att_d_to_s.*) but not the segmentation head "
-                              f"seg_decoder.decoder.10.conv.weight that they need")
+        raise CheckpointError(
+            f"{folder}: the decoder holds CMA modules (att_d_to_s.*) but not the segmentation head "
+            f"seg_decoder.decoder.10.conv.weight that they need"
+        )
     pose_path = os.path.join(folder, NETWORK_FILES["pose"])
     pose_encoder_path = os.path.join(folder, NETWORK_FILES["pose_encoder"])
     pose_frames = pose_encoder = None
@@ -250,32 +292,56 @@ def inspect_model_folder(folder: str) -> ModelSpec:
         pose_encoder = recorded_encoder(*split_metadata(read_state(pose_encoder_path)), pose_encoder_path)
     encoder = recorded_encoder(encoder_state, metadata, encoder_path)
     return ModelSpec(
-        folder=folder, layout=layout, num_layers=encoders.resnet_depth(encoder), encoder=encoder,
-        pose_encoder=pose_encoder, timm_version=metadata.get("timm_version", saved.get("timm_version")),
+        folder=folder,
+        layout=layout,
+        num_layers=encoders.resnet_depth(encoder),
+        encoder=encoder,
+        pose_encoder=pose_encoder,
+        timm_version=metadata.get("timm_version", saved.get("timm_version")),
         height=int(metadata.get("height", saved.get("height", defaults.height))),
         width=int(metadata.get("width", saved.get("width", defaults.width))),
-        scales=tuple(range(num_heads_in_file)), semantics=seg_head is not None,
-        num_classes=int(seg_head.shape[0]) if seg_head is not None else defaults.num_classes, cma_layers=cma_layers,
-        num_heads=num_heads, cma_ratio=cma_ratio, min_depth=float(saved.get("min_depth", defaults.min_depth)),
+        scales=tuple(range(num_heads_in_file)),
+        semantics=seg_head is not None,
+        num_classes=int(seg_head.shape[0]) if seg_head is not None else defaults.num_classes,
+        cma_layers=cma_layers,
+        num_heads=num_heads,
+        cma_ratio=cma_ratio,
+        min_depth=float(saved.get("min_depth", defaults.min_depth)),
         max_depth=float(saved.get("max_depth", defaults.max_depth)),
-        use_stereo=bool(metadata.get("use_stereo", saved.get("use_stereo", defaults.use_stereo))), pose_frames=pose_frames)
+        use_stereo=bool(metadata.get("use_stereo", saved.get("use_stereo", defaults.use_stereo))),
+        pose_frames=pose_frames,
+    )
 
 
-def load_depth_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, ModelSpec]:
+def load_depth_model(
+    folder: str, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, nn.Module, ModelSpec]:
     """Encoder and joint decoder of any supported model folder, loaded exactly, in eval mode."""
     spec = inspect_model_folder(folder)
     encoder = build_encoder(spec.encoder)
-    decoder = JointDecoder(encoder.num_ch_enc, spec.scales, spec.semantics, spec.num_classes, spec.cma_layers,
-                           spec.num_heads, spec.cma_ratio, encoder.feature_strides)
+    decoder = JointDecoder(
+        encoder.num_ch_enc,
+        spec.scales,
+        spec.semantics,
+        spec.num_classes,
+        spec.cma_layers,
+        spec.num_heads,
+        spec.cma_ratio,
+        encoder.feature_strides,
+    )
     load_network(encoder, os.path.join(folder, NETWORK_FILES["encoder"]))
     _, state = _decoder_state(folder)
-    path = os.path.join(folder, NETWORK_FILES["decoder"] if spec.layout == LAYOUT_FSRE else MONODEPTH2_DEPTH_FILE)
+    path = os.path.join(
+        folder, NETWORK_FILES["decoder"] if spec.layout == LAYOUT_FSRE else MONODEPTH2_DEPTH_FILE
+    )
     check_state_dict(decoder, state, path)
     decoder.load_state_dict(state)
     return encoder.to(device).eval(), decoder.to(device).eval(), spec
 
 
-def load_pose_model(folder: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, ModelSpec]:
+def load_pose_model(
+    folder: str, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, nn.Module, ModelSpec]:
     """Pose encoder and decoder of a model folder, loaded exactly, in eval mode."""
     spec = inspect_model_folder(folder)
     if spec.pose_frames is None:

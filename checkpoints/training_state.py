@@ -6,6 +6,7 @@ that; written to a temporary name and renamed. Rotation keeps the newest ``keep`
 checkpoints up to the one just written: a file of another run (another id) or of a later step is
 never deleted. Read with ``weights_only=True``: a checkpoint can never run code.
 """
+
 from __future__ import annotations
 
 import glob
@@ -88,6 +89,8 @@ def latest_checkpoint(folder: str) -> tuple[str, dict] | None:
             logger.warning("skipping %s", err)
             damaged.append(str(err))
     if damaged:
-        raise CheckpointError(f"no checkpoint of {folder} loads ({'; '.join(damaged)}): resume from a copy with "
-                              f"--resume CHECKPOINT, or start the run again with --overwrite")
+        raise CheckpointError(
+            f"no checkpoint of {folder} loads ({'; '.join(damaged)}): resume from a copy with "
+            f"--resume CHECKPOINT, or start the run again with --overwrite"
+        )
     return None

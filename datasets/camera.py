@@ -8,6 +8,7 @@ they are for: checked), ``stereo`` (``{"folder": "right", "baseline": 0.54}``, m
 hold the same keys (needs PyYAML). The folders dataset, video import and predict.py's metric depth
 read their cameras here.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,6 +35,7 @@ FOCAL_LIMITS = (0.01, 100.0)
 @dataclass(frozen=True)
 class Camera:
     """A sequence's pinhole intrinsics in pixels of its frames, and its optional second camera."""
+
     fx: float
     fy: float
     cx: float
@@ -48,10 +50,15 @@ class Camera:
 
     def normalised(self, width: int, height: int) -> np.ndarray:
         """4x4 intrinsics normalised by the frame size (Monodepth2's convention for KITTI_K)."""
-        return np.array([[self.fx / width, 0, self.cx / width, 0],
-                         [0, self.fy / height, self.cy / height, 0],
-                         [0, 0, 1, 0],
-                         [0, 0, 0, 1]], dtype=np.float32)
+        return np.array(
+            [
+                [self.fx / width, 0, self.cx / width, 0],
+                [0, self.fy / height, self.cy / height, 0],
+                [0, 0, 1, 0],
+                [0, 0, 0, 1],
+            ],
+            dtype=np.float32,
+        )
 
     def as_dict(self) -> dict:
         """The JSON form that ``read_camera`` reads back."""
@@ -73,8 +80,9 @@ def _load_mapping(path: str):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (byte {err.start}): write the intrinsics as UTF-8 JSON "
-                         f"or YAML") from None
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {err.start}): write the intrinsics as UTF-8 JSON or YAML"
+        ) from None
     if path.endswith(".json"):
         try:
             return json.loads(text)
@@ -105,7 +113,9 @@ def parse_camera(data, path: str) -> Camera:
     if isinstance(data, list):
         data = {"K": data}
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected fx, fy, cx, cy (pixels) or a 3x3 / 3x4 matrix K, got {type(data).__name__}")
+        raise InputError(
+            f"{path}: expected fx, fy, cx, cy (pixels) or a 3x3 / 3x4 matrix K, got {type(data).__name__}"
+        )
     if "K" in data:
         try:
             K = np.asarray(data["K"], dtype=np.float64)
@@ -119,8 +129,10 @@ def parse_camera(data, path: str) -> Camera:
     else:
         missing = [key for key in ("fx", "fy", "cx", "cy") if key not in data]
         if missing:
-            raise InputError(f"{path}: missing {', '.join(missing)}: give fx, fy, cx, cy in pixels of the "
-                             f"stored frames, or a 3x3 / 3x4 matrix K")
+            raise InputError(
+                f"{path}: missing {', '.join(missing)}: give fx, fy, cx, cy in pixels of the "
+                f"stored frames, or a 3x3 / 3x4 matrix K"
+            )
         fx, fy, cx, cy = (_number(data[key], key, path) for key in ("fx", "fy", "cx", "cy"))
     if fx <= 0 or fy <= 0:
         raise InputError(f"{path}: focal lengths must be positive, got fx {fx}, fy {fy}")
@@ -128,19 +140,25 @@ def parse_camera(data, path: str) -> Camera:
     if "width" in data or "height" in data:
         width, height = (_number(data.get(key), key, path) for key in ("width", "height"))
         if width <= 0 or height <= 0 or width != int(width) or height != int(height):
-            raise InputError(f"{path}: width and height must be positive whole numbers of pixels, got {width}, {height}")
+            raise InputError(
+                f"{path}: width and height must be positive whole numbers of pixels, got {width}, {height}"
+            )
         width, height = int(width), int(height)
     stereo_folder = baseline = None
     if data.get("stereo") is not None:
         stereo = data["stereo"]
         if not isinstance(stereo, dict) or "folder" not in stereo or "baseline" not in stereo:
-            raise InputError(f"{path}: stereo must be {{\"folder\": ..., \"baseline\": metres}}, got {stereo!r}")
+            raise InputError(f'{path}: stereo must be {{"folder": ..., "baseline": metres}}, got {stereo!r}')
         stereo_folder = str(stereo["folder"])
         if os.path.isabs(stereo_folder) or os.pardir in stereo_folder.replace("\\", "/").split("/"):
-            raise InputError(f"{path}: the stereo folder must lie inside the sequence folder, got {stereo_folder!r}")
+            raise InputError(
+                f"{path}: the stereo folder must lie inside the sequence folder, got {stereo_folder!r}"
+            )
         if os.path.normpath(stereo_folder) == os.curdir:
-            raise InputError(f"{path}: the stereo folder {stereo_folder!r} is the sequence folder itself: "
-                             f"the second camera's frames go in a subfolder (e.g. \"right\")")
+            raise InputError(
+                f"{path}: the stereo folder {stereo_folder!r} is the sequence folder itself: "
+                f'the second camera\'s frames go in a subfolder (e.g. "right")'
+            )
         baseline = _number(stereo["baseline"], "the stereo baseline", path)
         if baseline <= 0:
             raise InputError(f"{path}: the stereo baseline must be positive (metres), got {baseline}")
@@ -148,10 +166,22 @@ def parse_camera(data, path: str) -> Camera:
     if data.get("camera_height") is not None:
         camera_height = _number(data["camera_height"], "camera_height", path)
         if camera_height <= 0:
-            raise InputError(f"{path}: camera_height must be positive (metres above the road), "
-                             f"got {camera_height}")
-    return Camera(float(fx), float(fy), float(cx), float(cy), path, width, height, stereo_folder, baseline,
-                  bool(data.get("guessed", False)), camera_height)
+            raise InputError(
+                f"{path}: camera_height must be positive (metres above the road), got {camera_height}"
+            )
+    return Camera(
+        float(fx),
+        float(fy),
+        float(cx),
+        float(cy),
+        path,
+        width,
+        height,
+        stereo_folder,
+        baseline,
+        bool(data.get("guessed", False)),
+        camera_height,
+    )
 
 
 def read_camera(path: str) -> Camera:
@@ -162,34 +192,48 @@ def read_camera(path: str) -> Camera:
 def check_camera_fits(camera: Camera, width: int, height: int, folder: str) -> None:
     """Intrinsics must be for the frames' size: the size they name, and a principal point inside the frame."""
     if camera.width is not None and (camera.width, camera.height) != (width, height):
-        raise InputError(f"{camera.source}: intrinsics for {camera.width}x{camera.height} frames, but the frames of "
-                         f"{folder} are {width}x{height} (width x height): give them in pixels of the stored frames")
+        raise InputError(
+            f"{camera.source}: intrinsics for {camera.width}x{camera.height} frames, but the frames of "
+            f"{folder} are {width}x{height} (width x height): give them in pixels of the stored frames"
+        )
     low, high = FOCAL_LIMITS
     if not (low <= camera.fx / width <= high and low <= camera.fy / height <= high):
-        raise InputError(f"{camera.source}: focal lengths fx {camera.fx:g}, fy {camera.fy:g} px are no "
-                         f"camera's for the {width}x{height} frames of {folder} (fx / width and fy / height must lie in "
-                         f"{low:g}..{high:g}): give them in pixels of these frames")
+        raise InputError(
+            f"{camera.source}: focal lengths fx {camera.fx:g}, fy {camera.fy:g} px are no "
+            f"camera's for the {width}x{height} frames of {folder} (fx / width and fy / height must lie in "
+            f"{low:g}..{high:g}): give them in pixels of these frames"
+        )
     if not (0 < camera.cx < width and 0 < camera.cy < height):
-        raise InputError(f"{camera.source}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the "
-                         f"{width}x{height} frames of {folder}: intrinsics for another frame size?")
+        raise InputError(
+            f"{camera.source}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the "
+            f"{width}x{height} frames of {folder}: intrinsics for another frame size?"
+        )
 
 
 def camera_warnings(camera: Camera, width: int, height: int) -> list[str]:
     """Why intrinsics look implausible for frames of a size (empty when they look fine)."""
     problems = []
     if camera.guessed:
-        problems.append("intrinsics guessed from a field of view, not calibrated: depth and pose will be off "
-                        "by the guess's error")
+        problems.append(
+            "intrinsics guessed from a field of view, not calibrated: depth and pose will be off "
+            "by the guess's error"
+        )
     if abs(camera.cx / width - 0.5) > CENTRE_TOLERANCE or abs(camera.cy / height - 0.5) > CENTRE_TOLERANCE:
-        problems.append(f"principal point ({camera.cx:g}, {camera.cy:g}) is far from the image centre "
-                        f"({width / 2:g}, {height / 2:g}): intrinsics for another size, or of a cropped video?")
+        problems.append(
+            f"principal point ({camera.cx:g}, {camera.cy:g}) is far from the image centre "
+            f"({width / 2:g}, {height / 2:g}): intrinsics for another size, or of a cropped video?"
+        )
     if not FX_RANGE[0] <= camera.fx / width <= FX_RANGE[1]:
         fov = math.degrees(2 * math.atan(width / (2 * camera.fx)))
-        problems.append(f"fx {camera.fx:g} px for {width} px wide frames is a {fov:.0f} degree horizontal field "
-                        f"of view: are the intrinsics in pixels of these frames?")
+        problems.append(
+            f"fx {camera.fx:g} px for {width} px wide frames is a {fov:.0f} degree horizontal field "
+            f"of view: are the intrinsics in pixels of these frames?"
+        )
     if abs(camera.fx / camera.fy - 1) > ASPECT_TOLERANCE:
-        problems.append(f"fx {camera.fx:g} and fy {camera.fy:g} differ by more than {ASPECT_TOLERANCE:.0%}: "
-                        f"non-square pixels, or frames resized without the intrinsics?")
+        problems.append(
+            f"fx {camera.fx:g} and fy {camera.fy:g} differ by more than {ASPECT_TOLERANCE:.0%}: "
+            f"non-square pixels, or frames resized without the intrinsics?"
+        )
     return problems
 
 
@@ -218,5 +262,12 @@ def cropped_and_resized(camera: Camera, crop: tuple[int, int, int, int], width: 
     moves the principal point, the resize scales everything."""
     x, y, crop_w, crop_h = crop
     sx, sy = width / crop_w, height / crop_h
-    return replace(camera, fx=camera.fx * sx, fy=camera.fy * sy, cx=(camera.cx - x) * sx,
-                   cy=(camera.cy - y) * sy, width=width, height=height)
+    return replace(
+        camera,
+        fx=camera.fx * sx,
+        fy=camera.fy * sy,
+        cx=(camera.cx - x) * sx,
+        cy=(camera.cy - y) * sy,
+        width=width,
+        height=height,
+    )

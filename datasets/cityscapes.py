@@ -1,4 +1,5 @@
 """Cityscapes label table: label ids (0..33) of the pseudo-label PNGs, the 19 train ids, colours."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,20 +12,54 @@ NUM_LABEL_IDS = 34  # ids 0..33; the table's -1 (license plate) never occurs in 
 
 # (name, label id, train id) of the 19 classes the network predicts; every other id maps to 255.
 TRAIN_CLASSES = (
-    ("road", 7), ("sidewalk", 8), ("building", 11), ("wall", 12), ("fence", 13), ("pole", 17),
-    ("traffic light", 19), ("traffic sign", 20), ("vegetation", 21), ("terrain", 22), ("sky", 23),
-    ("person", 24), ("rider", 25), ("car", 26), ("truck", 27), ("bus", 28), ("train", 31),
-    ("motorcycle", 32), ("bicycle", 33),
+    ("road", 7),
+    ("sidewalk", 8),
+    ("building", 11),
+    ("wall", 12),
+    ("fence", 13),
+    ("pole", 17),
+    ("traffic light", 19),
+    ("traffic sign", 20),
+    ("vegetation", 21),
+    ("terrain", 22),
+    ("sky", 23),
+    ("person", 24),
+    ("rider", 25),
+    ("car", 26),
+    ("truck", 27),
+    ("bus", 28),
+    ("train", 31),
+    ("motorcycle", 32),
+    ("bicycle", 33),
 )
 CLASS_NAMES = tuple(name for name, _ in TRAIN_CLASSES)
 NUM_CLASSES = len(TRAIN_CLASSES)
 
 # Colours of the train ids (Cityscapes' palette); ignored pixels are drawn black.
-TRAIN_ID_COLOURS = np.array([
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-], dtype=np.uint8)
+TRAIN_ID_COLOURS = np.array(
+    [
+        (128, 64, 128),
+        (244, 35, 232),
+        (70, 70, 70),
+        (102, 102, 156),
+        (190, 153, 153),
+        (153, 153, 153),
+        (250, 170, 30),
+        (220, 220, 0),
+        (107, 142, 35),
+        (152, 251, 152),
+        (70, 130, 180),
+        (220, 20, 60),
+        (255, 0, 0),
+        (0, 0, 142),
+        (0, 0, 70),
+        (0, 60, 100),
+        (0, 80, 100),
+        (0, 0, 230),
+        (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)
 
 
 def label_id_to_train_id_table() -> np.ndarray:

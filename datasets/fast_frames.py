@@ -15,6 +15,7 @@ them all as uint8. Both make only the image keys they are given (the trainer giv
 ``model.image_keys``: every frame at scale 0, the target at every scale, jittered copies at scale
 0). Everything else in an item (intrinsics, labels, ground truth) is the exact pipeline's.
 """
+
 from __future__ import annotations
 
 from typing import Collection
@@ -50,26 +51,40 @@ def read_frame_uint8(path: str, height: int, width: int, do_flip: bool) -> torch
     return image.flip(-1) if do_flip else image
 
 
-def add_worker_images(inputs: dict, frame_id, frame: torch.Tensor, keys: Collection[tuple],
-                      jitter: JitterDraw | None) -> None:
+def add_worker_images(
+    inputs: dict, frame_id, frame: torch.Tensor, keys: Collection[tuple], jitter: JitterDraw | None
+) -> None:
     """The image keys ``keys`` wants of one uint8 frame, made in the worker: each scale antialiased
     bicubic from the training size, its jittered copy with the exact pipeline's PIL jitter (on the
     uint8 scale), under the uint8 keys."""
     height, width = frame.shape[-2:]
     scales = sorted({key[2] for key in keys if key[1] == frame_id})
     for scale in scales:
-        size = [height // 2 ** scale, width // 2 ** scale]
-        scaled = frame if scale == 0 else v2F.resize(frame, size, interpolation=InterpolationMode.BICUBIC,
-                                                     antialias=True)
+        size = [height // 2**scale, width // 2**scale]
+        scaled = (
+            frame
+            if scale == 0
+            else v2F.resize(frame, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        )
         if ("color", frame_id, scale) in keys:
             inputs[(FRAME_KEY, frame_id, scale)] = scaled
         if ("color_aug", frame_id, scale) in keys:
-            augmented = scaled if jitter is None else v2F.pil_to_tensor(jitter_pil(v2F.to_pil_image(scaled), jitter))
+            augmented = (
+                scaled if jitter is None else v2F.pil_to_tensor(jitter_pil(v2F.to_pil_image(scaled), jitter))
+            )
             inputs[(AUG_KEY, frame_id, scale)] = augmented
 
 
-def add_uint8_frames(inputs: dict, frame_paths: dict, height: int, width: int, do_flip: bool,
-                     jitter: JitterDraw | None, keys: Collection[tuple], in_workers: bool) -> None:
+def add_uint8_frames(
+    inputs: dict,
+    frame_paths: dict,
+    height: int,
+    width: int,
+    do_flip: bool,
+    jitter: JitterDraw | None,
+    keys: Collection[tuple],
+    in_workers: bool,
+) -> None:
     """An item's images for the fast pipelines: the uint8 frames of ``frame_paths`` (frame id -> file)
     that ``keys`` needs, at the training size, and the jitter draw (``fast``); or, ``in_workers``
     (``fast_workers``), the uint8 images of ``keys``, jittered copies included."""

@@ -23,6 +23,7 @@ present and of one size (file headers only), intrinsics present and fitting that
 import. A line whose neighbours (``--frame_ids``) fall outside its sequence, or that needs a second
 camera the sequence lacks, is named by ``entry_problem`` (the input check: file and line).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +45,10 @@ logger = logging.getLogger(__name__)
 INCOMPLETE_MARKER = ".incomplete"  # in a sequence folder that tools.import_video has not finished
 SEGMENTATION_FOLDER = "segmentation"  # pseudo-labels, below --data_path by default
 SPLITS_FOLDER = "splits"  # what tools.prepare_sequences writes
-NOT_SEQUENCES = (SEGMENTATION_FOLDER, SPLITS_FOLDER)  # folders of --data_path that hold no frames of their own
+NOT_SEQUENCES = (
+    SEGMENTATION_FOLDER,
+    SPLITS_FOLDER,
+)  # folders of --data_path that hold no frames of their own
 FRAME_NAME = "{:010d}"  # frame file names written by tools.import_video (and the synthetic videos)
 KITTI_BASELINE_M = 0.54  # KITTI's stereo baseline, which Monodepth2's stereo translation 0.1 stands for
 
@@ -52,6 +56,7 @@ KITTI_BASELINE_M = 0.54  # KITTI's stereo baseline, which Monodepth2's stereo tr
 @dataclass(frozen=True)
 class ImageSequence:
     """A checked sequence: its frames in order, their size, its camera and its second camera's frames."""
+
     name: str
     folder: str
     frames: tuple[str, ...]  # paths
@@ -68,7 +73,9 @@ class ImageSequence:
         """Frames of a split line's side: l (or none) = the sequence's own, r = its second camera."""
         if side == "r":
             if not self.right:
-                raise InputError(f"{self.folder}: side r needs a second camera ('stereo' in {self.camera.source})")
+                raise InputError(
+                    f"{self.folder}: side r needs a second camera ('stereo' in {self.camera.source})"
+                )
             return self.right
         return self.frames
 
@@ -81,8 +88,11 @@ def natural_key(name: str) -> list:
 
 def list_frames(folder: str) -> list[str]:
     """Paths of the image files directly in ``folder``, in natural name order."""
-    names = [name for name in os.listdir(folder)
-             if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))]
+    names = [
+        name
+        for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))
+    ]
     return [os.path.join(folder, name) for name in sorted(names, key=natural_key)]
 
 
@@ -110,6 +120,7 @@ def intrinsics_file(data_path: str, name: str) -> str | None:
             return None
         folder = os.path.dirname(folder)
 
+
 # -- sequences ----------------------------------------------------------------------------------
 def read_sequence(data_path: str, name: str) -> ImageSequence:
     """A sequence folder, checked: complete, with frames of one size and intrinsics that fit them."""
@@ -117,31 +128,41 @@ def read_sequence(data_path: str, name: str) -> ImageSequence:
     if not os.path.isdir(folder):
         raise MissingFileError(f"{folder}: no such sequence folder")
     if os.path.exists(os.path.join(folder, INCOMPLETE_MARKER)):
-        raise InputError(f"{folder}: its import did not finish ({INCOMPLETE_MARKER} is there): rerun "
-                         f"python -m tools.import_video with the same arguments to complete it")
+        raise InputError(
+            f"{folder}: its import did not finish ({INCOMPLETE_MARKER} is there): rerun "
+            f"python -m tools.import_video with the same arguments to complete it"
+        )
     frames = list_frames(folder)
     if not frames:
         raise InputError(f"{folder}: no frames ({', '.join(IMAGE_EXTENSIONS)}) in the sequence folder")
     width, height = frame_size(frames)
     path = intrinsics_file(data_path, name)
     if path is None:
-        raise MissingFileError(f"{folder}: no intrinsics: write {os.path.join(folder, INTRINSICS_NAMES[0])} (or "
-                               f"one for all sequences in {data_path}) with fx, fy, cx, cy in pixels of its "
-                               f"{width}x{height} frames (docs/own_data.md)")
+        raise MissingFileError(
+            f"{folder}: no intrinsics: write {os.path.join(folder, INTRINSICS_NAMES[0])} (or "
+            f"one for all sequences in {data_path}) with fx, fy, cx, cy in pixels of its "
+            f"{width}x{height} frames (docs/own_data.md)"
+        )
     camera = read_camera(path)
     check_camera_fits(camera, width, height, folder)
     right: list[str] = []
     if camera.stereo_folder is not None:
         right_folder = os.path.join(folder, camera.stereo_folder)
         if not os.path.isdir(right_folder):
-            raise MissingFileError(f"{right_folder}: the second camera's folder that {path} names is not there")
+            raise MissingFileError(
+                f"{right_folder}: the second camera's folder that {path} names is not there"
+            )
         right = list_frames(right_folder)
         if len(right) != len(frames):
-            raise InputError(f"{right_folder}: {len(right)} frames, but {folder} has {len(frames)}: the two cameras' "
-                             f"frames pair by position")
+            raise InputError(
+                f"{right_folder}: {len(right)} frames, but {folder} has {len(frames)}: the two cameras' "
+                f"frames pair by position"
+            )
         if frame_size(right) != (width, height):
-            raise InputError(f"{right_folder}: frames of {frame_size(right)[0]}x{frame_size(right)[1]}, but "
-                             f"{folder} has {width}x{height}: the second camera must be rectified to the same size")
+            raise InputError(
+                f"{right_folder}: frames of {frame_size(right)[0]}x{frame_size(right)[1]}, but "
+                f"{folder} has {width}x{height}: the second camera must be rectified to the same size"
+            )
     return ImageSequence(name, folder, tuple(frames), width, height, camera, tuple(right))
 
 
@@ -151,8 +172,10 @@ def frame_size(frames: Sequence[str]) -> tuple[int, int]:
     for path in frames[1:]:
         size = image_size(path)
         if size != first:
-            raise InputError(f"{path}: a {size[0]}x{size[1]} frame in a sequence of {first[0]}x{first[1]} frames "
-                             f"(width x height, from {os.path.basename(frames[0])}): a sequence's frames must share one size")
+            raise InputError(
+                f"{path}: a {size[0]}x{size[1]} frame in a sequence of {first[0]}x{first[1]} frames "
+                f"(width x height, from {os.path.basename(frames[0])}): a sequence's frames must share one size"
+            )
     return first
 
 
@@ -164,8 +187,10 @@ def find_sequences(data_path: str, seg_path: str | None = None) -> list[str]:
     for name in NOT_SEQUENCES:
         if os.path.isdir(os.path.join(data_path, name)) and list_frames(os.path.join(data_path, name)):
             what = "the split files" if name == SPLITS_FOLDER else "the pseudo-labels"
-            raise InputError(f"{os.path.join(data_path, name)}: holds frames, but {name!r} is the folder of "
-                             f"{what}: rename the sequence")
+            raise InputError(
+                f"{os.path.join(data_path, name)}: holds frames, but {name!r} is the folder of "
+                f"{what}: rename the sequence"
+            )
     skip = {os.path.abspath(os.path.join(data_path, name)) for name in NOT_SEQUENCES}
     if seg_path:
         skip.add(os.path.abspath(seg_path))
@@ -178,7 +203,9 @@ def find_sequences(data_path: str, seg_path: str | None = None) -> list[str]:
             stereo = read_camera(path).stereo_folder if path is not None else None
             if stereo is not None:
                 skip.add(os.path.abspath(os.path.join(root, stereo)))
-        dirs[:] = sorted((d for d in dirs if os.path.abspath(os.path.join(root, d)) not in skip), key=natural_key)
+        dirs[:] = sorted(
+            (d for d in dirs if os.path.abspath(os.path.join(root, d)) not in skip), key=natural_key
+        )
     return names
 
 
@@ -190,7 +217,9 @@ class FoldersDataset(MonoDataset):
     def __init__(self, data_path: str, filenames: Sequence[str], *args, **kwargs) -> None:
         self.sequences: dict[str, ImageSequence] = {}
         super().__init__(data_path, filenames, *args, **kwargs)
-        for entry in self.entries:  # every sequence named is read and checked now (InputError naming its file)
+        for (
+            entry
+        ) in self.entries:  # every sequence named is read and checked now (InputError naming its file)
             self.sequence(entry.folder)
 
     def entry_problem(self, entry: SplitEntry) -> str | None:
@@ -200,13 +229,17 @@ class FoldersDataset(MonoDataset):
         if stereo and entry.side is None:
             return "names no side: stereo training (--use_stereo) needs l or r on every line"
         if (stereo or entry.side == "r") and not sequence.right:
-            return (f"needs the second camera, but {sequence.folder} has none (no 'stereo' in "
-                    f"{sequence.camera.source})")
+            return (
+                f"needs the second camera, but {sequence.folder} has none (no 'stereo' in "
+                f"{sequence.camera.source})"
+            )
         offsets = [i for i in self.frame_ids if i != "s"]
         first, last = entry.frame_index + min(offsets), entry.frame_index + max(offsets)
         if first < 0 or last >= len(sequence.frames):
-            return (f"needs frames {first}..{last} (--frame_ids {' '.join(map(str, self.frame_ids))}), but "
-                    f"{sequence.folder} has frames 0..{len(sequence.frames) - 1}")
+            return (
+                f"needs frames {first}..{last} (--frame_ids {' '.join(map(str, self.frame_ids))}), but "
+                f"{sequence.folder} has frames 0..{len(sequence.frames) - 1}"
+            )
         return super().entry_problem(entry)
 
     def sequence(self, name: str) -> ImageSequence:
@@ -218,7 +251,9 @@ class FoldersDataset(MonoDataset):
     def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
         frames = self.sequence(folder).frames_of(side)
         if not 0 <= frame_index < len(frames):
-            raise InputError(f"{self.sequence(folder).folder}: no frame {frame_index} (it has frames 0..{len(frames) - 1})")
+            raise InputError(
+                f"{self.sequence(folder).folder}: no frame {frame_index} (it has frames 0..{len(frames) - 1})"
+            )
         return frames[frame_index]
 
     def load_item(self, index: int) -> dict:

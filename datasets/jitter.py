@@ -16,6 +16,7 @@ A draw is applied by one of two arithmetics:
   of ``--input_pipeline fast`` (speed/device_inputs.py). It differs from ``jitter_pil`` by that
   rounding (tests/test_speed.py states the tolerance).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -35,6 +36,7 @@ HSV_CHANNEL_OFFSETS = (5.0, 3.0, 1.0)  # n of R, G, B in the HSV -> RGB formula
 
 class JitterDraw(NamedTuple):
     """One item's draw, as ``ColorJitter.get_params`` returns it: the order of the adjustments, then the factors."""
+
     order: torch.Tensor
     brightness: float
     contrast: float
@@ -44,8 +46,9 @@ class JitterDraw(NamedTuple):
 
 def draw() -> JitterDraw:
     """Draw an item's jitter from torch's generator, with the authors' ranges."""
-    return JitterDraw(*transforms.ColorJitter.get_params(BRIGHTNESS_RANGE, CONTRAST_RANGE, SATURATION_RANGE,
-                                                         HUE_RANGE))
+    return JitterDraw(
+        *transforms.ColorJitter.get_params(BRIGHTNESS_RANGE, CONTRAST_RANGE, SATURATION_RANGE, HUE_RANGE)
+    )
 
 
 def as_tensors(jitter: JitterDraw | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +119,12 @@ def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tenso
     return (factor * images + (1 - factor) * greyscale(images)).clamp(0, 1)
 
 
-TENSOR_ADJUSTMENTS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)  # ColorJitter's numbering
+TENSOR_ADJUSTMENTS = (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    adjust_hue,
+)  # ColorJitter's numbering
 
 
 def adjust_each(images: torch.Tensor, op: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

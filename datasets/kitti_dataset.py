@@ -1,4 +1,5 @@
 """The three KITTI layouts: raw data, odometry sequences and the depth benchmark."""
+
 from __future__ import annotations
 
 import os
@@ -9,9 +10,9 @@ from PIL import Image
 
 from . import kitti_utils
 from .kitti_utils import CAMERA_OF_SIDE, generate_depth_map
+from .mono_dataset import MonoDataset, SplitEntry, open_image
 
 CALIBRATION_FILES = ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")  # read by generate_depth_map
-from .mono_dataset import MonoDataset, SplitEntry, open_image
 
 DEPTH_PNG_SCALE = 256.0  # KITTI depth-benchmark PNGs store depth x 256 as uint16
 
@@ -37,15 +38,22 @@ class KITTIRAWDataset(MonoDataset):
         if self.load_depth:
             entry = self.entries[index]
             calib_dir = os.path.join(self.data_path, entry.folder.split("/")[0])
-            files += [self.velodyne_path(entry.folder, entry.frame_index)] + \
-                [os.path.join(calib_dir, name) for name in CALIBRATION_FILES]
+            files += [self.velodyne_path(entry.folder, entry.frame_index)] + [
+                os.path.join(calib_dir, name) for name in CALIBRATION_FILES
+            ]
         return files
 
     def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
         calib_dir = os.path.join(self.data_path, folder.split("/")[0])
         depth = generate_depth_map(calib_dir, self.velodyne_path(folder, frame_index), CAMERA_OF_SIDE[side])
-        depth = skimage.transform.resize(depth, self.full_res_shape[::-1], order=0, preserve_range=True,
-                                         mode="constant", anti_aliasing=False)
+        depth = skimage.transform.resize(
+            depth,
+            self.full_res_shape[::-1],
+            order=0,
+            preserve_range=True,
+            mode="constant",
+            anti_aliasing=False,
+        )
         return np.fliplr(depth) if do_flip else depth
 
 
@@ -59,16 +67,23 @@ class KITTIOdomDataset(MonoDataset):
 
     def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:
         filename = f"{frame_index:06d}{self.img_ext}"
-        return os.path.join(self.data_path, "sequences", f"{int(folder):02d}", f"image_{CAMERA_OF_SIDE[side]}",
-                            filename)
+        return os.path.join(
+            self.data_path, "sequences", f"{int(folder):02d}", f"image_{CAMERA_OF_SIDE[side]}", filename
+        )
 
 
 class KITTIDepthDataset(KITTIRAWDataset):
     """KITTI raw frames with the depth benchmark's annotated maps as ground truth."""
 
     def depth_path(self, folder: str, frame_index: int, side: str | None) -> str:
-        return os.path.join(self.data_path, folder, "proj_depth", "groundtruth", f"image_0{CAMERA_OF_SIDE[side]}",
-                            f"{frame_index:010d}.png")
+        return os.path.join(
+            self.data_path,
+            folder,
+            "proj_depth",
+            "groundtruth",
+            f"image_0{CAMERA_OF_SIDE[side]}",
+            f"{frame_index:010d}.png",
+        )
 
     def check_depth(self) -> bool:
         if not self.entries:
@@ -84,8 +99,9 @@ class KITTIDepthDataset(KITTIRAWDataset):
         return files
 
     def get_depth(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> np.ndarray:
-        depth = open_image(self.depth_path(folder, frame_index, side)).resize(self.full_res_shape,
-                                                                              Image.Resampling.NEAREST)
+        depth = open_image(self.depth_path(folder, frame_index, side)).resize(
+            self.full_res_shape, Image.Resampling.NEAREST
+        )
         depth = np.array(depth).astype(np.float32) / DEPTH_PNG_SCALE
         return np.fliplr(depth) if do_flip else depth
 

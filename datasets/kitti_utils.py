@@ -1,4 +1,5 @@
 """KITTI calibration and Velodyne helpers: ground-truth depth from LiDAR points (Monodepth2's)."""
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,16 @@ def read_calib_file(path: str) -> dict[str, np.ndarray]:
     return data
 
 
-def calibration_matrix(calib: dict[str, np.ndarray], key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
+def calibration_matrix(
+    calib: dict[str, np.ndarray], key: str, shape: tuple[int, ...], path: str
+) -> np.ndarray:
     """Entry ``key`` of a calibration file read by ``read_calib_file``, reshaped; InputError naming the file if absent or misshapen."""
     if key not in calib:
         raise InputError(f"{path}: calibration entry {key!r} is missing")
     if calib[key].size != int(np.prod(shape)):
-        raise InputError(f"{path}: calibration entry {key!r} holds {calib[key].size} numbers, expected {int(np.prod(shape))}")
+        raise InputError(
+            f"{path}: calibration entry {key!r} holds {calib[key].size} numbers, expected {int(np.prod(shape))}"
+        )
     return calib[key].reshape(shape)
 
 
@@ -51,8 +56,10 @@ def check_velodyne_file(path: str) -> None:
         raise MissingFileError(f"{path}: Velodyne scan not found")
     size = os.path.getsize(path)
     if size == 0 or size % VELODYNE_RECORD_BYTES:
-        raise InputError(f"{path}: a Velodyne scan holds records of {VELODYNE_RECORD_BYTES} bytes (4 float32), this "
-                         f"file has {size} bytes ({'empty' if size == 0 else 'truncated or not a scan'})")
+        raise InputError(
+            f"{path}: a Velodyne scan holds records of {VELODYNE_RECORD_BYTES} bytes (4 float32), this "
+            f"file has {size} bytes ({'empty' if size == 0 else 'truncated or not a scan'})"
+        )
 
 
 def load_velodyne_points(path: str) -> np.ndarray:
@@ -75,7 +82,9 @@ def generate_depth_map(calib_dir: str, velo_path: str, cam: int = 2, vel_depth: 
     cam2cam = read_calib_file(cam_file)
     velo2cam = rigid_transform(os.path.join(calib_dir, "calib_velo_to_cam.txt"))
 
-    im_shape = calibration_matrix(cam2cam, "S_rect_02", (2,), cam_file)[::-1].astype(np.int32)  # (height, width)
+    im_shape = calibration_matrix(cam2cam, "S_rect_02", (2,), cam_file)[::-1].astype(
+        np.int32
+    )  # (height, width)
     R_cam2rect = np.eye(4)
     R_cam2rect[:3, :3] = calibration_matrix(cam2cam, "R_rect_00", (3, 3), cam_file)
     P_rect = calibration_matrix(cam2cam, "P_rect_0" + str(cam), (3, 4), cam_file)
@@ -133,12 +142,30 @@ def oxts_poses(packets: np.ndarray) -> np.ndarray:
     poses[:, 2, 3] = alt
     c, s = np.cos, np.sin
     zero, one = np.zeros_like(roll), np.ones_like(roll)
-    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c(roll), -s(roll)], -1),
-                   np.stack([zero, s(roll), c(roll)], -1)], -2)
-    ry = np.stack([np.stack([c(pitch), zero, s(pitch)], -1), np.stack([zero, one, zero], -1),
-                   np.stack([-s(pitch), zero, c(pitch)], -1)], -2)
-    rz = np.stack([np.stack([c(yaw), -s(yaw), zero], -1), np.stack([s(yaw), c(yaw), zero], -1),
-                   np.stack([zero, zero, one], -1)], -2)
+    rx = np.stack(
+        [
+            np.stack([one, zero, zero], -1),
+            np.stack([zero, c(roll), -s(roll)], -1),
+            np.stack([zero, s(roll), c(roll)], -1),
+        ],
+        -2,
+    )
+    ry = np.stack(
+        [
+            np.stack([c(pitch), zero, s(pitch)], -1),
+            np.stack([zero, one, zero], -1),
+            np.stack([-s(pitch), zero, c(pitch)], -1),
+        ],
+        -2,
+    )
+    rz = np.stack(
+        [
+            np.stack([c(yaw), -s(yaw), zero], -1),
+            np.stack([s(yaw), c(yaw), zero], -1),
+            np.stack([zero, zero, one], -1),
+        ],
+        -2,
+    )
     poses[:, :3, :3] = rz @ ry @ rx
     return np.linalg.inv(poses[0]) @ poses
 

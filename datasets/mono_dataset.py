@@ -17,6 +17,7 @@ authors'; only the generator state they start from differs.
 
 Files that cannot be read raise ``InputError`` naming the file, also inside DataLoader workers.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,22 +40,24 @@ from . import jitter as colour_jitter
 from .cityscapes import LABEL_TO_TRAIN, NUM_LABEL_IDS
 
 # KITTI's intrinsics normalised by the image size (Monodepth2's).
-KITTI_K = np.array([[0.58, 0, 0.5, 0],
-                    [0, 1.92, 0.5, 0],
-                    [0, 0, 1, 0],
-                    [0, 0, 0, 1]], dtype=np.float32)
+KITTI_K = np.array([[0.58, 0, 0.5, 0], [0, 1.92, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float32)
 FULL_RES_SHAPE = (1242, 375)  # (width, height) of the ground truth handed to validation
 STEREO_BASELINE = 0.1  # Monodepth2's stereo translation; 0.54 m in KITTI, hence the 5.4 of --eval_stereo
 AUGMENT_PROBABILITY = 0.5  # of the colour jitter and of the flip, each
 OTHER_SIDE = {"l": "r", "r": "l"}
 RESIZE_FILTER = Image.Resampling.LANCZOS  # frames, every scale from the native size
 LABEL_FILTER = Image.Resampling.NEAREST  # pseudo-labels
-INPUT_PIPELINES = ("exact", "fast", "fast_workers")  # the authors' pipeline, or the fast ones (datasets/fast_frames.py)
+INPUT_PIPELINES = (
+    "exact",
+    "fast",
+    "fast_workers",
+)  # the authors' pipeline, or the fast ones (datasets/fast_frames.py)
 
 
 @dataclass(frozen=True)
 class SplitEntry:
     """One line of a split file: ``folder frame_index side``."""
+
     folder: str
     frame_index: int
     side: str | None
@@ -75,7 +78,9 @@ def parse_split_line(line: str, where: str = "split line", need_side: bool = Fal
     return SplitEntry(parts[0], frame_index, side)
 
 
-def read_split_numbered(path: str, need_side: bool = False, need_lines: bool = False) -> list[tuple[int, str]]:
+def read_split_numbered(
+    path: str, need_side: bool = False, need_lines: bool = False
+) -> list[tuple[int, str]]:
     """(line number, line) of a split file's non-blank lines, each checked by ``parse_split_line``.
 
     A missing file, a folder, a file that is not text (or, with ``need_lines``, one without a line)
@@ -158,7 +163,9 @@ def seeded_random(seed: int):
 
 def all_image_keys(frame_ids: Iterable, num_scales: int) -> frozenset[tuple]:
     """Monodepth2's full set of image keys: plain and jittered, every frame, every scale."""
-    return frozenset((name, f, s) for name in ("color", "color_aug") for f in frame_ids for s in range(num_scales))
+    return frozenset(
+        (name, f, s) for name in ("color", "color_aug") for f in frame_ids for s in range(num_scales)
+    )
 
 
 class MonoDataset(data.Dataset):
@@ -166,10 +173,22 @@ class MonoDataset(data.Dataset):
 
     NEEDS_SIDE = True  # split lines must name the camera (l or r): the layout has one folder per camera
 
-    def __init__(self, data_path: str, filenames: Sequence[str], height: int, width: int,
-                 frame_ids: Sequence, num_scales: int = 4, is_train: bool = False, img_ext: str = "png",
-                 load_labels: bool = False, seg_path: str | None = None, load_depth: bool | None = None,
-                 input_pipeline: str = "exact", image_keys: Collection[tuple] | None = None) -> None:
+    def __init__(
+        self,
+        data_path: str,
+        filenames: Sequence[str],
+        height: int,
+        width: int,
+        frame_ids: Sequence,
+        num_scales: int = 4,
+        is_train: bool = False,
+        img_ext: str = "png",
+        load_labels: bool = False,
+        seg_path: str | None = None,
+        load_depth: bool | None = None,
+        input_pipeline: str = "exact",
+        image_keys: Collection[tuple] | None = None,
+    ) -> None:
         super().__init__()
         if input_pipeline not in INPUT_PIPELINES:
             raise ValueError(f"input_pipeline must be one of {INPUT_PIPELINES}, got {input_pipeline!r}")
@@ -192,8 +211,10 @@ class MonoDataset(data.Dataset):
         all_keys = all_image_keys(self.frame_ids, num_scales)
         self.image_keys = all_keys if image_keys is None else frozenset(image_keys)
         if not self.image_keys <= all_keys:
-            raise ValueError(f"image_keys {sorted(map(str, self.image_keys - all_keys))} name frames or scales "
-                             f"this dataset does not load (frame_ids {self.frame_ids}, {num_scales} scales)")
+            raise ValueError(
+                f"image_keys {sorted(map(str, self.image_keys - all_keys))} name frames or scales "
+                f"this dataset does not load (frame_ids {self.frame_ids}, {num_scales} scales)"
+            )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -246,7 +267,9 @@ class MonoDataset(data.Dataset):
     def check_item(self, index: int) -> None:
         """Decode every image and the ground truth of an item; check frame sizes and label ids (InputError naming the file)."""
         entry = self.entry(index)
-        sizes = {self.frame_path(entry, i): open_image(self.frame_path(entry, i)).size for i in self.frame_ids}
+        sizes = {
+            self.frame_path(entry, i): open_image(self.frame_path(entry, i)).size for i in self.frame_ids
+        }
         self.check_frame_sizes(sizes)
         if self.load_labels:
             path = self.label_path(entry.folder, entry.frame_index, entry.side)
@@ -260,8 +283,10 @@ class MonoDataset(data.Dataset):
         target_path, target_size = next(iter(sizes.items()))
         for path, size in sizes.items():
             if size != target_size:
-                raise InputError(f"{path}: image of unexpected size {size[0]}x{size[1]} (width x height); the item's "
-                                 f"target frame {target_path} is {target_size[0]}x{target_size[1]}")
+                raise InputError(
+                    f"{path}: image of unexpected size {size[0]}x{size[1]} (width x height); the item's "
+                    f"target frame {target_path} is {target_size[0]}x{target_size[1]}"
+                )
 
     @staticmethod
     def check_label_ids(ids: np.ndarray, path: str) -> None:
@@ -270,8 +295,10 @@ class MonoDataset(data.Dataset):
             raise InputError(f"{path}: a label map must have one channel of label ids, got shape {ids.shape}")
         if ids.size and int(ids.max()) >= NUM_LABEL_IDS:
             bad = np.unique(ids[ids >= NUM_LABEL_IDS])
-            raise InputError(f"{path}: label ids {bad[:10].tolist()} lie outside the Cityscapes table "
-                             f"(0..{NUM_LABEL_IDS - 1})")
+            raise InputError(
+                f"{path}: label ids {bad[:10].tolist()} lie outside the Cityscapes table "
+                f"(0..{NUM_LABEL_IDS - 1})"
+            )
 
     def get_color(self, folder: str, frame_index: int, side: str | None, do_flip: bool) -> Image.Image:
         color = pil_loader(self.get_image_path(folder, frame_index, side))
@@ -292,8 +319,8 @@ class MonoDataset(data.Dataset):
         K = self.K.copy()
         if do_flip:
             K[0, 2] = 1 - K[0, 2]
-        K[0, :] *= self.width // (2 ** scale)
-        K[1, :] *= self.height // (2 ** scale)
+        K[0, :] *= self.width // (2**scale)
+        K[1, :] *= self.height // (2**scale)
         return K
 
     def frame_location(self, entry: SplitEntry, frame_id) -> tuple[int, str | None]:
@@ -302,18 +329,24 @@ class MonoDataset(data.Dataset):
             return entry.frame_index, OTHER_SIDE[entry.side]
         return entry.frame_index + frame_id, entry.side
 
-    def add_colors(self, inputs: dict, entry: SplitEntry, do_flip: bool,
-                   jitter: colour_jitter.JitterDraw | None) -> None:
+    def add_colors(
+        self, inputs: dict, entry: SplitEntry, do_flip: bool, jitter: colour_jitter.JitterDraw | None
+    ) -> None:
         """The exact pipeline: each scale of ``image_keys`` resized from the native frame (LANCZOS) and,
         for its jittered copy, jittered via PIL."""
-        frames = {i: self.get_color(entry.folder, *self.frame_location(entry, i), do_flip) for i in self.frame_ids}
+        frames = {
+            i: self.get_color(entry.folder, *self.frame_location(entry, i), do_flip) for i in self.frame_ids
+        }
         self.check_frame_sizes({self.frame_path(entry, i): frame.size for i, frame in frames.items()})
         for i, frame in frames.items():
             for scale in range(self.num_scales):
-                plain, jittered = ("color", i, scale) in self.image_keys, ("color_aug", i, scale) in self.image_keys
+                plain, jittered = (
+                    ("color", i, scale) in self.image_keys,
+                    ("color_aug", i, scale) in self.image_keys,
+                )
                 if not (plain or jittered):
                     continue
-                resized = frame.resize((self.width // 2 ** scale, self.height // 2 ** scale), RESIZE_FILTER)
+                resized = frame.resize((self.width // 2**scale, self.height // 2**scale), RESIZE_FILTER)
                 if plain:
                     inputs[("color", i, scale)] = TF.to_tensor(resized)
                 if jittered:
@@ -343,9 +376,16 @@ class MonoDataset(data.Dataset):
         if self.input_pipeline == "exact":
             self.add_colors(inputs, entry, do_flip, jitter)
         else:  # the opt-in fast path: uint8 frames, finished on the device or in the workers
-            fast_frames.add_uint8_frames(inputs, {i: self.frame_path(entry, i) for i in self.frame_ids}, self.height,
-                                         self.width, do_flip, jitter, self.image_keys,
-                                         in_workers=self.input_pipeline == "fast_workers")
+            fast_frames.add_uint8_frames(
+                inputs,
+                {i: self.frame_path(entry, i) for i in self.frame_ids},
+                self.height,
+                self.width,
+                do_flip,
+                jitter,
+                self.image_keys,
+                in_workers=self.input_pipeline == "fast_workers",
+            )
 
         if self.load_labels:
             inputs[("seg", 0, 0)] = self.get_labels(entry.folder, entry.frame_index, entry.side, do_flip)

@@ -7,6 +7,7 @@ keeps frames at a target rate by their times (variable frame rates included). ``
 encodes RGB frames into a video file under a temporary name, renamed when complete: H.264 (libx264)
 where the bundled FFmpeg has it, else MPEG-4 part 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,6 +58,7 @@ def is_video(path: str) -> bool:
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video file declares: its displayed size, mean frame rate, duration and rotation."""
+
     path: str
     width: int
     height: int
@@ -137,7 +139,9 @@ def probe(path: str) -> VideoInfo:
             raise InputError(f"{path}: no frame could be decoded")
         rotation = _rotation(first)
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
-        return VideoInfo(path, width, height, float(rate) if rate else None, _duration(container, stream), rotation)
+        return VideoInfo(
+            path, width, height, float(rate) if rate else None, _duration(container, stream), rotation
+        )
 
 
 def read_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
@@ -162,8 +166,10 @@ def read_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
     if count == 0:
         raise InputError(f"{path}: no frame could be decoded")
     if declared is not None and last + period < declared - TRUNCATION_TOLERANCE_S - 2 * period:
-        raise InputError(f"{path}: the frames end at {last + period:.2f} s but the file declares {declared:.2f} s: "
-                         f"a truncated or damaged copy?")
+        raise InputError(
+            f"{path}: the frames end at {last + period:.2f} s but the file declares {declared:.2f} s: "
+            f"a truncated or damaged copy?"
+        )
 
 
 def fps_option(value: str) -> float:
@@ -173,8 +179,9 @@ def fps_option(value: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected frames per second, got {value!r}") from None
     if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise argparse.ArgumentTypeError(f"a frame rate must lie in (0, {MAX_FPS:g}] frames per second, "
-                                         f"got {value}")
+        raise argparse.ArgumentTypeError(
+            f"a frame rate must lie in (0, {MAX_FPS:g}] frames per second, got {value}"
+        )
     return fps
 
 
@@ -205,14 +212,16 @@ class RateSampler:
 
 def encoder(av: ModuleType, lossless: bool = False) -> tuple[str, str, str]:
     """(codec, pixel format, description) of the first encoder the installed FFmpeg has."""
-    for name, pix_fmt, description in ((LOSSLESS_ENCODER,) if lossless else ENCODERS):
+    for name, pix_fmt, description in (LOSSLESS_ENCODER,) if lossless else ENCODERS:
         try:
             av.codec.Codec(name, "w")
         except (av.error.FFmpegError, ValueError):
             continue
         return name, pix_fmt, description
-    raise DependencyError(f"the installed FFmpeg (PyAV {av.__version__}) has none of the encoders "
-                          f"{', '.join(e[0] for e in ((LOSSLESS_ENCODER,) if lossless else ENCODERS))}")
+    raise DependencyError(
+        f"the installed FFmpeg (PyAV {av.__version__}) has none of the encoders "
+        f"{', '.join(e[0] for e in ((LOSSLESS_ENCODER,) if lossless else ENCODERS))}"
+    )
 
 
 class VideoWriter:
@@ -246,13 +255,19 @@ class VideoWriter:
             rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
         if self.stream is None:
             self.stream = self.container.add_stream(self.codec, rate=self.rate)
-            self.stream.width, self.stream.height, self.stream.pix_fmt = rgb.shape[1], rgb.shape[0], self.pix_fmt
+            self.stream.width, self.stream.height, self.stream.pix_fmt = (
+                rgb.shape[1],
+                rgb.shape[0],
+                self.pix_fmt,
+            )
             self.stream.options = self.options
             if time is not None:  # frames carry their own times, in milliseconds
                 self.stream.codec_context.time_base = self.stream.time_base = TIMED_TIME_BASE
         elif (rgb.shape[1], rgb.shape[0]) != (self.stream.width, self.stream.height):
-            raise InputError(f"{self.path}: a {rgb.shape[1]}x{rgb.shape[0]} frame in a video of "
-                             f"{self.stream.width}x{self.stream.height} frames")
+            raise InputError(
+                f"{self.path}: a {rgb.shape[1]}x{rgb.shape[0]} frame in a video of "
+                f"{self.stream.width}x{self.stream.height} frames"
+            )
         frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         if time is not None:
             self.last_pts = max(round(time / TIMED_TIME_BASE), self.last_pts + 1)  # strictly increasing

@@ -15,6 +15,7 @@ Contract of the graph (and of every exported file):
 onnx and onnxruntime are optional (requirements-export.txt) and imported only where used. Reading an
 exported file runs it: torch.export and TorchScript files can hold code, so give only files you trust.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,16 @@ FILE_TYPES = {".onnx": "onnx", ".pt2": "export", ".pt": "torchscript"}  # extens
 class DepthGraph(nn.Module):
     """Encoder and joint decoder as one dict-free module: image batch -> (disp[, depth][, seg_logits])."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, min_depth: float, max_depth: float,
-                 input_type: str = "float", depth: bool = False, segmentation: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        min_depth: float,
+        max_depth: float,
+        input_type: str = "float",
+        depth: bool = False,
+        segmentation: bool = False,
+    ) -> None:
         super().__init__()
         if input_type not in INPUT_TYPES:
             raise InputError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
@@ -81,8 +90,13 @@ class DepthGraph(nn.Module):
         return tuple(result)
 
 
-def load_graph(folder: str, device: torch.device | str = "cpu", input_type: str = "float", depth: bool = False,
-               segmentation: bool | None = False) -> tuple[DepthGraph, model_folder.ModelSpec]:
+def load_graph(
+    folder: str,
+    device: torch.device | str = "cpu",
+    input_type: str = "float",
+    depth: bool = False,
+    segmentation: bool | None = False,
+) -> tuple[DepthGraph, model_folder.ModelSpec]:
     """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval mode.
 
     ``segmentation=None`` outputs the segmentation logits when the model has a segmentation head.
@@ -91,7 +105,9 @@ def load_graph(folder: str, device: torch.device | str = "cpu", input_type: str 
     if segmentation is None:
         segmentation = spec.semantics
     if segmentation and not spec.semantics:
-        raise InputError(f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output")
+        raise InputError(
+            f"{folder} has no segmentation head ({spec.layout} layout): drop the segmentation output"
+        )
     graph = DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, input_type, depth, segmentation)
     return graph.eval(), spec
 
@@ -110,16 +126,28 @@ def model_options(spec: model_folder.ModelSpec) -> dict:
     return vars(options.load_options(path) if os.path.isfile(path) else spec.as_options())
 
 
-def graph_metadata(graph: DepthGraph, spec: model_folder.ModelSpec, height: int, width: int,
-                   dynamic_size: bool) -> dict[str, str]:
+def graph_metadata(
+    graph: DepthGraph, spec: model_folder.ModelSpec, height: int, width: int, dynamic_size: bool
+) -> dict[str, str]:
     """The contract and options embedded in an exported file, as string key -> JSON value."""
     values = {
-        "fsre_export_version": METADATA_VERSION, "input_name": INPUT_NAME, "input_type": graph.input_type,
-        "input_layout": "NCHW RGB", "height": height, "width": width, "dynamic_size": dynamic_size,
-        "outputs": graph.output_names, "min_depth": graph.min_depth, "max_depth": graph.max_depth,
-        "num_classes": spec.num_classes if graph.segmentation else None, "source_layout": spec.layout,
-        "source_folder": os.path.abspath(spec.folder), "num_layers": spec.num_layers,
-        "encoder": spec.encoder, "timm_version": spec.timm_version, "options": model_options(spec),
+        "fsre_export_version": METADATA_VERSION,
+        "input_name": INPUT_NAME,
+        "input_type": graph.input_type,
+        "input_layout": "NCHW RGB",
+        "height": height,
+        "width": width,
+        "dynamic_size": dynamic_size,
+        "outputs": graph.output_names,
+        "min_depth": graph.min_depth,
+        "max_depth": graph.max_depth,
+        "num_classes": spec.num_classes if graph.segmentation else None,
+        "source_layout": spec.layout,
+        "source_folder": os.path.abspath(spec.folder),
+        "num_layers": spec.num_layers,
+        "encoder": spec.encoder,
+        "timm_version": spec.timm_version,
+        "options": model_options(spec),
     }
     return {key: json.dumps(value, sort_keys=True) for key, value in values.items()}
 
@@ -139,7 +167,9 @@ def import_optional(name: str, purpose: str, packages: str = ONNX_PACKAGES) -> M
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise DependencyError(f"{purpose} needs {packages} ({name} is missing): {EXPORT_REQUIREMENTS}") from err
+        raise DependencyError(
+            f"{purpose} needs {packages} ({name} is missing): {EXPORT_REQUIREMENTS}"
+        ) from err
 
 
 class OnnxGraph:
@@ -193,8 +223,9 @@ def load_exported(path: str, fmt: str | None = None) -> OnnxGraph | TorchGraphFi
         raise
     except Exception as err:  # onnxruntime's, torch.export's and TorchScript's readers each raise their own
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"{path}: not a readable {fmt} file ({reason[:200]}): write it with "
-                         f"python -m tools.export_model") from None
+        raise InputError(
+            f"{path}: not a readable {fmt} file ({reason[:200]}): write it with python -m tools.export_model"
+        ) from None
 
 
 def load_program(path: str) -> tuple[nn.Module, dict]:
@@ -218,6 +249,8 @@ def load_torchscript(path: str, device: torch.device | str = "cpu") -> tuple[tor
         raise MissingFileError(f"{path}: no such TorchScript file")
     extra = {METADATA_FILE: ""}
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)  # TorchScript, torch >= 2.10
+        warnings.filterwarnings(
+            "ignore", message=".*is deprecated", category=FutureWarning
+        )  # TorchScript, torch >= 2.10
         module = torch.jit.load(path, map_location=device, _extra_files=extra)
     return module.eval(), parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)

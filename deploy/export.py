@@ -11,6 +11,7 @@ metadata, the check of an exported file against PyTorch, and the inference time 
 - ``torchscript``: a traced ``.pt`` file (``torch.jit.trace``, deprecated in torch 2.14; kept for
   those who deploy TorchScript).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,13 +42,21 @@ DYNAMO_PACKAGES = "onnx, onnxruntime and onnxscript"
 DYNAMO_LOGGERS = ("onnxscript", "onnx_ir")  # they log every optimisation pass at INFO
 EXAMPLE_BATCH = 2  # torch.export specialises a dimension whose example size is 1, so it traces with 2
 MAX_BATCH = 1024  # the largest batch a torch.export-based graph promises to accept
-MAX_SIZE_BLOCKS = 256  # the largest height or width, in multiples of NETWORK_STRIDE, of a --dynamic_size graph
+MAX_SIZE_BLOCKS = (
+    256  # the largest height or width, in multiples of NETWORK_STRIDE, of a --dynamic_size graph
+)
 CHECK_BATCH_SIZES = (1, 3)
 RTOL, ATOL = 1e-4, 1e-5  # fp32 agreement of an export with PyTorch: |a - b| <= ATOL + RTOL * |b|
 TIMING_RUNS, TIMING_WARMUP = 20, 3
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: this process's CPU time (shared machines)
+CLOCKS = {
+    "wall": time.perf_counter,
+    "cpu": time.process_time,
+}  # cpu: this process's CPU time (shared machines)
 BACKENDS = ("PyTorch eager", "torch.compile", "torch.export", "TorchScript", "onnxruntime")
-EXTRA_WARMUP = {"torch.compile": 1, "TorchScript": 2}  # the compilation; the profiling executor's optimising runs
+EXTRA_WARMUP = {
+    "torch.compile": 1,
+    "TorchScript": 2,
+}  # the compilation; the profiling executor's optimising runs
 
 
 class ExportMismatch(ProjectError, RuntimeError):
@@ -88,8 +97,15 @@ def tracing_example(example: torch.Tensor) -> torch.Tensor:
     return example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
 
 
-def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str],
-                dynamic_size: bool = False, opset: int | None = None, exporter: str = "torchscript") -> str:
+def export_onnx(
+    graph: depth_graph.DepthGraph,
+    path: str,
+    example: torch.Tensor,
+    metadata: dict[str, str],
+    dynamic_size: bool = False,
+    opset: int | None = None,
+    exporter: str = "torchscript",
+) -> str:
     """Write the graph as ONNX (dynamic batch; dynamic H, W with ``dynamic_size``), checked, with metadata.
 
     ``exporter``: ``torchscript`` (torch's TorchScript-based exporter) or ``dynamo`` (built on
@@ -97,17 +113,27 @@ def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor,
     """
     opset = DEFAULT_OPSET[exporter] if opset is None else opset
     if exporter == "dynamo" and opset < DEFAULT_OPSET["dynamo"]:
-        raise utils.InputError(f"the dynamo ONNX exporter writes opset {DEFAULT_OPSET['dynamo']} and above, "
-                               f"not {opset}: use the torchscript exporter for opset {opset}")
+        raise utils.InputError(
+            f"the dynamo ONNX exporter writes opset {DEFAULT_OPSET['dynamo']} and above, "
+            f"not {opset}: use the torchscript exporter for opset {opset}"
+        )
     onnx = depth_graph.import_optional("onnx", "export to ONNX")
     names = [depth_graph.INPUT_NAME] + graph.output_names
     with atomic_write(path) as tmp:
         if exporter == "dynamo":
             depth_graph.import_optional("onnxscript", "the dynamo ONNX exporter", DYNAMO_PACKAGES)
             with quiet_loggers(DYNAMO_LOGGERS):
-                torch.onnx.export(graph, (tracing_example(example),), tmp, dynamo=True, opset_version=opset,
-                                  verbose=False, input_names=[depth_graph.INPUT_NAME],
-                                  output_names=graph.output_names, dynamic_shapes=dynamic_shapes(dynamic_size))
+                torch.onnx.export(
+                    graph,
+                    (tracing_example(example),),
+                    tmp,
+                    dynamo=True,
+                    opset_version=opset,
+                    verbose=False,
+                    input_names=[depth_graph.INPUT_NAME],
+                    output_names=graph.output_names,
+                    dynamic_shapes=dynamic_shapes(dynamic_size),
+                )
         else:
             axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
             with warnings.catch_warnings():
@@ -115,12 +141,23 @@ def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor,
                 warnings.filterwarnings("ignore", message="Constant folding")
                 # The TorchScript-based exporter is deprecated since torch 2.9 (still in 2.14); it is the
                 # default because it writes opset 17, which TensorRT 8.x reads.
-                warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export",
-                                        category=DeprecationWarning)
-                warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-                torch.onnx.export(graph, (example,), tmp, dynamo=False, opset_version=opset, do_constant_folding=True,
-                                  input_names=[depth_graph.INPUT_NAME], output_names=graph.output_names,
-                                  dynamic_axes={name: axes for name in names})
+                warnings.filterwarnings(
+                    "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
+                )
+                warnings.filterwarnings(
+                    "ignore", message="The feature will be removed", category=DeprecationWarning
+                )
+                torch.onnx.export(
+                    graph,
+                    (example,),
+                    tmp,
+                    dynamo=False,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    input_names=[depth_graph.INPUT_NAME],
+                    output_names=graph.output_names,
+                    dynamic_axes={name: axes for name in names},
+                )
         model = onnx.load(tmp)
         for key, value in metadata.items():
             entry = model.metadata_props.add()
@@ -131,18 +168,27 @@ def export_onnx(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor,
     return path
 
 
-def export_program(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str],
-                   dynamic_size: bool = False) -> str:
+def export_program(
+    graph: depth_graph.DepthGraph,
+    path: str,
+    example: torch.Tensor,
+    metadata: dict[str, str],
+    dynamic_size: bool = False,
+) -> str:
     """Write the graph with torch.export as a ``.pt2`` file (dynamic batch; dynamic H, W with
     ``dynamic_size``), the metadata in ``metadata.json`` among its extra files."""
     with torch.no_grad():
-        program = torch.export.export(graph, (tracing_example(example),), dynamic_shapes=dynamic_shapes(dynamic_size))
+        program = torch.export.export(
+            graph, (tracing_example(example),), dynamic_shapes=dynamic_shapes(dynamic_size)
+        )
     with atomic_write(path) as tmp:
         torch.export.save(program, tmp, extra_files={depth_graph.METADATA_FILE: json.dumps(metadata)})
     return path
 
 
-def export_torchscript(graph: depth_graph.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str]) -> str:
+def export_torchscript(
+    graph: depth_graph.DepthGraph, path: str, example: torch.Tensor, metadata: dict[str, str]
+) -> str:
     """Write the graph as a traced TorchScript module with the metadata in ``metadata.json``."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
@@ -153,11 +199,21 @@ def export_torchscript(graph: depth_graph.DepthGraph, path: str, example: torch.
     return path
 
 
+WRITERS = {
+    "onnx": export_onnx,
+    "export": export_program,
+    "torchscript": export_torchscript,
+}  # format -> writer
 
-WRITERS = {"onnx": export_onnx, "export": export_program, "torchscript": export_torchscript}  # format -> writer
 
-def compare_with_pytorch(graph: depth_graph.DepthGraph, path: str, fmt: str, height: int, width: int,
-                         batch_sizes: Sequence[int] = CHECK_BATCH_SIZES) -> dict[str, float]:
+def compare_with_pytorch(
+    graph: depth_graph.DepthGraph,
+    path: str,
+    fmt: str,
+    height: int,
+    width: int,
+    batch_sizes: Sequence[int] = CHECK_BATCH_SIZES,
+) -> dict[str, float]:
     """Largest |export - PyTorch| / (ATOL + RTOL |PyTorch|) per output (<= 1 passes); raise ExportMismatch above."""
     run = depth_graph.load_exported(path, fmt)
     worst = {name: 0.0 for name in graph.output_names}
@@ -170,20 +226,29 @@ def compare_with_pytorch(graph: depth_graph.DepthGraph, path: str, fmt: str, hei
             raise ExportMismatch(f"{path} returns {len(got)} outputs, PyTorch {len(expected)}")
         for name, a, b in zip(graph.output_names, got, expected):
             if a.shape != b.shape:
-                raise ExportMismatch(f"{path}: {name} has shape {a.shape} at batch {batch}, PyTorch {b.shape}")
+                raise ExportMismatch(
+                    f"{path}: {name} has shape {a.shape} at batch {batch}, PyTorch {b.shape}"
+                )
             worst[name] = max(worst[name], float(np.max(np.abs(a - b) / (ATOL + RTOL * np.abs(b)))))
     bad = {name: ratio for name, ratio in worst.items() if ratio > 1}
     if bad:
-        raise ExportMismatch(f"{path} differs from PyTorch beyond rtol {RTOL}, atol {ATOL}: "
-                             + ", ".join(f"{n} at {r:.3g}x the tolerance" for n, r in bad.items()))
+        raise ExportMismatch(
+            f"{path} differs from PyTorch beyond rtol {RTOL}, atol {ATOL}: "
+            + ", ".join(f"{n} at {r:.3g}x the tolerance" for n, r in bad.items())
+        )
     return worst
 
 
-BACKEND_FORMATS = {"torch.export": "export", "TorchScript": "torchscript", "onnxruntime": "onnx"}  # their files
+BACKEND_FORMATS = {
+    "torch.export": "export",
+    "TorchScript": "torchscript",
+    "onnxruntime": "onnx",
+}  # their files
 
 
-def _backend(name: str, graph: depth_graph.DepthGraph, images: torch.Tensor, folder: str,
-             files: dict[str, str]) -> Callable[[torch.Tensor], object]:
+def _backend(
+    name: str, graph: depth_graph.DepthGraph, images: torch.Tensor, folder: str, files: dict[str, str]
+) -> Callable[[torch.Tensor], object]:
     """A callable running the graph with one backend (exporting to ``folder`` when ``files`` has no file for it)."""
     if name == "PyTorch eager":
         return graph
@@ -192,17 +257,28 @@ def _backend(name: str, graph: depth_graph.DepthGraph, images: torch.Tensor, fol
     fmt = BACKEND_FORMATS[name]
     path = files.get(name)
     if path is None:
-        metadata = {"fsre_export_version": json.dumps(depth_graph.METADATA_VERSION),
-                    "input_name": json.dumps(depth_graph.INPUT_NAME), "outputs": json.dumps(graph.output_names)}
+        metadata = {
+            "fsre_export_version": json.dumps(depth_graph.METADATA_VERSION),
+            "input_name": json.dumps(depth_graph.INPUT_NAME),
+            "outputs": json.dumps(graph.output_names),
+        }
         path = WRITERS[fmt](graph, os.path.join(folder, "graph" + FORMATS[fmt]), images, metadata)
     if fmt == "onnx":
         return depth_graph.OnnxGraph(path, threads=torch.get_num_threads())
     return (depth_graph.load_program if fmt == "export" else depth_graph.load_torchscript)(path)[0]
 
 
-def time_inference(graph: depth_graph.DepthGraph, height: int, width: int, batch: int = 1, runs: int = TIMING_RUNS,
-                   warmup: int = TIMING_WARMUP, files: dict[str, str] | None = None,
-                   backends: Sequence[str] = BACKENDS, clock: str = "wall") -> dict[str, float | str]:
+def time_inference(
+    graph: depth_graph.DepthGraph,
+    height: int,
+    width: int,
+    batch: int = 1,
+    runs: int = TIMING_RUNS,
+    warmup: int = TIMING_WARMUP,
+    files: dict[str, str] | None = None,
+    backends: Sequence[str] = BACKENDS,
+    clock: str = "wall",
+) -> dict[str, float | str]:
     """Median ms per image of each backend on this machine (or why it failed), same input for all.
 
     ``files`` maps a backend (torch.export, TorchScript, onnxruntime) to an exported file to run;
@@ -230,7 +306,9 @@ def time_inference(graph: depth_graph.DepthGraph, height: int, width: int, batch
                 runners[name], times[name] = runner, []
             except Exception as err:  # report, do not stop: the other backends still time
                 logger.warning("%s failed: %s", name, err)
-                results[name] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                results[name] = (
+                    f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                )
         for _ in range(runs):
             for name, runner in runners.items():
                 start = now()
@@ -241,11 +319,17 @@ def time_inference(graph: depth_graph.DepthGraph, height: int, width: int, batch
     return {name: results[name] for name in backends}
 
 
-def format_timing(results: dict[str, float | str], height: int, width: int, batch: int, clock: str = "wall") -> str:
+def format_timing(
+    results: dict[str, float | str], height: int, width: int, batch: int, clock: str = "wall"
+) -> str:
     """A Markdown table of ``time_inference``'s results."""
     unit = "ms / image" if clock == "wall" else "CPU ms / image"
-    lines = [f"| backend ({height}x{width}, batch {batch}, {torch.get_num_threads()} threads) | {unit} |",
-             "|---|---|"]
-    lines += [f"| {name} | {value:.1f} |" if isinstance(value, float) else f"| {name} | {value} |"
-              for name, value in results.items()]
+    lines = [
+        f"| backend ({height}x{width}, batch {batch}, {torch.get_num_threads()} threads) | {unit} |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {name} | {value:.1f} |" if isinstance(value, float) else f"| {name} | {value} |"
+        for name, value in results.items()
+    ]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Metric depth from the camera's height (predict.py --camera_height): each input's camera, each
 frame's scale from the road (deploy/camera_height.py), and an image's arrays in metres with its
 ``_scale.json``."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ def find_intrinsics(path: str) -> str | None:
 @dataclass
 class MetricDepth:
     """--camera_height: the ground settings, each input's camera, and the images left without a scale."""
+
     ground: camera_height.GroundSettings
     window: int
     intrinsics: str | None  # --intrinsics: one camera for every input
@@ -48,9 +50,11 @@ class MetricDepth:
         """The camera of an input (image, video or folder): --intrinsics, else the file beside it."""
         source = self.intrinsics or find_intrinsics(path)
         if source is None:
-            raise utils.MissingFileError(f"--camera_height needs the camera's intrinsics for {path}: give "
-                                         f"--intrinsics FILE or put {INTRINSICS_NAMES[0]} (fx, fy, cx, cy in "
-                                         f"pixels of the frames) beside it")
+            raise utils.MissingFileError(
+                f"--camera_height needs the camera's intrinsics for {path}: give "
+                f"--intrinsics FILE or put {INTRINSICS_NAMES[0]} (fx, fy, cx, cy in "
+                f"pixels of the frames) beside it"
+            )
         if source not in self.cameras:
             self.cameras[source] = read_camera(source)
         return self.cameras[source]
@@ -60,11 +64,13 @@ class MetricDepth:
         ``source``: the input named in the error)."""
         height, width = frame.rgb.shape[:2]
         check_camera_fits(camera, width, height, source)
-        return camera_height.intrinsics_matrix(camera.fx, camera.fy, camera.cx, camera.cy, width, height,
-                                               self.model_size[1], self.model_size[0])
+        return camera_height.intrinsics_matrix(
+            camera.fx, camera.fy, camera.cx, camera.cy, width, height, self.model_size[1], self.model_size[0]
+        )
 
-    def estimate(self, camera: Camera, frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
-                 source: str) -> tuple[camera_height.ScaleEstimate | None, str | None]:
+    def estimate(
+        self, camera: Camera, frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None, source: str
+    ) -> tuple[camera_height.ScaleEstimate | None, str | None]:
         """(the frame's scale estimate, None) or (None, why there is none)."""
         K = self.K(camera, frame, source)
         try:
@@ -73,8 +79,12 @@ class MetricDepth:
             return None, str(err)
 
     def header(self, camera: Camera) -> dict:
-        return {"camera_height_m": self.ground.camera_height, "ground": self.ground.name,
-                "intrinsics": camera.source, "depth_units": "metres"}
+        return {
+            "camera_height_m": self.ground.camera_height,
+            "ground": self.ground.name,
+            "intrinsics": camera.source,
+            "depth_units": "metres",
+        }
 
 
 def metric_setup(opts: argparse.Namespace, predictor, inputs: Sequence[str]) -> MetricDepth | None:
@@ -84,20 +94,33 @@ def metric_setup(opts: argparse.Namespace, predictor, inputs: Sequence[str]) -> 
         return None
     settings = camera_height.ground_settings(opts, opts.camera_height)
     if settings.source == "segmentation" and not predictor.has_segmentation:
-        raise utils.InputError("--camera_height finds the road with the model's segmentation head, and this "
-                               "model has none: give --ground_from lowest_band (the bottom of the image "
-                               "taken as road), or use a model with one")
+        raise utils.InputError(
+            "--camera_height finds the road with the model's segmentation head, and this "
+            "model has none: give --ground_from lowest_band (the bottom of the image "
+            "taken as road), or use a model with one"
+        )
     if opts.intrinsics and not os.path.isfile(opts.intrinsics):
         raise utils.MissingFileError(f"--intrinsics {opts.intrinsics}: no such file")
-    metric = MetricDepth(settings, opts.scale_window, opts.intrinsics, (predictor.height, predictor.width),
-                         depth_range_of(predictor))
+    metric = MetricDepth(
+        settings,
+        opts.scale_window,
+        opts.intrinsics,
+        (predictor.height, predictor.width),
+        depth_range_of(predictor),
+    )
     for path in inputs:
         metric.camera(path)
     return metric
 
 
-def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp: np.ndarray,
-                         seg_logits: np.ndarray | None, source: str) -> None:
+def predict_metric_image(
+    metric: MetricDepth,
+    camera: Camera,
+    frame: Frame,
+    disp: np.ndarray,
+    seg_logits: np.ndarray | None,
+    source: str,
+) -> None:
     """An image's ``_disp.npy``, ``_depth.npy`` in metres and ``_scale.json``; without a scale, no
     ``_depth.npy`` and the reason in the JSON and in ``metric.unscaled``."""
     estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
@@ -117,5 +140,6 @@ def predict_metric_image(metric: MetricDepth, camera: Camera, frame: Frame, disp
 
 def unscaled_message(unscaled: Sequence[str]) -> str:
     """The closing line of a run where images got no metric scale (their other outputs are written)."""
-    return (f"{len(unscaled)} image(s) got no metric scale (no _depth.npy written for them): "
-            f"{listed(unscaled)}")
+    return (
+        f"{len(unscaled)} image(s) got no metric scale (no _depth.npy written for them): {listed(unscaled)}"
+    )

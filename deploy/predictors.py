@@ -1,6 +1,7 @@
 """The models predict.py runs and the frames it feeds them: a model folder's networks or an exported
 file behind one call (images in [0, 1] -> disparity and segmentation logits), image and video inputs
 read into frames, and batched prediction."""
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ LISTED_FAILURES = 5  # unreadable files named in the summary line; the rest are 
 @dataclass
 class Frame:
     """An input frame: where its outputs go (path prefix), and its RGB pixels."""
+
     stem: str
     rgb: np.ndarray  # (H, W, 3) uint8
     time: float | None = None  # seconds from a video's first frame (None: a picture, or at a fixed rate)
@@ -73,8 +75,9 @@ class ExportedPredictor:
         return outputs[depth_graph.OUTPUT_DISP][:, 0], outputs.get(depth_graph.OUTPUT_SEG)
 
 
-def load_predictor(folder: str | None, exported: str | None,
-                   device: torch.device) -> TorchPredictor | ExportedPredictor:
+def load_predictor(
+    folder: str | None, exported: str | None, device: torch.device
+) -> TorchPredictor | ExportedPredictor:
     """The model to predict with: an exported file, else a model folder (one place for every format)."""
     if exported:
         return ExportedPredictor(exported)
@@ -113,14 +116,20 @@ def check_explicit(path: str) -> None:
         with Image.open(path) as image:
             image.size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise utils.InputError(f"{path}: neither a readable image ({', '.join(utils.IMAGE_EXTENSIONS)}) nor a "
-                               f"video ({err})") from None
+        raise utils.InputError(
+            f"{path}: neither a readable image ({', '.join(utils.IMAGE_EXTENSIONS)}) nor a video ({err})"
+        ) from None
 
 
 def folder_images(folder: str) -> list[str]:
     """Image files in a folder in (natural) name order, without predict's own outputs."""
-    names = [f for f in os.listdir(folder) if f.lower().endswith(utils.IMAGE_EXTENSIONS)
-             and not f.endswith(OUTPUT_SUFFIXES) and os.path.isfile(os.path.join(folder, f))]
+    names = [
+        f
+        for f in os.listdir(folder)
+        if f.lower().endswith(utils.IMAGE_EXTENSIONS)
+        and not f.endswith(OUTPUT_SUFFIXES)
+        and os.path.isfile(os.path.join(folder, f))
+    ]
     return [os.path.join(folder, f) for f in sorted(names, key=natural_key)]
 
 
@@ -157,12 +166,20 @@ def listed(messages: Sequence[str]) -> str:
 
 
 # -- prediction --------------------------------------------------------------------------------
-def predicted(predictor, frames: Iterable[Frame], batch_size: int, total: int | None = None, desc: str = "predicting"
-              ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
+def predicted(
+    predictor, frames: Iterable[Frame], batch_size: int, total: int | None = None, desc: str = "predicting"
+) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
     """(frame, disparity at the model's size, segmentation logits or None) of every frame, in batches."""
+
     def run(batch):
-        inputs = torch.stack([TF.to_tensor(Image.fromarray(f.rgb).resize((predictor.width, predictor.height),
-                                                                         RESIZE_FILTER)) for f in batch])
+        inputs = torch.stack(
+            [
+                TF.to_tensor(
+                    Image.fromarray(f.rgb).resize((predictor.width, predictor.height), RESIZE_FILTER)
+                )
+                for f in batch
+            ]
+        )
         disps, seg_logits = predictor(inputs)
         for i, frame in enumerate(batch):
             bar.update()

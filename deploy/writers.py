@@ -1,5 +1,6 @@
 """What predict.py writes: each image's arrays and pictures, and depth videos (relative, or in metres
 with a colour bar), each file under a temporary name and renamed."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,15 @@ def save_arrays(disp: np.ndarray, stem: str, depth_scale: float) -> None:
     save_array(depth_scale / disp, stem + "_depth.npy")
 
 
-def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth_scale: float = 1.0,
-            batch_size: int = 8, failures: list[str] | None = None,
-            metric: MetricDepth | None = None) -> list[str]:
+def predict(
+    predictor,
+    image_paths: Sequence[str],
+    output_dir: str | None,
+    depth_scale: float = 1.0,
+    batch_size: int = 8,
+    failures: list[str] | None = None,
+    metric: MetricDepth | None = None,
+) -> list[str]:
     """Write every readable image's outputs; return the path prefixes written (unreadable ones go to
     ``failures``; with ``metric``, _depth.npy in metres: ``predict_metric_image``)."""
     failures = [] if failures is None else failures
@@ -54,8 +61,9 @@ def predict(predictor, image_paths: Sequence[str], output_dir: str | None, depth
         os.makedirs(output_dir, exist_ok=True)
     stems = []
     sources = {output_stem(path, output_dir): path for path in image_paths}
-    for frame, disp, seg_logits in predicted(predictor, image_frames(image_paths, output_dir, failures), batch_size,
-                                             len(image_paths)):
+    for frame, disp, seg_logits in predicted(
+        predictor, image_frames(image_paths, output_dir, failures), batch_size, len(image_paths)
+    ):
         height, width = frame.rgb.shape[:2]
         if metric is None:
             save_arrays(disp, frame.stem, depth_scale)
@@ -80,11 +88,14 @@ def check_outputs(opts: argparse.Namespace, images: list[str], folders: list[str
     def claim(path: str, source: str, folder: bool = False) -> None:
         key = os.path.abspath(path)
         if owners.setdefault(key, source) != source:
-            raise utils.InputError(f"{owners[key]} and {source} would both write {path}: give them different "
-                                   f"names or predict them into different --output_dir folders")
+            raise utils.InputError(
+                f"{owners[key]} and {source} would both write {path}: give them different "
+                f"names or predict them into different --output_dir folders"
+            )
         if os.path.exists(path) and os.path.isdir(path) != folder:
-            raise utils.UnwritableError(f"{path}: a {'file' if folder else 'folder'} is in the way of an "
-                                        f"output of {source}: move it")
+            raise utils.UnwritableError(
+                f"{path}: a {'file' if folder else 'folder'} is in the way of an output of {source}: move it"
+            )
 
     for path in images + [p for folder in ([] if opts.video else folders) for p in folder_images(folder)]:
         stem = output_stem(path, opts.output_dir)
@@ -111,8 +122,9 @@ class ColourRange:
         return self.vmax
 
 
-def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None, panels: Sequence[str],
-                  vmax: float) -> np.ndarray:
+def video_picture(
+    frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None, panels: Sequence[str], vmax: float
+) -> np.ndarray:
     """One frame of the depth video: the panels side by side at the frame's size."""
     height, width = frame.rgb.shape[:2]
     pictures = []
@@ -122,13 +134,16 @@ def video_picture(frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None,
         elif panel == "depth":
             pictures.append(colormap(resize_bilinear(disp, height, width), vmax))
         elif seg_logits is not None:
-            pictures.append(segmentation_overlay(frame.rgb, resize_bilinear(seg_logits, height, width).argmax(0)))
+            pictures.append(
+                segmentation_overlay(frame.rgb, resize_bilinear(seg_logits, height, width).argmax(0))
+            )
     return np.concatenate(pictures, axis=1)
 
 
 @contextlib.contextmanager
-def depth_video_files(video_path: str, fps: float,
-                      save_npy: bool) -> Iterator[tuple[VideoWriter, str | None]]:
+def depth_video_files(
+    video_path: str, fps: float, save_npy: bool
+) -> Iterator[tuple[VideoWriter, str | None]]:
     """The depth video's writer and, with ``save_npy``, the folder for each frame's arrays (``<stem>_frames``:
     filled under a temporary name, renamed after the video)."""
     with contextlib.ExitStack() as stack:
@@ -144,32 +159,62 @@ def frame_rate_text(fps: float, timed: bool) -> str:
     return "the video's own frame times" if timed else f"{fps:.3g} fps"
 
 
-def predict_video(predictor, frames: Iterable[Frame], video_path: str, fps: float, panels: Sequence[str],
-                  batch_size: int, depth_scale: float, save_npy: bool, total: int | None = None,
-                  timed: bool = False, metric: MetricDepth | None = None, source: str | None = None) -> int:
+def predict_video(
+    predictor,
+    frames: Iterable[Frame],
+    video_path: str,
+    fps: float,
+    panels: Sequence[str],
+    batch_size: int,
+    depth_scale: float,
+    save_npy: bool,
+    total: int | None = None,
+    timed: bool = False,
+    metric: MetricDepth | None = None,
+    source: str | None = None,
+) -> int:
     """Write the depth video of a frame sequence (and each frame's arrays with ``save_npy``, in a folder that
     appears whole or not at all); return its frame count. ``timed``: each frame plays at its own time (a
     video's, variable frame rates included), else at ``fps``. With ``metric``: in metres
     (``predict_video_metric``), ``source`` the input of the frames."""
     if metric is not None:
-        return predict_video_metric(predictor, frames, video_path, fps, panels, batch_size, save_npy, total,
-                                    metric, source, timed)
+        return predict_video_metric(
+            predictor, frames, video_path, fps, panels, batch_size, save_npy, total, metric, source, timed
+        )
     colour_range = ColourRange()
     with depth_video_files(video_path, fps, save_npy) as (writer, arrays):
-        logger.info("writing %s: %s at %s, panels %s", video_path, writer.description,
-                    frame_rate_text(fps, timed), " ".join(panels))
-        for frame, disp, seg_logits in predicted(predictor, frames, batch_size, total,
-                                                 os.path.basename(video_path)):
-            writer.write(video_picture(frame, disp, seg_logits, panels, colour_range(disp)),
-                         frame.time if timed else None)
+        logger.info(
+            "writing %s: %s at %s, panels %s",
+            video_path,
+            writer.description,
+            frame_rate_text(fps, timed),
+            " ".join(panels),
+        )
+        for frame, disp, seg_logits in predicted(
+            predictor, frames, batch_size, total, os.path.basename(video_path)
+        ):
+            writer.write(
+                video_picture(frame, disp, seg_logits, panels, colour_range(disp)),
+                frame.time if timed else None,
+            )
             if arrays is not None:
                 save_arrays(disp, os.path.join(arrays, os.path.basename(frame.stem)), depth_scale)
         return writer.frames
 
 
-def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fps: float,
-                         panels: Sequence[str], batch_size: int, save_npy: bool, total: int | None,
-                         metric: MetricDepth, source: str, timed: bool = False) -> int:
+def predict_video_metric(
+    predictor,
+    frames: Iterable[Frame],
+    video_path: str,
+    fps: float,
+    panels: Sequence[str],
+    batch_size: int,
+    save_npy: bool,
+    total: int | None,
+    metric: MetricDepth,
+    source: str,
+    timed: bool = False,
+) -> int:
     """The depth video in metres: each frame's scale from its road, smoothed over ``metric.window`` frames
     (a running median; frames without road take their neighbours'), the colours over metric inverse depth
     with a colour bar in metres, ``<name>_scale.json`` with every frame's estimate and scale; return the
@@ -179,21 +224,31 @@ def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fp
     records = []
 
     def estimated():
-        for frame, disp, seg_logits in predicted(predictor, frames, batch_size, total,
-                                                 os.path.basename(video_path)):
+        for frame, disp, seg_logits in predicted(
+            predictor, frames, batch_size, total, os.path.basename(video_path)
+        ):
             estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
             picture_seg = seg_logits if "seg" in panels else None
             yield (frame, disp, picture_seg, estimate, reason), None if estimate is None else estimate.scale
 
     with depth_video_files(video_path, fps, save_npy) as (writer, arrays):
-        logger.info("writing %s: %s at %s, panels %s, metres from a camera height of %g m", video_path,
-                    writer.description, frame_rate_text(fps, timed), " ".join(panels),
-                    metric.ground.camera_height)
-        for (frame, disp, seg_logits, estimate, reason), smooth in camera_height.smoothed(estimated(),
-                                                                                          metric.window):
-            record = {"frame": len(records), "scale": smooth.scale,
-                      "estimates_in_window": smooth.estimates_in_window,
-                      "estimate": None if estimate is None else estimate.as_dict()}
+        logger.info(
+            "writing %s: %s at %s, panels %s, metres from a camera height of %g m",
+            video_path,
+            writer.description,
+            frame_rate_text(fps, timed),
+            " ".join(panels),
+            metric.ground.camera_height,
+        )
+        for (frame, disp, seg_logits, estimate, reason), smooth in camera_height.smoothed(
+            estimated(), metric.window
+        ):
+            record = {
+                "frame": len(records),
+                "scale": smooth.scale,
+                "estimates_in_window": smooth.estimates_in_window,
+                "estimate": None if estimate is None else estimate.as_dict(),
+            }
             if estimate is None:
                 record["reason"] = reason
             records.append(record)
@@ -215,14 +270,26 @@ def predict_video_metric(predictor, frames: Iterable[Frame], video_path: str, fp
         estimates = [r["estimate"]["scale"] for r in records if r["estimate"] is not None]
         if not estimates:
             first = records[0].get("reason") if records else "no frames"
-            raise camera_height.GroundNotVisible(f"{source}: no frame shows enough road for a metric scale "
-                                                 f"(the first: {first})")
-        summary = {**metric.header(camera), "video": source, "window": metric.window, "frames": len(records),
-                   "frames_with_estimate": len(estimates), "median_estimate": float(np.median(estimates)),
-                   "per_frame": records}
-        save_json(summary, video_path[:-len(VIDEO_SUFFIX)] + SCALE_SUFFIX)
-        logger.info("%s: metric scale from the road in %d of %d frames (median %.4g)", source, len(estimates),
-                    len(records), summary["median_estimate"])
+            raise camera_height.GroundNotVisible(
+                f"{source}: no frame shows enough road for a metric scale (the first: {first})"
+            )
+        summary = {
+            **metric.header(camera),
+            "video": source,
+            "window": metric.window,
+            "frames": len(records),
+            "frames_with_estimate": len(estimates),
+            "median_estimate": float(np.median(estimates)),
+            "per_frame": records,
+        }
+        save_json(summary, video_path[: -len(VIDEO_SUFFIX)] + SCALE_SUFFIX)
+        logger.info(
+            "%s: metric scale from the road in %d of %d frames (median %.4g)",
+            source,
+            len(estimates),
+            len(records),
+            summary["median_estimate"],
+        )
         return writer.frames
 
 

@@ -1,4 +1,5 @@
 """Ground-truth depth of a test split: exported once from the Velodyne scans or the depth benchmark's maps, read by evaluation."""
+
 from __future__ import annotations
 
 import logging
@@ -41,12 +42,16 @@ def ground_truth_file(gt_depths: str | None, eval_split: str) -> str:
 def velodyne_ground_truth(data_path: str, folder: str, frame_index: int) -> np.ndarray:
     """Sparse depth (375x1242-ish) of a KITTI raw frame from its Velodyne scan."""
     calib_dir = os.path.join(data_path, folder.split("/")[0])
-    return generate_depth_map(calib_dir, velodyne_path(data_path, folder, frame_index), GT_CAMERA, vel_depth=True)
+    return generate_depth_map(
+        calib_dir, velodyne_path(data_path, folder, frame_index), GT_CAMERA, vel_depth=True
+    )
 
 
 def benchmark_ground_truth(data_path: str, folder: str, frame_index: int) -> np.ndarray:
     """Annotated depth of a KITTI raw frame from the depth benchmark's PNG."""
-    path = os.path.join(data_path, folder, "proj_depth", "groundtruth", f"image_0{GT_CAMERA}", f"{frame_index:010d}.png")
+    path = os.path.join(
+        data_path, folder, "proj_depth", "groundtruth", f"image_0{GT_CAMERA}", f"{frame_index:010d}.png"
+    )
     return np.asarray(open_image(path)).astype(np.float32) / DEPTH_PNG_SCALE
 
 
@@ -78,8 +83,10 @@ def _checked_maps(path: str, maps: Sequence, what: str) -> list[np.ndarray]:
     """The maps of a ground-truth file, each a 2-D array of numbers (InputError naming ``what`` otherwise)."""
     for i, depth in enumerate(maps):
         if not isinstance(depth, np.ndarray) or depth.ndim != 2 or depth.dtype.kind not in "fiu":
-            raise utils.InputError(f"{path}: {what} {i} is not a 2-D map of depths "
-                                   f"(got {type(depth).__name__} of shape {getattr(depth, 'shape', None)})")
+            raise utils.InputError(
+                f"{path}: {what} {i} is not a 2-D map of depths "
+                f"(got {type(depth).__name__} of shape {getattr(depth, 'shape', None)})"
+            )
     return list(maps)
 
 
@@ -91,13 +98,14 @@ def _array_without_pickle(data: np.lib.npyio.NpzFile, key: str, path: str) -> np
         raise utils.InputError(
             f"{path} holds pickled Python objects (Monodepth2's format), which are never loaded: they could run "
             f"code. If you trust the file, convert it once with `python export_gt_depth.py --convert_monodepth2 "
-            f"{path} --output NEW.npz` and pass --gt_depths NEW.npz") from None
+            f"{path} --output NEW.npz` and pass --gt_depths NEW.npz"
+        ) from None
 
 
 def _map_keys(files: Sequence[str]) -> list[str]:
     """This project's map keys of an .npz file, in test-file order (``depth_10000`` after ``depth_9999``)."""
-    keys = [k for k in files if k.startswith(GT_KEY_PREFIX) and k[len(GT_KEY_PREFIX):].isdigit()]
-    return sorted(keys, key=lambda k: int(k[len(GT_KEY_PREFIX):]))
+    keys = [k for k in files if k.startswith(GT_KEY_PREFIX) and k[len(GT_KEY_PREFIX) :].isdigit()]
+    return sorted(keys, key=lambda k: int(k[len(GT_KEY_PREFIX) :]))
 
 
 def load_ground_truth(path: str, count: int | None = None, test_file: str | None = None) -> list[np.ndarray]:
@@ -120,17 +128,25 @@ def load_ground_truth(path: str, count: int | None = None, test_file: str | None
         keys = _map_keys(data.files)
         if keys:
             maps = [_array_without_pickle(data, key, path) for key in keys]
-        elif MONODEPTH2_KEY in data.files:  # Monodepth2's, safe when its maps share one size: (N, H, W) numbers
+        elif (
+            MONODEPTH2_KEY in data.files
+        ):  # Monodepth2's, safe when its maps share one size: (N, H, W) numbers
             stacked = _array_without_pickle(data, MONODEPTH2_KEY, path)
             if stacked.ndim != 3:
-                raise utils.InputError(f"{not_ours} ({MONODEPTH2_KEY!r} has shape {stacked.shape}, expected (N, H, W))")
+                raise utils.InputError(
+                    f"{not_ours} ({MONODEPTH2_KEY!r} has shape {stacked.shape}, expected (N, H, W))"
+                )
             maps = list(stacked)
         else:
-            raise utils.InputError(f"{not_ours} (keys {GT_KEY_PREFIX}0000 ... expected, found "
-                                   f"{', '.join(data.files[:5]) or 'none'})")
+            raise utils.InputError(
+                f"{not_ours} (keys {GT_KEY_PREFIX}0000 ... expected, found "
+                f"{', '.join(data.files[:5]) or 'none'})"
+            )
     maps = _checked_maps(path, maps, "map")
     if count is not None and len(maps) != count:
-        raise utils.InputError(f"{path} holds {len(maps)} ground-truth maps but {test_file} lists {count} frames")
+        raise utils.InputError(
+            f"{path} holds {len(maps)} ground-truth maps but {test_file} lists {count} frames"
+        )
     if not any((depth > 0).any() for depth in maps):
         raise utils.InputError(f"{path}: no frame has valid ground truth (every depth is 0)")
     return maps
@@ -144,17 +160,28 @@ def convert_monodepth2(source: str, output: str) -> int:
     if not os.path.isfile(source):
         raise utils.MissingFileError(f"--convert_monodepth2 {source}: file not found")
     if os.path.abspath(output) == os.path.abspath(source):
-        raise utils.InputError(f"--output {output} must differ from the file converted (which stays as it is)")
+        raise utils.InputError(
+            f"--output {output} must differ from the file converted (which stays as it is)"
+        )
     try:
         with np.load(source, allow_pickle=True, fix_imports=True, encoding="latin1") as data:
             if MONODEPTH2_KEY not in data.files:
-                raise utils.InputError(f"{source} holds no {MONODEPTH2_KEY!r} array: not Monodepth2's gt_depths.npz "
-                                       f"(found {', '.join(data.files[:5]) or 'none'})")
+                raise utils.InputError(
+                    f"{source} holds no {MONODEPTH2_KEY!r} array: not Monodepth2's gt_depths.npz "
+                    f"(found {', '.join(data.files[:5]) or 'none'})"
+                )
             maps = _checked_maps(source, list(data[MONODEPTH2_KEY]), "entry")
     except utils.InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, AttributeError,
-            ImportError) as err:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        AttributeError,
+        ImportError,
+    ) as err:
         raise utils.InputError(f"{source} is not Monodepth2's gt_depths.npz ({err})") from None
     save_ground_truth(maps, output)
     return len(maps)

@@ -4,6 +4,7 @@ scaling and clamping, and the seven standard metrics.
 Shared by evaluate_depth.py (``evaluation/depth.py``), the trainer's validation, the per-class tables
 and the error maps of figures; the numbers are Monodepth2's (docs/fidelity.md).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,8 @@ def compute_depth_errors(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     ``DEPTH_METRIC_NAMES`` order."""
     thresh = torch.maximum(gt / pred, pred / gt)
     a1 = (thresh < 1.25).to(gt.dtype).mean()
-    a2 = (thresh < 1.25 ** 2).to(gt.dtype).mean()
-    a3 = (thresh < 1.25 ** 3).to(gt.dtype).mean()
+    a2 = (thresh < 1.25**2).to(gt.dtype).mean()
+    a3 = (thresh < 1.25**3).to(gt.dtype).mean()
     rmse = torch.sqrt(((gt - pred) ** 2).mean())
     rmse_log = torch.sqrt(((torch.log(gt) - torch.log(pred)) ** 2).mean())
     abs_rel = ((gt - pred).abs() / gt).mean()
@@ -54,17 +55,25 @@ def _median(x: torch.Tensor) -> torch.Tensor:
     return torch.quantile(x, 0.5)
 
 
-def evaluated_depths(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_crop: bool = True,
-                     median_scaling: bool = True, pred_depth_scale: float = 1.0
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+def evaluated_depths(
+    gt_depth: torch.Tensor,
+    pred_disp: torch.Tensor,
+    garg_crop: bool = True,
+    median_scaling: bool = True,
+    pred_depth_scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The evaluation protocol of one image, up to the metrics: scaled disparity (h, w) resized bilinearly
     to the ground truth (H, W), depth = ``pred_depth_scale`` / disparity, per-image median scaling when
     asked, clamped to [1e-3, 80]. Returns (mask (H, W), ground truth and prediction at the mask's pixels
     in float64, median ratio), or None when no ground-truth pixel is valid; shared by the metrics, the
     per-class pooling and the error maps of figures."""
     height, width = gt_depth.shape[-2:]
-    disp = F.interpolate(pred_disp.reshape(1, 1, *pred_disp.shape[-2:]).float(), size=(height, width),
-                         mode="bilinear", align_corners=False)[0, 0]
+    disp = F.interpolate(
+        pred_disp.reshape(1, 1, *pred_disp.shape[-2:]).float(),
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+    )[0, 0]
     pred_depth = pred_depth_scale / disp
     mask = evaluation_mask(gt_depth, garg_crop)
     if not mask.any():
@@ -75,9 +84,13 @@ def evaluated_depths(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_crop:
     return mask, gt, pred, ratio
 
 
-def depth_errors_of_image(gt_depth: torch.Tensor, pred_disp: torch.Tensor, garg_crop: bool = True,
-                          median_scaling: bool = True, pred_depth_scale: float = 1.0
-                          ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def depth_errors_of_image(
+    gt_depth: torch.Tensor,
+    pred_disp: torch.Tensor,
+    garg_crop: bool = True,
+    median_scaling: bool = True,
+    pred_depth_scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Metrics of one image (``evaluated_depths``' protocol): (metrics in ``DEPTH_METRIC_NAMES`` order,
     median ratio), or None when no ground-truth pixel is valid."""
     result = evaluated_depths(gt_depth, pred_disp, garg_crop, median_scaling, pred_depth_scale)

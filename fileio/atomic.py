@@ -6,6 +6,7 @@ names record their writer (host, process id), so that ``remove_stale_temporaries
 ``recover_folder`` clear only what dead writers of this host left. ``save_json``, ``save_array``
 and ``save_png`` are the common writes, atomically.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,10 @@ TEMPORARY, ASIDE = ".tmp", ".old"  # a file or folder being written; a folder be
 _WRITES = itertools.count()  # next() is atomic under the GIL: names are unique per thread too
 # <target><mark>-<host>-<pid>-<n><extension>: the writer is recorded, so that a leftover is removed only
 # once its writer is dead (a writer on another host, e.g. over NFS, is never judged)
-_WRITER_NAME = re.compile(rf"^(?P<root>.+)(?P<mark>{re.escape(TEMPORARY)}|{re.escape(ASIDE)})-{re.escape(HOST)}"
-                          r"-(?P<pid>\d+)-\d+(?P<ext>\.[^.]*)?$")
+_WRITER_NAME = re.compile(
+    rf"^(?P<root>.+)(?P<mark>{re.escape(TEMPORARY)}|{re.escape(ASIDE)})-{re.escape(HOST)}"
+    r"-(?P<pid>\d+)-\d+(?P<ext>\.[^.]*)?$"
+)
 
 
 def _writer_path(path: str, mark: str, pid: int | None = None, keep_extension: bool = True) -> str:
@@ -44,7 +47,9 @@ def temporary_path(path: str, pid: int | None = None) -> str:
 def is_temporary(name: str) -> bool:
     """Whether a file or folder name is a temporary (or set-aside) name of ``atomic_write`` or
     ``atomic_folder``."""
-    return re.search(rf"({re.escape(TEMPORARY)}|{re.escape(ASIDE)})-[^/]+-\d+-\d+(\.[^.]*)?$", name) is not None
+    return (
+        re.search(rf"({re.escape(TEMPORARY)}|{re.escape(ASIDE)})-[^/]+-\d+-\d+(\.[^.]*)?$", name) is not None
+    )
 
 
 def process_alive(pid: int) -> bool:
@@ -98,7 +103,11 @@ def recover_folder(folder: str) -> list[str]:
     parent, base = os.path.split(os.path.abspath(folder.rstrip(os.sep)))
     if not os.path.isdir(parent):
         return []
-    names = [n for n in sorted(os.listdir(parent)) if (m := _WRITER_NAME.match(n)) and m["root"] == base and not m["ext"]]
+    names = [
+        n
+        for n in sorted(os.listdir(parent))
+        if (m := _WRITER_NAME.match(n)) and m["root"] == base and not m["ext"]
+    ]
     return [action for name in names if (action := _clear_stale(parent, name))]
 
 

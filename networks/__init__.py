@@ -1,4 +1,5 @@
 """Networks of FSRE-Depth: encoders, decoders, CMA and the pose decoder."""
+
 from .blocks import Conv3x3, ConvBlock, upsample
 from .cma import CMA
 from .decoder import NUM_CH_DEC, DecoderBody, JointDecoder, cma_layer_to_level
@@ -7,7 +8,19 @@ from .pose_decoder import PoseDecoder
 from .resnet_encoder import PretrainedWeightsUnavailable, ResnetEncoder
 
 __all__ = [
-    "CMA", "Conv3x3", "ConvBlock", "DEFAULT_ENCODER", "DecoderBody", "JointDecoder", "NUM_CH_DEC",
-    "PoseDecoder", "PretrainedWeightsUnavailable", "ResnetEncoder", "TIMM_PREFIX", "build_encoder",
-    "cma_layer_to_level", "encoder_metadata", "upsample",
+    "CMA",
+    "Conv3x3",
+    "ConvBlock",
+    "DEFAULT_ENCODER",
+    "DecoderBody",
+    "JointDecoder",
+    "NUM_CH_DEC",
+    "PoseDecoder",
+    "PretrainedWeightsUnavailable",
+    "ResnetEncoder",
+    "TIMM_PREFIX",
+    "build_encoder",
+    "cma_layer_to_level",
+    "encoder_metadata",
+    "upsample",
 ]

@@ -1,4 +1,5 @@
 """Small convolution blocks shared by the decoders (Monodepth2's names and parameter layout)."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,5 +1,6 @@
 """Cross-task multi-embedding attention (CMA), the paper's module that lets depth and
 segmentation decoder features refine each other."""
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,9 @@ class CMA(nn.Module):
         self.key_conv = nn.Conv2d(channels, embed, 1)
         self.value_conv = nn.Conv2d(channels, embed, 1)
         self.scale = 1.0 / math.sqrt(embed)
-        self.W = nn.Sequential(nn.Conv2d(self.head_channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.W = nn.Sequential(
+            nn.Conv2d(self.head_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        )
         self.fuse = nn.Sequential(ConvBlock(2 * channels, channels), nn.Conv2d(channels, channels, 1))
 
     def forward(self, key: torch.Tensor, query: torch.Tensor) -> torch.Tensor:

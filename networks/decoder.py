@@ -4,6 +4,7 @@ Decoder levels run from 4 (1/16 of the input after upsampling) to 0 (full size);
 level i is at scale 1/2^i. The paper's CMA layer l is decoder level 4 - l, and the authors'
 checkpoints name its modules by ``v = level - 1`` (their option ``--cma_layers 3 2 1``).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -41,8 +42,13 @@ class DecoderBody(nn.Module):
     for levels 4..0, then the heads), so released checkpoints load without renaming.
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], out_channels: int, head_scales: Sequence[int],
-                 num_ch_dec: Sequence[int] = NUM_CH_DEC) -> None:
+    def __init__(
+        self,
+        num_ch_enc: Sequence[int],
+        out_channels: int,
+        head_scales: Sequence[int],
+        num_ch_dec: Sequence[int] = NUM_CH_DEC,
+    ) -> None:
         super().__init__()
         self.num_ch_dec = tuple(num_ch_dec)
         self.head_scales = tuple(head_scales)
@@ -89,13 +95,23 @@ class JointDecoder(nn.Module):
     runs), which the SGT loss reads.
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = DEFAULT_SCALES, semantics: bool = True,
-                 num_classes: int = 19, cma_layers: Sequence[int] = DEFAULT_CMA_LAYERS, num_heads: int = 4,
-                 cma_ratio: int = 2, feature_strides: Sequence[int] = FEATURE_STRIDES) -> None:
+    def __init__(
+        self,
+        num_ch_enc: Sequence[int],
+        scales: Sequence[int] = DEFAULT_SCALES,
+        semantics: bool = True,
+        num_classes: int = 19,
+        cma_layers: Sequence[int] = DEFAULT_CMA_LAYERS,
+        num_heads: int = 4,
+        cma_ratio: int = 2,
+        feature_strides: Sequence[int] = FEATURE_STRIDES,
+    ) -> None:
         super().__init__()
         if tuple(feature_strides) != FEATURE_STRIDES or len(num_ch_enc) != NUM_LEVELS:
-            raise ValueError(f"the decoders read {NUM_LEVELS} encoder features at strides {FEATURE_STRIDES}, "
-                             f"got {len(num_ch_enc)} at {tuple(feature_strides)}")
+            raise ValueError(
+                f"the decoders read {NUM_LEVELS} encoder features at strides {FEATURE_STRIDES}, "
+                f"got {len(num_ch_enc)} at {tuple(feature_strides)}"
+            )
         if cma_layers and not semantics:
             raise ValueError("CMA needs the segmentation decoder: enable semantics or pass no CMA layers")
         self.scales = tuple(scales)

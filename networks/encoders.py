@@ -5,6 +5,7 @@ Every depth encoder returns five features at strides 2, 4, 8, 16 and 32 (``FEATU
 ``num_ch_enc`` channels, which is what the decoders and CMA are built from; a pose encoder built with
 ``all_levels=False`` may return only its deepest feature (the pose decoder reads nothing else).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -24,7 +25,7 @@ def resnet_name(num_layers: int) -> str:
 
 def resnet_depth(name: str) -> int | None:
     """The ResNet depth of ``resnet18`` .. ``resnet152``; None for any other name."""
-    return int(name[len(RESNET_PREFIX):]) if name in RESNET_NAMES else None
+    return int(name[len(RESNET_PREFIX) :]) if name in RESNET_NAMES else None
 
 
 def is_timm(name: str | None) -> bool:
@@ -34,19 +35,22 @@ def is_timm(name: str | None) -> bool:
 
 def timm_model_name(name: str) -> str:
     """``timm:NAME`` -> ``NAME``."""
-    return name[len(TIMM_PREFIX):]
+    return name[len(TIMM_PREFIX) :]
 
 
 def encoder_name_error(name: str) -> str | None:
     """Why ``name`` is not an encoder name at all (its timm model is checked later), or None."""
     if resnet_depth(name) is not None or (is_timm(name) and timm_model_name(name)):
         return None
-    return (f"unknown encoder {name!r}: give one of {', '.join(RESNET_NAMES)} or timm:NAME (a timm model "
-            f"with multi-scale features, e.g. timm:convnext_tiny)")
+    return (
+        f"unknown encoder {name!r}: give one of {', '.join(RESNET_NAMES)} or timm:NAME (a timm model "
+        f"with multi-scale features, e.g. timm:convnext_tiny)"
+    )
 
 
-def build_encoder(name: str, pretrained: bool = False, num_input_images: int = 1,
-                  all_levels: bool = True) -> nn.Module:
+def build_encoder(
+    name: str, pretrained: bool = False, num_input_images: int = 1, all_levels: bool = True
+) -> nn.Module:
     """The encoder called ``name`` (ImageNet weights with ``pretrained``); ``num_input_images`` frames are
     stacked on the channel axis (the pose encoder: 2). ``all_levels=False`` lets a timm encoder return only
     its deepest feature (ResNets always return five)."""
@@ -55,6 +59,7 @@ def build_encoder(name: str, pretrained: bool = False, num_input_images: int = 1
         return ResnetEncoder(depth, pretrained, num_input_images)
     if is_timm(name):
         from .timm_encoder import TimmEncoder  # timm is optional: imported only for timm encoders
+
         return TimmEncoder(timm_model_name(name), pretrained, num_input_images, all_levels)
     raise ValueError(encoder_name_error(name))
 

@@ -1,4 +1,5 @@
 """Monodepth2's pose decoder: relative camera motion from the pose encoder's deepest feature."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,12 +22,14 @@ class PoseDecoder(nn.Module):
     def __init__(self, num_ch_enc: Sequence[int], num_frames_to_predict_for: int = 1) -> None:
         super().__init__()
         self.num_frames = num_frames_to_predict_for
-        self.net = nn.ModuleList([
-            nn.Conv2d(num_ch_enc[-1], POSE_CHANNELS, 1),  # squeeze
-            nn.Conv2d(POSE_CHANNELS, POSE_CHANNELS, 3, 1, 1),
-            nn.Conv2d(POSE_CHANNELS, POSE_CHANNELS, 3, 1, 1),
-            nn.Conv2d(POSE_CHANNELS, 6 * num_frames_to_predict_for, 1),
-        ])
+        self.net = nn.ModuleList(
+            [
+                nn.Conv2d(num_ch_enc[-1], POSE_CHANNELS, 1),  # squeeze
+                nn.Conv2d(POSE_CHANNELS, POSE_CHANNELS, 3, 1, 1),
+                nn.Conv2d(POSE_CHANNELS, POSE_CHANNELS, 3, 1, 1),
+                nn.Conv2d(POSE_CHANNELS, 6 * num_frames_to_predict_for, 1),
+            ]
+        )
         self.relu = nn.ReLU()
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

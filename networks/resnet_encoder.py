@@ -1,4 +1,5 @@
 """ResNet encoder shared by the depth and segmentation decoders, and the pose encoder."""
+
 from __future__ import annotations
 
 import os
@@ -64,17 +65,27 @@ class ResnetEncoder(nn.Module):
         self.feature_strides = FEATURE_STRIDES
         self.encoder = builder(weights=None)
         if num_input_images > 1:
-            self.encoder.conv1 = nn.Conv2d(num_input_images * 3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.encoder.conv1 = nn.Conv2d(
+                num_input_images * 3, 64, kernel_size=7, stride=2, padding=3, bias=False
+            )
             nn.init.kaiming_normal_(self.encoder.conv1.weight, mode="fan_out", nonlinearity="relu")
         if pretrained:
             state = imagenet_state_dict(num_layers)
             if num_input_images > 1:
-                state["conv1.weight"] = torch.cat([state["conv1.weight"]] * num_input_images, 1) / num_input_images
+                state["conv1.weight"] = (
+                    torch.cat([state["conv1.weight"]] * num_input_images, 1) / num_input_images
+                )
             self.encoder.load_state_dict(state)
         # The classifier is unused; dropping it keeps every parameter trainable (DDP needs that).
         del self.encoder.fc, self.encoder.avgpool
         expansion = 4 if num_layers > 34 else 1
-        self.num_ch_enc: tuple[int, ...] = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
+        self.num_ch_enc: tuple[int, ...] = (
+            64,
+            64 * expansion,
+            128 * expansion,
+            256 * expansion,
+            512 * expansion,
+        )
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Images in [0, 1], (B, 3·n, H, W) -> features at 1/2, 1/4, 1/8, 1/16, 1/32."""

@@ -15,6 +15,7 @@ not cover them.
 Inputs are images in [0, 1], normalised inside with the model's own mean and std (timm's pretrained
 configuration; ImageNet's by default), repeated per frame when frames are stacked on the channel axis.
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,8 +47,9 @@ def import_timm() -> ModuleType:
     try:
         return importlib.import_module("timm")
     except ImportError as err:
-        raise DependencyError(f"timm encoders (--encoder timm:NAME) need timm, which is not installed: "
-                              f"{TIMM_REQUIREMENTS}") from err
+        raise DependencyError(
+            f"timm encoders (--encoder timm:NAME) need timm, which is not installed: {TIMM_REQUIREMENTS}"
+        ) from err
 
 
 def timm_version() -> str | None:
@@ -64,9 +66,11 @@ def pick_levels(reductions: list[int]) -> list[int]:
     last = {stride: i for i, stride in enumerate(reductions) if stride in FEATURE_STRIDES}
     missing = [s for s in REQUIRED_STRIDES if s not in last]
     if missing:
-        raise ValueError(f"its features lie at strides {', '.join(map(str, reductions))}; the decoders need "
-                         f"strides 4, 8, 16 and 32 (and take 2 when there): "
-                         f"missing {', '.join(map(str, missing))}")
+        raise ValueError(
+            f"its features lie at strides {', '.join(map(str, reductions))}; the decoders need "
+            f"strides 4, 8, 16 and 32 (and take 2 when there): "
+            f"missing {', '.join(map(str, missing))}"
+        )
     return [last[s] for s in FEATURE_STRIDES if s in last]
 
 
@@ -91,8 +95,10 @@ def check_input_size(model_name: str, height: int, width: int) -> None:
             model(torch.empty(1, 3, height, width, device=device))
     except Exception as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"--encoder timm:{model_name} does not take {height}x{width} images ({reason}): "
-                         f"give another --height/--width or another encoder") from err
+        raise InputError(
+            f"--encoder timm:{model_name} does not take {height}x{width} images ({reason}): "
+            f"give another --height/--width or another encoder"
+        ) from err
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,16 +110,18 @@ def describe(model_name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name.split('.')[0][:6]}*")[:5]
         hint = f" (close: {', '.join(close)})" if close else ""
-        raise InputError(f"--encoder timm:{model_name}: timm {timm_version()} has no model "
-                         f"{model_name!r}{hint}")
+        raise InputError(
+            f"--encoder timm:{model_name}: timm {timm_version()} has no model {model_name!r}{hint}"
+        )
     try:
         model = weightless_model(model_name)
         channels, reductions = list(model.feature_info.channels()), list(model.feature_info.reduction())
         picks = pick_levels(reductions)
     except Exception as err:  # timm: "features_only not implemented for ..."; pick_levels: the strides
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"--encoder timm:{model_name}: no multi-scale features the decoders can use "
-                         f"({reason})") from err
+        raise InputError(
+            f"--encoder timm:{model_name}: no multi-scale features the decoders can use ({reason})"
+        ) from err
     out_channels = [channels[i] for i in picks]
     strides = [reductions[i] for i in picks]
     if strides[0] != FEATURE_STRIDES[0]:
@@ -150,8 +158,10 @@ def create_pretrained(timm: ModuleType, model_name: str, **kwargs) -> nn.Module:
             return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     source = weights_source(timm, model_name)
     if not source:
-        raise PretrainedWeightsUnavailable(f"timm has no pretrained weights for {model_name}: train it from "
-                                           f"scratch with --weights_init scratch")
+        raise PretrainedWeightsUnavailable(
+            f"timm has no pretrained weights for {model_name}: train it from "
+            f"scratch with --weights_init scratch"
+        )
     try:
         return timm.create_model(model_name, pretrained=True, **kwargs)
     except Exception as err:  # no network, no cached file, a corrupt download ...
@@ -159,7 +169,8 @@ def create_pretrained(timm: ModuleType, model_name: str, **kwargs) -> nn.Module:
         raise PretrainedWeightsUnavailable(
             f"cannot load the ImageNet weights of timm:{model_name} ({reason}). Download {source} on a "
             f"machine with internet access and place it at {local_weights_file(model_name)} (TORCH_HOME "
-            f"moves that folder), or train from scratch with --weights_init scratch.") from err
+            f"moves that folder), or train from scratch with --weights_init scratch."
+        ) from err
 
 
 class TimmEncoder(nn.Module):
@@ -170,8 +181,9 @@ class TimmEncoder(nn.Module):
     ``all_levels=False`` returns the deepest feature only (the pose encoder).
     """
 
-    def __init__(self, model_name: str, pretrained: bool = False, num_input_images: int = 1,
-                 all_levels: bool = True) -> None:
+    def __init__(
+        self, model_name: str, pretrained: bool = False, num_input_images: int = 1, all_levels: bool = True
+    ) -> None:
         super().__init__()
         timm = import_timm()
         channels, strides = describe(model_name)  # checks the name and its levels first
@@ -179,8 +191,11 @@ class TimmEncoder(nn.Module):
         self.name = f"timm:{model_name}"
         self.num_input_images = num_input_images
         kwargs = {"features_only": True, "in_chans": 3 * num_input_images}
-        self.encoder = create_pretrained(timm, model_name, **kwargs) if pretrained else \
-            timm.create_model(model_name, pretrained=False, **kwargs)
+        self.encoder = (
+            create_pretrained(timm, model_name, **kwargs)
+            if pretrained
+            else timm.create_model(model_name, pretrained=False, **kwargs)
+        )
         self.picks = pick_levels(list(self.encoder.feature_info.reduction()))
         self.nhwc = str(getattr(getattr(self.encoder, "output_fmt", ""), "value", "")) == NHWC
         cfg = getattr(self.encoder, "pretrained_cfg", None) or {}

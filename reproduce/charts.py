@@ -1,4 +1,5 @@
 """The per-class chart (Fig. 1 of the paper's supplementary material): a grouped bar chart, one group per class."""
+
 from __future__ import annotations
 
 from reproduce import style
@@ -13,8 +14,13 @@ def present_classes(results: dict[str, list[dict | None]], class_names: tuple[st
     return [k for k in range(len(class_names)) if any(rows[k] is not None for rows in results.values())]
 
 
-def per_class_chart(results: dict[str, list[dict | None]], class_names: tuple[str, ...], metric: str, stem: str,
-                    width: str | float = "text"):
+def per_class_chart(
+    results: dict[str, list[dict | None]],
+    class_names: tuple[str, ...],
+    metric: str,
+    stem: str,
+    width: str | float = "text",
+):
     """Draw ``metric`` per class (one bar per model) and write ``<stem>.png`` and ``<stem>.pdf``; return the figure."""
     plt = style.import_pyplot("the per-class chart")
     shown = present_classes(results, class_names)
@@ -24,8 +30,9 @@ def per_class_chart(results: dict[str, list[dict | None]], class_names: tuple[st
         xs = [i + (m - (len(results) - 1) / 2) * bar for i, k in enumerate(shown) if rows[k] is not None]
         values = [rows[k][metric] for k in shown if rows[k] is not None]
         axes.bar(xs, values, width=bar, label=name)
-    axes.set_xticks(range(len(shown)), [class_names[k] for k in shown], rotation=45, ha="right",
-                    rotation_mode="anchor")
+    axes.set_xticks(
+        range(len(shown)), [class_names[k] for k in shown], rotation=45, ha="right", rotation_mode="anchor"
+    )
     axes.set_xlim(-0.5, len(shown) - 0.5)
     axes.set_ylabel(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else " (higher is better)"))
     axes.legend(frameon=False, ncols=min(len(results), 4))

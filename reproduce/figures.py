@@ -8,6 +8,7 @@ Every panel is an array of the size of the first model's prediction; ``panel_gri
 ``draw_grid`` lays them out at a paper's column or text width. Frames are chosen by hand or where one
 model improves most over another, by AbsRel over the image or over the pixels of thin classes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,18 +40,31 @@ GAP_IN = 0.02  # between panels
 @dataclass
 class Source:
     """A model's disparities (N, h, w) of the test frames, in test-file order, and where they come from."""
+
     name: str
     disparities: np.ndarray
     origin: str  # the model folder or the .npy file
 
 
-def input_images(data_path: str, test_file: str, indices: list[int], size: tuple[int, int], img_ext: str
-                 ) -> list[np.ndarray]:
+def input_images(
+    data_path: str, test_file: str, indices: list[int], size: tuple[int, int], img_ext: str
+) -> list[np.ndarray]:
     """The test frames as the models saw them (the loader's resize to ``size``), uint8 (h, w, 3)."""
-    dataset = KITTIRAWDataset(data_path, read_split(test_file), size[0], size[1], [0], 1, is_train=False,
-                              img_ext=img_ext, load_depth=False)
-    return [(dataset[i][("color", 0, 0)].permute(1, 2, 0).numpy() * utils.UINT8_MAX + 0.5).astype(np.uint8)
-            for i in indices]
+    dataset = KITTIRAWDataset(
+        data_path,
+        read_split(test_file),
+        size[0],
+        size[1],
+        [0],
+        1,
+        is_train=False,
+        img_ext=img_ext,
+        load_depth=False,
+    )
+    return [
+        (dataset[i][("color", 0, 0)].permute(1, 2, 0).numpy() * utils.UINT8_MAX + 0.5).astype(np.uint8)
+        for i in indices
+    ]
 
 
 def disparity_panel(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -85,12 +99,18 @@ def ground_truth_panel(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return colour_with_gaps(disp, vmax)
 
 
-def error_map(gt: np.ndarray, disp: np.ndarray, garg_crop: bool, median_scaling: bool, scale: float) -> np.ndarray:
+def error_map(
+    gt: np.ndarray, disp: np.ndarray, garg_crop: bool, median_scaling: bool, scale: float
+) -> np.ndarray:
     """Per-pixel AbsRel (H, W) of a prediction at the ground truth's size (evaluate_depth's protocol); NaN off the mask."""
     error = np.full(gt.shape, np.nan)
-    result = evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
-                              torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32)), garg_crop,
-                              median_scaling, scale)
+    result = evaluated_depths(
+        torch.from_numpy(gt.astype(np.float32)),
+        torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32)),
+        garg_crop,
+        median_scaling,
+        scale,
+    )
     if result is not None:
         mask, g, p, _ = result
         error[mask.numpy()] = ((p - g).abs() / g).numpy()
@@ -103,8 +123,9 @@ def error_panel(error: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return colour_with_gaps(scatter_max(np.nan_to_num(error), valid, size), ERROR_VMAX)
 
 
-def per_image_abs_rel(disparities: np.ndarray, gt_depths: list[np.ndarray], garg_crop: bool, median_scaling: bool,
-                      scale: float) -> np.ndarray:
+def per_image_abs_rel(
+    disparities: np.ndarray, gt_depths: list[np.ndarray], garg_crop: bool, median_scaling: bool, scale: float
+) -> np.ndarray:
     """AbsRel of every image (NaN for images without valid ground truth), by evaluate_depth's own function."""
     out = np.full(len(disparities), np.nan)
     for i, (disp, gt) in enumerate(zip(disparities, gt_depths)):
@@ -114,34 +135,58 @@ def per_image_abs_rel(disparities: np.ndarray, gt_depths: list[np.ndarray], garg
     return out
 
 
-def per_image_class_abs_rel(disparities: np.ndarray, gt_depths: list[np.ndarray], train_ids: list[np.ndarray],
-                            classes: list[int], num_classes: int, garg_crop: bool, median_scaling: bool,
-                            scale: float) -> np.ndarray:
+def per_image_class_abs_rel(
+    disparities: np.ndarray,
+    gt_depths: list[np.ndarray],
+    train_ids: list[np.ndarray],
+    classes: list[int],
+    num_classes: int,
+    garg_crop: bool,
+    median_scaling: bool,
+    scale: float,
+) -> np.ndarray:
     """AbsRel of every image over the pixels of ``classes`` (NaN where none is in view), as evaluate_per_class pools."""
-    return np.array([abs_rel_of_classes(class_sums(gt, disp, ids, num_classes, garg_crop, median_scaling, scale),
-                                        classes)
-                     for disp, gt, ids in zip(disparities, gt_depths, train_ids)])
+    return np.array(
+        [
+            abs_rel_of_classes(
+                class_sums(gt, disp, ids, num_classes, garg_crop, median_scaling, scale), classes
+            )
+            for disp, gt, ids in zip(disparities, gt_depths, train_ids)
+        ]
+    )
 
 
 def most_improved(reference: np.ndarray, target: np.ndarray, count: int) -> list[int]:
     """The ``count`` frames where ``target``'s error is lowest relative to ``reference``'s (largest reference - target)."""
     gain = reference - target
-    order = [int(i) for i in np.argsort(-np.nan_to_num(gain, nan=-np.inf), kind="stable") if np.isfinite(gain[i])]
+    order = [
+        int(i) for i in np.argsort(-np.nan_to_num(gain, nan=-np.inf), kind="stable") if np.isfinite(gain[i])
+    ]
     return order[:count]
 
 
 @dataclass
 class Grid:
     """Panels (rows, columns, h, w, 3) uint8 with their row names and column titles."""
+
     panels: np.ndarray
     row_names: list[str]
     titles: list[str]
 
 
-def panel_grid(sources: list[Source], frames: list[int], inputs: list[np.ndarray], gt_depths: list | None = None,
-               train_ids: list | None = None, show_ground_truth: bool = False, show_error: bool = False,
-               garg_crop: bool = True, median_scaling: bool = True, scale: float = 1.0,
-               titles: list[str] | None = None) -> Grid:
+def panel_grid(
+    sources: list[Source],
+    frames: list[int],
+    inputs: list[np.ndarray],
+    gt_depths: list | None = None,
+    train_ids: list | None = None,
+    show_ground_truth: bool = False,
+    show_error: bool = False,
+    garg_crop: bool = True,
+    median_scaling: bool = True,
+    scale: float = 1.0,
+    titles: list[str] | None = None,
+) -> Grid:
     """Every panel of the figure: input, each source, [ground truth], [each source's error], [labels]."""
     size = inputs[0].shape[:2]
     rows: list[tuple[str, list[np.ndarray]]] = [("input", list(inputs))]
@@ -149,8 +194,18 @@ def panel_grid(sources: list[Source], frames: list[int], inputs: list[np.ndarray
     if show_ground_truth:
         rows.append(("ground truth", [ground_truth_panel(gt_depths[f], size) for f in frames]))
     if show_error:
-        rows += [(f"error {s.name}", [error_panel(error_map(gt_depths[f], s.disparities[f], garg_crop, median_scaling,
-                                                           scale), size) for f in frames]) for s in sources]
+        rows += [
+            (
+                f"error {s.name}",
+                [
+                    error_panel(
+                        error_map(gt_depths[f], s.disparities[f], garg_crop, median_scaling, scale), size
+                    )
+                    for f in frames
+                ],
+            )
+            for s in sources
+        ]
     if train_ids is not None:
         rows.append(("labels", [segmentation_overlay(image, ids) for image, ids in zip(inputs, train_ids)]))
     panels = np.stack([np.stack(row) for _, row in rows])
@@ -171,7 +226,7 @@ def row_label(name: str, height_in: float) -> tuple[str, float]:
     lines = [name]
     if len(name) * GLYPH_WIDTH_EM * LABEL_FONT_PT > available_pt and " " in name:
         middle = min((i for i, char in enumerate(name) if char == " "), key=lambda i: abs(i - len(name) / 2))
-        lines = [name[:middle], name[middle + 1:]]
+        lines = [name[:middle], name[middle + 1 :]]
     longest = max(len(line) for line in lines)
     size = min(LABEL_FONT_PT, available_pt / (GLYPH_WIDTH_EM * max(longest, 1)))
     return "\n".join(lines), max(size, MIN_LABEL_PT)
@@ -192,7 +247,9 @@ def draw_grid(grid: Grid, width: str | float = "text"):
         for c in range(num_cols):
             left = LABEL_MARGIN_IN + c * (panel_w + GAP_IN)
             bottom = height_in - TITLE_MARGIN_IN - (r + 1) * (panel_h + GAP_IN) + GAP_IN
-            axes = figure.add_axes((left / width_in, bottom / height_in, panel_w / width_in, panel_h / height_in))
+            axes = figure.add_axes(
+                (left / width_in, bottom / height_in, panel_w / width_in, panel_h / height_in)
+            )
             axes.imshow(grid.panels[r, c], interpolation="nearest", aspect="auto")
             axes.set_xticks([])
             axes.set_yticks([])
@@ -208,12 +265,20 @@ def draw_grid(grid: Grid, width: str | float = "text"):
 def save_panels(grid: Grid, path: str, frames: list[int]) -> None:
     """The panel arrays beside the figure (``.npz``: panels, row_names, titles, frames), for checking and reuse."""
     with atomic_write(path) as tmp:
-        np.savez_compressed(tmp, panels=grid.panels, row_names=np.array(grid.row_names), titles=np.array(grid.titles),
-                            frames=np.array(frames))
+        np.savez_compressed(
+            tmp,
+            panels=grid.panels,
+            row_names=np.array(grid.row_names),
+            titles=np.array(grid.titles),
+            frames=np.array(frames),
+        )
 
 
-def label_maps(data_path: str, test_file: str, seg_path: str | None, indices: list[int],
-               sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+def label_maps(
+    data_path: str, test_file: str, seg_path: str | None, indices: list[int], sizes: list[tuple[int, int]]
+) -> list[np.ndarray]:
     """Train ids of the test frames' labels, each at its size (pseudo-label layout under ``seg_path``)."""
-    dataset = KITTIRAWDataset(data_path, read_split(test_file), 32, 32, [0], 1, seg_path=seg_path, load_depth=False)
+    dataset = KITTIRAWDataset(
+        data_path, read_split(test_file), 32, 32, [0], 1, seg_path=seg_path, load_depth=False
+    )
     return [load_train_ids(dataset, i, size) for i, size in zip(indices, sizes)]

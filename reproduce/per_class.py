@@ -5,6 +5,7 @@ Shared by ``tools/evaluate_per_class.py`` (the table and chart over a split) and
 disparity resized bilinearly to the ground truth, per-image median scaling over all valid pixels,
 clamping, the Garg crop for eigen; then the valid pixels of each class are summed.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,12 +26,24 @@ COUNT, ABS_REL = 0, 1  # fields of the sums
 THIN_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle")
 
 
-def class_sums(gt: np.ndarray, pred_disp: np.ndarray, train_ids: np.ndarray, num_classes: int, garg_crop: bool,
-               median_scaling: bool, scale: float) -> np.ndarray:
+def class_sums(
+    gt: np.ndarray,
+    pred_disp: np.ndarray,
+    train_ids: np.ndarray,
+    num_classes: int,
+    garg_crop: bool,
+    median_scaling: bool,
+    scale: float,
+) -> np.ndarray:
     """Per-class error sums (num_classes, SUM_FIELDS) of one image, after evaluate_depth's protocol."""
     sums = np.zeros((num_classes, SUM_FIELDS))
-    result = evaluated_depths(torch.from_numpy(gt.astype(np.float32)),
-                              torch.from_numpy(np.ascontiguousarray(pred_disp)), garg_crop, median_scaling, scale)
+    result = evaluated_depths(
+        torch.from_numpy(gt.astype(np.float32)),
+        torch.from_numpy(np.ascontiguousarray(pred_disp)),
+        garg_crop,
+        median_scaling,
+        scale,
+    )
     if result is None:
         return sums
     mask, g, p, _ = result
@@ -38,9 +51,19 @@ def class_sums(gt: np.ndarray, pred_disp: np.ndarray, train_ids: np.ndarray, num
     keep = c < num_classes
     g, p, c = g[keep], p[keep], c[keep]
     thresh = torch.maximum(g / p, p / g)
-    fields = torch.stack([torch.ones_like(g), (g - p).abs() / g, (g - p) ** 2 / g, (g - p) ** 2,
-                          (g.log() - p.log()) ** 2, (thresh < 1.25).double(), (thresh < 1.25 ** 2).double(),
-                          (thresh < 1.25 ** 3).double()], 1)
+    fields = torch.stack(
+        [
+            torch.ones_like(g),
+            (g - p).abs() / g,
+            (g - p) ** 2 / g,
+            (g - p) ** 2,
+            (g.log() - p.log()) ** 2,
+            (thresh < 1.25).double(),
+            (thresh < 1.25**2).double(),
+            (thresh < 1.25**3).double(),
+        ],
+        1,
+    )
     out = torch.zeros(num_classes, SUM_FIELDS, dtype=torch.float64).index_add_(0, c, fields)
     return out.numpy()
 
@@ -52,8 +75,15 @@ def metrics_from_sums(sums: np.ndarray) -> list[dict | None]:
         if count == 0:
             rows.append(None)
             continue
-        values = (abs_rel / count, sq_rel / count, np.sqrt(sq / count), np.sqrt(sq_log / count),
-                  a1 / count, a2 / count, a3 / count)
+        values = (
+            abs_rel / count,
+            sq_rel / count,
+            np.sqrt(sq / count),
+            np.sqrt(sq_log / count),
+            a1 / count,
+            a2 / count,
+            a3 / count,
+        )
         rows.append({**dict(zip(DEPTH_METRIC_NAMES, map(float, values))), "pixels": int(count)})
     return rows
 
@@ -77,8 +107,10 @@ def load_train_ids(dataset: KITTIRAWDataset, line_index: int, size: tuple[int, i
     entry = dataset.entries[line_index]
     path = dataset.label_path(entry.folder, entry.frame_index, entry.side)
     if not os.path.isfile(path):
-        raise MissingFileError(f"{path}: no segmentation label for test line {line_index + 1} "
-                               f"(make one with python -m tools.make_pseudo_labels, or give --seg_path)")
+        raise MissingFileError(
+            f"{path}: no segmentation label for test line {line_index + 1} "
+            f"(make one with python -m tools.make_pseudo_labels, or give --seg_path)"
+        )
     with Image.open(path) as label:
         ids = np.asarray(label.resize((size[1], size[0]), LABEL_FILTER))
     return LABEL_TO_TRAIN[ids]

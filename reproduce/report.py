@@ -6,6 +6,7 @@ folders, the commands and the options of every run. Several seeds give mean ± s
 (sample standard deviation, ddof = 1). The paper's number and the difference (ours - paper) stand
 beside ours.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,6 +32,7 @@ MISSING = "–"
 @dataclass
 class RowResult:
     """One row of the output: our mean and spread over seeds, the paper's numbers, the runs behind them."""
+
     name: str
     train_options: list | None
     reported: dict
@@ -50,8 +52,13 @@ def benchmark_cost(report: dict) -> dict:
     """Cost columns of a run from its benchmark report: train.py's default path on the machine it names."""
     rows = [r for r in report["results"] if r["path"] == BENCHMARK_PATH] or report["results"]
     row = rows[0]
-    return {"train_hours": row["projected_20_epochs_h"], "memory_gib": row["peak_memory_gib"], "gpus": 1,
-            "inference_ms": row["inference_ms"], "machine": report["machine"]["device"]}
+    return {
+        "train_hours": row["projected_20_epochs_h"],
+        "memory_gib": row["peak_memory_gib"],
+        "gpus": 1,
+        "inference_ms": row["inference_ms"],
+        "machine": report["machine"]["device"],
+    }
 
 
 def collect(table: Table, runs: list[Run], eval_split: str) -> list[RowResult]:
@@ -67,14 +74,22 @@ def collect(table: Table, runs: list[Run], eval_split: str) -> list[RowResult]:
                 continue
             if not isinstance(evaluation.get("metrics", {}).get("metrics"), dict):
                 record = os.path.join(run.folder, f"reproduce_evaluate_{split}.json")
-                raise utils.InputError(f"{record}: holds no metrics (edited?): delete it and run the same "
-                                       f"command to evaluate again")
+                raise utils.InputError(
+                    f"{record}: holds no metrics (edited?): delete it and run the same "
+                    f"command to evaluate again"
+                )
             train, final = run.record("train"), run.record("final")
-            entry = {"folder": run.folder, "seed": run.seed, "train_options": run.train_options,
-                     "train_command": train["command"] if train else None, "train_seconds": train and train["seconds"],
-                     "weights": final and os.path.join(run.folder, final["final"]["source"]),
-                     "evaluate_command": evaluation["command"], "metrics": evaluation["metrics"]["metrics"],
-                     "frames": evaluation["metrics"].get("frames")}
+            entry = {
+                "folder": run.folder,
+                "seed": run.seed,
+                "train_options": run.train_options,
+                "train_command": train["command"] if train else None,
+                "train_seconds": train and train["seconds"],
+                "weights": final and os.path.join(run.folder, final["final"]["source"]),
+                "evaluate_command": evaluation["command"],
+                "metrics": evaluation["metrics"]["metrics"],
+                "frames": evaluation["metrics"].get("frames"),
+            }
             result.runs.append(entry)
             benchmark = run.record("benchmark")
             if benchmark is not None:
@@ -130,21 +145,39 @@ def header_label(key: str) -> str:
 def markdown(table: Table, results: list[RowResult]) -> str:
     """A Markdown table: per quantity ours, the paper's and the difference; the run folders last."""
     keys = columns(table)
-    head = ["Method"] + [f"{header_label(k)} {what}" for k in keys for what in ("ours", "paper", "Δ")] + ["seeds", "runs"]
+    head = (
+        ["Method"]
+        + [f"{header_label(k)} {what}" for k in keys for what in ("ours", "paper", "Δ")]
+        + ["seeds", "runs"]
+    )
     lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [r.name + (" †" if r.note else "")]
         for k in keys:
             cells += [ours_cell(r, k), paper_cell(r, k), number(k, r.delta(k), signed=True)]
-        cells += [str(len(r.runs)) if r.train_options else "paper only",
-                  ", ".join(f"`{os.path.basename(run['folder'])}`" for run in r.runs) or MISSING]
+        cells += [
+            str(len(r.runs)) if r.train_options else "paper only",
+            ", ".join(f"`{os.path.basename(run['folder'])}`" for run in r.runs) or MISSING,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [""] + [f"† {r.name}: {r.note}" for r in results if r.note] + [f"- {note}" for note in table.notes]
+    lines += (
+        [""] + [f"† {r.name}: {r.note}" for r in results if r.note] + [f"- {note}" for note in table.notes]
+    )
     return "\n".join(lines) + "\n"
 
 
-LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                 "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+LATEX_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "\\": r"\textbackslash{}",
+}
 LATEX_LABELS = {"a1": r"$\delta<1.25$", "a2": r"$\delta<1.25^2$", "a3": r"$\delta<1.25^3$"}
 
 
@@ -156,16 +189,24 @@ def latex(table: Table, results: list[RowResult]) -> str:
     """A booktabs table: a column group per quantity (ours, paper, Δ)."""
     keys = columns(table)
     lines = [r"% " + latex_escape(table.title), r"\begin{tabular}{l" + " rrr" * len(keys) + "}", r"\toprule"]
-    lines.append("Method & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{{LATEX_LABELS.get(k, latex_escape(header_label(k)))}}}"
-                                         for k in keys) + r" \\")
+    lines.append(
+        "Method & "
+        + " & ".join(
+            rf"\multicolumn{{3}}{{c}}{{{LATEX_LABELS.get(k, latex_escape(header_label(k)))}}}" for k in keys
+        )
+        + r" \\"
+    )
     lines.append(" ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(keys))))
     lines.append(" & " + " & ".join(["ours & paper & $\\Delta$"] * len(keys)) + r" \\")
     lines.append(r"\midrule")
     for r in results:
         cells = [latex_escape(r.name)]
         for k in keys:
-            cells += [latex_escape(ours_cell(r, k)), latex_escape(paper_cell(r, k)),
-                      latex_escape(number(k, r.delta(k), signed=True))]
+            cells += [
+                latex_escape(ours_cell(r, k)),
+                latex_escape(paper_cell(r, k)),
+                latex_escape(number(k, r.delta(k), signed=True)),
+            ]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -176,14 +217,16 @@ def csv_text(table: Table, results: list[RowResult]) -> str:
     keys = columns(table)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["row"] + [f"{k}{suffix}" for k in keys for suffix in ("", "_std", "_paper", "_delta")]
-                    + ["seeds", "runs"])
+    writer.writerow(
+        ["row"]
+        + [f"{k}{suffix}" for k in keys for suffix in ("", "_std", "_paper", "_delta")]
+        + ["seeds", "runs"]
+    )
     for r in results:
         cells = [r.name]
         for k in keys:
             d = r.delta(k)
-            cells += [r.mean.get(k, ""), r.std.get(k, ""), r.reported.get(k, ""),
-                      "" if d is None else d]
+            cells += [r.mean.get(k, ""), r.std.get(k, ""), r.reported.get(k, ""), "" if d is None else d]
         cells += [len(r.runs), ";".join(run["folder"] for run in r.runs)]
         writer.writerow(cells)
     return out.getvalue()
@@ -191,20 +234,37 @@ def csv_text(table: Table, results: list[RowResult]) -> str:
 
 def json_report(table: Table, results: list[RowResult], eval_split: str) -> dict:
     """Everything behind the table: every run's options, commands, folders and metrics."""
-    return {"table": table.name, "title": table.title, "eval_split": eval_split, "columns": columns(table),
-            "notes": list(table.notes),
-            "rows": [{"name": r.name, "train_options": r.train_options, "paper": r.reported, "paper_note": r.note,
-                      "mean": r.mean, "std": r.std,
-                      "delta": {k: r.delta(k) for k in r.mean if r.delta(k) is not None}, "runs": r.runs}
-                     for r in results]}
+    return {
+        "table": table.name,
+        "title": table.title,
+        "eval_split": eval_split,
+        "columns": columns(table),
+        "notes": list(table.notes),
+        "rows": [
+            {
+                "name": r.name,
+                "train_options": r.train_options,
+                "paper": r.reported,
+                "paper_note": r.note,
+                "mean": r.mean,
+                "std": r.std,
+                "delta": {k: r.delta(k) for k in r.mean if r.delta(k) is not None},
+                "runs": r.runs,
+            }
+            for r in results
+        ],
+    }
 
 
 def write_all(table: Table, results: list[RowResult], eval_split: str, output_dir: str) -> dict[str, str]:
     """Write <output_dir>/<table>.{md,tex,csv,json}; return the paths by format."""
     stem = os.path.join(output_dir, table.name)
     paths = {"md": stem + ".md", "tex": stem + ".tex", "csv": stem + ".csv", "json": stem + ".json"}
-    for kind, text in (("md", markdown(table, results)), ("tex", latex(table, results)),
-                       ("csv", csv_text(table, results))):
+    for kind, text in (
+        ("md", markdown(table, results)),
+        ("tex", latex(table, results)),
+        ("csv", csv_text(table, results)),
+    ):
         with atomic_write(paths[kind]) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
     save_json(json_report(table, results, eval_split), paths["json"])

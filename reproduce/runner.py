@@ -18,6 +18,7 @@ A stage is done when its record (``RUN/reproduce_<stage>.json``) exists and hold
 that would run now; done stages are skipped, so a table resumes where it stopped. ``plan`` lists
 the commands that would run; ``run`` runs them in that order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,6 +60,7 @@ RUN_OWNED_OPTIONS = ("--log_dir", "--model_name", "--resume", "--seed")  # the r
 @dataclass(frozen=True)
 class Command:
     """A command line: environment assignments and arguments; ``str()`` is the shell line."""
+
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
 
@@ -69,11 +71,14 @@ class Command:
 @dataclass
 class Stage:
     """One command of a run and the record that marks it done."""
+
     name: str  # train, final, evaluate_<split>, benchmark
     command: Command
     record: str  # path of the record JSON
     outputs: dict = field(default_factory=dict)  # files the command writes (read into the record)
-    in_process: Callable[[], object] | None = None  # what the command does, run here instead of in a new process
+    in_process: Callable[[], object] | None = (
+        None  # what the command does, run here instead of in a new process
+    )
 
     def done(self) -> bool:
         """Whether the record exists and holds this very command."""
@@ -84,13 +89,17 @@ class Stage:
                 record = json.load(f)
         except (OSError, ValueError):  # unreadable, not JSON, not UTF-8: the stage runs again
             return False
-        return (isinstance(record, dict) and record.get("command") == str(self.command)
-                and all(isinstance(record.get(key), dict) for key in self.outputs))  # what it wrote, whole
+        return (
+            isinstance(record, dict)
+            and record.get("command") == str(self.command)
+            and all(isinstance(record.get(key), dict) for key in self.outputs)
+        )  # what it wrote, whole
 
 
 @dataclass
 class Run:
     """A row at a seed: its folder, its training options and its stages."""
+
     row: Row
     seed: int
     folder: str
@@ -109,6 +118,7 @@ class Run:
 @dataclass
 class Settings:
     """What every run of a table shares (the reproduce command's options)."""
+
     data_path: str
     log_dir: str
     seeds: list[int]
@@ -155,30 +165,67 @@ def check_train_args(args: list[str], where: str = "--train_args") -> None:
     """Options the runner sets itself cannot be given for every row, nor in a row."""
     for arg in args:
         if arg.split("=")[0] in RUN_OWNED_OPTIONS:
-            raise InputError(f"{where}: {arg.split('=')[0]} is set by the runner for each run "
-                             f"(use --seeds / --first_seed and --log_dir of this command)")
+            raise InputError(
+                f"{where}: {arg.split('=')[0]} is set by the runner for each run "
+                f"(use --seeds / --first_seed and --log_dir of this command)"
+            )
 
 
 def run_arguments(folder: str, seed: int) -> list[str]:
     """The options the runner gives each run: its seed, its folder, and --resume (a crashed run continues)."""
-    return ["--seed", str(seed), "--log_dir", os.path.dirname(folder), "--model_name", os.path.basename(folder),
-            "--resume"]
+    return [
+        "--seed",
+        str(seed),
+        "--log_dir",
+        os.path.dirname(folder),
+        "--model_name",
+        os.path.basename(folder),
+        "--resume",
+    ]
 
 
 def train_command(train_options: list[str], run_args: list[str], nproc_per_node: int) -> Command:
     """train.py for one run (``torch.distributed.run``, i.e. torchrun, for several GPUs)."""
     if nproc_per_node > 1:
-        return Command((sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                        str(nproc_per_node), os.path.join(utils.PROJECT_DIR, "train.py"), *train_options, *run_args))
+        return Command(
+            (
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                str(nproc_per_node),
+                os.path.join(utils.PROJECT_DIR, "train.py"),
+                *train_options,
+                *run_args,
+            )
+        )
     return script_command("train.py", *train_options, *run_args)
 
 
 def benchmark_command(opts: argparse.Namespace, folder: str, extra: list[str]) -> Command:
     """tools.benchmark for a run's configuration at its size and batch (train.py's default path is read)."""
-    args = ["--data_path", opts.data_path, "--split", opts.split, "--configs", opts.config, "--height",
-            str(opts.height), "--width", str(opts.width), "--batch_size", str(opts.batch_size), "--img_ext",
-            opts.img_ext, "--num_workers", str(opts.num_workers), "--baseline",
-            "--output", os.path.join(folder, "benchmark.json")]
+    args = [
+        "--data_path",
+        opts.data_path,
+        "--split",
+        opts.split,
+        "--configs",
+        opts.config,
+        "--height",
+        str(opts.height),
+        "--width",
+        str(opts.width),
+        "--batch_size",
+        str(opts.batch_size),
+        "--img_ext",
+        opts.img_ext,
+        "--num_workers",
+        str(opts.num_workers),
+        "--baseline",
+        "--output",
+        os.path.join(folder, "benchmark.json"),
+    ]
     if opts.encoder != DEFAULT_ENCODER:  # a row's --encoder: its cost is that network's
         args += ["--encoders", opts.encoder]
     if opts.splits_dir:
@@ -205,24 +252,51 @@ def plan(table: Table, settings: Settings) -> list[Run]:
         for k, seed in enumerate(settings.seeds):
             folder = os.path.join(settings.log_dir, run_name(own, row_options, seed))
             run_args = run_arguments(folder, seed)
-            opts = options.parse_args(row_options + run_args)  # bad options fail now, not after hours of other rows
+            opts = options.parse_args(
+                row_options + run_args
+            )  # bad options fail now, not after hours of other rows
             train = train_command(row_options, run_args, settings.nproc_per_node)
             final = os.path.join(folder, FINAL_WEIGHTS)
             metrics_json = os.path.join(folder, f"metrics_{split}.json")
-            evaluate = script_command("evaluate_depth.py", "--data_path", settings.data_path, "--eval_split", eval_split,
-                                      "--load_weights_folder", final, "--output_json", metrics_json,
-                                      *(["--splits_dir", settings.splits_dir] if settings.splits_dir else []),
-                                      *table.evaluate_options, *settings.evaluate_args)
-            stages = [Stage("train", train, os.path.join(folder, RECORD.format("train"))),
-                      Stage("final", project_command("tools.reproduce", "--final_weights", folder),
-                            os.path.join(folder, RECORD.format("final")), {"final": os.path.join(folder, FINAL_RECORD)},
-                            in_process=functools.partial(link_final_weights, folder)),
-                      Stage(f"evaluate_{split}", evaluate, os.path.join(folder, RECORD.format(f"evaluate_{split}")),
-                            {"metrics": metrics_json})]
+            evaluate = script_command(
+                "evaluate_depth.py",
+                "--data_path",
+                settings.data_path,
+                "--eval_split",
+                eval_split,
+                "--load_weights_folder",
+                final,
+                "--output_json",
+                metrics_json,
+                *(["--splits_dir", settings.splits_dir] if settings.splits_dir else []),
+                *table.evaluate_options,
+                *settings.evaluate_args,
+            )
+            stages = [
+                Stage("train", train, os.path.join(folder, RECORD.format("train"))),
+                Stage(
+                    "final",
+                    project_command("tools.reproduce", "--final_weights", folder),
+                    os.path.join(folder, RECORD.format("final")),
+                    {"final": os.path.join(folder, FINAL_RECORD)},
+                    in_process=functools.partial(link_final_weights, folder),
+                ),
+                Stage(
+                    f"evaluate_{split}",
+                    evaluate,
+                    os.path.join(folder, RECORD.format(f"evaluate_{split}")),
+                    {"metrics": metrics_json},
+                ),
+            ]
             if table.cost and settings.cost and k == 0:  # the cost of a configuration is measured once
-                stages.append(Stage("benchmark", benchmark_command(opts, folder, settings.benchmark_args),
-                                    os.path.join(folder, RECORD.format("benchmark")),
-                                    {"benchmark": os.path.join(folder, "benchmark.json")}))
+                stages.append(
+                    Stage(
+                        "benchmark",
+                        benchmark_command(opts, folder, settings.benchmark_args),
+                        os.path.join(folder, RECORD.format("benchmark")),
+                        {"benchmark": os.path.join(folder, "benchmark.json")},
+                    )
+                )
             runs.append(Run(row, seed, folder, row_options, stages))
     return runs
 
@@ -246,8 +320,10 @@ class Stopped(utils.ProjectError):
     """The runner was stopped by a signal after its command had ended (saved); exit with 128 + the signal."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}: the stage under way ended (train.py "
-                         f"saves its state); run the same command again to resume")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}: the stage under way ended (train.py "
+            f"saves its state); run the same command again to resume"
+        )
         self.exit_code = 128 + signum
 
 
@@ -268,8 +344,11 @@ class StopForwarding:
     def _handle(self, signum: int, frame) -> None:
         first = self.signum is None
         self.signum = self.signum or signum
-        logger.warning("received %s: %s", signal.Signals(signum).name,
-                       "waiting for the stage under way to save and end" if self.child else "stopping")
+        logger.warning(
+            "received %s: %s",
+            signal.Signals(signum).name,
+            "waiting for the stage under way to save and end" if self.child else "stopping",
+        )
         if first and self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
 
@@ -318,11 +397,19 @@ def execute(run: Run, stage: Stage, stopper: StopForwarding | None = None) -> No
     if code != 0 and stopper is not None:
         stopper.check()  # a stage stopped by a signal is not a failure
     if code != 0:
-        raise TrainingError(f"{stage.name} of {run.folder} failed with exit code {code}: {stage.command}\n"
-                            f"(fix the cause and run the same command again: finished stages are kept)")
-    record = {"command": str(stage.command), "stage": stage.name, "row": run.row.name, "seed": run.seed,
-              "train_options": run.train_options, "seconds": round(time.time() - start, 1),
-              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        raise TrainingError(
+            f"{stage.name} of {run.folder} failed with exit code {code}: {stage.command}\n"
+            f"(fix the cause and run the same command again: finished stages are kept)"
+        )
+    record = {
+        "command": str(stage.command),
+        "stage": stage.name,
+        "row": run.row.name,
+        "seed": run.seed,
+        "train_options": run.train_options,
+        "seconds": round(time.time() - start, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     for key, path in stage.outputs.items():
         with open(path) as f:
             record[key] = json.load(f)
@@ -349,8 +436,11 @@ def run_all(runs: list[Run]) -> int:
 def newest_weights(run_folder: str) -> str:
     """The weights folder of the run's last epoch (``weights_N`` or ``weights_N_best``)."""
     models = os.path.join(run_folder, "models")
-    found = [(int(m.group(1)), name) for name in (os.listdir(models) if os.path.isdir(models) else [])
-             if (m := WEIGHTS_FOLDER.match(name)) and os.path.isdir(os.path.join(models, name))]
+    found = [
+        (int(m.group(1)), name)
+        for name in (os.listdir(models) if os.path.isdir(models) else [])
+        if (m := WEIGHTS_FOLDER.match(name)) and os.path.isdir(os.path.join(models, name))
+    ]
     if not found:
         raise utils.MissingFileError(f"{models}: no weights_N folder (has the training finished?)")
     return os.path.join(models, max(found)[1])

@@ -5,6 +5,7 @@ how to install it. Sizes are those of a two-column paper (CVPR/ICCV: a column is
 text 6.875 in), fonts 8 pt; each figure is written as PNG (``DPI``) and as vector PDF (fonts embedded
 as TrueType, as publishers ask).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,10 +23,19 @@ MAX_WIDTH_IN = 50.0  # a figure wider than this is no page's (and matplotlib wou
 FONT_SIZE_PT = 8
 DPI = 300
 FORMATS = ("png", "pdf")
-STYLE = {"font.size": FONT_SIZE_PT, "axes.titlesize": FONT_SIZE_PT, "axes.labelsize": FONT_SIZE_PT,
-         "xtick.labelsize": FONT_SIZE_PT - 1, "ytick.labelsize": FONT_SIZE_PT - 1, "legend.fontsize": FONT_SIZE_PT - 1,
-         "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False,
-         "savefig.dpi": DPI}
+STYLE = {
+    "font.size": FONT_SIZE_PT,
+    "axes.titlesize": FONT_SIZE_PT,
+    "axes.labelsize": FONT_SIZE_PT,
+    "xtick.labelsize": FONT_SIZE_PT - 1,
+    "ytick.labelsize": FONT_SIZE_PT - 1,
+    "legend.fontsize": FONT_SIZE_PT - 1,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": DPI,
+}
 
 
 def import_pyplot(purpose: str) -> ModuleType:
@@ -35,7 +45,9 @@ def import_pyplot(purpose: str) -> ModuleType:
     except ImportError as err:
         raise utils.DependencyError(f"{purpose} needs matplotlib: {FIGURES_REQUIREMENTS}") from err
     matplotlib.use("Agg")
-    logging.getLogger("fontTools").setLevel(logging.WARNING)  # the PDF backend's font subsetting logs every table
+    logging.getLogger("fontTools").setLevel(
+        logging.WARNING
+    )  # the PDF backend's font subsetting logs every table
     pyplot = importlib.import_module("matplotlib.pyplot")
     pyplot.rcParams.update(STYLE)
     return pyplot

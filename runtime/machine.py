@@ -1,4 +1,5 @@
 """The machine a figure was measured on, named in one line (benchmarks and the README's figures)."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ The model is that of torchvision's reference scripts: ``init_runtime`` picks the
 are set; ``cleanup_runtime`` leaves it. What the training loop asks of the other processes is
 ``training/distributed.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ from utils import pick_device
 @dataclass
 class Runtime:
     """Where this process runs: its device, and its place among the processes of a run."""
+
     device: torch.device
     rank: int = 0
     world_size: int = 1
@@ -44,7 +46,9 @@ def init_runtime(device: str | None = None, no_cuda: bool = False, backend: str 
         else:
             run_device = torch.device("cpu")
         if not dist.is_initialized():
-            dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), rank=rank, world_size=world_size)
+            dist.init_process_group(
+                backend or ("nccl" if use_cuda else "gloo"), rank=rank, world_size=world_size
+            )
         return Runtime(run_device, rank, world_size, local_rank, True)
     if no_cuda:
         return Runtime(torch.device("cpu"))
@@ -55,4 +59,3 @@ def cleanup_runtime(runtime: Runtime) -> None:
     """Leave the process group (if any)."""
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
-

@@ -13,6 +13,7 @@ trainer calls ``Acceleration`` at two points: building it (after the model is on
 - ``--channels_last``: parameters (and so activations) in NHWC memory order.
 - ``--compile``: ``torch.compile`` on every network, in place (checkpoint keys are unchanged).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,7 +70,9 @@ class Acceleration:
             raise InputError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
         self.dataset_pipeline = dataset_pipeline(opts, device)
         fast = opts.input_pipeline == "fast"
-        self.device_inputs = DeviceInputs(device, max(opts.scales) + 1, loader_image_keys(opts)) if fast else None
+        self.device_inputs = (
+            DeviceInputs(device, max(opts.scales) + 1, loader_image_keys(opts)) if fast else None
+        )
         networks = model.networks().values()
         if opts.channels_last:
             model.to(memory_format=torch.channels_last)

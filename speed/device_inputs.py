@@ -11,6 +11,7 @@ adjustment). Batches without uint8 frames (the exact pipeline, validation) pass 
 batches whose workers made the images already (``fast_workers``, for training on the CPU) are
 only converted to float.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -38,8 +39,9 @@ def one_thread():
 class DeviceInputs:
     """Turns a fast-pipeline batch (uint8 frames + jitter draws) into the model's image keys."""
 
-    def __init__(self, device: torch.device | str, num_scales: int,
-                 image_keys: Collection[tuple] | None = None) -> None:
+    def __init__(
+        self, device: torch.device | str, num_scales: int, image_keys: Collection[tuple] | None = None
+    ) -> None:
         self.device = torch.device(device)
         self.num_scales = num_scales
         self.image_keys = None if image_keys is None else frozenset(image_keys)  # None: every frame and scale
@@ -75,15 +77,22 @@ class DeviceInputs:
             if scale == 0:
                 per_frame = {f: full_size[f] for f in chosen}
             else:
-                images = F.interpolate(torch.cat([full_size[f] for f in chosen]),
-                                       size=(height // 2 ** scale, width // 2 ** scale), mode="bicubic",
-                                       align_corners=False, antialias=True).clamp(0, 1)
+                images = F.interpolate(
+                    torch.cat([full_size[f] for f in chosen]),
+                    size=(height // 2**scale, width // 2**scale),
+                    mode="bicubic",
+                    align_corners=False,
+                    antialias=True,
+                ).clamp(0, 1)
                 per_frame = dict(zip(chosen, images.split(batch)))
             for f in plain:
                 inputs[("color", f, scale)] = per_frame[f]
             if jittered:
-                augmented = jitter_batch(torch.cat([per_frame[f] for f in jittered]),
-                                         factors.repeat(len(jittered), 1), order.repeat(len(jittered), 1))
+                augmented = jitter_batch(
+                    torch.cat([per_frame[f] for f in jittered]),
+                    factors.repeat(len(jittered), 1),
+                    order.repeat(len(jittered), 1),
+                )
                 for f, aug in zip(jittered, augmented.split(batch)):
                     inputs[("color_aug", f, scale)] = aug
         return inputs

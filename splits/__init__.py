@@ -4,6 +4,7 @@ The project does not ship copies of these third-party files: ``manifest.json`` l
 with its sha256 and line count, ``python -m splits`` downloads and checks them into this folder,
 and ``--splits_dir`` points at a local copy instead.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,11 +65,15 @@ def download(relpath: str, dest_dir: str = SPLITS_DIR) -> str:
             out.write(response.read())
         actual = sha256_of(tmp)
         if actual != info["files"][relpath]["sha256"]:
-            raise SplitError(f"{url} has sha256 {actual}, the manifest expects {info['files'][relpath]['sha256']}")
+            raise SplitError(
+                f"{url} has sha256 {actual}, the manifest expects {info['files'][relpath]['sha256']}"
+            )
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError) as err:
-        raise SplitError(f"cannot download {url} ({err}); copy Monodepth2's splits folder here and pass "
-                         f"--splits_dir, or run `python -m splits` where the internet is reachable") from err
+        raise SplitError(
+            f"cannot download {url} ({err}); copy Monodepth2's splits folder here and pass "
+            f"--splits_dir, or run `python -m splits` where the internet is reachable"
+        ) from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -101,9 +106,13 @@ def training_files(split: str, splits_dir: str | None = None) -> tuple[str, str 
         val = os.path.join(split, "val_files.txt")
         return train, val if os.path.exists(val) else None  # a val_files.txt that is no file fails when read
     if split not in TRAIN_SPLITS:
-        raise SplitError(f"unknown split {split!r}: use one of {', '.join(TRAIN_SPLITS)} or a folder holding "
-                         "train_files.txt and val_files.txt")
-    return split_file(f"{split}/train_files.txt", splits_dir), split_file(f"{split}/val_files.txt", splits_dir)
+        raise SplitError(
+            f"unknown split {split!r}: use one of {', '.join(TRAIN_SPLITS)} or a folder holding "
+            "train_files.txt and val_files.txt"
+        )
+    return split_file(f"{split}/train_files.txt", splits_dir), split_file(
+        f"{split}/val_files.txt", splits_dir
+    )
 
 
 def test_files(split: str, splits_dir: str | None = None) -> str:
@@ -114,8 +123,10 @@ def test_files(split: str, splits_dir: str | None = None) -> str:
             raise SplitError(f"custom split folder {split} has no test_files.txt")
         return path
     if split not in TEST_SPLIT_FILES:
-        raise SplitError(f"unknown test split {split!r}: use one of {', '.join(TEST_SPLIT_FILES)} or a folder "
-                         "holding test_files.txt")
+        raise SplitError(
+            f"unknown test split {split!r}: use one of {', '.join(TEST_SPLIT_FILES)} or a folder "
+            "holding test_files.txt"
+        )
     return split_file(TEST_SPLIT_FILES[split], splits_dir)
 
 

@@ -1,4 +1,5 @@
 """Download the public split files into splits/ and check them: ``python -m splits [--check DIR]``."""
+
 import argparse
 import logging
 import sys
@@ -10,7 +11,9 @@ from . import SplitError, check_copy, download, manifest
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("files", nargs="*", help="manifest entries to fetch (default: all), e.g. eigen/test_files.txt")
+    parser.add_argument(
+        "files", nargs="*", help="manifest entries to fetch (default: all), e.g. eigen/test_files.txt"
+    )
     parser.add_argument("--check", metavar="DIR", help="only check a local copy against the manifest")
     args = parser.parse_args()
     utils.setup_logging()

@@ -8,6 +8,7 @@ evaluates again and prints both metric tables and where the TensorBoard logs and
 "MS"), which learns sooner at a smaller size. Every training option can be appended to change the
 run, e.g. ``python train.py --demo --config baseline --max_steps 100``.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,12 +30,35 @@ logger = logging.getLogger(__name__)
 # (every 2nd frame: 20 test frames). Texture at every scale on every surface (synthetic/scenes.py),
 # and a third of a metre of motion per frame: at KITTI's 1 m the next frame differs from the target
 # as much as an unrelated view does, and auto-masking then rewards any warp (docs/data.md).
-DEMO_SCENES = {"num_drives": 4, "frames_per_drive": 42, "scale": 1.0, "supersample": 1, "test_stride": 2, "seed": 0,
-               "metres_per_frame": 0.3333, "version": 3}
+DEMO_SCENES = {
+    "num_drives": 4,
+    "frames_per_drive": 42,
+    "scale": 1.0,
+    "supersample": 1,
+    "test_stride": 2,
+    "seed": 0,
+    "metres_per_frame": 0.3333,
+    "version": 3,
+}
 # A weights folder every 3 epochs and the newest training state only: each holds Adam's state too (the
 # authors' layout), 433 MB at this size.
-COMMON = ["--batch_size", "4", "--lr_milestones", "--weights_init", "scratch", "--num_workers", "2",
-          "--log_frequency", "25", "--log_dir", "demo_runs", "--save_frequency", "3", "--keep_checkpoints", "1"]
+COMMON = [
+    "--batch_size",
+    "4",
+    "--lr_milestones",
+    "--weights_init",
+    "scratch",
+    "--num_workers",
+    "2",
+    "--log_frequency",
+    "25",
+    "--log_dir",
+    "demo_runs",
+    "--save_frequency",
+    "3",
+    "--keep_checkpoints",
+    "1",
+]
 # The runs. mono (the default): the paper's recipe (full model, monocular, auto-masking, the authors'
 # --min_depth 0.1) from scratch (ImageNet weights may not be reachable) at 96x320 for 9 epochs (243
 # steps of batch 4). stereo: the stereo partner as an extra source (Monodepth2's "MS") at 64x192 with
@@ -42,8 +66,20 @@ COMMON = ["--batch_size", "4", "--lr_milestones", "--weights_init", "scratch", "
 # stereo pair's range; it learns in fewer, cheaper steps.
 DEMO_TRAINING = {
     "mono": ["--height", "96", "--width", "320", "--num_epochs", "9", "--model_name", "demo"] + COMMON,
-    "stereo": ["--height", "64", "--width", "192", "--num_epochs", "3", "--use_stereo", "--min_depth", "2",
-               "--model_name", "demo_stereo"] + COMMON,
+    "stereo": [
+        "--height",
+        "64",
+        "--width",
+        "192",
+        "--num_epochs",
+        "3",
+        "--use_stereo",
+        "--min_depth",
+        "2",
+        "--model_name",
+        "demo_stereo",
+    ]
+    + COMMON,
 }
 COMPLETE_MARKER = "demo_scenes.json"
 
@@ -75,9 +111,20 @@ def ensure_scenes(data_dir: str, scenes: dict = DEMO_SCENES) -> str:
 
 def evaluate(folder: str, data_dir: str, split_dir: str) -> dict:
     """Depth metrics of a model folder on the held-out synthetic drive (median scaling, dense ground truth)."""
-    eval_opts = evaluation_depth.build_parser().parse_args([
-        "--data_path", data_dir, "--eval_split", split_dir, "--load_weights_folder", folder,
-        "--num_workers", "0", "--output_json", os.path.join(folder, "metrics_synthetic.json")])
+    eval_opts = evaluation_depth.build_parser().parse_args(
+        [
+            "--data_path",
+            data_dir,
+            "--eval_split",
+            split_dir,
+            "--load_weights_folder",
+            folder,
+            "--num_workers",
+            "0",
+            "--output_json",
+            os.path.join(folder, "metrics_synthetic.json"),
+        ]
+    )
     return evaluation_depth.evaluate(eval_opts)
 
 
@@ -113,22 +160,30 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict = DEMO_SC
     if not (gives_option(argv, "--model_name") or opts.resume or opts.overwrite):
         name = free_model_name(opts.log_dir, opts.model_name)
         if name != opts.model_name:
-            logger.info("%s already holds a demo run: this one goes to %s", os.path.join(opts.log_dir, opts.model_name),
-                        os.path.join(opts.log_dir, name))
+            logger.info(
+                "%s already holds a demo run: this one goes to %s",
+                os.path.join(opts.log_dir, opts.model_name),
+                os.path.join(opts.log_dir, name),
+            )
             opts = options.parse_args(demo_argv(list(argv) + ["--model_name", name], data_dir, split_dir))
     trainer = Trainer(opts)
     try:
-        untrained = model_folder.save_model_folder(os.path.join(trainer.log_path, "models", "weights_untrained"),
-                                                  trainer.models, opts)
+        untrained = model_folder.save_model_folder(
+            os.path.join(trainer.log_path, "models", "weights_untrained"), trainer.models, opts
+        )
         print("\nuntrained model on the held-out synthetic drive:")
         before = evaluate(untrained, data_dir, split_dir)
         trainer.train()
     finally:
         trainer.close()  # also when the first evaluation fails: the run folder is let go at once
     folder = trainer.last_model_folder
-    print(f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) on the held-out synthetic drive:")
+    print(
+        f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) on the held-out synthetic drive:"
+    )
     after = evaluate(folder, data_dir, split_dir)
-    print(f"\nabs_rel {before['abs_rel']:.3f} -> {after['abs_rel']:.3f}\n"
-          f"TensorBoard: tensorboard --logdir {trainer.log_path}\nweights:     {folder}\n"
-          f"data:        {data_dir} (KITTI raw layout; train with --data_path {data_dir} --split {split_dir})")
+    print(
+        f"\nabs_rel {before['abs_rel']:.3f} -> {after['abs_rel']:.3f}\n"
+        f"TensorBoard: tensorboard --logdir {trainer.log_path}\nweights:     {folder}\n"
+        f"data:        {data_dir} (KITTI raw layout; train with --data_path {data_dir} --split {split_dir})"
+    )
     return {"untrained": before, "trained": after, "folder": folder}

@@ -1,5 +1,6 @@
 """Writes a tiny drive in KITTI raw's layout: real PNG/JPEG frames, calibration, Velodyne scans,
 pseudo-labels and split files, for tests that exercise the real loaders."""
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ def label_ids(height: int, width: int) -> np.ndarray:
     """Label-id map: sky on top, road bottom-left, car bottom-right, an unlabelled corner."""
     ids = np.full((height, width), ROAD, dtype=np.uint8)
     ids[: height // 3] = SKY
-    ids[height // 3:, width // 2:] = CAR
+    ids[height // 3 :, width // 2 :] = CAR
     ids[:4, :4] = UNLABELED
     return ids
 
@@ -64,7 +65,9 @@ def write_calibration(date_dir: str, width: int, height: int) -> None:
             f.write(f"P_rect_{cam}: {P}\n")
     with open(os.path.join(date_dir, "calib_velo_to_cam.txt"), "w") as f:
         f.write("calib_time: 15-Mar-2012 11:37:16\n")
-        f.write("R: 0 -1 0 0 0 -1 1 0 0\n")  # velodyne x forward, y left, z up -> camera x right, y down, z forward
+        f.write(
+            "R: 0 -1 0 0 0 -1 1 0 0\n"
+        )  # velodyne x forward, y left, z up -> camera x right, y down, z forward
         f.write("T: 0 0 0\n")
 
 
@@ -78,8 +81,14 @@ def wall_scan(rng: np.random.Generator, num_points: int = 4000) -> np.ndarray:
     return np.concatenate([points, behind]).astype(np.float32)
 
 
-def make_tiny_kitti(root: str, num_frames: int = 8, seed: int = 0, exts=("png", "jpg"),
-                    width: int = NATIVE_WIDTH, height: int = NATIVE_HEIGHT) -> TinyKitti:
+def make_tiny_kitti(
+    root: str,
+    num_frames: int = 8,
+    seed: int = 0,
+    exts=("png", "jpg"),
+    width: int = NATIVE_WIDTH,
+    height: int = NATIVE_HEIGHT,
+) -> TinyKitti:
     """One drive of ``num_frames`` frames (both cameras) sliding over a texture, with labels and scans."""
     rng = np.random.default_rng(seed)
     data_path = os.path.join(root, "kitti_data")
@@ -88,13 +97,15 @@ def make_tiny_kitti(root: str, num_frames: int = 8, seed: int = 0, exts=("png", 
     drive_dir = os.path.join(data_path, DRIVE)
     for i in range(num_frames):
         for cam, shift in (("02", 0), ("03", 3)):
-            frame = world[:height, i * 2 + shift: i * 2 + shift + width]
+            frame = world[:height, i * 2 + shift : i * 2 + shift + width]
             folder = os.path.join(drive_dir, f"image_{cam}", "data")
             os.makedirs(folder, exist_ok=True)
             for ext in exts:
                 Image.fromarray(np.ascontiguousarray(frame)).save(os.path.join(folder, f"{i:010d}.{ext}"))
-            write_label_png(os.path.join(data_path, "segmentation", DRIVE, f"image_{cam}", f"{i:010d}.png"),
-                            label_ids(height, width))
+            write_label_png(
+                os.path.join(data_path, "segmentation", DRIVE, f"image_{cam}", f"{i:010d}.png"),
+                label_ids(height, width),
+            )
         velo_dir = os.path.join(drive_dir, "velodyne_points", "data")
         os.makedirs(velo_dir, exist_ok=True)
         wall_scan(rng).tofile(os.path.join(velo_dir, f"{i:010d}.bin"))

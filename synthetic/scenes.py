@@ -21,6 +21,7 @@ KITTI frame: fx = 0.58 W, fy = 1.92 H, principal point at the image centre, pixe
 i. Camera 0 coincides with camera 2 (R_rect = identity). Everything is a deterministic function
 of ``--seed``; textures are functions of world coordinates, so views agree photometrically.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,6 +89,7 @@ SLAB_SIZE = 0.6
 @dataclass
 class World:
     """Axis-aligned boxes on a flat ground (camera axes: x right, y down, z forward; road at y = CAMERA_HEIGHT)."""
+
     lo: np.ndarray  # (B, 3)
     hi: np.ndarray  # (B, 3)
     colour: np.ndarray  # (B, 3) in [0, 1]
@@ -98,12 +100,15 @@ class World:
     def near(self, z: float) -> "World":
         """The boxes within the ray-casting range of a camera at depth coordinate ``z``."""
         keep = (self.hi[:, 2] > z - BACK_RANGE) & (self.lo[:, 2] < z + FRONT_RANGE)
-        return World(self.lo[keep], self.hi[keep], self.colour[keep], self.label[keep], self.pattern[keep], self.seed)
+        return World(
+            self.lo[keep], self.hi[keep], self.colour[keep], self.label[keep], self.pattern[keep], self.seed
+        )
 
 
 @dataclass
 class Drive:
     """One drive: its world and the camera-2 poses (4x4 camera -> world) of its frames."""
+
     name: str
     world: World
     poses: np.ndarray  # (N, 4, 4)
@@ -122,14 +127,24 @@ def build_world(rng: np.random.Generator, length: float, seed: int) -> World:
         while z < length + FRONT_RANGE:  # facades, sometimes a gap with a hedge or a tree
             size = rng.uniform(8, 22)
             if rng.random() < 0.2:
-                add((side * FACADE_SETBACK - 0.6, ground - 1.2, z), (side * FACADE_SETBACK + 0.6, ground, z + size),
-                    np.array([0.20, 0.45, 0.15]) * rng.uniform(0.7, 1.2), VEGETATION, FOLIAGE)
+                add(
+                    (side * FACADE_SETBACK - 0.6, ground - 1.2, z),
+                    (side * FACADE_SETBACK + 0.6, ground, z + size),
+                    np.array([0.20, 0.45, 0.15]) * rng.uniform(0.7, 1.2),
+                    VEGETATION,
+                    FOLIAGE,
+                )
             else:
                 setback = FACADE_SETBACK + rng.uniform(0, 3)
                 height = rng.uniform(6, 16)
                 x0, x1 = sorted((side * setback, side * (setback + 10)))
-                add((x0, ground - height, z), (x1, ground, z + size),
-                    rng.uniform(0.35, 0.85, 3) * np.array([1.0, 0.92, 0.85]), BUILDING, FACADE)
+                add(
+                    (x0, ground - height, z),
+                    (x1, ground, z + size),
+                    rng.uniform(0.35, 0.85, 3) * np.array([1.0, 0.92, 0.85]),
+                    BUILDING,
+                    FACADE,
+                )
             z += size + (rng.uniform(1, 4) if rng.random() < 0.3 else 0)
         z = -BACK_RANGE
         while z < length + FRONT_RANGE:  # parked cars: a body and a cabin
@@ -138,37 +153,71 @@ def build_world(rng: np.random.Generator, length: float, seed: int) -> World:
                 x = side * rng.uniform(4.3, 4.7)
                 colour = rng.uniform(0.05, 0.95, 3)
                 add((x - 0.9, ground - 1.0, z), (x + 0.9, ground - 0.25, z + 4.2), colour, CAR, CAR_BODY)
-                add((x - 0.8, ground - 1.5, z + 1.0), (x + 0.8, ground - 1.0, z + 3.0), colour * 0.5, CAR, CAR_BODY)
+                add(
+                    (x - 0.8, ground - 1.5, z + 1.0),
+                    (x + 0.8, ground - 1.0, z + 3.0),
+                    colour * 0.5,
+                    CAR,
+                    CAR_BODY,
+                )
                 z += 4.2
         z = -BACK_RANGE + rng.uniform(0, 20)
         while z < length + FRONT_RANGE:  # poles with signs, trees
             x = side * rng.uniform(6.0, 6.6)
             if rng.random() < 0.5:
-                add((x - 0.08, ground - 5.0, z - 0.08), (x + 0.08, ground, z + 0.08), np.array([0.55, 0.55, 0.58]),
-                    POLE)
+                add(
+                    (x - 0.08, ground - 5.0, z - 0.08),
+                    (x + 0.08, ground, z + 0.08),
+                    np.array([0.55, 0.55, 0.58]),
+                    POLE,
+                )
                 if rng.random() < 0.6:
-                    add((x - side * 0.1 - 0.35, ground - 3.2, z - 0.12), (x - side * 0.1 + 0.35, ground - 2.5, z - 0.08),
-                        np.array([0.9, 0.8, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.3, 0.8]), SIGN)
+                    add(
+                        (x - side * 0.1 - 0.35, ground - 3.2, z - 0.12),
+                        (x - side * 0.1 + 0.35, ground - 2.5, z - 0.08),
+                        np.array([0.9, 0.8, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.3, 0.8]),
+                        SIGN,
+                    )
             else:
-                add((x - 0.15, ground - 2.5, z - 0.15), (x + 0.15, ground, z + 0.15), np.array([0.35, 0.25, 0.15]),
-                    VEGETATION, FOLIAGE)
+                add(
+                    (x - 0.15, ground - 2.5, z - 0.15),
+                    (x + 0.15, ground, z + 0.15),
+                    np.array([0.35, 0.25, 0.15]),
+                    VEGETATION,
+                    FOLIAGE,
+                )
                 r = rng.uniform(1.2, 2.0)
-                add((x - r, ground - 2.5 - 2 * r, z - r), (x + r, ground - 2.5, z + r),
-                    np.array([0.15, 0.40, 0.10]) * rng.uniform(0.8, 1.3), VEGETATION, FOLIAGE)
+                add(
+                    (x - r, ground - 2.5 - 2 * r, z - r),
+                    (x + r, ground - 2.5, z + r),
+                    np.array([0.15, 0.40, 0.10]) * rng.uniform(0.8, 1.3),
+                    VEGETATION,
+                    FOLIAGE,
+                )
             z += rng.uniform(12, 30)
     lo, hi, colour, label, pattern = zip(*boxes)
-    return World(np.array(lo, float), np.array(hi, float), np.array(colour, float), np.array(label, np.uint8),
-                 np.array(pattern, np.int64), seed)
+    return World(
+        np.array(lo, float),
+        np.array(hi, float),
+        np.array(colour, float),
+        np.array(label, np.uint8),
+        np.array(pattern, np.int64),
+        seed,
+    )
 
 
 def build_drive(name: str, num_frames: int, seed: int, metres_per_frame: float = 1.0) -> Drive:
     """A world and a path through it: about ``metres_per_frame`` per frame, weaving gently within the road."""
     rng = np.random.default_rng(seed)
-    speeds = metres_per_frame * (1.0 + 0.15 * np.sin(np.arange(num_frames) * 2 * math.pi / rng.uniform(40, 80) + rng.uniform(0, 6)))
+    speeds = metres_per_frame * (
+        1.0 + 0.15 * np.sin(np.arange(num_frames) * 2 * math.pi / rng.uniform(40, 80) + rng.uniform(0, 6))
+    )
     z = np.concatenate([[0.0], np.cumsum(speeds[:-1])])
     phase = rng.uniform(0, 2 * math.pi)
     x = WEAVE_AMPLITUDE * np.sin(2 * math.pi * z / WEAVE_PERIOD + phase)
-    yaw = np.arctan(WEAVE_AMPLITUDE * 2 * math.pi / WEAVE_PERIOD * np.cos(2 * math.pi * z / WEAVE_PERIOD + phase))
+    yaw = np.arctan(
+        WEAVE_AMPLITUDE * 2 * math.pi / WEAVE_PERIOD * np.cos(2 * math.pi * z / WEAVE_PERIOD + phase)
+    )
     poses = np.tile(np.eye(4), (num_frames, 1, 1))
     poses[:, :3, :3] = rotation_y(yaw)
     poses[:, 0, 3], poses[:, 2, 3] = x, z
@@ -180,7 +229,9 @@ def rotation_y(angle: np.ndarray) -> np.ndarray:
     """Rotations (..., 3, 3) about the camera's y axis (down): positive turns right."""
     c, s = np.cos(angle), np.sin(angle)
     zero, one = np.zeros_like(c), np.ones_like(c)
-    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2)
+    return np.stack(
+        [np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2
+    )
 
 
 # --- ray casting ----------------------------------------------------------------------------------
@@ -195,8 +246,9 @@ def hit_axis(origin: np.ndarray, dirs: np.ndarray, what: np.ndarray, world: Worl
     return axis
 
 
-def cast_grid(origin: np.ndarray, dirs: np.ndarray, world: World, footprints: Sequence[tuple | None]
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cast_grid(
+    origin: np.ndarray, dirs: np.ndarray, world: World, footprints: Sequence[tuple | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest hits of a grid of rays (h, w, 3) from ``origin``, testing box b only on the rays of ``footprints[b]``.
 
     A footprint is (row0, row1, col0, col1), a conservative rectangle of the grid, or None (missed).
@@ -207,7 +259,9 @@ def cast_grid(origin: np.ndarray, dirs: np.ndarray, world: World, footprints: Se
     t_best = np.where(down, (CAMERA_HEIGHT - origin[1]) / np.where(down, dirs[..., 1], 1), np.inf)
     what = np.where(np.isfinite(t_best), -1, -2)
     inv = 1.0 / np.where(np.abs(dirs) < 1e-9, 1e-9, dirs)
-    inv_axes = [np.ascontiguousarray(inv[..., k]) for k in range(3)]  # per axis: elementwise min/max beat a reduction
+    inv_axes = [
+        np.ascontiguousarray(inv[..., k]) for k in range(3)
+    ]  # per axis: elementwise min/max beat a reduction
     for b, rect in enumerate(footprints):
         if rect is None:
             continue
@@ -232,8 +286,9 @@ def box_corners(world: World) -> np.ndarray:
     return np.where(pick[None], world.hi[:, None], world.lo[:, None])
 
 
-def camera_footprints(pose: np.ndarray, K: np.ndarray, supersample: int, shape: tuple[int, int],
-                      world: World) -> list[tuple | None]:
+def camera_footprints(
+    pose: np.ndarray, K: np.ndarray, supersample: int, shape: tuple[int, int], world: World
+) -> list[tuple | None]:
     """Each box's rectangle of a camera's ray grid: its corners' image bounding box plus a pixel."""
     h, w = shape
     cam = (box_corners(world) - pose[:3, 3]) @ pose[:3, :3]  # corners in camera axes
@@ -248,15 +303,22 @@ def camera_footprints(pose: np.ndarray, K: np.ndarray, supersample: int, shape: 
             continue
         u = K[0, 0] * corners[:, 0] / z + K[0, 2]
         v = K[1, 1] * corners[:, 1] / z + K[1, 2]
-        c0, c1 = int(np.floor((u.min() + 0.5) * supersample)) - 1, int(np.ceil((u.max() + 0.5) * supersample)) + 1
-        r0, r1 = int(np.floor((v.min() + 0.5) * supersample)) - 1, int(np.ceil((v.max() + 0.5) * supersample)) + 1
+        c0, c1 = (
+            int(np.floor((u.min() + 0.5) * supersample)) - 1,
+            int(np.ceil((u.max() + 0.5) * supersample)) + 1,
+        )
+        r0, r1 = (
+            int(np.floor((v.min() + 0.5) * supersample)) - 1,
+            int(np.ceil((v.max() + 0.5) * supersample)) + 1,
+        )
         r0, r1, c0, c1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
         rects.append((r0, r1, c0, c1) if r0 < r1 and c0 < c1 else None)
     return rects
 
 
-def velodyne_footprints(velo_to_world: np.ndarray, azimuths: np.ndarray, num_rows: int,
-                        world: World) -> list[tuple | None]:
+def velodyne_footprints(
+    velo_to_world: np.ndarray, azimuths: np.ndarray, num_rows: int, world: World
+) -> list[tuple | None]:
     """Each box's columns of the scan (all rows): the azimuths between its corners'."""
     velo = (box_corners(world) - velo_to_world[:3, 3]) @ velo_to_world[:3, :3]  # corners in Velodyne axes
     step = azimuths[1] - azimuths[0]
@@ -284,10 +346,12 @@ def _hash(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     mask = 0xFFFFFFFF
     h = (ix.astype(np.int64) * 374761393 + iy.astype(np.int64) * 668265263 + seed * 1442695041) & mask
     h = ((h ^ (h >> 13)) * 1274126177) & mask
-    return ((h ^ (h >> 16)) & mask).astype(np.float64) / 2.0 ** 32
+    return ((h ^ (h >> 16)) & mask).astype(np.float64) / 2.0**32
 
 
-def value_noise(u: np.ndarray, v: np.ndarray, seed: int, octaves: int = 3, persistence: float = 0.5) -> np.ndarray:
+def value_noise(
+    u: np.ndarray, v: np.ndarray, seed: int, octaves: int = 3, persistence: float = 0.5
+) -> np.ndarray:
     """Smooth noise in about [0, 1] of surface coordinates (metres x frequency), a few octaves, each
     ``persistence`` times as strong as the one below."""
     total, amplitude, norm = 0.0, 1.0, 0.0
@@ -307,8 +371,11 @@ def value_noise(u: np.ndarray, v: np.ndarray, seed: int, octaves: int = 3, persi
 def texture(u: np.ndarray, v: np.ndarray, seed: int, frequency: float, octaves: int = 5) -> np.ndarray:
     """Fractal noise in [-1, 1] (standard deviation about 0.5) of surface coordinates in metres, from
     ``frequency`` cycles per metre up: detail at every scale, as real surfaces have."""
-    return np.clip((value_noise(u * frequency, v * frequency, seed, octaves, TEXTURE_PERSISTENCE) - 0.5) * TEXTURE_GAIN,
-                   -1, 1)
+    return np.clip(
+        (value_noise(u * frequency, v * frequency, seed, octaves, TEXTURE_PERSISTENCE) - 0.5) * TEXTURE_GAIN,
+        -1,
+        1,
+    )
 
 
 def cells(u: np.ndarray, v: np.ndarray, size_u: float, size_v: float, seed: int) -> np.ndarray:
@@ -316,8 +383,9 @@ def cells(u: np.ndarray, v: np.ndarray, size_u: float, size_v: float, seed: int)
     return 2 * _hash(np.floor(u / size_u), np.floor(v / size_v), seed) - 1
 
 
-def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarray,
-          world: World) -> tuple[np.ndarray, np.ndarray]:
+def shade(
+    points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarray, world: World
+) -> tuple[np.ndarray, np.ndarray]:
     """Colour (N, 3) in [0, 1] and Cityscapes label id (N,) of hit points (world coordinates).
 
     Every surface carries texture at several scales (patches of metres down to a few centimetres),
@@ -334,8 +402,9 @@ def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarr
     elevation = -dirs[sky, 1] / np.linalg.norm(dirs[sky], axis=1)
     azimuth = np.arctan2(dirs[sky, 0], dirs[sky, 2])
     clouds = value_noise(azimuth * 8, elevation * 20, seed + 7)
-    colour[sky] = (np.array([0.55, 0.70, 0.95]) - 0.3 * elevation[:, None]) * (1 - 0.3 * clouds[:, None]) \
-        + 0.3 * clouds[:, None]
+    colour[sky] = (np.array([0.55, 0.70, 0.95]) - 0.3 * elevation[:, None]) * (
+        1 - 0.3 * clouds[:, None]
+    ) + 0.3 * clouds[:, None]
 
     ground = what == -1
     gx, gz = x[ground], z[ground]
@@ -353,15 +422,23 @@ def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarr
     grain = texture(rx, rz, seed + 11, GRAIN_FREQUENCY, 3)
     asphalt = 0.34 * (1 + 0.6 * stains[road] + 0.35 * grain) * patches
     g_colour[road] = asphalt[:, None] * np.array([1.0, 0.98, 0.95])
-    marking = road & (((ax < LANE_MARK_HALF_WIDTH) & (np.mod(gz, LANE_PERIOD) < LANE_DASH))
-                      | (np.abs(ax - 3.5) < LANE_MARK_HALF_WIDTH))
-    g_colour[marking] = (0.85 + 0.1 * stains[marking, None])
+    marking = road & (
+        ((ax < LANE_MARK_HALF_WIDTH) & (np.mod(gz, LANE_PERIOD) < LANE_DASH))
+        | (np.abs(ax - 3.5) < LANE_MARK_HALF_WIDTH)
+    )
+    g_colour[marking] = 0.85 + 0.1 * stains[marking, None]
     # sidewalk: paving slabs of differing shade, darker joints, wear
     wx, wz = gx[walk], gz[walk]
-    slab = cells(wx, wz + 0.5 * SLAB_SIZE * np.floor(wx / SLAB_SIZE), SLAB_SIZE, SLAB_SIZE, seed + 6)  # running bond
-    joints = (np.mod(wx, SLAB_SIZE) < 0.04) | (np.mod(wz + 0.5 * SLAB_SIZE * np.floor(wx / SLAB_SIZE), SLAB_SIZE) < 0.04)
-    g_colour[walk] = np.array([0.62, 0.58, 0.55]) * ((1 + 0.25 * slab + 0.4 * stains[walk])
-                                                     * np.where(joints, 0.6, 1.0))[:, None]
+    slab = cells(
+        wx, wz + 0.5 * SLAB_SIZE * np.floor(wx / SLAB_SIZE), SLAB_SIZE, SLAB_SIZE, seed + 6
+    )  # running bond
+    joints = (np.mod(wx, SLAB_SIZE) < 0.04) | (
+        np.mod(wz + 0.5 * SLAB_SIZE * np.floor(wx / SLAB_SIZE), SLAB_SIZE) < 0.04
+    )
+    g_colour[walk] = (
+        np.array([0.62, 0.58, 0.55])
+        * ((1 + 0.25 * slab + 0.4 * stains[walk]) * np.where(joints, 0.6, 1.0))[:, None]
+    )
     grass = texture(gx[far], gz[far], seed + 2, GRASS_FREQUENCY)
     g_colour[far] = np.array([0.35, 0.42, 0.18]) * (1 + 0.7 * grass)[:, None]
     colour[ground] = g_colour
@@ -381,14 +458,21 @@ def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarr
     facade = pattern == FACADE
     fu, fh = u[facade] + offset[facade], height[facade]
     factor = 1 + 0.5 * grime
-    factor[facade] += 0.15 * cells(fu, fh, 1.5, 1.6, seed + 8) \
-        + 0.12 * cells(fu + 0.25 * np.floor(fh / 0.3), fh, 0.5, 0.3, seed + 9)  # panels, bricks
+    factor[facade] += 0.15 * cells(fu, fh, 1.5, 1.6, seed + 8) + 0.12 * cells(
+        fu + 0.25 * np.floor(fh / 0.3), fh, 0.5, 0.3, seed + 9
+    )  # panels, bricks
     base = world.colour[b] * factor[:, None]
     # windows: one per 3 m x 3.2 m cell, of a size drawn per cell, some cells without (no exact repetition)
     cell = cells(u + offset, height, 3.0, 3.2, seed + 10)
     half_width = 0.35 + 0.35 * np.abs(cell)
-    windows = facade & (baxis != 1) & (cell > -0.6) & (np.abs(np.mod(u + offset, 3.0) - 1.5) < half_width) \
-        & (np.mod(height, 3.2) > 1.0) & (np.mod(height, 3.2) < 1.6 + 0.8 * np.abs(cell))
+    windows = (
+        facade
+        & (baxis != 1)
+        & (cell > -0.6)
+        & (np.abs(np.mod(u + offset, 3.0) - 1.5) < half_width)
+        & (np.mod(height, 3.2) > 1.0)
+        & (np.mod(height, 3.2) < 1.6 + 0.8 * np.abs(cell))
+    )
     base[windows] = np.array([0.15, 0.2, 0.3]) * (1 + 0.6 * cell[windows, None] + 0.3 * grime[windows, None])
     foliage = pattern == FOLIAGE
     leaves = texture(u[foliage] + offset[foliage], v[foliage], seed + 4, FOLIAGE_FREQUENCY)
@@ -402,13 +486,19 @@ def shade(points: np.ndarray, dirs: np.ndarray, what: np.ndarray, axis: np.ndarr
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera of KITTI's normalised intrinsics at a given image size."""
+
     width: int
     height: int
 
     @property
     def K(self) -> np.ndarray:
-        return np.array([[FX_NORM * self.width, 0, 0.5 * self.width], [0, FY_NORM * self.height, 0.5 * self.height],
-                         [0, 0, 1.0]])
+        return np.array(
+            [
+                [FX_NORM * self.width, 0, 0.5 * self.width],
+                [0, FY_NORM * self.height, 0.5 * self.height],
+                [0, 0, 1.0],
+            ]
+        )
 
     def rays(self, supersample: int = 1) -> np.ndarray:
         """Directions (H*s, W*s, 3) in camera axes with z = 1, sub-pixel samples centred on pixel coordinates."""
@@ -420,15 +510,20 @@ class Camera:
         return np.stack([uu, vv, np.ones_like(uu)], -1)
 
 
-def render(camera: Camera, pose: np.ndarray, world: World, supersample: int = 2
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render(
+    camera: Camera, pose: np.ndarray, world: World, supersample: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RGB (H, W, 3) uint8 (supersampled), depth (H, W) in metres along z (0 for sky), label ids (H, W)."""
     world = world.near(pose[2, 3])
     origin = pose[:3, 3]
     h, w = camera.height, camera.width
     colour_rays = camera.rays(supersample) @ pose[:3, :3].T
-    t, what, axis = cast_grid(origin, colour_rays, world,
-                              camera_footprints(pose, camera.K, supersample, colour_rays.shape[:2], world))
+    t, what, axis = cast_grid(
+        origin,
+        colour_rays,
+        world,
+        camera_footprints(pose, camera.K, supersample, colour_rays.shape[:2], world),
+    )
     dirs = colour_rays.reshape(-1, 3)
     points = origin + dirs * np.where(np.isfinite(t), t, 0)[:, None]
     colour, label = shade(points, dirs, what, axis, world)
@@ -436,11 +531,15 @@ def render(camera: Camera, pose: np.ndarray, world: World, supersample: int = 2
 
     if supersample > 1:  # labels and depth of the pixel centres (with one ray per pixel, those above)
         centre_rays = camera.rays(1) @ pose[:3, :3].T
-        t, what, axis = cast_grid(origin, centre_rays, world, camera_footprints(pose, camera.K, 1, (h, w), world))
+        t, what, axis = cast_grid(
+            origin, centre_rays, world, camera_footprints(pose, camera.K, 1, (h, w), world)
+        )
         dirs = centre_rays.reshape(-1, 3)
         points = origin + dirs * np.where(np.isfinite(t), t, 0)[:, None]
         _, label = shade(points, dirs, what, axis, world)
-    depth = np.where((what == -2) | (t > MAX_GT_DEPTH), NO_DEPTH, t)  # camera z, as the camera rays have z = 1
+    depth = np.where(
+        (what == -2) | (t > MAX_GT_DEPTH), NO_DEPTH, t
+    )  # camera z, as the camera rays have z = 1
     return (rgb * 255 + 0.5).astype(np.uint8), depth.reshape(h, w), label.reshape(h, w)
 
 
@@ -454,7 +553,9 @@ def velodyne_scan(pose_cam: np.ndarray, world: World, azimuth_step: float) -> np
     origin = velo_to_world[:3, 3]
     world = world.near(pose_cam[2, 3])
     grid = grid_velo @ velo_to_world[:3, :3].T
-    t, what, axis = cast_grid(origin, grid, world, velodyne_footprints(velo_to_world, azimuths, len(elevations), world))
+    t, what, axis = cast_grid(
+        origin, grid, world, velodyne_footprints(velo_to_world, azimuths, len(elevations), world)
+    )
     dirs, dirs_velo = grid.reshape(-1, 3), grid_velo.reshape(-1, 3)
     keep = (what != -2) & (t < VELODYNE_RANGE)
     points = origin + dirs[keep] * t[keep, None]
@@ -501,7 +602,10 @@ def oxts_packets(poses: np.ndarray) -> np.ndarray:
     packets[:, 1] = np.degrees(east / (scale * EARTH_RADIUS))  # lon
     packets[:, 2] = imu_poses[:, 2, 3] + 110.0  # altitude: Karlsruhe is about 110 m above sea level
     packets[:, 5] = np.arctan2(imu_poses[:, 1, 0], imu_poses[:, 0, 0])  # yaw of the IMU's x axis
-    speed = np.linalg.norm(np.diff(imu_poses[:, :3, 3], axis=0, append=imu_poses[-1:, :3, 3]), axis=1) * FRAME_RATE
+    speed = (
+        np.linalg.norm(np.diff(imu_poses[:, :3, 3], axis=0, append=imu_poses[-1:, :3, 3]), axis=1)
+        * FRAME_RATE
+    )
     packets[:, 8] = speed  # vf: forward velocity (m/s)
     packets[:, 23:25] = 0.05  # position and velocity accuracy
     packets[:, 25:30] = (4, 10, 5, 5, 6)  # navstat, numsats, posmode, velmode, orimode: a good fix
@@ -516,15 +620,22 @@ def write_calibration(date_dir: str, camera: Camera) -> None:
     lines = ["calib_time: 01-Jan-2000 00:00:00", "corner_dist: 9.950000e-02", "R_rect_00: 1 0 0 0 1 0 0 0 1"]
     for cam, tx in (("00", 0.0), ("01", -fx * STEREO_BASELINE), ("02", 0.0), ("03", -fx * STEREO_BASELINE)):
         P = np.hstack([K, [[tx], [0], [0]]])
-        lines += [f"S_{cam}: {camera.width:.6e} {camera.height:.6e}", f"K_{cam}: " + _numbers(K),
-                  f"D_{cam}: 0 0 0 0 0", f"R_{cam}: 1 0 0 0 1 0 0 0 1",
-                  f"T_{cam}: {-STEREO_BASELINE if cam in ('01', '03') else 0.0:.6e} 0 0",
-                  f"S_rect_{cam}: {camera.width:.6e} {camera.height:.6e}",
-                  f"R_rect_{cam}: 1 0 0 0 1 0 0 0 1", f"P_rect_{cam}: " + _numbers(P)]
+        lines += [
+            f"S_{cam}: {camera.width:.6e} {camera.height:.6e}",
+            f"K_{cam}: " + _numbers(K),
+            f"D_{cam}: 0 0 0 0 0",
+            f"R_{cam}: 1 0 0 0 1 0 0 0 1",
+            f"T_{cam}: {-STEREO_BASELINE if cam in ('01', '03') else 0.0:.6e} 0 0",
+            f"S_rect_{cam}: {camera.width:.6e} {camera.height:.6e}",
+            f"R_rect_{cam}: 1 0 0 0 1 0 0 0 1",
+            f"P_rect_{cam}: " + _numbers(P),
+        ]
     _write_text(os.path.join(date_dir, "calib_cam_to_cam.txt"), lines)
     for name, T in (("calib_velo_to_cam.txt", velo_to_cam()), ("calib_imu_to_velo.txt", imu_to_velo())):
-        _write_text(os.path.join(date_dir, name), ["calib_time: 01-Jan-2000 00:00:00", "R: " + _numbers(T[:3, :3]),
-                                                   "T: " + _numbers(T[:3, 3])])
+        _write_text(
+            os.path.join(date_dir, name),
+            ["calib_time: 01-Jan-2000 00:00:00", "R: " + _numbers(T[:3, :3]), "T: " + _numbers(T[:3, 3])],
+        )
 
 
 def _numbers(array: np.ndarray) -> str:
@@ -545,6 +656,7 @@ def _save_image(array: np.ndarray, path: str, **kwargs) -> None:
 @dataclass(frozen=True)
 class Settings:
     """What to write and at which size."""
+
     out: str
     camera: Camera
     img_ext: str = "png"
@@ -591,8 +703,9 @@ def write_oxts(settings: Settings, drive: Drive) -> None:
         _write_text(os.path.join(settings.out, settings.date, drive.name, sub, "timestamps.txt"), stamps)
 
 
-def write_splits(settings: Settings, drives: Sequence[Drive], num_test_drives: int, test_stride: int,
-                 val_stride: int) -> str:
+def write_splits(
+    settings: Settings, drives: Sequence[Drive], num_test_drives: int, test_stride: int, val_stride: int
+) -> str:
     """Training, validation and Eigen-style test lists (held-out drives); returns the split folder."""
     split_dir = os.path.join(settings.out, "splits", "synthetic")
     os.makedirs(split_dir, exist_ok=True)
@@ -606,28 +719,50 @@ def write_splits(settings: Settings, drives: Sequence[Drive], num_test_drives: i
         for i in inner:
             (val if i % val_stride == 0 else train).append(f"{folder} {i} {'l' if i % 2 else 'r'}")
     if not val:
-        logger.warning("no validation frame (every --val_stride %d-th frame of a training drive, none of the %d "
-                       "frames): train on these scenes with --no_validation, or give a smaller --val_stride",
-                       val_stride, len(drives[0].poses))
+        logger.warning(
+            "no validation frame (every --val_stride %d-th frame of a training drive, none of the %d "
+            "frames): train on these scenes with --no_validation, or give a smaller --val_stride",
+            val_stride,
+            len(drives[0].poses),
+        )
     for name, lines in (("train_files.txt", train), ("val_files.txt", val), ("test_files.txt", test)):
         _write_text(os.path.join(split_dir, name), lines)
     return split_dir
 
 
-def generate(out: str, num_drives: int = 4, frames_per_drive: int = 100, scale: float = 0.25, seed: int = 0,
-             img_ext: str = "png", supersample: int = 2, azimuth_step: float = 0.4, num_test_drives: int = 1,
-             test_stride: int = 4, val_stride: int = 10, workers: int | None = None,
-             metres_per_frame: float = 1.0) -> str:
+def generate(
+    out: str,
+    num_drives: int = 4,
+    frames_per_drive: int = 100,
+    scale: float = 0.25,
+    seed: int = 0,
+    img_ext: str = "png",
+    supersample: int = 2,
+    azimuth_step: float = 0.4,
+    num_test_drives: int = 1,
+    test_stride: int = 4,
+    val_stride: int = 10,
+    workers: int | None = None,
+    metres_per_frame: float = 1.0,
+) -> str:
     """Write a synthetic KITTI folder; return its split folder (train/val/test lists, gt_depths.npz)."""
     if not 1 <= num_test_drives < num_drives:
-        raise InputError(f"--test_drives must be between 1 and --drives - 1 ({num_drives - 1}), got {num_test_drives}")
+        raise InputError(
+            f"--test_drives must be between 1 and --drives - 1 ({num_drives - 1}), got {num_test_drives}"
+        )
     if frames_per_drive < 3:
-        raise InputError(f"--frames must be at least 3 (a frame needs both neighbours), got {frames_per_drive}")
+        raise InputError(
+            f"--frames must be at least 3 (a frame needs both neighbours), got {frames_per_drive}"
+        )
     camera = Camera(max(32, round(KITTI_WIDTH * scale)), max(16, round(KITTI_HEIGHT * scale)))
     settings = Settings(out, camera, img_ext, supersample, azimuth_step)
     write_calibration(os.path.join(out, settings.date), camera)
-    drives = [build_drive(f"{settings.date}_drive_{k + 1:04d}_sync", frames_per_drive, seed * 1000 + k,
-                          metres_per_frame) for k in range(num_drives)]
+    drives = [
+        build_drive(
+            f"{settings.date}_drive_{k + 1:04d}_sync", frames_per_drive, seed * 1000 + k, metres_per_frame
+        )
+        for k in range(num_drives)
+    ]
     for drive in drives:
         write_oxts(settings, drive)
     jobs = [(settings, drive, i) for drive in drives for i in range(len(drive.poses))]
@@ -640,5 +775,10 @@ def generate(out: str, num_drives: int = 4, frames_per_drive: int = 100, scale: 
         with ProcessPoolExecutor(workers) as pool:
             list(tqdm(pool.map(frame_job, jobs, chunksize=4), total=len(jobs), desc=desc, unit="frame"))
     split_dir = write_splits(settings, drives, num_test_drives, test_stride, val_stride)
-    export(out, "eigen_benchmark", os.path.join(split_dir, "test_files.txt"), os.path.join(split_dir, "gt_depths.npz"))
+    export(
+        out,
+        "eigen_benchmark",
+        os.path.join(split_dir, "test_files.txt"),
+        os.path.join(split_dir, "gt_depths.npz"),
+    )
     return split_dir

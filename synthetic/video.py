@@ -17,6 +17,7 @@ The 30 fps poses interpolate the generator's 10 fps drive (about 1 m per frame):
 heading linearly, so a third of the motion per video frame, and every third video frame is exactly
 a frame of the 10 fps drive.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -97,22 +98,46 @@ def write_intrinsics(out: str, camera: scenes.Camera) -> str:
     """intrinsics.json in pixels of the video's frames."""
     K = camera.K
     path = os.path.join(out, INTRINSICS_NAMES[0])
-    save_json({"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2], "width": camera.width,
-               "height": camera.height, "camera_height": scenes.CAMERA_HEIGHT}, path)
+    save_json(
+        {
+            "fx": K[0, 0],
+            "fy": K[1, 1],
+            "cx": K[0, 2],
+            "cy": K[1, 2],
+            "width": camera.width,
+            "height": camera.height,
+            "camera_height": scenes.CAMERA_HEIGHT,
+        },
+        path,
+    )
     return path
 
 
-def write_drive(out: str, name: str, drive: scenes.Drive, camera: scenes.Camera, stereo: bool, lossless: bool,
-                supersample: int, workers: int) -> list[str]:
+def write_drive(
+    out: str,
+    name: str,
+    drive: scenes.Drive,
+    camera: scenes.Camera,
+    stereo: bool,
+    lossless: bool,
+    supersample: int,
+    workers: int,
+) -> list[str]:
     """One drive's video(s), ground-truth depth and labels; returns the video paths."""
     poses = video_poses(drive.poses)
-    jobs = [(camera, pose, drive.world, stereo, k % SUBFRAMES == 0, supersample) for k, pose in enumerate(poses)]
-    paths = [os.path.join(out, f"{name}.mp4")] + ([os.path.join(out, f"{name}{RIGHT_SUFFIX}.mp4")] if stereo else [])
+    jobs = [
+        (camera, pose, drive.world, stereo, k % SUBFRAMES == 0, supersample) for k, pose in enumerate(poses)
+    ]
+    paths = [os.path.join(out, f"{name}.mp4")] + (
+        [os.path.join(out, f"{name}{RIGHT_SUFFIX}.mp4")] if stereo else []
+    )
     depths = {}
     label_dir = os.path.join(out, LABELS_FOLDER, name)
     with contextlib.ExitStack() as stack:  # the videos appear complete, or not at all
         writers = [stack.enter_context(VideoWriter(path, VIDEO_FPS, lossless=lossless)) for path in paths]
-        for k, (rgb, right, truth) in enumerate(rendered(jobs, workers, f"rendering {name} at {VIDEO_FPS} fps")):
+        for k, (rgb, right, truth) in enumerate(
+            rendered(jobs, workers, f"rendering {name} at {VIDEO_FPS} fps")
+        ):
             writers[0].write(rgb)
             if stereo:
                 writers[1].write(right)
@@ -122,21 +147,34 @@ def write_drive(out: str, name: str, drive: scenes.Drive, camera: scenes.Camera,
                 depths[f"depth_{j:04d}"] = depth.astype(np.float32)
                 save_label_png(os.path.join(label_dir, f"{FRAME_NAME.format(j)}.png"), label)
                 if stereo:
-                    save_label_png(os.path.join(label_dir, RIGHT_FOLDER, f"{FRAME_NAME.format(j)}.png"), right_label)
+                    save_label_png(
+                        os.path.join(label_dir, RIGHT_FOLDER, f"{FRAME_NAME.format(j)}.png"), right_label
+                    )
     with atomic_write(os.path.join(out, f"{name}{DEPTH_SUFFIX}")) as tmp:
         np.savez_compressed(tmp, **depths)
     return paths
 
 
-def generate_videos(out: str, num_drives: int = 3, frames: int = 60, width: int = 310, height: int = 94,
-                    seed: int = 0, stereo: bool = False, lossless: bool = False, supersample: int = 2,
-                    workers: int | None = None) -> list[str]:
+def generate_videos(
+    out: str,
+    num_drives: int = 3,
+    frames: int = 60,
+    width: int = 310,
+    height: int = 94,
+    seed: int = 0,
+    stereo: bool = False,
+    lossless: bool = False,
+    supersample: int = 2,
+    workers: int | None = None,
+) -> list[str]:
     """Write ``num_drives`` drives of ``frames`` frames at 10 fps (3 (frames - 1) + 1 at 30 fps); return the left videos."""
     if frames < 2:
         raise utils.InputError(f"--frames must be at least 2 (frames of the 10 fps drive), got {frames}")
     if width % 2 or height % 2:
-        raise utils.InputError(f"frames of {width}x{height}: H.264 frames have even sides (the intrinsics would not "
-                               f"match the padded video)")
+        raise utils.InputError(
+            f"frames of {width}x{height}: H.264 frames have even sides (the intrinsics would not "
+            f"match the padded video)"
+        )
     camera = scenes.Camera(width, height)
     os.makedirs(out, exist_ok=True)
     write_intrinsics(out, camera)
@@ -144,6 +182,7 @@ def generate_videos(out: str, num_drives: int = 3, frames: int = 60, width: int 
     videos = []
     for k in range(num_drives):
         drive = scenes.build_drive(drive_name(k), frames, seed * 1000 + k)
-        videos.append(write_drive(out, drive_name(k), drive, camera, stereo, lossless, supersample, workers)[0])
+        videos.append(
+            write_drive(out, drive_name(k), drive, camera, stereo, lossless, supersample, workers)[0]
+        )
     return videos
-

@@ -1,5 +1,6 @@
 """Test helpers: the released checkpoints' key layouts (tests/data), small random batches, skipping tests whose
 GPU or optional package is missing, and a clean logging state per test."""
+
 from __future__ import annotations
 
 import glob
@@ -37,7 +38,9 @@ def optional_requirement_files() -> dict[str, str]:
             match = re.match(r"\s*([A-Za-z0-9_.-]+)", line.split("#")[0])
             if match and not line.lstrip().startswith("-"):
                 name = match.group(1).lower()
-                files.setdefault(MODULE_OF_DISTRIBUTION.get(name, name.replace("-", "_")), os.path.basename(path))
+                files.setdefault(
+                    MODULE_OF_DISTRIBUTION.get(name, name.replace("-", "_")), os.path.basename(path)
+                )
     return files
 
 
@@ -46,7 +49,9 @@ def missing_reason(module: str) -> str | None:
     source = optional_requirement_files().get(module)
     if source is None:
         raise ValueError(f"{module} is in no requirements-*.txt: add it to the optional feature's file")
-    return None if importlib.util.find_spec(module) is not None else f"needs {module} (pip install -r {source})"
+    return (
+        None if importlib.util.find_spec(module) is not None else f"needs {module} (pip install -r {source})"
+    )
 
 
 _running = {}  # the test being set up: require() checks that it declares what it needs
@@ -55,10 +60,14 @@ _running = {}  # the test being set up: require() checks that it declares what i
 def require(*modules: str) -> None:
     """Skip the running test (or fail it under FSRE_TEST_OPTIONAL=1) unless every module imports."""
     item = _running.get("item")
-    declared = {name for marker in item.iter_markers("needs") for name in marker.args} if item else set(modules)
+    declared = (
+        {name for marker in item.iter_markers("needs") for name in marker.args} if item else set(modules)
+    )
     if not set(modules) <= declared:  # CI's second stage selects the tests to run by their marker
-        pytest.fail(f"{item.nodeid} needs {', '.join(sorted(set(modules) - declared))}: mark it "
-                    f"@pytest.mark.needs(...)")
+        pytest.fail(
+            f"{item.nodeid} needs {', '.join(sorted(set(modules) - declared))}: mark it "
+            f"@pytest.mark.needs(...)"
+        )
     for module in modules:
         reason = missing_reason(module)
         if reason is not None:
@@ -104,19 +113,28 @@ def read_checkpoint_keys(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def make_intrinsics(batch: int, height: int, width: int) -> torch.Tensor:
     """KITTI's normalised intrinsics scaled to a size, (B, 4, 4)."""
-    K = torch.tensor([[0.58 * width, 0, 0.5 * width, 0], [0, 1.92 * height, 0.5 * height, 0],
-                      [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.float32)
+    K = torch.tensor(
+        [[0.58 * width, 0, 0.5 * width, 0], [0, 1.92 * height, 0.5 * height, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+        dtype=torch.float32,
+    )
     return K.expand(batch, 4, 4).clone()
 
 
-def random_batch(batch: int = 2, height: int = 96, width: int = 320, frame_ids=(0, -1, 1), num_scales: int = 4,
-                 num_classes: int = 19, seed: int = 0) -> dict:
+def random_batch(
+    batch: int = 2,
+    height: int = 96,
+    width: int = 320,
+    frame_ids=(0, -1, 1),
+    num_scales: int = 4,
+    num_classes: int = 19,
+    seed: int = 0,
+) -> dict:
     """A batch with Monodepth2's keys and random content."""
     g = torch.Generator().manual_seed(seed)
     inputs = {}
     for f in frame_ids:
         for s in range(num_scales):
-            image = torch.rand(batch, 3, height // 2 ** s, width // 2 ** s, generator=g)
+            image = torch.rand(batch, 3, height // 2**s, width // 2**s, generator=g)
             inputs[("color", f, s)] = image
             inputs[("color_aug", f, s)] = image.clone()
     K = make_intrinsics(batch, height, width)

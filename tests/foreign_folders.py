@@ -1,5 +1,6 @@
 """Random-weight model folders in the authors' and Monodepth2's layouts, key for key from the released
 files' listings in tests/data/checkpoint_keys, for loader tests."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,12 @@ def write_authors_folder(folder: str, height: int = 192, width: int = 640, with_
 def write_monodepth2_folder(folder: str, height: int = 192, width: int = 640) -> dict:
     """Monodepth2's encoder.pth (+ height, width, use_stereo), depth.pth, pose_encoder.pth, pose.pth."""
     os.makedirs(folder, exist_ok=True)
-    states = {"encoder": random_state("monodepth2_encoder.txt", 5), "depth": random_state("monodepth2_depth.txt", 6),
-              "pose_encoder": random_state("monodepth2_pose_encoder.txt", 7), "pose": random_state("monodepth2_pose.txt", 8)}
+    states = {
+        "encoder": random_state("monodepth2_encoder.txt", 5),
+        "depth": random_state("monodepth2_depth.txt", 6),
+        "pose_encoder": random_state("monodepth2_pose_encoder.txt", 7),
+        "pose": random_state("monodepth2_pose.txt", 8),
+    }
     for name, state in states.items():
         extra = {"height": height, "width": width, "use_stereo": False} if name == "encoder" else {}
         torch.save({**state, **extra}, os.path.join(folder, f"{name}.pth"))

@@ -1,4 +1,5 @@
 """Reads TensorBoard event files back (TFRecord framing, CRCs checked) with tensorboardX's protos."""
+
 from __future__ import annotations
 
 import glob

@@ -668,13 +668,24 @@ def test_missing_intrinsics_are_one_line_naming_the_input_before_any_output(expo
         )
     )
     assert message == f"--intrinsics {tmp_path / 'none.json'}: no such file"
-    save_json({"fx": 100.0, "fy": 100.0, "cx": 320.0, "cy": 96.0, "width": 640, "height": 192},
-              str(tmp_path / "other.json"))
-    argv = ["--exported", exported, "--image_path", frames[0], "--camera_height", "1.65", "--intrinsics",
-            str(tmp_path / "other.json")]
+    save_json(
+        {"fx": 100.0, "fy": 100.0, "cx": 320.0, "cy": 96.0, "width": 640, "height": 192},
+        str(tmp_path / "other.json"),
+    )
+    argv = [
+        "--exported",
+        exported,
+        "--image_path",
+        frames[0],
+        "--camera_height",
+        "1.65",
+        "--intrinsics",
+        str(tmp_path / "other.json"),
+    ]
     message = one_line(*run(predict.main, argv, capsys))
-    assert message.startswith(f"{tmp_path / 'other.json'}: intrinsics for 640x192 frames, but the frames of "
-                              f"{frames[0]} are 320x96")
+    assert message.startswith(
+        f"{tmp_path / 'other.json'}: intrinsics for 640x192 frames, but the frames of {frames[0]} are 320x96"
+    )
 
 
 def test_a_sequence_without_camera_height_and_bad_heights_in_intrinsics_are_one_line(
@@ -784,7 +795,8 @@ def test_the_rendered_synthetic_street_gives_its_camera_height_from_its_road_lab
     assert estimate.pitch_degrees == pytest.approx(0, abs=1e-6)
     assert estimate.roll_degrees == pytest.approx(0, abs=1e-6)
     assert ch.estimate_scale(relative * 1.05, camera.K, road, scenes.CAMERA_HEIGHT).scale == pytest.approx(
-        TRUE_SCALE / 1.05, rel=EXACT)
+        TRUE_SCALE / 1.05, rel=EXACT
+    )
 
 
 @pytest.mark.needs("av")
@@ -798,15 +810,25 @@ def test_import_video_writes_the_camera_height_into_the_intrinsics(tmp_path, cap
         for _ in range(3):
             writer.write(np.full((FRAME_H, FRAME_W, 3), 128, np.uint8))
     intrinsics = ["--fx", "185.6", "--fy", "184.3", "--cx", "160", "--cy", "48"]
-    argv = [video, "--out", str(tmp_path / "data"), *intrinsics, "--camera_height", "1.2", "--width",
-            str(MODEL_W)]
+    argv = [
+        video,
+        "--out",
+        str(tmp_path / "data"),
+        *intrinsics,
+        "--camera_height",
+        "1.2",
+        "--width",
+        str(MODEL_W),
+    ]
     code, err = run(import_video.main, argv, capsys)
     assert code == 0, err
     camera = read_camera(str(tmp_path / "data" / "drive" / "intrinsics.json"))
     assert camera.camera_height == 1.2 and camera.fx == pytest.approx(185.6 / 2)  # resized; the height is not
     for argv, message in [
-        (["--camera_height", "-1", *intrinsics],
-         "--camera_height must be positive (metres above the road), got -1.0"),
+        (
+            ["--camera_height", "-1", *intrinsics],
+            "--camera_height must be positive (metres above the road), got -1.0",
+        ),
         (["--camera_height", "1.2"], "--camera_height goes into intrinsics.json: give the intrinsics too"),
     ]:
         capsys.readouterr()

@@ -1,15 +1,16 @@
 """The demo (``train.py --demo``) end to end on small synthetic scenes: the scenes are generated once,
 the default run is the paper's monocular full model, and a short run of the stereo variant learns
 depth, measured on the held-out drive against the untrained model."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
+from tb_reader import read_run
 
 import options
 from synthetic import demo
-from tb_reader import read_run
 
 # Small scenes: one training drive, one held-out drive.
 SCENES = {"num_drives": 2, "frames_per_drive": 40, "scale": 0.2, "seed": 0, "version": 2}
@@ -36,7 +37,13 @@ def test_scenes_are_generated_once(scenes_dir, monkeypatch):
 
 def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
     opts = options.parse_args(demo.demo_argv(["--demo"], scenes_dir, "S"))
-    assert (opts.config, opts.height, opts.width, opts.use_stereo, opts.min_depth) == ("full", 96, 320, False, 0.1)
+    assert (opts.config, opts.height, opts.width, opts.use_stereo, opts.min_depth) == (
+        "full",
+        96,
+        320,
+        False,
+        0.1,
+    )
     assert opts.frame_ids == [0, -1, 1] and opts.semantic_weight == 0.3 and opts.sgt_weight == 0.1
     assert opts.cma_layers == [0, 1, 2] and opts.split == "S" and opts.weights_init == "scratch"
     assert not opts.disable_automasking  # the paper's recipe, auto-masking included
@@ -45,10 +52,17 @@ def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
 
 
 def test_user_options_override_the_demo_defaults(scenes_dir):
-    argv = demo.demo_argv(["--demo", "--demo_variant", "stereo", "--height", "96", "--config", "baseline"],
-                          scenes_dir, "S")
+    argv = demo.demo_argv(
+        ["--demo", "--demo_variant", "stereo", "--height", "96", "--config", "baseline"], scenes_dir, "S"
+    )
     opts = options.parse_args(argv)
-    assert (opts.height, opts.width, opts.config, opts.split, opts.weights_init) == (96, 192, "baseline", "S", "scratch")
+    assert (opts.height, opts.width, opts.config, opts.split, opts.weights_init) == (
+        96,
+        192,
+        "baseline",
+        "S",
+        "scratch",
+    )
     assert opts.demo and opts.semantic_weight == 0 and opts.use_stereo and opts.lr_milestones == []
     assert opts.min_depth == 2 and opts.model_name == "demo_stereo"
 
@@ -58,16 +72,38 @@ def test_a_second_demo_gets_a_fresh_run_folder(tmp_path):
     for name in ("demo", "demo_2"):
         (tmp_path / name).mkdir()
     assert demo.free_model_name(str(tmp_path), "demo") == "demo_3"
-    assert demo.gives_option(["--model_name=x"], "--model_name") and demo.gives_option(["--model_name", "x"], "--model_name")
+    assert demo.gives_option(["--model_name=x"], "--model_name") and demo.gives_option(
+        ["--model_name", "x"], "--model_name"
+    )
     assert not demo.gives_option(["--model_name_suffix"], "--model_name")
 
 
 def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
-    result = demo.run(["--demo_variant", "stereo", "--config", "baseline", "--frame_ids", "0", "--max_steps", str(STEPS), "--num_epochs", "100",
-                       "--num_workers", "0",
-                       "--log_dir", str(tmp_path), "--save_frequency", "100", "--no_validation",
-                       "--keep_checkpoints", "1"],
-                      scenes_dir, SCENES)
+    result = demo.run(
+        [
+            "--demo_variant",
+            "stereo",
+            "--config",
+            "baseline",
+            "--frame_ids",
+            "0",
+            "--max_steps",
+            str(STEPS),
+            "--num_epochs",
+            "100",
+            "--num_workers",
+            "0",
+            "--log_dir",
+            str(tmp_path),
+            "--save_frequency",
+            "100",
+            "--no_validation",
+            "--keep_checkpoints",
+            "1",
+        ],
+        scenes_dir,
+        SCENES,
+    )
     before, after = result["untrained"]["abs_rel"], result["trained"]["abs_rel"]
     assert after < LEARNED_FRACTION * before, (before, after)
     out = capsys.readouterr().out

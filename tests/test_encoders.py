@@ -2,6 +2,7 @@
 each timm family (a mobile convnet with five levels, ConvNeXt and PVT v2 with four) trains, resumes,
 round-trips its weights folder, evaluates, predicts and exports on the CPU with random weights; bad names
 are one line, exit code 2."""
+
 import json
 import os
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import PROJECT_DIR, random_batch, read_checkpoint_keys, require
 
 import evaluate_depth
 import options
@@ -19,6 +19,7 @@ import train
 import utils
 from checkpoints import model_folder
 from checkpoints.files import content_digest, read_state
+from conftest import PROJECT_DIR, random_batch, read_checkpoint_keys, require
 from deploy import depth_graph
 from evaluation import ground_truth
 from model import FSREModel
@@ -54,8 +55,9 @@ def test_resnet18_default_is_the_network_built_before_encoders_were_selectable()
     with open(FINGERPRINT) as f:
         fingerprint = json.load(f)
     model = fresh_model()
-    assert {name: content_digest(net.state_dict()) for name, net in model.networks().items()} == \
-        fingerprint["state_digests"]
+    assert {name: content_digest(net.state_dict()) for name, net in model.networks().items()} == fingerprint[
+        "state_digests"
+    ]
     # every way of naming it gives the same options, and the networks are those built by hand as before
     default = vars(options.parse_args([]))
     for args in (["--encoder", "resnet18"], ["--num_layers", "18"], ["--pose_encoder", "resnet18"]):
@@ -67,8 +69,10 @@ def test_resnet18_default_is_the_network_built_before_encoders_were_selectable()
     pose = PoseDecoder(pose_encoder.num_ch_enc)
     by_hand = [encoder, decoder, pose_encoder, pose]
     for net, hand in zip(model.networks().values(), by_hand, strict=True):
-        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), hand.state_dict().values(),
-                                                     strict=True))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(net.state_dict().values(), hand.state_dict().values(), strict=True)
+        )
     images = torch.rand(1, 3, 64, 192)
     model.eval(), decoder.eval(), encoder.eval()
     with torch.no_grad():
@@ -96,11 +100,12 @@ def test_resnet18_files_keep_the_authors_keys_and_entries(tmp_path):
 
 
 def test_num_layers_is_the_alias_of_a_resnet_encoder_and_sets_the_pose_encoder_as_before():
-    for args, expected in ((["--num_layers", "50"], ("resnet50", "resnet50", 50)),
-                           (["--encoder", "resnet34"], ("resnet34", "resnet34", 34)),
-                           (["--encoder", "resnet50", "--pose_encoder", "resnet18"],
-                            ("resnet50", "resnet18", 50)),
-                           ([], ("resnet18", "resnet18", 18))):
+    for args, expected in (
+        (["--num_layers", "50"], ("resnet50", "resnet50", 50)),
+        (["--encoder", "resnet34"], ("resnet34", "resnet34", 34)),
+        (["--encoder", "resnet50", "--pose_encoder", "resnet18"], ("resnet50", "resnet18", 50)),
+        ([], ("resnet18", "resnet18", 18)),
+    ):
         opts = options.parse_args(args)
         assert (opts.encoder, opts.pose_encoder, opts.num_layers) == expected, args
 
@@ -113,28 +118,36 @@ def cli_error(capsys, argv) -> str:
 def test_conflicting_or_unknown_encoder_names_are_one_line(capsys):
     assert cli_error(capsys, ["--encoder", "resnet50", "--num_layers", "18"]) == (
         "--num_layers 18 names ResNet-18, --encoder resnet50 another network: give one of them "
-        "(--num_layers N is --encoder resnetN)")
+        "(--num_layers N is --encoder resnetN)"
+    )
     assert cli_error(capsys, ["--encoder", "vgg16"]).startswith(
-        "--encoder: unknown encoder 'vgg16': give one of resnet18, resnet34, resnet50, resnet101, resnet152")
+        "--encoder: unknown encoder 'vgg16': give one of resnet18, resnet34, resnet50, resnet101, resnet152"
+    )
     assert cli_error(capsys, ["--pose_encoder", "timm:"]).startswith(
-        "--pose_encoder: unknown encoder 'timm:'")
+        "--pose_encoder: unknown encoder 'timm:'"
+    )
 
 
 def test_a_missing_timm_is_one_line_naming_the_requirements_file(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # what an environment without timm gives: ImportError
     message = cli_error(capsys, ["--encoder", "timm:convnext_atto"])
-    assert message == ("timm encoders (--encoder timm:NAME) need timm, which is not installed: "
-                       "pip install -r requirements-timm.txt")
+    assert message == (
+        "timm encoders (--encoder timm:NAME) need timm, which is not installed: "
+        "pip install -r requirements-timm.txt"
+    )
 
 
 def test_resnet_encoders_never_import_timm():
-    code = ("import sys, options, model; from checkpoints import model_folder\n"
-            "opts = options.parse_args(['--weights_init', 'scratch', '--height', '64', '--width', '64'])\n"
-            "model.FSREModel(opts)\n"
-            "assert 'timm' not in sys.modules, 'timm imported'\n")
+    code = (
+        "import sys, options, model; from checkpoints import model_folder\n"
+        "opts = options.parse_args(['--weights_init', 'scratch', '--height', '64', '--width', '64'])\n"
+        "model.FSREModel(opts)\n"
+        "assert 'timm' not in sys.modules, 'timm imported'\n"
+    )
     env = {**os.environ, "PYTHONPATH": PROJECT_DIR}
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -144,19 +157,24 @@ def test_resnet_encoders_never_import_timm():
 @pytest.mark.needs("timm")
 def test_unknown_and_single_scale_timm_models_are_one_line(capsys):
     assert cli_error(capsys, ["--encoder", "timm:no_such_net"]).startswith(
-        "--encoder timm:no_such_net: timm ")
+        "--encoder timm:no_such_net: timm "
+    )
     message = cli_error(capsys, ["--encoder", "timm:vit_tiny_patch16_224"])
     assert message.startswith(
-        "--encoder timm:vit_tiny_patch16_224: no multi-scale features the decoders can use")
+        "--encoder timm:vit_tiny_patch16_224: no multi-scale features the decoders can use"
+    )
     assert "missing 4, 8, 32" in message
-    message = cli_error(capsys, ["--encoder", "timm:swin_tiny_patch4_window7_224", "--height", "64",
-                                 "--width", "192"])
+    message = cli_error(
+        capsys, ["--encoder", "timm:swin_tiny_patch4_window7_224", "--height", "64", "--width", "192"]
+    )
     assert message.startswith("--encoder timm:swin_tiny_patch4_window7_224 does not take 64x192 images")
 
 
 @pytest.mark.needs("timm")
-@pytest.mark.parametrize("name,levels,made", [("timm:mobilenetv3_small_100", 5, False),
-                                              ("timm:convnext_atto", 4, True), ("timm:pvt_v2_b0", 4, True)])
+@pytest.mark.parametrize(
+    "name,levels,made",
+    [("timm:mobilenetv3_small_100", 5, False), ("timm:convnext_atto", 4, True), ("timm:pvt_v2_b0", 4, True)],
+)
 def test_timm_features_reach_the_decoders_at_strides_2_to_32(name, levels, made):
     model = fresh_model("--encoder", name, "--config", "baseline")  # the full model: in the fixture below
     encoder = model.encoder
@@ -180,6 +198,7 @@ def test_timm_weights_come_from_a_placed_file_and_a_missing_one_names_where_it_g
     from huggingface_hub import constants as hub  # read when timm downloads, not when it is imported
 
     from networks import timm_encoder
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)  # as without a network, also on machines that have one
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty Hugging Face cache
@@ -192,7 +211,7 @@ def test_timm_weights_come_from_a_placed_file_and_a_missing_one_names_where_it_g
     assert "\n" not in message and placed in message and "--weights_init scratch" in message
     assert "https://huggingface.co/timm/convnext_atto" in message
     os.makedirs(os.path.dirname(placed))
-    torch.save(reference.state_dict(), placed[:-len(".safetensors")] + ".pth")
+    torch.save(reference.state_dict(), placed[: -len(".safetensors")] + ".pth")
     encoder = timm_encoder.TimmEncoder("convnext_atto", pretrained=True)
     state = encoder.encoder.state_dict()
     expected = reference.state_dict()["stages.2.blocks.0.conv_dw.weight"]
@@ -218,11 +237,36 @@ def tiny(tmp_path_factory):
 
 
 def train_args(data, log_dir, name, *extra):
-    return ["--data_path", data.data_path, "--split", data.split_dir, "--height", str(HEIGHT),
-            "--width", str(WIDTH),
-            "--batch_size", "2", "--num_workers", "0", "--weights_init", "scratch", "--log_dir", str(log_dir),
-            "--log_frequency", "1", "--num_log_images", "1", "--keep_checkpoints", "1", "--no_validation",
-            "--encoder", name, "--num_epochs", "1", *extra]
+    return [
+        "--data_path",
+        data.data_path,
+        "--split",
+        data.split_dir,
+        "--height",
+        str(HEIGHT),
+        "--width",
+        str(WIDTH),
+        "--batch_size",
+        "2",
+        "--num_workers",
+        "0",
+        "--weights_init",
+        "scratch",
+        "--log_dir",
+        str(log_dir),
+        "--log_frequency",
+        "1",
+        "--num_log_images",
+        "1",
+        "--keep_checkpoints",
+        "1",
+        "--no_validation",
+        "--encoder",
+        name,
+        "--num_epochs",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -243,8 +287,16 @@ def trained(request, tiny, tmp_path_factory):
     resumed = Trainer(options.parse_args([*args, "--max_steps", "2", "--resume"]))
     resumed_state = {k: v.clone() for k, v in resumed.model.state_dict().items()}
     resumed.train()
-    return {"name": request.param, "args": args, "initial": initial, "first_run": first_run, "first": first,
-            "resumed_state": resumed_state, "resumed": resumed, "folder": folder}
+    return {
+        "name": request.param,
+        "args": args,
+        "initial": initial,
+        "first_run": first_run,
+        "first": first,
+        "resumed_state": resumed_state,
+        "resumed": resumed,
+        "folder": folder,
+    }
 
 
 def model_folder_state(folder, args):
@@ -258,8 +310,14 @@ def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     run = trained
     assert run["first_run"].step == 1 and run["first_run"].guard.total == 0
     # Adam moves every parameter whose gradient is not zero: the gradient reaches all of the encoder
-    still = [k for k, v in run["first"].items() if k.startswith("encoder.") and v.is_floating_point()
-             and "running_" not in k and torch.equal(v, run["initial"][k])]
+    still = [
+        k
+        for k, v in run["first"].items()
+        if k.startswith("encoder.")
+        and v.is_floating_point()
+        and "running_" not in k
+        and torch.equal(v, run["initial"][k])
+    ]
     assert not still, still[:5]
 
 
@@ -277,10 +335,15 @@ def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained
     assert any(not torch.equal(final[k], run["first"][k]) for k in final if k.startswith("encoder."))
     encoder_file = read_state(os.path.join(run["folder"], "encoder.pth"))
     import timm
+
     assert (encoder_file["encoder"], encoder_file["timm_version"]) == (run["name"], timm.__version__)
     saved = options.load_options(os.path.join(run["folder"], "opt.json"))
     assert (saved.encoder, saved.pose_encoder, saved.num_layers, saved.timm_version) == (
-        run["name"], "resnet18", None, timm.__version__)
+        run["name"],
+        "resnet18",
+        None,
+        timm.__version__,
+    )
     spec = model_folder.inspect_model_folder(run["folder"])
     assert (spec.encoder, spec.pose_encoder, spec.num_layers) == (run["name"], "resnet18", None)
 
@@ -296,9 +359,11 @@ def test_another_encoder_is_refused_at_resume_and_at_load_with_the_reason(traine
     resnet = fresh_model()
     with pytest.raises(model_folder.CheckpointError) as err:
         model_folder.load_model_folder(run["folder"], resnet.networks())
-    assert str(err.value) == (f"{os.path.join(run['folder'], 'encoder.pth')} was written with the encoder "
-                              f"{run['name']}, not resnet18: build the network with --encoder {run['name']} "
-                              f"(or start from another folder)")
+    assert str(err.value) == (
+        f"{os.path.join(run['folder'], 'encoder.pth')} was written with the encoder "
+        f"{run['name']}, not resnet18: build the network with --encoder {run['name']} "
+        f"(or start from another folder)"
+    )
 
 
 def train_args_with(args, option, value):
@@ -311,21 +376,38 @@ def train_args_with(args, option, value):
 def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, tiny, tmp_path, capsys):
     data, split = tiny
     folder = trained["folder"]
-    assert evaluate_depth.main(["--data_path", data.data_path, "--eval_split", str(split), "--num_workers",
-                                "0", "--load_weights_folder", folder, "--output_json",
-                                str(tmp_path / "m.json")]) == 0
+    assert (
+        evaluate_depth.main(
+            [
+                "--data_path",
+                data.data_path,
+                "--eval_split",
+                str(split),
+                "--num_workers",
+                "0",
+                "--load_weights_folder",
+                folder,
+                "--output_json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     metrics = json.load(open(tmp_path / "m.json"))
     assert metrics["frames"] == 3 and all(np.isfinite(v) for v in metrics["metrics"].values())
     image = os.path.join(data.data_path, DRIVE, "image_02", "data", "0000000001.png")
-    assert predict.main(["--load_weights_folder", folder, "--image_path", image, "--output_dir",
-                         str(tmp_path)]) == 0
+    assert (
+        predict.main(["--load_weights_folder", folder, "--image_path", image, "--output_dir", str(tmp_path)])
+        == 0
+    )
     disp = np.load(tmp_path / "0000000001_disp.npy")
     assert disp.shape == (HEIGHT, WIDTH) and np.isfinite(disp).all() and disp.std() > 0
 
 
 @pytest.mark.needs("timm")
-@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.needs("onnx", "onnxruntime")),
-                                 "export"])
+@pytest.mark.parametrize(
+    "fmt", [pytest.param("onnx", marks=pytest.mark.needs("onnx", "onnxruntime")), "export"]
+)
 def test_export_passes_the_check_against_pytorch(trained, tmp_path, fmt):
     out = str(tmp_path / ("depth.onnx" if fmt == "onnx" else "depth.pt2"))
     argv = ["--load_weights_folder", trained["folder"], "--format", fmt, "--output", out]
@@ -338,10 +420,19 @@ def test_export_passes_the_check_against_pytorch(trained, tmp_path, fmt):
 @pytest.mark.needs("timm")
 def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_path):
     from reproduce import runner, tables
+
     path = tmp_path / "encoders.json"
-    path.write_text(json.dumps({"name": "encoders", "rows": [
-        {"name": "ResNet-18", "train": "--config full"},
-        {"name": "ConvNeXt", "train": ["--config", "full", "--encoder", "timm:convnext_atto"]}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "encoders",
+                "rows": [
+                    {"name": "ResNet-18", "train": "--config full"},
+                    {"name": "ConvNeXt", "train": ["--config", "full", "--encoder", "timm:convnext_atto"]},
+                ],
+            }
+        )
+    )
     runs = runner.plan(tables.load_user_table(str(path)), runner.Settings("/data", str(tmp_path), [0]))
     train_argv = [run.stages[0].command.argv for run in runs]
     assert "--encoder" not in train_argv[0]
@@ -355,22 +446,53 @@ def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_p
 @pytest.mark.needs("timm")
 def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
     from tools import benchmark
+
     made = tmp_path / "made"
-    assert cli_error_of(benchmark.cli, capsys, ["--make_data", str(made), "--encoders", "timm:no_such_net"]) \
-        .startswith("--encoder timm:no_such_net: timm ")
+    assert cli_error_of(
+        benchmark.cli, capsys, ["--make_data", str(made), "--encoders", "timm:no_such_net"]
+    ).startswith("--encoder timm:no_such_net: timm ")
     assert not made.exists()  # refused before any frame is written
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
-    report = benchmark.main([
-        "--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width", "96",
-        "--batch_size", "2", "--num_workers", "0", "--steps", "1", "--input_batches", "1", "--warmup", "0",
-        "--inference_runs", "1", "--configs", "full", "--device", "cpu", "--encoders", "resnet18",
-        "timm:convnext_atto", "--output", str(tmp_path / "b.json")])
+    report = benchmark.main(
+        [
+            "--data_path",
+            tiny.data_path,
+            "--split",
+            tiny.split_dir,
+            "--height",
+            "64",
+            "--width",
+            "96",
+            "--batch_size",
+            "2",
+            "--num_workers",
+            "0",
+            "--steps",
+            "1",
+            "--input_batches",
+            "1",
+            "--warmup",
+            "0",
+            "--inference_runs",
+            "1",
+            "--configs",
+            "full",
+            "--device",
+            "cpu",
+            "--encoders",
+            "resnet18",
+            "timm:convnext_atto",
+            "--output",
+            str(tmp_path / "b.json"),
+        ]
+    )
     rows = report["results"]
     assert [row["encoder"] for row in rows] == ["resnet18", "timm:convnext_atto"]
     assert rows[0]["depth_parameters"] == 11_176_512 + 14_072_567  # the authors' encoder and joint decoder
     assert rows[0]["parameters"] == 11_176_512 + 14_072_567 + 11_185_920 + 1_313_030
-    assert all(row["flops"] > 0 and row["train_samples_per_s"] > 0 and row["inference_ms"] > 0
-               for row in rows)
+    assert all(
+        row["flops"] > 0 and row["train_samples_per_s"] > 0 and row["inference_ms"] > 0 for row in rows
+    )
     assert rows[1]["flops"] != rows[0]["flops"] and rows[1]["pose_encoder"] == "resnet18"
     table = capsys.readouterr().out
     assert "timm:convnext_atto" in table and "GFLOPs" in table

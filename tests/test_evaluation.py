@@ -1,4 +1,5 @@
 """Evaluation: metrics, crop, median scaling, ground-truth export, released folders, predict, per class, pose."""
+
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from foreign_folders import write_authors_folder, write_monodepth2_folder
 from PIL import Image
 
 import evaluate_depth
@@ -21,7 +23,6 @@ from datasets.kitti_utils import generate_depth_map
 from evaluation import depth as eval_depth
 from evaluation import ground_truth, pose
 from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image, evaluation_mask, garg_crop_mask
-from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
 from synthetic.kitti_frames import DATE, DRIVE, make_tiny_kitti, write_calibration
@@ -38,7 +39,15 @@ def test_metrics_of_a_constant_prediction_by_hand():
     gt = np.full((GT_H, GT_W), 10.0, dtype=np.float32)
     disp = np.full((1, 96, 320), 0.05, dtype=np.float32)  # depth 20 everywhere
     errors, ratios = eval_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=False)
-    expected = [1.0, 10.0, 10.0, math.log(2), 0.0, 0.0, 0.0]  # |20-10|/10, 100/10, sqrt(100), log 2, no delta hits
+    expected = [
+        1.0,
+        10.0,
+        10.0,
+        math.log(2),
+        0.0,
+        0.0,
+        0.0,
+    ]  # |20-10|/10, 100/10, sqrt(100), log 2, no delta hits
     assert errors[0].tolist() == pytest.approx(expected, rel=1e-6)
     errors, ratios = eval_depth.evaluate_predictions(disp, [gt], garg_crop=True, median_scaling=True)
     assert ratios[0] == pytest.approx(0.5)
@@ -66,7 +75,9 @@ def test_median_scaling_uses_numpys_median_and_clamps_after_scaling():
     assert ratios[0] == pytest.approx(2.5)
     far = np.full((1, GT_H, GT_W), 1e-4, dtype=np.float32)  # depth 1e4, clamped to 80
     errors, _ = eval_depth.evaluate_predictions(far, [gt], garg_crop=True, median_scaling=False)
-    assert errors[0][0] == pytest.approx(np.mean(np.abs(np.array([1, 2, 3, 4]) - 80) / np.array([1, 2, 3, 4])))
+    assert errors[0][0] == pytest.approx(
+        np.mean(np.abs(np.array([1, 2, 3, 4]) - 80) / np.array([1, 2, 3, 4]))
+    )
 
 
 def test_post_processing_blends_towards_each_side():
@@ -86,11 +97,15 @@ def test_velodyne_points_of_a_known_plane_land_at_the_right_pixels_and_depths(tm
     width, height = 200, 100
     write_calibration(str(tmp_path / DATE), width, height)
     # velodyne: x forward, y left, z up; the calibration turns it into camera axes with no offset
-    points = np.array([[10.0, 0.0, 0.0, 1.0],     # straight ahead -> principal point (100, 50)
-                       [10.0, -1.0, 0.5, 1.0],    # 1 m right, 0.5 m up at 10 m: u = 100 + 10, v = 50 - 5
-                       [20.0, -2.0, 1.0, 1.0],    # same pixel, twice as far: the nearer point stays
-                       [-5.0, 0.0, 0.0, 1.0]],    # behind the sensor: dropped
-                      dtype=np.float32)
+    points = np.array(
+        [
+            [10.0, 0.0, 0.0, 1.0],  # straight ahead -> principal point (100, 50)
+            [10.0, -1.0, 0.5, 1.0],  # 1 m right, 0.5 m up at 10 m: u = 100 + 10, v = 50 - 5
+            [20.0, -2.0, 1.0, 1.0],  # same pixel, twice as far: the nearer point stays
+            [-5.0, 0.0, 0.0, 1.0],
+        ],  # behind the sensor: dropped
+        dtype=np.float32,
+    )
     velo = tmp_path / "scan.bin"
     points.tofile(velo)
     depth = generate_depth_map(str(tmp_path / DATE), str(velo), 2, vel_depth=True)
@@ -130,7 +145,9 @@ def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path)
     assert (spec.height, spec.width, spec.num_heads, spec.cma_ratio) == (192, 640, 4, 2)
 
     hand_encoder = ResnetEncoder(18)
-    hand_encoder.load_state_dict({k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")})
+    hand_encoder.load_state_dict(
+        {k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")}
+    )
     hand_decoder = JointDecoder(hand_encoder.num_ch_enc)  # the full model's defaults
     hand_decoder.load_state_dict(states["decoder"])
     images = torch.rand(2, 3, 64, 192)
@@ -143,21 +160,35 @@ def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path)
     hand_pose = PoseDecoder(hand_encoder.num_ch_enc, 1)
     hand_pose.load_state_dict(states["pose"])
     pose_in = ResnetEncoder(18, num_input_images=2)
-    pose_in.load_state_dict({k: v for k, v in states["pose_encoder"].items() if not k.startswith("encoder.fc.")})
+    pose_in.load_state_dict(
+        {k: v for k, v in states["pose_encoder"].items() if not k.startswith("encoder.fc.")}
+    )
     pair = torch.rand(1, 6, 64, 192)
-    assert all(torch.equal(a, b) for a, b in zip(pose_decoder(pose_encoder(pair)), hand_pose(pose_in.eval()(pair))))
+    assert all(
+        torch.equal(a, b) for a, b in zip(pose_decoder(pose_encoder(pair)), hand_pose(pose_in.eval()(pair)))
+    )
 
 
 def test_monodepth2_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path):
     states = write_monodepth2_folder(str(tmp_path), height=96, width=320)
     encoder, decoder, spec = model_folder.load_depth_model(str(tmp_path))
-    assert (spec.layout, spec.semantics, spec.cma_layers, spec.height, spec.width) == ("monodepth2", False, (), 96, 320)
+    assert (spec.layout, spec.semantics, spec.cma_layers, spec.height, spec.width) == (
+        "monodepth2",
+        False,
+        (),
+        96,
+        320,
+    )
     hand_encoder = ResnetEncoder(18)
-    hand_encoder.load_state_dict({k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")})
+    hand_encoder.load_state_dict(
+        {k: v for k, v in states["encoder"].items() if not k.startswith("encoder.fc.")}
+    )
     hand_decoder = JointDecoder(hand_encoder.num_ch_enc, semantics=False, cma_layers=())
     hand_decoder.depth_decoder.load_state_dict(states["depth"])
     images = torch.rand(1, 3, 96, 320)
-    assert torch.equal(decoder(encoder(images))[("disp", 0)], hand_decoder(hand_encoder.eval()(images))[("disp", 0)])
+    assert torch.equal(
+        decoder(encoder(images))[("disp", 0)], hand_decoder(hand_encoder.eval()(images))[("disp", 0)]
+    )
     _, pose_decoder, spec = model_folder.load_pose_model(str(tmp_path))
     assert spec.pose_frames == 2 and pose_decoder.net[3].out_channels == 12
 
@@ -191,13 +222,17 @@ def test_checkpoints_are_read_without_running_code(tmp_path):
 
 def test_project_folders_of_every_configuration_round_trip(tmp_path):
     for config in ("baseline", "cma", "full"):
-        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"])
+        opts = options.parse_args(
+            ["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"]
+        )
         model = FSREModel(opts).eval()
         folder = model_folder.save_model_folder(str(tmp_path / config), model.networks(), opts)
         encoder, decoder, spec = model_folder.load_depth_model(folder)
         assert (spec.height, spec.width, spec.semantics) == (64, 192, config != "baseline")
         images = torch.rand(1, 3, 64, 192)
-        assert torch.equal(decoder(encoder(images))[("disp", 0)], model.decoder(model.encoder(images))[("disp", 0)])
+        assert torch.equal(
+            decoder(encoder(images))[("disp", 0)], model.decoder(model.encoder(images))[("disp", 0)]
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +250,9 @@ def evaluated(tmp_path_factory):
     folders = {}
     for config in ("baseline", "full"):
         torch.manual_seed(0)
-        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"])
+        opts = options.parse_args(
+            ["--weights_init", "scratch", "--config", config, "--height", "64", "--width", "192"]
+        )
         folders[config] = model_folder.save_model_folder(str(root / config), FSREModel(opts).networks(), opts)
     return tiny, split, folders
 
@@ -232,24 +269,56 @@ def test_evaluate_depth_end_to_end_and_saved_predictions_give_the_same_metrics(e
     disps = np.load(os.path.join(folders["full"], "disps_testsplit_split.npy"))
     assert disps.shape == (5, 64, 192)
     ext_json = str(split / "ext.json")
-    evaluate_depth.main([*common, "--ext_disp_to_eval", os.path.join(folders["full"], "disps_testsplit_split.npy"),
-                         "--output_json", ext_json])
+    evaluate_depth.main(
+        [
+            *common,
+            "--ext_disp_to_eval",
+            os.path.join(folders["full"], "disps_testsplit_split.npy"),
+            "--output_json",
+            ext_json,
+        ]
+    )
     assert json.load(open(ext_json))["metrics"] == pytest.approx(saved["metrics"])
 
 
 def test_prediction_file_with_the_wrong_count_is_rejected(evaluated, tmp_path):
     tiny, split, _ = evaluated
     np.save(tmp_path / "short.npy", np.ones((3, 64, 192), np.float32))
-    with pytest.raises(ValueError, match=r"short.npy holds 3 predictions but .*test_files.txt lists 5 frames"):
-        evaluate_depth.main(["--data_path", tiny.data_path, "--eval_split", str(split),
-                             "--ext_disp_to_eval", str(tmp_path / "short.npy")])
+    with pytest.raises(
+        ValueError, match=r"short.npy holds 3 predictions but .*test_files.txt lists 5 frames"
+    ):
+        evaluate_depth.main(
+            [
+                "--data_path",
+                tiny.data_path,
+                "--eval_split",
+                str(split),
+                "--ext_disp_to_eval",
+                str(tmp_path / "short.npy"),
+            ]
+        )
 
 
 def test_predict_writes_real_pictures_and_arrays(evaluated, tmp_path):
     tiny, _, folders = evaluated
     frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
-    assert predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir",
-                         str(tmp_path), "--batch_size", "2", "--depth_scale", "5.4"]) == 0
+    assert (
+        predict.main(
+            [
+                "--load_weights_folder",
+                folders["full"],
+                "--image_path",
+                frames,
+                "--output_dir",
+                str(tmp_path),
+                "--batch_size",
+                "2",
+                "--depth_scale",
+                "5.4",
+            ]
+        )
+        == 0
+    )
     for i in range(5):
         stem = tmp_path / f"{i:010d}"
         disp = np.load(f"{stem}_disp.npy")
@@ -259,22 +328,43 @@ def test_predict_writes_real_pictures_and_arrays(evaluated, tmp_path):
             assert png.size == (tiny.width, tiny.height) and png.mode == "RGB"
             # the disparity at the image's size through the magma lookup, not a flat image
             expected = colormap(resize_bilinear(disp, tiny.height, tiny.width))
-            assert np.array_equal(np.asarray(png), expected) and len(np.unique(expected.reshape(-1, 3), axis=0)) > 1
+            assert (
+                np.array_equal(np.asarray(png), expected)
+                and len(np.unique(expected.reshape(-1, 3), axis=0)) > 1
+            )
         with Image.open(f"{stem}_seg.png") as png:
             assert png.size == (tiny.width, tiny.height)
-    predict.main(["--load_weights_folder", folders["baseline"], "--image_path", os.path.join(frames, "0000000000.png"),
-                  "--output_dir", str(tmp_path / "b")])
-    assert sorted(os.listdir(tmp_path / "b")) == ["0000000000_depth.npy", "0000000000_disp.npy", "0000000000_disp.png"]
+    predict.main(
+        [
+            "--load_weights_folder",
+            folders["baseline"],
+            "--image_path",
+            os.path.join(frames, "0000000000.png"),
+            "--output_dir",
+            str(tmp_path / "b"),
+        ]
+    )
+    assert sorted(os.listdir(tmp_path / "b")) == [
+        "0000000000_depth.npy",
+        "0000000000_disp.npy",
+        "0000000000_disp.png",
+    ]
 
 
 def bomb_png(path, side: int = 20000) -> None:
     """A PNG whose header claims side x side pixels (a decompression bomb), with almost no data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-                + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b"")
+        )
 
 
 def error_lines(capsys) -> list[str]:
@@ -290,8 +380,19 @@ def test_predict_skips_unreadable_files_in_a_folder_and_names_them_in_one_line(e
     (frames / "0000000002.png").write_text("not a picture")
     bomb_png(frames / "0000000003.png")
     out = tmp_path / "out"
-    code = utils.run_cli(predict.main, ["--load_weights_folder", folders["baseline"], "--image_path", str(frames),
-                                        "--output_dir", str(out), "--batch_size", "2"])
+    code = utils.run_cli(
+        predict.main,
+        [
+            "--load_weights_folder",
+            folders["baseline"],
+            "--image_path",
+            str(frames),
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "2",
+        ],
+    )
     errors = error_lines(capsys)
     assert code == 2 and len(errors) == 1, errors
     assert "2 file(s)" in errors[0] and "0000000002.png" in errors[0] and "0000000003.png" in errors[0]
@@ -316,8 +417,13 @@ def test_predict_refuses_bad_paths_and_options_in_one_line_before_writing(evalua
     broken = tmp_path / "broken_model"
     shutil.copytree(folders["baseline"], broken)
     (broken / "opt.json").write_text('{"height": 64,')
-    assert utils.run_cli(predict.main, ["--load_weights_folder", str(broken), "--output_dir", str(out),
-                                        "--image_path", frame]) == 2
+    assert (
+        utils.run_cli(
+            predict.main,
+            ["--load_weights_folder", str(broken), "--output_dir", str(out), "--image_path", frame],
+        )
+        == 2
+    )
     errors = error_lines(capsys)
     assert len(errors) == 1 and "opt.json" in errors[0], errors
     assert not out.exists()
@@ -326,7 +432,9 @@ def test_predict_refuses_bad_paths_and_options_in_one_line_before_writing(evalua
 def test_per_class_table_keeps_model_names_whole():
     rows = [None] * len(CLASS_NAMES)
     rows[CLASS_NAMES.index("road")] = {"abs_rel": 0.25}
-    table = evaluate_per_class.format_table({"a model with a long name": rows, "b": rows}, "abs_rel").splitlines()
+    table = evaluate_per_class.format_table(
+        {"a model with a long name": rows, "b": rows}, "abs_rel"
+    ).splitlines()
     assert table[0] == "         class | a model with a long name |            b"
     assert table[1 + CLASS_NAMES.index("road")] == "          road |                   0.2500 |       0.2500"
     assert table[1 + CLASS_NAMES.index("sky")] == "           sky |                        - |            -"
@@ -346,9 +454,22 @@ def test_per_class_sums_pool_to_the_image_metrics_for_a_single_class():
 
 def per_class_run(evaluated, out, *extra):
     tiny, split, folders = evaluated
-    evaluate_per_class.main(["--data_path", tiny.data_path, "--eval_split", str(split), "--num_workers", "0",
-                             "--load_weights_folder", folders["baseline"], folders["full"], "--output_dir", str(out),
-                             *extra])
+    evaluate_per_class.main(
+        [
+            "--data_path",
+            tiny.data_path,
+            "--eval_split",
+            str(split),
+            "--num_workers",
+            "0",
+            "--load_weights_folder",
+            folders["baseline"],
+            folders["full"],
+            "--output_dir",
+            str(out),
+            *extra,
+        ]
+    )
     return json.load(open(out / "per_class_testsplit.json"))
 
 
@@ -365,7 +486,9 @@ def test_per_class_evaluation_writes_table_and_json(evaluated, tmp_path, capsys)
 @pytest.mark.needs("matplotlib")
 def test_per_class_evaluation_draws_its_chart(evaluated, tmp_path):  # the chart's content: test_figures.py
     per_class_run(evaluated, tmp_path)
-    assert (tmp_path / "per_class_testsplit.png").is_file() and (tmp_path / "per_class_testsplit.pdf").is_file()
+    assert (tmp_path / "per_class_testsplit.png").is_file() and (
+        tmp_path / "per_class_testsplit.pdf"
+    ).is_file()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,9 +511,13 @@ def test_pose_ground_truth_and_predictions_on_a_tiny_sequence(tmp_path):
     seq = tmp_path / "sequences" / "09" / "image_2"
     seq.mkdir(parents=True)
     for i in range(4):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 192, 3), dtype=np.uint8)).save(seq / f"{i:06d}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 192, 3), dtype=np.uint8)).save(
+            seq / f"{i:06d}.png"
+        )
     (tmp_path / "poses").mkdir()
-    rows = [np.hstack([np.eye(3), [[0], [0], [float(i)]]]).reshape(-1) for i in range(4)]  # 1 m forward per frame
+    rows = [
+        np.hstack([np.eye(3), [[0], [0], [float(i)]]]).reshape(-1) for i in range(4)
+    ]  # 1 m forward per frame
     np.savetxt(tmp_path / "poses" / "09.txt", np.array(rows))
     gt_local = pose.local_ground_truth(str(tmp_path / "poses" / "09.txt"))
     assert len(gt_local) == 3 and np.allclose(gt_local[0][:3, 3], [0, 0, -1])

@@ -1,6 +1,7 @@
 """Deployment: ONNX (both exporters), torch.export and TorchScript exports of full and baseline models agree
 with PyTorch (rtol 1e-4, atol 1e-5 in fp32) at batch sizes 1 and 3; metadata, input types, foreign folders,
 one reader for every exported file, predict.py --onnx."""
+
 import functools
 import json
 import os
@@ -9,16 +10,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from foreign_folders import write_authors_folder, write_monodepth2_folder
 
 import layers
 import options
 import predict
 import utils
 from checkpoints import model_folder
+from conftest import require
 from deploy import depth_graph
 from deploy import export as deploy_export
-from conftest import require
-from foreign_folders import write_authors_folder, write_monodepth2_folder
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import export_model
@@ -35,10 +36,26 @@ def folders(tmp_path_factory):
     result = {}
     for config in ("full", "baseline"):
         torch.manual_seed(1)
-        opts = options.parse_args(["--weights_init", "scratch", "--config", config, "--height", str(HEIGHT),
-                                   "--width", str(WIDTH), "--min_depth", "0.5", "--max_depth", "50"])
+        opts = options.parse_args(
+            [
+                "--weights_init",
+                "scratch",
+                "--config",
+                config,
+                "--height",
+                str(HEIGHT),
+                "--width",
+                str(WIDTH),
+                "--min_depth",
+                "0.5",
+                "--max_depth",
+                "50",
+            ]
+        )
         model = FSREModel(opts).eval()
-        for module in model.modules():  # non-trivial batch-norm statistics, so inference differs from training
+        for (
+            module
+        ) in model.modules():  # non-trivial batch-norm statistics, so inference differs from training
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
@@ -78,12 +95,19 @@ def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
 
 def test_depth_graph_is_the_networks_full_size_output(folders):
     encoder, decoder, spec = model_folder.load_depth_model(folders["full"])
-    graph = depth_graph.DepthGraph(encoder, decoder, spec.min_depth, spec.max_depth, depth=True, segmentation=True)
+    graph = depth_graph.DepthGraph(
+        encoder, decoder, spec.min_depth, spec.max_depth, depth=True, segmentation=True
+    )
     images = random_images("float", 2)
     with torch.no_grad():
         outputs = decoder(encoder(images))
         disp, depth, seg = graph(images)
-    assert sorted(s for k, s in outputs if k == "disp") == [0, 1, 2, 3]  # the networks it shares are unchanged
+    assert sorted(s for k, s in outputs if k == "disp") == [
+        0,
+        1,
+        2,
+        3,
+    ]  # the networks it shares are unchanged
     expected_disp, expected_depth = layers.disp_to_depth(outputs[("disp", 0)], 0.5, 50.0)
     assert torch.equal(disp, expected_disp) and torch.equal(depth, expected_depth)
     assert torch.equal(seg, outputs[("seg_logits", 0)])
@@ -95,8 +119,23 @@ EXPORTS = {"full": ("uint8", True, True), "baseline": ("float", True, False)}
 
 def export(folder, fmt, path, input_type, depth, segmentation, *extra, check=False):
     flags = ["--depth"] * depth + ["--segmentation"] * segmentation + ["--no_check"] * (not check)
-    assert export_model.main(["--load_weights_folder", folder, "--format", fmt, "--output", path,
-                              "--input_type", input_type, *flags, *extra]) == 0
+    assert (
+        export_model.main(
+            [
+                "--load_weights_folder",
+                folder,
+                "--format",
+                fmt,
+                "--output",
+                path,
+                "--input_type",
+                input_type,
+                *flags,
+                *extra,
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -110,9 +149,17 @@ def torchscript_files(folders, tmp_path_factory):
 def program_files(folders, tmp_path_factory):
     """torch.export files: the full model at its size, the baseline with a dynamic size (and the built-in check)."""
     root = tmp_path_factory.mktemp("pt2")
-    return {"full": export(folders["full"], "export", str(root / "full.pt2"), *EXPORTS["full"]),
-            "baseline": export(folders["baseline"], "export", str(root / "baseline.pt2"), *EXPORTS["baseline"],
-                               "--dynamic_size", check=True)}
+    return {
+        "full": export(folders["full"], "export", str(root / "full.pt2"), *EXPORTS["full"]),
+        "baseline": export(
+            folders["baseline"],
+            "export",
+            str(root / "baseline.pt2"),
+            *EXPORTS["baseline"],
+            "--dynamic_size",
+            check=True,
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +209,9 @@ def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, progra
     other_size = random_images(input_type, 2, 96, 320)
     if config == "baseline":  # --dynamic_size: any multiple of 32
         got = module_outputs(module, other_size)
-        assert_outputs_close(got, pytorch_outputs(folders[config], other_size, input_type, depth, segmentation))
+        assert_outputs_close(
+            got, pytorch_outputs(folders[config], other_size, input_type, depth, segmentation)
+        )
     else:  # the exported size only
         with pytest.raises(Exception, match="(?i)expected input.*shape|size|dim"):
             module(other_size)
@@ -173,6 +222,7 @@ def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, progra
 def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_files, config):
     import onnx
     import onnxruntime as ort
+
     input_type, depth, segmentation = EXPORTS[config]
     path = onnx_files[config]
     model = onnx.load(path)
@@ -186,14 +236,22 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_fil
     assert meta["options"] == json.load(open(os.path.join(folders[config], "opt.json")))
     assert (meta["min_depth"], meta["max_depth"], meta["height"], meta["width"]) == (0.5, 50.0, HEIGHT, WIDTH)
     assert meta["input_type"] == input_type and meta["source_layout"] == "fsre" and not meta["dynamic_size"]
-    assert meta["outputs"] == [o.name for o in session.get_outputs()] == ["disp", "depth"] + ["seg_logits"] * segmentation
+    assert (
+        meta["outputs"]
+        == [o.name for o in session.get_outputs()]
+        == ["disp", "depth"] + ["seg_logits"] * segmentation
+    )
     for batch in BATCH_SIZES:
         images = random_images(input_type, batch, seed=batch)
         got = session.run(None, {"image": images.numpy()})
         assert_outputs_close(got, pytorch_outputs(folders[config], images, input_type, depth, segmentation))
         assert got[0].shape == (batch, 1, HEIGHT, WIDTH)
-        if input_type == "uint8" and batch == 1:  # the same pictures as floats in [0, 1] give the same outputs
-            assert_outputs_close(got, pytorch_outputs(folders[config], images.float() / 255, "float", depth, segmentation))
+        if (
+            input_type == "uint8" and batch == 1
+        ):  # the same pictures as floats in [0, 1] give the same outputs
+            assert_outputs_close(
+                got, pytorch_outputs(folders[config], images.float() / 255, "float", depth, segmentation)
+            )
     with pytest.raises(Exception, match="(?i)dimension|shape"):  # fixed image size: another size is refused
         session.run(None, {"image": random_images(input_type, 1, 96, 320).numpy()})
 
@@ -219,7 +277,11 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
     write_authors_folder(folder, height=HEIGHT, width=WIDTH, with_pose=False)
     path = export(folder, "torchscript", str(tmp_path / "authors.pt"), "float", False, True)
     module, meta = depth_graph.load_torchscript(path)
-    assert meta["source_layout"] == "fsre" and meta["outputs"] == ["disp", "seg_logits"] and meta["num_classes"] == 19
+    assert (
+        meta["source_layout"] == "fsre"
+        and meta["outputs"] == ["disp", "seg_logits"]
+        and meta["num_classes"] == 19
+    )
     assert meta["options"]["cma_layers"] == [0, 1, 2]  # read from the decoder's keys
     images = random_images("float", 1)
     got = module_outputs(module, images)
@@ -245,8 +307,10 @@ def test_an_export_that_fails_its_check_is_not_left_behind(folders, tmp_path, ca
 
     monkeypatch.setattr(deploy_export, "compare_with_pytorch", mismatch)
     path = tmp_path / "depth.pt"
-    code = utils.run_cli(export_model.main, ["--load_weights_folder", folders["baseline"], "--format", "torchscript",
-                                              "--output", str(path)])
+    code = utils.run_cli(
+        export_model.main,
+        ["--load_weights_folder", folders["baseline"], "--format", "torchscript", "--output", str(path)],
+    )
     assert code == utils.EXIT_ERROR and "differs from PyTorch" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
@@ -259,22 +323,38 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
         export_model.main(["--load_weights_folder", folders["baseline"], "--threads", "0"])
     assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
-    with pytest.raises(ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"):
+    with pytest.raises(
+        ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"
+    ):
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "export"])
 @pytest.mark.needs("onnx", "onnxruntime")
-def test_predict_with_an_exported_file_gives_the_folder_outputs(folders, onnx_files, program_files, tmp_path, fmt):
+def test_predict_with_an_exported_file_gives_the_folder_outputs(
+    folders, onnx_files, program_files, tmp_path, fmt
+):
     tiny = make_tiny_kitti(str(tmp_path), num_frames=3, exts=("png",))
     frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
     exported = onnx_files["full"] if fmt == "onnx" else program_files["full"]
-    predict.main(["--load_weights_folder", folders["full"], "--image_path", frames, "--output_dir", str(tmp_path / "pt")])
+    predict.main(
+        [
+            "--load_weights_folder",
+            folders["full"],
+            "--image_path",
+            frames,
+            "--output_dir",
+            str(tmp_path / "pt"),
+        ]
+    )
     option = "--onnx" if fmt == "onnx" else "--exported"  # --onnx: the older name, kept
-    predict.main([option, exported, "--image_path", frames, "--output_dir", str(tmp_path / fmt),
-                  "--batch_size", "2"])  # batches of 2 and 1
+    predict.main(
+        [option, exported, "--image_path", frames, "--output_dir", str(tmp_path / fmt), "--batch_size", "2"]
+    )  # batches of 2 and 1
     names = sorted(os.listdir(tmp_path / "pt"))
-    assert names == sorted(os.listdir(tmp_path / fmt)) and len(names) == 3 * 4  # disp, depth npy; disp, seg png
+    assert (
+        names == sorted(os.listdir(tmp_path / fmt)) and len(names) == 3 * 4
+    )  # disp, depth npy; disp, seg png
     for name in names:
         if name.endswith(".npy"):
             a, b = np.load(tmp_path / fmt / name), np.load(tmp_path / "pt" / name)
@@ -285,25 +365,41 @@ def test_predict_with_an_exported_file_gives_the_folder_outputs(folders, onnx_fi
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files, program_files):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
-    backends = ("PyTorch eager", "torch.export", "TorchScript", "onnxruntime")  # torch.compile: minutes on 2 cores
-    files = {"onnxruntime": onnx_files["baseline"], "TorchScript": torchscript_files["baseline"],
-             "torch.export": program_files["baseline"]}
-    results = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, files=files, backends=backends)
+    backends = (
+        "PyTorch eager",
+        "torch.export",
+        "TorchScript",
+        "onnxruntime",
+    )  # torch.compile: minutes on 2 cores
+    files = {
+        "onnxruntime": onnx_files["baseline"],
+        "TorchScript": torchscript_files["baseline"],
+        "torch.export": program_files["baseline"],
+    }
+    results = deploy_export.time_inference(
+        graph, HEIGHT, WIDTH, runs=1, warmup=0, files=files, backends=backends
+    )
     assert list(results) == list(backends) and all(isinstance(v, float) and v > 0 for v in results.values())
     table = deploy_export.format_timing(results, HEIGHT, WIDTH, 1)
     assert "| onnxruntime |" in table and "64x192" in table
-    failed = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, files={"TorchScript": "missing.pt"},
-                                          backends=("TorchScript",))
+    failed = deploy_export.time_inference(
+        graph, HEIGHT, WIDTH, runs=1, warmup=0, files={"TorchScript": "missing.pt"}, backends=("TorchScript",)
+    )
     assert failed["TorchScript"].startswith("failed: MissingFileError")  # reported, not raised
     with pytest.raises(ValueError, match="unknown backends"):
         deploy_export.time_inference(graph, HEIGHT, WIDTH, backends=("tensorrt",))
-    cpu = deploy_export.time_inference(graph, HEIGHT, WIDTH, runs=1, warmup=0, backends=("PyTorch eager",), clock="cpu")
-    assert cpu["PyTorch eager"] > 0 and "CPU ms / image" in deploy_export.format_timing(cpu, HEIGHT, WIDTH, 1, "cpu")
+    cpu = deploy_export.time_inference(
+        graph, HEIGHT, WIDTH, runs=1, warmup=0, backends=("PyTorch eager",), clock="cpu"
+    )
+    assert cpu["PyTorch eager"] > 0 and "CPU ms / image" in deploy_export.format_timing(
+        cpu, HEIGHT, WIDTH, 1, "cpu"
+    )
 
 
 @pytest.mark.needs("onnx", "onnxruntime")
-def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torchscript_files, onnx_files,
-                                                                    program_files, tmp_path):
+def test_one_reader_runs_every_exported_file_with_the_same_outputs(
+    folders, torchscript_files, onnx_files, program_files, tmp_path
+):
     images = random_images("float", 3, seed=7)
     expected = pytorch_outputs(folders["baseline"], images)
     for path in (onnx_files["baseline"], program_files["baseline"], torchscript_files["baseline"]):
@@ -324,8 +420,16 @@ def test_one_reader_runs_every_exported_file_with_the_same_outputs(folders, torc
 @pytest.mark.needs("onnx", "onnxruntime", "onnxscript")
 def test_onnx_dynamo_exporter_writes_opset_18_that_passes_the_check(folders, tmp_path, capsys):
     import onnx
-    path = export(folders["full"], "onnx", str(tmp_path / "dynamo.onnx"), *EXPORTS["full"], "--onnx_exporter",
-                  "dynamo", check=True)  # the built-in check against PyTorch at batch sizes 1 and 3
+
+    path = export(
+        folders["full"],
+        "onnx",
+        str(tmp_path / "dynamo.onnx"),
+        *EXPORTS["full"],
+        "--onnx_exporter",
+        "dynamo",
+        check=True,
+    )  # the built-in check against PyTorch at batch sizes 1 and 3
     model = onnx.load(path)
     assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [18]
     runner = depth_graph.OnnxGraph(path)
@@ -333,11 +437,25 @@ def test_onnx_dynamo_exporter_writes_opset_18_that_passes_the_check(folders, tmp
     images = random_images("uint8", 2, seed=3)
     assert_outputs_close(runner(images), pytorch_outputs(folders["full"], images, "uint8", True, True))
     capsys.readouterr()
-    code = utils.run_cli(export_model.main, ["--load_weights_folder", folders["full"], "--onnx_exporter", "dynamo",
-                                             "--opset", "17", "--output", str(tmp_path / "old.onnx")])
+    code = utils.run_cli(
+        export_model.main,
+        [
+            "--load_weights_folder",
+            folders["full"],
+            "--onnx_exporter",
+            "dynamo",
+            "--opset",
+            "17",
+            "--output",
+            str(tmp_path / "old.onnx"),
+        ],
+    )
     err = capsys.readouterr().err
-    assert code == utils.EXIT_ERROR and err.startswith("error: the dynamo ONNX exporter writes opset 18") \
+    assert (
+        code == utils.EXIT_ERROR
+        and err.startswith("error: the dynamo ONNX exporter writes opset 18")
         and "Traceback" not in err
+    )
     assert not os.path.exists(tmp_path / "old.onnx")
     with pytest.raises(SystemExit):
         export_model.main(["--load_weights_folder", folders["full"], "--format", "export", "--opset", "17"])

@@ -110,7 +110,11 @@ def start_table(data: str, split_dir: str, root) -> tuple[subprocess.Popen, Line
         f"--train_args=--split {split_dir} {LONG_TRAIN_ARGS}",
     ]
     proc = subprocess.Popen(
-        argv, cwd=utils.PROJECT_DIR, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        argv,
+        cwd=utils.PROJECT_DIR,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         preexec_fn=sigint_as_from_a_terminal,
     )
     return proc, LineReader(proc.stderr), log_dir
@@ -277,6 +281,7 @@ def limit_file_size(max_bytes: int):
 
 def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_checkpoint_stays(tmp_path):
     import test_reliability
+
     from checkpoints import training_state
     from synthetic.kitti_frames import make_tiny_kitti
 
@@ -309,8 +314,9 @@ def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_che
 @pytest.fixture(scope="module")
 def model_folders(tmp_path_factory):
     """Two random-weight baseline model folders that share their base name (weights_0_best)."""
-    import options
     import torch
+
+    import options
     from checkpoints import model_folder
     from model import FSREModel
 
@@ -575,12 +581,13 @@ def test_prepare_sequences_takes_frame_ids_0_and_names_a_truncated_jpeg(tmp_path
 # 11. a --max_steps stop in mid-epoch is saved as such, and a larger budget finishes that epoch
 # ------------------------------------------------------------------------------------------------
 def test_a_step_budget_that_ends_mid_epoch_is_resumed_mid_epoch(tmp_path):
-    import options
     import test_reliability
     import torch
+    from tb_reader import read_run
+
+    import options
     from checkpoints import training_state
     from synthetic.kitti_frames import make_tiny_kitti
-    from tb_reader import read_run
     from trainer import Trainer
 
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("png",))
@@ -699,8 +706,9 @@ VIDEO_W, VIDEO_H = 64, 48
 def write_video(path, times, audio_s: float = 0.0, codec: str = "mpeg4") -> list[np.ndarray]:
     """A video whose frames (random, returned) play at ``times`` (seconds; a variable rate where they are
     uneven), with a silent audio track of ``audio_s`` seconds when positive."""
-    import av
     from fractions import Fraction
+
+    import av
 
     time_base = Fraction(1, 1000)
     rng = np.random.default_rng(len(times))
@@ -879,6 +887,7 @@ def test_a_checkpoint_folder_with_pickled_weights_is_one_line_unread(tmp_path, c
     import pickle
 
     import transformers
+
     from tools import make_pseudo_labels
 
     config = transformers.SegformerConfig(

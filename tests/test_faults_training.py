@@ -2,6 +2,7 @@
 options changed at resume, errors found at an epoch's end, SIGTERM to the whole process group,
 two runs at once, kills in the middle of a folder replacement, failed writes and corrupt files.
 Each test fails on the code before the fix."""
+
 import json
 import logging
 import os
@@ -14,20 +15,26 @@ import time
 import zipfile
 
 import pytest
+import test_reliability
 import torch
+from tb_reader import read_run
+from test_reliability import finish, run_args, start
 
 import evaluate_depth
 import options
-import test_reliability
 import train
 import utils
 from checkpoints import files, model_folder, training_state
 from conftest import PROCESS_DEADLINE_S
-from fileio.atomic import atomic_folder, is_temporary, recover_folder, remove_stale_temporaries, temporary_path
+from fileio.atomic import (
+    atomic_folder,
+    is_temporary,
+    recover_folder,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from model import FSREModel
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
-from tb_reader import read_run
-from test_reliability import finish, run_args, start
 from trainer import Trainer
 from training import run_folder, signals
 
@@ -45,8 +52,13 @@ def trained(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        Trainer(options.parse_args(run_args(tiny, root / "logs", "--num_workers", "0", "--max_steps", "2",
-                                            "--checkpoint_every", "1"))).train()
+        Trainer(
+            options.parse_args(
+                run_args(
+                    tiny, root / "logs", "--num_workers", "0", "--max_steps", "2", "--checkpoint_every", "1"
+                )
+            )
+        ).train()
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
@@ -109,48 +121,79 @@ def trainer_error(tiny, log_dir, capsys, *extra, validation=False):
 # ------------------------------------------------------------------------------------------------
 # 1. the non-finite guard comes before the backward pass
 # ------------------------------------------------------------------------------------------------
-def test_a_diverging_run_stops_with_exit_2_naming_its_last_good_checkpoint_instead_of_crashing(tiny, tmp_path):
+def test_a_diverging_run_stops_with_exit_2_naming_its_last_good_checkpoint_instead_of_crashing(
+    tiny, tmp_path
+):
     # --learning_rate 1e6: step 0 throws the weights far, step 1's loss is NaN; its backward through
     # grid_sample would crash the process on the CPU (pytorch/pytorch#24823; before the fix: exit -11)
-    code, stderr = finish(start(run_args(tiny, tmp_path, "--num_workers", "0", "--learning_rate", "1e6",
-                                         "--max_nonfinite_steps", "2", "--max_steps", "6")))
+    code, stderr = finish(
+        start(
+            run_args(
+                tiny,
+                tmp_path,
+                "--num_workers",
+                "0",
+                "--learning_rate",
+                "1e6",
+                "--max_nonfinite_steps",
+                "2",
+                "--max_steps",
+                "6",
+            )
+        )
+    )
     assert code == utils.EXIT_ERROR, stderr[-3000:]
     assert "Traceback" not in stderr
     path = checkpoint(tmp_path / "fsre", 3)
-    assert stderr.strip().endswith(f"error: the loss, a sampling grid or a gradient was not finite for 2 steps in a "
-                                   f"row (steps 1..2, --max_nonfinite_steps 2); the last good state is saved in {path}")
+    assert stderr.strip().endswith(
+        f"error: the loss, a sampling grid or a gradient was not finite for 2 steps in a "
+        f"row (steps 1..2, --max_nonfinite_steps 2); the last good state is saved in {path}"
+    )
     state = training_state.load_checkpoint(path)
     assert all(torch.isfinite(v.float()).all() for net in state["networks"].values() for v in net.values())
-    assert all(s["step"] == 1 for s in state["optimizer"]["state"].values())  # only step 0 updated the weights
+    assert all(
+        s["step"] == 1 for s in state["optimizer"]["state"].values()
+    )  # only step 0 updated the weights
 
 
 # ------------------------------------------------------------------------------------------------
 # 2. checksums
 # ------------------------------------------------------------------------------------------------
-def test_a_bit_rotted_newest_checkpoint_is_skipped_for_the_newest_good_one(trained, tmp_path, in_process, caplog):
+def test_a_bit_rotted_newest_checkpoint_is_skipped_for_the_newest_good_one(
+    trained, tmp_path, in_process, caplog
+):
     tiny, run = copy_run(trained, tmp_path)
     corrupt_inside_largest_tensor(checkpoint(run, 2))
     with caplog.at_level(logging.WARNING):
         trainer = Trainer(options.parse_args(run_args(tiny, run.parent, "--num_workers", "0", "--resume")))
-    assert f"skipping {checkpoint(run, 2)} is damaged: its content differs from the SHA-256 stored in it" in caplog.text
+    assert (
+        f"skipping {checkpoint(run, 2)} is damaged: its content differs from the SHA-256 stored in it"
+        in caplog.text
+    )
     assert (trainer.step, trainer.epoch, trainer.batch_in_epoch) == (1, 0, 1)
     assert trainer.last_state == checkpoint(run, 1)
     trainer.close()
 
 
 def test_a_damaged_model_folder_file_is_one_line_and_a_folder_without_checksums_loads(tmp_path, capsys):
-    opts = options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "192", "--config", "baseline"])
+    opts = options.parse_args(
+        ["--weights_init", "scratch", "--height", "64", "--width", "192", "--config", "baseline"]
+    )
     folder = model_folder.save_model_folder(str(tmp_path / "weights_0"), FSREModel(opts).networks(), opts)
     corrupt_inside_largest_tensor(os.path.join(folder, "decoder.pth"))
     assert utils.run_cli(evaluate_depth.main, evaluate_args(tmp_path, folder)) == utils.EXIT_ERROR
-    assert capsys.readouterr().err == (f"error: {folder}/decoder.pth is damaged: its SHA-256 differs from the one in "
-                                       f"checksums.sha256 beside it\n")
+    assert capsys.readouterr().err == (
+        f"error: {folder}/decoder.pth is damaged: its SHA-256 differs from the one in "
+        f"checksums.sha256 beside it\n"
+    )
     os.remove(os.path.join(folder, files.CHECKSUM_FILE))  # as the authors' and Monodepth2's released folders
     assert model_folder.inspect_model_folder(folder).num_layers == 18
 
 
 def test_a_corrupt_opt_json_in_a_weights_folder_is_one_line(tmp_path, capsys):
-    opts = options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "192", "--config", "baseline"])
+    opts = options.parse_args(
+        ["--weights_init", "scratch", "--height", "64", "--width", "192", "--config", "baseline"]
+    )
     folder = model_folder.save_model_folder(str(tmp_path / "weights_0"), FSREModel(opts).networks(), opts)
     path = os.path.join(folder, "opt.json")
     with open(path, "w") as f:
@@ -160,7 +203,9 @@ def test_a_corrupt_opt_json_in_a_weights_folder_is_one_line(tmp_path, capsys):
     assert f"error: {path} is damaged: its SHA-256 differs" in capsys.readouterr().err
     os.remove(os.path.join(folder, files.CHECKSUM_FILE))
     assert utils.run_cli(evaluate_depth.main, args) == utils.EXIT_ERROR
-    assert capsys.readouterr().err.startswith(f"error: {path}: not a readable options file (Unterminated string")
+    assert capsys.readouterr().err.startswith(
+        f"error: {path}: not a readable options file (Unterminated string"
+    )
     with pytest.raises(utils.InputError, match="not a readable options file"):  # predict's way in (deploy)
         options.load_options(path)
 
@@ -168,18 +213,26 @@ def test_a_corrupt_opt_json_in_a_weights_folder_is_one_line(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------
 # 3. a run never destroys another run's files
 # ------------------------------------------------------------------------------------------------
-def test_a_fresh_run_over_a_run_is_refused_and_overwrite_moves_that_run_aside(trained, tmp_path, in_process, capsys):
+def test_a_fresh_run_over_a_run_is_refused_and_overwrite_moves_that_run_aside(
+    trained, tmp_path, in_process, capsys
+):
     tiny, run = copy_run(trained, tmp_path)
     before = sorted(os.listdir(run / "checkpoints"))
     message = trainer_error(tiny, run.parent, capsys)
-    assert message.startswith(f"{run} already holds a run (checkpoints/step_00000001.pth, checkpoints/"
-                              f"step_00000002.pth, models/weights_0 and ")
-    assert message.endswith("continue it with --resume, give another --model_name, or start afresh with --overwrite "
-                            "(which moves it aside)")
+    assert message.startswith(
+        f"{run} already holds a run (checkpoints/step_00000001.pth, checkpoints/"
+        f"step_00000002.pth, models/weights_0 and "
+    )
+    assert message.endswith(
+        "continue it with --resume, give another --model_name, or start afresh with --overwrite "
+        "(which moves it aside)"
+    )
     # resuming from an older checkpoint of the run would write over its later ones
     message = trainer_error(tiny, run.parent, capsys, "--resume", checkpoint(run, 1))
-    assert message.startswith(f"--resume {checkpoint(run, 1)}: the run in {run} goes further (step_00000002.pth); "
-                              f"resume into a new folder with another --model_name")
+    assert message.startswith(
+        f"--resume {checkpoint(run, 1)}: the run in {run} goes further (step_00000002.pth); "
+        f"resume into a new folder with another --model_name"
+    )
     assert sorted(os.listdir(run / "checkpoints")) == before
     # a checkpoint path that does not exist is said to be missing, whatever the folder holds
     missing = str(run / "checkpoints" / "step_00000099.pth")
@@ -202,15 +255,21 @@ def test_rotation_deletes_only_the_runs_own_older_checkpoints(tmp_path):
     assert sorted(os.listdir(folder)) == [f"step_{s:08d}.pth" for s in (2, 3, 40, 50, 60)]
 
 
-def test_resume_with_every_checkpoint_damaged_is_refused_and_deletes_nothing(trained, tmp_path, in_process, capsys):
+def test_resume_with_every_checkpoint_damaged_is_refused_and_deletes_nothing(
+    trained, tmp_path, in_process, capsys
+):
     tiny, run = copy_run(trained, tmp_path)
     for step in (1, 2):
         corrupt_inside_largest_tensor(checkpoint(run, step))
     before = sorted(os.listdir(run / "checkpoints"))
     message = trainer_error(tiny, run.parent, capsys, "--resume")
-    assert message.startswith(f"no checkpoint of {run}/checkpoints loads ({checkpoint(run, 2)} is damaged: its content "
-                              f"differs from the SHA-256 stored in it; {checkpoint(run, 1)} is damaged")
-    assert message.endswith("resume from a copy with --resume CHECKPOINT, or start the run again with --overwrite")
+    assert message.startswith(
+        f"no checkpoint of {run}/checkpoints loads ({checkpoint(run, 2)} is damaged: its content "
+        f"differs from the SHA-256 stored in it; {checkpoint(run, 1)} is damaged"
+    )
+    assert message.endswith(
+        "resume from a copy with --resume CHECKPOINT, or start the run again with --overwrite"
+    )
     assert sorted(os.listdir(run / "checkpoints")) == before
 
 
@@ -220,8 +279,23 @@ def test_resume_with_every_checkpoint_damaged_is_refused_and_deletes_nothing(tra
 def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(trained, tmp_path, in_process):
     tiny, run = copy_run(trained, tmp_path)
     # the run had --learning_rate 1.5e-4 --lr_milestones 1: 1.5e-5 from epoch 1, where it resumes
-    trainer = Trainer(options.parse_args(run_args(tiny, run.parent, "--num_workers", "0", "--resume", "--max_steps",
-                                                  "3", "--learning_rate", "1e-3", "--lr_milestones", "2")))
+    trainer = Trainer(
+        options.parse_args(
+            run_args(
+                tiny,
+                run.parent,
+                "--num_workers",
+                "0",
+                "--resume",
+                "--max_steps",
+                "3",
+                "--learning_rate",
+                "1e-3",
+                "--lr_milestones",
+                "2",
+            )
+        )
+    )
     trainer.train()
     scalars, _ = read_run(str(run / "train"))
     assert dict(scalars["learning_rate"])[2] == pytest.approx(1e-3)
@@ -232,8 +306,10 @@ def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(traine
 def test_another_image_size_at_resume_is_refused(trained, tmp_path, in_process, capsys):
     tiny, run = copy_run(trained, tmp_path)
     message = trainer_error(tiny, run.parent, capsys, "--resume", "--height", "96")
-    assert message == (f"--height 64 -> 96: a resumed run keeps the image size of {checkpoint(run, 2)}; to train at "
-                       f"another size, start a new run from its weights (--load_weights_folder) with another --model_name")
+    assert message == (
+        f"--height 64 -> 96: a resumed run keeps the image size of {checkpoint(run, 2)}; to train at "
+        f"another size, start a new run from its weights (--load_weights_folder) with another --model_name"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,17 +318,26 @@ def test_another_image_size_at_resume_is_refused(trained, tmp_path, in_process, 
 def test_an_empty_validation_split_is_refused_before_training(tiny, tmp_path, capsys):
     open(os.path.join(tiny.split_dir, "val_files.txt"), "w").close()
     message = trainer_error(tiny, tmp_path, capsys, validation=True)
-    assert message == (f"{tiny.split_dir}/val_files.txt lists no items: validation needs at least one (or train "
-                       f"with --no_validation)")
+    assert message == (
+        f"{tiny.split_dir}/val_files.txt lists no items: validation needs at least one (or train "
+        f"with --no_validation)"
+    )
     assert not os.path.exists(tmp_path / "fsre")
 
 
-def test_the_state_is_saved_before_validation_so_a_failing_validation_loses_nothing(tiny, tmp_path, in_process):
+def test_the_state_is_saved_before_validation_so_a_failing_validation_loses_nothing(
+    tiny, tmp_path, in_process
+):
     scan = os.path.join(tiny.data_path, DRIVE, "velodyne_points", "data", "0000000002.bin")  # validation only
     with open(scan, "r+b") as f:
         f.truncate(10)
-    trainer = Trainer(options.parse_args(validating(run_args(tiny, tmp_path, "--num_workers", "0", "--input_check",
-                                                             "none", "--max_steps", "1"))))
+    trainer = Trainer(
+        options.parse_args(
+            validating(
+                run_args(tiny, tmp_path, "--num_workers", "0", "--input_check", "none", "--max_steps", "1")
+            )
+        )
+    )
     with pytest.raises(Exception):  # the scan cannot be read
         trainer.train()
     state = training_state.load_checkpoint(checkpoint(tmp_path / "fsre", 1))
@@ -262,10 +347,13 @@ def test_the_state_is_saved_before_validation_so_a_failing_validation_loses_noth
 # ------------------------------------------------------------------------------------------------
 # 6 and 7. a second run at once; SIGTERM to the whole process group with loader workers
 # ------------------------------------------------------------------------------------------------
-def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exits_143(tiny, tmp_path, in_process,
-                                                                                      capsys):
-    first = start(run_args(tiny, tmp_path, "--num_workers", "2", "--max_steps", "1000", "--num_epochs", "1000"),
-                  start_new_session=True)  # its own process group, as under systemd or SLURM
+def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exits_143(
+    tiny, tmp_path, in_process, capsys
+):
+    first = start(
+        run_args(tiny, tmp_path, "--num_workers", "2", "--max_steps", "1000", "--num_epochs", "1000"),
+        start_new_session=True,
+    )  # its own process group, as under systemd or SLURM
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(first.stderr), daemon=True)
     reader.start()
@@ -276,8 +364,9 @@ def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exit
 
     wait_for("training fsre")
     message = trainer_error(tiny, tmp_path, capsys)  # the second run: this process
-    assert message.startswith(f"{tmp_path / 'fsre'} is in use by another run (pid {first.pid} on host {utils.HOST}, "
-                              f"since ")
+    assert message.startswith(
+        f"{tmp_path / 'fsre'} is in use by another run (pid {first.pid} on host {utils.HOST}, since "
+    )
     assert message.endswith("wait for it to end, or give another --model_name or --log_dir")
     wait_for("step 2/")
     os.killpg(first.pid, signal.SIGTERM)  # the main process and both loader workers
@@ -288,7 +377,9 @@ def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exit
     assert "Traceback" not in text and "received SIGTERM" in text
     path = text.split("stopped by SIGTERM; the state is saved in ", 1)[1].split(";")[0]
     assert training_state.load_checkpoint(path)["step"] >= 2
-    with pytest.raises(ProcessLookupError):  # no worker outlives the run: the group empties soon after it ends
+    with pytest.raises(
+        ProcessLookupError
+    ):  # no worker outlives the run: the group empties soon after it ends
         deadline = time.monotonic() + PROCESS_DEADLINE_S
         while time.monotonic() < deadline:
             os.killpg(first.pid, 0)
@@ -331,8 +422,12 @@ HANG_EVIDENCE_S = 10  # an exit that takes this long after the last line is hung
 def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
     # a Trainer not closed (or an exception) leaves persistent workers behind; they ignore SIGTERM, which is all
     # that multiprocessing's exit handler sends before joining them without a timeout
-    process = subprocess.Popen([sys.executable, "-c", LEFT_WORKERS_SCRIPT, "cleanup" if cleanup else "none"],
-                               cwd=utils.PROJECT_DIR, stdout=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", LEFT_WORKERS_SCRIPT, "cleanup" if cleanup else "none"],
+        cwd=utils.PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         # the clock starts when the script says it exits (importing torch may take long on a loaded machine);
         # without the cleanup, HANG_EVIDENCE_S more without an exit is taken as the hang
@@ -355,8 +450,9 @@ def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
 # ------------------------------------------------------------------------------------------------
 def test_temporary_names_are_unique_per_writer_and_only_dead_writers_leftovers_are_removed(tmp_path):
     names = set()
-    threads = [threading.Thread(target=lambda: names.add(temporary_path(str(tmp_path / "a.png"))))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: names.add(temporary_path(str(tmp_path / "a.png")))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -369,7 +465,9 @@ def test_temporary_names_are_unique_per_writer_and_only_dead_writers_leftovers_a
     elsewhere = str(tmp_path / f"c.tmp-{utils.HOST}x-{gone.pid}-0.png")  # another host: never judged
     for path in (dead, live, elsewhere):
         open(path, "w").close()
-    assert remove_stale_temporaries(str(tmp_path)) == [f"removed {dead} (left by process {gone.pid}, which is gone)"]
+    assert remove_stale_temporaries(str(tmp_path)) == [
+        f"removed {dead} (left by process {gone.pid}, which is gone)"
+    ]
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (live, elsewhere))
 
 
@@ -384,8 +482,9 @@ def contents(folder):
     return {name: open(os.path.join(folder, name)).read() for name in sorted(os.listdir(folder))}
 
 
-@pytest.mark.parametrize("kill_at", ["while filling", "after setting the old folder aside",
-                                     "after renaming the new folder in"])
+@pytest.mark.parametrize(
+    "kill_at", ["while filling", "after setting the old folder aside", "after renaming the new folder in"]
+)
 def test_a_kill_at_any_point_of_a_folder_replacement_leaves_the_old_or_the_new_folder(tmp_path, kill_at):
     folder = str(tmp_path / "weights_3")
     fill(folder, "old")
@@ -396,8 +495,10 @@ def test_a_kill_at_any_point_of_a_folder_replacement_leaves_the_old_or_the_new_f
         def replace_then_maybe_die(src, dst):
             replace(src, dst)
             renames.append(dst)
-            if (kill_at, len(renames)) in (("after setting the old folder aside", 1),
-                                           ("after renaming the new folder in", 2)):
+            if (kill_at, len(renames)) in (
+                ("after setting the old folder aside", 1),
+                ("after renaming the new folder in", 2),
+            ):
                 os.kill(os.getpid(), signal.SIGKILL)
 
         os.replace = replace_then_maybe_die
@@ -417,8 +518,9 @@ def test_a_kill_at_any_point_of_a_folder_replacement_leaves_the_old_or_the_new_f
 # ------------------------------------------------------------------------------------------------
 # 9. a run folder that cannot be written
 # ------------------------------------------------------------------------------------------------
-def test_a_full_disk_mid_run_is_one_line_and_the_previous_checkpoint_stays(tiny, tmp_path, in_process, capsys,
-                                                                          monkeypatch):
+def test_a_full_disk_mid_run_is_one_line_and_the_previous_checkpoint_stays(
+    tiny, tmp_path, in_process, capsys, monkeypatch
+):
     # a real ENOSPC: from the second checkpoint on, torch.save writes into /dev/full
     torch_save, saves = torch.save, []
 
@@ -432,8 +534,10 @@ def test_a_full_disk_mid_run_is_one_line_and_the_previous_checkpoint_stays(tiny,
     monkeypatch.setattr(torch, "save", save_to_full_disk)
     run = tmp_path / "fsre"
     message = trainer_error(tiny, tmp_path, capsys, "--checkpoint_every", "1", "--max_steps", "2")
-    assert message == (f"cannot write {checkpoint(run, 2)}: No space left on device; the last complete training "
-                       f"state is {checkpoint(run, 1)}")
+    assert message == (
+        f"cannot write {checkpoint(run, 2)}: No space left on device; the last complete training "
+        f"state is {checkpoint(run, 1)}"
+    )
     assert training_state.load_checkpoint(checkpoint(run, 1))["step"] == 1
     assert os.listdir(run / "checkpoints") == ["step_00000001.pth"]
 

@@ -1,5 +1,6 @@
 """The figure family: the magma colour map, the qualitative comparison figure (layout, panels equal to the
 models' predictions, frame selection) and the per-class chart."""
+
 from __future__ import annotations
 
 import json
@@ -34,6 +35,7 @@ def test_colormap_known_entries():
 @pytest.mark.needs("matplotlib")
 def test_colormap_equals_matplotlibs_magma():
     import matplotlib
+
     values = np.concatenate([np.random.default_rng(0).uniform(-0.1, 1.3, 5000), np.linspace(0, 1, 257)])
     vmax = 1.0
     expected = matplotlib.colormaps["magma"](np.clip(values / vmax, 0, 1), bytes=True)[..., :3]
@@ -53,8 +55,9 @@ def test_class_restricted_abs_rel_by_hand():
     assert per_class.abs_rel_of_classes(sums, per_class.class_ids(["pole"])) == pytest.approx(1.0)
     assert per_class.abs_rel_of_classes(sums, per_class.class_ids(["road"])) == pytest.approx(20 / 60)
     assert np.isnan(per_class.abs_rel_of_classes(sums, per_class.class_ids(["person", "rider"])))
-    scores = figures.per_image_class_abs_rel(disp[None], [gt], [ids], per_class.class_ids(["pole"]), len(CLASS_NAMES),
-                                             False, False, 1.0)
+    scores = figures.per_image_class_abs_rel(
+        disp[None], [gt], [ids], per_class.class_ids(["pole"]), len(CLASS_NAMES), False, False, 1.0
+    )
     assert scores.tolist() == pytest.approx([1.0])
 
 
@@ -70,60 +73,123 @@ def test_most_improved_orders_by_gain_and_skips_unscored_frames():
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("scenes"))
-    split_dir = scenes.generate(out, num_drives=2, frames_per_drive=7, scale=0.2, seed=5, test_stride=1,
-                                val_stride=2, workers=1)
+    split_dir = scenes.generate(
+        out, num_drives=2, frames_per_drive=7, scale=0.2, seed=5, test_stride=1, val_stride=2, workers=1
+    )
     folders = {}
     for name, config in (("baseline", "baseline"), ("full", "full")):
-        opts = options.parse_args(["--config", config, "--height", str(HEIGHT), "--width", str(WIDTH),
-                                   "--weights_init", "scratch", "--seed", str(len(folders))])
+        opts = options.parse_args(
+            [
+                "--config",
+                config,
+                "--height",
+                str(HEIGHT),
+                "--width",
+                str(WIDTH),
+                "--weights_init",
+                "scratch",
+                "--seed",
+                str(len(folders)),
+            ]
+        )
         torch.manual_seed(len(folders))
-        folders[name] = model_folder.save_model_folder(os.path.join(out, "models", name),
-                                                       FSREModel(opts).networks(), opts)
+        folders[name] = model_folder.save_model_folder(
+            os.path.join(out, "models", name), FSREModel(opts).networks(), opts
+        )
     return out, split_dir, folders
 
 
 def predictions(folder: str, data_path: str, split_dir: str) -> np.ndarray:
     encoder, decoder, spec = model_folder.load_depth_model(folder)
-    loader = evaluation_depth.test_loader(data_path, os.path.join(split_dir, "test_files.txt"), spec, False, "png", 4, 0)
+    loader = evaluation_depth.test_loader(
+        data_path, os.path.join(split_dir, "test_files.txt"), spec, False, "png", 4, 0
+    )
     return evaluation_depth.predict_disparities(encoder, decoder, loader, spec, torch.device("cpu"))
 
 
 def test_row_names_fit_their_panels():
     # 0.3 in = 21.6 pt of panel height; characters are 0.6 font sizes wide
     assert figures.row_label("input", 0.3) == ("input", figures.LABEL_FONT_PT)  # 5 x 0.6 x 6 pt = 18 pt: fits
-    text, size = figures.row_label("full (M, demo)", 0.5)  # 36 pt: 14 x 3.6 pt = 50.4 pt does not fit on one line
+    text, size = figures.row_label(
+        "full (M, demo)", 0.5
+    )  # 36 pt: 14 x 3.6 pt = 50.4 pt does not fit on one line
     assert text == "full (M,\ndemo)" and size == figures.LABEL_FONT_PT  # two lines of at most 8 characters do
     text, size = figures.row_label("error baseline (MS)", 0.3)  # two lines, the longest 13 characters
-    assert text == "error\nbaseline (MS)" and size == figures.MIN_LABEL_PT  # 21.6 / (0.6 x 13) = 2.8 pt, floored at 4
+    assert (
+        text == "error\nbaseline (MS)" and size == figures.MIN_LABEL_PT
+    )  # 21.6 / (0.6 x 13) = 2.8 pt, floored at 4
 
 
 @pytest.mark.needs("matplotlib")
 def test_figure_layout_panels_and_selection(scene, tmp_path):
     from tools import figures as figures_tool
+
     data_path, split_dir, folders = scene
     preds = {name: predictions(folder, data_path, split_dir) for name, folder in folders.items()}
     ext = tmp_path / "other.npy"
-    np.save(ext, np.ascontiguousarray(preds["baseline"][:, ::-1]))  # "another method": the baseline upside down
+    np.save(
+        ext, np.ascontiguousarray(preds["baseline"][:, ::-1])
+    )  # "another method": the baseline upside down
     stem = str(tmp_path / "fig")
-    figures_tool.main(["--data_path", data_path, "--eval_split", split_dir, "--num_workers", "0",
-                       "--load_weights_folder", folders["baseline"], folders["full"], "--names", "baseline", "full",
-                       "--ext_disp", f"other={ext}", "--num_frames", "3", "--reference", "other", "--target", "full",
-                       "--ground_truth", "--error", "--segmentation", "--width", "column", "--output", stem])
+    figures_tool.main(
+        [
+            "--data_path",
+            data_path,
+            "--eval_split",
+            split_dir,
+            "--num_workers",
+            "0",
+            "--load_weights_folder",
+            folders["baseline"],
+            folders["full"],
+            "--names",
+            "baseline",
+            "full",
+            "--ext_disp",
+            f"other={ext}",
+            "--num_frames",
+            "3",
+            "--reference",
+            "other",
+            "--target",
+            "full",
+            "--ground_truth",
+            "--error",
+            "--segmentation",
+            "--width",
+            "column",
+            "--output",
+            stem,
+        ]
+    )
     saved = np.load(stem + "_panels.npz", allow_pickle=False)
     panels, rows = saved["panels"], saved["row_names"].tolist()
     frames = saved["frames"].tolist()
-    assert rows == ["input", "baseline", "full", "other", "ground truth", "error baseline", "error full",
-                    "error other", "labels"]
+    assert rows == [
+        "input",
+        "baseline",
+        "full",
+        "other",
+        "ground truth",
+        "error baseline",
+        "error full",
+        "error other",
+        "labels",
+    ]
     assert panels.shape == (9, 3, HEIGHT, WIDTH, 3) and panels.dtype == np.uint8
 
     # the frames: where "full" improves most over "other" by AbsRel (evaluate_depth's own per-image metrics)
     gt = load_ground_truth(os.path.join(split_dir, "gt_depths.npz"))
-    abs_rel = {name: evaluation_depth.evaluate_predictions(p, gt, False, True)[0][:, 0]
-               for name, p in {**preds, "other": np.load(ext)}.items()}
+    abs_rel = {
+        name: evaluation_depth.evaluate_predictions(p, gt, False, True)[0][:, 0]
+        for name, p in {**preds, "other": np.load(ext)}.items()
+    }
     gain = abs_rel["other"] - abs_rel["full"]
     assert frames == np.argsort(-gain, kind="stable")[:3].tolist()
     report = json.load(open(stem + ".json"))
-    assert report["frames"] == frames and report["scores"]["full"] == pytest.approx(abs_rel["full"][frames].tolist())
+    assert report["frames"] == frames and report["scores"]["full"] == pytest.approx(
+        abs_rel["full"][frames].tolist()
+    )
 
     # each depth panel is the model's prediction of that frame in magma; the error panels are not
     for r, name in ((1, "baseline"), (2, "full")):
@@ -132,8 +198,15 @@ def test_figure_layout_panels_and_selection(scene, tmp_path):
     np.testing.assert_array_equal(panels[3, 0], colormap(preds["baseline"][frames[0]][::-1]))
     assert not np.array_equal(panels[5, 0], panels[1, 0])
     # the input panel is the frame the models read; the ground-truth panel has dense synthetic depth (little grey)
-    with Image.open(os.path.join(data_path, report["lines"][0].split()[0], "image_02", "data",
-                                 f"{int(report['lines'][0].split()[1]):010d}.png")) as frame:
+    with Image.open(
+        os.path.join(
+            data_path,
+            report["lines"][0].split()[0],
+            "image_02",
+            "data",
+            f"{int(report['lines'][0].split()[1]):010d}.png",
+        )
+    ) as frame:
         expected = np.asarray(frame.resize((WIDTH, HEIGHT), Image.LANCZOS))
     assert np.abs(panels[0, 0].astype(int) - expected).max() <= 1
     assert (panels[4, 0] == figures.NO_DATA).all(-1).mean() < 0.5
@@ -153,16 +226,44 @@ def test_figure_layout_panels_and_selection(scene, tmp_path):
 @pytest.mark.needs("matplotlib")
 def test_thin_selection_and_bad_input(scene, tmp_path, capsys):
     from tools import figures as figures_tool
+
     data_path, split_dir, folders = scene
     stem = str(tmp_path / "thin")
-    figures_tool.main(["--data_path", data_path, "--eval_split", split_dir, "--num_workers", "0",
-                       "--load_weights_folder", folders["baseline"], folders["full"], "--select", "thin",
-                       "--num_frames", "2", "--output", stem])
+    figures_tool.main(
+        [
+            "--data_path",
+            data_path,
+            "--eval_split",
+            split_dir,
+            "--num_workers",
+            "0",
+            "--load_weights_folder",
+            folders["baseline"],
+            folders["full"],
+            "--select",
+            "thin",
+            "--num_frames",
+            "2",
+            "--output",
+            stem,
+        ]
+    )
     report = json.load(open(stem + ".json"))
     assert report["select"] == "thin" and report["rows"] == ["input", "baseline", "full"]
     assert all(np.isfinite(report["scores"]["full"]))  # only frames with poles or signs in view are scored
-    code = utils.run_cli(figures_tool.main, ["--data_path", data_path, "--eval_split", split_dir,
-                                             "--ext_disp", f"x={tmp_path / 'missing.npy'}", "--frames", "0"])
+    code = utils.run_cli(
+        figures_tool.main,
+        [
+            "--data_path",
+            data_path,
+            "--eval_split",
+            split_dir,
+            "--ext_disp",
+            f"x={tmp_path / 'missing.npy'}",
+            "--frames",
+            "0",
+        ],
+    )
     assert code == utils.EXIT_ERROR and "missing.npy" in capsys.readouterr().err
 
 
@@ -172,6 +273,7 @@ def test_thin_selection_and_bad_input(scene, tmp_path, capsys):
 @pytest.mark.needs("matplotlib")
 def test_per_class_chart_names_classes_and_skips_absent_ones(tmp_path):
     from reproduce import charts
+
     rows = [None] * len(CLASS_NAMES)
     light = CLASS_NAMES.index("traffic light")
     results = {"baseline": list(rows), "full": list(rows)}

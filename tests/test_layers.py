@@ -1,4 +1,5 @@
 """Geometry, photometric error and loss terms against values worked out by hand."""
+
 import math
 
 import pytest
@@ -80,7 +81,9 @@ def test_backproject_then_project_with_identity_returns_pixel_grid():
     points = layers.backproject_depth(depth, torch.linalg.inv(K))
     assert torch.allclose(points[:, 2], depth.view(b, -1), rtol=1e-5)  # z is the depth
     grid = layers.project_3d(points, K, torch.eye(4).expand(b, 4, 4), h, w)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     assert torch.allclose(grid_to_pixels(grid, h, w), torch.stack([xs, ys], -1).expand(b, h, w, 2), atol=1e-4)
 
 
@@ -94,7 +97,9 @@ def test_known_translation_shifts_pixels_by_fx_t_over_z():
     shift = K[0, 0, 0] * tx / z  # 0.58 * 16 / 10 = 0.928 pixels
     xs = torch.arange(w, dtype=torch.float32)
     assert torch.allclose(pixels[0, :, :, 0], (xs + shift).expand(h, w), atol=1e-4)
-    assert torch.allclose(pixels[0, :, :, 1], torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w), atol=1e-4)
+    assert torch.allclose(
+        pixels[0, :, :, 1], torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w), atol=1e-4
+    )
 
 
 def test_warp_with_identity_pose_returns_source_and_translation_shifts_a_ramp():
@@ -111,7 +116,9 @@ def test_warp_with_identity_pose_returns_source_and_translation_shifts_a_ramp():
     shifted = layers.warp(ramp, layers.project_3d(points, K, T, h, w))
     shift = K[0, 0, 0] / 5.0
     inside = (torch.arange(w) + shift) <= w - 1
-    assert torch.allclose(shifted[0, 0, :, inside], (torch.arange(w)[inside] + shift).expand(h, -1).float(), atol=1e-4)
+    assert torch.allclose(
+        shifted[0, 0, :, inside], (torch.arange(w)[inside] + shift).expand(h, -1).float(), atol=1e-4
+    )
     assert torch.allclose(shifted[0, 0, :, ~inside], torch.tensor(w - 1.0))  # border padding
 
 
@@ -127,14 +134,17 @@ def test_ssim_and_reprojection_of_identical_images_are_zero():
 def test_ssim_and_reprojection_of_constant_images_by_hand():
     a, b = 0.2, 0.6
     x, y = torch.full((1, 3, 5, 5), a, dtype=torch.float64), torch.full((1, 3, 5, 5), b, dtype=torch.float64)
-    ssim = (2 * a * b + 0.01 ** 2) / (a * a + b * b + 0.01 ** 2)  # the variances are 0
+    ssim = (2 * a * b + 0.01**2) / (a * a + b * b + 0.01**2)  # the variances are 0
     expected_dssim = (1 - ssim) / 2  # 0.199950...
     assert torch.allclose(layers.dssim(x, y), torch.full_like(x, expected_dssim), atol=1e-8)
     expected = 0.85 * expected_dssim + 0.15 * abs(a - b)
-    assert torch.allclose(layers.reprojection_error(x, y), torch.full((1, 1, 5, 5), expected, dtype=torch.float64),
-                          atol=1e-8)
+    assert torch.allclose(
+        layers.reprojection_error(x, y), torch.full((1, 1, 5, 5), expected, dtype=torch.float64), atol=1e-8
+    )
     # float32: E[x²] - E[x]² leaves ~1e-8 of the variance, 1e-5 of C2 = 9e-4 (as in Monodepth2)
-    assert torch.allclose(layers.dssim(x.float(), y.float()), torch.full((1, 3, 5, 5), expected_dssim), atol=5e-5)
+    assert torch.allclose(
+        layers.dssim(x.float(), y.float()), torch.full((1, 3, 5, 5), expected_dssim), atol=5e-5
+    )
 
 
 def test_automasking_picks_the_identity_error_where_it_is_smaller():
@@ -182,11 +192,15 @@ TWO_LABELS = torch.tensor([[0, 0, 0, 1, 1, 1]] * 4).view(1, 1, 4, 6)  # left hal
 
 def test_sgt_boundary_pixels_and_counts_on_a_two_label_map():
     positive, boundary = layers.sgt_neighbourhoods(TWO_LABELS, kernel_size=3)
-    expected_boundary = torch.tensor([
-        [1, 1, 1, 1, 1, 1],  # the image border: padded neighbours are negatives
-        [1, 0, 1, 1, 0, 1],  # inside, only the columns next to the label edge
-        [1, 0, 1, 1, 0, 1],
-        [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    expected_boundary = torch.tensor(
+        [
+            [1, 1, 1, 1, 1, 1],  # the image border: padded neighbours are negatives
+            [1, 0, 1, 1, 0, 1],  # inside, only the columns next to the label edge
+            [1, 0, 1, 1, 0, 1],
+            [1, 1, 1, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
     assert torch.equal(boundary[0, 0], expected_boundary)
     n_pos = positive.sum(1)[0]
     assert n_pos[1, 2] == 6 and n_pos[1, 1] == 9  # next to the edge: two columns of its label

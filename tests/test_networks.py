@@ -1,4 +1,5 @@
 """Networks: sizes, checkpoint layouts, CMA's formula, decoder wiring, every Table 2 configuration."""
+
 import math
 import os
 import urllib.error
@@ -44,22 +45,28 @@ def test_state_dicts_have_the_authors_and_monodepth2_layouts():
     model = FSREModel(small_opts("--config", "full"))
     # the classifier (encoder.fc.*) is in their files but unused: we do not build it
     assert_layout(model.encoder.state_dict(), read_checkpoint_keys("fsre_encoder.txt"), "encoder.fc.")
-    assert_layout(model.pose_encoder.state_dict(), read_checkpoint_keys("fsre_pose_encoder.txt"), "encoder.fc.")
+    assert_layout(
+        model.pose_encoder.state_dict(), read_checkpoint_keys("fsre_pose_encoder.txt"), "encoder.fc."
+    )
     assert_layout(model.pose.state_dict(), read_checkpoint_keys("fsre_pose.txt"))
     assert_layout(model.decoder.state_dict(), read_checkpoint_keys("fsre_decoder.txt"))
     baseline = FSREModel(small_opts("--config", "baseline"))
     assert_layout(baseline.decoder.depth_decoder.state_dict(), read_checkpoint_keys("monodepth2_depth.txt"))
-    assert_layout(PoseDecoder((64, 64, 128, 256, 512), 2).state_dict(), read_checkpoint_keys("monodepth2_pose.txt"))
+    assert_layout(
+        PoseDecoder((64, 64, 128, 256, 512), 2).state_dict(), read_checkpoint_keys("monodepth2_pose.txt")
+    )
 
 
-@pytest.mark.parametrize("num_layers,channels", [(18, (64, 64, 128, 256, 512)), (50, (64, 256, 512, 1024, 2048))])
+@pytest.mark.parametrize(
+    "num_layers,channels", [(18, (64, 64, 128, 256, 512)), (50, (64, 256, 512, 1024, 2048))]
+)
 def test_encoder_features(num_layers, channels):
     encoder = ResnetEncoder(num_layers).eval()
     assert encoder.num_ch_enc == channels
     images = torch.rand(1, 3, 64, 96)
     features = encoder(images)
     assert [f.shape[1] for f in features] == list(channels)
-    assert [tuple(f.shape[-2:]) for f in features] == [(64 // 2 ** i, 96 // 2 ** i) for i in range(1, 6)]
+    assert [tuple(f.shape[-2:]) for f in features] == [(64 // 2**i, 96 // 2**i) for i in range(1, 6)]
     e = encoder.encoder
     first = e.relu(e.bn1(e.conv1((images - 0.45) / 0.225)))  # Monodepth2's normalisation
     assert torch.allclose(features[0], first)
@@ -94,7 +101,11 @@ def test_missing_imagenet_weights_give_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(PretrainedWeightsUnavailable) as err:
         ResnetEncoder(18, pretrained=True)
     message = str(err.value)
-    assert "resnet18-f37072fd.pth" in message and str(tmp_path) in message and "--weights_init scratch" in message
+    assert (
+        "resnet18-f37072fd.pth" in message
+        and str(tmp_path) in message
+        and "--weights_init scratch" in message
+    )
 
 
 def cma_by_formula(cma, key, query, heads):
@@ -105,12 +116,14 @@ def cma_by_formula(cma, key, query, heads):
     v = F.conv2d(key, cma.value_conv.weight, cma.value_conv.bias)
     e = q.shape[1]
     block = e // heads
-    scores = [(q[:, i * block:(i + 1) * block] * k[:, i * block:(i + 1) * block]).sum(1) / math.sqrt(e)
-              for i in range(heads)]
+    scores = [
+        (q[:, i * block : (i + 1) * block] * k[:, i * block : (i + 1) * block]).sum(1) / math.sqrt(e)
+        for i in range(heads)
+    ]
     if heads > 1:
         exp = [torch.exp(s) for s in scores]
         scores = [x / sum(exp) for x in exp]
-    out = sum(v[:, i * block:(i + 1) * block] * scores[i].unsqueeze(1) for i in range(heads))
+    out = sum(v[:, i * block : (i + 1) * block] * scores[i].unsqueeze(1) for i in range(heads))
     projected = cma.W(out)
     return cma.fuse(torch.cat([key, projected], 1))
 
@@ -129,7 +142,7 @@ def test_joint_decoder_applies_cma_to_pre_update_features_and_heads_read_the_res
     channels = (64, 64, 128, 256, 512)
     decoder = JointDecoder(channels, cma_layers=(0, 1, 2)).eval()
     assert sorted(decoder.att_d_to_s.keys()) == ["1", "2", "3"]  # the authors' --cma_layers 3 2 1
-    features = [torch.randn(1, c, 32 // 2 ** i, 64 // 2 ** i) for i, c in enumerate(channels)]
+    features = [torch.randn(1, c, 32 // 2**i, 64 // 2**i) for i, c in enumerate(channels)]
     outputs = decoder(features)
     x_d = x_s = features[-1]
     for level in range(4, -1, -1):
@@ -141,7 +154,9 @@ def test_joint_decoder_applies_cma_to_pre_update_features_and_heads_read_the_res
             x_d, x_s = new_d, new_s
         assert torch.equal(outputs[("depth_feature", level)], x_d)
         if level <= 3:
-            assert torch.equal(outputs[("disp", level)], torch.sigmoid(decoder.depth_decoder.head(level)(x_d)))
+            assert torch.equal(
+                outputs[("disp", level)], torch.sigmoid(decoder.depth_decoder.head(level)(x_d))
+            )
     assert torch.equal(outputs[("seg_logits", 0)], decoder.seg_decoder.head(0)(x_s))
 
 
@@ -151,7 +166,9 @@ def test_pose_decoder_outputs_and_monodepth2_variant():
         decoder = PoseDecoder((64, 64, 128, 256, 512), frames)
         axisangle, translation = decoder(features)
         assert axisangle.shape == translation.shape == (2, frames, 1, 3)
-        raw = decoder.net[3](F.relu(decoder.net[2](F.relu(decoder.net[1](F.relu(decoder.net[0](features[0])))))))
+        raw = decoder.net[3](
+            F.relu(decoder.net[2](F.relu(decoder.net[1](F.relu(decoder.net[0](features[0]))))))
+        )
         assert torch.allclose(translation[:, 0, 0], 0.01 * raw.mean((2, 3))[:, 3:6], atol=1e-7)
 
 
@@ -163,7 +180,7 @@ def test_every_table2_configuration_forward_shapes_and_ranges(config):
     outputs, losses = model(random_batch())
     for s in range(4):
         disp = outputs[("disp", s)]
-        assert disp.shape == (2, 1, 96 // 2 ** s, 320 // 2 ** s)
+        assert disp.shape == (2, 1, 96 // 2**s, 320 // 2**s)
         assert (disp > 0).all() and (disp < 1).all()
         depth = outputs[("depth", 0, s)]
         assert depth.shape == (2, 1, 96, 320) and depth.min() >= 0.1 - 1e-6 and depth.max() <= 100 + 1e-3

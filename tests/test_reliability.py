@@ -1,5 +1,6 @@
 """Runs that survive: exact resume after a real SIGTERM, atomic checkpoints, skipped non-finite steps,
 and one clear error (exit code 2, the culprit named, nothing half-written) for each kind of bad input."""
+
 import glob
 import os
 import shutil
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tb_reader import read_run
 
 import evaluate_depth
 import layers
@@ -23,7 +25,6 @@ from fileio.atomic import atomic_write
 from model import FSREModel
 from runtime.processes import init_runtime
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti, write_label_png
-from tb_reader import read_run
 from trainer import Trainer
 from training import resume, signals
 
@@ -31,16 +32,52 @@ STEPS = 4  # 3 steps per epoch (6 items, batch 2): the resumed half crosses an e
 
 
 def run_args(tiny, log_dir, *extra):
-    return ["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width", "192",
-            "--batch_size", "2", "--weights_init", "scratch", "--log_dir", str(log_dir), "--log_frequency", "1",
-            "--num_log_images", "0", "--config", "baseline", "--no_validation", "--num_epochs", "2",
-            "--max_steps", str(STEPS), "--lr_milestones", "1", "--save_frequency", "2", "--deterministic", *extra]
+    return [
+        "--data_path",
+        tiny.data_path,
+        "--split",
+        tiny.split_dir,
+        "--height",
+        "64",
+        "--width",
+        "192",
+        "--batch_size",
+        "2",
+        "--weights_init",
+        "scratch",
+        "--log_dir",
+        str(log_dir),
+        "--log_frequency",
+        "1",
+        "--num_log_images",
+        "0",
+        "--config",
+        "baseline",
+        "--no_validation",
+        "--num_epochs",
+        "2",
+        "--max_steps",
+        str(STEPS),
+        "--lr_milestones",
+        "1",
+        "--save_frequency",
+        "2",
+        "--deterministic",
+        *extra,
+    ]
 
 
 def start(args, torchrun=(), script="train.py", **popen):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
-    return subprocess.Popen([sys.executable, *torchrun, script, *args], cwd=PROJECT_DIR, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, *torchrun, script, *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finish(process):
@@ -49,7 +86,9 @@ def finish(process):
 
 
 def files_under(folder):
-    return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, names in os.walk(folder) for f in names)
+    return sorted(
+        os.path.relpath(os.path.join(root, f), folder) for root, _, names in os.walk(folder) for f in names
+    )
 
 
 def assert_nothing_half_written(folder):
@@ -83,8 +122,13 @@ def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_ident
     # saves and exits with 143; torchrun restarts it and it resumes, with a data-loading process (item
     # augmentation does not depend on who loads it)
     torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "--max-restarts", "1")
-    code, stderr = finish(start([str(STEPS // 2), *run_args(tiny, split_dir, "--num_workers", "1", "--resume")],
-                                torchrun, script="tests/signal_at_step.py"))
+    code, stderr = finish(
+        start(
+            [str(STEPS // 2), *run_args(tiny, split_dir, "--num_workers", "1", "--resume")],
+            torchrun,
+            script="tests/signal_at_step.py",
+        )
+    )
     assert code == 0, stderr[-3000:]
     assert "received SIGTERM" in stderr and "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert "failed (exitcode: 143)" in stderr  # 128 + SIGTERM: torchrun sees a failure and restarts
@@ -97,7 +141,9 @@ def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_ident
     final = f"step_{STEPS:08d}.pth"
     a = training_state.load_checkpoint(str(whole_dir / "fsre" / "checkpoints" / final))
     b = training_state.load_checkpoint(str(split_dir / "fsre" / "checkpoints" / final))
-    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (1, STEPS)  # epoch 1 ended part-way by the budget
+    assert (
+        (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (1, STEPS)
+    )  # epoch 1 ended part-way by the budget
     for name in a["networks"]:
         for key, value in a["networks"][name].items():
             assert torch.equal(value, b["networks"][name][key]), f"{name}.{key}"
@@ -106,7 +152,9 @@ def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_ident
             assert torch.equal(value, b["optimizer"]["state"][index][key]), f"adam {index} {key}"
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 1
     whole_scalars, _ = read_run(str(whole_dir / "fsre" / "train"))
-    split_scalars, _ = read_run(str(split_dir / "fsre" / "train"))  # two event files: before and after the stop
+    split_scalars, _ = read_run(
+        str(split_dir / "fsre" / "train")
+    )  # two event files: before and after the stop
     assert len(whole_scalars["loss"]) == STEPS
     for tag in ("loss", "photometric/0", "learning_rate"):
         assert sorted(split_scalars[tag]) == whole_scalars[tag], tag
@@ -153,8 +201,9 @@ def test_a_failed_model_folder_write_leaves_no_folder(tmp_path, monkeypatch):
     torch_save = torch.save
     monkeypatch.setattr(model_folder.torch, "save", disk_full_on_second_file)
     with pytest.raises(OSError, match="No space left"):
-        model_folder.save_model_folder(str(tmp_path / "weights_0"), networks, opts, torch.optim.Adam(
-            networks["pose"].parameters()))
+        model_folder.save_model_folder(
+            str(tmp_path / "weights_0"), networks, opts, torch.optim.Adam(networks["pose"].parameters())
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -190,19 +239,25 @@ def poison(trainer, monkeypatch, nan_loss=(), nan_grid=(), nan_gradient=()):
 
     trainer.forward = forward_with_nan_loss
     monkeypatch.setattr(layers, "project_3d", project_3d_with_nan)
-    next(trainer.model.parameters()).register_hook(lambda grad: grad * nan if trainer.step in nan_gradient else grad)
+    next(trainer.model.parameters()).register_hook(
+        lambda grad: grad * nan if trainer.step in nan_gradient else grad
+    )
     trainer.optimizer.register_step_pre_hook(lambda *_: steps_taken.append(trainer.step))
     return steps_taken
 
 
-def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_with_the_last_good_state(tiny, tmp_path,
-                                                                                          in_process, monkeypatch):
-    opts = options.parse_args(run_args(tiny, tmp_path, "--num_workers", "0", "--max_steps", "6",
-                                       "--max_nonfinite_steps", "2"))
+def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_with_the_last_good_state(
+    tiny, tmp_path, in_process, monkeypatch
+):
+    opts = options.parse_args(
+        run_args(tiny, tmp_path, "--num_workers", "0", "--max_steps", "6", "--max_nonfinite_steps", "2")
+    )
     trainer = Trainer(opts)
     # a NaN grid with a finite loss must not reach the backward pass: on the CPU it would crash the process
     steps_taken = poison(trainer, monkeypatch, nan_loss={1}, nan_grid={3}, nan_gradient={4})
-    with pytest.raises(utils.TrainingError, match=r"not finite for 2 steps in a row \(steps 3\.\.4.*step_00000005"):
+    with pytest.raises(
+        utils.TrainingError, match=r"not finite for 2 steps in a row \(steps 3\.\.4.*step_00000005"
+    ):
         trainer.train()
     assert steps_taken == [0, 2]  # step 1 skipped alone; steps 3 and 4 in a row end the run
     scalars, _ = read_run(str(tmp_path / "fsre" / "train"))
@@ -233,9 +288,29 @@ def write_split(tiny, lines):
 
 def train_error(tiny, tmp_path, capsys, *extra):
     """Run train.py's main as the command line does; return its stderr after asserting exit code 2."""
-    args = ["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width", "192",
-            "--batch_size", "2", "--num_workers", "0", "--weights_init", "scratch",
-            "--log_dir", str(tmp_path / "logs"), "--max_steps", "1", "--num_epochs", "1", *extra]
+    args = [
+        "--data_path",
+        tiny.data_path,
+        "--split",
+        tiny.split_dir,
+        "--height",
+        "64",
+        "--width",
+        "192",
+        "--batch_size",
+        "2",
+        "--num_workers",
+        "0",
+        "--weights_init",
+        "scratch",
+        "--log_dir",
+        str(tmp_path / "logs"),
+        "--max_steps",
+        "1",
+        "--num_epochs",
+        "1",
+        *extra,
+    ]
     capsys.readouterr()
     assert utils.run_cli(train.main, args) == utils.EXIT_ERROR
     err = capsys.readouterr().err
@@ -259,15 +334,20 @@ def test_missing_files_are_listed_with_the_split_lines_that_need_them(tiny, tmp_
 
 @pytest.mark.parametrize("which", ["label", "calibration"])
 def test_missing_pseudo_labels_and_calibration_are_reported(tiny, tmp_path, capsys, which):
-    path = (os.path.join(tiny.data_path, "segmentation", DRIVE, "image_02", "0000000003.png") if which == "label"
-            else os.path.join(tiny.data_path, DRIVE.split("/")[0], "calib_velo_to_cam.txt"))
+    path = (
+        os.path.join(tiny.data_path, "segmentation", DRIVE, "image_02", "0000000003.png")
+        if which == "label"
+        else os.path.join(tiny.data_path, DRIVE.split("/")[0], "calib_velo_to_cam.txt")
+    )
     os.remove(path)
     message = train_error(tiny, tmp_path, capsys)
     assert f"{path} (needed by line" in message
     no_run_written(tmp_path)
 
 
-@pytest.mark.parametrize("check", [[], ["--input_check", "full", "--num_workers", "1"]], ids=["sample", "full"])
+@pytest.mark.parametrize(
+    "check", [[], ["--input_check", "full", "--num_workers", "1"]], ids=["sample", "full"]
+)
 def test_an_image_that_does_not_decode_is_named(tiny, tmp_path, capsys, check):
     with open(image_path(tiny, 3), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n truncated")
@@ -280,10 +360,24 @@ def test_an_image_that_does_not_decode_is_named(tiny, tmp_path, capsys, check):
 def test_an_image_that_fails_inside_a_loader_process_is_named(tiny, tmp_path, capsys, in_process):
     with open(image_path(tiny, 3), "wb") as f:
         f.write(b"not an image")
-    message = train_error(tiny, tmp_path, capsys, "--input_check", "none", "--num_workers", "1", "--max_steps", "3",
-                          "--config", "baseline", "--no_validation")
-    assert message.strip() == f"{image_path(tiny, 3)}: cannot decode the image (cannot identify image file " \
-                              f"'{image_path(tiny, 3)}')"
+    message = train_error(
+        tiny,
+        tmp_path,
+        capsys,
+        "--input_check",
+        "none",
+        "--num_workers",
+        "1",
+        "--max_steps",
+        "3",
+        "--config",
+        "baseline",
+        "--no_validation",
+    )
+    assert (
+        message.strip() == f"{image_path(tiny, 3)}: cannot decode the image (cannot identify image file "
+        f"'{image_path(tiny, 3)}')"
+    )
     run = str(tmp_path / "logs" / "fsre")
     assert_nothing_half_written(run)
     assert not [f for f in files_under(run) if f.startswith(("models/weights", "checkpoints"))]
@@ -292,8 +386,10 @@ def test_an_image_that_fails_inside_a_loader_process_is_named(tiny, tmp_path, ca
 def test_an_image_of_unexpected_size_is_named(tiny, tmp_path, capsys):
     Image.new("RGB", (tiny.width + 10, tiny.height)).save(image_path(tiny, 0))  # frame 1's previous frame
     message = train_error(tiny, tmp_path, capsys)
-    assert message.startswith(f"{image_path(tiny, 0)}: image of unexpected size {tiny.width + 10}x{tiny.height} "
-                              f"(width x height); the item's target frame {image_path(tiny, 1)} is {tiny.width}x{tiny.height}")
+    assert message.startswith(
+        f"{image_path(tiny, 0)}: image of unexpected size {tiny.width + 10}x{tiny.height} "
+        f"(width x height); the item's target frame {image_path(tiny, 1)} is {tiny.width}x{tiny.height}"
+    )
     assert message.endswith("train_files.txt:1)")
     no_run_written(tmp_path)
 
@@ -309,7 +405,9 @@ def test_label_ids_outside_the_cityscapes_table_are_named(tiny, tmp_path, capsys
 @pytest.mark.parametrize("option", ["--height", "--width"])
 def test_a_size_that_is_not_a_multiple_of_32_names_the_option(tiny, tmp_path, capsys, option):
     with pytest.raises(SystemExit) as exit_info:
-        utils.run_cli(train.main, ["--data_path", tiny.data_path, option, "100", "--log_dir", str(tmp_path / "logs")])
+        utils.run_cli(
+            train.main, ["--data_path", tiny.data_path, option, "100", "--log_dir", str(tmp_path / "logs")]
+        )
     assert exit_info.value.code == 2
     assert f"argument {option}: must be a positive multiple of 32" in capsys.readouterr().err
     no_run_written(tmp_path)
@@ -318,7 +416,10 @@ def test_a_size_that_is_not_a_multiple_of_32_names_the_option(tiny, tmp_path, ca
 def test_a_malformed_split_line_is_named(tiny, tmp_path, capsys):
     split = write_split(tiny, [f"{DRIVE} 1 l", f"{DRIVE} two l"])
     message = train_error(tiny, tmp_path, capsys, "--split", split)
-    assert message.strip() == f"{split}/train_files.txt:2: frame index 'two' is not an integer in '{DRIVE} two l'"
+    assert (
+        message.strip()
+        == f"{split}/train_files.txt:2: frame index 'two' is not an integer in '{DRIVE} two l'"
+    )
     no_run_written(tmp_path)
 
 
@@ -337,7 +438,9 @@ def test_a_weights_folder_with_missing_or_misshapen_keys_is_named(tiny, tmp_path
     del decoder["seg_decoder.decoder.10.conv.weight"]
     decoder["depth_decoder.decoder.0.conv.conv.weight"] = torch.zeros(1, 1, 3, 3)
     torch.save(decoder, os.path.join(folder, "decoder.pth"))
-    os.remove(os.path.join(folder, "checksums.sha256"))  # edited by hand: a folder without checksums, as released ones
+    os.remove(
+        os.path.join(folder, "checksums.sha256")
+    )  # edited by hand: a folder without checksums, as released ones
     message = train_error(tiny, tmp_path, capsys, "--load_weights_folder", folder)
     assert f"{folder}/decoder.pth does not fit the JointDecoder" in message
     assert "missing (1): seg_decoder.decoder.10.conv.weight" in message
@@ -346,8 +449,13 @@ def test_a_weights_folder_with_missing_or_misshapen_keys_is_named(tiny, tmp_path
 
     split = write_split(tiny, [f"{DRIVE} {i} l" for i in range(1, 4)])
     os.rename(os.path.join(split, "train_files.txt"), os.path.join(split, "test_files.txt"))
-    assert utils.run_cli(evaluate_depth.main, ["--data_path", tiny.data_path, "--eval_split", split,
-                                                "--load_weights_folder", folder]) == utils.EXIT_ERROR
+    assert (
+        utils.run_cli(
+            evaluate_depth.main,
+            ["--data_path", tiny.data_path, "--eval_split", split, "--load_weights_folder", folder],
+        )
+        == utils.EXIT_ERROR
+    )
     assert "seg_decoder.decoder.10.conv.weight" in capsys.readouterr().err
     assert not glob.glob(os.path.join(folder, "metrics_*")) and not glob.glob(os.path.join(folder, "*.tmp*"))
 
@@ -358,25 +466,62 @@ def test_a_prediction_file_of_the_wrong_count_is_named(tiny, tmp_path, capsys):
     out = tmp_path / "predictions"
     out.mkdir()
     np.save(out / "short.npy", np.ones((3, 64, 192), np.float32))
-    code = utils.run_cli(evaluate_depth.main, ["--data_path", tiny.data_path, "--eval_split", split,
-                                                "--ext_disp_to_eval", str(out / "short.npy"), "--save_pred_disps"])
+    code = utils.run_cli(
+        evaluate_depth.main,
+        [
+            "--data_path",
+            tiny.data_path,
+            "--eval_split",
+            split,
+            "--ext_disp_to_eval",
+            str(out / "short.npy"),
+            "--save_pred_disps",
+        ],
+    )
     assert code == utils.EXIT_ERROR
-    assert f"error: {out / 'short.npy'} holds 3 predictions but {split}/test_files.txt lists 5 frames" in \
-        capsys.readouterr().err
+    assert (
+        f"error: {out / 'short.npy'} holds 3 predictions but {split}/test_files.txt lists 5 frames"
+        in capsys.readouterr().err
+    )
     assert os.listdir(out) == ["short.npy"]
 
 
 def test_the_command_line_exits_with_code_2_and_one_line_without_a_traceback(tiny, tmp_path):
     os.remove(image_path(tiny, 4))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
-    result = subprocess.run([sys.executable, "train.py", "--data_path", tiny.data_path, "--split", tiny.split_dir,
-                             "--weights_init", "scratch", "--log_dir", str(tmp_path / "logs"), "--height", "64",
-                             "--width", "192", "--config", "baseline", "--batch_size", "2"], cwd=PROJECT_DIR, env=env,
-                            capture_output=True, text=True, timeout=PROCESS_DEADLINE_S)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--data_path",
+            tiny.data_path,
+            "--split",
+            tiny.split_dir,
+            "--weights_init",
+            "scratch",
+            "--log_dir",
+            str(tmp_path / "logs"),
+            "--height",
+            "64",
+            "--width",
+            "192",
+            "--config",
+            "baseline",
+            "--batch_size",
+            "2",
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_DEADLINE_S,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"error: 1 file(s) needed by {tiny.split_dir}/train_files.txt are missing:\n" \
-           f"  {image_path(tiny, 4)} (needed by line 3, 5)" in result.stderr
+    assert (
+        f"error: 1 file(s) needed by {tiny.split_dir}/train_files.txt are missing:\n"
+        f"  {image_path(tiny, 4)} (needed by line 3, 5)" in result.stderr
+    )
     no_run_written(tmp_path)
 
 

@@ -1,5 +1,6 @@
 """The repository's promises: CI runs the README's test command; no third-party split file is tracked;
 no import cycle between the top-level packages."""
+
 import ast
 import os
 import re
@@ -44,10 +45,15 @@ def test_ci_runs_no_project_code_before_requirements_txt_is_installed():
 def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests():
     lines = ci_commands()
     readme = lines.index(readme_test_command())
-    loop = "\n".join(lines[lines.index("for extra in requirements-*.txt; do"):])
-    loop = loop[:loop.index("done") + len("done")]
-    installed = subprocess.run(["bash", "-c", 'python() { echo "$@"; }\n' + loop], cwd=PROJECT_DIR,
-                               capture_output=True, text=True, check=True).stdout
+    loop = "\n".join(lines[lines.index("for extra in requirements-*.txt; do") :])
+    loop = loop[: loop.index("done") + len("done")]
+    installed = subprocess.run(
+        ["bash", "-c", 'python() { echo "$@"; }\n' + loop],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     optional = sorted(f for f in os.listdir(PROJECT_DIR) if re.fullmatch(r"requirements-.+\.txt", f))
     assert "requirements-video.txt" in optional
     assert sorted(re.findall(r"-r (\S+)", installed)) == optional
@@ -56,7 +62,8 @@ def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests(
 
 
 def test_a_missing_optional_package_skips_naming_its_requirements_file_or_fails_when_ci_says_all_are_there(
-        monkeypatch):
+    monkeypatch,
+):
     with pytest.raises(pytest.fail.Exception, match=r"needs av: mark it @pytest.mark.needs"):
         conftest.require("av")  # this test does not declare it: CI's second stage would not select it
     monkeypatch.setitem(conftest._running, "item", None)  # as from outside a test
@@ -65,7 +72,9 @@ def test_a_missing_optional_package_skips_naming_its_requirements_file_or_fails_
     with pytest.raises(pytest.skip.Exception, match=r"^needs av \(pip install -r requirements-video.txt\)$"):
         conftest.require("av")
     monkeypatch.setenv(conftest.STRICT_OPTIONAL_ENV, "1")
-    with pytest.raises(pytest.fail.Exception, match="needs matplotlib .*requirements-figures.txt.*FSRE_TEST_OPTIONAL"):
+    with pytest.raises(
+        pytest.fail.Exception, match="needs matplotlib .*requirements-figures.txt.*FSRE_TEST_OPTIONAL"
+    ):
         conftest.require("matplotlib")
     monkeypatch.undo()
     monkeypatch.setitem(conftest._running, "item", None)
@@ -74,7 +83,9 @@ def test_a_missing_optional_package_skips_naming_its_requirements_file_or_fails_
 
 
 def test_no_split_file_is_tracked():
-    tracked = subprocess.run(["git", "ls-files"], cwd=PROJECT_DIR, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=PROJECT_DIR, capture_output=True, text=True
+    ).stdout.split()
     if not tracked:  # not a git checkout
         return
     published = {info["sha256"] for info in splits.manifest()["files"].values()}
@@ -130,7 +141,7 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         for succ in sorted(graph[node]):
             if state.get(succ) == "open":
                 on_path = path + [node]
-                return on_path[on_path.index(succ):] + [succ]
+                return on_path[on_path.index(succ) :] + [succ]
             if succ not in state and (cycle := search(succ, path + [node])):
                 return cycle
         state[node] = "done"

@@ -1,6 +1,7 @@
 """One dashcam, no second camera: the paper's monocular method (full model, frames -1 and +1 as sources,
 auto-masking on) runs end to end on a lossy 30 fps H.264 video: import at 10 fps, splits, training
 steps, evaluation against the generator's dense depth (docs/own_data.md, "One camera")."""
+
 from __future__ import annotations
 
 import itertools
@@ -29,6 +30,7 @@ def dashcam(tmp_path_factory):
     """Two single-camera synthetic drives as a dashcam records them: lossy H.264 at 30 fps, with truth."""
     require("av")
     from synthetic.video import generate_videos
+
     out = str(tmp_path_factory.mktemp("dashcam"))
     generate_videos(out, num_drives=2, frames=FRAMES, width=WIDTH, height=HEIGHT, workers=1)
     return out
@@ -49,24 +51,54 @@ def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dash
     assert min(steps) > 5  # grey levels: every kept frame is a new view (about 1 m on), none repeated
     # 2. splits: drive_02 held out with its ground truth
     splits = os.path.join(data, "splits")
-    assert prepare_sequences.main(["--data_path", data, "--test_sequences", "drive_02",
-                                   "--num_workers", "0"]) == 0
+    assert (
+        prepare_sequences.main(["--data_path", data, "--test_sequences", "drive_02", "--num_workers", "0"])
+        == 0
+    )
     with open(os.path.join(splits, "train_files.txt")) as f:
         assert f.read().split()[:3] == ["drive_01", "1", "l"]
     # 3. the paper's method, monocular: the full model (semantics from the generator's labels, CMA, SGT)
-    opts = options.parse_args(["--dataset", "folders", "--data_path", data, "--split", splits,
-                               "--seg_path", os.path.join(dashcam, "segmentation"), "--height", "64",
-                               "--width", "192", "--batch_size", "2", "--max_steps", str(STEPS),
-                               "--num_epochs", "1", "--weights_init", "scratch", "--num_workers", "0",
-                               "--log_dir", str(tmp_path / "runs"), "--log_frequency", "100",
-                               "--no_validation"])
+    opts = options.parse_args(
+        [
+            "--dataset",
+            "folders",
+            "--data_path",
+            data,
+            "--split",
+            splits,
+            "--seg_path",
+            os.path.join(dashcam, "segmentation"),
+            "--height",
+            "64",
+            "--width",
+            "192",
+            "--batch_size",
+            "2",
+            "--max_steps",
+            str(STEPS),
+            "--num_epochs",
+            "1",
+            "--weights_init",
+            "scratch",
+            "--num_workers",
+            "0",
+            "--log_dir",
+            str(tmp_path / "runs"),
+            "--log_frequency",
+            "100",
+            "--no_validation",
+        ]
+    )
     assert opts.frame_ids == [0, -1, 1] and not opts.use_stereo and not opts.disable_automasking
     trainer = Trainer(opts)
     before = {k: v.clone() for k, v in trainer.models["pose"].state_dict().items()}
     trainer.train()
     assert trainer.step == STEPS
-    moved = [k for k, v in trainer.models["pose"].state_dict().items() if v.is_floating_point()
-             and not torch.equal(v, before[k])]
+    moved = [
+        k
+        for k, v in trainer.models["pose"].state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
     assert moved  # the pose network learns from the photometric loss alone (no stereo pair)
     # auto-masking is on: the unwarped source frames win somewhere, the warped ones elsewhere
     trainer.model.eval()
@@ -76,10 +108,27 @@ def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dash
     assert 0 < mask < 1 and torch.isfinite(losses["loss"])
     # 4. evaluation against the held-out drive's dense depth (Monodepth2's protocol, median scaling)
     metrics_file = str(tmp_path / "metrics.json")
-    assert evaluate_depth.main(["--dataset", "folders", "--data_path", data, "--eval_split", splits,
-                                "--gt_depths", os.path.join(dashcam, "drive_02_depth.npz"),
-                                "--load_weights_folder", trainer.last_model_folder, "--num_workers", "0",
-                                "--output_json", metrics_file]) == 0
+    assert (
+        evaluate_depth.main(
+            [
+                "--dataset",
+                "folders",
+                "--data_path",
+                data,
+                "--eval_split",
+                splits,
+                "--gt_depths",
+                os.path.join(dashcam, "drive_02_depth.npz"),
+                "--load_weights_folder",
+                trainer.last_model_folder,
+                "--num_workers",
+                "0",
+                "--output_json",
+                metrics_file,
+            ]
+        )
+        == 0
+    )
     with open(metrics_file) as f:
         result = json.load(f)
     assert result["frames"] == FRAMES and 0 < result["metrics"]["abs_rel"] < 1

@@ -1,6 +1,7 @@
 """The speed-ups: fused losses equal the straightforward ones, the fast input pipelines give the
 exact pipeline's items (up to the resize filter), device jitter matches PIL's, the KITTI cache
 tool and the benchmark run end to end."""
+
 import json
 import os
 import random
@@ -40,8 +41,13 @@ JPEG_DECODER_TOL = 1
 @pytest.fixture(scope="module")
 def kitti_size(tmp_path_factory):
     """A drive of four KITTI-size PNG frames."""
-    return make_tiny_kitti(str(tmp_path_factory.mktemp("kitti_size")), num_frames=4, exts=("png",),
-                           width=KITTI_SIZE[0], height=KITTI_SIZE[1])
+    return make_tiny_kitti(
+        str(tmp_path_factory.mktemp("kitti_size")),
+        num_frames=4,
+        exts=("png",),
+        width=KITTI_SIZE[0],
+        height=KITTI_SIZE[1],
+    )
 
 
 def model_options(*extra):
@@ -62,7 +68,7 @@ def test_fused_dssim_and_sgt_equal_the_straightforward_forms():
     for fused in (False, True):
         with reference.straightforward_kernels(not fused):
             loss, boundary = layers.semantic_triplet_loss(features, labels, 5, 0.3)
-            grad, = torch.autograd.grad(loss, features)
+            (grad,) = torch.autograd.grad(loss, features)
         results[fused] = (loss, boundary, grad)
     assert results[True][1].any() and torch.equal(results[True][1], results[False][1])
     torch.testing.assert_close(results[True][0], results[False][0], rtol=FUSED_RTOL, atol=0)
@@ -86,8 +92,16 @@ def test_model_losses_are_the_same_with_fused_and_straightforward_kernels():
 
 def dataset(tiny, pipeline, is_train):
     lines = read_split(os.path.join(tiny.split_dir, "train_files.txt"))
-    return KITTIRAWDataset(tiny.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=is_train,
-                           input_pipeline=pipeline, load_labels=True)
+    return KITTIRAWDataset(
+        tiny.data_path,
+        lines,
+        HEIGHT,
+        WIDTH,
+        [0, -1, 1],
+        is_train=is_train,
+        input_pipeline=pipeline,
+        load_labels=True,
+    )
 
 
 def batch_of(tiny, pipeline, is_train, seed=0):
@@ -113,9 +127,13 @@ def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
 
     # training items: the same flips and jitter draws for the same seeds
     exact, fast = batch_of(kitti_size, "exact", True, seed=3), batch_of(kitti_size, pipeline, True, seed=3)
-    assert torch.equal(fast[("K", 0)], exact[("K", 0)]) and torch.equal(fast[("seg", 0, 0)], exact[("seg", 0, 0)])
+    assert torch.equal(fast[("K", 0)], exact[("K", 0)]) and torch.equal(
+        fast[("seg", 0, 0)], exact[("seg", 0, 0)]
+    )
     for f in (0, -1, 1):
-        assert (fast[("color_aug", f, 0)] - exact[("color_aug", f, 0)]).abs().mean() < SCALE0_MEAN_TOL + JITTER_MEAN_TOL
+        assert (
+            fast[("color_aug", f, 0)] - exact[("color_aug", f, 0)]
+        ).abs().mean() < SCALE0_MEAN_TOL + JITTER_MEAN_TOL
 
 
 @pytest.mark.parametrize("extra", [(), ("--use_stereo",), ("--use_stereo", "--frame_ids", "0")])
@@ -146,11 +164,33 @@ def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     assert loader_image_keys(model_options()) == image_keys(model_options())
     assert loader_image_keys(model_options("--input_images", "all")) is None  # Monodepth2's full set
     from trainer import Trainer
+
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     for extra, expected in (((), image_keys(model_options())), (("--input_images", "all"), None)):
-        opts = options.parse_args(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64",
-                                   "--width", "96", "--batch_size", "2", "--weights_init", "scratch", "--log_dir",
-                                   str(tmp_path / "log"), "--num_workers", "0", "--device", "cpu", "--overwrite", *extra])
+        opts = options.parse_args(
+            [
+                "--data_path",
+                tiny.data_path,
+                "--split",
+                tiny.split_dir,
+                "--height",
+                "64",
+                "--width",
+                "96",
+                "--batch_size",
+                "2",
+                "--weights_init",
+                "scratch",
+                "--log_dir",
+                str(tmp_path / "log"),
+                "--num_workers",
+                "0",
+                "--device",
+                "cpu",
+                "--overwrite",
+                *extra,
+            ]
+        )
         trainer = Trainer(opts)
         expected = expected or all_image_keys([0, -1, 1], 4)
         assert trainer.train_dataset.image_keys == expected
@@ -167,8 +207,17 @@ def test_pipelines_make_only_the_models_image_keys_with_the_same_values(kitti_si
     def batch(pipeline, wanted):
         random.seed(5)
         torch.manual_seed(5)
-        ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=True,
-                             input_pipeline=pipeline, load_labels=True, image_keys=wanted)
+        ds = KITTIRAWDataset(
+            kitti_size.data_path,
+            lines,
+            HEIGHT,
+            WIDTH,
+            [0, -1, 1],
+            is_train=True,
+            input_pipeline=pipeline,
+            load_labels=True,
+            image_keys=wanted,
+        )
         items = [ds[(i, seed)] for i, seed in enumerate((5, 8))]
         return device_inputs.DeviceInputs("cpu", 4, wanted)(default_collate(items))
 
@@ -196,8 +245,17 @@ def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_s
     model = FSREModel(opts)
     losses = {}
     for pipeline, fused in (("exact", False), ("fast", True), ("fast_workers", True)):
-        ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=is_train,
-                             input_pipeline=pipeline, load_labels=True, image_keys=keys)
+        ds = KITTIRAWDataset(
+            kitti_size.data_path,
+            lines,
+            HEIGHT,
+            WIDTH,
+            [0, -1, 1],
+            is_train=is_train,
+            input_pipeline=pipeline,
+            load_labels=True,
+            image_keys=keys,
+        )
         items = [ds[(i, 11 + i)] if is_train else ds[i] for i in range(2)]
         batch = device_inputs.DeviceInputs("cpu", 4, keys)(default_collate(items))
         torch.manual_seed(1)  # the auto-mask's noise
@@ -207,8 +265,12 @@ def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_s
         assert set(losses[pipeline]) == set(losses["exact"])
         for key, exact in losses["exact"].items():
             rtol = PIPELINE_LOSS_RTOL[key.split("/")[0]]
-            torch.testing.assert_close(losses[pipeline][key], exact, rtol=rtol, atol=0, msg=f"{pipeline} {key}")
-        assert losses[pipeline]["photometric/0"] != losses["exact"]["photometric/0"]  # other inputs, not a copy
+            torch.testing.assert_close(
+                losses[pipeline][key], exact, rtol=rtol, atol=0, msg=f"{pipeline} {key}"
+            )
+        assert (
+            losses[pipeline]["photometric/0"] != losses["exact"]["photometric/0"]
+        )  # other inputs, not a copy
     for key, value in losses["fast"].items():  # the GPU path, run on the CPU, and the CPU path agree closely
         torch.testing.assert_close(losses["fast_workers"][key], value, rtol=1e-3, atol=0, msg=key)
 
@@ -216,8 +278,12 @@ def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_s
 def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
     path = os.path.join(kitti_size.data_path, DRIVE, "image_02", "data", "0000000001.png")
     image = Image.open(path).convert("RGB").resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
-    draws = [([0, 1, 2, 3], [1.2, 0.8, 1.15, 0.07]), ([3, 2, 1, 0], [0.8, 1.2, 0.85, -0.1]),
-             ([1, 3, 0, 2], [1.1, 0.9, 1.2, 0.05]), ([0, 1, 2, 3], [1.0, 1.0, 1.0, 0.0])]
+    draws = [
+        ([0, 1, 2, 3], [1.2, 0.8, 1.15, 0.07]),
+        ([3, 2, 1, 0], [0.8, 1.2, 0.85, -0.1]),
+        ([1, 3, 0, 2], [1.1, 0.9, 1.2, 0.05]),
+        ([0, 1, 2, 3], [1.0, 1.0, 1.0, 0.0]),
+    ]
     images = TF.to_tensor(image)[None].repeat(len(draws), 1, 1, 1)
     order = torch.tensor([o for o, _ in draws])
     factors = torch.tensor([f for _, f in draws])
@@ -238,9 +304,14 @@ def test_device_jitter_matches_pil_colour_jitter_with_fixed_draws(kitti_size):
 def test_fast_frames_decode_the_pixels_that_pil_decodes(tmp_path):
     rng = np.random.default_rng(0)
     rgba = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
-    images = {"rgb.png": Image.fromarray(rgba[..., :3]), "rgba.png": Image.fromarray(rgba),
-              "grey.png": Image.fromarray(rgba[..., 0]), "palette.png": Image.fromarray(rgba[..., :3]).quantize(64),
-              "rgb.jpg": Image.fromarray(rgba[..., :3]), "grey.jpg": Image.fromarray(rgba[..., 0])}
+    images = {
+        "rgb.png": Image.fromarray(rgba[..., :3]),
+        "rgba.png": Image.fromarray(rgba),
+        "grey.png": Image.fromarray(rgba[..., 0]),
+        "palette.png": Image.fromarray(rgba[..., :3]).quantize(64),
+        "rgb.jpg": Image.fromarray(rgba[..., :3]),
+        "grey.jpg": Image.fromarray(rgba[..., 0]),
+    }
     for name, image in images.items():
         path = str(tmp_path / name)
         image.save(path)
@@ -275,17 +346,24 @@ def test_prepare_kitti_writes_resized_frames_and_labels_in_the_same_layout(tmp_p
     with Image.open(frame) as img:
         assert img.size == (96, 32) and img.format == "JPEG"
     label = os.path.join(cache, "segmentation", DRIVE, "image_02", "0000000001.png")
-    with Image.open(label) as img, Image.open(os.path.join(tiny.data_path, os.path.relpath(label, cache))) as source:
+    with (
+        Image.open(label) as img,
+        Image.open(os.path.join(tiny.data_path, os.path.relpath(label, cache))) as source,
+    ):
         assert not os.path.islink(label) and img.size == (96, 32) and img.mode == source.mode  # palette kept
     assert os.path.islink(os.path.join(cache, DRIVE, "velodyne_points", "data", "0000000001.bin"))
     assert json.load(open(os.path.join(cache, prepare_kitti.SETTINGS_FILE)))["width"] == 96
-    assert prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", progress=False)["files_skipped"] == 16
+    assert (
+        prepare_kitti.prepare(tiny.data_path, cache, 32, 96, ext="jpg", progress=False)["files_skipped"] == 16
+    )
     lines = read_split(os.path.join(tiny.split_dir, "train_files.txt"))
     item = KITTIRAWDataset(cache, lines, 32, 96, [0, -1, 1], img_ext="jpg", input_pipeline="fast")[0]
     assert item[("color_u8", 0)].shape == (3, 32, 96)
     # the exact pipeline reads the labels it makes from the native maps, flipped or not
-    native, cached = (KITTIRAWDataset(root, lines, 32, 96, [0], is_train=True, load_labels=True, img_ext=ext)
-                      for root, ext in ((tiny.data_path, "png"), (cache, "jpg")))
+    native, cached = (
+        KITTIRAWDataset(root, lines, 32, 96, [0], is_train=True, load_labels=True, img_ext=ext)
+        for root, ext in ((tiny.data_path, "png"), (cache, "jpg"))
+    )
     flips = set()
     for seed in range(6):
         a, b = native[(1, seed)], cached[(1, seed)]
@@ -306,7 +384,11 @@ def test_labels_resized_once_equal_the_exact_pipelines_for_kitti_frame_sizes(siz
     for target in ((640, 192), (1024, 320), (320, 96)):
         flip = Image.Transpose.FLIP_LEFT_RIGHT
         exact = label.transpose(flip).resize(target, prepare_kitti.LABEL_FILTER)
-        cached = label.resize(target, prepare_kitti.LABEL_FILTER).transpose(flip).resize(target, Image.Resampling.NEAREST)
+        cached = (
+            label.resize(target, prepare_kitti.LABEL_FILTER)
+            .transpose(flip)
+            .resize(target, Image.Resampling.NEAREST)
+        )
         assert np.array_equal(np.asarray(exact), np.asarray(cached)), target
 
 
@@ -325,8 +407,13 @@ def test_options_of_a_folder_older_than_the_speed_options_carry_their_defaults(t
     path.write_text(json.dumps({k: v for k, v in vars(opts).items() if k not in speed_options}))
     loaded = options.load_options(str(path))
     defaults = options.build_parser().parse_args([])
-    expected = {"input_pipeline": "exact", "input_images": "model", "amp": "off", "channels_last": False,
-                "compile": False}
+    expected = {
+        "input_pipeline": "exact",
+        "input_images": "model",
+        "amp": "off",
+        "channels_last": False,
+        "compile": False,
+    }
     assert {name: getattr(loaded, name) for name in speed_options} == expected
     assert all(getattr(loaded, name) == getattr(defaults, name) for name in speed_options)
     acceleration = Acceleration(FSREModel(loaded), loaded, torch.device("cpu"))
@@ -338,13 +425,42 @@ def test_options_of_a_folder_older_than_the_speed_options_carry_their_defaults(t
 def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     output = tmp_path / "bench.json"
-    report = benchmark.main(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--height", "64", "--width",
-                             "96", "--batch_size", "2", "--num_workers", "0", "--steps", "2", "--input_batches", "2",
-                             "--warmup", "0", "--inference_runs", "2", "--configs", "baseline", "--baseline",
-                             "--device", "cpu", "--output", str(output)])
+    report = benchmark.main(
+        [
+            "--data_path",
+            tiny.data_path,
+            "--split",
+            tiny.split_dir,
+            "--height",
+            "64",
+            "--width",
+            "96",
+            "--batch_size",
+            "2",
+            "--num_workers",
+            "0",
+            "--steps",
+            "2",
+            "--input_batches",
+            "2",
+            "--warmup",
+            "0",
+            "--inference_runs",
+            "2",
+            "--configs",
+            "baseline",
+            "--baseline",
+            "--device",
+            "cpu",
+            "--output",
+            str(output),
+        ]
+    )
     saved = json.loads(output.read_text())
     assert saved["results"] == json.loads(json.dumps(report["results"]))
-    assert [(r["config"], r["path"]) for r in saved["results"]] == [("baseline", p) for p in ("exact", "default", "fast")]
+    assert [(r["config"], r["path"]) for r in saved["results"]] == [
+        ("baseline", p) for p in ("exact", "default", "fast")
+    ]
     for row in saved["results"]:
         assert row["train_samples_per_s"] > 0 and row["input_samples_per_s"] > 0 and row["inference_ms"] > 0
         assert row["peak_memory_gib"] is None  # measured on CUDA only
@@ -359,13 +475,28 @@ def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
 
 
 def test_benchmark_paths_are_monodepth2s_loader_the_defaults_and_the_fast_path_on_its_cache():
-    args = benchmark.build_parser().parse_args(["--data_path", "raw", "--img_ext", "png", "--fast_data_path", "cache",
-                                                "--fast_img_ext", "jpg", "--device", "cpu"])
+    args = benchmark.build_parser().parse_args(
+        [
+            "--data_path",
+            "raw",
+            "--img_ext",
+            "png",
+            "--fast_data_path",
+            "cache",
+            "--fast_img_ext",
+            "jpg",
+            "--device",
+            "cpu",
+        ]
+    )
     with tempfile.TemporaryDirectory() as log_dir:
         runs = {path: benchmark.trainer_options(args, "full", path, log_dir) for path in benchmark.PATHS}
     settings = {path: (o.data_path, o.img_ext, o.input_pipeline, o.input_images) for path, o in runs.items()}
-    assert settings == {"exact": ("raw", "png", "exact", "all"), "default": ("raw", "png", "exact", "model"),
-                        "fast": ("cache", "jpg", "fast", "model")}
+    assert settings == {
+        "exact": ("raw", "png", "exact", "all"),
+        "default": ("raw", "png", "exact", "model"),
+        "fast": ("cache", "jpg", "fast", "model"),
+    }
 
 
 @pytest.mark.gpu
@@ -389,8 +520,17 @@ def test_autocast_losses_stay_within_tolerance_of_fp32():
 def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_size):
     keys = image_keys(model_options("--height", str(HEIGHT), "--width", str(WIDTH)))
     lines = read_split(os.path.join(kitti_size.split_dir, "train_files.txt"))
-    ds = KITTIRAWDataset(kitti_size.data_path, lines, HEIGHT, WIDTH, [0, -1, 1], is_train=True,
-                         input_pipeline="fast", load_labels=True, image_keys=keys)
+    ds = KITTIRAWDataset(
+        kitti_size.data_path,
+        lines,
+        HEIGHT,
+        WIDTH,
+        [0, -1, 1],
+        is_train=True,
+        input_pipeline="fast",
+        load_labels=True,
+        image_keys=keys,
+    )
     batch = default_collate([ds[(i, 7 + i)] for i in range(2)])
     batch[fast_frames.JITTER_FACTORS_KEY] = torch.tensor([[1.2, 0.8, 1.1, 0.05], [0.9, 1.15, 0.85, -0.08]])
     batch[fast_frames.JITTER_ORDER_KEY] = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])
@@ -410,12 +550,44 @@ def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_si
 @pytest.mark.gpu
 def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("jpg",))
-    opts = options.parse_args(["--data_path", tiny.data_path, "--split", tiny.split_dir, "--img_ext", "jpg",
-                               "--height", "64", "--width", "192", "--batch_size", "2", "--weights_init", "scratch",
-                               "--log_dir", str(tmp_path / "log"), "--num_epochs", "1", "--max_steps", "3",
-                               "--device", "cuda", "--input_pipeline", "fast", "--amp", "bf16", "--channels_last",
-                               "--num_workers", "0", "--no_validation", "--keep_checkpoints", "1"])
+    opts = options.parse_args(
+        [
+            "--data_path",
+            tiny.data_path,
+            "--split",
+            tiny.split_dir,
+            "--img_ext",
+            "jpg",
+            "--height",
+            "64",
+            "--width",
+            "192",
+            "--batch_size",
+            "2",
+            "--weights_init",
+            "scratch",
+            "--log_dir",
+            str(tmp_path / "log"),
+            "--num_epochs",
+            "1",
+            "--max_steps",
+            "3",
+            "--device",
+            "cuda",
+            "--input_pipeline",
+            "fast",
+            "--amp",
+            "bf16",
+            "--channels_last",
+            "--num_workers",
+            "0",
+            "--no_validation",
+            "--keep_checkpoints",
+            "1",
+        ]
+    )
     from trainer import Trainer
+
     trainer = Trainer(opts)
     assert trainer.train_dataset.input_pipeline == "fast"
     trainer.train()

@@ -3,6 +3,7 @@
 The tests that need the public split files read them where the project keeps them once
 ``python -m splits`` has downloaded and checked them (splits/), and skip with that advice otherwise.
 """
+
 import functools
 import http.server
 import os
@@ -33,7 +34,9 @@ def copy_split_files(source, dest):
 
 def test_manifest_matches_the_published_split_files(public_splits):
     for relpath, info in splits.manifest()["files"].items():
-        assert splits.split_file(relpath) == os.path.join(public_splits, relpath)  # found, not downloaded again
+        assert splits.split_file(relpath) == os.path.join(
+            public_splits, relpath
+        )  # found, not downloaded again
         if info["lines"] is not None:
             with open(os.path.join(public_splits, relpath), "rb") as f:
                 assert len(f.read().splitlines()) == info["lines"], relpath

@@ -1,5 +1,6 @@
 """The synthetic KITTI generator: its files read back through the project's own loaders, and its
 ground truth (Velodyne, dense depth, OXTS poses, stereo and temporal views) agrees with itself."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,16 @@ SCALE = 0.2  # 248x75
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("synthetic"))
-    split_dir = synth.generate(out, num_drives=2, frames_per_drive=FRAMES, scale=SCALE, seed=3, test_stride=1,
-                               val_stride=2, workers=2)
+    split_dir = synth.generate(
+        out,
+        num_drives=2,
+        frames_per_drive=FRAMES,
+        scale=SCALE,
+        seed=3,
+        test_stride=1,
+        val_stride=2,
+        workers=2,
+    )
     drive = synth.build_drive(f"{synth.DATE}_drive_0001_sync", FRAMES, 3 * 1000)
     return out, split_dir, drive
 
@@ -41,15 +50,25 @@ def read_depth_png(path: str) -> np.ndarray:
 def test_layout_and_splits(synthetic):
     out, split_dir, _ = synthetic
     folder = drive_dir(out)
-    for sub in ("image_02/data", "image_03/data", "velodyne_points/data", "oxts/data",
-                "proj_depth/groundtruth/image_02", "proj_depth/groundtruth/image_03"):
+    for sub in (
+        "image_02/data",
+        "image_03/data",
+        "velodyne_points/data",
+        "oxts/data",
+        "proj_depth/groundtruth/image_02",
+        "proj_depth/groundtruth/image_03",
+    ):
         assert len(os.listdir(os.path.join(folder, sub))) == FRAMES, sub
     for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt", "calib_imu_to_velo.txt"):
         assert os.path.isfile(os.path.join(out, synth.DATE, name))
-    train, val, test = (read_split(os.path.join(split_dir, f"{s}_files.txt")) for s in ("train", "val", "test"))
+    train, val, test = (
+        read_split(os.path.join(split_dir, f"{s}_files.txt")) for s in ("train", "val", "test")
+    )
     # drive 1 trains and validates (inner frames 1..4, every 2nd validates), drive 2 is held out for testing
     assert len(train) == 2 and len(val) == 2 and len(test) == FRAMES - 2
-    assert all("drive_0002" in line for line in test) and not any("drive_0002" in line for line in train + val)
+    assert all("drive_0002" in line for line in test) and not any(
+        "drive_0002" in line for line in train + val
+    )
     assert len(load_ground_truth(os.path.join(split_dir, "gt_depths.npz"))) == len(test)
     assert not [f for _, _, files in os.walk(out) for f in files if ".tmp" in f]
 
@@ -61,8 +80,9 @@ def test_deterministic(synthetic, tmp_path):
     rgb, depth, _ = synth.render(camera, drive.poses[2], drive.world)
     written = np.asarray(Image.open(os.path.join(drive_dir(out), "image_02", "data", "0000000002.png")))
     np.testing.assert_array_equal(rgb, written)
-    written_depth = read_depth_png(os.path.join(drive_dir(out), "proj_depth", "groundtruth", "image_02",
-                                                "0000000002.png"))
+    written_depth = read_depth_png(
+        os.path.join(drive_dir(out), "proj_depth", "groundtruth", "image_02", "0000000002.png")
+    )
     np.testing.assert_allclose(written_depth, depth, atol=0.5 / DEPTH_PNG_SCALE)
 
 
@@ -73,7 +93,9 @@ def test_culling_matches_brute_force(synthetic):
     world = drive.world.near(pose[2, 3])
     grid = camera.rays(1) @ pose[:3, :3].T
     every_ray = [(0, camera.height, 0, camera.width)] * len(world.lo)
-    culled = synth.cast_grid(pose[:3, 3], grid, world, synth.camera_footprints(pose, camera.K, 1, grid.shape[:2], world))
+    culled = synth.cast_grid(
+        pose[:3, 3], grid, world, synth.camera_footprints(pose, camera.K, 1, grid.shape[:2], world)
+    )
     brute = synth.cast_grid(pose[:3, 3], grid, world, every_ray)
     for a, b in zip(culled, brute):
         np.testing.assert_array_equal(a, b)
@@ -86,8 +108,9 @@ def test_velodyne_agrees_with_dense_depth(synthetic):
     for frame in (1, 4):
         velo = os.path.join(drive_dir(out), "velodyne_points", "data", f"{frame:010d}.bin")
         sparse = generate_depth_map(calib_dir, velo, cam=2)  # camera z at pixel round(u) - 1
-        dense = read_depth_png(os.path.join(drive_dir(out), "proj_depth", "groundtruth", "image_02",
-                                            f"{frame:010d}.png"))
+        dense = read_depth_png(
+            os.path.join(drive_dir(out), "proj_depth", "groundtruth", "image_02", f"{frame:010d}.png")
+        )
         rows, cols = np.nonzero(sparse)
         rows, cols = rows + 1, cols + 1  # undo Monodepth2's "- 1" to find the pixel the point projects to
         inside = (rows < dense.shape[0]) & (cols < dense.shape[1])
@@ -103,8 +126,12 @@ def test_velodyne_agrees_with_dense_depth(synthetic):
 
 def test_oxts_poses_agree_with_rendering(synthetic):
     out, _, drive = synthetic
-    packets = np.stack([read_oxts_packet(os.path.join(drive_dir(out), "oxts", "data", f"{i:010d}.txt"))
-                        for i in range(FRAMES)])
+    packets = np.stack(
+        [
+            read_oxts_packet(os.path.join(drive_dir(out), "oxts", "data", f"{i:010d}.txt"))
+            for i in range(FRAMES)
+        ]
+    )
     from_oxts = camera_poses_from_oxts(os.path.join(out, synth.DATE), packets)
     for i in range(1, FRAMES):
         expected = np.linalg.inv(drive.poses[0]) @ drive.poses[i]
@@ -114,8 +141,9 @@ def test_oxts_poses_agree_with_rendering(synthetic):
     assert np.all((step > 0.8) & (step < 1.2))  # about 1 m per frame
 
 
-def warp_error(target: np.ndarray, source: np.ndarray, depth: np.ndarray, target_to_source: np.ndarray,
-               K: np.ndarray) -> tuple[float, float]:
+def warp_error(
+    target: np.ndarray, source: np.ndarray, depth: np.ndarray, target_to_source: np.ndarray, K: np.ndarray
+) -> tuple[float, float]:
     """Mean photometric error of the source warped into the target with the true depth and motion, and without."""
     h, w = depth.shape
     K4 = torch.eye(4, dtype=torch.float64)[None]
@@ -135,7 +163,10 @@ def test_views_are_photometrically_consistent(synthetic):
     """Warping with the true depth and pose reproduces the target: what self-supervision relies on."""
     out, _, drive = synthetic
     folder = drive_dir(out)
-    load = lambda cam, i: np.asarray(Image.open(os.path.join(folder, f"image_{cam}", "data", f"{i:010d}.png")))  # noqa
+
+    def load(cam, i):
+        return np.asarray(Image.open(os.path.join(folder, f"image_{cam}", "data", f"{i:010d}.png")))
+
     depth = read_depth_png(os.path.join(folder, "proj_depth", "groundtruth", "image_02", "0000000002.png"))
     camera = synth.Camera(depth.shape[1], depth.shape[0])
     temporal = np.linalg.inv(drive.poses[3]) @ drive.poses[2]  # target camera -> next frame's camera

@@ -33,6 +33,7 @@ with the pose network), FLOPs of the depth network on one image at the training 
 multiply-add; element-wise operations are not counted), training samples/s and inference ms per image,
 with the machine named.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ logger = logging.getLogger("benchmark")
 KITTI_WIDTH, KITTI_HEIGHT = 1242, 375
 EPOCHS = 20  # the paper's schedule
 REFERENCE_SPLIT = "eigen_zhou/train_files.txt"
-GIB = 2 ** 30
+GIB = 2**30
 MILLION = 1e6
 GIGA = 1e9
 MS_PER_S = 1000.0
@@ -89,6 +90,7 @@ def reference_epoch_items() -> int:
 def make_data(root: str, num_frames: int, ext: str) -> tuple[str, str]:
     """A KITTI-size drive (frames, labels, scans, split files) under ``root``: (data_path, split folder)."""
     from synthetic.kitti_frames import make_tiny_kitti  # the fixture's writer: real files in KITTI's layout
+
     tiny = make_tiny_kitti(root, num_frames=num_frames, exts=(ext,), width=KITTI_WIDTH, height=KITTI_HEIGHT)
     return tiny.data_path, tiny.split_dir
 
@@ -133,18 +135,42 @@ def depth_network_flops(model: torch.nn.Module, height: int, width: int, device:
     return counter.get_total_flops()
 
 
-def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: str,
-                    encoder: str | None = None) -> argparse.Namespace:
+def trainer_options(
+    args: argparse.Namespace, config: str, path: str, log_dir: str, encoder: str | None = None
+) -> argparse.Namespace:
     """Training options of one (configuration, path, encoder) run (``encoder`` None: train.py's default)."""
     data_path, img_ext = args.data_path, args.img_ext
     if path == "fast":
         data_path, img_ext = args.fast_data_path or data_path, args.fast_img_ext or img_ext
-    argv = ["--data_path", data_path, "--split", args.split, "--config", config, "--height", str(args.height),
-            "--width", str(args.width), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
-            "--img_ext", img_ext, "--weights_init", "scratch", "--no_validation", "--log_dir", log_dir,
-            "--model_name", f"{config}_{path}_{(encoder or 'default').replace(':', '_')}",
-            "--log_frequency", str(sys.maxsize),
-            "--input_pipeline", "fast" if path == "fast" else "exact"]
+    argv = [
+        "--data_path",
+        data_path,
+        "--split",
+        args.split,
+        "--config",
+        config,
+        "--height",
+        str(args.height),
+        "--width",
+        str(args.width),
+        "--batch_size",
+        str(args.batch_size),
+        "--num_workers",
+        str(args.num_workers),
+        "--img_ext",
+        img_ext,
+        "--weights_init",
+        "scratch",
+        "--no_validation",
+        "--log_dir",
+        log_dir,
+        "--model_name",
+        f"{config}_{path}_{(encoder or 'default').replace(':', '_')}",
+        "--log_frequency",
+        str(sys.maxsize),
+        "--input_pipeline",
+        "fast" if path == "fast" else "exact",
+    ]
     if encoder is not None:
         argv += ["--encoder", encoder]
     if args.splits_dir:
@@ -158,8 +184,9 @@ def trainer_options(args: argparse.Namespace, config: str, path: str, log_dir: s
     return options.parse_args(argv)
 
 
-def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
-            encoder: str | None = None) -> dict:
+def measure(
+    args: argparse.Namespace, config: str, path: str, log_dir: str, encoder: str | None = None
+) -> dict:
     """Input, training and inference figures of one configuration on one path (with one encoder)."""
     opts = trainer_options(args, config, path, log_dir, encoder)
     with reference.straightforward_kernels(path == "exact"):
@@ -167,10 +194,13 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
         device = trainer.device
         model = trainer.model
         pose_encoder = opts.pose_encoder if model.pose is not None else None
-        size = {"encoder": opts.encoder, "pose_encoder": pose_encoder,
-                "depth_parameters": count_parameters(model.encoder, model.decoder),
-                "parameters": count_parameters(*model.networks().values()),
-                "flops": depth_network_flops(model, args.height, args.width, device)}
+        size = {
+            "encoder": opts.encoder,
+            "pose_encoder": pose_encoder,
+            "depth_parameters": count_parameters(model.encoder, model.decoder),
+            "parameters": count_parameters(*model.networks().values()),
+            "flops": depth_network_flops(model, args.height, args.width, device),
+        }
         batches = cycle(trainer.train_loader)
 
         def load() -> None:
@@ -179,9 +209,16 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
         input_s = timed(device, args.warmup, args.input_batches, load)
         if args.input_only:
             trainer.close()
-            return {"config": config, "path": path, **size, "input_samples_per_s": args.batch_size / input_s,
-                    "train_samples_per_s": None, "peak_memory_gib": None, "inference_ms": None,
-                    "projected_20_epochs_h": None}
+            return {
+                "config": config,
+                "path": path,
+                **size,
+                "input_samples_per_s": args.batch_size / input_s,
+                "train_samples_per_s": None,
+                "peak_memory_gib": None,
+                "inference_ms": None,
+                "projected_20_epochs_h": None,
+            }
 
         def train_step() -> None:
             trainer.train_step(next(batches))
@@ -202,9 +239,16 @@ def measure(args: argparse.Namespace, config: str, path: str, log_dir: str,
         trainer.close()
 
     train_rate = args.batch_size / train_s
-    return {"config": config, "path": path, **size, "input_samples_per_s": args.batch_size / input_s,
-            "train_samples_per_s": train_rate, "peak_memory_gib": peak, "inference_ms": inference_s * MS_PER_S,
-            "projected_20_epochs_h": EPOCHS * reference_epoch_items() / train_rate / S_PER_H}
+    return {
+        "config": config,
+        "path": path,
+        **size,
+        "input_samples_per_s": args.batch_size / input_s,
+        "train_samples_per_s": train_rate,
+        "peak_memory_gib": peak,
+        "inference_ms": inference_s * MS_PER_S,
+        "projected_20_epochs_h": EPOCHS * reference_epoch_items() / train_rate / S_PER_H,
+    }
 
 
 def format_hours(hours: float) -> str:
@@ -215,8 +259,10 @@ def format_hours(hours: float) -> str:
 
 def table(report: dict) -> str:
     """The results as a text table shaped like Table 2 of the paper's supplementary material, with its figures beside them."""
-    head = (f"{'Method':<17} {'path':<7} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
-            f"{'infer ms':>8} | {'paper: time':>11} {'memory':>10} {'infer':>6}")
+    head = (
+        f"{'Method':<17} {'path':<7} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
+        f"{'infer ms':>8} | {'paper: time':>11} {'memory':>10} {'infer':>6}"
+    )
     lines = [head, "-" * len(head)]
     for row in report["results"]:
         name, time_ref, memory_ref, infer_ref = PAPER_TABLE2[row["config"]]
@@ -224,87 +270,156 @@ def table(report: dict) -> str:
         hours = "-" if row["projected_20_epochs_h"] is None else format_hours(row["projected_20_epochs_h"])
         train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
         infer = "-" if row["inference_ms"] is None else f"{row['inference_ms']:.2f}"
-        lines.append(f"{name:<17} {row['path']:<7} {hours:>13} {train:>8} {row['input_samples_per_s']:>8.2f} "
-                     f"{memory:>9} {infer:>8} | {time_ref:>11} {memory_ref:>10} {infer_ref:>6}")
+        lines.append(
+            f"{name:<17} {row['path']:<7} {hours:>13} {train:>8} {row['input_samples_per_s']:>8.2f} "
+            f"{memory:>9} {infer:>8} | {time_ref:>11} {memory_ref:>10} {infer_ref:>6}"
+        )
     for config, by_path in report.get("speedups", {}).items():
         for path, ratio in by_path.items():
-            lines.append(f"{PAPER_TABLE2[config][0]}: {path}/exact = " + ", ".join(
-                f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None))
+            lines.append(
+                f"{PAPER_TABLE2[config][0]}: {path}/exact = "
+                + ", ".join(f"{value:.2f}x {name}" for name, value in ratio.items() if value is not None)
+            )
     settings = report["settings"]
-    lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
-                 f"{settings['num_workers']} workers, {report['machine']['device']}")
+    lines.append(
+        f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
+        f"{settings['num_workers']} workers, {report['machine']['device']}"
+    )
     if settings.get("fast_data_path"):
-        lines.append(f"exact path read {settings['data_path']} ({settings['img_ext']}), fast path read "
-                     f"{settings['fast_data_path']} ({settings['fast_img_ext'] or settings['img_ext']})")
+        lines.append(
+            f"exact path read {settings['data_path']} ({settings['img_ext']}), fast path read "
+            f"{settings['fast_data_path']} ({settings['fast_img_ext'] or settings['img_ext']})"
+        )
     return "\n".join(lines)
 
 
 def encoder_table(report: dict) -> str:
     """The encoders side by side: size, FLOPs at the training size, training and inference speed."""
     settings = report["settings"]
-    head = (f"{'encoder':<28} {'config':<9} {'path':<7} {'params depth':>12} {'all':>7} "
-            f"{'GFLOPs':>7} {'train/s':>8} {'infer ms':>8}")
+    head = (
+        f"{'encoder':<28} {'config':<9} {'path':<7} {'params depth':>12} {'all':>7} "
+        f"{'GFLOPs':>7} {'train/s':>8} {'infer ms':>8}"
+    )
     lines = [head, "-" * len(head)]
     for row in report["results"]:
         train = "-" if row["train_samples_per_s"] is None else f"{row['train_samples_per_s']:.2f}"
         infer = "-" if row["inference_ms"] is None else f"{row['inference_ms']:.2f}"
-        lines.append(f"{row['encoder']:<28} {row['config']:<9} {row['path']:<7} "
-                     f"{row['depth_parameters'] / MILLION:>11.2f}M {row['parameters'] / MILLION:>6.2f}M "
-                     f"{row['flops'] / GIGA:>7.2f} {train:>8} {infer:>8}")
+        lines.append(
+            f"{row['encoder']:<28} {row['config']:<9} {row['path']:<7} "
+            f"{row['depth_parameters'] / MILLION:>11.2f}M {row['parameters'] / MILLION:>6.2f}M "
+            f"{row['flops'] / GIGA:>7.2f} {train:>8} {infer:>8}"
+        )
     pose = sorted({row["pose_encoder"] for row in report["results"] if row["pose_encoder"]})
-    lines.append(f"params depth: encoder + joint decoder; all: with the pose network "
-                 f"({', '.join(pose) or 'none'}); "
-                 f"GFLOPs: depth network, one image at {settings['height']}x{settings['width']} "
-                 f"(torch FlopCounterMode, 2 per multiply-add)")
-    lines.append(f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
-                 f"{settings['num_workers']} workers, inference at batch 1, {report['machine']['summary']}, "
-                 f"{report['machine']['torch_threads']} threads")
+    lines.append(
+        f"params depth: encoder + joint decoder; all: with the pose network "
+        f"({', '.join(pose) or 'none'}); "
+        f"GFLOPs: depth network, one image at {settings['height']}x{settings['width']} "
+        f"(torch FlopCounterMode, 2 per multiply-add)"
+    )
+    lines.append(
+        f"{settings['height']}x{settings['width']}, batch {settings['batch_size']}, "
+        f"{settings['num_workers']} workers, inference at batch 1, {report['machine']['summary']}, "
+        f"{report['machine']['torch_threads']} threads"
+    )
     return "\n".join(lines)
 
 
 def machine(device: torch.device) -> dict:
     """What the figures were measured on."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
-    return {"device": name, "summary": machine_summary(device), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average": os.getloadavg()}  # other jobs on a shared machine skew the figures
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{cpu_model()}, {os.cpu_count()} cores"
+    )
+    return {
+        "device": name,
+        "summary": machine_summary(device),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+    }  # other jobs on a shared machine skew the figures
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     g = parser.add_argument_group("data")
     g.add_argument("--data_path", default=None, help="KITTI data in Monodepth2's layout (or use --make_data)")
-    g.add_argument("--split", default="eigen_zhou", help="training split (name or folder), as train.py takes it")
+    g.add_argument(
+        "--split", default="eigen_zhou", help="training split (name or folder), as train.py takes it"
+    )
     g.add_argument("--splits_dir", default=None, help="local copies of the split files, as train.py takes it")
-    g.add_argument("--make_data", metavar="DIR", default=None,
-                   help="write a drive of KITTI-size frames into DIR first and benchmark on it")
-    g.add_argument("--make_frames", type=options.positive_int, default=40, help="frames per camera written by --make_data")
+    g.add_argument(
+        "--make_data",
+        metavar="DIR",
+        default=None,
+        help="write a drive of KITTI-size frames into DIR first and benchmark on it",
+    )
+    g.add_argument(
+        "--make_frames",
+        type=options.positive_int,
+        default=40,
+        help="frames per camera written by --make_data",
+    )
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    g.add_argument("--fast_data_path", default=None,
-                   help="data the fast path reads instead of --data_path, e.g. a tools/prepare_kitti.py cache of it")
-    g.add_argument("--fast_img_ext", default=None, choices=["png", "jpg"],
-                   help="frame file type of --fast_data_path (default: --img_ext)")
+    g.add_argument(
+        "--fast_data_path",
+        default=None,
+        help="data the fast path reads instead of --data_path, e.g. a tools/prepare_kitti.py cache of it",
+    )
+    g.add_argument(
+        "--fast_img_ext",
+        default=None,
+        choices=["png", "jpg"],
+        help="frame file type of --fast_data_path (default: --img_ext)",
+    )
     g = parser.add_argument_group("run")
-    g.add_argument("--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations")
-    g.add_argument("--encoders", nargs="+", default=None, metavar="NAME",
-                   help="encoders to measure side by side, named as train.py's --encoder (resnet18, "
-                        "timm:NAME); "
-                        "default: train.py's default only, in the table of Table 2")
+    g.add_argument(
+        "--configs", nargs="+", default=CONFIG_ORDER, choices=CONFIG_ORDER, help="Table 2 configurations"
+    )
+    g.add_argument(
+        "--encoders",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="encoders to measure side by side, named as train.py's --encoder (resnet18, "
+        "timm:NAME); "
+        "default: train.py's default only, in the table of Table 2",
+    )
     g.add_argument("--height", type=options.image_side, default=192, help="input height")
     g.add_argument("--width", type=options.image_side, default=640, help="input width")
     g.add_argument("--batch_size", type=options.positive_int, default=12, help="batch size")
     utils.add_device_option(g)
-    g.add_argument("--num_workers", type=options.non_negative_int, default=min(12, os.cpu_count() or 1), help="loader processes")
+    g.add_argument(
+        "--num_workers",
+        type=options.non_negative_int,
+        default=min(12, os.cpu_count() or 1),
+        help="loader processes",
+    )
     g.add_argument("--steps", type=options.positive_int, default=10, help="timed training steps")
-    g.add_argument("--input_batches", type=options.positive_int, default=20, help="timed batches of the input pipeline alone")
-    g.add_argument("--warmup", type=options.non_negative_int, default=2, help="untimed calls before each measurement")
-    g.add_argument("--inference_runs", type=options.positive_int, default=50, help="timed inference calls at batch 1")
+    g.add_argument(
+        "--input_batches",
+        type=options.positive_int,
+        default=20,
+        help="timed batches of the input pipeline alone",
+    )
+    g.add_argument(
+        "--warmup", type=options.non_negative_int, default=2, help="untimed calls before each measurement"
+    )
+    g.add_argument(
+        "--inference_runs", type=options.positive_int, default=50, help="timed inference calls at batch 1"
+    )
     g.add_argument("--input_only", action="store_true", help="measure the input pipeline only")
-    g.add_argument("--baseline", action="store_true",
-                   help="also run the straightforward path (Monodepth2's loader, unfused losses, fp32) and "
-                        "train.py's defaults, and report ratios to the straightforward path")
-    g.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast on the fast path (CUDA)")
+    g.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the straightforward path (Monodepth2's loader, unfused losses, fp32) and "
+        "train.py's defaults, and report ratios to the straightforward path",
+    )
+    g.add_argument(
+        "--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast on the fast path (CUDA)"
+    )
     g.add_argument("--channels_last", action="store_true", help="channels_last on the fast path")
     g.add_argument("--compile", action="store_true", help="torch.compile on the fast path")
     g.add_argument("--output", default="benchmark.json", help="where the JSON report is written")
@@ -319,12 +434,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.data_path is None and not args.make_data:
         parser.error("give --data_path (KITTI data) or --make_data DIR")
     if args.make_data and args.make_frames < args.batch_size + MADE_EDGE_FRAMES:
-        parser.error(f"--make_frames {args.make_frames} gives {args.make_frames - MADE_EDGE_FRAMES} training items, "
-                     f"fewer than one batch (--batch_size {args.batch_size})")
+        parser.error(
+            f"--make_frames {args.make_frames} gives {args.make_frames - MADE_EDGE_FRAMES} training items, "
+            f"fewer than one batch (--batch_size {args.batch_size})"
+        )
     utils.pick_device(args.device)  # a device that is not there: one line now, not after --make_data
     for encoder in args.encoders or []:  # an unknown or unsuitable encoder: one line now
-        options.resolve_encoders(argparse.Namespace(encoder=encoder, num_layers=None, pose_encoder=None,
-                                                    height=args.height, width=args.width), parser.error)
+        options.resolve_encoders(
+            argparse.Namespace(
+                encoder=encoder, num_layers=None, pose_encoder=None, height=args.height, width=args.width
+            ),
+            parser.error,
+        )
     if args.make_data:
         args.data_path, args.split = make_data(args.make_data, args.make_frames, args.img_ext)
     for name in ("data_path", "fast_data_path"):  # before minutes of measuring the other paths
@@ -336,14 +457,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for encoder in args.encoders or [None]:
             for config in args.configs:
                 for path in paths:
-                    logger.info("measuring %s on the %s path%s", config, path,
-                                f" with {encoder}" if encoder else "")
+                    logger.info(
+                        "measuring %s on the %s path%s", config, path, f" with {encoder}" if encoder else ""
+                    )
                     results.append(measure(args, config, path, log_dir, encoder))
     device = init_runtime(args.device).device
-    report = {"settings": {k: v for k, v in vars(args).items()}, "machine": machine(device), "results": results,
-              "reference_epoch_items": reference_epoch_items(),
-              "paper_table2": {k: dict(zip(("method", "training_time", "memory", "inference"), v))
-                              for k, v in PAPER_TABLE2.items()}}
+    report = {
+        "settings": {k: v for k, v in vars(args).items()},
+        "machine": machine(device),
+        "results": results,
+        "reference_epoch_items": reference_epoch_items(),
+        "paper_table2": {
+            k: dict(zip(("method", "training_time", "memory", "inference"), v))
+            for k, v in PAPER_TABLE2.items()
+        },
+    }
     if args.baseline and not args.encoders:
         by_key = {(r["config"], r["path"]): r for r in results}
 
@@ -353,11 +481,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 return None
             return value / exact if higher_is_better else exact / value
 
-        report["speedups"] = {config: {path: {"train": ratio(config, path, "train_samples_per_s"),
-                                              "input": ratio(config, path, "input_samples_per_s"),
-                                              "inference": ratio(config, path, "inference_ms", False)}
-                                       for path in PATHS[1:]}
-                              for config in args.configs}
+        report["speedups"] = {
+            config: {
+                path: {
+                    "train": ratio(config, path, "train_samples_per_s"),
+                    "input": ratio(config, path, "input_samples_per_s"),
+                    "inference": ratio(config, path, "inference_ms", False),
+                }
+                for path in PATHS[1:]
+            }
+            for config in args.configs
+        }
     with atomic_write(args.output) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)
     print(encoder_table(report) if args.encoders else table(report))

@@ -8,6 +8,7 @@ labels (Cityscapes label-id PNGs in the pseudo-label layout; make them with pyth
 if your label set lacks the test frames). It prints a table, and writes JSON and a bar chart (PNG and
 PDF, drawn with matplotlib as the other figures of tools/figures.py; ``--no_chart`` without it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,14 +39,16 @@ def format_table(results: dict[str, list[dict | None]], metric: str) -> str:
     widths = [max(CELL_WIDTH, len(n)) for n in names]  # model names whole
     lines = [f"{'class':>14} | " + " | ".join(f"{n:>{w}}" for n, w in zip(names, widths))]
     for k, class_name in enumerate(CLASS_NAMES):
-        cells = [f"{results[n][k][metric]:{w}.4f}" if results[n][k] else f"{'-':>{w}}" for n, w in zip(names, widths)]
+        cells = [
+            f"{results[n][k][metric]:{w}.4f}" if results[n][k] else f"{'-':>{w}}"
+            for n, w in zip(names, widths)
+        ]
         lines.append(f"{class_name:>14} | " + " | ".join(cells))
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     arguments.add_model_options(parser, folders_required=True)
     parser.add_argument("--metric", default="abs_rel", choices=DEPTH_METRIC_NAMES, help="metric of the chart")
     parser.add_argument("--output_dir", default=".", help="where the JSON and the chart go")
@@ -64,24 +67,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     gt_file = ground_truth_file(opts.gt_depths, opts.eval_split)
     lines = read_split(test_file, KITTIRAWDataset.NEEDS_SIDE, need_lines=True)
     gt_depths = load_ground_truth(gt_file, len(lines), test_file)
-    labels_dataset = KITTIRAWDataset(opts.data_path, lines, 32, 32, [0], 1, seg_path=opts.seg_path,
-                                     load_depth=False)
+    labels_dataset = KITTIRAWDataset(
+        opts.data_path, lines, 32, 32, [0], 1, seg_path=opts.seg_path, load_depth=False
+    )
     train_ids = [load_train_ids(labels_dataset, i, gt.shape) for i, gt in enumerate(gt_depths)]
     garg_crop = opts.eval_split == "eigen"
     results: dict = {}
     for name, folder in zip(names, opts.load_weights_folder):
         encoder, decoder, spec = model_folder.load_depth_model(folder, device)
-        loader = test_loader(opts.data_path, test_file, spec, False, opts.img_ext, opts.batch_size, opts.num_workers)
+        loader = test_loader(
+            opts.data_path, test_file, spec, False, opts.img_ext, opts.batch_size, opts.num_workers
+        )
         pred_disps = predict_disparities(encoder, decoder, loader, spec, device, desc=name)
-        sums = sum(class_sums(gt, pred, ids, len(CLASS_NAMES), garg_crop, not opts.eval_stereo,
-                              STEREO_SCALE_FACTOR if opts.eval_stereo else 1.0)
-                   for gt, pred, ids in zip(gt_depths, pred_disps, train_ids))
+        sums = sum(
+            class_sums(
+                gt,
+                pred,
+                ids,
+                len(CLASS_NAMES),
+                garg_crop,
+                not opts.eval_stereo,
+                STEREO_SCALE_FACTOR if opts.eval_stereo else 1.0,
+            )
+            for gt, pred, ids in zip(gt_depths, pred_disps, train_ids)
+        )
         results[name] = metrics_from_sums(sums)
     print(format_table(results, opts.metric))
     os.makedirs(opts.output_dir, exist_ok=True)
     stem = os.path.join(opts.output_dir, f"per_class_{split_name(opts.eval_split)}")
-    save_json({"split": split_name(opts.eval_split), "classes": list(CLASS_NAMES), "pooling": "pixels",
-               "models": {n: dict(zip(CLASS_NAMES, rows)) for n, rows in results.items()}}, stem + ".json")
+    save_json(
+        {
+            "split": split_name(opts.eval_split),
+            "classes": list(CLASS_NAMES),
+            "pooling": "pixels",
+            "models": {n: dict(zip(CLASS_NAMES, rows)) for n, rows in results.items()},
+        },
+        stem + ".json",
+    )
     if opts.no_chart:
         logger.info("wrote %s.json", stem)
     else:

@@ -14,6 +14,7 @@ and refuses a folder written with other settings. Frames and files are written u
 names and renamed. A video that cannot be decoded or is truncated is one ``error:`` line (exit 2)
 and leaves no folder behind; the other videos are still imported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,27 @@ from PIL import Image
 from tqdm import tqdm
 
 import utils
-from datasets.camera import (INTRINSICS_NAMES, Camera, check_camera_fits, cropped_and_resized, field_of_view_camera,
-                             read_camera, resized_size)
+from datasets.camera import (
+    INTRINSICS_NAMES,
+    Camera,
+    check_camera_fits,
+    cropped_and_resized,
+    field_of_view_camera,
+    read_camera,
+    resized_size,
+)
 from datasets.folders import FRAME_NAME, INCOMPLETE_MARKER
 from datasets.mono_dataset import RESIZE_FILTER
-from datasets.video_files import (VIDEO_EXTENSIONS, RateSampler, VideoInfo, fps_option, frame_rate_tolerance, is_video,
-                                  probe, read_frames)
+from datasets.video_files import (
+    VIDEO_EXTENSIONS,
+    RateSampler,
+    VideoInfo,
+    fps_option,
+    frame_rate_tolerance,
+    is_video,
+    probe,
+    read_frames,
+)
 from fileio.atomic import atomic_write, save_json
 from utils import InputError, MissingFileError
 
@@ -47,15 +63,18 @@ DEFAULT_FPS = 10.0  # KITTI's rate (see --fps)
 IMPORT_RECORD = "import.json"  # settings and counts of a finished import
 RIGHT_FOLDER = "right"
 JPEG_QUALITY = 95
-FPS_HELP = ("frames per second kept: 10 is KITTI's rate, about 1 m of motion per frame at city speeds (36 km/h), "
-            "what the models and their defaults were made for; at a camera's 25-60 fps neighbouring frames barely "
-            "move and the photometric loss sees too little parallax (Monodepth2's maintainers' advice). Lower it for "
-            "slow footage (walking), raise it for fast (motorway)")
+FPS_HELP = (
+    "frames per second kept: 10 is KITTI's rate, about 1 m of motion per frame at city speeds (36 km/h), "
+    "what the models and their defaults were made for; at a camera's 25-60 fps neighbouring frames barely "
+    "move and the photometric loss sees too little parallax (Monodepth2's maintainers' advice). Lower it for "
+    "slow footage (walking), raise it for fast (motorway)"
+)
 
 
 @dataclass(frozen=True)
 class Plan:
     """What to write for one video: its sequence folder, the crop, the output size and camera."""
+
     video: str
     right_video: str | None
     name: str
@@ -67,12 +86,21 @@ class Plan:
 
     def settings(self, opts: argparse.Namespace) -> dict:
         """Everything that decides the written files: a rerun must match it to resume or skip."""
+
         def source(path):
             return None if path is None else {"file": os.path.basename(path), "bytes": os.path.getsize(path)}
-        return {"video": source(self.video), "right_video": source(self.right_video), "fps": opts.fps,
-                "crop": list(self.crop), "width": self.width, "height": self.height, "ext": opts.ext,
-                "jpeg_quality": opts.jpeg_quality if opts.ext == "jpg" else None,
-                "camera": None if self.camera is None else self.camera.as_dict()}
+
+        return {
+            "video": source(self.video),
+            "right_video": source(self.right_video),
+            "fps": opts.fps,
+            "crop": list(self.crop),
+            "width": self.width,
+            "height": self.height,
+            "ext": opts.ext,
+            "jpeg_quality": opts.jpeg_quality if opts.ext == "jpg" else None,
+            "camera": None if self.camera is None else self.camera.as_dict(),
+        }
 
 
 # -- what to import ------------------------------------------------------------------------------
@@ -105,8 +133,15 @@ def source_camera(opts: argparse.Namespace, info: VideoInfo) -> Camera | None:
         check_camera_fits(camera, info.width, info.height, info.path)
         return replace(camera, stereo_folder=None, baseline=None)
     if opts.fx is not None:
-        camera = Camera(opts.fx, opts.fy, opts.cx, opts.cy, "the command line (--fx --fy --cx --cy)",
-                        info.width, info.height)
+        camera = Camera(
+            opts.fx,
+            opts.fy,
+            opts.cx,
+            opts.cy,
+            "the command line (--fx --fy --cx --cy)",
+            info.width,
+            info.height,
+        )
         check_camera_fits(camera, info.width, info.height, info.path)
         return camera
     if opts.fov is not None:
@@ -120,20 +155,27 @@ def plan_video(video: str, right_video: str | None, opts: argparse.Namespace) ->
     if right_video is not None:
         right = probe(right_video)
         if (right.width, right.height) != (info.width, info.height):
-            raise InputError(f"{right_video}: {right.width}x{right.height} frames, but its left video {video} has "
-                             f"{info.width}x{info.height}: the two cameras must be rectified to one size")
+            raise InputError(
+                f"{right_video}: {right.width}x{right.height} frames, but its left video {video} has "
+                f"{info.width}x{info.height}: the two cameras must be rectified to one size"
+            )
     crop = tuple(opts.crop) if opts.crop else (0, 0, info.width, info.height)
     x, y, w, h = crop
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > info.width or y + h > info.height:
-        raise InputError(f"--crop {x} {y} {w} {h} does not fit inside the {info.width}x{info.height} frames of {video}")
+        raise InputError(
+            f"--crop {x} {y} {w} {h} does not fit inside the {info.width}x{info.height} frames of {video}"
+        )
     width, height = resized_size(crop, opts.width, opts.height)
     camera = source_camera(opts, info)
     if camera is not None and opts.camera_height is not None:
         camera = replace(camera, camera_height=opts.camera_height)
     if camera is not None:
         baseline = opts.baseline if right_video else None
-        camera = replace(cropped_and_resized(camera, crop, width, height), baseline=baseline,
-                         stereo_folder=RIGHT_FOLDER if baseline is not None else None)
+        camera = replace(
+            cropped_and_resized(camera, crop, width, height),
+            baseline=baseline,
+            stereo_folder=RIGHT_FOLDER if baseline is not None else None,
+        )
         check_camera_fits(camera, width, height, f"{video} after --crop")
     name = opts.name or sequence_name(video)
     return Plan(video, right_video, name, os.path.join(opts.out, name), crop, width, height, camera)
@@ -154,16 +196,22 @@ def prepare_folder(plan: Plan, settings: dict) -> str:
     record = os.path.join(plan.folder, IMPORT_RECORD)
     if os.path.exists(marker):
         if read_json(marker) != settings:
-            raise InputError(f"{plan.folder}: an unfinished import of other settings (see {marker}): rerun it as it "
-                             f"was, or remove the folder")
+            raise InputError(
+                f"{plan.folder}: an unfinished import of other settings (see {marker}): rerun it as it "
+                f"was, or remove the folder"
+            )
         return "resume"
     if os.path.exists(record):
         if (read_json(record) or {}).get("settings") != settings:
-            raise InputError(f"{plan.folder}: already imported with other settings (see {record}): remove the "
-                             f"folder or choose another --out or --name")
+            raise InputError(
+                f"{plan.folder}: already imported with other settings (see {record}): remove the "
+                f"folder or choose another --out or --name"
+            )
         return "skip"
     if os.path.exists(plan.folder):
-        raise InputError(f"{plan.folder}: exists and was not written by import_video: choose another --out or --name")
+        raise InputError(
+            f"{plan.folder}: exists and was not written by import_video: choose another --out or --name"
+        )
     save_json(settings, marker)
     return "new"
 
@@ -180,7 +228,7 @@ def frame_writer(opts: argparse.Namespace, plan: Plan):
     x, y, w, h = plan.crop
 
     def write(rgb: np.ndarray, path: str) -> None:
-        image = Image.fromarray(rgb[y:y + h, x:x + w])
+        image = Image.fromarray(rgb[y : y + h, x : x + w])
         if (w, h) != (plan.width, plan.height):
             image = image.resize((plan.width, plan.height), RESIZE_FILTER)
         try:
@@ -189,9 +237,16 @@ def frame_writer(opts: argparse.Namespace, plan: Plan):
                     image.save(tmp, format="JPEG", quality=opts.jpeg_quality)
                 else:
                     image.save(tmp, format="PNG")
-        except OSError as err:  # a full or read-only disk: the folder stays marked incomplete, a rerun resumes
-            message = str(err) if isinstance(err, utils.ProjectError) else f"cannot write {path}: {err.strerror or err}"
+        except (
+            OSError
+        ) as err:  # a full or read-only disk: the folder stays marked incomplete, a rerun resumes
+            message = (
+                str(err)
+                if isinstance(err, utils.ProjectError)
+                else f"cannot write {path}: {err.strerror or err}"
+            )
             raise utils.ProjectError(message) from None  # not an InputError: import_one keeps the folder
+
     return write
 
 
@@ -205,14 +260,18 @@ def kept_frames(plan: Plan, opts: argparse.Namespace, info: VideoInfo):
         if right is not None:
             partner = next(right, None)
             if partner is None:
-                raise InputError(f"{plan.right_video}: fewer frames than {plan.video}: the two videos must be "
-                                 f"recorded in step")
+                raise InputError(
+                    f"{plan.right_video}: fewer frames than {plan.video}: the two videos must be "
+                    f"recorded in step"
+                )
             partner = partner[1]
         if sampler.keep(time):
             yield index, rgb, partner
             index += 1
     if right is not None and next(right, None) is not None:
-        raise InputError(f"{plan.right_video}: more frames than {plan.video}: the two videos must be recorded in step")
+        raise InputError(
+            f"{plan.right_video}: more frames than {plan.video}: the two videos must be recorded in step"
+        )
 
 
 def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
@@ -224,7 +283,9 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
         return read_json(os.path.join(plan.folder, IMPORT_RECORD))
     info = probe(plan.video)
     if info.fps is not None and info.fps < opts.fps:
-        logger.warning("%s: recorded at %.3g fps, below --fps %g: every frame is kept", plan.video, info.fps, opts.fps)
+        logger.warning(
+            "%s: recorded at %.3g fps, below --fps %g: every frame is kept", plan.video, info.fps, opts.fps
+        )
     write = frame_writer(opts, plan)
     folders = [plan.folder] + ([os.path.join(plan.folder, RIGHT_FOLDER)] if plan.right_video else [])
     rate = min(1.0, opts.fps / info.fps) if info.fps else 1.0
@@ -246,53 +307,100 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
     except InputError:
         shutil.rmtree(plan.folder, ignore_errors=True)  # marked incomplete: this import's own folder
         raise
-    record = {"settings": settings, "frames": frames, "source_fps": info.fps,
-              "source_frames_declared": info.expected_frames, "source_size": [info.width, info.height],
-              "rotation": info.rotation}
+    record = {
+        "settings": settings,
+        "frames": frames,
+        "source_fps": info.fps,
+        "source_frames_declared": info.expected_frames,
+        "source_size": [info.width, info.height],
+        "rotation": info.rotation,
+    }
     if plan.camera is not None:
         save_json(plan.camera.as_dict(), os.path.join(plan.folder, INTRINSICS_NAMES[0]))
     save_json(record, os.path.join(plan.folder, IMPORT_RECORD))
     os.remove(os.path.join(plan.folder, INCOMPLETE_MARKER))
-    logger.info("%s: %d frames, %d files written now%s", plan.name, frames, written,
-                " (resumed)" if state == "resume" else "")
+    logger.info(
+        "%s: %d frames, %d files written now%s",
+        plan.name,
+        frames,
+        written,
+        " (resumed)" if state == "resume" else "",
+    )
     return record
 
 
 # -- command line --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("videos", nargs="+", help="video files, or folders of them")
-    parser.add_argument("--out", required=True, help="data folder: one sequence folder per video goes here "
-                                                      "(train with --dataset folders --data_path OUT)")
-    parser.add_argument("--name", default=None, help="sequence name (one video only; default: the file's name)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="data folder: one sequence folder per video goes here "
+        "(train with --dataset folders --data_path OUT)",
+    )
+    parser.add_argument(
+        "--name", default=None, help="sequence name (one video only; default: the file's name)"
+    )
     parser.add_argument("--fps", type=fps_option, default=DEFAULT_FPS, help=FPS_HELP)
     g = parser.add_argument_group("geometry (crop first, then resize; the intrinsics follow both)")
-    g.add_argument("--crop", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=None,
-                   help="keep this box, in pixels of the video as shown (e.g. cut off a dashcam's bonnet)")
-    g.add_argument("--width", type=int, default=None, help="resize to this width (alone: keep the aspect ratio)")
-    g.add_argument("--height", type=int, default=None, help="resize to this height (alone: keep the aspect ratio)")
-    g.add_argument("--ext", default="jpg", choices=["jpg", "png"],
-                   help="frame files: JPEG (Monodepth2 trains on JPEG; about 10x smaller) or PNG (lossless)")
+    g.add_argument(
+        "--crop",
+        type=int,
+        nargs=4,
+        metavar=("X", "Y", "W", "H"),
+        default=None,
+        help="keep this box, in pixels of the video as shown (e.g. cut off a dashcam's bonnet)",
+    )
+    g.add_argument(
+        "--width", type=int, default=None, help="resize to this width (alone: keep the aspect ratio)"
+    )
+    g.add_argument(
+        "--height", type=int, default=None, help="resize to this height (alone: keep the aspect ratio)"
+    )
+    g.add_argument(
+        "--ext",
+        default="jpg",
+        choices=["jpg", "png"],
+        help="frame files: JPEG (Monodepth2 trains on JPEG; about 10x smaller) or PNG (lossless)",
+    )
     g.add_argument("--jpeg_quality", type=int, default=JPEG_QUALITY, help="JPEG quality")
-    g = parser.add_argument_group("camera (intrinsics in pixels of the video as shown, before --crop and resize)")
-    g.add_argument("--intrinsics", default=None,
-                   help="JSON (or YAML) file: fx, fy, cx, cy or a 3x3 / 3x4 matrix K; width and height, if given, "
-                        "must be the video's")
+    g = parser.add_argument_group(
+        "camera (intrinsics in pixels of the video as shown, before --crop and resize)"
+    )
+    g.add_argument(
+        "--intrinsics",
+        default=None,
+        help="JSON (or YAML) file: fx, fy, cx, cy or a 3x3 / 3x4 matrix K; width and height, if given, "
+        "must be the video's",
+    )
     g.add_argument("--fx", type=float, default=None, help="focal length in pixels (with --fy --cx --cy)")
     g.add_argument("--fy", type=float, default=None)
     g.add_argument("--cx", type=float, default=None)
     g.add_argument("--cy", type=float, default=None)
-    g.add_argument("--fov", type=float, default=None,
-                   help="no calibration: guess the intrinsics from this horizontal field of view in degrees "
-                        "(centred principal point, square pixels); marked as guessed")
-    g.add_argument("--camera_height", type=float, default=None, metavar="METRES",
-                   help="the camera's height above the road, written into intrinsics.json (metric depth: "
-                        "evaluate_depth.py --scaling camera_height, docs/metric_depth.md); default: the "
-                        "--intrinsics file's, if it has one")
+    g.add_argument(
+        "--fov",
+        type=float,
+        default=None,
+        help="no calibration: guess the intrinsics from this horizontal field of view in degrees "
+        "(centred principal point, square pixels); marked as guessed",
+    )
+    g.add_argument(
+        "--camera_height",
+        type=float,
+        default=None,
+        metavar="METRES",
+        help="the camera's height above the road, written into intrinsics.json (metric depth: "
+        "evaluate_depth.py --scaling camera_height, docs/metric_depth.md); default: the "
+        "--intrinsics file's, if it has one",
+    )
     g = parser.add_argument_group("second camera (stereo training, --use_stereo)")
-    g.add_argument("--right_videos", nargs="+", default=None,
-                   help="the rectified right camera's videos, one per video, in the same order and in step")
+    g.add_argument(
+        "--right_videos",
+        nargs="+",
+        default=None,
+        help="the rectified right camera's videos, one per video, in the same order and in step",
+    )
     g.add_argument("--baseline", type=float, default=None, help="metres between the two cameras")
     return parser
 
@@ -319,8 +427,10 @@ def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if opts.camera_height is not None and not (math.isfinite(opts.camera_height) and opts.camera_height > 0):
         parser.error(f"--camera_height must be positive (metres above the road), got {opts.camera_height}")
     if opts.camera_height is not None and not (opts.intrinsics or opts.fx is not None or opts.fov):
-        parser.error("--camera_height goes into intrinsics.json: give the intrinsics too (--intrinsics, "
-                     "--fx ... or --fov)")
+        parser.error(
+            "--camera_height goes into intrinsics.json: give the intrinsics too (--intrinsics, "
+            "--fx ... or --fov)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,12 +447,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [opts.name or sequence_name(v) for v in videos]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise InputError(f"several videos would become the sequence {clashes[0]}: import them with --name or "
-                         f"into different --out folders")
+        raise InputError(
+            f"several videos would become the sequence {clashes[0]}: import them with --name or "
+            f"into different --out folders"
+        )
     if not (opts.intrinsics or opts.fx is not None or opts.fov):
-        logger.warning("no intrinsics given: the frames are written without intrinsics.json, and training refuses "
-                       "them until it exists. Give --intrinsics FILE or --fx --fy --cx --cy (a calibration), or "
-                       "--fov DEGREES (a guess from the camera's field of view; see docs/own_data.md)")
+        logger.warning(
+            "no intrinsics given: the frames are written without intrinsics.json, and training refuses "
+            "them until it exists. Give --intrinsics FILE or --fx --fy --cx --cy (a calibration), or "
+            "--fov DEGREES (a guess from the camera's field of view; see docs/own_data.md)"
+        )
     failures, summaries = [], []
     for video, right in zip(videos, rights):
         try:
@@ -360,8 +474,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in summaries:
         print(line)
     if failures:
-        raise InputError(failures[0] if len(failures) == 1 else
-                         f"{len(failures)} of {len(videos)} videos failed: " + "; ".join(failures))
+        raise InputError(
+            failures[0]
+            if len(failures) == 1
+            else f"{len(failures)} of {len(videos)} videos failed: " + "; ".join(failures)
+        )
     return 0
 
 
@@ -369,12 +486,17 @@ def summary_line(plan: Plan, record: dict, opts: argparse.Namespace) -> str:
     """One line per sequence: frames, size, rate, intrinsics."""
     source = f"{record['source_fps']:.3g} fps" if record.get("source_fps") else "unknown rate"
     camera = plan.camera
-    intrinsics = ("no intrinsics" if camera is None else
-                  f"fx {camera.fx:.1f} fy {camera.fy:.1f} cx {camera.cx:.1f} cy {camera.cy:.1f}"
-                  + (" (guessed)" if camera.guessed else ""))
+    intrinsics = (
+        "no intrinsics"
+        if camera is None
+        else f"fx {camera.fx:.1f} fy {camera.fy:.1f} cx {camera.cx:.1f} cy {camera.cy:.1f}"
+        + (" (guessed)" if camera.guessed else "")
+    )
     stereo = f", stereo {opts.baseline:g} m" if plan.right_video else ""
-    return (f"{plan.name}: {record['frames']} frames {plan.width}x{plan.height} at {opts.fps:g} fps (video: {source})"
-            f", {intrinsics}{stereo} -> {plan.folder}")
+    return (
+        f"{plan.name}: {record['frames']} frames {plan.width}x{plan.height} at {opts.fps:g} fps (video: {source})"
+        f", {intrinsics}{stereo} -> {plan.folder}"
+    )
 
 
 if __name__ == "__main__":

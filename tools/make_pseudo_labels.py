@@ -7,6 +7,7 @@ reads it (``--seg_path``, default ``<data_path>/segmentation``). Existing labels
 interrupted run continues). A summary (counts, class histogram, colour overlays) goes to
 ``--summary_dir``. The labelling itself: datasets/pseudo_labels.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,18 @@ import options
 import utils
 from datasets import DATASETS
 from datasets.cityscapes import CLASS_NAMES
-from datasets.pseudo_labels import (DEFAULT_MODEL, PRECISIONS, SUMMARY_FOLDER, folder_frames, label_frames,
-                                    load_segmenter, split_files, split_frames, summary_table, write_summary)
+from datasets.pseudo_labels import (
+    DEFAULT_MODEL,
+    PRECISIONS,
+    SUMMARY_FOLDER,
+    folder_frames,
+    label_frames,
+    load_segmenter,
+    split_files,
+    split_frames,
+    summary_table,
+    write_summary,
+)
 from fileio.atomic import remove_stale_temporaries
 from utils import run_cli
 
@@ -42,43 +53,80 @@ def _size(value: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of the tool."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     g = parser.add_argument_group("frames")
     g.add_argument("--data_path", default=None, help="root of the data (KITTI raw layout for --split)")
-    g.add_argument("--split", nargs="+", default=None,
-                   help="training splits (train + val files), test splits (e.g. eigen), split folders or split files")
+    g.add_argument(
+        "--split",
+        nargs="+",
+        default=None,
+        help="training splits (train + val files), test splits (e.g. eigen), split folders or split files",
+    )
     g.add_argument("--splits_dir", default=None, help="folder with local copies of the public split files")
     g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS), help="layout of --data_path")
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
-    g.add_argument("--sides", default="split", choices=["split", "both"],
-                   help="cameras to label: each line's own, or both")
-    g.add_argument("--image_dirs", nargs="+", default=None,
-                   help="instead of --split: folders of images (searched recursively); labels mirror their paths "
-                        "relative to --data_path (else to each folder's parent) below --seg_path")
+    g.add_argument(
+        "--sides",
+        default="split",
+        choices=["split", "both"],
+        help="cameras to label: each line's own, or both",
+    )
+    g.add_argument(
+        "--image_dirs",
+        nargs="+",
+        default=None,
+        help="instead of --split: folders of images (searched recursively); labels mirror their paths "
+        "relative to --data_path (else to each folder's parent) below --seg_path",
+    )
     g.add_argument("--seg_path", default=None, help="label root; default <data_path>/segmentation")
-    g.add_argument("--limit", type=options.positive_int, default=None, help="label at most this many frames in this run")
+    g.add_argument(
+        "--limit", type=options.positive_int, default=None, help="label at most this many frames in this run"
+    )
     g.add_argument("--overwrite", action="store_true", help="relabel frames whose label exists")
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_MODEL,
-                   help="transformers checkpoint (hub name or folder), or a model file: a torch.export program "
-                        "(.pt2, with a dynamic batch size, height and width) or TorchScript (.pt/.ts)")
-    g.add_argument("--assume_train_id_order", action="store_true",
-                   help="trust that a checkpoint's 19 channels are the Cityscapes train ids, whatever its class names")
-    g.add_argument("--resize_to", type=_size, default=None,
-                   help="HEIGHTxWIDTH for the transformers processor instead of its own size")
-    g.add_argument("--sliding_window", action="store_true",
-                   help="transformers checkpoints: windows of the processor's size (stride 3/4, as mmseg's Cityscapes "
-                        "test) over the frame at its own size (or --resize_to), instead of resizing the whole frame")
-    g.add_argument("--normalize", default="none", choices=["none", "imagenet"],
-                   help="model files' input: RGB in [0, 1], or ImageNet-normalised")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="transformers checkpoint (hub name or folder), or a model file: a torch.export program "
+        "(.pt2, with a dynamic batch size, height and width) or TorchScript (.pt/.ts)",
+    )
+    g.add_argument(
+        "--assume_train_id_order",
+        action="store_true",
+        help="trust that a checkpoint's 19 channels are the Cityscapes train ids, whatever its class names",
+    )
+    g.add_argument(
+        "--resize_to",
+        type=_size,
+        default=None,
+        help="HEIGHTxWIDTH for the transformers processor instead of its own size",
+    )
+    g.add_argument(
+        "--sliding_window",
+        action="store_true",
+        help="transformers checkpoints: windows of the processor's size (stride 3/4, as mmseg's Cityscapes "
+        "test) over the frame at its own size (or --resize_to), instead of resizing the whole frame",
+    )
+    g.add_argument(
+        "--normalize",
+        default="none",
+        choices=["none", "imagenet"],
+        help="model files' input: RGB in [0, 1], or ImageNet-normalised",
+    )
     g = parser.add_argument_group("system")
     utils.add_device_option(g)
     g.add_argument("--batch_size", type=options.positive_int, default=8, help="frames per forward pass")
     g.add_argument("--num_workers", type=options.non_negative_int, default=4, help="image-decoding processes")
-    g.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="autocast precision (CUDA only)")
+    g.add_argument(
+        "--precision", default="fp32", choices=sorted(PRECISIONS), help="autocast precision (CUDA only)"
+    )
     g.add_argument("--summary_dir", default=None, help=f"summary folder; default <seg_path>/{SUMMARY_FOLDER}")
-    g.add_argument("--num_overlays", type=options.non_negative_int, default=4, help="colour overlays written to the summary folder")
+    g.add_argument(
+        "--num_overlays",
+        type=options.non_negative_int,
+        default=4,
+        help="colour overlays written to the summary folder",
+    )
     return parser
 
 
@@ -101,8 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {opts.device}: no CUDA device is available (use --device cpu)")
     if device.type != "cuda" and opts.precision != "fp32":
-        parser.error(f"--precision {opts.precision} needs a CUDA device (autocast runs on CUDA only); "
-                     f"use --precision fp32 on {device}")
+        parser.error(
+            f"--precision {opts.precision} needs a CUDA device (autocast runs on CUDA only); "
+            f"use --precision fp32 on {device}"
+        )
     seg_path = opts.seg_path or os.path.join(opts.data_path, "segmentation")
     summary_dir = opts.summary_dir or os.path.join(seg_path, SUMMARY_FOLDER)
     if opts.split is not None:
@@ -114,21 +164,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove_stale_temporaries(seg_path)
     todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
     skipped = len(frames) - len(todo)
-    todo = todo[:opts.limit] if opts.limit is not None else todo
-    logger.info("%d frames need labels: %d exist, labelling %d with %s on %s (%s)", len(frames), skipped,
-                len(todo), opts.model, device, opts.precision)
-    segmenter = load_segmenter(opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order,
-                               opts.sliding_window)
+    todo = todo[: opts.limit] if opts.limit is not None else todo
+    logger.info(
+        "%d frames need labels: %d exist, labelling %d with %s on %s (%s)",
+        len(frames),
+        skipped,
+        len(todo),
+        opts.model,
+        device,
+        opts.precision,
+    )
+    segmenter = load_segmenter(
+        opts.model, device, opts.resize_to, opts.normalize, opts.assume_train_id_order, opts.sliding_window
+    )
     os.makedirs(summary_dir, exist_ok=True)
     start = time.perf_counter()
-    histogram, overlays = label_frames(segmenter, todo, device, opts.batch_size, opts.num_workers, opts.precision,
-                                       seg_path, summary_dir, opts.num_overlays)
+    histogram, overlays = label_frames(
+        segmenter,
+        todo,
+        device,
+        opts.batch_size,
+        opts.num_workers,
+        opts.precision,
+        seg_path,
+        summary_dir,
+        opts.num_overlays,
+    )
     seconds = time.perf_counter() - start
     total = max(int(histogram.sum()), 1)
     summary = {
-        "model": opts.model, "device": str(device), "precision": opts.precision, "seg_path": seg_path,
-        "frames_needed": len(frames), "frames_skipped": skipped, "frames_labelled": len(todo),
-        "seconds": seconds, "frames_per_second": len(todo) / seconds if seconds > 0 else 0.0,
+        "model": opts.model,
+        "device": str(device),
+        "precision": opts.precision,
+        "seg_path": seg_path,
+        "frames_needed": len(frames),
+        "frames_skipped": skipped,
+        "frames_labelled": len(todo),
+        "seconds": seconds,
+        "frames_per_second": len(todo) / seconds if seconds > 0 else 0.0,
         "class_pixels": {name: int(n) for name, n in zip(CLASS_NAMES, histogram)},
         "class_share": {name: float(n) / total for name, n in zip(CLASS_NAMES, histogram)},
         "overlays": overlays,

@@ -17,6 +17,7 @@ the fast pipeline skips its resize when a frame already has the training size).
 (quality 92, 4:2:0 chroma). Files are written under a temporary name and renamed; existing
 outputs are skipped, so an interrupted run resumes. A ``prepare_kitti.json`` records the settings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ from utils import InputError, MissingFileError
 
 logger = logging.getLogger("prepare_kitti")
 
-LABEL_PATTERN = re.compile(r"(^|/)segmentation/.+\.png$", re.IGNORECASE)  # pseudo-labels at their default place
-FRAME_PATTERN = re.compile(r"(^|/)(image_0[0-3]/data|sequences/\d+/image_[0-3])/[^/]+\.(png|jpe?g)$", re.IGNORECASE)
+LABEL_PATTERN = re.compile(
+    r"(^|/)segmentation/.+\.png$", re.IGNORECASE
+)  # pseudo-labels at their default place
+FRAME_PATTERN = re.compile(
+    r"(^|/)(image_0[0-3]/data|sequences/\d+/image_[0-3])/[^/]+\.(png|jpe?g)$", re.IGNORECASE
+)
 DEFAULT_JPEG_QUALITY = 92  # Monodepth2's README conversion
 MAX_JPEG_QUALITY = 95  # Pillow: above 95 JPEG files grow without a visible gain
 SETTINGS_FILE = "prepare_kitti.json"
@@ -71,7 +76,9 @@ def convert_frame(job: tuple[str, str, int | None, int | None, int]) -> bool:
     if os.path.exists(target):
         return False
     label = is_label(target)
-    image = open_image(source)  # InputError naming a file that is unreadable, truncated or too large to decode
+    image = open_image(
+        source
+    )  # InputError naming a file that is unreadable, truncated or too large to decode
     image = image.copy() if label else image.convert("RGB")
     if height is not None and image.size != (width, height):
         image = image.resize((width, height), LABEL_FILTER if label else RESIZE_FILTER)
@@ -102,9 +109,17 @@ def mirror_file(source: str, target: str, copy: bool) -> None:
     os.replace(tmp, target)
 
 
-def prepare(data_path: str, output_path: str, height: int | None, width: int | None, ext: str | None = None,
-            quality: int = DEFAULT_JPEG_QUALITY, num_workers: int = 1, copy: bool = False,
-            progress: bool = True) -> dict:
+def prepare(
+    data_path: str,
+    output_path: str,
+    height: int | None,
+    width: int | None,
+    ext: str | None = None,
+    quality: int = DEFAULT_JPEG_QUALITY,
+    num_workers: int = 1,
+    copy: bool = False,
+    progress: bool = True,
+) -> dict:
     """Write the cache; returns counts of frames and labels written and skipped (together), of the label
     maps among them, and of other files mirrored."""
     if not os.path.isdir(data_path):
@@ -113,8 +128,10 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
     if source == target:
         raise InputError("--output_path must differ from --data_path (frames would be overwritten)")
     if os.path.commonpath([source, target]) in (source, target):
-        raise InputError(f"--output_path {output_path} and --data_path {data_path} must not lie inside one another "
-                         "(a later run would cache the cache)")
+        raise InputError(
+            f"--output_path {output_path} and --data_path {data_path} must not lie inside one another "
+            "(a later run would cache the cache)"
+        )
     sources: dict[str, str] = {}  # cached frame -> its source; a PNG wins over a JPEG copy of the frame
     others, labels = [], []
     for root, dirs, files in os.walk(data_path):
@@ -129,11 +146,15 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
                 labels.append(relative)  # resized like the frames, kept as a label PNG
             else:
                 others.append(relative)
-    jobs = [(os.path.join(data_path, source), os.path.join(output_path, target), height, width, quality)
-            for target, source in sorted(sources.items()) + [(label, label) for label in labels]]
+    jobs = [
+        (os.path.join(data_path, source), os.path.join(output_path, target), height, width, quality)
+        for target, source in sorted(sources.items()) + [(label, label) for label in labels]
+    ]
     if not sources:
-        raise MissingFileError(f"--data_path {data_path} holds no frames in KITTI's layout "
-                                "(image_0X/data/* or sequences/NN/image_X/*)")
+        raise MissingFileError(
+            f"--data_path {data_path} holds no frames in KITTI's layout "
+            "(image_0X/data/* or sequences/NN/image_X/*)"
+        )
     os.makedirs(output_path, exist_ok=True)
     for relative in others:
         mirror_file(os.path.join(data_path, relative), os.path.join(output_path, relative), copy)
@@ -148,30 +169,50 @@ def prepare(data_path: str, output_path: str, height: int | None, width: int | N
             for job in jobs:
                 written += convert_frame(job)
                 bar.update()
-    settings = {"source": os.path.abspath(data_path), "height": height, "width": width, "ext": ext,
-                "quality": quality, "frames": len(sources), "labels": len(labels)}
+    settings = {
+        "source": os.path.abspath(data_path),
+        "height": height,
+        "width": width,
+        "ext": ext,
+        "quality": quality,
+        "frames": len(sources),
+        "labels": len(labels),
+    }
     tmp = os.path.join(output_path, SETTINGS_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(settings, f, indent=2)
     os.replace(tmp, os.path.join(output_path, SETTINGS_FILE))
-    return {"files_written": written, "files_skipped": len(jobs) - written, "labels": len(labels),
-            "other_files": len(others)}
+    return {
+        "files_written": written,
+        "files_skipped": len(jobs) - written,
+        "labels": len(labels),
+        "other_files": len(others),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", required=True, help="KITTI data in Monodepth2's layout")
     parser.add_argument("--output_path", required=True, help="where the cache is written (same layout)")
     parser.add_argument("--height", type=positive_int, default=192, help="frame height in the cache")
     parser.add_argument("--width", type=positive_int, default=640, help="frame width in the cache")
     parser.add_argument("--no_resize", action="store_true", help="keep the native size (conversion only)")
-    parser.add_argument("--ext", choices=["png", "jpg"], default=None,
-                        help="file type of the cached frames; default: keep each frame's own")
+    parser.add_argument(
+        "--ext",
+        choices=["png", "jpg"],
+        default=None,
+        help="file type of the cached frames; default: keep each frame's own",
+    )
     parser.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality (1..95)")
-    parser.add_argument("--num_workers", type=non_negative_int, default=os.cpu_count() or 1,
-                        help="parallel processes (0 or 1: none)")
-    parser.add_argument("--copy", action="store_true", help="copy the non-frame files instead of linking them")
+    parser.add_argument(
+        "--num_workers",
+        type=non_negative_int,
+        default=os.cpu_count() or 1,
+        help="parallel processes (0 or 1: none)",
+    )
+    parser.add_argument(
+        "--copy", action="store_true", help="copy the non-frame files instead of linking them"
+    )
     return parser
 
 
@@ -183,11 +224,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--quality must lie in 1..{MAX_JPEG_QUALITY}, got {args.quality}")
     utils.setup_logging()
     size = (None, None) if args.no_resize else (args.height, args.width)
-    counts = prepare(args.data_path, args.output_path, *size, ext=args.ext, quality=args.quality,
-                     num_workers=args.num_workers, copy=args.copy)
-    print(f"{counts['files_written']} frames and label maps written ({counts['labels']} label maps in all), "
-          f"{counts['files_skipped']} already there, "
-          f"{counts['other_files']} other files {'copied' if args.copy else 'linked'} -> {args.output_path}")
+    counts = prepare(
+        args.data_path,
+        args.output_path,
+        *size,
+        ext=args.ext,
+        quality=args.quality,
+        num_workers=args.num_workers,
+        copy=args.copy,
+    )
+    print(
+        f"{counts['files_written']} frames and label maps written ({counts['labels']} label maps in all), "
+        f"{counts['files_skipped']} already there, "
+        f"{counts['other_files']} other files {'copied' if args.copy else 'linked'} -> {args.output_path}"
+    )
     return 0
 
 

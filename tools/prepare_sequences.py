@@ -18,6 +18,7 @@ frame that has the neighbours ``--frame_ids`` needs; sequences with a second cam
 their frames from both cameras in turn (l on even frames, r on odd ones), as KITTI's splits mix
 sides. ``--drop_static`` leaves out frames that are near-static to one of their temporal sources.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,6 +58,7 @@ REPORT_NAME = "report.json"
 @dataclass
 class SequenceReport:
     """What the check found in one sequence, and its split lines."""
+
     sequence: ImageSequence
     motion: np.ndarray  # (N - 1,) difference of frame i + 1 to frame i
     shifted: float = 0.0  # mean difference of a frame to its copy shifted by one pixel at STATIC_WIDTH
@@ -72,13 +74,27 @@ class SequenceReport:
     def as_dict(self) -> dict:
         seq = self.sequence
         K = seq.K
-        return {"frames": len(seq.frames), "width": seq.width, "height": seq.height, "stereo": bool(seq.right),
-                "K_normalised": {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])},
-                "intrinsics_file": seq.camera.source, "static_share": self.static_share,
-                "jumps": int((self.motion > JUMP_THRESHOLD).sum()),
-                "median_motion": float(np.median(self.motion)) if len(self.motion) else None,
-                "shifted_difference": self.shifted, "role": self.role,
-                "lines": len(self.lines), "dropped_static": self.dropped_static, "warnings": self.warnings}
+        return {
+            "frames": len(seq.frames),
+            "width": seq.width,
+            "height": seq.height,
+            "stereo": bool(seq.right),
+            "K_normalised": {
+                "fx": float(K[0, 0]),
+                "fy": float(K[1, 1]),
+                "cx": float(K[0, 2]),
+                "cy": float(K[1, 2]),
+            },
+            "intrinsics_file": seq.camera.source,
+            "static_share": self.static_share,
+            "jumps": int((self.motion > JUMP_THRESHOLD).sum()),
+            "median_motion": float(np.median(self.motion)) if len(self.motion) else None,
+            "shifted_difference": self.shifted,
+            "role": self.role,
+            "lines": len(self.lines),
+            "dropped_static": self.dropped_static,
+            "warnings": self.warnings,
+        }
 
 
 # -- motion --------------------------------------------------------------------------------------
@@ -90,7 +106,11 @@ def small_grey(path: str) -> np.ndarray:
             size = (STATIC_WIDTH, max(1, round(height * STATIC_WIDTH / width)))
             image.draft("L", size)  # JPEG: decode at 1/2..1/8 scale directly
             grey = image.convert("L").resize(size, Image.Resampling.BILINEAR)
-    except (OSError, SyntaxError, ValueError) as err:  # a truncated or damaged frame (UnidentifiedImageError too)
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as err:  # a truncated or damaged frame (UnidentifiedImageError too)
         raise InputError(f"{path}: cannot decode the frame ({err})") from None
     return np.asarray(grey, dtype=np.float32) / utils.UINT8_MAX
 
@@ -139,9 +159,11 @@ def check_length(sequence: ImageSequence, frame_ids: Sequence[int]) -> None:
     """A sequence must hold at least one frame with every neighbour ``--frame_ids`` asks for."""
     span = max(0, *frame_ids) - min(0, *frame_ids) + 1
     if len(sequence.frames) < span:
-        raise InputError(f"{sequence.folder}: {len(sequence.frames)} frame(s), but --frame_ids "
-                         f"{' '.join(map(str, frame_ids))} needs {span} in a row: remove the folder or import more "
-                         f"of its video")
+        raise InputError(
+            f"{sequence.folder}: {len(sequence.frames)} frame(s), but --frame_ids "
+            f"{' '.join(map(str, frame_ids))} needs {span} in a row: remove the folder or import more "
+            f"of its video"
+        )
 
 
 def pick_validation(names: Sequence[str], fraction: float) -> list[str]:
@@ -157,36 +179,46 @@ def warnings_of(report: SequenceReport) -> list[str]:
     seq = report.sequence
     problems = camera_warnings(seq.camera, seq.width, seq.height)
     if report.static_share > STATIC_WARNING:
-        problems.append(f"{report.static_share:.0%} of its frames are near-static (difference to the previous frame "
-                        f"< {STATIC_THRESHOLD}): a camera standing still teaches no depth; --drop_static leaves them out")
+        problems.append(
+            f"{report.static_share:.0%} of its frames are near-static (difference to the previous frame "
+            f"< {STATIC_THRESHOLD}): a camera standing still teaches no depth; --drop_static leaves them out"
+        )
     jumps = np.flatnonzero(report.motion > JUMP_THRESHOLD) + 1
     if len(jumps):
         shown = ", ".join(map(str, jumps[:5])) + (" ..." if len(jumps) > 5 else "")
-        problems.append(f"{len(jumps)} very large jump(s) between frames (difference > {JUMP_THRESHOLD}; at frame "
-                        f"{shown}): cuts, dropped frames, or motion too fast for the frame rate (import at a "
-                        f"higher --fps)")
+        problems.append(
+            f"{len(jumps)} very large jump(s) between frames (difference > {JUMP_THRESHOLD}; at frame "
+            f"{shown}): cuts, dropped frames, or motion too fast for the frame rate (import at a "
+            f"higher --fps)"
+        )
     moving = report.motion[report.motion >= STATIC_THRESHOLD]
     if len(moving) and report.shifted > 0 and np.median(moving) > UNRELATED_VIEW_RATIO * report.shifted:
-        problems.append(f"neighbouring frames differ more than a frame and its copy shifted by one pixel at "
-                        f"{STATIC_WIDTH} wide (median {np.median(moving):.3f} against {report.shifted:.3f}): as much "
-                        f"as unrelated views, on which monocular training from scratch with auto-masking did not "
-                        f"learn (docs/own_data.md); import at a higher --fps")
+        problems.append(
+            f"neighbouring frames differ more than a frame and its copy shifted by one pixel at "
+            f"{STATIC_WIDTH} wide (median {np.median(moving):.3f} against {report.shifted:.3f}): as much "
+            f"as unrelated views, on which monocular training from scratch with auto-masking did not "
+            f"learn (docs/own_data.md); import at a higher --fps"
+        )
     return problems
 
 
 # -- output --------------------------------------------------------------------------------------
 def report_table(reports: Sequence[SequenceReport]) -> str:
     """The per-sequence table that the command prints."""
-    header = (f"{'sequence':<20}{'frames':>7}  {'size':<10}{'cams':>4}{'fx/W':>7}{'fy/H':>7}{'cx/W':>6}{'cy/H':>6}"
-              f"{'static':>8}{'jumps':>6}  {'split':<6}{'lines':>6}")
+    header = (
+        f"{'sequence':<20}{'frames':>7}  {'size':<10}{'cams':>4}{'fx/W':>7}{'fy/H':>7}{'cx/W':>6}{'cy/H':>6}"
+        f"{'static':>8}{'jumps':>6}  {'split':<6}{'lines':>6}"
+    )
     rows = [header]
     for report in reports:
         d = report.as_dict()
         K = d["K_normalised"]
         size, cams = f"{d['width']}x{d['height']}", 2 if d["stereo"] else 1
-        rows.append(f"{report.sequence.name:<20}{d['frames']:>7}  {size:<10}{cams:>4}{K['fx']:>7.3f}{K['fy']:>7.3f}"
-                    f"{K['cx']:>6.3f}{K['cy']:>6.3f}{d['static_share']:>8.1%}{d['jumps']:>6}  {d['role']:<6}"
-                    f"{d['lines']:>6}")
+        rows.append(
+            f"{report.sequence.name:<20}{d['frames']:>7}  {size:<10}{cams:>4}{K['fx']:>7.3f}{K['fy']:>7.3f}"
+            f"{K['cx']:>6.3f}{K['cy']:>6.3f}{d['static_share']:>8.1%}{d['jumps']:>6}  {d['role']:<6}"
+            f"{d['lines']:>6}"
+        )
     return "\n".join(rows)
 
 
@@ -196,24 +228,53 @@ def write_lines(path: str, lines: Sequence[str]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
-    parser.add_argument("--data_path", required=True, help="the folder of sequence folders (import_video's --out)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
+    parser.add_argument(
+        "--data_path", required=True, help="the folder of sequence folders (import_video's --out)"
+    )
     parser.add_argument("--out", default=None, help=f"split folder; default <data_path>/{SPLITS_FOLDER}")
-    parser.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1],
-                        help="the training's --frame_ids: a line needs all these neighbours")
-    parser.add_argument("--val_sequences", nargs="*", default=None,
-                        help="sequences held out for validation (default: --val_fraction of them)")
-    parser.add_argument("--val_fraction", type=float, default=0.1,
-                        help="share of the sequences held out for validation, whole (at least one of two or more)")
-    parser.add_argument("--test_sequences", nargs="*", default=[],
-                        help="sequences for test_files.txt (every frame; e.g. those with ground truth)")
-    parser.add_argument("--drop_static", action="store_true",
-                        help=f"leave out frames near-static to a temporal source (difference < {STATIC_THRESHOLD})")
-    parser.add_argument("--seg_path", default=None, help="label folder to leave out when searching for sequences "
-                                                        "(default <data_path>/segmentation)")
+    parser.add_argument(
+        "--frame_ids",
+        type=int,
+        nargs="+",
+        default=[0, -1, 1],
+        help="the training's --frame_ids: a line needs all these neighbours",
+    )
+    parser.add_argument(
+        "--val_sequences",
+        nargs="*",
+        default=None,
+        help="sequences held out for validation (default: --val_fraction of them)",
+    )
+    parser.add_argument(
+        "--val_fraction",
+        type=float,
+        default=0.1,
+        help="share of the sequences held out for validation, whole (at least one of two or more)",
+    )
+    parser.add_argument(
+        "--test_sequences",
+        nargs="*",
+        default=[],
+        help="sequences for test_files.txt (every frame; e.g. those with ground truth)",
+    )
+    parser.add_argument(
+        "--drop_static",
+        action="store_true",
+        help=f"leave out frames near-static to a temporal source (difference < {STATIC_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--seg_path",
+        default=None,
+        help="label folder to leave out when searching for sequences (default <data_path>/segmentation)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace split files that differ")
-    parser.add_argument("--num_workers", type=options.non_negative_int, default=2, help="processes reading frames (0: this one)")
+    parser.add_argument(
+        "--num_workers",
+        type=options.non_negative_int,
+        default=2,
+        help="processes reading frames (0: this one)",
+    )
     return parser
 
 
@@ -234,14 +295,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"no sequence {unknown[0]!r} below {opts.data_path} (found: {', '.join(names)})")
     bad = [name for name in names if len(name.split()) != 1]
     if bad:
-        raise InputError(f"{os.path.join(opts.data_path, bad[0])}: a sequence name with whitespace cannot go into a "
-                         f"split line: rename the folder")
+        raise InputError(
+            f"{os.path.join(opts.data_path, bad[0])}: a sequence name with whitespace cannot go into a "
+            f"split line: rename the folder"
+        )
     sequences = [read_sequence(opts.data_path, name) for name in names]  # every check before any reading
     for sequence in sequences:
         check_length(sequence, opts.frame_ids)
     test = set(opts.test_sequences)
     candidates = [name for name in names if name not in test]
-    val = set(opts.val_sequences if opts.val_sequences is not None else pick_validation(candidates, opts.val_fraction))
+    val = set(
+        opts.val_sequences
+        if opts.val_sequences is not None
+        else pick_validation(candidates, opts.val_fraction)
+    )
     reports = []
     for sequence in tqdm(sequences, desc="measuring motion", unit="sequence"):
         report = SequenceReport(sequence, *motion_of(sequence.frames, opts.num_workers))
@@ -249,8 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sequence_lines(report, opts.frame_ids, opts.drop_static)
         report.warnings = warnings_of(report)
         reports.append(report)
-    splits = {name: [line for r in reports if r.role == role for line in r.lines]
-              for name, role in zip(SPLIT_NAMES, ("train", "val", "test"))}
+    splits = {
+        name: [line for r in reports if r.role == role for line in r.lines]
+        for name, role in zip(SPLIT_NAMES, ("train", "val", "test"))
+    }
     if not splits["train_files.txt"]:
         raise InputError(f"no training lines: every sequence below {opts.data_path} is held out or too short")
     write_splits(out, splits, opts.overwrite)
@@ -259,14 +328,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in report.warnings:
             print(f"warning: {report.sequence.name}: {warning}")
     if len(splits["train_files.txt"]) < FEW_TRAINING_ITEMS:
-        print(f"warning: {len(splits['train_files.txt'])} training lines: KITTI's eigen_zhou split has 39810; expect "
-              f"a model that fits these scenes only")
+        print(
+            f"warning: {len(splits['train_files.txt'])} training lines: KITTI's eigen_zhou split has 39810; expect "
+            f"a model that fits these scenes only"
+        )
     if not splits["val_files.txt"]:
         print("warning: no validation sequence (validation holds out whole sequences: import another video)")
-    summary = {"data_path": os.path.abspath(opts.data_path), "frame_ids": opts.frame_ids,
-               "drop_static": opts.drop_static, "static_threshold": STATIC_THRESHOLD, "jump_threshold": JUMP_THRESHOLD,
-               "sequences": {r.sequence.name: r.as_dict() for r in reports},
-               "lines": {name: len(lines) for name, lines in splits.items()}}
+    summary = {
+        "data_path": os.path.abspath(opts.data_path),
+        "frame_ids": opts.frame_ids,
+        "drop_static": opts.drop_static,
+        "static_threshold": STATIC_THRESHOLD,
+        "jump_threshold": JUMP_THRESHOLD,
+        "sequences": {r.sequence.name: r.as_dict() for r in reports},
+        "lines": {name: len(lines) for name, lines in splits.items()},
+    }
     save_json(summary, os.path.join(out, REPORT_NAME))
     written = ", ".join(f"{name} ({len(lines)} lines)" for name, lines in splits.items() if lines)
     print(f"wrote {out}: {written}")

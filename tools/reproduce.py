@@ -12,6 +12,7 @@ another, and finished stages are skipped, so the same command resumes a table af
 another day. The table is written as Markdown, LaTeX (booktabs), CSV and JSON (every run's
 options, commands, folder and metrics) to ``--output_dir``, ours beside the paper's numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,34 +35,81 @@ logger = logging.getLogger("reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("table", nargs="?", help="table2 .. table7, or a JSON file of rows")
-    parser.add_argument("--data_path", default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
-                        help="KITTI raw root (training and evaluation)")
-    parser.add_argument("--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp", "reproduce"),
-                        help="where the run folders are (runs with the same options are shared between tables)")
-    parser.add_argument("--output_dir", default=None, help="where the tables are written (default <log_dir>/tables)")
-    parser.add_argument("--eval_split", default=None,
-                        help="evaluate on this split instead of the table's (e.g. a folder with test_files.txt)")
-    parser.add_argument("--splits_dir", default=None, help="local copy of the split files (training and evaluation)")
-    parser.add_argument("--seeds", type=options.positive_int, default=1, help="runs per row (seeds first_seed, first_seed + 1, ...)")
-    parser.add_argument("--first_seed", type=options.non_negative_int, default=0, help="seed of each row's first run")
-    parser.add_argument("--set", dest="variables", action="append", default=[], metavar="NAME=VALUE",
-                        help="fill a row's {NAME} (e.g. table5's --set labels_14=DIR)")
-    parser.add_argument("--train_args", default="", help="train.py options added to every row, one string "
-                        "(write --train_args=\"--num_epochs 1\")")
-    parser.add_argument("--evaluate_args", default="", help="evaluate_depth.py options added to every evaluation")
-    parser.add_argument("--benchmark_args", default="", help="tools.benchmark options added to every benchmark")
+    parser.add_argument(
+        "--data_path",
+        default=os.path.join(utils.PROJECT_DIR, "kitti_data"),
+        help="KITTI raw root (training and evaluation)",
+    )
+    parser.add_argument(
+        "--log_dir",
+        default=os.path.join(os.path.expanduser("~"), "tmp", "reproduce"),
+        help="where the run folders are (runs with the same options are shared between tables)",
+    )
+    parser.add_argument(
+        "--output_dir", default=None, help="where the tables are written (default <log_dir>/tables)"
+    )
+    parser.add_argument(
+        "--eval_split",
+        default=None,
+        help="evaluate on this split instead of the table's (e.g. a folder with test_files.txt)",
+    )
+    parser.add_argument(
+        "--splits_dir", default=None, help="local copy of the split files (training and evaluation)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=options.positive_int,
+        default=1,
+        help="runs per row (seeds first_seed, first_seed + 1, ...)",
+    )
+    parser.add_argument(
+        "--first_seed", type=options.non_negative_int, default=0, help="seed of each row's first run"
+    )
+    parser.add_argument(
+        "--set",
+        dest="variables",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill a row's {NAME} (e.g. table5's --set labels_14=DIR)",
+    )
+    parser.add_argument(
+        "--train_args",
+        default="",
+        help='train.py options added to every row, one string (write --train_args="--num_epochs 1")',
+    )
+    parser.add_argument(
+        "--evaluate_args", default="", help="evaluate_depth.py options added to every evaluation"
+    )
+    parser.add_argument(
+        "--benchmark_args", default="", help="tools.benchmark options added to every benchmark"
+    )
     parser.add_argument("--no_cost", action="store_true", help="skip the benchmark (Table 2's cost columns)")
-    parser.add_argument("--metrics", nargs="+", choices=DEPTH_METRIC_NAMES, default=None,
-                        help="the depth metrics shown, in this order (default: the table's; the JSON keeps all)")
-    parser.add_argument("--nproc_per_node", type=options.positive_int, default=None,
-                        help="processes per run under torchrun (default: the number of visible GPUs; 1: plain python)")
-    parser.add_argument("--dry_run", action="store_true", help="print the commands that would run, run nothing")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=DEPTH_METRIC_NAMES,
+        default=None,
+        help="the depth metrics shown, in this order (default: the table's; the JSON keeps all)",
+    )
+    parser.add_argument(
+        "--nproc_per_node",
+        type=options.positive_int,
+        default=None,
+        help="processes per run under torchrun (default: the number of visible GPUs; 1: plain python)",
+    )
+    parser.add_argument(
+        "--dry_run", action="store_true", help="print the commands that would run, run nothing"
+    )
     parser.add_argument("--list", action="store_true", help="list the named tables and their rows")
-    parser.add_argument("--final_weights", metavar="RUN", default=None,
-                        help="(a stage of a run) link RUN's newest weights folder to RUN/final_weights")
+    parser.add_argument(
+        "--final_weights",
+        metavar="RUN",
+        default=None,
+        help="(a stage of a run) link RUN's newest weights folder to RUN/final_weights",
+    )
     return parser
 
 
@@ -81,7 +129,9 @@ def list_tables() -> str:
     for table in tables.TABLES.values():
         lines.append(f"{table.name}: {table.title}")
         for row in table.rows:
-            lines.append(f"    {row.name:<32} " + (" ".join(row.train) if row.train else "(the paper's number only)"))
+            lines.append(
+                f"    {row.name:<32} " + (" ".join(row.train) if row.train else "(the paper's number only)")
+            )
         lines += [f"    needs --set {name}=...: {meaning}" for name, meaning in table.variables.items()]
     return "\n".join(lines)
 
@@ -105,14 +155,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = os.path.abspath(opts.log_dir)
     gpus = torch.cuda.device_count()
     settings = runner.Settings(
-        data_path=os.path.abspath(opts.data_path), log_dir=log_dir,
+        data_path=os.path.abspath(opts.data_path),
+        log_dir=log_dir,
         seeds=list(range(opts.first_seed, opts.first_seed + opts.seeds)),
-        eval_split=os.path.abspath(opts.eval_split) if opts.eval_split and os.path.isdir(opts.eval_split)
+        eval_split=os.path.abspath(opts.eval_split)
+        if opts.eval_split and os.path.isdir(opts.eval_split)
         else opts.eval_split,
         splits_dir=os.path.abspath(opts.splits_dir) if opts.splits_dir else None,
-        variables=parse_variables(opts.variables, parser), train_args=shlex.split(opts.train_args),
-        evaluate_args=shlex.split(opts.evaluate_args), benchmark_args=shlex.split(opts.benchmark_args),
-        nproc_per_node=opts.nproc_per_node if opts.nproc_per_node is not None else max(gpus, 1), cost=not opts.no_cost)
+        variables=parse_variables(opts.variables, parser),
+        train_args=shlex.split(opts.train_args),
+        evaluate_args=shlex.split(opts.evaluate_args),
+        benchmark_args=shlex.split(opts.benchmark_args),
+        nproc_per_node=opts.nproc_per_node if opts.nproc_per_node is not None else max(gpus, 1),
+        cost=not opts.no_cost,
+    )
     runs = runner.plan(table, settings)
     if opts.dry_run:
         for _, stage in runner.pending(runs):
@@ -125,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stopped.exit_code
     eval_split = settings.eval_split or table.eval_split
     if eval_split != table.eval_split:  # the title says where these numbers come from
-        table = dataclasses.replace(table, title=f"{table.title} [ours evaluated on {split_name(eval_split)}]")
+        table = dataclasses.replace(
+            table, title=f"{table.title} [ours evaluated on {split_name(eval_split)}]"
+        )
     results = report.collect(table, runs, eval_split)
     paths = report.write_all(table, results, eval_split, opts.output_dir or os.path.join(log_dir, "tables"))
     print(report.markdown(table, results))

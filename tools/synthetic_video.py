@@ -5,6 +5,7 @@ Writes what synthetic/video.py describes: ``drive_01.mp4`` ... (``--stereo``: an
 keeps) and ``segmentation/`` (their true labels). Then, as with a video of your own:
 ``python -m tools.import_video DIR --out DATA --intrinsics DIR/intrinsics.json`` (docs/own_data.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,24 +22,56 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=utils.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--drives", type=options.positive_int, default=3, help="drives (one video each)")
-    parser.add_argument("--frames", type=options.positive_int, default=60,
-                        help=f"frames per drive at 10 fps, about 1 m apart (the video has 3 (frames - 1) + 1 at {VIDEO_FPS} fps)")
-    parser.add_argument("--scale", type=options.positive_float, default=0.25, help="frame size as a fraction of KITTI's 1242x375")
-    parser.add_argument("--seed", type=options.non_negative_int, default=0, help="the output is a deterministic function of it")
-    parser.add_argument("--stereo", action="store_true", help="also write the right camera's video (0.54 m baseline)")
-    parser.add_argument("--lossless", action="store_true",
-                        help="lossless H.264 RGB (bit-exact frames; plays in FFmpeg-based players, not in browsers)")
-    parser.add_argument("--workers", type=options.positive_int, default=None, help="rendering processes (default: one per CPU)")
+    parser.add_argument(
+        "--frames",
+        type=options.positive_int,
+        default=60,
+        help=f"frames per drive at 10 fps, about 1 m apart (the video has 3 (frames - 1) + 1 at {VIDEO_FPS} fps)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=options.positive_float,
+        default=0.25,
+        help="frame size as a fraction of KITTI's 1242x375",
+    )
+    parser.add_argument(
+        "--seed",
+        type=options.non_negative_int,
+        default=0,
+        help="the output is a deterministic function of it",
+    )
+    parser.add_argument(
+        "--stereo", action="store_true", help="also write the right camera's video (0.54 m baseline)"
+    )
+    parser.add_argument(
+        "--lossless",
+        action="store_true",
+        help="lossless H.264 RGB (bit-exact frames; plays in FFmpeg-based players, not in browsers)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=options.positive_int,
+        default=None,
+        help="rendering processes (default: one per CPU)",
+    )
     opts = parser.parse_args(argv)
     utils.setup_logging()
     width = 2 * max(16, round(scenes.KITTI_WIDTH * opts.scale / 2))  # H.264 frames have even sides
     height = 2 * max(8, round(scenes.KITTI_HEIGHT * opts.scale / 2))
-    videos = generate_videos(opts.out, opts.drives, opts.frames, width, height, opts.seed, opts.stereo, opts.lossless,
-                             workers=opts.workers)
+    videos = generate_videos(
+        opts.out,
+        opts.drives,
+        opts.frames,
+        width,
+        height,
+        opts.seed,
+        opts.stereo,
+        opts.lossless,
+        workers=opts.workers,
+    )
     logger.info("wrote %d videos of %dx%d at %d fps to %s", len(videos), width, height, VIDEO_FPS, opts.out)
     return 0
 

@@ -1,4 +1,5 @@
 """What the training loop asks of the other processes of a distributed run (identities in a run of one)."""
+
 from __future__ import annotations
 
 import torch

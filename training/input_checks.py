@@ -11,6 +11,7 @@
 - ``full``: the same, with every item decoded (in ``num_workers`` processes).
 - ``none``: no check (the loaders still name any file they fail on).
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,7 +70,9 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
         raise MissingFileError(f"--data_path {dataset.data_path} is not a folder")
     numbered = read_split_numbered(split_file, need_side=dataset.NEEDS_SIDE)
     if len(numbered) != len(dataset):
-        raise InputError(f"{split_file} lists {len(numbered)} lines but the dataset holds {len(dataset)} items")
+        raise InputError(
+            f"{split_file} lists {len(numbered)} lines but the dataset holds {len(dataset)} items"
+        )
     missing: list[tuple[str, int]] = []
     exists: dict[str, bool] = {}  # neighbouring frames and calibration files are shared by many lines
     for index, (number, line) in enumerate(numbered):
@@ -78,11 +81,15 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
             raise InputError(f"{split_file}:{number}: {line.strip()!r} {problem}")
         files = dataset.required_files(index)
         entry = dataset.entries[index]
-        label = dataset.label_path(entry.folder, entry.frame_index, entry.side) if dataset.load_labels else None
+        label = (
+            dataset.label_path(entry.folder, entry.frame_index, entry.side) if dataset.load_labels else None
+        )
         for path in files:
             if not _inside(path, dataset.seg_path if path == label else dataset.data_path):
-                raise InputError(f"{split_file}:{number}: {line.strip()!r} leads to {os.path.normpath(path)}, "
-                                 f"outside the data folder {dataset.data_path}")
+                raise InputError(
+                    f"{split_file}:{number}: {line.strip()!r} leads to {os.path.normpath(path)}, "
+                    f"outside the data folder {dataset.data_path}"
+                )
         for path in files:
             if path not in exists:
                 exists[path] = os.path.isfile(path)
@@ -99,7 +106,9 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
             by_file.setdefault(path, []).append(number)
         lines = [f"{len(by_file)} file(s) needed by {split_file} are missing:"]
         for path, numbers in list(by_file.items())[:LISTED_PROBLEMS]:
-            shown = ", ".join(str(n) for n in numbers[:LISTED_PROBLEMS]) + (" ..." if len(numbers) > LISTED_PROBLEMS else "")
+            shown = ", ".join(str(n) for n in numbers[:LISTED_PROBLEMS]) + (
+                " ..." if len(numbers) > LISTED_PROBLEMS else ""
+            )
             lines.append(f"  {path} (needed by line {shown})")
         if len(by_file) > LISTED_PROBLEMS:
             lines.append(f"  ... and {len(by_file) - LISTED_PROBLEMS} more")
@@ -113,5 +122,10 @@ def check_split(dataset: MonoDataset, split_file: str, mode: str = "sample", num
     else:
         for i in range(len(checker)):
             checker[i]
-    logger.info("input check (%s) of %s: %d lines, files present, %d item(s) decoded", mode, split_file,
-                len(numbered), len(indices))
+    logger.info(
+        "input check (%s) of %s: %d lines, files present, %d item(s) decoded",
+        mode,
+        split_file,
+        len(numbered),
+        len(indices),
+    )

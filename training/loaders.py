@@ -1,5 +1,6 @@
 """The training and validation loaders of a run: split files checked, one shard per process, an order
 that a resume can recompute (training/resume.py), workers that leave stop signals to the main process."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,23 +22,38 @@ from utils import InputError
 logger = logging.getLogger(TRAINER_LOGGER)
 
 
-def build(opts: argparse.Namespace, runtime: Runtime,
-          device: torch.device) -> tuple[Dataset, resume.ResumableSampler, DataLoader, DataLoader | None]:
+def build(
+    opts: argparse.Namespace, runtime: Runtime, device: torch.device
+) -> tuple[Dataset, resume.ResumableSampler, DataLoader, DataLoader | None]:
     """(training dataset, its sampler, training loader, validation loader or None) of a run."""
     rt = runtime
     train_file, val_file = splits.training_files(opts.split, opts.splits_dir)
     dataset_class = DATASETS[opts.dataset]
-    common = dict(height=opts.height, width=opts.width, frame_ids=[0] + options.source_frame_ids(opts),
-                  num_scales=max(opts.scales) + 1, img_ext=opts.img_ext,
-                  load_labels=options.needs_labels(opts), seg_path=opts.seg_path)
+    common = dict(
+        height=opts.height,
+        width=opts.width,
+        frame_ids=[0] + options.source_frame_ids(opts),
+        num_scales=max(opts.scales) + 1,
+        img_ext=opts.img_ext,
+        load_labels=options.needs_labels(opts),
+        seg_path=opts.seg_path,
+    )
     # training items carry no ground truth: only validation computes depth metrics
-    train_dataset = dataset_class(opts.data_path, read_split(train_file), is_train=True,
-                                  input_pipeline=acceleration.dataset_pipeline(opts, device),
-                                  image_keys=loader_image_keys(opts), load_depth=False, **common)
+    train_dataset = dataset_class(
+        opts.data_path,
+        read_split(train_file),
+        is_train=True,
+        input_pipeline=acceleration.dataset_pipeline(opts, device),
+        image_keys=loader_image_keys(opts),
+        load_depth=False,
+        **common,
+    )
     per_process = opts.batch_size // rt.world_size
     if len(train_dataset) < per_process * rt.world_size:
-        raise InputError(f"{train_file} lists {len(train_dataset)} items, fewer than one batch "
-                         f"(--batch_size {opts.batch_size})")
+        raise InputError(
+            f"{train_file} lists {len(train_dataset)} items, fewer than one batch "
+            f"(--batch_size {opts.batch_size})"
+        )
     input_checks.check_split(train_dataset, train_file, opts.input_check, opts.num_workers)
     # one sampler for one process and for DDP: each epoch's order is recomputable from (seed, epoch)
     train_sampler = resume.ResumableSampler(train_dataset, rt.world_size, rt.rank, opts.seed)
@@ -45,25 +61,45 @@ def build(opts: argparse.Namespace, runtime: Runtime,
     pin = device.type == "cuda"
     # loader workers ignore stop signals: the main process saves, then stops them (training/signals.py)
     train_loader = DataLoader(
-        train_dataset, per_process, sampler=train_sampler,
-        num_workers=opts.num_workers, pin_memory=pin, drop_last=True, generator=generator,
-        persistent_workers=opts.num_workers > 0, worker_init_fn=signals.loader_worker_init)
+        train_dataset,
+        per_process,
+        sampler=train_sampler,
+        num_workers=opts.num_workers,
+        pin_memory=pin,
+        drop_last=True,
+        generator=generator,
+        persistent_workers=opts.num_workers > 0,
+        worker_init_fn=signals.loader_worker_init,
+    )
     if opts.num_workers > 0:
         signals.stop_workers_at_exit()
 
     val_loader = None
     if val_file is not None and not opts.no_validation:
-        val_dataset = dataset_class(opts.data_path, read_split(val_file), is_train=False,
-                                    image_keys=loader_image_keys(opts), **common)
+        val_dataset = dataset_class(
+            opts.data_path, read_split(val_file), is_train=False, image_keys=loader_image_keys(opts), **common
+        )
         if len(val_dataset) == 0:
-            raise InputError(f"{val_file} lists no items: validation needs at least one (or train with "
-                             f"--no_validation)")
+            raise InputError(
+                f"{val_file} lists no items: validation needs at least one (or train with --no_validation)"
+            )
         input_checks.check_split(val_dataset, val_file, opts.input_check, opts.num_workers)
         shard = Subset(val_dataset, range(rt.rank, len(val_dataset), rt.world_size))
-        val_loader = DataLoader(shard, per_process, shuffle=False, num_workers=opts.num_workers,
-                                pin_memory=pin, drop_last=False, worker_init_fn=signals.loader_worker_init)
-        logger.info("validation: %d items from %s (ground-truth depth: %s)", len(val_dataset), val_file,
-                    "yes" if val_dataset.load_depth else "no")
+        val_loader = DataLoader(
+            shard,
+            per_process,
+            shuffle=False,
+            num_workers=opts.num_workers,
+            pin_memory=pin,
+            drop_last=False,
+            worker_init_fn=signals.loader_worker_init,
+        )
+        logger.info(
+            "validation: %d items from %s (ground-truth depth: %s)",
+            len(val_dataset),
+            val_file,
+            "yes" if val_dataset.load_depth else "no",
+        )
     return train_dataset, train_sampler, train_loader, val_loader
 
 

@@ -1,5 +1,6 @@
 """What a run logs (rank 0 only): the progress line, and TensorBoard scalars and pictures in ``train/``
 and ``val/`` of the run folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,25 +49,56 @@ class RunLog:
         """A new throughput window starts (at the start of an epoch and after each logged step)."""
         self.window_start, self.window_samples = time.time(), 0
 
-    def train_step(self, step: int, total_steps: int, epoch: int, batch: dict, outputs: dict, losses: dict,
-                   learning_rate: float, nonfinite_steps: int) -> None:
+    def train_step(
+        self,
+        step: int,
+        total_steps: int,
+        epoch: int,
+        batch: dict,
+        outputs: dict,
+        losses: dict,
+        learning_rate: float,
+        nonfinite_steps: int,
+    ) -> None:
         """Log a step: the progress line; losses, learning rate, throughput, bad steps so far; pictures."""
         rate = self.window_samples / max(time.time() - self.window_start, MIN_WINDOW_S)
         elapsed = time.time() - self.start_time
         done = step + 1
         left = elapsed / done * (total_steps - done)
-        logger.info("epoch %d | step %d/%d | %.1f samples/s | loss %.5f | elapsed %s | left %s", epoch,
-                    done, total_steps, rate, losses["loss"].item(), utils.sec_to_hm_str(elapsed),
-                    utils.sec_to_hm_str(left))
-        self.write("train", step, batch, outputs, {**losses, "learning_rate": learning_rate,
-                                                   "samples_per_s": rate, "nonfinite_steps": nonfinite_steps})
+        logger.info(
+            "epoch %d | step %d/%d | %.1f samples/s | loss %.5f | elapsed %s | left %s",
+            epoch,
+            done,
+            total_steps,
+            rate,
+            losses["loss"].item(),
+            utils.sec_to_hm_str(elapsed),
+            utils.sec_to_hm_str(left),
+        )
+        self.write(
+            "train",
+            step,
+            batch,
+            outputs,
+            {
+                **losses,
+                "learning_rate": learning_rate,
+                "samples_per_s": rate,
+                "nonfinite_steps": nonfinite_steps,
+            },
+        )
         self.start_window()
 
-    def validation(self, step: int, epoch: int, inputs: dict, outputs: dict, losses: dict,
-                   metrics: dict) -> None:
+    def validation(
+        self, step: int, epoch: int, inputs: dict, outputs: dict, losses: dict, metrics: dict
+    ) -> None:
         """Log a validation: its line (loss, depth metrics), scalars and pictures."""
-        logger.info("validation after epoch %d: loss %.5f%s", epoch, losses.get("loss", float("nan")),
-                    "".join(f" | {k[3:]} {v:.4f}" for k, v in metrics.items()))
+        logger.info(
+            "validation after epoch %d: loss %.5f%s",
+            epoch,
+            losses.get("loss", float("nan")),
+            "".join(f" | {k[3:]} {v:.4f}" for k, v in metrics.items()),
+        )
         scalars = {k: torch.tensor(v) for k, v in {**losses, **metrics}.items()}  # float32, as always logged
         self.write("val", step, inputs, outputs, scalars)
 
@@ -85,8 +117,9 @@ def colormap_tensor(values: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float() / utils.UINT8_MAX
 
 
-def write_pictures(writer: SummaryWriter, inputs: dict, outputs: dict, opts: argparse.Namespace,
-                   step: int) -> None:
+def write_pictures(
+    writer: SummaryWriter, inputs: dict, outputs: dict, opts: argparse.Namespace, step: int
+) -> None:
     """Frames, predicted frames, disparities, masks, segmentations and SGT boundaries of the first items."""
     frames = [0] + options.source_frame_ids(opts)
     batch = inputs[("color", 0, 0)].shape[0]

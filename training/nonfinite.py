@@ -6,6 +6,7 @@ kernel clamps NaN coordinates, one check after it covers all three (one host rea
 grids are checked where the model returns them (not under DataParallel). ``--max_nonfinite_steps``
 such steps in a row stop the run with its last good state saved.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,15 @@ GRID_KEY = "sample"  # model.py's outputs ("sample", frame, scale): the view syn
 class NonfiniteGuard:
     """Runs the backward pass between the checks, skips bad steps and counts them (in a row, in all)."""
 
-    def __init__(self, model: nn.Module, scaler: torch.amp.GradScaler, device: torch.device,
-                 agree: Callable[[torch.Tensor], bool], distributed: bool, max_in_row: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        scaler: torch.amp.GradScaler,
+        device: torch.device,
+        agree: Callable[[torch.Tensor], bool],
+        distributed: bool,
+        max_in_row: int,
+    ) -> None:
         self.model, self.scaler, self.device = model, scaler, device
         self.agree = agree  # a flag -> whether it is set on any process (so that all skip together)
         self.distributed, self.max_in_row = distributed, max_in_row
@@ -47,8 +55,9 @@ class NonfiniteGuard:
     def forward_bad(self, loss: torch.Tensor, outputs: dict) -> torch.Tensor:
         """Whether the loss or a sampling grid in ``outputs`` is not finite (a bool on the device)."""
         bad = ~torch.isfinite(loss.detach())
-        grids = [value.detach() for key, value in outputs.items()
-                 if isinstance(key, tuple) and key[0] == GRID_KEY]
+        grids = [
+            value.detach() for key, value in outputs.items() if isinstance(key, tuple) and key[0] == GRID_KEY
+        ]
         if grids:
             bad = bad | ~torch.stack([torch.isfinite(grid).all() for grid in grids]).all()
         return bad
@@ -72,8 +81,13 @@ class NonfiniteGuard:
         """Count a skipped step (the weights and the optimizer's state stay as they were); False."""
         self.in_row += 1
         self.total += 1
-        logger.warning("step %d: %s is not finite, step skipped (%d in a row, %d in all)", step, problem,
-                       self.in_row, self.total)
+        logger.warning(
+            "step %d: %s is not finite, step skipped (%d in a row, %d in all)",
+            step,
+            problem,
+            self.in_row,
+            self.total,
+        )
         return False
 
     def stop_if_too_many(self, step: int, save: Callable[[], str]) -> None:
@@ -83,7 +97,8 @@ class NonfiniteGuard:
             raise TrainingError(
                 f"the loss, a sampling grid or a gradient was not finite for {self.in_row} steps in a row "
                 f"(steps {step - self.in_row}..{step - 1}, --max_nonfinite_steps {self.max_in_row}); "
-                f"the last good state is saved in {path}")
+                f"the last good state is saved in {path}"
+            )
 
     def state(self) -> dict:
         """The counts, as a training-state checkpoint stores them."""

@@ -1,5 +1,6 @@
 """How the weights are updated: Adam, its learning-rate schedule, and backward and step through the
 gradient scaler (enabled by fp16 autocast only, ``--amp fp16``; otherwise it passes through)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ def adam(model: nn.Module, opts: argparse.Namespace) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), opts.learning_rate)
 
 
-def schedule(optimizer: torch.optim.Optimizer,
-             opts: argparse.Namespace) -> torch.optim.lr_scheduler.MultiStepLR:
+def schedule(
+    optimizer: torch.optim.Optimizer, opts: argparse.Namespace
+) -> torch.optim.lr_scheduler.MultiStepLR:
     """The learning rate times ``--lr_gamma`` at each of ``--lr_milestones`` (epochs)."""
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, opts.lr_milestones, opts.lr_gamma)
 

@@ -18,6 +18,7 @@ start (the checkpoint's saved schedule would otherwise win). Another data order
 (``DATA_ORDER_OPTIONS``) is warned about: the run goes on, but not as it would have; any other
 change is logged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,11 @@ AUGMENT_STREAM = 1  # tells the generator of item seeds apart from the permutati
 def changed_options(saved: dict, opts: argparse.Namespace) -> dict[str, str]:
     """Options whose value differs from the checkpoint's, as ``{name: "--name old -> new"}`` (options the
     checkpoint does not know, added since, are not compared)."""
-    return {name: f"--{name} {saved[name]} -> {value}" for name, value in sorted(vars(opts).items())
-            if name in saved and name not in NOT_COMPARED and saved[name] != value}
+    return {
+        name: f"--{name} {saved[name]} -> {value}"
+        for name, value in sorted(vars(opts).items())
+        if name in saved and name not in NOT_COMPARED and saved[name] != value
+    }
 
 
 def schedule_changed(saved: dict, opts: argparse.Namespace) -> bool:
@@ -74,11 +78,11 @@ class ResumableSampler(DistributedSampler):
     def item_seeds(self) -> np.ndarray:
         """One seed per dataset index, a function of (seed, epoch, index) only."""
         rng = np.random.default_rng([self.seed, self.epoch, AUGMENT_STREAM])
-        return rng.integers(0, 2 ** 63 - 1, len(self.dataset), dtype=np.int64)
+        return rng.integers(0, 2**63 - 1, len(self.dataset), dtype=np.int64)
 
     def __iter__(self):
         seeds = self.item_seeds()
-        indices = list(super().__iter__())[self.skip:]
+        indices = list(super().__iter__())[self.skip :]
         return iter([(index, int(seeds[index])) for index in indices])
 
     def __len__(self) -> int:
@@ -91,8 +95,11 @@ class ResumableSampler(DistributedSampler):
 def rng_states() -> dict:
     """Python's, NumPy's and torch's (CPU and CUDA) generator states, in types ``weights_only`` loads."""
     _, keys, pos, has_gauss, cached = np.random.get_state()
-    states = {"python": random.getstate(), "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-              "torch": torch.get_rng_state()}
+    states = {
+        "python": random.getstate(),
+        "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -123,10 +130,12 @@ def check_run_folder(run_path: str, where: str, contents: list[str]) -> None:
     if where == options.RESUME_LATEST:
         models = run_folder.model_folders(run_path)
         if not own and models:
-            raise InputError(f"--resume: {run_path} holds model folders ({run_folder.listing(models)}) but "
-                             f"no checkpoint to resume from; start a new run from one with "
-                             f"--load_weights_folder and another --model_name, or start afresh here with "
-                             f"--overwrite")
+            raise InputError(
+                f"--resume: {run_path} holds model folders ({run_folder.listing(models)}) but "
+                f"no checkpoint to resume from; start a new run from one with "
+                f"--load_weights_folder and another --model_name, or start afresh here with "
+                f"--overwrite"
+            )
         return
     if not os.path.isfile(where):
         raise utils.MissingFileError(f"--resume {where}: not found")
@@ -136,21 +145,33 @@ def check_run_folder(run_path: str, where: str, contents: list[str]) -> None:
     step = training_state.step_of(where) or -1
     later = [os.path.basename(p) for p in own if training_state.step_of(p) > step]
     if not same or later:
-        why = (f"the run in {run_path} goes further ({run_folder.listing(later)})" if same
-               else f"{run_path} holds another run ({run_folder.listing(contents)})")
-        raise InputError(f"--resume {where}: {why}; resume into a new folder with another --model_name (the "
-                         f"run in {run_path} stays as it is)")
+        why = (
+            f"the run in {run_path} goes further ({run_folder.listing(later)})"
+            if same
+            else f"{run_path} holds another run ({run_folder.listing(contents)})"
+        )
+        raise InputError(
+            f"--resume {where}: {why}; resume into a new folder with another --model_name (the "
+            f"run in {run_path} stays as it is)"
+        )
 
 
 def state_of(trainer: Trainer, epoch: int, batch_in_epoch: int) -> dict:
     """Everything an exact resume needs, in types that ``torch.load(weights_only=True)`` reads."""
-    return {"networks": {name: net.state_dict() for name, net in trainer.models.items()},
-            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
-            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": trainer.step,
-            "best_val_loss": trainer.best_val_loss, **trainer.guard.state(),
-            "ended_part_way": trainer.ended_part_way, "rng": rng_states(),
-            "options": json.dumps(vars(trainer.opts), sort_keys=True),
-            training_state.RUN_ID_KEY: trainer.run_id}
+    return {
+        "networks": {name: net.state_dict() for name, net in trainer.models.items()},
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "step": trainer.step,
+        "best_val_loss": trainer.best_val_loss,
+        **trainer.guard.state(),
+        "ended_part_way": trainer.ended_part_way,
+        "rng": rng_states(),
+        "options": json.dumps(vars(trainer.opts), sort_keys=True),
+        training_state.RUN_ID_KEY: trainer.run_id,
+    }
 
 
 def load(trainer: Trainer, where: str) -> None:
@@ -158,8 +179,10 @@ def load(trainer: Trainer, where: str) -> None:
     if where == options.RESUME_LATEST:
         found = training_state.latest_checkpoint(training_state.checkpoint_dir(trainer.log_path))
         if found is None:
-            logger.info("--resume: no checkpoint in %s yet, starting fresh",
-                        training_state.checkpoint_dir(trainer.log_path))
+            logger.info(
+                "--resume: no checkpoint in %s yet, starting fresh",
+                training_state.checkpoint_dir(trainer.log_path),
+            )
             return
         path, state = found
     else:
@@ -183,8 +206,13 @@ def load(trainer: Trainer, where: str) -> None:
     set_rng_states(state["rng"])
     if schedule_changed(saved_options, trainer.opts):
         reschedule(trainer)
-    logger.info("resumed from %s: epoch %d, batch %d of the epoch, step %d", path, trainer.epoch,
-                trainer.batch_in_epoch, trainer.step)
+    logger.info(
+        "resumed from %s: epoch %d, batch %d of the epoch, step %d",
+        path,
+        trainer.epoch,
+        trainer.batch_in_epoch,
+        trainer.step,
+    )
 
 
 def check_options(path: str, saved: dict, opts: argparse.Namespace) -> None:
@@ -192,26 +220,36 @@ def check_options(path: str, saved: dict, opts: argparse.Namespace) -> None:
     changes = changed_options(saved, opts)
     networks = [changes[k] for k in NETWORK_OPTIONS if k in changes]
     if networks:
-        raise InputError(f"{', '.join(networks)}: {path} holds the weights of another network; resume "
-                         f"it with the options it was trained with, or start a new run with another "
-                         f"--model_name")
+        raise InputError(
+            f"{', '.join(networks)}: {path} holds the weights of another network; resume "
+            f"it with the options it was trained with, or start a new run with another "
+            f"--model_name"
+        )
     versions = [changes.pop(k) for k in VERSION_OPTIONS if k in changes]
     if versions:
-        logger.warning("resuming with another library version (%s): the weights fit, the outputs may "
-                       "differ", ", ".join(versions))
+        logger.warning(
+            "resuming with another library version (%s): the weights fit, the outputs may differ",
+            ", ".join(versions),
+        )
     fixed = [k for k in FIXED_OPTIONS if k in changes]
     if fixed:
-        raise InputError(f"{', '.join(changes[k] for k in fixed)}: a resumed run keeps the image size of "
-                         f"{path}; to train at another size, start a new run from its weights "
-                         f"(--load_weights_folder) with another --model_name")
+        raise InputError(
+            f"{', '.join(changes[k] for k in fixed)}: a resumed run keeps the image size of "
+            f"{path}; to train at another size, start a new run from its weights "
+            f"(--load_weights_folder) with another --model_name"
+        )
     data_order = [changes[k] for k in DATA_ORDER_OPTIONS if k in changes]
     if data_order:
-        logger.warning("resuming with another data order (%s): the run goes on, but not as it would have",
-                       ", ".join(data_order))
+        logger.warning(
+            "resuming with another data order (%s): the run goes on, but not as it would have",
+            ", ".join(data_order),
+        )
     others = [v for k, v in changes.items() if k not in DATA_ORDER_OPTIONS]
     if others:
-        logger.info("resuming with other options (%s): they apply from here on (opt.json records them)",
-                    ", ".join(others))
+        logger.info(
+            "resuming with other options (%s): they apply from here on (opt.json records them)",
+            ", ".join(others),
+        )
 
 
 def reschedule(trainer: Trainer) -> None:
@@ -226,6 +264,11 @@ def reschedule(trainer: Trainer) -> None:
         warnings.simplefilter("ignore")
         for _ in range(epochs_done):
             trainer.scheduler.step()
-    logger.warning("resuming with another learning-rate schedule (--learning_rate %g, --lr_milestones %s, "
-                   "--lr_gamma %g): the rate is now %g", opts.learning_rate, opts.lr_milestones,
-                   opts.lr_gamma, optimizer.param_groups[0]["lr"])
+    logger.warning(
+        "resuming with another learning-rate schedule (--learning_rate %g, --lr_milestones %s, "
+        "--lr_gamma %g): the rate is now %g",
+        opts.learning_rate,
+        opts.lr_milestones,
+        opts.lr_gamma,
+        optimizer.param_groups[0]["lr"],
+    )

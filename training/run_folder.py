@@ -7,6 +7,7 @@ asked to do: a fresh run needs a folder without a run in it (checkpoints, model 
 beside it; ``--resume`` is checked by the rules of training/resume.py. A write into the folder that
 fails (``writing``) ends the run with one line naming the path and the last state.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ class RunLock:
             file.seek(0)
             holder = file.read().strip() or "one that has not said who it is"
             file.close()
-            raise InputError(f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it "
-                             f"to end, or give another --model_name or --log_dir") from None
+            raise InputError(
+                f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it "
+                f"to end, or give another --model_name or --log_dir"
+            ) from None
         file.truncate(0)
         file.write(f"pid {os.getpid()} on host {utils.HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         file.flush()
@@ -86,8 +89,11 @@ def close_inherited_locks() -> None:
 
 def model_folders(run_path: str) -> list[str]:
     """The ``models/weights_*`` folders of a run."""
-    return sorted(p for p in glob.glob(os.path.join(run_path, MODELS_DIR, "weights_*"))
-                  if os.path.isdir(p) and not is_temporary(p))
+    return sorted(
+        p
+        for p in glob.glob(os.path.join(run_path, MODELS_DIR, "weights_*"))
+        if os.path.isdir(p) and not is_temporary(p)
+    )
 
 
 def run_contents(run_path: str) -> list[str]:
@@ -122,12 +128,18 @@ def check_contents(run_path: str, opts: argparse.Namespace, check_resume: Resume
     contents = run_contents(run_path)
     if opts.overwrite:
         if contents:
-            logger.warning("--overwrite: moved the earlier run in %s (%s) to %s", run_path, listing(contents),
-                           move_aside(run_path))
+            logger.warning(
+                "--overwrite: moved the earlier run in %s (%s) to %s",
+                run_path,
+                listing(contents),
+                move_aside(run_path),
+            )
     elif opts.resume is None:
         if contents:
-            raise InputError(f"{run_path} already holds a run ({listing(contents)}): continue it with --resume, "
-                             f"give another --model_name, or start afresh with --overwrite (which moves it aside)")
+            raise InputError(
+                f"{run_path} already holds a run ({listing(contents)}): continue it with --resume, "
+                f"give another --model_name, or start afresh with --overwrite (which moves it aside)"
+            )
     else:
         check_resume(run_path, opts.resume, contents)
 
@@ -152,8 +164,9 @@ def claim(run_path: str, opts: argparse.Namespace, check_resume: ResumeCheck) ->
     return lock
 
 
-def claim_for_all(run_path: str, opts: argparse.Namespace, runtime: Runtime,
-                  check_resume: ResumeCheck) -> RunLock | None:
+def claim_for_all(
+    run_path: str, opts: argparse.Namespace, runtime: Runtime, check_resume: ResumeCheck
+) -> RunLock | None:
     """Rank 0 claims the run folder (``claim``); every process learns the outcome (its lock or its error)."""
     lock, problem = None, None
     if runtime.is_main:
@@ -177,8 +190,14 @@ def writing(path: str, last_state: str | None) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        last = (f"the last complete training state is {last_state}" if last_state
-                else "no training state was saved yet")
-        problem = str(err) if isinstance(err, utils.UnwritableError) else \
-            f"cannot write {err.filename or path}: {err.strerror or err}"
+        last = (
+            f"the last complete training state is {last_state}"
+            if last_state
+            else "no training state was saved yet"
+        )
+        problem = (
+            str(err)
+            if isinstance(err, utils.UnwritableError)
+            else f"cannot write {err.filename or path}: {err.strerror or err}"
+        )
         raise TrainingError(f"{problem}; {last}") from err

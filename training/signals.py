@@ -10,6 +10,7 @@ process has saved would break the step under way. Workers start with the signals
 ignore SIGTERM, the process kills the workers still alive when it exits (``stop_workers_at_exit``):
 multiprocessing's own exit handler would send them SIGTERM and then wait for them forever.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -48,8 +49,9 @@ class StopSignal:
                 signal.raise_signal(signum)
             return
         self.signum = signum
-        logger.warning("received %s: the state is saved after this step, then the run stops",
-                       signal.Signals(signum).name)
+        logger.warning(
+            "received %s: the state is saved after this step, then the run stops", signal.Signals(signum).name
+        )
 
     @property
     def received(self) -> bool:
@@ -118,6 +120,7 @@ class Interrupted(Exception):
     """A run stopped by a signal after saving its state; ``exit_code`` is 128 + the signal number."""
 
     def __init__(self, signum: int, path: str) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}; the state is saved in {path}; "
-                         f"continue with --resume")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}; the state is saved in {path}; continue with --resume"
+        )
         self.exit_code = SIGNAL_EXIT_BASE + signum

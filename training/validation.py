@@ -1,5 +1,6 @@
 """Validation during training: the mean losses over the validation split (every process's shard) and,
 where the split has ground-truth depth, the depth metrics."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,9 @@ from training import distributed, loaders, signals
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, opts: argparse.Namespace, runtime: Runtime,
-             device: torch.device) -> tuple[dict, dict, dict | None, dict | None]:
+def evaluate(
+    model: nn.Module, loader: DataLoader, opts: argparse.Namespace, runtime: Runtime, device: torch.device
+) -> tuple[dict, dict, dict | None, dict | None]:
     """(mean losses, depth metrics as ``de/NAME``, the last batch, its outputs) over all processes."""
     sums: dict = {}
     count = 0
@@ -40,14 +42,17 @@ def evaluate(model: nn.Module, loader: DataLoader, opts: argparse.Namespace, run
                     metric_sum += result[0].cpu()
                     metric_count += 1
     keys = distributed.union_of_keys(sums, runtime)  # a process whose shard is empty has none of its own
-    packed = torch.tensor([float(sums.get(k, 0.0)) for k in keys] + [count] + metric_sum.tolist()
-                          + [metric_count], dtype=torch.float64, device=device)
+    packed = torch.tensor(
+        [float(sums.get(k, 0.0)) for k in keys] + [count] + metric_sum.tolist() + [metric_count],
+        dtype=torch.float64,
+        device=device,
+    )
     packed = distributed.all_reduce_sum(packed, runtime).cpu()
     total = packed[len(keys)].item()
     val_losses = {k: packed[i].item() / max(total, 1) for i, k in enumerate(keys)}
     metrics_total = packed[-1].item()
     metrics = {}
     if metrics_total > 0:
-        values = packed[len(keys) + 1:-1] / metrics_total
+        values = packed[len(keys) + 1 : -1] / metrics_total
         metrics = {f"de/{name}": v.item() for name, v in zip(DEPTH_METRIC_NAMES, values)}
     return val_losses, metrics, inputs, outputs

@@ -3,6 +3,7 @@ Monodepth2 does (up to the 95th percentile).
 
 Used by predict.py's pictures and videos, the trainer's TensorBoard images and the paper's figures.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,5 +54,7 @@ def resize_bilinear(values: np.ndarray, height: int, width: int) -> np.ndarray:
         return values
     tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
     batch = tensor[None] if tensor.dim() == 3 else tensor[None, None]
-    resized = torch.nn.functional.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False)[0]
+    resized = torch.nn.functional.interpolate(
+        batch, size=(height, width), mode="bilinear", align_corners=False
+    )[0]
     return resized.numpy() if tensor.dim() == 3 else resized[0].numpy()
