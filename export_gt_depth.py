@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert = parser.add_argument_group(
         "converting Monodepth2's file",
-        "Monodepth2's gt_depths.npz holds a pickled object array; evaluate_depth.py refuses it, since unpickling a "
-        "crafted file runs code. Convert a file you trust once; the result holds plain arrays only.",
+        "Monodepth2's gt_depths.npz holds a pickled object array; evaluate_depth.py refuses it, "
+        "since unpickling a crafted file runs code. "
+        "Convert a file you trust once; the result holds plain arrays only.",
     )
     convert.add_argument(
         "--convert_monodepth2",

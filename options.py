@@ -46,7 +46,10 @@ DEMO_VARIANTS = (
 def image_side_error(value: int) -> str | None:
     """Why ``value`` cannot be an image side (height or width) of the networks, or None when it can."""
     if value <= 0 or value % NETWORK_STRIDE:
-        return f"must be a positive multiple of {NETWORK_STRIDE} (the encoder downsamples by {NETWORK_STRIDE}), got {value}"
+        return (
+            f"must be a positive multiple of {NETWORK_STRIDE} "
+            f"(the encoder downsamples by {NETWORK_STRIDE}), got {value}"
+        )
     return None
 
 
@@ -59,7 +62,8 @@ def check_image_size(height: int, width: int) -> None:
 
 
 def _number(value: str, kind: type, minimum: float, inclusive: bool) -> int | float:
-    """``value`` as an int or a finite float of at least (or above) ``minimum``; ArgumentTypeError otherwise."""
+    """``value`` as an int or a finite float of at least (or above) ``minimum``; ArgumentTypeError
+    otherwise."""
     try:
         number = kind(value)
     except ValueError:
@@ -96,7 +100,8 @@ def non_negative_float(value: str) -> float:
 
 
 def seed_value(value: str) -> int:
-    """argparse type of --seed: NumPy and torch take seeds of 0 .. 2^63 - 1 (seed + rank + epoch stay within)."""
+    """argparse type of --seed: NumPy and torch take seeds of 0 .. 2^63 - 1 (seed + rank + epoch stay
+    within)."""
     number = non_negative_int(value)
     if number > MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED}, got {value}")
@@ -403,13 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo_variant",
         default=DEMO_VARIANTS[0],
         choices=DEMO_VARIANTS,
-        help="mono: the paper's monocular full model (auto-masking off: see synthetic/demo.py); stereo: with the stereo partner as a source and "
+        help="mono: the paper's monocular full model (auto-masking off: see synthetic/demo.py); "
+        "stereo: with the stereo partner as a source and "
         "--min_depth 2 at 64x192 (Monodepth2's MS), which learns sooner",
     )
     g.add_argument(
         "--demo_data",
         default=None,
-        help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti",
+        help="cache folder of the demo's scenes; "
+        "default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti",
     )
     return parser
 
@@ -441,7 +448,8 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
     resolve_encoders(opts, fail)
     if opts.cma_layers and opts.semantic_weight <= 0:
         fail(
-            "--cma_layers needs the segmentation decoder: give --semantic_weight > 0 or --cma_layers with no value"
+            "--cma_layers needs the segmentation decoder: "
+            "give --semantic_weight > 0 or --cma_layers with no value"
         )
     if any(not 0 <= layer <= 4 for layer in opts.cma_layers):
         fail(f"--cma_layers takes the paper's layers 0..4, got {opts.cma_layers}")
@@ -467,7 +475,8 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         )
     if needs_labels(opts) and opts.num_classes < NUM_CLASSES:
         fail(
-            f"--num_classes {opts.num_classes} cannot hold the pseudo-labels' {NUM_CLASSES} Cityscapes train ids "
+            f"--num_classes {opts.num_classes} cannot hold "
+            f"the pseudo-labels' {NUM_CLASSES} Cityscapes train ids "
             f"(give at least {NUM_CLASSES}, or --semantic_weight 0 --sgt_weight 0 to train without labels)"
         )
     if opts.keep_checkpoints < 1:
@@ -540,7 +549,8 @@ def save_options(opts: argparse.Namespace, path: str) -> None:
 
 
 def read_options_file(path: str) -> dict:
-    """The dict of an options file written by ``save_options``; InputError naming the file when it is not one."""
+    """The dict of an options file written by ``save_options``; InputError naming the file when it is not
+    one."""
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)

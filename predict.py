@@ -1,4 +1,5 @@
-"""Predict depth for images and videos: ``python predict.py --load_weights_folder W|--exported FILE --image_path PATH...``.
+"""Predict depth for images and videos: \
+``python predict.py --load_weights_folder W|--exported FILE --image_path PATH...``.
 
 Images (files, or folders read in name order) get, per image: ``<name>_disp.npy`` (the scaled
 disparity at the model's input size), ``<name>_depth.npy`` (``--depth_scale`` / disparity: relative
@@ -64,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--onnx",
         dest="exported",
         metavar="FILE",
-        help="a file written by python -m tools.export_model: .onnx (run by onnxruntime), .pt2 (torch.export) "
-        "or .pt (TorchScript)",
+        help="a file written by python -m tools.export_model: .onnx (run by onnxruntime), "
+        ".pt2 (torch.export) or .pt (TorchScript)",
     )
     parser.add_argument(
         "--image_path", required=True, nargs="+", help="images, folders of images, and/or videos"
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             (videos if is_video(path) else images).append(path)
     if opts.video and images:
         parser.error(
-            f"--video makes depth videos of folders of frames and of videos, not of single images ({images[0]})"
+            "--video makes depth videos of folders of frames and of videos, "
+            f"not of single images ({images[0]})"
         )
     check_outputs(opts, images, folders, videos)
     predictor = load_predictor(opts.load_weights_folder, opts.exported, utils.pick_device(opts.device))

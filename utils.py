@@ -49,7 +49,8 @@ class MissingFileError(InputError, FileNotFoundError):
 
 
 class UnwritableError(InputError, OSError):
-    """An output that cannot be written: a folder or file in the way, a read-only or full disk (also an ``OSError``)."""
+    """An output that cannot be written: a folder or file in the way, a read-only or full disk (also an
+    ``OSError``)."""
 
 
 class DependencyError(ProjectError, ImportError):
@@ -110,7 +111,8 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")  # what --device may name (torch parses ma
 
 
 def device_option(value: str) -> str:
-    """argparse type of every command's ``--device``: cpu, cuda, cuda:N or mps (availability: ``pick_device``)."""
+    """argparse type of every command's ``--device``: cpu, cuda, cuda:N or mps (availability:
+    ``pick_device``)."""
     try:
         device = torch.device(value)
     except RuntimeError:

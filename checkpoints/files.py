@@ -73,7 +73,8 @@ def write_checksums(folder: str) -> None:
 
 
 def listed_digest(path: str) -> str | None:
-    """The digest that the ``checksums.sha256`` beside ``path`` lists for it, or None (no list, or not in it)."""
+    """The digest that the ``checksums.sha256`` beside ``path`` lists for it, or None (no list, or not in
+    it)."""
     listing = os.path.join(os.path.dirname(path), CHECKSUM_FILE)
     if not os.path.isfile(listing):
         return None

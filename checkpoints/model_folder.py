@@ -137,7 +137,8 @@ def save_model_folder(
 
 
 def check_folder(folder: str) -> None:
-    """Raise CheckpointError when ``folder`` is not there (after restoring it if a kill cut its replacement short)."""
+    """Raise CheckpointError when ``folder`` is not there (after restoring it if a kill cut its replacement
+    short)."""
     if not os.path.isdir(folder):
         with contextlib.suppress(OSError):  # e.g. a read-only copy: then it stays missing
             recover_folder(folder)

@@ -48,7 +48,8 @@ def list_checkpoints(folder: str) -> list[str]:
 
 
 def run_id_of(path: str) -> str | None:
-    """The run id stored in a checkpoint, read without loading its tensors (None when unreadable or absent)."""
+    """The run id stored in a checkpoint, read without loading its tensors (None when unreadable or
+    absent)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
@@ -57,7 +58,8 @@ def run_id_of(path: str) -> str | None:
 
 
 def save_checkpoint(folder: str, step: int, state: dict, keep: int) -> str:
-    """Write ``step_XXXXXXXX.pth`` atomically with its content's SHA-256, then rotate (see the module's text)."""
+    """Write ``step_XXXXXXXX.pth`` atomically with its content's SHA-256, then rotate (see the module's
+    text)."""
     os.makedirs(folder, exist_ok=True)
     path = checkpoint_path(folder, step)
     atomic_save(state, path, with_digest=True)

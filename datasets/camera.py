@@ -109,7 +109,8 @@ def _number(value, what: str, path: str) -> float:
 
 
 def parse_camera(data, path: str) -> Camera:
-    """A Camera from an intrinsics file's contents (see the module's docstring); InputError naming ``path``."""
+    """A Camera from an intrinsics file's contents (see the module's docstring); InputError naming
+    ``path``."""
     if isinstance(data, list):
         data = {"K": data}
     if not isinstance(data, dict):

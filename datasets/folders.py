@@ -167,14 +167,16 @@ def read_sequence(data_path: str, name: str) -> ImageSequence:
 
 
 def frame_size(frames: Sequence[str]) -> tuple[int, int]:
-    """The one (width, height) of a sequence's frames, read from their headers; InputError naming a frame that differs."""
+    """The one (width, height) of a sequence's frames, read from their headers; InputError naming a frame that
+    differs."""
     first = image_size(frames[0])
     for path in frames[1:]:
         size = image_size(path)
         if size != first:
             raise InputError(
                 f"{path}: a {size[0]}x{size[1]} frame in a sequence of {first[0]}x{first[1]} frames "
-                f"(width x height, from {os.path.basename(frames[0])}): a sequence's frames must share one size"
+                f"(width x height, from {os.path.basename(frames[0])}): "
+                "a sequence's frames must share one size"
             )
     return first
 
@@ -223,7 +225,8 @@ class FoldersDataset(MonoDataset):
             self.sequence(entry.folder)
 
     def entry_problem(self, entry: SplitEntry) -> str | None:
-        """Why a split line cannot be read: its neighbours outside the sequence, or a second camera it lacks."""
+        """Why a split line cannot be read: its neighbours outside the sequence, or a second camera it
+        lacks."""
         sequence = self.sequence(entry.folder)
         stereo = "s" in self.frame_ids
         if stereo and entry.side is None:

@@ -35,7 +35,8 @@ HSV_CHANNEL_OFFSETS = (5.0, 3.0, 1.0)  # n of R, G, B in the HSV -> RGB formula
 
 
 class JitterDraw(NamedTuple):
-    """One item's draw, as ``ColorJitter.get_params`` returns it: the order of the adjustments, then the factors."""
+    """One item's draw, as ``ColorJitter.get_params`` returns it: the order of the adjustments, then the
+    factors."""
 
     order: torch.Tensor
     brightness: float
@@ -52,7 +53,8 @@ def draw() -> JitterDraw:
 
 
 def as_tensors(jitter: JitterDraw | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A draw (None: no jitter) as tensors: factors (4,) float32 in ColorJitter's numbering, order (4,) int64."""
+    """A draw (None: no jitter) as tensors: factors (4,) float32 in ColorJitter's numbering, order (4,)
+    int64."""
     if jitter is None:
         return torch.tensor(IDENTITY_FACTORS, dtype=torch.float32), torch.arange(len(IDENTITY_FACTORS))
     order, *factors = jitter

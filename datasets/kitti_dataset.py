@@ -62,7 +62,10 @@ class KITTIOdomDataset(MonoDataset):
 
     def entry_problem(self, entry: SplitEntry) -> str | None:
         if not entry.folder.isdigit():
-            return f"names folder {entry.folder!r}: the odometry layout (--dataset kitti_odom) needs a sequence number"
+            return (
+                f"names folder {entry.folder!r}: the odometry layout (--dataset kitti_odom) "
+                "needs a sequence number"
+            )
         return super().entry_problem(entry)
 
     def get_image_path(self, folder: str, frame_index: int, side: str | None) -> str:

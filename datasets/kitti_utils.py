@@ -35,12 +35,14 @@ def read_calib_file(path: str) -> dict[str, np.ndarray]:
 def calibration_matrix(
     calib: dict[str, np.ndarray], key: str, shape: tuple[int, ...], path: str
 ) -> np.ndarray:
-    """Entry ``key`` of a calibration file read by ``read_calib_file``, reshaped; InputError naming the file if absent or misshapen."""
+    """Entry ``key`` of a calibration file read by ``read_calib_file``, reshaped; InputError naming the file
+    if absent or misshapen."""
     if key not in calib:
         raise InputError(f"{path}: calibration entry {key!r} is missing")
     if calib[key].size != int(np.prod(shape)):
         raise InputError(
-            f"{path}: calibration entry {key!r} holds {calib[key].size} numbers, expected {int(np.prod(shape))}"
+            f"{path}: calibration entry {key!r} holds {calib[key].size} numbers, "
+            f"expected {int(np.prod(shape))}"
         )
     return calib[key].reshape(shape)
 
@@ -51,7 +53,8 @@ def velodyne_path(data_path: str, folder: str, frame_index: int) -> str:
 
 
 def check_velodyne_file(path: str) -> None:
-    """A Velodyne scan is a non-empty sequence of float32 (x, y, z, reflectance) records; InputError naming it otherwise."""
+    """A Velodyne scan is a non-empty sequence of float32 (x, y, z, reflectance) records; InputError naming it
+    otherwise."""
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: Velodyne scan not found")
     size = os.path.getsize(path)

@@ -64,7 +64,8 @@ class SplitEntry:
 
 
 def parse_split_line(line: str, where: str = "split line", need_side: bool = False) -> SplitEntry:
-    """Parse ``folder [frame_index [side]]`` (all three with ``need_side``); ``where`` names the file and line in errors."""
+    """Parse ``folder [frame_index [side]]`` (all three with ``need_side``); ``where`` names the file and line
+    in errors."""
     parts = line.split()
     if not parts or len(parts) > 3 or (need_side and len(parts) != 3):
         raise InputError(f"{where}: expected 'folder frame_index side' (side l or r), got {line.strip()!r}")
@@ -108,7 +109,8 @@ def read_split_numbered(
 
 
 def label_path_of(image_path: str, data_path: str, seg_path: str) -> str:
-    """Pseudo-label PNG of an image: its path relative to ``data_path`` below ``seg_path``, without ``data/``."""
+    """Pseudo-label PNG of an image: its path relative to ``data_path`` below ``seg_path``, without
+    ``data/``."""
     rel = os.path.relpath(image_path, data_path)
     parts = [part for part in rel.split(os.sep) if part != "data"]
     return os.path.splitext(os.path.join(seg_path, *parts))[0] + ".png"
@@ -242,7 +244,8 @@ class MonoDataset(data.Dataset):
         return None
 
     def entry(self, index: int) -> SplitEntry:
-        """The split entry of item ``index``; InputError naming the split line when this layout cannot read it.
+        """The split entry of item ``index``; InputError naming the split line when this layout cannot read
+        it.
 
         (The input check names the file and line first: ``training.input_checks``.)
         """
@@ -265,7 +268,8 @@ class MonoDataset(data.Dataset):
         return files
 
     def check_item(self, index: int) -> None:
-        """Decode every image and the ground truth of an item; check frame sizes and label ids (InputError naming the file)."""
+        """Decode every image and the ground truth of an item; check frame sizes and label ids (InputError
+        naming the file)."""
         entry = self.entry(index)
         sizes = {
             self.frame_path(entry, i): open_image(self.frame_path(entry, i)).size for i in self.frame_ids

@@ -91,7 +91,8 @@ class Frame:
 
 # -- which frames ------------------------------------------------------------------------------
 def split_files(split: str, splits_dir: str | None = None) -> list[str]:
-    """Split files named by ``--split``: a file, a folder's train/val/test files, a training or a test split."""
+    """Split files named by ``--split``: a file, a folder's train/val/test files, a training or a test
+    split."""
     if os.path.isfile(split):
         return [split]
     if os.path.isdir(split):
@@ -123,7 +124,8 @@ def split_frames(
     img_ext: str = "png",
     sides: str = "split",
 ) -> list[Frame]:
-    """The frames the split files need (frame 0 of each line, as the loader reads), with the loader's label paths."""
+    """The frames the split files need (frame 0 of each line, as the loader reads), with the loader's label
+    paths."""
     # only the dataset's path rules are used: the sizes and frame ids do not matter here
     layout = DATASETS[dataset](
         data_path, [], height=1, width=1, frame_ids=[0], img_ext=img_ext, seg_path=seg_path, load_depth=False
@@ -148,7 +150,8 @@ def split_frames(
 def folder_frames(
     image_dirs: Sequence[str], seg_path: str, data_path: str | None = None, exclude: Sequence[str] = ()
 ) -> list[Frame]:
-    """Every image below the folders, its label at the same relative path (from ``data_path``, else the folder's parent)."""
+    """Every image below the folders, its label at the same relative path (from ``data_path``, else the
+    folder's parent)."""
     excluded = {os.path.abspath(path) for path in (seg_path, *exclude)}
     frames: dict[str, Frame] = {}
     for folder in image_dirs:
@@ -233,7 +236,8 @@ def load_model_file(path: str, device: torch.device) -> torch.nn.Module:
 
 
 class ProcessorInput:
-    """Per-image pre-processing of a ``transformers`` checkpoint (its own image processor), run in loader workers."""
+    """Per-image pre-processing of a ``transformers`` checkpoint (its own image processor), run in loader
+    workers."""
 
     def __init__(self, processor, resize_to: tuple[int, int] | None = None, keep_size: bool = False) -> None:
         self.processor = processor
@@ -267,7 +271,8 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 def sliding_window_logits(
     forward: Forward, images: torch.Tensor, window: tuple[int, int], stride_fraction: float = SLIDE_STRIDE
 ) -> torch.Tensor:
-    """Logits at the input's size: each window's logits upsampled bilinearly to it, averaged where windows overlap."""
+    """Logits at the input's size: each window's logits upsampled bilinearly to it, averaged where windows
+    overlap."""
     _, _, height, width = images.shape
     win_h, win_w = min(window[0], height), min(window[1], width)
     total = None
@@ -309,7 +314,8 @@ class Segmenter:
         return self.forward(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """One forward pass; a clear error when a model file fails on the input or its output is not (B, 19, h, w)."""
+        """One forward pass; a clear error when a model file fails on the input or its output is not (B, 19,
+        h, w)."""
         if self.hugging_face:
             return self.model(pixel_values=images).logits
         try:
@@ -343,7 +349,8 @@ def load_segmenter(
     assume_train_id_order: bool = False,
     sliding_window: bool = False,
 ) -> Segmenter:
-    """A model file (torch.export .pt2 or TorchScript) or a ``transformers`` checkpoint (hub name or local folder)."""
+    """A model file (torch.export .pt2 or TorchScript) or a ``transformers`` checkpoint (hub name or local
+    folder)."""
     if os.path.isfile(model) or model.lower().endswith(MODEL_FILE_EXTENSIONS):
         if not os.path.isfile(model):
             raise MissingFileError(f"--model {model}: no such model file")

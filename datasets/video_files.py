@@ -1,4 +1,5 @@
-"""Video files in and out, through PyAV (optional: requirements-video.txt), which bundles FFmpeg in its wheels.
+"""Video files in and out, through PyAV (optional: requirements-video.txt), which bundles FFmpeg in its
+wheels.
 
 Reading yields RGB frames upright as a player shows them (the display rotation of phone videos is
 applied) with their times in seconds; a file that cannot be opened or decoded, holds no video, or
@@ -145,7 +146,8 @@ def probe(path: str) -> VideoInfo:
 
 
 def read_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
-    """(time in seconds from the first frame, RGB frame upright) of every frame; InputError when the file is damaged."""
+    """(time in seconds from the first frame, RGB frame upright) of every frame; InputError when the file is
+    damaged."""
     av = import_av("reading videos")
     container, stream = _open(av, path)
     with container:
@@ -186,7 +188,8 @@ def fps_option(value: str) -> float:
 
 
 class RateSampler:
-    """Keeps the first frame at or after each tick of a target rate (ticks 1 / fps apart from the first frame).
+    """Keeps the first frame at or after each tick of a target rate (ticks 1 / fps apart from the first
+    frame).
 
     ``tolerance`` (half a source frame period) absorbs rounding in the frames' times: a 30 fps video
     at 10 fps keeps exactly every third frame. A source slower than the target keeps every frame.

@@ -97,7 +97,8 @@ def load_graph(
     depth: bool = False,
     segmentation: bool | None = False,
 ) -> tuple[DepthGraph, model_folder.ModelSpec]:
-    """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval mode.
+    """The DepthGraph of any supported model folder (this project's, the authors', Monodepth2's), in eval
+    mode.
 
     ``segmentation=None`` outputs the segmentation logits when the model has a segmentation head.
     """
@@ -173,7 +174,8 @@ def import_optional(name: str, purpose: str, packages: str = ONNX_PACKAGES) -> M
 
 
 class OnnxGraph:
-    """An exported .onnx file run by onnxruntime on the CPU: image batch -> numpy outputs, plus its metadata."""
+    """An exported .onnx file run by onnxruntime on the CPU: image batch -> numpy outputs, plus its
+    metadata."""
 
     def __init__(self, path: str, threads: int | None = None) -> None:
         ort = import_optional("onnxruntime", "running an ONNX export")
@@ -187,14 +189,15 @@ class OnnxGraph:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, images: torch.Tensor | np.ndarray) -> tuple:
-        """Run the graph on a batch (tensor or array) of the file's input type; outputs as numpy arrays, in the
-        file's order."""
+        """Run the graph on a batch (tensor or array) of the file's input type; outputs as numpy arrays, in
+        the file's order."""
         array = images.cpu().numpy() if torch.is_tensor(images) else np.ascontiguousarray(images)
         return tuple(self.session.run(None, {self.metadata["input_name"]: array}))
 
 
 class TorchGraphFile:
-    """An exported .pt2 (torch.export) or .pt (TorchScript) file run on the CPU, with OnnxGraph's interface."""
+    """An exported .pt2 (torch.export) or .pt (TorchScript) file run on the CPU, with OnnxGraph's
+    interface."""
 
     def __init__(self, path: str, fmt: str) -> None:
         if not os.path.isfile(path):
@@ -204,8 +207,8 @@ class TorchGraphFile:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor | np.ndarray) -> tuple:
-        """Run the graph on a batch (tensor or array) of the file's input type; outputs as numpy arrays, in the
-        file's order."""
+        """Run the graph on a batch (tensor or array) of the file's input type; outputs as numpy arrays, in
+        the file's order."""
         return tuple(t.numpy() for t in self.module(torch.as_tensor(images).cpu()))
 
 

@@ -214,7 +214,8 @@ def compare_with_pytorch(
     width: int,
     batch_sizes: Sequence[int] = CHECK_BATCH_SIZES,
 ) -> dict[str, float]:
-    """Largest |export - PyTorch| / (ATOL + RTOL |PyTorch|) per output (<= 1 passes); raise ExportMismatch above."""
+    """Largest |export - PyTorch| / (ATOL + RTOL |PyTorch|) per output (<= 1 passes); raise ExportMismatch
+    above."""
     run = depth_graph.load_exported(path, fmt)
     worst = {name: 0.0 for name in graph.output_names}
     for batch in batch_sizes:
@@ -249,7 +250,8 @@ BACKEND_FORMATS = {
 def _backend(
     name: str, graph: depth_graph.DepthGraph, images: torch.Tensor, folder: str, files: dict[str, str]
 ) -> Callable[[torch.Tensor], object]:
-    """A callable running the graph with one backend (exporting to ``folder`` when ``files`` has no file for it)."""
+    """A callable running the graph with one backend (exporting to ``folder`` when ``files`` has no file for
+    it)."""
     if name == "PyTorch eager":
         return graph
     if name == "torch.compile":

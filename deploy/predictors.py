@@ -41,7 +41,8 @@ class Frame:
 
 # -- models ------------------------------------------------------------------------------------
 class TorchPredictor:
-    """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation logits."""
+    """A model folder's networks: images (B, 3, H, W) in [0, 1] -> scaled disparity and segmentation
+    logits."""
 
     def __init__(self, folder: str, device: torch.device) -> None:
         # The graph export_model.py exports: the PyTorch and exported paths share one definition.
@@ -58,7 +59,8 @@ class TorchPredictor:
 
 
 class ExportedPredictor:
-    """An exported file (.onnx, .pt2, .pt) on the CPU, as a TorchPredictor (size and input type from its metadata)."""
+    """An exported file (.onnx, .pt2, .pt) on the CPU, as a TorchPredictor (size and input type from its
+    metadata)."""
 
     def __init__(self, path: str) -> None:
         self.graph = depth_graph.load_exported(path)
@@ -97,7 +99,8 @@ def depth_range_of(predictor) -> tuple[float, float] | None:
 
 # -- inputs ------------------------------------------------------------------------------------
 def read_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8; InputError naming it when it is not a readable image (decompression bombs too)."""
+    """An image file as RGB uint8; InputError naming it when it is not a readable image (decompression bombs
+    too)."""
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
@@ -108,7 +111,8 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def check_explicit(path: str) -> None:
-    """A path named on the command line must be a readable image's header or a video (one-line error otherwise)."""
+    """A path named on the command line must be a readable image's header or a video (one-line error
+    otherwise)."""
     if is_video(path):
         probe(path)
         return

@@ -190,8 +190,8 @@ def test_dataset_class(benchmark: bool, dataset: str = "kitti") -> type:
 
 
 def load_predictions(path: str, option: str = "--ext_disp_to_eval") -> np.ndarray:
-    """Disparities (N, h, w) of an external predictions file (``option`` names it in errors): a plain float .npy
-    (never unpickled), finite."""
+    """Disparities (N, h, w) of an external predictions file (``option`` names it in errors): a plain float
+    .npy (never unpickled), finite."""
     if not os.path.isfile(path):
         raise utils.MissingFileError(f"{option} {path}: file not found")
     try:
@@ -458,8 +458,8 @@ def format_table(metrics: dict) -> str:
 
 
 def external_predictions(opts: argparse.Namespace, test_file: str, num_lines: int) -> np.ndarray:
-    """The disparities of --ext_disp_to_eval (the eigen_benchmark frames of them with --eval_eigen_to_benchmark),
-    one per line of the test file."""
+    """The disparities of --ext_disp_to_eval (the eigen_benchmark frames of them with
+    --eval_eigen_to_benchmark), one per line of the test file."""
     pred_disps = load_predictions(opts.ext_disp_to_eval)
     if opts.eval_eigen_to_benchmark:
         ids = np.load(splits.split_file("benchmark/eigen_to_benchmark_ids.npy", opts.splits_dir))

@@ -1,4 +1,5 @@
-"""Ground-truth depth of a test split: exported once from the Velodyne scans or the depth benchmark's maps, read by evaluation."""
+"""Ground-truth depth of a test split: exported once from the Velodyne scans or the depth benchmark's maps,
+read by evaluation."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def ground_truth_path(split: str, output_dir: str | None = None) -> str:
 
 
 def ground_truth_file(gt_depths: str | None, eval_split: str) -> str:
-    """The ground truth an evaluation reads: ``--gt_depths``, else the custom split folder's, else the named split's."""
+    """The ground truth an evaluation reads: ``--gt_depths``, else the custom split folder's, else the named
+    split's."""
     if gt_depths:
         return gt_depths
     return os.path.join(eval_split, GT_FILE) if os.path.isdir(eval_split) else ground_truth_path(eval_split)
@@ -56,7 +58,8 @@ def benchmark_ground_truth(data_path: str, folder: str, frame_index: int) -> np.
 
 
 def save_ground_truth(maps: Sequence[np.ndarray], path: str) -> None:
-    """Write maps as this project's file: one float32 array per test line (``depth_0000`` ...), no pickled objects."""
+    """Write maps as this project's file: one float32 array per test line (``depth_0000`` ...), no pickled
+    objects."""
     arrays = {f"{GT_KEY_PREFIX}{i:04d}": np.asarray(m, dtype=np.float32) for i, m in enumerate(maps)}
     with atomic_write(path) as tmp:
         np.savez_compressed(tmp, **arrays)
@@ -91,13 +94,15 @@ def _checked_maps(path: str, maps: Sequence, what: str) -> list[np.ndarray]:
 
 
 def _array_without_pickle(data: np.lib.npyio.NpzFile, key: str, path: str) -> np.ndarray:
-    """One array of an .npz file, read without unpickling; an object array is refused with how to convert it."""
+    """One array of an .npz file, read without unpickling; an object array is refused with how to convert
+    it."""
     try:
         return data[key]
     except ValueError:  # NumPy refuses object arrays when allow_pickle=False
         raise utils.InputError(
-            f"{path} holds pickled Python objects (Monodepth2's format), which are never loaded: they could run "
-            f"code. If you trust the file, convert it once with `python export_gt_depth.py --convert_monodepth2 "
+            f"{path} holds pickled Python objects (Monodepth2's format), which are never loaded: "
+            "they could run code. If you trust the file, convert it once with "
+            "`python export_gt_depth.py --convert_monodepth2 "
             f"{path} --output NEW.npz` and pass --gt_depths NEW.npz"
         ) from None
 
@@ -153,7 +158,8 @@ def load_ground_truth(path: str, count: int | None = None, test_file: str | None
 
 
 def convert_monodepth2(source: str, output: str) -> int:
-    """Rewrite a trusted Monodepth2 gt_depths.npz (a pickled object array) as this project's file; return the count.
+    """Rewrite a trusted Monodepth2 gt_depths.npz (a pickled object array) as this project's file; return the
+    count.
 
     This UNPICKLES ``source``: a crafted file runs code here. Only for files the user trusts.
     """

@@ -1,4 +1,5 @@
-"""The options that the figure tools share (tools/figures.py, tools/evaluate_per_class.py): one command style."""
+"""The options that the figure tools share (tools/figures.py, tools/evaluate_per_class.py): one command
+style."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The per-class chart (Fig. 1 of the paper's supplementary material): a grouped bar chart, one group per class."""
+"""The per-class chart (Fig. 1 of the paper's supplementary material): a grouped bar chart, one group per
+class."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def per_class_chart(
     stem: str,
     width: str | float = "text",
 ):
-    """Draw ``metric`` per class (one bar per model) and write ``<stem>.png`` and ``<stem>.pdf``; return the figure."""
+    """Draw ``metric`` per class (one bar per model) and write ``<stem>.png`` and ``<stem>.pdf``; return the
+    figure."""
     plt = style.import_pyplot("the per-class chart")
     shown = present_classes(results, class_names)
     figure, axes = plt.subplots(figsize=(style.width_in(width), CHART_HEIGHT_IN), layout="constrained")

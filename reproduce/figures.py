@@ -102,7 +102,8 @@ def ground_truth_panel(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def error_map(
     gt: np.ndarray, disp: np.ndarray, garg_crop: bool, median_scaling: bool, scale: float
 ) -> np.ndarray:
-    """Per-pixel AbsRel (H, W) of a prediction at the ground truth's size (evaluate_depth's protocol); NaN off the mask."""
+    """Per-pixel AbsRel (H, W) of a prediction at the ground truth's size (evaluate_depth's protocol); NaN off
+    the mask."""
     error = np.full(gt.shape, np.nan)
     result = evaluated_depths(
         torch.from_numpy(gt.astype(np.float32)),
@@ -118,7 +119,8 @@ def error_map(
 
 
 def error_panel(error: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An error map in the panel (the largest error of a cell), magma up to ``ERROR_VMAX``, grey without ground truth."""
+    """An error map in the panel (the largest error of a cell), magma up to ``ERROR_VMAX``, grey without
+    ground truth."""
     valid = np.isfinite(error)
     return colour_with_gaps(scatter_max(np.nan_to_num(error), valid, size), ERROR_VMAX)
 
@@ -145,7 +147,8 @@ def per_image_class_abs_rel(
     median_scaling: bool,
     scale: float,
 ) -> np.ndarray:
-    """AbsRel of every image over the pixels of ``classes`` (NaN where none is in view), as evaluate_per_class pools."""
+    """AbsRel of every image over the pixels of ``classes`` (NaN where none is in view), as evaluate_per_class
+    pools."""
     return np.array(
         [
             abs_rel_of_classes(
@@ -157,7 +160,8 @@ def per_image_class_abs_rel(
 
 
 def most_improved(reference: np.ndarray, target: np.ndarray, count: int) -> list[int]:
-    """The ``count`` frames where ``target``'s error is lowest relative to ``reference``'s (largest reference - target)."""
+    """The ``count`` frames where ``target``'s error is lowest relative to ``reference``'s (largest
+    reference - target)."""
     gain = reference - target
     order = [
         int(i) for i in np.argsort(-np.nan_to_num(gain, nan=-np.inf), kind="stable") if np.isfinite(gain[i])
@@ -263,7 +267,8 @@ def draw_grid(grid: Grid, width: str | float = "text"):
 
 
 def save_panels(grid: Grid, path: str, frames: list[int]) -> None:
-    """The panel arrays beside the figure (``.npz``: panels, row_names, titles, frames), for checking and reuse."""
+    """The panel arrays beside the figure (``.npz``: panels, row_names, titles, frames), for checking and
+    reuse."""
     with atomic_write(path) as tmp:
         np.savez_compressed(
             tmp,

@@ -213,7 +213,8 @@ def latex(table: Table, results: list[RowResult]) -> str:
 
 
 def csv_text(table: Table, results: list[RowResult]) -> str:
-    """One line per row: ours (mean, std), the paper's, the difference, per quantity; seeds and run folders."""
+    """One line per row: ours (mean, std), the paper's, the difference, per quantity; seeds and run
+    folders."""
     keys = columns(table)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

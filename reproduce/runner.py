@@ -155,7 +155,8 @@ def substitute(row: Row, variables: dict) -> list[str]:
 
 
 def run_name(row_options: list[str], train_options: list[str], seed: int) -> str:
-    """A readable, unique folder name: the row's options in short, the seed, and a hash of every option and the seed."""
+    """A readable, unique folder name: the row's options in short, the seed, and a hash of every option and
+    the seed."""
     digest = hashlib.sha1(json.dumps([train_options, seed]).encode()).hexdigest()[:HASH_LENGTH]
     words = re.sub(r"[^A-Za-z0-9.]+", "_", " ".join(a.lstrip("-") for a in row_options)).strip("_")
     return f"{words[:NAME_LENGTH].rstrip('_') or 'defaults'}_seed{seed}_{digest}"

@@ -39,7 +39,8 @@ STYLE = {
 
 
 def import_pyplot(purpose: str) -> ModuleType:
-    """matplotlib.pyplot on the file-only Agg backend, styled; DependencyError naming the pip command if missing."""
+    """matplotlib.pyplot on the file-only Agg backend, styled; DependencyError naming the pip command if
+    missing."""
     try:
         matplotlib = importlib.import_module("matplotlib")
     except ImportError as err:
@@ -67,7 +68,8 @@ def width_in(width: str | float) -> float:
 
 
 def save_figure(figure, stem: str) -> list[str]:
-    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically (the figure's own size, no cropping); return the paths."""
+    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically (the figure's own size, no cropping); return the
+    paths."""
     paths = []
     for ext in FORMATS:
         path = f"{stem}.{ext}"

@@ -1,4 +1,5 @@
-"""The tables of the paper's supplementary material as data: each row's training options and the numbers it reports.
+"""The tables of the paper's supplementary material as data: each row's training options and the numbers it
+reports.
 
 A ``Table`` is a list of ``Row``s. A row with ``train`` options is a training run (one per seed) that
 is then evaluated on the table's split; a row without (``train=None``) is another method's result
@@ -41,7 +42,8 @@ LOWER_IS_BETTER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "train_hours", "memo
 
 @dataclass(frozen=True)
 class Row:
-    """One line of a table: a training run (``train`` options) or a result the paper reports only (``train=None``)."""
+    """One line of a table: a training run (``train`` options) or a result the paper reports only
+    (``train=None``)."""
 
     name: str
     train: tuple[str, ...] | None
@@ -51,7 +53,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """A table of the paper (or of a user): its rows, the split they are evaluated on and the columns shown."""
+    """A table of the paper (or of a user): its rows, the split they are evaluated on and the columns
+    shown."""
 
     name: str
     title: str
@@ -238,7 +241,8 @@ def _argv(value, where: str) -> tuple[str, ...]:
 
 
 def load_user_table(path: str) -> Table:
-    """A table from JSON: {"name", "title", "eval_split", "metrics", "evaluate_options", "rows": [{"name", "train"}]}.
+    """A table from JSON: {"name", "title", "eval_split", "metrics", "evaluate_options", "rows": [{"name",
+    "train"}]}.
 
     ``train`` (or ``options``) of a row is a list of train.py options or one string; ``reported`` is optional
     (numbers by metric name, shown beside ours).

@@ -33,7 +33,8 @@ def dssim_reference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def neighbour_cosines_reference(unit: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """The authors' SGT dot products through an ``F.unfold`` copy: the oracle of ``layers.neighbour_cosines``."""
+    """The authors' SGT dot products through an ``F.unfold`` copy: the oracle of
+    ``layers.neighbour_cosines``."""
     b, c, h, w = unit.shape
     neighbours = F.unfold(unit, kernel_size, padding=kernel_size // 2).view(
         b, c, kernel_size * kernel_size, h, w

@@ -82,7 +82,8 @@ def download(relpath: str, dest_dir: str = SPLITS_DIR) -> str:
 
 
 def split_file(relpath: str, splits_dir: str | None = None) -> str:
-    """Path of a public split file: from ``splits_dir`` when given, else this folder (downloaded on first use)."""
+    """Path of a public split file: from ``splits_dir`` when given, else this folder (downloaded on first
+    use)."""
     if splits_dir is not None:
         path = os.path.join(splits_dir, relpath)
         if not os.path.isfile(path):

@@ -1,9 +1,9 @@
 """Synthetic driving scenes in KITTI raw's exact layout, with exact ground truth.
 
-``generate`` (the command ``python -m tools.synthetic_kitti --out DIR``) ray-casts a static street (road with lane markings,
-sidewalks, facades with windows, parked cars, poles and signs, hedges and trees, terrain, sky)
-seen from a car driving about 1 m per frame with gentle turns, and writes what KITTI raw holds
-and what this project reads:
+``generate`` (the command ``python -m tools.synthetic_kitti --out DIR``) ray-casts a static street (road with
+lane markings, sidewalks, facades with windows, parked cars, poles and signs, hedges and trees, terrain, sky)
+seen from a car driving about 1 m per frame with gentle turns, and writes what KITTI raw holds and what this
+project reads:
 
 - ``<date>/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt`` in KITTI's format;
 - ``<date>/<drive>/image_0{2,3}/data/<frame:010d>.{png,jpg}``: a rectified stereo pair, 0.54 m apart;
@@ -88,7 +88,8 @@ SLAB_SIZE = 0.6
 
 @dataclass
 class World:
-    """Axis-aligned boxes on a flat ground (camera axes: x right, y down, z forward; road at y = CAMERA_HEIGHT)."""
+    """Axis-aligned boxes on a flat ground (camera axes: x right, y down, z forward; road at y =
+    CAMERA_HEIGHT)."""
 
     lo: np.ndarray  # (B, 3)
     hi: np.ndarray  # (B, 3)
@@ -249,7 +250,8 @@ def hit_axis(origin: np.ndarray, dirs: np.ndarray, what: np.ndarray, world: Worl
 def cast_grid(
     origin: np.ndarray, dirs: np.ndarray, world: World, footprints: Sequence[tuple | None]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest hits of a grid of rays (h, w, 3) from ``origin``, testing box b only on the rays of ``footprints[b]``.
+    """Nearest hits of a grid of rays (h, w, 3) from ``origin``, testing box b only on the rays of
+    ``footprints[b]``.
 
     A footprint is (row0, row1, col0, col1), a conservative rectangle of the grid, or None (missed).
     Returns flat (t, what, axis): the ray parameter, what was hit (box index, -1 ground, -2 nothing)
@@ -379,7 +381,8 @@ def texture(u: np.ndarray, v: np.ndarray, seed: int, frequency: float, octaves: 
 
 
 def cells(u: np.ndarray, v: np.ndarray, size_u: float, size_v: float, seed: int) -> np.ndarray:
-    """A value in [-1, 1) per cell of a grid (tiles, bricks, panels): constant inside a cell, random between cells."""
+    """A value in [-1, 1) per cell of a grid (tiles, bricks, panels): constant inside a cell, random between
+    cells."""
     return 2 * _hash(np.floor(u / size_u), np.floor(v / size_v), seed) - 1
 
 
@@ -414,7 +417,8 @@ def shade(
     far = ax >= SIDEWALK_OUTER
     paved = road | walk
     g_colour = np.zeros((len(gx), 3))
-    # asphalt: stains and repair patches of a few metres, grain down to centimetres (each computed where it shows)
+    # asphalt: stains and repair patches of a few metres, grain down to centimetres (each computed where it
+    # shows)
     stains = np.zeros(len(gx))
     stains[paved] = texture(gx[paved], gz[paved], seed + 1, ROAD_TEXTURE_FREQUENCY)
     rx, rz = gx[road], gz[road]
@@ -501,7 +505,8 @@ class Camera:
         )
 
     def rays(self, supersample: int = 1) -> np.ndarray:
-        """Directions (H*s, W*s, 3) in camera axes with z = 1, sub-pixel samples centred on pixel coordinates."""
+        """Directions (H*s, W*s, 3) in camera axes with z = 1, sub-pixel samples centred on pixel
+        coordinates."""
         offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
         u = (np.arange(self.width)[:, None] + offsets[None]).reshape(-1)
         v = (np.arange(self.height)[:, None] + offsets[None]).reshape(-1)

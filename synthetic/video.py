@@ -76,7 +76,8 @@ def right_pose(pose: np.ndarray) -> np.ndarray:
 
 
 def render_job(args: tuple) -> tuple:
-    """Render one video frame: (left rgb, right rgb or None, depth, label ids; those two only on kept frames)."""
+    """Render one video frame: (left rgb, right rgb or None, depth, label ids; those two only on kept
+    frames)."""
     camera, pose, world, stereo, kept, supersample = args
     rgb, depth, label = scenes.render(camera, pose, world, supersample)
     right = right_label = None
@@ -167,7 +168,8 @@ def generate_videos(
     supersample: int = 2,
     workers: int | None = None,
 ) -> list[str]:
-    """Write ``num_drives`` drives of ``frames`` frames at 10 fps (3 (frames - 1) + 1 at 30 fps); return the left videos."""
+    """Write ``num_drives`` drives of ``frames`` frames at 10 fps (3 (frames - 1) + 1 at 30 fps); return the
+    left videos."""
     if frames < 2:
         raise utils.InputError(f"--frames must be at least 2 (frames of the 10 fps drive), got {frames}")
     if width % 2 or height % 2:

@@ -1,5 +1,5 @@
-"""Test helpers: the released checkpoints' key layouts (tests/data), small random batches, skipping tests whose
-GPU or optional package is missing, and a clean logging state per test."""
+"""Test helpers: the released checkpoints' key layouts (tests/data), small random batches, skipping tests
+whose GPU or optional package is missing, and a clean logging state per test."""
 
 from __future__ import annotations
 
@@ -16,22 +16,24 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # key, shape and dtype of every tensor in the authors' and Monodepth2's released model files, one file each
 CHECKPOINT_KEYS_DIR = os.path.join(PROJECT_DIR, "tests", "data", "checkpoint_keys")
 
-# Tests wait for conditions (a line, a file, an exit), never for a fixed time; this deadline only ends a wait that
-# would otherwise hang the suite, and is far beyond what a loaded 2-core machine needs.
+# Tests wait for conditions (a line, a file, an exit), never for a fixed time; this deadline only ends a wait
+# that would otherwise hang the suite, and is far beyond what a loaded 2-core machine needs.
 PROCESS_DEADLINE_S = 1800
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-# Optional packages. ``@pytest.mark.needs("av")`` (or ``require("av")`` in a fixture) skips a test when the package
-# is missing, naming the requirements file that installs it; with FSRE_TEST_OPTIONAL=1 (CI's second stage, after
-# installing every requirements-*.txt) a missing package fails the test instead, so nothing skips there unnoticed.
+# Optional packages. ``@pytest.mark.needs("av")`` (or ``require("av")`` in a fixture) skips a test when the
+# package is missing, naming the requirements file that installs it; with FSRE_TEST_OPTIONAL=1 (CI's second
+# stage, after installing every requirements-*.txt) a missing package fails the test instead, so nothing skips
+# there unnoticed.
 STRICT_OPTIONAL_ENV = "FSRE_TEST_OPTIONAL"
 MODULE_OF_DISTRIBUTION = {"pyyaml": "yaml"}  # where the import name differs from the distribution's
 
 
 def optional_requirement_files() -> dict[str, str]:
-    """Import name -> the optional requirements file that installs it, read from the requirements-*.txt files."""
+    """Import name -> the optional requirements file that installs it, read from the requirements-*.txt
+    files."""
     files = {}
     for path in sorted(glob.glob(os.path.join(PROJECT_DIR, "requirements-*.txt"))):
         for line in open(path):
@@ -101,7 +103,8 @@ def isolated_logging():
 
 
 def read_checkpoint_keys(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Keys, shapes and dtypes of a released checkpoint file, from its listing in tests/data/checkpoint_keys."""
+    """Keys, shapes and dtypes of a released checkpoint file, from its listing in
+    tests/data/checkpoint_keys."""
     path = os.path.join(CHECKPOINT_KEYS_DIR, name)
     table = {}
     with open(path) as f:

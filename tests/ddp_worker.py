@@ -1,4 +1,5 @@
-"""Run under torchrun by test_training: train, then dump this rank's final weights outside the run's folder."""
+"""Run under torchrun by test_training: train, then dump this rank's final weights outside the run's
+folder."""
 
 import os
 import sys

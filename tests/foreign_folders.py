@@ -25,7 +25,8 @@ def random_state(reference: str, seed: int) -> dict:
 
 
 def write_authors_folder(folder: str, height: int = 192, width: int = 640, with_pose: bool = True) -> dict:
-    """encoder.pth (+ height, width, epoch, step), decoder.pth[, pose_encoder.pth, pose.pth]; returns the states."""
+    """encoder.pth (+ height, width, epoch, step), decoder.pth[, pose_encoder.pth, pose.pth]; returns the
+    states."""
     os.makedirs(folder, exist_ok=True)
     states = {"encoder": random_state("fsre_encoder.txt", 1), "decoder": random_state("fsre_decoder.txt", 2)}
     if with_pose:

@@ -37,7 +37,8 @@ def read_events(path: str) -> list:
 
 
 def read_run(folder: str) -> tuple[dict, dict]:
-    """(scalars {tag: [(step, value)]}, images {tag: [(step, HxWxC array)]}) of every event file in a folder."""
+    """(scalars {tag: [(step, value)]}, images {tag: [(step, HxWxC array)]}) of every event file in a
+    folder."""
     scalars: dict = {}
     images: dict = {}
     for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):

@@ -207,8 +207,9 @@ def test_a_pickled_ground_truth_file_is_refused_without_running_its_code(tmp_pat
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        f"error: {split / 'gt_depths.npz'} holds pickled Python objects (Monodepth2's format), which are never "
-        f"loaded: they could run code. If you trust the file, convert it once with `python export_gt_depth.py "
+        f"error: {split / 'gt_depths.npz'} holds pickled Python objects (Monodepth2's format), "
+        "which are never loaded: they could run code. "
+        "If you trust the file, convert it once with `python export_gt_depth.py "
         f"--convert_monodepth2 {split / 'gt_depths.npz'} --output NEW.npz` and pass --gt_depths NEW.npz"
     )
     assert not (tmp_path / "marker").exists()
@@ -896,7 +897,8 @@ def test_external_predictions_that_do_not_fit_are_named(tmp_path, capsys, disps,
         ("text", "{gt} is not a ground-truth file written by export_gt_depth.py (not an .npz archive)"),
         (
             "array",
-            "{gt} is not a ground-truth file written by export_gt_depth.py (a single array, not an .npz archive)",
+            "{gt} is not a ground-truth file written by export_gt_depth.py "
+            "(a single array, not an .npz archive)",
         ),
         (
             "other_keys",
@@ -959,8 +961,8 @@ def test_prepare_kitti_refuses_a_cache_inside_its_data(tiny, tmp_path, capsys):
     cache = os.path.join(tiny.data_path, "cache")
     assert (
         command_error(capsys, prepare_kitti.main, ["--data_path", tiny.data_path, "--output_path", cache])
-        == f"--output_path {cache} and --data_path {tiny.data_path} must not lie inside one another (a later run "
-        f"would cache the cache)"
+        == f"--output_path {cache} and --data_path {tiny.data_path} must not lie inside one another "
+        f"(a later run would cache the cache)"
     )
     assert files_under(tiny.data_path) == before
 

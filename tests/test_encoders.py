@@ -38,7 +38,8 @@ FINGERPRINT = os.path.join(PROJECT_DIR, "tests", "data", "resnet18_fingerprint.j
 LOSS_RTOL = 1e-4
 # the SGT distance sqrt(2 - 2 cos) of near-parallel features turns the rounding of cos (~1e-7 sqrt(C), C up to
 # 256) into up to sqrt(2e-6) ~ 1.4e-3 for those pixels, a small share of the mean: measured 1.1e-4 with one
-# thread against the file's value from two (issue 22's test of the naive loop works in float64 for this reason)
+# thread against the file's value from two (issue 22's test of the naive loop works in float64 for this
+# reason)
 SGT_LOSS_RTOL = 1e-3
 
 

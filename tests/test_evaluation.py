@@ -1,4 +1,5 @@
-"""Evaluation: metrics, crop, median scaling, ground-truth export, released folders, predict, per class, pose."""
+"""Evaluation: metrics, crop, median scaling, ground-truth export, released folders, predict, per class,
+pose."""
 
 import json
 import math

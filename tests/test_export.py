@@ -147,7 +147,8 @@ def torchscript_files(folders, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def program_files(folders, tmp_path_factory):
-    """torch.export files: the full model at its size, the baseline with a dynamic size (and the built-in check)."""
+    """torch.export files: the full model at its size, the baseline with a dynamic size (and the built-in
+    check)."""
     root = tmp_path_factory.mktemp("pt2")
     return {
         "full": export(folders["full"], "export", str(root / "full.pt2"), *EXPORTS["full"]),

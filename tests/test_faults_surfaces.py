@@ -121,8 +121,9 @@ def start_table(data: str, split_dir: str, root) -> tuple[subprocess.Popen, Line
 
 
 def sigint_as_from_a_terminal() -> None:
-    """In the child: SIGINT's default disposition, as a run started from a terminal has it (when the suite runs
-    as a background job, SIGINT is ignored and the child would inherit that, and keep it: training/signals.py)."""
+    """In the child: SIGINT's default disposition, as a run started from a terminal has it (when the suite
+    runs as a background job, SIGINT is ignored and the child would inherit that, and keep it:
+    training/signals.py)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

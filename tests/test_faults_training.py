@@ -66,7 +66,8 @@ def trained(tmp_path_factory):
 
 
 def copy_run(trained, tmp_path):
-    """A copy of the shared run to change (hard links: files are replaced by rename, ``own_copy`` before editing)."""
+    """A copy of the shared run to change (hard links: files are replaced by rename, ``own_copy`` before
+    editing)."""
     tiny, logs = trained
     shutil.copytree(logs, tmp_path / "logs", copy_function=os.link)
     return tiny, tmp_path / "logs" / "fsre"
@@ -78,7 +79,8 @@ def own_copy(path):
 
 
 def corrupt_inside_largest_tensor(path):
-    """Overwrite CORRUPT_BYTES in the middle of the largest tensor's bytes (a stored zip entry): the file still loads."""
+    """Overwrite CORRUPT_BYTES in the middle of the largest tensor's bytes (a stored zip entry): the file
+    still loads."""
     own_copy(path)
     with zipfile.ZipFile(path) as archive:
         entry = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
@@ -420,8 +422,8 @@ HANG_EVIDENCE_S = 10  # an exit that takes this long after the last line is hung
 
 @pytest.mark.parametrize("cleanup", [True, False])
 def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
-    # a Trainer not closed (or an exception) leaves persistent workers behind; they ignore SIGTERM, which is all
-    # that multiprocessing's exit handler sends before joining them without a timeout
+    # a Trainer not closed (or an exception) leaves persistent workers behind; they ignore SIGTERM, which is
+    # all that multiprocessing's exit handler sends before joining them without a timeout
     process = subprocess.Popen(
         [sys.executable, "-c", LEFT_WORKERS_SCRIPT, "cleanup" if cleanup else "none"],
         cwd=utils.PROJECT_DIR,

@@ -26,7 +26,8 @@ HEIGHT, WIDTH = 64, 192
 
 
 def test_colormap_known_entries():
-    """The first and last entries of matplotlib's magma (its float table x 255, truncated), no matplotlib needed."""
+    """The first and last entries of matplotlib's magma (its float table x 255, truncated), no matplotlib
+    needed."""
     rgb = colormap(np.array([[0.0, 0.5, 1.0, 2.0]]), vmax=1.0)
     assert rgb[0, 0].tolist() == [0, 0, 3] and rgb[0, 2].tolist() == [251, 252, 191] == rgb[0, 3].tolist()
     assert MAGMA.shape == (256, 3) and (np.diff(MAGMA.astype(int).sum(1)) >= 0).all()  # dark to light
@@ -197,7 +198,8 @@ def test_figure_layout_panels_and_selection(scene, tmp_path):
             np.testing.assert_array_equal(panels[r, c], colormap(preds[name][f]))
     np.testing.assert_array_equal(panels[3, 0], colormap(preds["baseline"][frames[0]][::-1]))
     assert not np.array_equal(panels[5, 0], panels[1, 0])
-    # the input panel is the frame the models read; the ground-truth panel has dense synthetic depth (little grey)
+    # the input panel is the frame the models read; the ground-truth panel has dense synthetic depth (little
+    # grey)
     with Image.open(
         os.path.join(
             data_path,

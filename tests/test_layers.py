@@ -260,10 +260,11 @@ def naive_sgt(features, labels, k, margin):
 @pytest.mark.parametrize("k", [3, 5])
 def test_sgt_matches_a_naive_per_pixel_loop(k):
     # In float64: a pixel's distance to itself is sqrt(max(1e-9, 2 - 2 cos)) with cos = 1 up to rounding. In
-    # float32 that rounding (~1e-7, machine-dependent: summation order, FMA) passes the 1e-9 floor and the square
-    # root turns it into ~3e-4, which is not what this test checks. In float64 it stays below 1e-15, under the
-    # floor, so both sides take sqrt(1e-9) exactly; every other distance here is > 0.2 (random features), so
-    # the two sums differ by a few float64 ulps of their terms: 1e-12 relative is a bound with a wide margin.
+    # float32 that rounding (~1e-7, machine-dependent: summation order, FMA) passes the 1e-9 floor and the
+    # square root turns it into ~3e-4, which is not what this test checks. In float64 it stays below 1e-15,
+    # under the floor, so both sides take sqrt(1e-9) exactly; every other distance here is > 0.2 (random
+    # features), so the two sums differ by a few float64 ulps of their terms: 1e-12 relative is a bound with a
+    # wide margin.
     g = torch.Generator().manual_seed(k)
     features = torch.randn(2, 4, 5, 7, generator=g, dtype=torch.float64)
     labels = torch.tensor([0, 1, 255])[torch.randint(0, 3, (2, 1, 5, 7), generator=g)]

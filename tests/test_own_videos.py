@@ -323,7 +323,8 @@ def test_frames_are_kept_by_time_at_the_target_rate():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    """Two synthetic stereo drives as lossless 30 fps videos (bit-exact frames), with intrinsics and ground truth."""
+    """Two synthetic stereo drives as lossless 30 fps videos (bit-exact frames), with intrinsics and ground
+    truth."""
     require("av")
     from synthetic.video import generate_videos
 
@@ -403,7 +404,8 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     )
     labels = [f for f in all_files(os.path.join(data, "segmentation")) if f.endswith(".png")]
     assert len(labels) == 2 * 2 * FRAMES and os.path.join("drive_01", "right", "0000000006.png") in labels
-    # 3. splits: frames 1..5 have both neighbours, cameras in turn; drive_02 is the test sequence (ground truth)
+    # 3. splits: frames 1..5 have both neighbours, cameras in turn; drive_02 is the test sequence (ground
+    # truth)
     assert (
         prepare_sequences.main(["--data_path", data, "--test_sequences", "drive_02", "--num_workers", "0"])
         == 0
@@ -416,7 +418,8 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
         "drive_01 5 r",
     ]
     assert len(open(os.path.join(data, "splits", "test_files.txt")).readlines()) == FRAMES
-    # 4. a short training run that reads the labels (the semantic loss: the cheapest configuration with labels)
+    # 4. a short training run that reads the labels (the semantic loss: the cheapest configuration with
+    # labels)
     opts = options.parse_args(
         [
             "--dataset",

@@ -1,6 +1,6 @@
 """make_pseudo_labels.py on a tiny KITTI-layout drive: a random-weight SegFormer built from a tiny config (no
-download) and model files (torch.export and TorchScript) with known output; layout, encoding, loader round trip,
-resuming after a kill; files that are not models are refused without being unpickled."""
+download) and model files (torch.export and TorchScript) with known output; layout, encoding, loader round
+trip, resuming after a kill; files that are not models are refused without being unpickled."""
 
 import json
 import os
@@ -79,7 +79,8 @@ def needed_labels(tiny, seg_path, sides=("line",)):
 
 
 def written_labels(seg_path):
-    """Label PNGs under a label root, summary folder and temporaries (``is_temporary``, a killed write) excluded."""
+    """Label PNGs under a label root, summary folder and temporaries (``is_temporary``, a killed write)
+    excluded."""
     found = set()
     for root, dirs, files in os.walk(seg_path):
         dirs[:] = [d for d in dirs if d != pseudo_labels.SUMMARY_FOLDER]
@@ -131,7 +132,8 @@ def test_segformer_labels_every_needed_frame_in_the_loaders_layout(tiny, segform
     )  # 6 training lines + 1 new val frame
     assert summary["frames_labelled"] == 7 and summary["frames_skipped"] == 0
 
-    # independent expectation: the checkpoint's own processor and post-processing, class names looked up by hand
+    # independent expectation: the checkpoint's own processor and post-processing, class names looked up by
+    # hand
     processor = transformers.AutoImageProcessor.from_pretrained(segformer_dir)
     model = transformers.AutoModelForSemanticSegmentation.from_pretrained(segformer_dir).eval()
     channel_to_train = torch.tensor([CLASS_NAMES.index(model.config.id2label[c]) for c in range(NUM_CLASSES)])

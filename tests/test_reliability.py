@@ -219,7 +219,8 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def poison(trainer, monkeypatch, nan_loss=(), nan_grid=(), nan_gradient=()):
     """On the given steps make NaN: the total loss; one coordinate of a sampling grid (the warped image and
-    the loss stay finite: grid_sample clamps it to the border); one gradient. Count the optimizer's real steps."""
+    the loss stay finite: grid_sample clamps it to the border); one gradient. Count the optimizer's real
+    steps."""
     nan = float("nan")
     forward, project_3d = trainer.forward, layers.project_3d
     steps_taken = []
@@ -548,9 +549,9 @@ def test_a_resumed_epoch_yields_the_rest_of_the_same_order_with_the_same_item_se
 
 
 def test_sigint_sets_the_stop_flag_and_a_second_one_interrupts():
-    # signal.raise_signal delivers to this thread and runs the Python handler before it returns; os.kill on the
-    # process may be delivered to another thread, and the handler then runs some time later (under load, later
-    # than the next line)
+    # signal.raise_signal delivers to this thread and runs the Python handler before it returns; os.kill on
+    # the process may be delivered to another thread, and the handler then runs some time later (under load,
+    # later than the next line)
     # as in a run started from a terminal, however the suite was started (a background job ignores SIGINT)
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     stop = signals.StopSignal().install()

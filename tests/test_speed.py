@@ -33,8 +33,8 @@ SCALE0_MEAN_TOL = 0.01  # antialiased bicubic (fast) vs LANCZOS (exact), scale 0
 SCALE_MEAN_TOL = 0.02  # the smaller scales: bicubic from the training size vs LANCZOS from the native size
 JITTER_MEAN_TOL = 0.01  # float jitter (fast) vs PIL's uint8 jitter, which rounds after each adjustment
 JITTER_MAX_TOL = 0.08  # the hue shift rounds in PIL's 8-bit HSV
-# TorchCodec's and Pillow's bundled libjpeg-turbo builds may round the inverse DCT differently by one level; here
-# (torchcodec 0.17, Pillow 13 with libjpeg-turbo 3.2) they are equal, as torchvision.io's decoder was
+# TorchCodec's and Pillow's bundled libjpeg-turbo builds may round the inverse DCT differently by one level;
+# here (torchcodec 0.17, Pillow 13 with libjpeg-turbo 3.2) they are equal, as torchvision.io's decoder was
 JPEG_DECODER_TOL = 1
 
 

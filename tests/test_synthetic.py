@@ -144,7 +144,8 @@ def test_oxts_poses_agree_with_rendering(synthetic):
 def warp_error(
     target: np.ndarray, source: np.ndarray, depth: np.ndarray, target_to_source: np.ndarray, K: np.ndarray
 ) -> tuple[float, float]:
-    """Mean photometric error of the source warped into the target with the true depth and motion, and without."""
+    """Mean photometric error of the source warped into the target with the true depth and motion, and
+    without."""
     h, w = depth.shape
     K4 = torch.eye(4, dtype=torch.float64)[None]
     K4[0, :3, :3] = torch.from_numpy(K)

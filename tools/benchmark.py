@@ -1,10 +1,11 @@
 """Speed and memory of every Table 2 configuration, measured side by side with the straightforward path.
 
     python -m tools.benchmark --make_data /tmp/kitti_bench --height 96 --width 320 --batch_size 4 --baseline
-    python -m tools.benchmark --data_path kitti_data --split eigen_zhou --device cuda --baseline --amp bf16 --channels_last
+    python -m tools.benchmark --data_path kitti_data --split eigen_zhou --device cuda --baseline \
+        --amp bf16 --channels_last
 
-For each configuration (``--configs``; default all five of Table 2 of the paper's supplementary material) and path it
-measures, from real files in KITTI's layout read by the training code's own loader:
+For each configuration (``--configs``; default all five of Table 2 of the paper's supplementary material) and
+path it measures, from real files in KITTI's layout read by the training code's own loader:
 
 - ``input samples/s``: the input pipeline alone (loader workers + host-to-device copy + the
   device-side part of the fast pipeline), at steady state;
@@ -20,7 +21,8 @@ the straightforward path (Monodepth2's loader: every frame resized per scale fro
 with PIL and jittered in the workers, all 24 images of an item; unfused losses; fp32), and
 ``default``, what ``train.py`` does without speed options (the same pipeline making only the 9
 images the model reads, fused losses: ``exact``'s inputs, its losses up to float rounding), and the
-ratios of both to ``exact``. Prints a table shaped like Table 2 of the paper's supplementary material and writes JSON.
+ratios of both to ``exact``. Prints a table shaped like Table 2 of the paper's supplementary material and
+writes JSON.
 ``--fast_data_path`` lets the fast path read other data, such as a ``tools/prepare_kitti.py`` cache of
 ``--data_path`` at the training size (its one-time cost is the tool's to report).
 ``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
@@ -69,7 +71,8 @@ MILLION = 1e6
 GIGA = 1e9
 MS_PER_S = 1000.0
 S_PER_H = 3600.0
-# Table 2 of the paper's supplementary material (two Titan Xp, 192x640, batch 12): training time for 20 epochs, memory, inference.
+# Table 2 of the paper's supplementary material (two Titan Xp, 192x640, batch 12): training time for 20
+# epochs, memory, inference.
 PAPER_TABLE2 = {
     "baseline": ("Monodepth2", "14h 40m", "8.6GB", "4.9ms"),
     "semantics": ("w/ semantics", "16h 20m", "10.5GB", "7ms"),
@@ -258,7 +261,8 @@ def format_hours(hours: float) -> str:
 
 
 def table(report: dict) -> str:
-    """The results as a text table shaped like Table 2 of the paper's supplementary material, with its figures beside them."""
+    """The results as a text table shaped like Table 2 of the paper's supplementary material, with its figures
+    beside them."""
     head = (
         f"{'Method':<17} {'path':<7} {'20 ep (proj.)':>13} {'train/s':>8} {'input/s':>8} {'memory':>9} "
         f"{'infer ms':>8} | {'paper: time':>11} {'memory':>10} {'infer':>6}"

@@ -1,6 +1,8 @@
-"""Depth metrics per semantic class (section C.2 and Fig. 1 of the paper's supplementary material), for one or several models.
+"""Depth metrics per semantic class (section C.2 and Fig. 1 of the paper's supplementary material), for one \
+or several models.
 
-``python -m tools.evaluate_per_class --data_path D --eval_split eigen --load_weights_folder A B --names baseline full``
+``python -m tools.evaluate_per_class --data_path D --eval_split eigen --load_weights_folder A B
+--names baseline full``
 predicts every test frame with each model, applies evaluate_depth's protocol (resize, per-image
 median scaling over all valid pixels, clamp, Garg crop for eigen), and pools the valid ground-truth
 pixels of each of the 19 Cityscapes classes over the split, using the test frames' segmentation

@@ -1,4 +1,5 @@
-"""Export a depth model for deployment: ``python -m tools.export_model --load_weights_folder W --format onnx``.
+"""Export a depth model for deployment: \
+``python -m tools.export_model --load_weights_folder W --format onnx``.
 
 Writes one graph (depth_graph.DepthGraph: RGB image batch -> disparity[, depth][, segmentation logits])
 as ONNX (opset 17 by default, read by onnxruntime and TensorRT; ``--onnx_exporter dynamo`` for

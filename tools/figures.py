@@ -1,4 +1,5 @@
-"""Qualitative comparison figures (Figs. 2-4 of the paper's supplementary material): ``python -m tools.figures``.
+"""Qualitative comparison figures (Figs. 2-4 of the paper's supplementary material): \
+``python -m tools.figures``.
 
     python -m tools.figures --data_path kitti_data --eval_split eigen \
         --load_weights_folder md2/weights_19 fsre/weights_19 --names baseline full \

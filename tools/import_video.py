@@ -1,4 +1,5 @@
-"""Video files to image sequences for ``--dataset folders``: ``python -m tools.import_video VIDEO... --out DATA``.
+"""Video files to image sequences for ``--dataset folders``: \
+``python -m tools.import_video VIDEO... --out DATA``.
 
 Each video (mp4, mov, mkv, avi, m4v, webm; or a folder of them) becomes ``DATA/<name>/`` (the file's
 name without extension) holding its frames at ``--fps`` (every frame whose time reaches the next tick
@@ -120,7 +121,8 @@ def find_videos(paths: Sequence[str]) -> list[str]:
 
 
 def sequence_name(video: str) -> str:
-    """A video's sequence name: its file name without extension, whitespace replaced (split lines split on it)."""
+    """A video's sequence name: its file name without extension, whitespace replaced (split lines split on
+    it)."""
     return re.sub(r"\s+", "_", os.path.splitext(os.path.basename(video))[0])
 
 
@@ -191,7 +193,8 @@ def read_json(path: str) -> dict | None:
 
 
 def prepare_folder(plan: Plan, settings: dict) -> str:
-    """'skip' (finished with these settings), 'resume' or 'new'; refuses a folder that is not this import's."""
+    """'skip' (finished with these settings), 'resume' or 'new'; refuses a folder that is not this
+    import's."""
     marker = os.path.join(plan.folder, INCOMPLETE_MARKER)
     record = os.path.join(plan.folder, IMPORT_RECORD)
     if os.path.exists(marker):
@@ -494,7 +497,8 @@ def summary_line(plan: Plan, record: dict, opts: argparse.Namespace) -> str:
     )
     stereo = f", stereo {opts.baseline:g} m" if plan.right_video else ""
     return (
-        f"{plan.name}: {record['frames']} frames {plan.width}x{plan.height} at {opts.fps:g} fps (video: {source})"
+        f"{plan.name}: {record['frames']} frames {plan.width}x{plan.height} at {opts.fps:g} fps "
+        f"(video: {source})"
         f", {intrinsics}{stereo} -> {plan.folder}"
     )
 

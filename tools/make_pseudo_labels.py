@@ -1,4 +1,5 @@
-"""Segmentation pseudo-labels for any driving data: ``python -m tools.make_pseudo_labels --data_path D --split S``.
+"""Segmentation pseudo-labels for any driving data: \
+``python -m tools.make_pseudo_labels --data_path D --split S``.
 
 Labels every frame a split needs (``--sides both`` adds the other camera) or every image below
 ``--image_dirs`` with a Cityscapes segmentation model (default: SegFormer-B5 fine-tuned on Cityscapes;

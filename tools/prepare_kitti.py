@@ -9,9 +9,9 @@ Pillow's LANCZOS, the exact pipeline's filter, and written in the same layout un
 the same size with the exact pipeline's nearest filter (for KITTI's frame sizes the exact
 pipeline then reads the very labels it would make from the native ones, flipped or not; tested).
 Every other file (calibration, Velodyne scans, depth-benchmark maps, split files) is linked to
-its original (``--copy`` copies it), so ground truth is untouched. The datasets need no setting to read the cache: they read
-each frame's size from the file (the exact pipeline resizes every scale from whatever it reads:
-scale 0 of a PNG cache equals the uncached one, the smaller scales come from the cached frame;
+its original (``--copy`` copies it), so ground truth is untouched. The datasets need no setting to read the
+cache: they read each frame's size from the file (the exact pipeline resizes every scale from whatever it
+reads: scale 0 of a PNG cache equals the uncached one, the smaller scales come from the cached frame;
 the fast pipeline skips its resize when a frame already has the training size).
 ``--no_resize`` only converts PNG to JPEG at the native size, as Monodepth2's README suggests
 (quality 92, 4:2:0 chroma). Files are written under a temporary name and renamed; existing
@@ -67,7 +67,8 @@ def output_name(relative_path: str, ext: str | None) -> str:
 
 
 def convert_frame(job: tuple[str, str, int | None, int | None, int]) -> bool:
-    """Resize (when a size is given) and save one frame or label map atomically; False when it already existed.
+    """Resize (when a size is given) and save one frame or label map atomically; False when it already
+    existed.
 
     A label map (single channel, a target ending in ``.png`` below ``segmentation/``) keeps its mode and
     is resized with the exact pipeline's nearest filter, so the exact pipeline reads the same labels.

@@ -1,4 +1,5 @@
-"""Split files and a data check for ``--dataset folders``: ``python -m tools.prepare_sequences --data_path DATA``.
+"""Split files and a data check for ``--dataset folders``: \
+``python -m tools.prepare_sequences --data_path DATA``.
 
 Reads every sequence folder below ``--data_path`` (docs/own_data.md), checks it as the loader will
 (frames of one size, intrinsics that fit them, a finished import, enough frames for ``--frame_ids``:
@@ -116,8 +117,9 @@ def small_grey(path: str) -> np.ndarray:
 
 
 def motion_of(frames: Sequence[str], workers: int) -> tuple[np.ndarray, float]:
-    """Mean absolute grey difference of each frame to the one before it, (N - 1,), and the mean difference of a
-    frame to its copy shifted by one pixel (what an unrelated view's difference looks like at this scale)."""
+    """Mean absolute grey difference of each frame to the one before it, (N - 1,), and the mean difference of
+    a frame to its copy shifted by one pixel (what an unrelated view's difference looks like at this
+    scale)."""
     if workers > 0:
         with ProcessPoolExecutor(workers) as pool:
             greys = list(pool.map(small_grey, frames, chunksize=16))
@@ -129,7 +131,8 @@ def motion_of(frames: Sequence[str], workers: int) -> tuple[np.ndarray, float]:
 
 
 def pair_motion(motion: np.ndarray, index: int, offset: int) -> float:
-    """Photometric difference between frame ``index`` and frame ``index + offset`` (neighbours only, else summed)."""
+    """Photometric difference between frame ``index`` and frame ``index + offset`` (neighbours only, else
+    summed)."""
     low, high = sorted((index, index + offset))
     return float(motion[low:high].sum())
 
@@ -167,7 +170,8 @@ def check_length(sequence: ImageSequence, frame_ids: Sequence[int]) -> None:
 
 
 def pick_validation(names: Sequence[str], fraction: float) -> list[str]:
-    """``fraction`` of the sequences (at least one when there are two or more), spread evenly over the list."""
+    """``fraction`` of the sequences (at least one when there are two or more), spread evenly over the
+    list."""
     if len(names) < 2 or fraction <= 0:
         return []
     count = min(len(names) - 1, max(1, round(len(names) * fraction)))
@@ -329,8 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {report.sequence.name}: {warning}")
     if len(splits["train_files.txt"]) < FEW_TRAINING_ITEMS:
         print(
-            f"warning: {len(splits['train_files.txt'])} training lines: KITTI's eigen_zhou split has 39810; expect "
-            f"a model that fits these scenes only"
+            f"warning: {len(splits['train_files.txt'])} training lines: "
+            f"KITTI's eigen_zhou split has 39810; expect a model that fits these scenes only"
         )
     if not splits["val_files.txt"]:
         print("warning: no validation sequence (validation holds out whole sequences: import another video)")

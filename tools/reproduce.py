@@ -1,7 +1,7 @@
 """Reproduce a table of the paper's supplementary material (or your own): ``python -m tools.reproduce TABLE``.
 
-    python -m tools.reproduce table2 --data_path kitti_data                 # train, evaluate, benchmark, tabulate
-    python -m tools.reproduce table6 --data_path kitti_data --dry_run       # the commands, for a cluster scheduler
+    python -m tools.reproduce table2 --data_path kitti_data            # train, evaluate, benchmark, tabulate
+    python -m tools.reproduce table6 --data_path kitti_data --dry_run  # the commands, for a cluster scheduler
     python -m tools.reproduce my_ablation.json --data_path kitti_data --seeds 3
 
 TABLE is a named table (``--list``: table2 .. table7, see reproduce/tables.py for their rows and the

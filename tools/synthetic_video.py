@@ -1,4 +1,5 @@
-"""Synthetic drives as 30 fps videos with intrinsics and ground truth: ``python -m tools.synthetic_video --out DIR``.
+"""Synthetic drives as 30 fps videos with intrinsics and ground truth: \
+``python -m tools.synthetic_video --out DIR``.
 
 Writes what synthetic/video.py describes: ``drive_01.mp4`` ... (``--stereo``: and ``drive_01_right.mp4``),
 ``intrinsics.json`` in pixels, ``drive_01_depth.npz`` (dense depth of the frames a 10 fps import
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--frames",
         type=options.positive_int,
         default=60,
-        help=f"frames per drive at 10 fps, about 1 m apart (the video has 3 (frames - 1) + 1 at {VIDEO_FPS} fps)",
+        help="frames per drive at 10 fps, about 1 m apart "
+        f"(the video has 3 (frames - 1) + 1 at {VIDEO_FPS} fps)",
     )
     parser.add_argument(
         "--scale",

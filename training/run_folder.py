@@ -1,4 +1,5 @@
-"""The run folder ``<log_dir>/<model_name>``: one live run at a time, and never a fresh run over another's files.
+"""The run folder ``<log_dir>/<model_name>``: one live run at a time, and never a fresh run over another's
+files.
 
 ``claim`` takes the folder's lock (``RunLock``: a second run is refused while the first lives),
 clears what killed writers left there, and checks what the folder holds against what the run is
@@ -110,7 +111,8 @@ def listing(names: list[str], shown: int = 3) -> str:
 
 
 def move_aside(run_path: str) -> str:
-    """Move everything in the run folder but its lock to a new ``<run>.replaced-<time>`` beside it; return that."""
+    """Move everything in the run folder but its lock to a new ``<run>.replaced-<time>`` beside it; return
+    that."""
     stamp = time.strftime(REPLACED_TIME_FORMAT)
     target, n = f"{run_path}{REPLACED_SUFFIX}{stamp}", 1
     while os.path.lexists(target):
