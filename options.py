@@ -408,15 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo_variant",
         default=DEMO_VARIANTS[0],
         choices=DEMO_VARIANTS,
-        help="mono: the paper's monocular full model (auto-masking off: see synthetic/demo.py); "
-        "stereo: with the stereo partner as a source and "
-        "--min_depth 2 at 64x192 (Monodepth2's MS), which learns sooner",
+        help="mono: the paper's recipe, monocular full model with auto-masking (synthetic/demo.py); stereo: "
+        "with the stereo partner as a source and --min_depth 2 at 64x192 (Monodepth2's MS), "
+        "which learns sooner",
     )
     g.add_argument(
         "--demo_data",
         default=None,
-        help="cache folder of the demo's scenes; "
-        "default $FSRE_DEMO_DATA or ~/.cache/fsre_depth/synthetic_kitti",
+        help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA, else ~/.cache/fsre_depth/"
+        "synthetic_kitti_mono (mono) or synthetic_kitti (stereo)",
     )
     return parser
 

@@ -4,6 +4,7 @@ depth, measured on the held-out drive against the untrained model."""
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import pytest
@@ -49,6 +50,32 @@ def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
     assert not opts.disable_automasking  # the paper's recipe, auto-masking included
     assert (opts.num_epochs, opts.save_frequency, opts.keep_checkpoints) == (9, 3, 1)  # three weights folders
     assert set(demo.DEMO_TRAINING) == set(options.DEMO_VARIANTS)
+
+
+def test_each_variant_has_its_scenes_and_its_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("FSRE_DEMO_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    asked = []
+
+    def ensure_scenes(data_dir, scenes):
+        asked.append((data_dir, scenes))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(demo, "ensure_scenes", ensure_scenes)
+    for argv in (["--demo"], ["--demo", "--demo_variant", "stereo"]):
+        with pytest.raises(RuntimeError, match="stop here"):
+            demo.run(argv)
+    (mono_dir, mono), (stereo_dir, stereo) = asked
+    assert (
+        mono_dir == str(tmp_path / "fsre_depth" / "synthetic_kitti_mono")
+        and mono["metres_per_frame"] == 0.3333
+    )
+    assert stereo_dir == str(tmp_path / "fsre_depth" / "synthetic_kitti") and "metres_per_frame" not in stereo
+    assert {k: v for k, v in mono.items() if k not in ("metres_per_frame", "version")} == {
+        k: v for k, v in stereo.items() if k != "version"
+    }  # the same streets, driven three times as slowly
+    generate = inspect.signature(demo.synthetic_scenes.generate).parameters
+    assert all(key in generate for scenes in (mono, stereo) for key in scenes if key != "version")
 
 
 def test_user_options_override_the_demo_defaults(scenes_dir):

@@ -66,9 +66,10 @@ RIGHT_FOLDER = "right"
 JPEG_QUALITY = 95
 FPS_HELP = (
     "frames per second kept: 10 is KITTI's rate, about 1 m of motion per frame at city speeds (36 km/h), "
-    "what the models and their defaults were made for; at a camera's 25-60 fps neighbouring frames barely "
-    "move and the photometric loss sees too little parallax (Monodepth2's maintainers' advice). Lower it for "
-    "slow footage (walking), raise it for fast (motorway)"
+    "what the models and their defaults were made for. One camera trained from scratch: import the "
+    "training videos at 30 (a third of a metre per frame: at 1 m the paper's monocular recipe did not "
+    "learn on synthetic videos, docs/own_data.md). Lower it for slow footage (walking), raise it for fast "
+    "(motorway)"
 )
 
 
