@@ -88,8 +88,8 @@ COMPLETE_MARKER = "demo_scenes.json"
 
 
 def default_data_dir(variant: str = "mono") -> str:
-    """Where a demo variant's scenes are cached: $FSRE_DEMO_DATA, else ~/.cache/fsre_depth/synthetic_kitti_mono
-    (monocular) or ~/.cache/fsre_depth/synthetic_kitti (stereo)."""
+    """Where a demo variant's scenes are cached: $FSRE_DEMO_DATA, else in ~/.cache/fsre_depth/
+    synthetic_kitti_mono (monocular) or synthetic_kitti (stereo)."""
     cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
     return os.environ.get("FSRE_DEMO_DATA", os.path.join(cache, "fsre_depth", CACHE_FOLDERS[variant]))
 
@@ -114,7 +114,7 @@ def ensure_scenes(data_dir: str, scenes: dict) -> str:
 
 
 def evaluate(folder: str, data_dir: str, split_dir: str) -> dict:
-    """Depth metrics of a model folder on the held-out synthetic drive (median scaling, dense ground truth)."""
+    """Depth metrics of a model folder on the held-out synthetic drive (median scaling, dense truth)."""
     eval_opts = evaluation_depth.build_parser().parse_args(
         [
             "--data_path",
@@ -143,7 +143,7 @@ def demo_argv(argv: Sequence[str], data_dir: str, split_dir: str) -> list[str]:
 
 
 def free_model_name(log_dir: str, name: str) -> str:
-    """``name``, or ``name_2``, ``name_3``, ... if runs are already there: a second demo never touches the first."""
+    """``name``, or ``name_2``, ``name_3``, ... if runs are there: a second demo never touches the first."""
     candidate, number = name, 1
     while os.path.exists(os.path.join(log_dir, candidate)):
         number += 1
@@ -183,7 +183,8 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = 
         trainer.close()  # also when the first evaluation fails: the run folder is let go at once
     folder = trainer.last_model_folder
     print(
-        f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) on the held-out synthetic drive:"
+        f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) "
+        "on the held-out synthetic drive:"
     )
     after = evaluate(folder, data_dir, split_dir)
     print(

@@ -33,6 +33,16 @@ def test_ci_runs_the_readme_test_command_with_requirements_txt_only_first():
     assert [lines[i] for i in installs if i < readme] == ["python -m pip install --quiet -r requirements.txt"]
 
 
+def test_ci_checks_the_style_with_the_ruff_that_requirements_dev_installs():
+    lines = ci_commands()
+    assert "ruff format --check ." in lines and "ruff check ." in lines
+    assert lines.index("ruff check .") > lines.index("for extra in requirements-*.txt; do")
+    with open(os.path.join(PROJECT_DIR, "requirements-dev.txt")) as f:
+        assert any(line.startswith("ruff") for line in f)
+    with open(os.path.join(PROJECT_DIR, "pyproject.toml")) as f:
+        assert "line-length = 110" in f.read()
+
+
 def test_ci_runs_no_project_code_before_requirements_txt_is_installed():
     # the split check once ran first and failed in a fresh venv with "No module named 'numpy'"
     lines = ci_commands()
