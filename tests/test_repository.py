@@ -52,6 +52,24 @@ def test_ci_runs_no_project_code_before_requirements_txt_is_installed():
     assert any("python -m splits --check" in line for line in lines[first_install:])
 
 
+def test_ci_removes_its_virtual_environments_however_it_ends(tmp_path):
+    # the set-up lines of .ci/run, up to the venv's creation, then a failing command: the trap must still
+    # remove the temporary folder (each run left two torch venvs behind and filled the disk)
+    lines = ci_commands()
+    setup = lines[: next(i for i, line in enumerate(lines) if line.startswith("python3 -m venv")) + 1]
+    script = "\n".join(["set -euo pipefail", *setup[1:]]).replace("python3 -m venv", "mkdir -p")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = subprocess.run(
+        ["bash", "-c", script + '\ntest -d "$venv"\necho "$venv"\nfalse'],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and result.stdout.strip().startswith(str(scratch))
+    assert list(scratch.iterdir()) == []
+
+
 def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests():
     lines = ci_commands()
     readme = lines.index(readme_test_command())
