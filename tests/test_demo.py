@@ -50,6 +50,10 @@ def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
     assert not opts.disable_automasking  # the paper's recipe, auto-masking included
     assert (opts.num_epochs, opts.save_frequency, opts.keep_checkpoints) == (9, 3, 1)  # three weights folders
     assert set(demo.DEMO_TRAINING) == set(options.DEMO_VARIANTS)
+    # --help says what the demo does (it once still said "without auto-masking")
+    (demo_help,) = [a.help for a in options.build_parser()._actions if "--demo" in a.option_strings]
+    assert "auto-masking" not in demo_help
+    assert f"{opts.height}x{opts.width}, {opts.num_epochs} epochs" in demo_help
 
 
 def test_each_variant_has_its_scenes_and_its_cache_folder(monkeypatch, tmp_path):
