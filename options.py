@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="generate synthetic KITTI scenes once, train the full model on them for a few minutes "
-        "(the paper's recipe: monocular, 96x320, 9 epochs) and evaluate before and after (other options given "
-        "still apply)",
+        "(the paper's recipe: monocular, 96x320, 9 epochs) and evaluate before and after (other "
+        "options given still apply)",
     )
     g.add_argument(
         "--demo_variant",

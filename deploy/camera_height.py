@@ -15,6 +15,13 @@ camera: scale-free, and the same as a relative depth error of that size on a fla
 on the road moved along its ray by a factor f lies (f - 1) camera heights off the plane). Cars and
 mislabelled pixels lie far off the plane and are left out.
 
+Where the camera's pitch and roll above the road are known (a fixed mount, measured once), they fix
+the plane's orientation and only its distance is fitted (``fit_ground_distance``, 1-D RANSAC over the
+points' heights along the known normal). A partly trained model's road is rarely an exact plane: its
+depth error grows with distance, which tilts the fitted plane, and the plane's distance extrapolates
+that tilt to the point below the camera; a known orientation avoids it (docs/metric_depth.md measures
+both).
+
 ``estimate_scale`` refuses (``GroundNotVisible``, one line, exit code 2 at the command line) where
 too few ground pixels are labelled, too few of them lie on one plane, or the plane is not one a
 camera could stand above (tilted more than ``MAX_TILT_DEGREES`` from the camera's vertical, or the
@@ -98,6 +105,7 @@ class ScaleEstimate:
     pixels_used: int  # ground pixels with a valid depth
     inliers: int
     ground: str  # where the ground pixels came from: the classes, or "lowest band"
+    orientation: str = "fitted"  # the plane's orientation: "fitted" to the ground, or "given" (pitch, roll)
 
     @property
     def pitch_degrees(self) -> float:
@@ -252,6 +260,45 @@ def fit_ground_plane(
     return normal, distance, inliers
 
 
+def road_normal(pitch_degrees: float, roll_degrees: float = 0.0) -> np.ndarray:
+    """The road's unit normal (pointing up) for a camera pitched down by ``pitch_degrees`` with its right
+    side ``roll_degrees`` low: the inverse of ScaleEstimate's pitch_degrees and roll_degrees."""
+    nx, nz = -math.sin(math.radians(roll_degrees)), -math.sin(math.radians(pitch_degrees))
+    return np.array([nx, -math.sqrt(1.0 - nx * nx - nz * nz), nz])
+
+
+def fit_ground_distance(
+    points: np.ndarray,
+    normal: np.ndarray,
+    tolerance: float = INLIER_TOLERANCE,
+    iterations: int = RANSAC_ITERATIONS,
+    seed: int = RANSAC_SEED,
+    max_scored: int = MAX_SCORED_POINTS,
+) -> tuple[float, np.ndarray]:
+    """The camera's distance from a ground plane of known orientation (unit ``normal`` pointing up) through
+    points (N, 3), robustly: among the heights below the camera of a fixed-seed sample of the points, the one
+    with the most points within ``tolerance`` x it, then the mean over its inliers. Returns (distance, inlier
+    mask (N,))."""
+    heights = -(points @ normal)  # each point's distance below the camera along the normal
+    rng = np.random.default_rng(seed)
+    scored = (
+        heights
+        if len(heights) <= max_scored
+        else heights[rng.choice(len(heights), max_scored, replace=False)]
+    )
+    candidates = heights[rng.integers(0, len(heights), iterations)]
+    candidates = candidates[candidates > 0]
+    if len(candidates) == 0:
+        raise GroundNotVisible("the ground pixels lie above the camera for the given pitch and roll")
+    counts = (np.abs(scored[:, None] - candidates[None]) < tolerance * candidates).sum(0)
+    distance = float(candidates[int(np.argmax(counts))])
+    inliers = np.abs(heights - distance) < tolerance * distance
+    for _ in range(REFIT_ROUNDS):
+        distance = float(heights[inliers].mean())  # the least-squares distance for a fixed normal
+        inliers = np.abs(heights - distance) < tolerance * distance
+    return distance, inliers
+
+
 def estimate_scale(
     depth: np.ndarray,
     K: np.ndarray,
@@ -263,10 +310,11 @@ def estimate_scale(
     max_tilt_degrees: float = MAX_TILT_DEGREES,
     tolerance: float = INLIER_TOLERANCE,
     seed: int = RANSAC_SEED,
+    normal: np.ndarray | None = None,
 ) -> ScaleEstimate:
     """Metric scale of a depth map (H, W) from its ground pixels (mask (H, W)), intrinsics K in pixels of the
-    depth map and the camera's height in metres; GroundNotVisible (with the reason) when the ground does not
-    allow it."""
+    depth map and the camera's height in metres (``normal``: the road's known orientation, else fitted);
+    GroundNotVisible (with the reason) when the ground does not allow it."""
     camera_height = check_camera_height(camera_height, "the camera height")
     depth = np.asarray(depth, dtype=np.float64)
     ground = np.asarray(ground, dtype=bool)
@@ -280,7 +328,11 @@ def estimate_scale(
             f"the ground plane"
         )
     points = back_project(depth, K, usable)
-    normal, distance, inliers = fit_ground_plane(points, tolerance, max_tilt_degrees, seed)
+    fitted = normal is None
+    if fitted:
+        normal, distance, inliers = fit_ground_plane(points, tolerance, max_tilt_degrees, seed)
+    else:
+        distance, inliers = fit_ground_distance(points, normal, tolerance, seed=seed)
     share = float(inliers.mean())
     if share < min_inlier_share:
         raise GroundNotVisible(
@@ -304,6 +356,7 @@ def estimate_scale(
         count,
         int(inliers.sum()),
         ground_name,
+        "fitted" if fitted else "given",
     )
 
 
@@ -321,6 +374,15 @@ class GroundSettings:
     camera_height: float
     source: str = GROUND_SOURCES[0]
     classes: tuple[str, ...] = DEFAULT_GROUND_CLASSES
+    orientation: tuple[float, float] | None = (
+        None  # the camera's known (pitch, roll) in degrees; None: fitted
+    )
+
+    def describe_orientation(self) -> str | dict[str, float]:
+        """For the JSON records: "fitted", or the pitch and roll given."""
+        if self.orientation is None:
+            return "fitted"
+        return {"pitch_degrees": self.orientation[0], "roll_degrees": self.orientation[1]}
 
     @property
     def name(self) -> str:
@@ -351,11 +413,15 @@ class GroundSettings:
         ground = self.mask(seg_logits, *disp.shape)
         if depth_range is not None:
             ground = ground & ~saturated(disp, *depth_range)
-        return estimate_scale(1.0 / disp, K, ground, camera_height or self.camera_height, self.name)
+        normal = None if self.orientation is None else road_normal(*self.orientation)
+        return estimate_scale(
+            1.0 / disp, K, ground, camera_height or self.camera_height, self.name, normal=normal
+        )
 
 
 def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--ground_from and --ground_classes (the camera height option is each command's own)."""
+    """--ground_from, --ground_classes, --camera_pitch and --camera_roll (the camera height option is each
+    command's own)."""
     parser.add_argument(
         "--ground_from",
         default=GROUND_SOURCES[0],
@@ -371,11 +437,37 @@ def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         choices=GROUND_CLASSES,
         help="segmentation classes taken as ground (sidewalks usually stand a kerb above the road)",
     )
+    for name, what in (("pitch", "looks down at the road"), ("roll", "has its right side low")):
+        parser.add_argument(
+            f"--camera_{name}",
+            type=tilt_angle,
+            default=None,
+            metavar="DEGREES",
+            help=f"the camera's known {name} above the road (how far it {what}; negative: the other "
+            f"way), for a fixed mount: the ground plane's orientation is then taken from --camera_pitch "
+            f"and --camera_roll (the one not given: 0) and only its distance is fitted; default: the "
+            f"orientation is fitted to the road too",
+        )
+
+
+def tilt_angle(value: str) -> float:
+    """argparse type of --camera_pitch and --camera_roll: finite degrees within MAX_TILT_DEGREES of level."""
+    try:
+        angle = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of degrees, got {value!r}") from None
+    if not math.isfinite(angle) or abs(angle) > MAX_TILT_DEGREES:
+        raise argparse.ArgumentTypeError(
+            f"must be between -{MAX_TILT_DEGREES:g} and {MAX_TILT_DEGREES:g} degrees, got {value}"
+        )
+    return angle
 
 
 def ground_settings(opts: argparse.Namespace, camera_height: float) -> GroundSettings:
     """GroundSettings from add_ground_options' options."""
-    return GroundSettings(camera_height, opts.ground_from, tuple(opts.ground_classes))
+    known = opts.camera_pitch is not None or opts.camera_roll is not None
+    orientation = (opts.camera_pitch or 0.0, opts.camera_roll or 0.0) if known else None
+    return GroundSettings(camera_height, opts.ground_from, tuple(opts.ground_classes), orientation)
 
 
 @dataclass

@@ -82,6 +82,7 @@ class MetricDepth:
         return {
             "camera_height_m": self.ground.camera_height,
             "ground": self.ground.name,
+            "ground_orientation": self.ground.describe_orientation(),
             "intrinsics": camera.source,
             "depth_units": "metres",
         }

@@ -403,6 +403,7 @@ def evaluate_camera_height_scaling(
     report = {
         "camera_height_m": sorted({e.camera_height for e in found}),
         "ground": found[0].ground,
+        "ground_orientation": found[0].orientation,
         "frames_estimated": len(scales),
         "frames_refused": len(refusals),
         "fallback_scale": fallback,

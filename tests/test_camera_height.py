@@ -157,6 +157,37 @@ def test_a_car_filling_most_of_the_road_pixels_is_refused():
         ch.estimate_scale(depth / TRUE_SCALE, K, ground, CAMERA_HEIGHT)
 
 
+@pytest.mark.parametrize("pitch, roll", [(0.0, 0.0), (3.0, 0.0), (-2.0, 4.0), (12.0, -8.0)])
+def test_a_known_pitch_and_roll_fix_the_plane_and_only_its_distance_is_fitted(pitch, roll):
+    np.testing.assert_allclose(ch.road_normal(pitch, roll), up_normal(pitch, roll), atol=EXACT)
+    depth, road = road_depth(up_normal(pitch, roll))
+    rng = np.random.default_rng(2)
+    wrong = road & (rng.random(road.shape) < 0.3)  # 30 % of the road 30 % to 200 % off: outliers
+    depth[wrong] *= rng.uniform(1.3, 3.0, wrong.sum())
+    settings = ch.GroundSettings(CAMERA_HEIGHT, orientation=(pitch, roll))
+    logits = np.eye(NUM_CLASSES)[np.where(road, ROAD, SKY)].transpose(2, 0, 1)
+    estimate = settings.estimate(TRUE_SCALE / depth, logits, K)
+    assert estimate.scale == pytest.approx(TRUE_SCALE, rel=EXACT) and estimate.orientation == "given"
+    assert estimate.inliers == (road & ~wrong).sum() and estimate.pixels_used == road.sum()
+    assert estimate.pitch_degrees == pytest.approx(pitch, abs=1e-9)
+    assert estimate.roll_degrees == pytest.approx(roll, abs=1e-9)
+
+
+def test_with_a_known_orientation_the_distance_is_the_mean_height_of_the_road_points():
+    # a road whose depth grows 0.1 % per metre too fast (as a partly trained model's far road errs): every
+    # point within INLIER_TOLERANCE of the level plane, so the fitted distance is the mean of the points'
+    # heights h (1 + a z) / TRUE_SCALE and the scale TRUE_SCALE / mean(1 + a z), computed here by hand
+    depth, road = road_depth(up_normal())
+    bend = 1e-3
+    assert bend * FAR < ch.INLIER_TOLERANCE
+    bent = np.where(road, depth * (1 + bend * depth), depth) / TRUE_SCALE
+    estimate = ch.estimate_scale(bent, K, road, CAMERA_HEIGHT, normal=ch.road_normal(0.0))
+    assert estimate.inliers == road.sum()
+    assert estimate.scale == pytest.approx(TRUE_SCALE / np.mean(1 + bend * depth[road]), rel=EXACT)
+    fitted = ch.estimate_scale(bent, K, road, CAMERA_HEIGHT)  # the bend tilts a fitted plane instead
+    assert fitted.orientation == "fitted" and fitted.pitch_degrees < 0  # the far road sinks: "looks up"
+
+
 def test_no_road_too_little_road_a_wall_and_a_ceiling_are_refused_with_the_reason():
     depth, road = road_depth(up_normal())
     with pytest.raises(ch.GroundNotVisible, match="^0 road pixels with a depth, fewer than the 200"):
@@ -356,7 +387,8 @@ def one_line(code: int, err: str) -> str:
     return errors[0][len("error: ") :]
 
 
-def test_predict_writes_metric_depth_and_the_scale_of_each_image(exported, tmp_path, capsys):
+@pytest.mark.parametrize("orientation", [[], ["--camera_roll", "0"]], ids=["fitted", "given"])
+def test_predict_writes_metric_depth_and_the_scale_of_each_image(exported, tmp_path, capsys, orientation):
     frames = write_frames(tmp_path / "frames", 2)
     write_intrinsics(tmp_path / "frames" / "intrinsics.json")
     out = tmp_path / "out"
@@ -371,6 +403,7 @@ def test_predict_writes_metric_depth_and_the_scale_of_each_image(exported, tmp_p
             str(out),
             "--camera_height",
             str(CAMERA_HEIGHT),
+            *orientation,
         ],
         capsys,
     )
@@ -386,6 +419,9 @@ def test_predict_writes_metric_depth_and_the_scale_of_each_image(exported, tmp_p
         assert record["scale"] == pytest.approx(TRUE_SCALE, rel=1e-5)
         assert record["inlier_share"] == 1.0 and record["pixels_used"] == (labels == ROAD).sum()
         assert record["camera_height_m"] == CAMERA_HEIGHT and record["depth_units"] == "metres"
+        given = {"pitch_degrees": 0.0, "roll_degrees": 0.0}
+        assert record["ground_orientation"] == (given if orientation else "fitted")
+        assert record["orientation"] == ("given" if orientation else "fitted")
         assert record["intrinsics"].endswith("intrinsics.json") and record["image"] == path
         assert os.path.isfile(f"{stem}_disp.png") and os.path.isfile(f"{stem}_seg.png")
 
@@ -529,8 +565,9 @@ def analytic_model_folder(monkeypatch, tmp_path):
     return str(tmp_path)
 
 
+@pytest.mark.parametrize("orientation", [[], ["--camera_pitch", "0"]], ids=["fitted", "given"])
 def test_evaluate_depth_scales_by_the_camera_height_and_reports_the_ratios(
-    analytic_model_folder, tmp_path, capsys
+    analytic_model_folder, tmp_path, capsys, orientation
 ):
     data, split = analytic_split(tmp_path, black={2})
     out = tmp_path / "metrics.json"
@@ -551,6 +588,7 @@ def test_evaluate_depth_scales_by_the_camera_height_and_reports_the_ratios(
             "camera_height",
             "--output_json",
             str(out),
+            *orientation,
         ],
         capsys,
     )
@@ -561,6 +599,7 @@ def test_evaluate_depth_scales_by_the_camera_height_and_reports_the_ratios(
         result["scaling"] == "camera_height" and result["median_scaling"] is False and result["frames"] == 3
     )
     assert report["frames_estimated"] == 2 and report["frames_refused"] == 1  # frame 2 is black: no road
+    assert report["ground_orientation"] == ("given" if orientation else "fitted")
     assert report["fallback_scale"] == pytest.approx(TRUE_SCALE, rel=1e-5)
     assert report["ratio_to_gt_median"]["median"] == pytest.approx(1, abs=1e-5)
     assert report["scale_error"]["median"] < 1e-5 and report["camera_height_m"] == [CAMERA_HEIGHT]
@@ -626,6 +665,29 @@ def test_a_camera_height_of_zero_or_below_is_an_option_error(exported, tmp_path,
     assert stopped.value.code == utils.EXIT_ERROR
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.endswith(f"error: argument --camera_height: {REFUSED_NUMBER[height]}"), last
+
+
+@pytest.mark.parametrize("option", ["--camera_pitch", "--camera_roll"])
+@pytest.mark.parametrize("angle", ["31", "-45", "nan", "level"])
+def test_a_pitch_or_roll_that_no_road_camera_has_is_an_option_error(
+    exported, tmp_path, capsys, option, angle
+):
+    expected = {
+        "31": "must be between -30 and 30 degrees, got 31",
+        "-45": "must be between -30 and 30 degrees, got -45",
+        "nan": "must be between -30 and 30 degrees, got nan",
+        "level": "expected a number of degrees, got 'level'",
+    }[angle]
+    for main, argv in (
+        (predict.main, ["--exported", exported, "--image_path", str(tmp_path), "--camera_height", "1.65"]),
+        (evaluate_depth.main, ["--scaling", "camera_height", "--camera_height", "1.65"]),
+    ):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            utils.run_cli(main, [*argv, option, angle])
+        assert stopped.value.code == utils.EXIT_ERROR
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last.endswith(f"error: argument {option}: {expected}"), last
 
 
 def test_missing_intrinsics_are_one_line_naming_the_input_before_any_output(exported, tmp_path, capsys):
