@@ -85,6 +85,7 @@ DEMO_TRAINING = {
     + COMMON,
 }
 COMPLETE_MARKER = "demo_scenes.json"
+UNTRAINED_FOLDER = "weights_untrained"  # the untrained model, beside the weights_<epoch> folders
 
 
 def default_data_dir(variant: str = "mono") -> str:
@@ -156,6 +157,22 @@ def gives_option(argv: Sequence[str], option: str) -> bool:
     return any(arg == option or arg.startswith(option + "=") for arg in argv)
 
 
+def evaluate_untrained(trainer: Trainer, opts, data_dir: str, split_dir: str) -> dict | None:
+    """Metrics of the run's untrained model, saved once as models/weights_untrained: a resumed demo
+    evaluates the folder its first part saved (never overwriting it with the resumed weights); None where a
+    resumed run has none."""
+    folder = os.path.join(trainer.log_path, "models", UNTRAINED_FOLDER)
+    if not os.path.isdir(folder):
+        if trainer.step > 0:
+            logger.info(
+                "resumed at step %d, and %s is not there: no untrained model to compare", trainer.step, folder
+            )
+            return None
+        model_folder.save_model_folder(folder, trainer.models, opts)
+    print("\nuntrained model on the held-out synthetic drive:")
+    return evaluate(folder, data_dir, split_dir)
+
+
 def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = None) -> dict:
     """Generate (once), evaluate untrained, train, evaluate trained; return both metric dicts."""
     variant = variant_of(argv)
@@ -173,11 +190,7 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = 
             opts = options.parse_args(demo_argv(list(argv) + ["--model_name", name], data_dir, split_dir))
     trainer = Trainer(opts)
     try:
-        untrained = model_folder.save_model_folder(
-            os.path.join(trainer.log_path, "models", "weights_untrained"), trainer.models, opts
-        )
-        print("\nuntrained model on the held-out synthetic drive:")
-        before = evaluate(untrained, data_dir, split_dir)
+        before = evaluate_untrained(trainer, opts, data_dir, split_dir)
         trainer.train()
     finally:
         trainer.close()  # also when the first evaluation fails: the run folder is let go at once
@@ -187,8 +200,9 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = 
         "on the held-out synthetic drive:"
     )
     after = evaluate(folder, data_dir, split_dir)
+    untrained = "(no untrained model)" if before is None else f"{before['abs_rel']:.3f}"
     print(
-        f"\nabs_rel {before['abs_rel']:.3f} -> {after['abs_rel']:.3f}\n"
+        f"\nabs_rel {untrained} -> {after['abs_rel']:.3f}\n"
         f"TensorBoard: tensorboard --logdir {trainer.log_path}\nweights:     {folder}\n"
         f"data:        {data_dir} (KITTI raw layout; train with --data_path {data_dir} --split {split_dir})"
     )

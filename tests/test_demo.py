@@ -143,6 +143,25 @@ def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
     assert len(scalars["loss"]) >= 2
 
 
+def test_a_resumed_demo_compares_with_the_untrained_model_its_first_part_saved(scenes_dir, tmp_path, capsys):
+    def demo_run(*extra):
+        argv = ["--demo_variant", "stereo", "--config", "baseline", "--frame_ids", "0", "--num_workers", "0"]
+        argv += ["--log_dir", str(tmp_path), "--no_validation", "--num_epochs", "100", *extra]
+        return demo.run(argv, scenes_dir, SCENES)
+
+    first = demo_run("--max_steps", "2")
+    untrained = tmp_path / "demo_stereo" / "models" / demo.UNTRAINED_FOLDER
+    digests = {f.name: f.read_bytes() for f in untrained.iterdir() if f.suffix == ".pth"}
+    resumed = demo_run("--max_steps", "4", "--resume")
+    # the untrained folder keeps the untrained weights (it once got the resumed model's, and the demo then
+    # printed "abs_rel <resumed> -> <trained>" as if from scratch)
+    assert {f.name: f.read_bytes() for f in untrained.iterdir() if f.suffix == ".pth"} == digests
+    assert resumed["untrained"] == first["untrained"]
+    assert resumed["trained"]["abs_rel"] != first["trained"]["abs_rel"]  # 2 more steps were trained
+    out = capsys.readouterr().out
+    assert f"abs_rel {first['untrained']['abs_rel']:.3f} -> {resumed['trained']['abs_rel']:.3f}" in out
+
+
 def test_a_stopped_demo_exits_with_the_signals_code_like_any_run(monkeypatch, tmp_path):
     import signal
 
