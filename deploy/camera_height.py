@@ -399,6 +399,16 @@ class GroundSettings:
             )
         return ground_mask_from_logits(seg_logits, self.classes)
 
+    def ground(
+        self, disp: np.ndarray, seg_logits: np.ndarray | None, depth_range: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        """The ground pixels (H, W) an estimate uses: the mask, less the saturated near end of ``depth_range``
+        (the model's (min_depth, max_depth))."""
+        ground = self.mask(seg_logits, *np.shape(disp))
+        if depth_range is not None:
+            ground = ground & ~saturated(disp, *depth_range)
+        return ground
+
     def estimate(
         self,
         disp: np.ndarray,
@@ -410,9 +420,7 @@ class GroundSettings:
         """The scale that turns 1 / ``disp`` (H, W) into metres (raises GroundNotVisible); ``depth_range``:
         the model's (min_depth, max_depth), whose saturated near end is left out."""
         disp = np.asarray(disp, dtype=np.float64)
-        ground = self.mask(seg_logits, *disp.shape)
-        if depth_range is not None:
-            ground = ground & ~saturated(disp, *depth_range)
+        ground = self.ground(disp, seg_logits, depth_range)
         normal = None if self.orientation is None else road_normal(*self.orientation)
         return estimate_scale(
             1.0 / disp, K, ground, camera_height or self.camera_height, self.name, normal=normal

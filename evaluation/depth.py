@@ -324,8 +324,9 @@ def predict_with_camera_height_scales(
     spec: model_folder.ModelSpec,
     device: torch.device,
     opts: argparse.Namespace,
-) -> tuple[np.ndarray, list]:
-    """Disparities (N, h, w) and each frame's camera-height scale: a ScaleEstimate, or why it has none."""
+) -> tuple[np.ndarray, list, list]:
+    """Disparities (N, h, w), each frame's camera-height scale (a ScaleEstimate, or why it has none) and the
+    ground pixels (h, w) it was estimated from."""
     heights = camera_heights(loader.dataset, opts.camera_height)
     settings = camera_height.ground_settings(opts, heights[0])
     if settings.source == "segmentation" and not spec.semantics:
@@ -334,14 +335,17 @@ def predict_with_camera_height_scales(
             f"give --ground_from lowest_band (the bottom of the image taken as road)"
         )
     estimates: list = []
+    grounds: list = []
 
     def estimate(disps: np.ndarray, seg_logits: np.ndarray | None, inputs: dict) -> None:
         for j, disp in enumerate(disps):
+            logits = None if seg_logits is None else seg_logits[j]
+            grounds.append(settings.ground(disp, logits, (spec.min_depth, spec.max_depth)))
             try:
                 estimates.append(
                     settings.estimate(
                         disp,
-                        None if seg_logits is None else seg_logits[j],
+                        logits,
                         inputs[("K", 0)][j].numpy(),
                         heights[len(estimates)],
                         (spec.min_depth, spec.max_depth),
@@ -353,14 +357,31 @@ def predict_with_camera_height_scales(
     pred_disps = predict_disparities(
         encoder, decoder, loader, spec, device, opts.post_process, on_batch=estimate
     )
-    return pred_disps, estimates
+    return pred_disps, estimates, grounds
+
+
+def ground_median_scale(
+    gt: torch.Tensor, pred: torch.Tensor, ground: np.ndarray, garg_crop: bool
+) -> float | None:
+    """The ground truth's median scale over the ground pixels (``ground`` (h, w) at the prediction's size)
+    alone: what a perfect estimate from the road would give; None where no ground pixel has ground truth."""
+    mask = torch.from_numpy(np.ascontiguousarray(ground, dtype=np.float32))[None, None]
+    on_ground = torch.nn.functional.interpolate(mask, size=gt.shape[-2:], mode="nearest")[0, 0] > 0
+    result = evaluated_depths(torch.where(on_ground, gt, torch.zeros_like(gt)), pred, garg_crop, True, 1.0)
+    return None if result is None else result[3].item()
 
 
 def evaluate_camera_height_scaling(
-    pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray], garg_crop: bool, estimates: Sequence
+    pred_disps: np.ndarray,
+    gt_depths: Sequence[np.ndarray],
+    garg_crop: bool,
+    estimates: Sequence,
+    grounds: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Per-image metrics (M, 7) with each image scaled by its camera-height estimate (frames without one: the
-    median of the others'), and the report: each estimate's ratio to the ground truth's median scale."""
+    median of the others'), and the report: each estimate's ratio to the ground truth's median scale, over
+    the image and (with ``grounds``, each frame's ground pixels) over the ground alone, which separates
+    the estimate's error from the model's placing of its road relative to the rest of the scene."""
     scales = [e.scale for e in estimates if isinstance(e, camera_height.ScaleEstimate)]
     refusals = [(i, e) for i, e in enumerate(estimates) if isinstance(e, str)]
     if not scales:
@@ -368,8 +389,8 @@ def evaluate_camera_height_scaling(
             f"no test frame shows enough road for a camera-height scale (frame 0: {refusals[0][1]})"
         )
     fallback = float(np.median(scales))
-    errors, ratios, per_frame = [], [], []
-    for pred, gt, estimate in zip(pred_disps, gt_depths, estimates):
+    errors, ratios, ground_ratios, per_frame = [], [], [], []
+    for i, (pred, gt, estimate) in enumerate(zip(pred_disps, gt_depths, estimates)):
         per_frame.append(
             {"scale": None, "reason": estimate}
             if isinstance(estimate, str)
@@ -393,6 +414,14 @@ def evaluate_camera_height_scaling(
             median_scale = evaluated_depths(gt_t, pred_t, garg_crop, True, 1.0)[3].item()
             ratios.append(scale / median_scale)
             per_frame[-1].update(gt_median_scale=median_scale, ratio_to_gt_median=ratios[-1])
+            ground_scale = (
+                None if grounds is None else ground_median_scale(gt_t, pred_t, grounds[i], garg_crop)
+            )
+            if ground_scale is not None:
+                ground_ratios.append(scale / ground_scale)
+                per_frame[-1].update(
+                    gt_ground_median_scale=ground_scale, ratio_to_gt_ground_median=ground_ratios[-1]
+                )
     ratios = np.array(ratios)
     scale_errors = np.abs(ratios - 1)
     for i, reason in refusals[:LISTED_REFUSALS]:
@@ -413,21 +442,32 @@ def evaluate_camera_height_scaling(
             f"p{SCALE_ERROR_PERCENTILE}": float(np.percentile(scale_errors, SCALE_ERROR_PERCENTILE)),
         },
         "inlier_share_median": float(np.median([e.inlier_share for e in found])),
+        "ratio_to_gt_ground_median": (
+            {"median": float(np.median(ground_ratios)), "std": float(np.std(ground_ratios))}
+            if ground_ratios
+            else None
+        ),
         "per_frame": per_frame,
     }
     return np.array(errors), report
 
 
 def camera_height_summary(report: dict) -> str:
-    """The line printed beside the metrics table (as Monodepth2 prints its median-scaling ratios)."""
+    """The lines printed beside the metrics table (as Monodepth2 prints its median-scaling ratios)."""
     error = report["scale_error"]
     ratio = report["ratio_to_gt_median"]
-    return (
+    lines = [
         f" camera-height scale / ground-truth median scale | med: {ratio['median']:0.3f} | "
         f"std: {ratio['std']:0.3f} | scale error med: {error['median']:.1%} | "
         f"p{SCALE_ERROR_PERCENTILE}: {error[f'p{SCALE_ERROR_PERCENTILE}']:.1%} | frames estimated: "
         f"{report['frames_estimated']} of {report['frames_estimated'] + report['frames_refused']}"
-    )
+    ]
+    ground = report.get("ratio_to_gt_ground_median")
+    if ground is not None:
+        lines.append(
+            f" the same on the ground pixels alone | med: {ground['median']:0.3f} | std: {ground['std']:0.3f}"
+        )
+    return "\n".join(lines)
 
 
 def write_benchmark_predictions(pred_disps: np.ndarray, folder: str) -> None:
@@ -523,7 +563,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     gt_depths = load_ground_truth(gt_file, num_lines, test_file) if evaluating else None  # before predicting
     estimates = None
     if pred_disps is None and opts.scaling == "camera_height":
-        pred_disps, estimates = predict_with_camera_height_scales(
+        pred_disps, estimates, grounds = predict_with_camera_height_scales(
             encoder, decoder, loader, spec, device, opts
         )
     if pred_disps is None:
@@ -547,7 +587,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     report = None
     if estimates is not None:
         median_scaling = False
-        errors, report = evaluate_camera_height_scaling(pred_disps, gt_depths, garg_crop, estimates)
+        errors, report = evaluate_camera_height_scaling(pred_disps, gt_depths, garg_crop, estimates, grounds)
     else:
         errors, ratios = evaluate_predictions(pred_disps, gt_depths, garg_crop, median_scaling, scale)
     if len(errors) == 0:

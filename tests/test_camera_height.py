@@ -600,6 +600,7 @@ def test_evaluate_depth_scales_by_the_camera_height_and_reports_the_ratios(
     )
     assert report["frames_estimated"] == 2 and report["frames_refused"] == 1  # frame 2 is black: no road
     assert report["ground_orientation"] == ("given" if orientation else "fitted")
+    assert report["ratio_to_gt_ground_median"]["median"] == pytest.approx(1, abs=1e-5)
     assert report["fallback_scale"] == pytest.approx(TRUE_SCALE, rel=1e-5)
     assert report["ratio_to_gt_median"]["median"] == pytest.approx(1, abs=1e-5)
     assert report["scale_error"]["median"] < 1e-5 and report["camera_height_m"] == [CAMERA_HEIGHT]
@@ -608,6 +609,30 @@ def test_evaluate_depth_scales_by_the_camera_height_and_reports_the_ratios(
     assert report["per_frame"][0]["ratio_to_gt_median"] == pytest.approx(1, abs=1e-5)
     assert report["per_frame"][0]["gt_median_scale"] == pytest.approx(TRUE_SCALE, rel=1e-5)
     assert "test frame 1: no camera-height scale (0 road pixels" in err
+
+
+def test_the_report_separates_the_estimates_error_from_the_models_road_against_the_rest():
+    # ground truth 10 m everywhere; the model puts its road (bottom 3 of 8 rows) at 5 units and the rest at
+    # 2.5: the ground truth's median scale is 4 over the image (40 of 64 pixels at 2.5) but 2 on the road, so
+    # an exact estimate from the road (scale 2) is half the image's median scale and equal to the road's
+    gt = np.full((8, 8), 10.0)
+    road = np.zeros((8, 8), dtype=bool)
+    road[5:] = True
+    disp = np.where(road, 1 / 5.0, 1 / 2.5).astype(np.float32)
+    exact = ch.ScaleEstimate(2.0, CAMERA_HEIGHT, (0.0, -1.0, 0.0), CAMERA_HEIGHT / 2, 1.0, 24, 24, "road")
+    _, report = evaluation_depth.evaluate_camera_height_scaling(
+        np.stack([disp, disp]), [gt, gt], False, [exact, "no road"], [road, road]
+    )
+    first, second = report["per_frame"]
+    assert first["gt_median_scale"] == pytest.approx(4.0) and first["ratio_to_gt_median"] == pytest.approx(
+        0.5
+    )
+    assert first["gt_ground_median_scale"] == pytest.approx(2.0)
+    assert first["ratio_to_gt_ground_median"] == pytest.approx(1.0)
+    assert "ratio_to_gt_ground_median" not in second  # no estimate, nothing to compare
+    assert report["ratio_to_gt_ground_median"] == {"median": pytest.approx(1.0), "std": 0.0}
+    summary = evaluation_depth.camera_height_summary(report).splitlines()
+    assert "med: 0.500" in summary[0] and summary[1].endswith("ground pixels alone | med: 1.000 | std: 0.000")
 
 
 def test_evaluate_depth_prints_the_ratio_line_beside_the_table(analytic_model_folder, tmp_path, capfd):
