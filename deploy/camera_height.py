@@ -374,9 +374,8 @@ class GroundSettings:
     camera_height: float
     source: str = GROUND_SOURCES[0]
     classes: tuple[str, ...] = DEFAULT_GROUND_CLASSES
-    orientation: tuple[float, float] | None = (
-        None  # the camera's known (pitch, roll) in degrees; None: fitted
-    )
+    # the camera's known (pitch, roll) in degrees; None: the orientation is fitted with the distance
+    orientation: tuple[float, float] | None = None
 
     def describe_orientation(self) -> str | dict[str, float]:
         """For the JSON records: "fitted", or the pitch and roll given."""
@@ -416,11 +415,14 @@ class GroundSettings:
         K: np.ndarray,
         camera_height: float | None = None,
         depth_range: tuple[float, float] | None = None,
+        ground: np.ndarray | None = None,
     ) -> ScaleEstimate:
         """The scale that turns 1 / ``disp`` (H, W) into metres (raises GroundNotVisible); ``depth_range``:
-        the model's (min_depth, max_depth), whose saturated near end is left out."""
+        the model's (min_depth, max_depth), whose saturated near end is left out; ``ground``: the mask of
+        ``self.ground`` when the caller has it already."""
         disp = np.asarray(disp, dtype=np.float64)
-        ground = self.ground(disp, seg_logits, depth_range)
+        if ground is None:
+            ground = self.ground(disp, seg_logits, depth_range)
         normal = None if self.orientation is None else road_normal(*self.orientation)
         return estimate_scale(
             1.0 / disp, K, ground, camera_height or self.camera_height, self.name, normal=normal

@@ -340,7 +340,7 @@ def predict_with_camera_height_scales(
     def estimate(disps: np.ndarray, seg_logits: np.ndarray | None, inputs: dict) -> None:
         for j, disp in enumerate(disps):
             logits = None if seg_logits is None else seg_logits[j]
-            grounds.append(settings.ground(disp, logits, (spec.min_depth, spec.max_depth)))
+            grounds.append(settings.ground(disp, logits, (spec.min_depth, spec.max_depth)))  # computed once
             try:
                 estimates.append(
                     settings.estimate(
@@ -348,7 +348,7 @@ def predict_with_camera_height_scales(
                         logits,
                         inputs[("K", 0)][j].numpy(),
                         heights[len(estimates)],
-                        (spec.min_depth, spec.max_depth),
+                        ground=grounds[-1],
                     )
                 )
             except camera_height.GroundNotVisible as err:
