@@ -354,7 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save_frequency", type=positive_int, default=1, help="epochs between checkpoints")
     g.add_argument("--num_log_images", type=non_negative_int, default=4, help="images per TensorBoard figure")
     g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
-    g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
+    weights = g.add_mutually_exclusive_group()
+    weights.add_argument("--load_weights_folder", default=None, help="model folder to start from")
+    from checkpoints import released  # here: checkpoints import this module
+
+    released.add_model_option(weights, parser)
     g.add_argument(
         "--models_to_load",
         nargs="+",
@@ -434,7 +438,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.set_defaults(**_config_defaults(argv))
     opts = parser.parse_args(argv)
     check(opts, parser)
+    resolve_weights(opts)
     return opts
+
+
+def resolve_weights(opts: argparse.Namespace) -> None:
+    """``--model NAME`` becomes its cached folder in ``--load_weights_folder`` (fetched once); a folder whose
+    model card contradicts the options for the networks to load is refused with the difference."""
+    from checkpoints import model_card, released
+
+    released.resolve_model_option(opts)
+    if opts.load_weights_folder:
+        model_card.check_options(opts.load_weights_folder, opts, opts.models_to_load)
 
 
 def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
