@@ -9,6 +9,7 @@ prints Monodepth2's table and writes the metrics as JSON.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Sequence
 
@@ -22,6 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     released.add_model_option(parser, parser)  # --model NAME: a released model, fetched once
     opts = parser.parse_args(argv)
     utils.setup_logging()
+    hint = released.entry(opts.model).info.get("eval", "") if opts.model else ""
+    if "--eval_stereo" in hint and not opts.eval_stereo:
+        logging.getLogger(__name__).warning(
+            "%s is evaluated with %s (its publisher's protocol)", opts.model, hint
+        )
     released.resolve_model_option(opts)
     evaluate(opts)
     return 0

@@ -66,6 +66,7 @@ DATA_LIMITS = (64 << 30, 500_000)
 MAX_RATIO = 100  # uncompressed / compressed size of one member beyond which it is taken for a bomb
 MODEL_SUFFIXES = (".pth", ".json", ".sha256", ".txt", ".md")  # members unpacked from a model zip
 DATA_SUFFIXES = (".png",)  # members unpacked from a pseudo-label zip
+DATA_TOP = "segmentation"  # the folder at the top of the authors' segmentation.zip, dropped when unpacking
 MODEL_MARK = "encoder.pth"  # the file that marks a model folder inside a zip
 
 
@@ -463,8 +464,9 @@ def unpack_data(archive: str, destination: str) -> None:
     members = list(safe_members(archive, DATA_SUFFIXES, DATA_LIMITS))
     if not members:
         raise DownloadError(f"{archive}: no {', '.join(DATA_SUFFIXES)} files in it")
+    tops = {m.filename.split("/")[0] for m in members}
     base = os.path.basename(destination.rstrip(os.sep))
-    strip = all(m.filename.split("/")[0] == base for m in members)
+    strip = len(tops) == 1 and tops.pop() in (base, DATA_TOP) and all("/" in m.filename for m in members)
     with atomic_folder(destination) as tmp:
         for info in tqdm(members, desc="unpacking", unit="file"):
             parts = info.filename.split("/")[1 if strip else 0 :]

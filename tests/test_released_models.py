@@ -530,6 +530,10 @@ def test_authors_pseudo_labels_are_fetched(tmp_path, server, monkeypatch):
     kitti = tmp_path / "kitti"
     assert make_pseudo_labels.main(["--data_path", str(kitti), "--authors_labels"]) == 0
     assert np.asarray(Image.open(kitti / "segmentation" / inner)).tolist() == np.full((4, 6), 7).tolist()
+    # another label folder: the top folder "segmentation" is dropped there too (downloaded again: not kept)
+    labels = tmp_path / "labels"
+    assert make_pseudo_labels.main(["--seg_path", str(labels), "--authors_labels"]) == 0
+    assert (labels / inner).is_file() and len(srv.requests) == 2
     assert not (kitti / "segmentation" / "notes.exe").exists()
     # an existing label folder is never replaced
     with pytest.raises(utils.UnwritableError, match="exists already"):
