@@ -356,9 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
     weights = g.add_mutually_exclusive_group()
     weights.add_argument("--load_weights_folder", default=None, help="model folder to start from")
-    from checkpoints import released  # here: checkpoints import this module
-
-    released.add_model_option(weights, parser)
+    weights.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="start from a released model (python predict.py --list_models), downloaded and cached on "
+        "first use (docs/released_models.md); train.py resolves it to --load_weights_folder",
+    )
     g.add_argument(
         "--models_to_load",
         nargs="+",
@@ -438,18 +442,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.set_defaults(**_config_defaults(argv))
     opts = parser.parse_args(argv)
     check(opts, parser)
-    resolve_weights(opts)
     return opts
-
-
-def resolve_weights(opts: argparse.Namespace) -> None:
-    """``--model NAME`` becomes its cached folder in ``--load_weights_folder`` (fetched once); a folder whose
-    model card contradicts the options for the networks to load is refused with the difference."""
-    from checkpoints import model_card, released
-
-    released.resolve_model_option(opts)
-    if opts.load_weights_folder:
-        model_card.check_options(opts.load_weights_folder, opts, opts.models_to_load)
 
 
 def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:

@@ -171,6 +171,17 @@ def resolve_model_option(opts: argparse.Namespace) -> None:
     opts.load_weights_folder = fetch_model(name)
 
 
+def resolve_training_weights(opts: argparse.Namespace) -> None:
+    """Training's ``--model NAME`` becomes its cached folder in ``--load_weights_folder`` (fetched once); a
+    folder whose model card contradicts the options for the networks to load is refused with the
+    difference, before any work."""
+    from checkpoints import model_card
+
+    resolve_model_option(opts)
+    if opts.load_weights_folder:
+        model_card.check_options(opts.load_weights_folder, opts, opts.models_to_load)
+
+
 # -- cache ----------------------------------------------------------------------------------------
 def cache_dir() -> str:
     """Root of the cache: ``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models."""

@@ -445,25 +445,25 @@ def test_every_written_folder_has_a_card(trained, capsys):
     assert "encoder: resnet18" in printed and "step: 42" in printed
 
 
-def test_card_contradicting_options_is_refused(trained):
-    argv = [
-        "--weights_init",
-        "scratch",
-        "--height",
-        str(HEIGHT),
-        "--width",
-        str(WIDTH),
-        "--load_weights_folder",
-        trained,
-    ]
-    with pytest.raises(utils.InputError, match="contradicts the options") as err:
-        options.parse_args(argv + ["--config", "full"])  # the full model: segmentation decoder and CMA
-    assert "semantics false in the card, true in the options" in str(err.value)
+def test_card_contradicting_options_is_refused(trained, tmp_path, capsys):
+    import train
+
+    argv = ["--weights_init", "scratch", "--height", str(HEIGHT), "--width", str(WIDTH)]
+    argv += ["--load_weights_folder", trained, "--log_dir", str(tmp_path / "runs")]
+
+    def parse(extra: list) -> None:
+        released.resolve_training_weights(options.parse_args(argv + extra))  # as train.py, before any work
+
+    code, err = run(train.main, argv + ["--config", "full"], capsys)  # segmentation decoder and CMA
+    assert code == utils.EXIT_ERROR and "model_card.json contradicts the options" in err
+    assert "semantics false in the card, true in the options" in err and not (tmp_path / "runs").exists()
     with pytest.raises(utils.InputError, match='encoder "resnet18" in the card, "resnet50" in the options'):
-        options.parse_args(argv + ["--config", "baseline", "--encoder", "resnet50"])
+        parse(["--config", "baseline", "--encoder", "resnet50"])
     # the networks that agree may be loaded alone; the card's own options load
-    options.parse_args(argv + ["--config", "full", "--models_to_load", "encoder", "pose_encoder", "pose"])
-    options.parse_args(argv + ["--config", "baseline"])
+    parse(["--config", "full", "--models_to_load", "encoder", "pose_encoder", "pose"])
+    parse(["--config", "baseline"])
+    with pytest.raises(SystemExit):  # --model and --load_weights_folder exclude each other
+        options.parse_args(argv + ["--model", "mono_640x192"])
 
 
 def test_package_writes_a_hostable_zip_and_its_registry_line(
