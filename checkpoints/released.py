@@ -211,8 +211,13 @@ def fetch_model(name: str) -> str:
     if cached:
         logger.info("%s: cached in %s", name, cached)
         return cached
-    archive, downloaded = obtain(item)
     folder = os.path.join(cache_dir(), name)
+    if os.path.lexists(folder):  # not written whole by this module (atomic_folder): someone else's
+        raise utils.UnwritableError(
+            f"{folder} is in the way of the cached model {name} (no model card and checksums in it): "
+            f"move it elsewhere"
+        )
+    archive, downloaded = obtain(item)
     try:
         unpack_model(item, archive, folder)
     except DownloadError:

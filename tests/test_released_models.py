@@ -281,6 +281,17 @@ def test_file_put_by_hand_that_fails_is_left_alone(tmp_path, registry, published
     assert open(place, "rb").read() == b"not the model"
 
 
+def test_a_folder_in_the_caches_way_is_left_alone(tmp_path, server, registry, published):
+    srv = server(published["zips"])
+    registry(srv.url)
+    mine = os.path.join(cache_root(tmp_path), AUTHORS)
+    os.makedirs(mine)
+    open(os.path.join(mine, "notes.txt"), "w").write("mine")
+    with pytest.raises(utils.UnwritableError, match="in the way"):
+        released.fetch_model(AUTHORS)
+    assert os.listdir(mine) == ["notes.txt"] and srv.requests == []
+
+
 def test_mirror_url_is_tried_first(tmp_path, server, registry, published, monkeypatch):
     publisher, mirror = server(published["zips"]), server(published["zips"])
     registry(publisher.url)
