@@ -456,6 +456,18 @@ def test_every_written_folder_has_a_card(trained, capsys):
     assert "encoder: resnet18" in printed and "step: 42" in printed
 
 
+def test_the_card_shows_the_metrics_of_an_evaluation(trained, tmp_path, capsys):
+    from tools import model_card as tool
+
+    folder = str(tmp_path / "evaluated")
+    shutil.copytree(trained, folder)
+    metrics = {"abs_rel": 0.5, "a1": 0.25}
+    with open(os.path.join(folder, "metrics_eigen.json"), "w") as f:
+        json.dump(metrics, f)
+    assert tool.main([folder, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evaluations"] == {"metrics_eigen.json": metrics}
+
+
 def test_card_contradicting_options_is_refused(trained, tmp_path, capsys):
     import train
 
