@@ -354,7 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save_frequency", type=positive_int, default=1, help="epochs between checkpoints")
     g.add_argument("--num_log_images", type=non_negative_int, default=4, help="images per TensorBoard figure")
     g.add_argument("--no_validation", action="store_true", help="skip the validation pass after each epoch")
-    g.add_argument("--load_weights_folder", default=None, help="model folder to start from")
+    weights = g.add_mutually_exclusive_group()
+    weights.add_argument("--load_weights_folder", default=None, help="model folder to start from")
+    weights.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="start from a released model (python predict.py --list_models), downloaded and cached on "
+        "first use (docs/released_models.md); train.py resolves it to --load_weights_folder",
+    )
     g.add_argument(
         "--models_to_load",
         nargs="+",

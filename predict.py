@@ -1,5 +1,5 @@
 """Predict depth for images and videos: \
-``python predict.py --load_weights_folder W|--exported FILE --image_path PATH...``.
+``python predict.py --load_weights_folder W|--model NAME|--exported FILE --image_path PATH...``.
 
 Images (files, or folders read in name order) get, per image: ``<name>_disp.npy`` (the scaled
 disparity at the model's input size), ``<name>_depth.npy`` (``--depth_scale`` / disparity: relative
@@ -35,6 +35,7 @@ from typing import Sequence
 
 import options
 import utils
+from checkpoints import released
 from datasets.video_files import fps_option, is_video, probe
 from deploy import camera_height
 from deploy.metric_depth import metric_setup, unscaled_message
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--load_weights_folder", help="model folder (any supported layout)")
+    released.add_model_option(model, parser)
     model.add_argument(
         "--exported",
         "--onnx",
@@ -133,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
     utils.setup_logging()
+    released.resolve_model_option(opts)
     images, folders, videos = [], [], []
     for path in opts.image_path:
         if os.path.isdir(path):

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import options
 import utils
+from checkpoints import released
 from synthetic import demo
 from trainer import Trainer
 from training import signals
@@ -21,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = options.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     utils.setup_logging(rank)
+    released.resolve_training_weights(opts)  # --model NAME; a model card that contradicts the options
     try:
         if opts.demo:
             demo.run(sys.argv[1:] if argv is None else argv, opts.demo_data)

@@ -3,7 +3,8 @@
 A folder holds ``encoder.pth`` (with the plain entries ``height``, ``width``, ``epoch``,
 ``step``; a timm encoder's file also ``encoder``, its name, and ``timm_version``), ``decoder.pth``
 (depth decoder, segmentation decoder and CMA modules: the authors' keys), ``pose_encoder.pth``,
-``pose.pth``, the optimizer state ``adam.pth``, ``opt.json`` and
+``pose.pth``, the optimizer state ``adam.pth``, ``opt.json``, the model card ``model_card.json``
+(checkpoints/model_card.py) and
 ``checksums.sha256`` (every file's SHA-256, checked on load; released folders without it load
 unchecked). Files are read with ``weights_only=True``: a checkpoint can never run code.
 """
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 import options
+from checkpoints import model_card
 from checkpoints.files import CheckpointError, read_state, save_state, verify_file, write_checksums
 from fileio.atomic import atomic_folder, recover_folder
 from networks import JointDecoder, PoseDecoder, build_encoder, encoder_metadata, encoders
@@ -132,6 +134,7 @@ def save_model_folder(
         if optimizer is not None:
             save_state(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
         options.save_options(opts, os.path.join(tmp, OPTIONS_FILE))
+        model_card.write_card(model_card.training_card(opts, epoch, step), tmp)
         write_checksums(tmp)
     return folder
 

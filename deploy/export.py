@@ -68,6 +68,16 @@ def default_output(folder: str, fmt: str, height: int, width: int, input_type: s
     return os.path.join(folder, f"depth_{height}x{width}_{input_type}{FORMATS[fmt]}")
 
 
+def copy_card(folder: str, path: str, fmt: str) -> str:
+    """Write the model folder's card beside the exported file (``<file>.card.json``), with the file's format
+    and sha256; return the card's path."""
+    from checkpoints import model_card
+    from checkpoints.files import file_digest
+
+    extra = {"file": os.path.basename(path), "format": fmt, "sha256": file_digest(path)}
+    return model_card.copy_beside(folder, path, extra)
+
+
 def dynamic_shapes(dynamic_size: bool) -> tuple[dict[int, object]]:
     """torch.export's dynamic dimensions of the graph's one input: the batch, and H and W (multiples
     of the network's stride) with ``dynamic_size``."""

@@ -6,7 +6,8 @@ as ONNX (opset 17 by default, read by onnxruntime and TensorRT; ``--onnx_exporte
 torch's exporter built on torch.export, opset 18), as a torch.export program (``.pt2``) or as
 TorchScript, with the model's options and the input/output contract embedded as metadata; dynamic
 batch, and dynamic image size with ``--dynamic_size``. The file is checked against PyTorch at two
-batch sizes under a temporary name and renamed only when it passes. ``--time`` prints the
+batch sizes under a temporary name and renamed only when it passes; the model's card is written
+beside it (``<file>.card.json``). ``--model NAME`` exports a released model. ``--time`` prints the
 inference time per image of each backend. The library behind it is ``deploy/export.py``.
 """
 
@@ -22,7 +23,7 @@ import torch
 
 import options
 import utils
-from checkpoints import model_folder
+from checkpoints import model_folder, released
 from deploy import depth_graph, export
 from fileio.atomic import atomic_write
 from utils import run_cli
@@ -32,11 +33,12 @@ logger = logging.getLogger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
-    parser.add_argument(
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument(
         "--load_weights_folder",
-        required=True,
         help="model folder: this project's, the authors' (decoder.pth) or Monodepth2's (depth.pth)",
     )
+    released.add_model_option(weights, parser)
     parser.add_argument(
         "--format",
         choices=list(export.FORMATS),
@@ -120,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     opts = parser.parse_args(argv)
     utils.setup_logging()
+    released.resolve_model_option(opts)
     if opts.format != "onnx" and (opts.opset is not None or opts.onnx_exporter != "torchscript"):
         parser.error(f"--opset and --onnx_exporter are for --format onnx, not {opts.format}")
     if opts.threads is not None:
@@ -165,14 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 export.RTOL,
                 export.ATOL,
             )
+    card = export.copy_card(opts.load_weights_folder, path, opts.format)
     logger.info(
-        "wrote %s (%s layout, %dx%d, %s input, outputs %s)",
+        "wrote %s (%s layout, %dx%d, %s input, outputs %s) and its card %s",
         path,
         spec.layout,
         height,
         width,
         opts.input_type,
         ", ".join(graph.output_names),
+        card,
     )
     if opts.time:
         backend = {fmt: name for name, fmt in export.BACKEND_FORMATS.items()}[opts.format]

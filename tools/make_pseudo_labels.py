@@ -6,7 +6,8 @@ Labels every frame a split needs (``--sides both`` adds the other camera) or eve
 or a torch.export / TorchScript file you trust), and writes one label PNG per frame where the loader
 reads it (``--seg_path``, default ``<data_path>/segmentation``). Existing labels are skipped (an
 interrupted run continues). A summary (counts, class histogram, colour overlays) goes to
-``--summary_dir``. The labelling itself: datasets/pseudo_labels.py.
+``--summary_dir``. ``--authors_labels`` fetches the authors' own pseudo-labels instead (their
+segmentation.zip, verified and unpacked into ``--seg_path``). The labelling itself: datasets/pseudo_labels.py.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from datasets.pseudo_labels import (
 from fileio.atomic import remove_stale_temporaries
 from utils import run_cli
 
+AUTHORS_LABELS = "fsre_segmentation"  # the authors' segmentation.zip in checkpoints/released_models.json
 logger = logging.getLogger(__name__)
 
 
@@ -65,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--splits_dir", default=None, help="folder with local copies of the public split files")
     g.add_argument("--dataset", default="kitti", choices=sorted(DATASETS), help="layout of --data_path")
+    g.add_argument(
+        "--authors_labels",
+        action="store_true",
+        help="instead of labelling: download the authors' pseudo-labels (their segmentation.zip, "
+        "verified) into --seg_path (docs/released_models.md)",
+    )
     g.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
     g.add_argument(
         "--sides",
@@ -141,9 +149,25 @@ def check_options(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--image_dirs without --data_path needs --seg_path")
 
 
+def fetch_authors_labels(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--authors_labels``: download, verify and unpack the authors' segmentation.zip into the label
+    folder (checkpoints/released.py), which must not exist yet."""
+    from checkpoints import released
+
+    if opts.seg_path is None and opts.data_path is None:
+        parser.error("--authors_labels needs --data_path (or --seg_path)")
+    utils.setup_logging()
+    seg_path = opts.seg_path or os.path.join(opts.data_path, "segmentation")
+    released.fetch_data(AUTHORS_LABELS, seg_path)
+    logger.info("the authors' pseudo-labels are in %s", seg_path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
+    if opts.authors_labels:
+        return fetch_authors_labels(opts, parser)
     check_options(opts, parser)
     utils.setup_logging()
     device = utils.pick_device(opts.device)

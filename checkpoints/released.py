@@ -1,0 +1,489 @@
+"""Released models and data by name: the registry (``released_models.json``), the download and its checks,
+and the cache (docs/released_models.md).
+
+``--model NAME`` (predict.py, evaluate_depth.py, tools.export_model, train.py) resolves to a model folder
+in the cache, ``~/.cache/fsre_depth/models/NAME`` (``$FSRE_MODELS_DIR`` overrides the root): a cached
+model makes no request. Otherwise its zip is fetched, a mirror first (``$FSRE_MODELS_MIRROR``: a base
+URL or a folder holding the zips under their registry file names), then the publisher's URLs, with a
+progress bar; a partial download is resumed with an HTTP Range request. The zip is verified before
+use: the publisher's md5 where one is published, our sha256 where the registry records one, the size
+where known; where neither is published the first download's sha256 is recorded in
+``<cache>/trusted_sha256.json`` and every later download must match it (trust on first use, said in
+the log). A zip that fails is refused and removed (a zip put in place by hand is refused and left
+alone). The zip is untrusted: only plain files of the expected kinds are unpacked, none outside the
+folder (zip-slip), within size limits (zip bombs), into a temporary folder renamed into place
+(``fileio.atomic.atomic_folder``); the weights are then read with ``weights_only=True`` (never
+unpickled) and must load, and the folder gets its model card and checksums.
+``$FSRE_MODELS_REGISTRY`` names a JSON file of more entries (e.g. the lines that
+``python -m tools.model_card FOLDER --package OUT.zip`` prints), so that a lab can name its own models.
+
+torch.hub.download_url_to_file checks a hash prefix and draws a progress bar, but starts over after
+a cut connection; models of 100 MB and the 2 GB pseudo-labels over a slow link want a resume, hence
+the small Range-request loop with urllib and tqdm below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import stat
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from typing import Iterator
+
+from tqdm import tqdm
+
+import utils
+from fileio.atomic import atomic_folder, atomic_write, save_json
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "released_models.json")
+CACHE_ENV = "FSRE_MODELS_DIR"  # root of the cache (default DEFAULT_CACHE)
+MIRROR_ENV = "FSRE_MODELS_MIRROR"  # a base URL or a folder, tried before the publishers' URLs
+REGISTRY_ENV = "FSRE_MODELS_REGISTRY"  # a JSON file of more entries, e.g. a lab's own models
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "fsre_depth", "models")
+DOWNLOADS = "downloads"  # <cache>/downloads/<file>: finished and partial (<file>.part) zips
+PARTIAL_SUFFIX = ".part"
+TRUSTED_FILE = "trusted_sha256.json"  # first downloads' sha256 of entries that publish no checksum
+CHUNK = 1 << 20
+TIMEOUT_S = 60  # per socket operation of a download
+USER_AGENT = "fsre-depth"
+HTTP_PARTIAL, HTTP_RANGE_NOT_SATISFIABLE = 206, 416
+HTML_START = (b"<!doctype", b"<html")  # what Drive serves instead of a file it will not hand out
+# Unpacking an untrusted zip: limits far above the largest real archive, far below a bomb's.
+MODEL_LIMITS = (2 << 30, 64)  # (bytes unpacked, files)
+DATA_LIMITS = (64 << 30, 500_000)
+MAX_RATIO = 100  # uncompressed / compressed size of one member beyond which it is taken for a bomb
+MODEL_SUFFIXES = (".pth", ".json", ".sha256", ".txt", ".md")  # members unpacked from a model zip
+DATA_SUFFIXES = (".png",)  # members unpacked from a pseudo-label zip
+DATA_TOP = "segmentation"  # the folder at the top of the authors' segmentation.zip, dropped when unpacking
+MODEL_MARK = "encoder.pth"  # the file that marks a model folder inside a zip
+
+
+class DownloadError(utils.InputError):
+    """A released file that cannot be fetched, fails its check or is not a safe archive."""
+
+
+@dataclass
+class Entry:
+    """One registry entry: a released model or data archive."""
+
+    name: str
+    kind: str  # "models" or "data"
+    info: dict
+
+    @property
+    def file(self) -> str:
+        """The archive's file name (in the downloads folder and on a mirror)."""
+        return self.info.get("file") or f"{self.name}.zip"
+
+
+# -- registry ----------------------------------------------------------------------------------
+def read_registry(path: str = REGISTRY_FILE) -> dict:
+    """The registry's {"models": {...}, "data": {...}}, with the entries of ``$FSRE_MODELS_REGISTRY``."""
+    paths = [path] + ([os.environ[REGISTRY_ENV]] if os.environ.get(REGISTRY_ENV) else [])
+    registry: dict = {"models": {}, "data": {}}
+    for file in paths:
+        try:
+            with open(file, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise utils.MissingFileError(f"{file}: no such registry file ({REGISTRY_ENV}?)") from None
+        except ValueError as err:
+            raise utils.InputError(f"{file}: not a readable registry ({err})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
+            raise utils.InputError(f'{file}: not a registry (a JSON object with "models": {{NAME: {{...}}}})')
+        for kind in registry:
+            registry[kind].update(data.get(kind, {}))
+    return registry
+
+
+def entry(name: str, kind: str = "models") -> Entry:
+    """A registry entry by name; InputError listing the names for an unknown one."""
+    entries = read_registry()[kind]
+    if name not in entries:
+        what = "--model" if kind == "models" else "data"
+        raise utils.InputError(f"{what} {name}: nothing released of that name; known: {', '.join(entries)}")
+    return Entry(name, kind, entries[name])
+
+
+def models_table() -> str:
+    """The released models as a table: name, what it is, its input size, the publisher's AbsRel."""
+    rows = [("name", "architecture", "encoder", "input", "supervision", "AbsRel", "licence")]
+    for name, info in read_registry()["models"].items():
+        metrics = info.get("metrics") or {}
+        rows.append(
+            (
+                name,
+                str(info.get("architecture", "?")).split(" (")[0],
+                f"{info.get('encoder', '?')}{'' if info.get('imagenet_pretrained', True) else ' (scratch)'}",
+                f"{info.get('height', '?')}x{info.get('width', '?')}",
+                str(info.get("supervision", "?")).split(" (")[0],
+                str(metrics.get("abs_rel", "-")),
+                str(info.get("licence", "?")).split(" (")[0],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+class ListModels(argparse.Action):
+    """``--list_models``: print the released models and exit (before required options are checked)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        sys.stdout.write(models_table() + "\n")
+        parser.exit(0)
+
+
+def add_model_option(container, parser: argparse.ArgumentParser) -> None:
+    """``--model NAME`` in ``container`` (a parser or a mutually exclusive group beside
+    --load_weights_folder) and ``--list_models`` in ``parser``."""
+    container.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a released model by name (--list_models), downloaded and cached on first use "
+        "(docs/released_models.md)",
+    )
+    parser.add_argument("--list_models", action=ListModels, help="print the released models and exit")
+
+
+def resolve_model_option(opts: argparse.Namespace) -> None:
+    """Replace ``--model NAME`` by the cached folder in ``opts.load_weights_folder`` (downloading it once)."""
+    name = getattr(opts, "model", None)
+    if not name:
+        return
+    if getattr(opts, "load_weights_folder", None):
+        raise utils.InputError("--model and --load_weights_folder name two models: give one")
+    opts.load_weights_folder = fetch_model(name)
+
+
+def resolve_training_weights(opts: argparse.Namespace) -> None:
+    """Training's ``--model NAME`` becomes its cached folder in ``--load_weights_folder`` (fetched once); a
+    folder whose model card contradicts the options for the networks to load is refused with the
+    difference, before any work."""
+    from checkpoints import model_card
+
+    resolve_model_option(opts)
+    if opts.load_weights_folder:
+        model_card.check_options(opts.load_weights_folder, opts, opts.models_to_load)
+
+
+# -- cache ----------------------------------------------------------------------------------------
+def cache_dir() -> str:
+    """Root of the cache: ``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models."""
+    return os.path.abspath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+
+
+def download_path(item: Entry) -> str:
+    """Where an entry's archive is (or is to be put by hand): <cache>/downloads/<file>."""
+    return os.path.join(cache_dir(), DOWNLOADS, item.file)
+
+
+def cached_model(name: str) -> str | None:
+    """The cached folder of a released model when it is complete (its card and checksums written), else
+    None."""
+    from checkpoints.files import CHECKSUM_FILE
+    from checkpoints.model_card import CARD_FILE
+
+    folder = os.path.join(cache_dir(), name)
+    whole = all(os.path.isfile(os.path.join(folder, f)) for f in (CARD_FILE, CHECKSUM_FILE, MODEL_MARK))
+    return folder if whole else None
+
+
+def fetch_model(name: str) -> str:
+    """The folder of a released model: from the cache (no request), else downloaded, verified and unpacked."""
+    item = entry(name)
+    cached = cached_model(name)
+    if cached:
+        logger.info("%s: cached in %s", name, cached)
+        return cached
+    folder = os.path.join(cache_dir(), name)
+    if os.path.lexists(folder):  # not written whole by this module (atomic_folder): someone else's
+        raise utils.UnwritableError(
+            f"{folder} is in the way of the cached model {name} (no model card and checksums in it): "
+            f"move it elsewhere"
+        )
+    archive, downloaded = obtain(item)
+    try:
+        unpack_model(item, archive, folder)
+    except DownloadError:
+        if downloaded:
+            os.remove(archive)
+        raise
+    if downloaded:
+        os.remove(archive)  # the folder's card keeps the archive's checksums
+    logger.info("%s: unpacked into %s", name, folder)
+    return folder
+
+
+def fetch_data(name: str, destination: str) -> str:
+    """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, which must
+    not exist yet (nothing already there is replaced)."""
+    item = entry(name, "data")
+    if os.path.lexists(destination):
+        raise utils.UnwritableError(f"{destination} exists already: remove it or give another folder")
+    archive, downloaded = obtain(item)
+    try:
+        unpack_data(archive, destination)
+    except DownloadError:
+        if downloaded:
+            os.remove(archive)
+        raise
+    if downloaded:
+        os.remove(archive)
+    return destination
+
+
+# -- download -----------------------------------------------------------------------------------
+def sources(item: Entry) -> list[str]:
+    """Where an entry's archive is tried, in order: the mirror (a URL or a folder), then the publisher's
+    URLs."""
+    mirror = os.environ.get(MIRROR_ENV)
+    found = []
+    if mirror:
+        if urllib.parse.urlparse(mirror).scheme in ("http", "https", "file"):
+            found.append(mirror.rstrip("/") + "/" + urllib.parse.quote(item.file))
+        else:
+            found.append(os.path.join(os.path.expanduser(mirror), item.file))
+    return found + list(item.info.get("urls", []))
+
+
+def obtain(item: Entry) -> tuple[str, bool]:
+    """(path of the verified archive, whether this call downloaded it): one put in place by hand, else the
+    first source that delivers a file that passes ``verify``; DownloadError (one line) when none does."""
+    path = download_path(item)
+    if os.path.isfile(path):
+        verify(item, path, downloaded=False)
+        return path, False
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    failures = []
+    for source in sources(item):
+        try:
+            if os.path.isabs(source) or not urllib.parse.urlparse(source).scheme:
+                if not os.path.isfile(source):
+                    raise FileNotFoundError(f"no {item.file} in the mirror folder")
+                logger.info("%s: copying %s", item.name, source)
+                with atomic_write(path + PARTIAL_SUFFIX) as tmp:
+                    shutil.copyfile(source, tmp)
+            else:
+                logger.info("%s: downloading %s", item.name, source)
+                download(source, path + PARTIAL_SUFFIX, item.info.get("size"))
+        except (OSError, http.client.HTTPException, DownloadError) as err:
+            reason = getattr(err, "reason", None) or err
+            failures.append((source, str(reason)))
+            logger.warning("%s: %s failed (%s)", item.name, source, reason)
+            continue
+        try:
+            verify(item, path + PARTIAL_SUFFIX, downloaded=True)
+        except DownloadError:
+            os.remove(path + PARTIAL_SUFFIX)
+            raise
+        os.replace(path + PARTIAL_SUFFIX, path)
+        return path, True
+    tried = "; ".join(f"{url} ({why})" for url, why in failures) or "no URL in the registry"
+    page = item.info.get("page") or (item.info.get("urls") or ["?"])[-1]
+    raise DownloadError(
+        f"cannot download {item.name}: {tried}. Download {page} by hand and put it at {path} "
+        f"(or set {MIRROR_ENV} to a folder or URL holding {item.file})"
+    )
+
+
+def download(url: str, partial: str, size: int | None = None) -> None:
+    """Fetch ``url`` into ``partial`` with a progress bar, resuming what an earlier cut download left there
+    (HTTP Range); DownloadError for a web page where a file was expected."""
+    have = os.path.getsize(partial) if os.path.isfile(partial) else 0
+    if size is not None and have >= size:
+        return  # complete: verify() judges it
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as err:
+        if err.code == HTTP_RANGE_NOT_SATISFIABLE and have:
+            return  # the partial file is whole already
+        raise
+    with response:
+        resumed = have and response.status == HTTP_PARTIAL
+        if have and not resumed:
+            logger.info("%s does not resume downloads: starting over", urllib.parse.urlparse(url).netloc)
+            have = 0
+        elif resumed:
+            logger.info("resuming at %.1f MB", have / 1e6)
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else size
+        content_type = response.headers.get("Content-Type", "")
+        with (
+            open(partial, "ab" if resumed else "wb") as f,
+            tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=os.path.basename(url)) as bar,
+        ):
+            first = True
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                if (
+                    first
+                    and not resumed
+                    and "html" in content_type
+                    and chunk.lstrip()[:9].lower().startswith(HTML_START)
+                ):
+                    raise DownloadError(f"{url} answered with a web page, not the file")
+                first = False
+                f.write(chunk)
+                bar.update(len(chunk))
+    if total is not None and os.path.getsize(partial) < total:
+        raise DownloadError(f"{url}: the connection ended at {os.path.getsize(partial)} of {total} bytes")
+
+
+def file_hashes(path: str) -> dict:
+    """md5 and sha256 (hex) of a file, and its size."""
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            md5.update(chunk)
+            sha.update(chunk)
+    return {"md5": md5.hexdigest(), "sha256": sha.hexdigest(), "size": os.path.getsize(path)}
+
+
+def trusted_path() -> str:
+    """The trust-on-first-use record: entry name -> the sha256 of its first download."""
+    return os.path.join(cache_dir(), TRUSTED_FILE)
+
+
+def read_trusted() -> dict:
+    """The first downloads' sha256 by entry name ({} before any)."""
+    try:
+        with open(trusted_path(), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+    except ValueError as err:
+        raise utils.InputError(f"{trusted_path()}: not readable JSON ({err})") from None
+
+
+def verify(item: Entry, path: str, downloaded: bool) -> dict:
+    """Check an archive against the registry (size, md5, sha256) or, without a published checksum, against
+    the sha256 of its first download (recorded now when there is none); DownloadError on a mismatch."""
+    got = file_hashes(path)
+    expected = {k: item.info.get(k) for k in ("size", "md5", "sha256") if item.info.get(k) is not None}
+    trust = None
+    if "md5" not in expected and "sha256" not in expected:
+        trust = read_trusted().get(item.name)
+        if trust is not None:
+            expected["sha256"] = trust
+    wrong = [f"{k} {got[k]}, expected {v}" for k, v in expected.items() if got[k] != v]
+    if wrong:
+        origin = "downloaded" if downloaded else "put in place"
+        raise DownloadError(
+            f"{path} ({origin}) is not {item.name}: {'; '.join(wrong)}"
+            + (" (removed)" if downloaded else " (left as it is: delete or replace it)")
+        )
+    if "md5" not in expected and "sha256" not in expected:
+        record = {**read_trusted(), item.name: got["sha256"]}
+        save_json(record, trusted_path())
+        logger.warning(
+            "%s: its publisher gives no checksum; recorded sha256 %s of this first download in %s "
+            "(trust on first use: later downloads must match it)",
+            item.name,
+            got["sha256"],
+            trusted_path(),
+        )
+    return got
+
+
+# -- unpacking ----------------------------------------------------------------------------------
+def safe_members(archive: str, suffixes: tuple, limits: tuple[int, int]) -> Iterator[zipfile.ZipInfo]:
+    """The members of an untrusted zip to unpack (plain files with the given suffixes), after refusing one
+    that would escape the folder (zip-slip), a link, or more than the limits (zip bombs)."""
+    max_bytes, max_files = limits
+    try:
+        with zipfile.ZipFile(archive) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DownloadError(f"{archive}: not a readable zip ({err})") from None
+    kept, total = [], 0
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise DownloadError(f"{archive}: member {name!r} would be written outside the folder (refused)")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DownloadError(f"{archive}: member {name!r} is a link (refused)")
+        if info.is_dir() or not name.lower().endswith(suffixes) or "__MACOSX" in parts:
+            continue
+        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+            raise DownloadError(f"{archive}: member {name!r} expands {MAX_RATIO}-fold or more (refused)")
+        total += info.file_size
+        kept.append(info)
+    if total > max_bytes or len(kept) > max_files:
+        raise DownloadError(
+            f"{archive}: {len(kept)} files of {total} bytes unpacked, beyond the limits "
+            f"({max_files} files, {max_bytes} bytes): refused"
+        )
+    return iter(kept)
+
+
+def extract(archive: str, info: zipfile.ZipInfo, target: str) -> None:
+    """Write one member to ``target``, stopping at its declared size (a header may lie)."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with zipfile.ZipFile(archive) as z, z.open(info) as src, open(target, "wb") as dst:
+        written = 0
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            written += len(chunk)
+            if written > info.file_size:
+                raise DownloadError(f"{archive}: member {info.filename!r} is longer than it says (refused)")
+            dst.write(chunk)
+
+
+def unpack_model(item: Entry, archive: str, folder: str) -> None:
+    """Unpack a model zip (its files at the top or in one folder) into ``folder`` atomically, check that
+    its networks load, and write its card and checksums."""
+    from checkpoints import model_card, model_folder
+    from checkpoints.files import CheckpointError, write_checksums
+
+    members = list(safe_members(archive, MODEL_SUFFIXES, MODEL_LIMITS))
+    roots = {os.path.dirname(m.filename) for m in members if os.path.basename(m.filename) == MODEL_MARK}
+    if len(roots) != 1:
+        raise DownloadError(f"{archive}: expected one {MODEL_MARK}, found {len(roots)} (not a model zip)")
+    root = roots.pop()
+    with atomic_folder(folder) as tmp:
+        for info in members:
+            if os.path.dirname(info.filename) == root:
+                extract(archive, info, os.path.join(tmp, os.path.basename(info.filename)))
+        try:
+            spec = model_folder.inspect_model_folder(tmp)
+            model_folder.load_depth_model(tmp)  # every key fits: the folder is usable
+        except (CheckpointError, utils.InputError) as err:
+            raise DownloadError(f"{archive} ({item.name}) does not hold a loadable model: {err}") from None
+        layout = item.info.get("layout")
+        if layout and spec.layout != layout:
+            raise DownloadError(f"{archive}: a {spec.layout} folder, the registry says {layout}")
+        card = model_card.released_card(item.name, item.info, file_hashes(archive), spec, tmp)
+        model_card.write_card(card, tmp)
+        write_checksums(tmp)
+
+
+def unpack_data(archive: str, destination: str) -> None:
+    """Unpack a pseudo-label zip (``segmentation/...`` or its content) into ``destination`` atomically."""
+    members = list(safe_members(archive, DATA_SUFFIXES, DATA_LIMITS))
+    if not members:
+        raise DownloadError(f"{archive}: no {', '.join(DATA_SUFFIXES)} files in it")
+    tops = {m.filename.split("/")[0] for m in members}
+    base = os.path.basename(destination.rstrip(os.sep))
+    strip = len(tops) == 1 and tops.pop() in (base, DATA_TOP) and all("/" in m.filename for m in members)
+    with atomic_folder(destination) as tmp:
+        for info in tqdm(members, desc="unpacking", unit="file"):
+            parts = info.filename.split("/")[1 if strip else 0 :]
+            extract(archive, info, os.path.join(tmp, *parts))
