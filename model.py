@@ -48,11 +48,6 @@ def image_keys(opts: argparse.Namespace) -> frozenset[tuple]:
     return frozenset(keys)
 
 
-def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
-    """The image keys the training loader makes: the model's (``--input_images model``), or None for all."""
-    return image_keys(opts) if opts.input_images == "model" else None
-
-
 class FSREModel(nn.Module):
     """Depth encoder (``--encoder``), joint decoder, pose encoder (``--pose_encoder``) and pose decoder, wired
     with their losses."""
