@@ -24,18 +24,9 @@ from checkpoints import model_folder, training_state
 from model import FSREModel
 from runtime.processes import cleanup_runtime, init_runtime
 from speed.acceleration import Acceleration
-from training import (
-    distributed,
-    loaders,
-    logs,
-    nonfinite,
-    optimisation,
-    resume,
-    run_folder,
-    signals,
-    validation,
-)
+from training import distributed, loaders, logs, optimisation, resume, run_folder, signals, validation
 from training.loop_state import LoopState
+from training.nonfinite import NonfiniteChecks
 from utils import InputError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +74,7 @@ class Trainer:
         self.scheduler = optimisation.schedule(self.optimizer, opts)
         self.scaler = optimisation.gradient_scaler(self.device, opts.amp)  # a pass-through unless fp16
         self.net = self._wrap(self.model)
-        self.nonfinite = nonfinite.NonfiniteChecks(self.model, self.scaler, rt, self.device)
+        self.nonfinite = NonfiniteChecks(self.model, self.scaler, rt, self.device, opts.max_nonfinite_steps)
 
         self.loop = LoopState()  # epoch, step, ...: what a training-state checkpoint stores besides weights
         self.stop_signal = signals.StopSignal()  # installed while training
@@ -199,16 +190,8 @@ class Trainer:
                 batch, outputs, losses = self.train_step(inputs, keep_outputs=log_now)
                 self.run_log.window_samples += self.opts.batch_size
                 if log_now:
-                    self.run_log.train_step(
-                        loop.step,
-                        self.total_steps,
-                        loop.epoch,
-                        batch,
-                        outputs,
-                        losses,
-                        self.optimizer.param_groups[0]["lr"],
-                        loop.nonfinite_total,
-                    )
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    self.run_log.train_step(loop, self.total_steps, batch, outputs, losses, lr)
                 bar.update(self.opts.batch_size)
                 loop.step += 1
                 loop.batch_in_epoch += 1
@@ -258,14 +241,14 @@ class Trainer:
         if problem is None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        nonfinite.count(self.loop, problem)
+        self.nonfinite.count(self.loop, problem)
         return batch, outputs if keep_outputs else {}, losses
 
     def after_step(self) -> None:
         """Act on what the step brought: a stop signal, too many bad steps in a row, a periodic checkpoint."""
         if self.stop_signalled():
             self.stop(self.save_training_state())
-        nonfinite.stop_if_too_many(self.loop, self.opts.max_nonfinite_steps, self.save_training_state)
+        self.nonfinite.stop_if_too_many(self.loop, self.save_training_state)
         if self.opts.checkpoint_every and self.loop.step % self.opts.checkpoint_every == 0:
             self.save_training_state()
 

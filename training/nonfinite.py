@@ -1,11 +1,5 @@
-"""Non-finite values: a step whose loss, sampling grids or gradients are not finite updates nothing.
-
-Off CUDA the loss and grids are checked before the backward pass, which they would crash
-(grid_sample's CPU backward segfaults on NaN coordinates, pytorch/pytorch#24823); on CUDA, whose
-kernel clamps NaN coordinates, one check after it covers all three (one host read per step). Every
-process of a distributed run skips together. ``--max_nonfinite_steps`` such steps in a row stop the
-run with its last good state saved.
-"""
+"""Non-finite values: a step whose loss, sampling grids or gradients are not finite on some process updates
+nothing; ``--max_nonfinite_steps`` of them in a row stop the run (the checks and why: docs/training.md)."""
 
 from __future__ import annotations
 
@@ -49,12 +43,18 @@ def gradients_not_finite(
 
 
 class NonfiniteChecks:
-    """The two checks of a training step, each agreed by every process: what is not finite, or None."""
+    """The checks of a training step (each agreed by every process) and the count of skipped steps."""
 
     def __init__(
-        self, model: nn.Module, scaler: torch.amp.GradScaler, runtime: Runtime, device: torch.device
+        self,
+        model: nn.Module,
+        scaler: torch.amp.GradScaler,
+        runtime: Runtime,
+        device: torch.device,
+        max_in_row: int,
     ) -> None:
         self.model, self.scaler, self.runtime, self.device = model, scaler, runtime, device
+        self.max_in_row = max_in_row  # --max_nonfinite_steps
 
     def before_backward(self, loss: torch.Tensor, outputs: dict) -> str | None:
         """Off CUDA: the loss or a sampling grid not finite on some process (the backward pass would crash
@@ -84,31 +84,29 @@ class NonfiniteChecks:
             return f"the loss ({value})"
         return "a sampling grid" + (" (or another process's loss)" if self.runtime.distributed else "")
 
-
-def count(loop: LoopState, problem: str | None) -> None:
-    """Count a step: one skipped for ``problem`` is logged and counted (in a row, in all); one taken
-    (``problem`` None) ends the row."""
-    if problem is None:
-        loop.nonfinite_in_row = 0
-        return
-    loop.nonfinite_in_row += 1
-    loop.nonfinite_total += 1
-    logger.warning(
-        "step %d: %s is not finite, step skipped (%d in a row, %d in all)",
-        loop.step,
-        problem,
-        loop.nonfinite_in_row,
-        loop.nonfinite_total,
-    )
-
-
-def stop_if_too_many(loop: LoopState, max_in_row: int, save: Callable[[], str]) -> None:
-    """After ``--max_nonfinite_steps`` bad steps in a row: save the last good state, stop the run."""
-    in_row = loop.nonfinite_in_row
-    if in_row >= max_in_row:
-        path = save()
-        raise TrainingError(
-            f"the loss, a sampling grid or a gradient was not finite for {in_row} steps in a row "
-            f"(steps {loop.step - in_row}..{loop.step - 1}, --max_nonfinite_steps {max_in_row}); "
-            f"the last good state is saved in {path}"
+    def count(self, loop: LoopState, problem: str | None) -> None:
+        """Count a step: one skipped for ``problem`` is logged and counted (in a row, in all); one taken
+        (``problem`` None) ends the row."""
+        if problem is None:
+            loop.nonfinite_in_row = 0
+            return
+        loop.nonfinite_in_row += 1
+        loop.nonfinite_total += 1
+        logger.warning(
+            "step %d: %s is not finite, step skipped (%d in a row, %d in all)",
+            loop.step,
+            problem,
+            loop.nonfinite_in_row,
+            loop.nonfinite_total,
         )
+
+    def stop_if_too_many(self, loop: LoopState, save: Callable[[], str]) -> None:
+        """After ``--max_nonfinite_steps`` bad steps in a row: save the last good state, stop the run."""
+        in_row = loop.nonfinite_in_row
+        if in_row >= self.max_in_row:
+            path = save()
+            raise TrainingError(
+                f"the loss, a sampling grid or a gradient was not finite for {in_row} steps in a row "
+                f"(steps {loop.step - in_row}..{loop.step - 1}, --max_nonfinite_steps {self.max_in_row}); "
+                f"the last good state is saved in {path}"
+            )

@@ -1,23 +1,5 @@
-"""Resume: what a training-state checkpoint holds, how a run continues from one, and the rules.
-
-Decided here: which checkpoint (``--resume``: the run's newest that loads; ``--resume CHECKPOINT``
-into a folder holding a run must continue that run) and what options may change. Done here: the
-state written and loaded back (the file format is checkpoints/training_state.py).
-
-Data order: ``ResumableSampler`` is torch's DistributedSampler (one process: one replica), whose
-permutation of an epoch comes from a generator seeded with (seed + epoch), so it can be recomputed;
-a resumed epoch skips its first batches without loading them. Each index carries a seed that
-depends only on (seed, epoch, index), from which the dataset draws the item's augmentation.
-
-Options at resume: what is given applies and ``opt.json`` records it, so what is recorded is what
-runs. The image size (``FIXED_OPTIONS``) is refused: another size is another run; so are other
-encoders (``NETWORK_OPTIONS``): their weights are another network's. Another timm version is warned
-about (the keys fit, the outputs may differ). The learning-rate
-schedule (``SCHEDULE_OPTIONS``) is rebuilt at the epoch reached, as if the run had had it from the
-start (the checkpoint's saved schedule would otherwise win). Another data order
-(``DATA_ORDER_OPTIONS``) is warned about: the run goes on, but not as it would have; any other
-change is logged.
-"""
+"""Resume: which checkpoint, what it holds and how a run continues from it, and which options may change
+(the rules, the data order and why: docs/training.md; the file format: checkpoints/training_state.py)."""
 
 from __future__ import annotations
 
