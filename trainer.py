@@ -132,14 +132,10 @@ class Trainer:
         cleanup_runtime(self.runtime)
 
     # ------------------------------------------------------------------------------------------
-    def to_device(self, inputs: dict) -> dict:
-        """Move a batch's tensors to this process's device."""
-        return loaders.to_device(inputs, self.device)
-
     def prepare_batch(self, inputs: dict) -> dict:
         """A loader batch on this device (DataParallel scatters from the host itself), in the model's keys."""
         if not isinstance(self.net, nn.DataParallel):
-            inputs = self.to_device(inputs)
+            inputs = loaders.to_device(inputs, self.device)
         if self.speed is not None:  # the fast pipeline's scales and jitter (a no-op on prepared batches)
             inputs = self.speed.prepare_inputs(inputs)
         return inputs

@@ -1,6 +1,8 @@
 """The training loop's state and plug points: a training state saved in the layout of older versions
 resumes, the loop's counters are one object, and the default options never enter the speed path."""
 
+import ast
+import glob
 import json
 import math
 import os
@@ -12,6 +14,7 @@ import torch
 import options
 from checkpoints import training_state
 from checkpoints.files import atomic_save
+from conftest import PROJECT_DIR
 from speed import acceleration, device_inputs
 from synthetic.kitti_frames import make_tiny_kitti
 from trainer import Trainer, speed_path_asked
@@ -199,3 +202,21 @@ def test_the_fast_pipeline_plugs_in_on_the_cpu(tiny, tmp_path, one_thread):
     assert trainer.train_dataset.input_pipeline == "fast_workers"
     assert isinstance(trainer.speed, acceleration.Acceleration)
     assert trainer.speed.device_inputs.image_keys == trainer.train_dataset.image_keys
+
+
+def test_nothing_in_training_imports_the_trainer_or_the_speed_path():
+    """training/ is what the loop relies on: it never reaches back into trainer.py, and the default path's
+    loaders never import speed/ (the trainer plugs the speed path in)."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(PROJECT_DIR, "training", "*.py"))):
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            bad = [n for n in names if n == "trainer" or n.split(".")[0] == "speed"]
+            if bad:
+                found[os.path.basename(path)] = bad
+    assert found == {}
