@@ -52,24 +52,14 @@ def rot_from_axisangle(vec: torch.Tensor) -> torch.Tensor:
     xc, yc, zc = x * c, y * c, z * c
     xyc, yzc, zxc = x * yc, y * zc, z * xc
     zero, one = torch.zeros_like(x), torch.ones_like(x)
+    # fmt: off
     rows = [
-        x * xc + ca,
-        xyc - zs,
-        zxc + ys,
-        zero,
-        xyc + zs,
-        y * yc + ca,
-        yzc - xs,
-        zero,
-        zxc - ys,
-        yzc + xs,
-        z * zc + ca,
-        zero,
-        zero,
-        zero,
-        zero,
-        one,
+        x * xc + ca, xyc - zs,    zxc + ys,    zero,
+        xyc + zs,    y * yc + ca, yzc - xs,    zero,
+        zxc - ys,    yzc + xs,    z * zc + ca, zero,
+        zero,        zero,        zero,        one,
     ]
+    # fmt: on
     return torch.cat(rows, dim=1).view(-1, 4, 4)
 
 

@@ -1,20 +1,7 @@
 """FSRE-Depth as one module: the networks, view synthesis and the losses of a training step.
 
-``FSREModel.forward(inputs)`` returns ``(outputs, losses)`` so that DataParallel and
-DistributedDataParallel split the loss work across GPUs along with the networks.
-
-Batch keys (Monodepth2's): ``("color", f, s)`` and ``("color_aug", f, s)`` images in [0, 1],
-``("K", s)`` and ``("inv_K", s)`` 4x4 intrinsics, ``("seg", 0, 0)`` train ids (255 = ignore) when
-a semantic loss is on, ``"stereo_T"`` with ``--use_stereo``.
-
-Output keys: ``("disp", s)`` sigmoid disparities, ``("depth", 0, s)`` depths at full size,
-``("axisangle", f)``, ``("translation", f)``, ``("cam_T_cam", 0, f)`` poses,
-``("sample", f, s)`` sampling grids, ``("color", f, s)`` warped source frames,
-``("automask", s)`` where a warped frame beat the unwarped ones, ``("seg_logits", 0)``,
-``("depth_feature", i)`` decoder features and ``("sgt_boundary", i)`` SGT boundary masks.
-
-Loss keys: ``"loss"`` (the total that is optimised), ``"photometric/s"``, ``"smoothness/s"``,
-``"semantic"``, ``"sgt/i"`` (each unweighted, as computed at that scale or level).
+``FSREModel.forward(inputs)`` returns ``(outputs, losses)``, so that DataParallel and DDP split the loss
+work along with the networks; the batch, output and loss keys (Monodepth2's) are in docs/training.md.
 """
 
 from __future__ import annotations
@@ -46,11 +33,6 @@ def image_keys(opts: argparse.Namespace) -> frozenset[tuple]:
     keys = {("color", f, 0) for f in frames} | {("color", 0, s) for s in opts.scales}
     keys |= {("color_aug", f, 0) for f in frames if f != "s"}
     return frozenset(keys)
-
-
-def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
-    """The image keys the training loader makes: the model's (``--input_images model``), or None for all."""
-    return image_keys(opts) if opts.input_images == "model" else None
 
 
 class FSREModel(nn.Module):

@@ -1,29 +1,17 @@
-"""Opt-in speed-ups of a training step: the fast input pipeline, autocast, channels_last, compile.
-
-Everything here is off by default (the defaults reproduce the authors' implementation); the
-trainer calls ``Acceleration`` at two points: building it (after the model is on its device) and
-``prepare_inputs`` for each batch.
-
-- ``--input_pipeline fast``: ``device_inputs.DeviceInputs`` builds scales and jitter on the device
-  (on a CPU-only run the workers make them, ``fast_workers``: see ``datasets/fast_frames.py``).
-- ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast`` and its
-  floating outputs are cast back to float32, so geometry (back-projection, projection, warping),
-  the photometric, smoothness, cross-entropy and SGT losses stay in float32. fp16 adds a gradient
-  scaler (training/optimisation.py).
-- ``--channels_last``: parameters (and so activations) in NHWC memory order.
-- ``--compile``: ``torch.compile`` on every network, in place (checkpoint keys are unchanged).
+"""Opt-in speed-ups of a training step (``Acceleration``): the fast pipeline's device side, autocast,
+channels_last, compile. The trainer builds it only when a speed option is given, and then passes each
+batch through ``prepare_inputs``; the options and what they change are in docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-from typing import Any
+from typing import Any, Collection
 
 import torch
 from torch import nn
 
-from model import loader_image_keys
 from speed.device_inputs import DeviceInputs
 from utils import InputError
 
@@ -54,25 +42,30 @@ def run_forward_in_autocast(module: nn.Module, device_type: str, dtype: torch.dt
     module.forward = forward
 
 
-def dataset_pipeline(opts: argparse.Namespace, device: torch.device) -> str:
-    """What the training workers do: exact, fast (uint8 frames; scales and jitter on the device) or
-    fast_workers (on a CPU-only run, where float jitter in the training process costs more than PIL's)."""
-    pipeline = opts.input_pipeline
-    return "fast_workers" if pipeline == "fast" and device.type == "cpu" else pipeline
-
-
 class Acceleration:
-    """The opt-in speed-ups chosen by the options, applied to a model that is already on ``device``."""
+    """The opt-in speed-ups chosen by the options, applied to a model that is already on ``device``.
 
-    def __init__(self, model: nn.Module, opts: argparse.Namespace, device: torch.device) -> None:
+    - ``--input_pipeline fast``: ``DeviceInputs`` builds the loader's ``image_keys`` (None: all) of each
+      batch, scales and jitter, on the device (on a CPU-only run the workers make them: only converted).
+    - ``--amp bf16|fp16`` (CUDA only): each network's forward runs under ``torch.autocast``, its floating
+      outputs cast back to float32, so geometry and every loss stay float32 (fp16: the trainer's
+      gradient scaler is enabled, training/optimisation.py).
+    - ``--channels_last``: parameters (and so activations) in NHWC memory order.
+    - ``--compile``: ``torch.compile`` on every network, in place (checkpoint keys are unchanged).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        opts: argparse.Namespace,
+        device: torch.device,
+        image_keys: Collection[tuple] | None = None,
+    ) -> None:
         self.amp = opts.amp
         if self.amp != "off" and device.type != "cuda":
             raise InputError(f"--amp {self.amp} needs a CUDA device; this run uses {device}")
-        self.dataset_pipeline = dataset_pipeline(opts, device)
         fast = opts.input_pipeline == "fast"
-        self.device_inputs = (
-            DeviceInputs(device, max(opts.scales) + 1, loader_image_keys(opts)) if fast else None
-        )
+        self.device_inputs = DeviceInputs(device, max(opts.scales) + 1, image_keys) if fast else None
         networks = model.networks().values()
         if opts.channels_last:
             model.to(memory_format=torch.channels_last)

@@ -1,16 +1,5 @@
-"""The device side of ``--input_pipeline fast``: scales and colour jitter built on the device, batched.
-
-The workers (``datasets/fast_frames.py``) send each frame once, as uint8 at the training size,
-with the item's colour-jitter draw. ``DeviceInputs`` turns such a batch into the exact pipeline's
-keys, only those of ``image_keys`` when given (the trainer gives ``model.image_keys``, the keys
-the model reads): ``("color", f, s)`` for every scale (scale 0 is the frame / 255, scales 1.. are resized
-from it with antialiased bicubic interpolation, clamped to [0, 1]) and ``("color_aug", f, s)``,
-the same frame jittered with the item's draw, per scale, as the exact pipeline does, in float
-(``datasets.jitter.jitter_batch``: without the exact pipeline's rounding to uint8 after each
-adjustment). Batches without uint8 frames (the exact pipeline, validation) pass through unchanged;
-batches whose workers made the images already (``fast_workers``, for training on the CPU) are
-only converted to float.
-"""
+"""The device side of ``--input_pipeline fast``: scales and colour jitter built on the device, batched,
+from the uint8 frames and jitter draws that the workers (``datasets/fast_frames.py``) send."""
 
 from __future__ import annotations
 
@@ -37,7 +26,16 @@ def one_thread():
 
 
 class DeviceInputs:
-    """Turns a fast-pipeline batch (uint8 frames + jitter draws) into the model's image keys."""
+    """Turns a fast-pipeline batch (uint8 frames + jitter draws) into the exact pipeline's image keys.
+
+    Only those of ``image_keys`` when given (the trainer gives the loader's, ``model.image_keys``):
+    ``("color", f, s)`` (scale 0 is the frame / 255, scales 1.. are resized from it with antialiased
+    bicubic interpolation, clamped to [0, 1]) and ``("color_aug", f, s)``, the same frame jittered with
+    the item's draw, per scale, as the exact pipeline does, in float (``datasets.jitter.jitter_batch``:
+    without the exact pipeline's rounding to uint8 after each adjustment). Batches without uint8 frames
+    (the exact pipeline, validation) pass through unchanged; batches whose workers made the images
+    already (``fast_workers``, for training on the CPU) are only converted to float.
+    """
 
     def __init__(
         self, device: torch.device | str, num_scales: int, image_keys: Collection[tuple] | None = None

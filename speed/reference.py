@@ -1,11 +1,5 @@
-"""The straightforward forms of the two fused loss kernels, for side-by-side benchmarks and equality tests.
-
-``layers.dssim`` pools DSSIM's five statistics in one call and ``layers.neighbour_cosines`` takes
-one shifted view per SGT neighbour; Monodepth2 and the authors write them with five poolings and
-an ``F.unfold`` copy. Both pairs agree up to float rounding (tests/test_speed.py). Inside
-``straightforward_kernels()`` the loss functions use the forms below instead, which is what
-``tools/benchmark.py --baseline`` measures as the ``exact`` path.
-"""
+"""The straightforward forms of the two fused loss kernels (Monodepth2's and the authors'), for
+side-by-side benchmarks (``tools/benchmark.py --baseline``) and equality tests (tests/test_speed.py)."""
 
 from __future__ import annotations
 

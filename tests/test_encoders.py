@@ -309,7 +309,7 @@ def model_folder_state(folder, args):
 @pytest.mark.needs("timm")
 def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     run = trained
-    assert run["first_run"].step == 1 and run["first_run"].guard.total == 0
+    assert run["first_run"].step == 1 and run["first_run"].loop.nonfinite_total == 0
     # Adam moves every parameter whose gradient is not zero: the gradient reaches all of the encoder
     still = [
         k
@@ -325,7 +325,7 @@ def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
 @pytest.mark.needs("timm")
 def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained):
     run = trained
-    assert run["resumed"].step == 2 and run["resumed"].guard.total == 0
+    assert run["resumed"].step == 2 and run["resumed"].loop.nonfinite_total == 0
     # resuming loaded exactly what the first run saved
     for key, value in run["first"].items():
         assert torch.equal(run["resumed_state"][key], value), key

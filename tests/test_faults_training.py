@@ -172,7 +172,7 @@ def test_a_bit_rotted_newest_checkpoint_is_skipped_for_the_newest_good_one(
         f"skipping {checkpoint(run, 2)} is damaged: its content differs from the SHA-256 stored in it"
         in caplog.text
     )
-    assert (trainer.step, trainer.epoch, trainer.batch_in_epoch) == (1, 0, 1)
+    assert (trainer.loop.step, trainer.loop.epoch, trainer.loop.batch_in_epoch) == (1, 0, 1)
     assert trainer.last_state == checkpoint(run, 1)
     trainer.close()
 

@@ -19,12 +19,14 @@ import options
 from conftest import random_batch
 from datasets import KITTIRAWDataset, fast_frames, jitter, read_split
 from datasets.mono_dataset import all_image_keys
-from model import FSREModel, image_keys, loader_image_keys
+from model import FSREModel, image_keys
 from runtime.machine import cpu_model, machine_summary
 from speed import device_inputs, reference
 from speed.acceleration import Acceleration
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import benchmark, prepare_kitti
+from trainer import speed_path_asked
+from training.loaders import loader_image_keys, worker_pipeline
 
 KITTI_SIZE = (1242, 375)
 HEIGHT, WIDTH = 96, 320
@@ -416,9 +418,7 @@ def test_options_of_a_folder_older_than_the_speed_options_carry_their_defaults(t
     }
     assert {name: getattr(loaded, name) for name in speed_options} == expected
     assert all(getattr(loaded, name) == getattr(defaults, name) for name in speed_options)
-    acceleration = Acceleration(FSREModel(loaded), loaded, torch.device("cpu"))
-    assert acceleration.amp == "off" and acceleration.dataset_pipeline == "exact"
-    assert acceleration.device_inputs is None
+    assert not speed_path_asked(loaded) and worker_pipeline(loaded, torch.device("cpu")) == "exact"
     assert loader_image_keys(loaded) == image_keys(loaded)
 
 
@@ -591,5 +591,5 @@ def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
     trainer = Trainer(opts)
     assert trainer.train_dataset.input_pipeline == "fast"
     trainer.train()
-    assert trainer.step == 3 and trainer.guard.total == 0
+    assert trainer.step == 3 and trainer.loop.nonfinite_total == 0
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -207,7 +207,7 @@ def measure(
         batches = cycle(trainer.train_loader)
 
         def load() -> None:
-            trainer.acceleration.prepare_inputs(trainer.to_device(next(batches)))
+            trainer.prepare_batch(next(batches))
 
         input_s = timed(device, args.warmup, args.input_batches, load)
         if args.input_only:

@@ -1,16 +1,5 @@
-"""Checks of a split's files before training starts, so that bad data fails in seconds with one clear error.
-
-``check_split`` (modes of ``--input_check``):
-
-- ``sample`` (default): every split line is well-formed (file:line), every split entry's paths stay
-  inside the data folder, every file the split needs exists (frames and their neighbours,
-  pseudo-labels when a semantic loss is on, Velodyne scans and calibration when validation computes
-  depth metrics), every Velodyne scan has a whole number of 16-byte records, and the files of a few
-  items spread over the split decode (images, labels, ground truth), share one frame size and hold
-  valid label ids. Each file is looked up once.
-- ``full``: the same, with every item decoded (in ``num_workers`` processes).
-- ``none``: no check (the loaders still name any file they fail on).
-"""
+"""Checks of a split's files before training starts (``--input_check sample|full|none``), so that bad data
+fails in seconds with one clear error (what each mode checks: docs/training.md)."""
 
 from __future__ import annotations
 

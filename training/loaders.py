@@ -12,14 +12,26 @@ from torch.utils.data import DataLoader, Dataset, Subset
 import options
 import splits
 from datasets import DATASETS, read_split
-from model import loader_image_keys
+from model import image_keys
 from runtime.processes import Runtime
-from speed import acceleration
 from training import input_checks, resume, signals
 from training.logs import TRAINER_LOGGER
 from utils import InputError
 
 logger = logging.getLogger(TRAINER_LOGGER)
+
+
+def loader_image_keys(opts: argparse.Namespace) -> frozenset[tuple] | None:
+    """The image keys the loaders make: the model's (``--input_images model``), or None for all."""
+    return image_keys(opts) if opts.input_images == "model" else None
+
+
+def worker_pipeline(opts: argparse.Namespace, device: torch.device) -> str:
+    """What the training workers do: exact (the authors'), fast (uint8 frames; scales and jitter on the
+    device, speed/) or fast_workers (``--input_pipeline fast`` on a CPU-only run, where float jitter in the
+    training process costs more than PIL's in the workers)."""
+    pipeline = opts.input_pipeline
+    return "fast_workers" if pipeline == "fast" and device.type == "cpu" else pipeline
 
 
 def build(
@@ -43,7 +55,7 @@ def build(
         opts.data_path,
         read_split(train_file),
         is_train=True,
-        input_pipeline=acceleration.dataset_pipeline(opts, device),
+        input_pipeline=worker_pipeline(opts, device),
         image_keys=loader_image_keys(opts),
         load_depth=False,
         **common,

@@ -14,6 +14,7 @@ from tensorboardX import SummaryWriter
 import options
 import utils
 from datasets import colourise
+from training.loop_state import LoopState
 from visualisation.colormap import colormap
 
 TRAINER_LOGGER = "trainer"  # a run's progress and validation lines name the trainer, as they always have
@@ -50,17 +51,11 @@ class RunLog:
         self.window_start, self.window_samples = time.time(), 0
 
     def train_step(
-        self,
-        step: int,
-        total_steps: int,
-        epoch: int,
-        batch: dict,
-        outputs: dict,
-        losses: dict,
-        learning_rate: float,
-        nonfinite_steps: int,
+        self, loop: LoopState, total_steps: int, batch: dict, outputs: dict, losses: dict, lr: float
     ) -> None:
-        """Log a step: the progress line; losses, learning rate, throughput, bad steps so far; pictures."""
+        """Log the step ``loop`` is at: the progress line; losses, learning rate ``lr``, throughput, bad
+        steps so far; pictures."""
+        step, epoch = loop.step, loop.epoch
         rate = self.window_samples / max(time.time() - self.window_start, MIN_WINDOW_S)
         elapsed = time.time() - self.start_time
         done = step + 1
@@ -82,9 +77,9 @@ class RunLog:
             outputs,
             {
                 **losses,
-                "learning_rate": learning_rate,
+                "learning_rate": lr,
                 "samples_per_s": rate,
-                "nonfinite_steps": nonfinite_steps,
+                "nonfinite_steps": loop.nonfinite_total,
             },
         )
         self.start_window()

@@ -1,5 +1,5 @@
-"""How the weights are updated: Adam, its learning-rate schedule, and backward and step through the
-gradient scaler (enabled by fp16 autocast only, ``--amp fp16``; otherwise it passes through)."""
+"""How the weights are updated: Adam, its learning-rate schedule, and the gradient scaler that the
+step's backward and optimizer step go through (enabled by ``--amp fp16`` only; otherwise a pass-through)."""
 
 from __future__ import annotations
 
@@ -24,14 +24,3 @@ def schedule(
 def gradient_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     """The gradient scaler fp16 autocast needs; a pass-through for any other ``--amp``."""
     return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-
-
-def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler) -> None:
-    """Backward pass (of the scaled loss under fp16 autocast)."""
-    scaler.scale(loss).backward()
-
-
-def step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
-    """Optimizer step (through the gradient scaler under fp16 autocast)."""
-    scaler.step(optimizer)
-    scaler.update()

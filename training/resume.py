@@ -1,23 +1,5 @@
-"""Resume: what a training-state checkpoint holds, how a run continues from one, and the rules.
-
-Decided here: which checkpoint (``--resume``: the run's newest that loads; ``--resume CHECKPOINT``
-into a folder holding a run must continue that run) and what options may change. Done here: the
-state written and loaded back (the file format is checkpoints/training_state.py).
-
-Data order: ``ResumableSampler`` is torch's DistributedSampler (one process: one replica), whose
-permutation of an epoch comes from a generator seeded with (seed + epoch), so it can be recomputed;
-a resumed epoch skips its first batches without loading them. Each index carries a seed that
-depends only on (seed, epoch, index), from which the dataset draws the item's augmentation.
-
-Options at resume: what is given applies and ``opt.json`` records it, so what is recorded is what
-runs. The image size (``FIXED_OPTIONS``) is refused: another size is another run; so are other
-encoders (``NETWORK_OPTIONS``): their weights are another network's. Another timm version is warned
-about (the keys fit, the outputs may differ). The learning-rate
-schedule (``SCHEDULE_OPTIONS``) is rebuilt at the epoch reached, as if the run had had it from the
-start (the checkpoint's saved schedule would otherwise win). Another data order
-(``DATA_ORDER_OPTIONS``) is warned about: the run goes on, but not as it would have; any other
-change is logged.
-"""
+"""Resume: which checkpoint, what it holds and how a run continues from it, and which options may change
+(the rules, the data order and why: docs/training.md; the file format: checkpoints/training_state.py)."""
 
 from __future__ import annotations
 
@@ -27,20 +9,18 @@ import logging
 import os
 import random
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DistributedSampler
 
 import options
 import utils
 from checkpoints import model_folder, training_state
 from training import optimisation, run_folder
+from training.loop_state import LoopState
 from utils import InputError
-
-if TYPE_CHECKING:
-    from trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -156,63 +136,66 @@ def check_run_folder(run_path: str, where: str, contents: list[str]) -> None:
         )
 
 
-def state_of(trainer: Trainer, epoch: int, batch_in_epoch: int) -> dict:
+def checkpoint_of(
+    loop: LoopState,
+    networks: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    opts: argparse.Namespace,
+) -> dict:
     """Everything an exact resume needs, in types that ``torch.load(weights_only=True)`` reads."""
     return {
-        "networks": {name: net.state_dict() for name, net in trainer.models.items()},
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "epoch": epoch,
-        "batch_in_epoch": batch_in_epoch,
-        "step": trainer.step,
-        "best_val_loss": trainer.best_val_loss,
-        **trainer.guard.state(),
-        "ended_part_way": trainer.ended_part_way,
+        "networks": {name: net.state_dict() for name, net in networks.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        **loop.state_dict(),
         "rng": rng_states(),
-        "options": json.dumps(vars(trainer.opts), sort_keys=True),
-        training_state.RUN_ID_KEY: trainer.run_id,
+        "options": json.dumps(vars(opts), sort_keys=True),
     }
 
 
-def load(trainer: Trainer, where: str) -> None:
-    """Continue ``trainer`` from a checkpoint (``--resume`` alone: the run's newest that loads, if any)."""
+def load(
+    where: str,
+    run_path: str,
+    opts: argparse.Namespace,
+    loop: LoopState,
+    networks: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> str | None:
+    """Restore the loop, the networks, the optimizer and the schedule from a checkpoint (``--resume``
+    alone: the newest of ``run_path`` that loads); the checkpoint's path, or None when there is none yet."""
     if where == options.RESUME_LATEST:
-        found = training_state.latest_checkpoint(training_state.checkpoint_dir(trainer.log_path))
+        found = training_state.latest_checkpoint(training_state.checkpoint_dir(run_path))
         if found is None:
             logger.info(
-                "--resume: no checkpoint in %s yet, starting fresh",
-                training_state.checkpoint_dir(trainer.log_path),
+                "--resume: no checkpoint in %s yet, starting fresh", training_state.checkpoint_dir(run_path)
             )
-            return
+            return None
         path, state = found
     else:
         path, state = where, training_state.load_checkpoint(where)
     saved_options = json.loads(state["options"])
-    check_options(path, saved_options, trainer.opts)
-    for name, net in trainer.models.items():
+    check_options(path, saved_options, opts)
+    for name, net in networks.items():
         if name not in state["networks"]:
             raise model_folder.CheckpointError(f"{path} holds no {name} network")
         model_folder.check_state_dict(net, state["networks"][name], f"{path} ({name})")
         net.load_state_dict(state["networks"][name])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.epoch, trainer.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
-    trainer.step = state["step"]
-    trainer.best_val_loss = state["best_val_loss"]
-    trainer.guard.load_state(state)
-    trainer.ended_part_way = bool(state.get("ended_part_way", False))  # absent from older checkpoints
-    trainer.run_id = state.get(training_state.RUN_ID_KEY, trainer.run_id)
-    trainer.last_state = path
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    loop.load_state_dict(state)
     set_rng_states(state["rng"])
-    if schedule_changed(saved_options, trainer.opts):
-        reschedule(trainer)
+    if schedule_changed(saved_options, opts):
+        reschedule(scheduler, optimizer, opts)
     logger.info(
         "resumed from %s: epoch %d, batch %d of the epoch, step %d",
         path,
-        trainer.epoch,
-        trainer.batch_in_epoch,
-        trainer.step,
+        loop.epoch,
+        loop.batch_in_epoch,
+        loop.step,
     )
+    return path
 
 
 def check_options(path: str, saved: dict, opts: argparse.Namespace) -> None:
@@ -252,18 +235,22 @@ def check_options(path: str, saved: dict, opts: argparse.Namespace) -> None:
         )
 
 
-def reschedule(trainer: Trainer) -> None:
-    """Rebuild the learning-rate schedule from today's options, at the epoch reached, as a run with
-    them from the start would have it."""
-    opts, optimizer = trainer.opts, trainer.optimizer
-    epochs_done = trainer.scheduler.last_epoch
+def reschedule(
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimizer: torch.optim.Optimizer,
+    opts: argparse.Namespace,
+) -> None:
+    """Rebuild the learning-rate schedule (in place) from today's options, at the epoch reached, as a run
+    with them from the start would have it."""
+    epochs_done = scheduler.last_epoch
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] = opts.learning_rate
-    trainer.scheduler = optimisation.schedule(optimizer, opts)
+    fresh = optimisation.schedule(optimizer, opts)
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": here on purpose
         warnings.simplefilter("ignore")
         for _ in range(epochs_done):
-            trainer.scheduler.step()
+            fresh.step()
+    scheduler.load_state_dict(fresh.state_dict())
     logger.warning(
         "resuming with another learning-rate schedule (--learning_rate %g, --lr_milestones %s, "
         "--lr_gamma %g): the rate is now %g",

@@ -1,13 +1,5 @@
-"""The run folder ``<log_dir>/<model_name>``: one live run at a time, and never a fresh run over another's
-files.
-
-``claim`` takes the folder's lock (``RunLock``: a second run is refused while the first lives),
-clears what killed writers left there, and checks what the folder holds against what the run is
-asked to do: a fresh run needs a folder without a run in it (checkpoints, model folders,
-``opt.json``, event files); ``--overwrite`` first moves such a run to ``<model_name>.replaced-<time>``
-beside it; ``--resume`` is checked by the rules of training/resume.py. A write into the folder that
-fails (``writing``) ends the run with one line naming the path and the last state.
-"""
+"""The run folder ``<log_dir>/<model_name>``: one live run at a time, never a fresh run over another's
+files, and a failed write ends the run with one line (the rules: docs/training.md)."""
 
 from __future__ import annotations
 

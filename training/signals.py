@@ -1,15 +1,5 @@
-"""Stop signals: SIGTERM and SIGINT end a run after the current step, with its state saved.
-
-A run stopped by signal N exits with 128 + N (143 for SIGTERM, 130 for SIGINT), as shells report
-it, so that ``torchrun --max-restarts`` restarts a signalled worker and ``--resume`` continues it.
-
-Only the main process handles them. Loader workers ignore them (``loader_worker_init``): systemd,
-SLURM and ``kill -TERM -PGID`` signal the whole process group, and a worker killed before the main
-process has saved would break the step under way. Workers start with the signals blocked
-(``blocked_while_starting_workers``), so that none dies of one before it ignores them. Because they
-ignore SIGTERM, the process kills the workers still alive when it exits (``stop_workers_at_exit``):
-multiprocessing's own exit handler would send them SIGTERM and then wait for them forever.
-"""
+"""Stop signals: SIGTERM and SIGINT end a run after the current step with its state saved, exit code 128 + N;
+loader workers ignore them and are stopped by the main process (why: docs/training.md)."""
 
 from __future__ import annotations
 
