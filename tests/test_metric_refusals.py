@@ -300,7 +300,7 @@ def test_the_camera_height_evaluation_keeps_the_median_scaled_metrics_file(
         return loader(*args, num_workers=0, **kwargs)  # the test's own: no processes
 
     monkeypatch.setattr(evaluation_depth, "DataLoader", counting_loader)
-    monkeypatch.setattr(options, "available_cpus", lambda: 2)
+    monkeypatch.setattr(options, "available_cpus", lambda: 2, raising=False)
     argv = ["--data_path", data, "--eval_split", split, "--dataset", "folders"]
     argv += ["--load_weights_folder", analytic_model_folder]
     code, err = run(evaluate_depth.main, argv, capsys)
