@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--num_workers",
         type=options.non_negative_int,
-        default=min(12, os.cpu_count() or 1),
+        default=min(12, options.available_cpus()),
         help="loader processes",
     )
     g.add_argument("--steps", type=options.positive_int, default=10, help="timed training steps")
