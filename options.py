@@ -36,6 +36,9 @@ NETWORK_NAMES = (
     "pose_encoder",
     "pose",
 )  # FSREModel.networks(): the files of a model folder
+# The smallest image side the networks take: the decoders pad their deepest feature (at the stride of 32)
+# by reflection, which needs 2 pixels, so 2 x 32 = 64 (ResNet and timm encoders alike; 32 gives 1 pixel).
+MIN_IMAGE_SIDE = 2 * NETWORK_STRIDE
 MAX_SEED = 2**62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
 DEMO_VARIANTS = (
     "mono",
@@ -50,11 +53,24 @@ def image_side_error(value: int) -> str | None:
             f"must be a positive multiple of {NETWORK_STRIDE} "
             f"(the encoder downsamples by {NETWORK_STRIDE}), got {value}"
         )
+    if value < MIN_IMAGE_SIDE:
+        return (
+            f"must be at least {MIN_IMAGE_SIDE}: the decoders pad the deepest feature (1/{NETWORK_STRIDE} of "
+            f"the image) by reflection, which needs 2 pixels, got {value}"
+        )
     return None
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system says, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def check_image_size(height: int, width: int) -> None:
-    """Raise InputError unless both sides are positive multiples of the encoder's stride (32)."""
+    """Raise InputError unless both sides are multiples of the encoder's stride (32) the networks take."""
     for name, value in (("height", height), ("width", width)):
         problem = image_side_error(value)
         if problem:
@@ -495,10 +511,14 @@ def check(opts: argparse.Namespace, parser: argparse.ArgumentParser | None = Non
         fail(f"--max_nonfinite_steps must be at least 1, got {opts.max_nonfinite_steps}")
 
 
-def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | None = None) -> None:
+def resolve_encoders(
+    opts: argparse.Namespace, fail: Callable[[str], None] | None = None, encoder_option: str = "--encoder"
+) -> None:
     """Settle ``--encoder``, its alias ``--num_layers`` and ``--pose_encoder`` in ``opts``, and record
     timm's version when a timm encoder is used (``timm_version``, else None); ``fail`` (default: raise
-    InputError) gets one line for an unknown or unsuitable encoder, or a missing timm."""
+    InputError) gets one line for an unknown or unsuitable encoder, or a missing timm, naming the option
+    that gave it (``encoder_option``: how the command spells ``--encoder``, e.g. tools.benchmark's
+    ``--encoders``)."""
 
     def refuse(message: str) -> None:
         if fail is not None:
@@ -507,10 +527,11 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
 
     if opts.encoder is None:
         opts.encoder = encoders.resnet_name(opts.num_layers) if opts.num_layers else encoders.DEFAULT_ENCODER
+    names = {"encoder": encoder_option, "pose_encoder": "--pose_encoder"}
     for option in ("encoder", "pose_encoder"):
         problem = getattr(opts, option) and encoders.encoder_name_error(getattr(opts, option))
         if problem:
-            refuse(f"--{option}: {problem}")
+            refuse(f"{names[option]}: {problem}")
     depth = encoders.resnet_depth(opts.encoder)
     if opts.num_layers is not None and depth != opts.num_layers:
         refuse(
@@ -520,16 +541,20 @@ def resolve_encoders(opts: argparse.Namespace, fail: Callable[[str], None] | Non
     opts.num_layers = depth  # None for a timm encoder
     if opts.pose_encoder is None:
         opts.pose_encoder = opts.encoder if depth is not None else encoders.DEFAULT_ENCODER
-    used = [name for name in (opts.encoder, opts.pose_encoder) if encoders.is_timm(name)]
+    used = [
+        (names[option], getattr(opts, option))
+        for option in ("encoder", "pose_encoder")
+        if encoders.is_timm(getattr(opts, option))
+    ]
     opts.timm_version = None
     if used:
         from networks import timm_encoder  # timm is optional: only timm encoders import it
 
         try:
             timm_encoder.import_timm()  # first: describe() remembers its answers
-            for name in used:
-                timm_encoder.describe(encoders.timm_model_name(name))
-                timm_encoder.check_input_size(encoders.timm_model_name(name), opts.height, opts.width)
+            for option, name in used:
+                timm_encoder.describe(encoders.timm_model_name(name), option)
+                timm_encoder.check_input_size(encoders.timm_model_name(name), opts.height, opts.width, option)
         except (utils.InputError, utils.DependencyError) as err:
             refuse(str(err))
         opts.timm_version = timm_encoder.timm_version()

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--camera_height",
-        type=options.positive_float,
+        type=camera_height.camera_height_option,
         default=None,
         metavar="METRES",
         help="the camera's height above the road: _depth.npy in metres, scaled per image so that "
@@ -117,16 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--intrinsics",
         default=None,
         metavar="FILE",
-        help="the camera's intrinsics.json (fx, fy, cx, cy in pixels of the input frames; "
-        "docs/own_data.md); default: intrinsics.json in the input's folder or the one above",
+        help="the camera's intrinsics.json (fx, fy, cx, cy in pixels of the input frames, and their width "
+        "and height; docs/own_data.md); default: intrinsics.json in the input's folder or the one above",
     )
     camera_height.add_ground_options(g)
     g.add_argument(
         "--scale_window",
-        type=options.positive_int,
-        default=camera_height.DEFAULT_SMOOTHING_WINDOW,
+        type=camera_height.smoothing_window,
+        default=None,
         help="videos: the scale is the median of the per-frame estimates over this many frames "
-        "around each (frames without road take their neighbours'); 1: every frame its own",
+        "centred on each, an odd number (frames without road take their neighbours'); 1: every frame its "
+        f"own; default {camera_height.DEFAULT_SMOOTHING_WINDOW}",
     )
     return parser
 
@@ -136,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     utils.setup_logging()
     released.resolve_model_option(opts)
+    camera_height.check_dependent_options(opts, opts.camera_height is not None, "--camera_height")
     images, folders, videos = [], [], []
     for path in opts.image_path:
         if os.path.isdir(path):
@@ -211,12 +213,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if stems:
             logger.info("wrote predictions for %d images (%s_disp.png ...)", len(stems), stems[0])
+    unscaled = [] if metric is None else metric.unscaled
+    if failures and unscaled:  # both closing lines in one
+        raise utils.InputError(
+            f"{len(failures)} file(s) could not be read and were skipped: {listed(failures)}; and "
+            f"{unscaled_message(unscaled)}"
+        )
     if failures:
         raise utils.InputError(
             f"{len(failures)} file(s) could not be read and were skipped: {listed(failures)}"
         )
-    if metric is not None and metric.unscaled:
-        raise camera_height.GroundNotVisible(unscaled_message(metric.unscaled))
+    if unscaled:
+        raise camera_height.GroundNotVisible(unscaled_message(unscaled))
     return 0
 
 

@@ -30,6 +30,11 @@ ASPECT_TOLERANCE = 0.05
 # what a pinhole camera can be at all (refused outside, see check_camera_fits): fx / W from 0.01 (a field
 # of view of about 178 degrees) to 100 (about 0.6 degrees), and the same for fy / H
 FOCAL_LIMITS = (0.01, 100.0)
+# Camera heights above the road that cameras have, in metres: from 0.1 (a small robot's, a phone on the
+# ground) to 10 (a lorry's roof, a camera on a pole). Below, the road fills no view a depth model was
+# trained on; above, it is a survey, not a road camera. A value in millimetres (1650) lies far above.
+CAMERA_HEIGHT_RANGE = (0.1, 10.0)
+MILLIMETRES_PER_METRE = 1000.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,21 @@ class Camera:
         if self.camera_height is not None:
             data["camera_height"] = self.camera_height
         return data
+
+
+def camera_height_error(value: float) -> str | None:
+    """Why ``value`` is no camera's height above the road in metres (CAMERA_HEIGHT_RANGE), or None."""
+    low, high = CAMERA_HEIGHT_RANGE
+    if not math.isfinite(value) or value <= 0:
+        return f"must be a positive height in metres (the camera above the road), got {value:g}"
+    if value > high and low <= value / MILLIMETRES_PER_METRE <= high:
+        return (
+            f"must be metres, got {value:g}: that looks like millimetres "
+            f"({value / MILLIMETRES_PER_METRE:g} m?); cameras stand {low:g} to {high:g} m above the road"
+        )
+    if not low <= value <= high:
+        return f"must lie between {low:g} and {high:g} metres (cameras above a road), got {value:g}"
+    return None
 
 
 def _load_mapping(path: str):
@@ -117,6 +137,11 @@ def parse_camera(data, path: str) -> Camera:
         raise InputError(
             f"{path}: expected fx, fy, cx, cy (pixels) or a 3x3 / 3x4 matrix K, got {type(data).__name__}"
         )
+    both = [key for key in ("fx", "fy", "cx", "cy") if key in data]
+    if "K" in data and both:
+        raise InputError(
+            f"{path}: holds both K and {', '.join(both)}: give the intrinsics once (K, or fx, fy, cx, cy)"
+        )
     if "K" in data:
         try:
             K = np.asarray(data["K"], dtype=np.float64)
@@ -126,6 +151,11 @@ def parse_camera(data, path: str) -> Camera:
             raise InputError(f"{path}: K must be a 3x3 or 3x4 matrix of finite numbers, got shape {K.shape}")
         if not np.allclose(K[2, :3], (0, 0, 1)) or K[1, 0] != 0:
             raise InputError(f"{path}: K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()}")
+        if K[0, 1] != 0:
+            raise InputError(
+                f"{path}: K has a skew of {K[0, 1]:g} (K[0][1]): the project's cameras have none, "
+                f"and dropping it would misplace every pixel's ray; give K with 0 there"
+            )
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     else:
         missing = [key for key in ("fx", "fy", "cx", "cy") if key not in data]
@@ -166,10 +196,9 @@ def parse_camera(data, path: str) -> Camera:
     camera_height = None
     if data.get("camera_height") is not None:
         camera_height = _number(data["camera_height"], "camera_height", path)
-        if camera_height <= 0:
-            raise InputError(
-                f"{path}: camera_height must be positive (metres above the road), got {camera_height}"
-            )
+        problem = camera_height_error(camera_height)
+        if problem:
+            raise InputError(f"{path}: camera_height {problem}")
     return Camera(
         float(fx),
         float(fy),
@@ -190,8 +219,19 @@ def read_camera(path: str) -> Camera:
     return parse_camera(_load_mapping(path), path)
 
 
-def check_camera_fits(camera: Camera, width: int, height: int, folder: str) -> None:
-    """Intrinsics must be for the frames' size: the size they name, and a principal point inside the frame."""
+def check_camera_fits(
+    camera: Camera, width: int, height: int, folder: str, metric: bool = False
+) -> list[str]:
+    """The one check of a camera against its frames (every command that uses intrinsics): they must be for
+    the frames' size (the size they name, a principal point inside the frame, a focal length some camera
+    has); ``metric`` (depth in metres from them) also needs the size named in the file and a field of view
+    within FX_RANGE's, since the scale is proportional to fx. Returns the warnings of ``camera_warnings``."""
+    if metric and camera.width is None:
+        raise InputError(
+            f"{camera.source}: metres need the frame size these intrinsics are for: add "
+            f'"width" and "height" (pixels; the frames of {folder} are {width}x{height}), '
+            f"since the scale is proportional to fx and intrinsics of another size give other metres"
+        )
     if camera.width is not None and (camera.width, camera.height) != (width, height):
         raise InputError(
             f"{camera.source}: intrinsics for {camera.width}x{camera.height} frames, but the frames of "
@@ -209,6 +249,15 @@ def check_camera_fits(camera: Camera, width: int, height: int, folder: str) -> N
             f"{camera.source}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the "
             f"{width}x{height} frames of {folder}: intrinsics for another frame size?"
         )
+    if metric and not FX_RANGE[0] <= camera.fx / width <= FX_RANGE[1]:
+        fov = math.degrees(2 * math.atan(width / (2 * camera.fx)))
+        raise InputError(
+            f"{camera.source}: fx {camera.fx:g} px for {width} px wide frames ({folder}) is a {fov:.0f} "
+            f"degree field of view, no road camera's (fx / width must lie in "
+            f"{FX_RANGE[0]:g}..{FX_RANGE[1]:g}): "
+            f"metres would be off by as much as fx is; give fx in pixels of these frames"
+        )
+    return camera_warnings(camera, width, height)
 
 
 def camera_warnings(camera: Camera, width: int, height: int) -> list[str]:

@@ -47,6 +47,7 @@ import torch
 
 import layers
 import utils
+from datasets.camera import camera_height_error
 from datasets.cityscapes import CLASS_NAMES
 
 # Which classes are ground: road alone by default; sidewalks stand a kerb (10-15 cm) above the road in
@@ -79,7 +80,15 @@ SATURATED_SIGMOID = 0.95
 # The fallback ground: the bottom fifth of the rows, the middle half of the columns.
 LOWEST_BAND_ROWS = 0.2
 LOWEST_BAND_COLUMNS = 0.5
-# Videos: the running median's window (frames; 15 frames are 1.5 s at KITTI's 10 fps).
+# A given orientation fixes the plane, so the inlier count alone cannot tell a road from a picture at one
+# depth (a blank or noisy picture's flat prediction: 55-90 % of the lowest band lies within 10 % of some
+# height). On a road, a pixel's depth is the plane's along its ray (distance / (-normal . ray)), so the log
+# of the ground pixels' depths against the log of 1 / (-normal . ray) rises with a slope near 1 (measured
+# on hand-made planes pitched 0-25 degrees: 1.0 exact, 0.8-1.1 with a fifth of the pixels 30-200 % off;
+# a flat prediction: 0, with 5-15 % noise around one depth: within 0.05 of 0). Refused below half of it.
+MIN_DEPTH_SLOPE = 0.5
+# Videos: the running median's window (frames; 15 frames are 1.5 s at KITTI's 10 fps), odd: centred on
+# each frame.
 DEFAULT_SMOOTHING_WINDOW = 15
 UP = np.array([0.0, -1.0, 0.0])  # the camera's up direction (camera axes: x right, y down, z forward)
 
@@ -126,15 +135,27 @@ class ScaleEstimate:
 
 
 def check_camera_height(value: float, what: str = "--camera_height") -> float:
-    """A camera height in metres must be a positive finite number (InputError naming ``what``)."""
+    """A camera height in metres must be one that cameras have (CAMERA_HEIGHT_RANGE; InputError naming
+    ``what``)."""
     try:
         height = float(value)
     except (TypeError, ValueError):
         raise utils.InputError(f"{what} must be a height in metres, got {value!r}") from None
-    if not (math.isfinite(height) and height > 0):
-        raise utils.InputError(
-            f"{what} must be a positive height in metres (the camera above the road), got {value!r}"
-        )
+    problem = camera_height_error(height)
+    if problem:
+        raise utils.InputError(f"{what} {problem}")
+    return height
+
+
+def camera_height_option(value: str) -> float:
+    """argparse type of every command's --camera_height: metres within CAMERA_HEIGHT_RANGE."""
+    try:
+        height = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a height in metres, got {value!r}") from None
+    problem = camera_height_error(height)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return height
 
 
@@ -299,6 +320,21 @@ def fit_ground_distance(
     return distance, inliers
 
 
+def depth_slope(points: np.ndarray, normal: np.ndarray) -> float:
+    """How the depths of points (N, 3) follow a plane of unit ``normal`` (pointing up): the least-squares
+    slope of their log depth against the log of the plane's depth along their rays, 1 / (-normal . ray) up to
+    the plane's distance (1 on the plane, 0 for points at one depth or rays that all meet it at one); points
+    whose rays miss the plane are left out."""
+    below = -(points @ normal) > 0  # rays that meet the plane at all
+    depth = points[below, 2]
+    plane = -np.log(-(points[below] @ normal) / depth)  # the ray scaled to depth 1
+    spread = plane - plane.mean()
+    variance = float(spread @ spread)
+    if not variance > 0:
+        return 0.0
+    return float(spread @ (np.log(depth) - np.log(depth).mean()) / variance)
+
+
 def estimate_scale(
     depth: np.ndarray,
     K: np.ndarray,
@@ -341,14 +377,25 @@ def estimate_scale(
         )
     if distance <= 0:
         raise GroundNotVisible(f"the fitted {ground_name} plane passes above the camera")
+    if not fitted:  # the orientation given: the ground's depths must follow the plane, not stand at one
+        slope = depth_slope(points, normal)
+        if slope < MIN_DEPTH_SLOPE:
+            raise GroundNotVisible(
+                f"the depths of the {ground_name} pixels do not follow the plane of the given pitch and "
+                f"roll (slope {slope:.2f} of their log depth against the plane's, at least "
+                f"{MIN_DEPTH_SLOPE:g} needed; a road gives 1): a picture at one depth, not a road"
+            )
     tilt = float(tilt_degrees(normal))
-    if tilt > max_tilt_degrees:
+    if fitted and tilt > max_tilt_degrees:
         raise GroundNotVisible(
             f"the fitted {ground_name} plane is tilted {tilt:.0f} degrees from the camera's "
             f"vertical (at most {max_tilt_degrees:g}): not a road below the camera"
         )
+    scale = camera_height / distance
+    if not (math.isfinite(scale) and scale > 0):
+        raise GroundNotVisible(f"the {ground_name} plane gives no finite scale (distance {distance:g})")
     return ScaleEstimate(
-        camera_height / distance,
+        scale,
         camera_height,
         tuple(float(x) for x in normal),
         distance,
@@ -431,21 +478,22 @@ class GroundSettings:
 
 def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--ground_from, --ground_classes, --camera_pitch and --camera_roll (the camera height option is each
-    command's own)."""
+    command's own). Their defaults are None so that ``check_dependent_options`` can tell what was given."""
     parser.add_argument(
         "--ground_from",
-        default=GROUND_SOURCES[0],
+        default=None,
         choices=GROUND_SOURCES,
-        help="ground pixels for the camera-height scale: the model's segmentation (road), or, for "
-        "models without a segmentation head, the bottom fifth of the image's middle half "
+        help="ground pixels for the camera-height scale: the model's segmentation (road; the default), or, "
+        "for models without a segmentation head, the bottom fifth of the image's middle half "
         "(assumes the road is there: no bonnet, no car right ahead)",
     )
     parser.add_argument(
         "--ground_classes",
         nargs="+",
-        default=list(DEFAULT_GROUND_CLASSES),
+        default=None,
         choices=GROUND_CLASSES,
-        help="segmentation classes taken as ground (sidewalks usually stand a kerb above the road)",
+        help=f"segmentation classes taken as ground (default: {' '.join(DEFAULT_GROUND_CLASSES)}; "
+        f"sidewalks usually stand a kerb above the road)",
     )
     for name, what in (("pitch", "looks down at the road"), ("roll", "has its right side low")):
         parser.add_argument(
@@ -455,8 +503,8 @@ def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
             metavar="DEGREES",
             help=f"the camera's known {name} above the road (how far it {what}; negative: the other "
             f"way), for a fixed mount: the ground plane's orientation is then taken from --camera_pitch "
-            f"and --camera_roll (the one not given: 0) and only its distance is fitted; default: the "
-            f"orientation is fitted to the road too",
+            f"and --camera_roll (the one not given: 0; together within {MAX_TILT_DEGREES:g} degrees of "
+            f"level) and only its distance is fitted; default: the orientation is fitted to the road too",
         )
 
 
@@ -473,11 +521,63 @@ def tilt_angle(value: str) -> float:
     return angle
 
 
+def combined_tilt_degrees(pitch_degrees: float, roll_degrees: float) -> float:
+    """How far a camera with this pitch and roll tilts from level: the angle of ``road_normal`` from up."""
+    nx, nz = math.sin(math.radians(roll_degrees)), math.sin(math.radians(pitch_degrees))
+    return math.degrees(math.asin(min(1.0, math.sqrt(nx * nx + nz * nz))))
+
+
+# Options that act only with another (declared once; each command refuses them where they cannot act):
+# option -> what it needs. "metric": the camera-height scale is on (predict.py --camera_height,
+# evaluate_depth.py --scaling camera_height); "segmentation": ground from the segmentation (--ground_from
+# segmentation, the default).
+OPTION_NEEDS = {
+    "camera_pitch": ("metric",),
+    "camera_roll": ("metric",),
+    "ground_from": ("metric",),
+    "ground_classes": ("metric", "segmentation"),
+    "intrinsics": ("metric",),
+    "scale_window": ("metric",),
+}
+
+
+def check_dependent_options(opts: argparse.Namespace, metric_on: bool, metric_option: str) -> None:
+    """Refuse (InputError, one line) an option of OPTION_NEEDS given where what it needs is off
+    (``metric_on``: the camera-height scale is on, ``metric_option`` what turns it on), and a pitch and roll
+    that together tilt the camera beyond MAX_TILT_DEGREES. Options a command lacks are skipped."""
+    given = [name for name in OPTION_NEEDS if getattr(opts, name, None) is not None]
+    for name in given:
+        if "metric" in OPTION_NEEDS[name] and not metric_on:
+            raise utils.InputError(
+                f"--{name} acts only with {metric_option} (the camera-height scale): give it, or "
+                f"drop --{name}"
+            )
+        if "segmentation" in OPTION_NEEDS[name] and opts.ground_from == "lowest_band":
+            raise utils.InputError(
+                f"--{name} picks segmentation classes, and --ground_from lowest_band takes no segmentation: "
+                f"drop one of them"
+            )
+    pitch, roll = getattr(opts, "camera_pitch", None), getattr(opts, "camera_roll", None)
+    if pitch is not None and roll is not None:
+        tilt = combined_tilt_degrees(pitch, roll)
+        if tilt > MAX_TILT_DEGREES:
+            raise utils.InputError(
+                f"--camera_pitch {pitch:g} and --camera_roll {roll:g} tilt the camera {tilt:.1f} degrees "
+                f"from level together (at most {MAX_TILT_DEGREES:g}, as for either alone): no road "
+                f"camera's mount"
+            )
+
+
 def ground_settings(opts: argparse.Namespace, camera_height: float) -> GroundSettings:
-    """GroundSettings from add_ground_options' options."""
+    """GroundSettings from add_ground_options' options (the defaults where not given)."""
     known = opts.camera_pitch is not None or opts.camera_roll is not None
     orientation = (opts.camera_pitch or 0.0, opts.camera_roll or 0.0) if known else None
-    return GroundSettings(camera_height, opts.ground_from, tuple(opts.ground_classes), orientation)
+    return GroundSettings(
+        camera_height,
+        opts.ground_from or GROUND_SOURCES[0],
+        tuple(opts.ground_classes or DEFAULT_GROUND_CLASSES),
+        orientation,
+    )
 
 
 @dataclass
@@ -498,8 +598,10 @@ class ScaleSmoother:
     """
 
     def __init__(self, window: int = DEFAULT_SMOOTHING_WINDOW) -> None:
-        if window < 1:
-            raise utils.InputError(f"the smoothing window must be at least 1 frame, got {window}")
+        if window < 1 or window % 2 == 0:
+            raise utils.InputError(
+                f"the smoothing window must be an odd number of frames (centred on each), got {window}"
+            )
         self.half = window // 2
         self.scales: list[float | None] = []  # every frame's (a float each: an hour at 30 fps is 108000)
         self.pending: deque[Any] = deque()
@@ -526,6 +628,22 @@ class ScaleSmoother:
     def flush(self) -> list[tuple[Any, SmoothedScale]]:
         """The remaining frames, at the end of the video."""
         return [self._resolve() for _ in range(len(self.pending))]
+
+
+def smoothing_window(value: str) -> int:
+    """argparse type of --scale_window: an odd number of frames (the window is centred on each frame)."""
+    try:
+        window = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames, got {value!r}") from None
+    if window < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 frame, got {value}")
+    if window % 2 == 0:
+        raise argparse.ArgumentTypeError(
+            f"must be an odd number of frames (a window centred on each frame: {window} would take "
+            f"{window + 1}), got {value}"
+        )
+    return window
 
 
 def smoothed(

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 import utils
 from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
+from datasets.video_files import is_video, probe
 from fileio.atomic import save_array, save_json
 
 from . import camera_height
-from .predictors import Frame, depth_range_of, listed
+from .predictors import Frame, depth_range_of, folder_images, listed
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class MetricDepth:
         """Intrinsics in pixels of the predicted maps, from the frame's camera (checked against its size;
         ``source``: the input named in the error)."""
         height, width = frame.rgb.shape[:2]
-        check_camera_fits(camera, width, height, source)
+        check_camera_fits(camera, width, height, source, metric=True)
         return camera_height.intrinsics_matrix(
             camera.fx, camera.fy, camera.cx, camera.cy, width, height, self.model_size[1], self.model_size[0]
         )
@@ -84,13 +86,46 @@ class MetricDepth:
             "ground": self.ground.name,
             "ground_orientation": self.ground.describe_orientation(),
             "intrinsics": camera.source,
+            "frame_size": None if camera.width is None else [camera.width, camera.height],
             "depth_units": "metres",
         }
 
 
+def frame_sizes(path: str) -> dict[tuple[int, int], str]:
+    """The (width, height) of an input's frames (an image's, a video's, a folder's images'), each with the
+    first file of that size; unreadable images are left to the prediction, which reports them."""
+    if is_video(path):
+        info = probe(path)
+        return {(info.width, info.height): path}
+    sizes: dict[tuple[int, int], str] = {}
+    for image in folder_images(path) if os.path.isdir(path) else [path]:
+        try:
+            with Image.open(image) as opened:
+                sizes.setdefault(opened.size, image)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue
+    return sizes
+
+
+def check_cameras(metric: MetricDepth, inputs: Sequence[str]) -> None:
+    """Before any work: every input's camera checked against the size of each of its frames (the one
+    validator, ``check_camera_fits``, for metres); its warnings logged once per camera and size."""
+    warned = set()
+    for path in inputs:
+        camera = metric.camera(path)
+        for (width, height), first in frame_sizes(path).items():
+            for problem in check_camera_fits(camera, width, height, first, metric=True):
+                if (camera.source, width, height, problem) not in warned:
+                    warned.add((camera.source, width, height, problem))
+                    logger.warning(
+                        "%s (for the %dx%d frames of %s): %s", camera.source, width, height, path, problem
+                    )
+
+
 def metric_setup(opts: argparse.Namespace, predictor, inputs: Sequence[str]) -> MetricDepth | None:
-    """The MetricDepth of --camera_height (None without it): every input's intrinsics are found and read
-    before any work; a model without a segmentation head needs --ground_from lowest_band."""
+    """The MetricDepth of --camera_height (None without it): every input's intrinsics found, read and
+    checked against its frames before any work; a model without a segmentation head needs --ground_from
+    lowest_band."""
     if opts.camera_height is None:
         return None
     settings = camera_height.ground_settings(opts, opts.camera_height)
@@ -100,17 +135,21 @@ def metric_setup(opts: argparse.Namespace, predictor, inputs: Sequence[str]) -> 
             "model has none: give --ground_from lowest_band (the bottom of the image "
             "taken as road), or use a model with one"
         )
+    if opts.intrinsics and os.path.isdir(opts.intrinsics):
+        raise utils.InputError(
+            f"--intrinsics {opts.intrinsics} is a folder: give the intrinsics file in it "
+            f"({INTRINSICS_NAMES[0]}), or leave --intrinsics out to use the one beside the inputs"
+        )
     if opts.intrinsics and not os.path.isfile(opts.intrinsics):
         raise utils.MissingFileError(f"--intrinsics {opts.intrinsics}: no such file")
     metric = MetricDepth(
         settings,
-        opts.scale_window,
+        opts.scale_window or camera_height.DEFAULT_SMOOTHING_WINDOW,
         opts.intrinsics,
         (predictor.height, predictor.width),
         depth_range_of(predictor),
     )
-    for path in inputs:
-        metric.camera(path)
+    check_cameras(metric, inputs)
     return metric
 
 
@@ -140,7 +179,8 @@ def predict_metric_image(
 
 
 def unscaled_message(unscaled: Sequence[str]) -> str:
-    """The closing line of a run where images got no metric scale (their other outputs are written)."""
+    """The closing line of a run where inputs (images, videos) got no metric scale (their other outputs are
+    written)."""
     return (
-        f"{len(unscaled)} image(s) got no metric scale (no _depth.npy written for them): {listed(unscaled)}"
+        f"{len(unscaled)} input(s) got no metric scale (no _depth.npy written for them): {listed(unscaled)}"
     )

@@ -268,28 +268,29 @@ def predict_video_metric(
                 if smooth.scale is not None:
                     save_array((smooth.scale / disp).astype(np.float32), stem + "_depth.npy")
         estimates = [r["estimate"]["scale"] for r in records if r["estimate"] is not None]
-        if not estimates:
-            first = records[0].get("reason") if records else "no frames"
-            raise camera_height.GroundNotVisible(
-                f"{source}: no frame shows enough road for a metric scale (the first: {first})"
-            )
         summary = {
             **metric.header(camera),
             "video": source,
             "window": metric.window,
             "frames": len(records),
             "frames_with_estimate": len(estimates),
-            "median_estimate": float(np.median(estimates)),
+            "median_estimate": float(np.median(estimates)) if estimates else None,
             "per_frame": records,
         }
+        if not estimates:  # the video is written in relative colours; the run names it at its end
+            first = records[0].get("reason") if records else "no frames"
+            summary["reason"] = f"no frame shows enough road for a metric scale (the first: {first})"
+            logger.warning("%s: no metric scale: %s", source, summary["reason"])
+            metric.unscaled.append(f"{source}: {summary['reason']}")
         save_json(summary, video_path[: -len(VIDEO_SUFFIX)] + SCALE_SUFFIX)
-        logger.info(
-            "%s: metric scale from the road in %d of %d frames (median %.4g)",
-            source,
-            len(estimates),
-            len(records),
-            summary["median_estimate"],
-        )
+        if estimates:
+            logger.info(
+                "%s: metric scale from the road in %d of %d frames (median %.4g)",
+                source,
+                len(estimates),
+                len(records),
+                summary["median_estimate"],
+            )
         return writer.frames
 
 

@@ -27,6 +27,7 @@ import splits
 import utils
 from checkpoints import model_folder
 from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
+from datasets.camera import check_camera_fits
 from deploy import camera_height, depth_graph
 from evaluation.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.metrics import DEPTH_METRIC_NAMES, MAX_EVAL_DEPTH, depth_errors_of_image, evaluated_depths
@@ -43,6 +44,7 @@ POST_PROCESS_RAMP = 20.0
 SCALINGS = ("median", "camera_height")  # --scaling: Monodepth2's per-image median ratio, or the road's plane
 SCALE_ERROR_PERCENTILE = 90  # --scaling camera_height reports the scale error's median and this percentile
 LISTED_REFUSALS = 3  # frames without a camera-height scale named in the log
+PREFERRED_WORKERS = 4  # default loader processes, at most the CPUs this process may use
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--camera_height",
-        type=options.positive_float,
+        type=camera_height.camera_height_option,
         default=None,
         metavar="METRES",
         help="--scaling camera_height: the camera's height above the road (KITTI: 1.65); "
@@ -116,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no_eval", action="store_true", help="only predict (and save)")
     parser.add_argument(
-        "--output_json", default=None, help="metrics file (default: <folder>/metrics_<split>.json)"
+        "--output_json",
+        default=None,
+        help="metrics file (default: <folder>/metrics_<split>.json; with --scaling camera_height "
+        "<folder>/metrics_<split>_camera_height.json, beside the median-scaled one)",
     )
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
     parser.add_argument(
@@ -127,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch_size", type=options.positive_int, default=16, help="images per forward pass")
     parser.add_argument(
-        "--num_workers", type=options.non_negative_int, default=4, help="data-loading processes"
+        "--num_workers",
+        type=options.non_negative_int,
+        default=None,
+        help=f"data-loading processes (default: {PREFERRED_WORKERS}, at most the CPUs this process may use)",
     )
     utils.add_device_option(parser)
     return parser
@@ -242,6 +250,12 @@ def test_loader(
     return DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
 
 
+def default_workers(requested: int | None) -> int:
+    """Loader processes: as requested, else PREFERRED_WORKERS capped by the CPUs this process may use
+    (torch warns of more workers than CPUs, and they only contend)."""
+    return min(PREFERRED_WORKERS, options.available_cpus()) if requested is None else requested
+
+
 def evaluate_predictions(
     pred_disps: np.ndarray,
     gt_depths: Sequence[np.ndarray],
@@ -274,7 +288,8 @@ def evaluate_predictions(
 # -- --scaling camera_height --------------------------------------------------------------------------
 def check_camera_height_scaling(opts: argparse.Namespace) -> None:
     """--scaling camera_height needs the model (its segmentation of each frame), ground truth, no other
-    scaling, and a camera height (given, or each folders sequence's)."""
+    scaling, and a camera height (given, or each folders sequence's); the ground options need it."""
+    camera_height.check_dependent_options(opts, opts.scaling == "camera_height", "--scaling camera_height")
     if opts.scaling != "camera_height":
         if opts.camera_height is not None:
             raise utils.InputError(
@@ -317,6 +332,19 @@ def camera_heights(dataset, given: float | None) -> list[float]:
     return heights
 
 
+def check_metric_cameras(dataset) -> None:
+    """--dataset folders: each sequence's intrinsics must be fit for metres (``check_camera_fits``, the one
+    validator: the frame size named in the file, a road camera's field of view); its warnings logged."""
+    if not hasattr(dataset, "sequence"):
+        return  # KITTI: its calibration files, for its frames
+    for folder in sorted({entry.folder for entry in dataset.entries}):
+        sequence = dataset.sequence(folder)
+        for problem in check_camera_fits(
+            sequence.camera, sequence.width, sequence.height, sequence.folder, metric=True
+        ):
+            logger.warning("%s (%s): %s", sequence.camera.source, sequence.folder, problem)
+
+
 def predict_with_camera_height_scales(
     encoder: torch.nn.Module,
     decoder: torch.nn.Module,
@@ -328,6 +356,7 @@ def predict_with_camera_height_scales(
     """Disparities (N, h, w), each frame's camera-height scale (a ScaleEstimate, or why it has none) and the
     ground pixels (h, w) it was estimated from."""
     heights = camera_heights(loader.dataset, opts.camera_height)
+    check_metric_cameras(loader.dataset)
     settings = camera_height.ground_settings(opts, heights[0])
     if settings.source == "segmentation" and not spec.semantics:
         raise utils.InputError(
@@ -551,7 +580,7 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
             benchmark,
             opts.img_ext,
             opts.batch_size,
-            opts.num_workers,
+            default_workers(opts.num_workers),
             opts.dataset,
         )
         out_dir = opts.load_weights_folder
@@ -611,7 +640,9 @@ def evaluate(opts: argparse.Namespace) -> dict | None:
     print(format_table(metrics))
     if report is not None:
         print(camera_height_summary(report))
-    json_path = opts.output_json or os.path.join(out_dir, f"metrics_{name}.json")
+    # each protocol its own record: the median-scaled one keeps its name, the camera-height one is named so
+    json_suffix = "_camera_height" if report is not None else ""
+    json_path = opts.output_json or os.path.join(out_dir, f"metrics_{name}{json_suffix}.json")
     save_json(result, json_path)
     logger.info("metrics written to %s", json_path)
     return metrics

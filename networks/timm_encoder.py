@@ -85,9 +85,9 @@ def weightless_model(model_name: str) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=None)
-def check_input_size(model_name: str, height: int, width: int) -> None:
-    """InputError, one line, when the model cannot take images of this size (a transformer built for one
-    size, windows that do not divide the features); shapes only, on the meta device."""
+def check_input_size(model_name: str, height: int, width: int, option: str = "--encoder") -> None:
+    """InputError, one line naming ``option``, when the model cannot take images of this size (a transformer
+    built for one size, windows that do not divide the features); shapes only, on the meta device."""
     model = weightless_model(model_name)
     device = next(iter(model.parameters()), torch.empty(0)).device
     try:
@@ -96,23 +96,32 @@ def check_input_size(model_name: str, height: int, width: int) -> None:
     except Exception as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(
-            f"--encoder timm:{model_name} does not take {height}x{width} images ({reason}): "
+            f"{option} timm:{model_name} does not take {height}x{width} images ({reason}): "
             f"give another --height/--width or another encoder"
         ) from err
 
 
 @functools.lru_cache(maxsize=None)
-def describe(model_name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(channels, strides) of the levels a timm model's encoder returns; InputError, one line, for an unknown
-    name or a model without suitable multi-scale features. Built without weights (on the meta device when
-    the model allows it), so that options are checked before anything else is built."""
+def describe(model_name: str, option: str = "--encoder") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(channels, strides) of the levels a timm model's encoder returns; InputError, one line naming
+    ``option``, for an unknown name or pretrained tag, or a model without suitable multi-scale features.
+    Built without weights (on the meta device when the model allows it), so that options are checked before
+    anything else is built."""
     timm = import_timm()
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name.split('.')[0][:6]}*")[:5]
         hint = f" (close: {', '.join(close)})" if close else ""
         raise InputError(
-            f"--encoder timm:{model_name}: timm {timm_version()} has no model {model_name!r}{hint}"
+            f"{option} timm:{model_name}: timm {timm_version()} has no model {model_name!r}{hint}"
         )
+    architecture, _, tag = model_name.partition(".")
+    if tag:
+        tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{architecture}.*")]
+        if tag not in tags:
+            raise InputError(
+                f"{option} timm:{model_name}: timm {timm_version()} has no pretrained tag {tag!r} for "
+                f"{architecture} (its tags: {', '.join(tags) or 'none'})"
+            )
     try:
         model = weightless_model(model_name)
         channels, reductions = list(model.feature_info.channels()), list(model.feature_info.reduction())
@@ -120,7 +129,7 @@ def describe(model_name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     except Exception as err:  # timm: "features_only not implemented for ..."; pick_levels: the strides
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(
-            f"--encoder timm:{model_name}: no multi-scale features the decoders can use ({reason})"
+            f"{option} timm:{model_name}: no multi-scale features the decoders can use ({reason})"
         ) from err
     out_channels = [channels[i] for i in picks]
     strides = [reductions[i] for i in picks]

@@ -448,7 +448,7 @@ def test_an_image_without_road_gets_no_metric_depth_and_one_closing_line(exporte
     )
     message = one_line(code, err)
     assert (
-        message.startswith("1 image(s) got no metric scale")
+        message.startswith("1 input(s) got no metric scale")
         and frames[1] in message
         and "0 road pixels" in message
     )
@@ -669,9 +669,9 @@ def test_evaluate_depth_prints_the_ratio_line_beside_the_table(analytic_model_fo
 # bad input: one line, exit 2
 # ---------------------------------------------------------------------------------------------
 REFUSED_NUMBER = {
-    "0": "must be greater than 0, got 0",
-    "-1.65": "must be greater than 0, got -1.65",
-    "nan": "must be a finite number, got 'nan'",
+    "0": "must be a positive height in metres (the camera above the road), got 0",
+    "-1.65": "must be a positive height in metres (the camera above the road), got -1.65",
+    "nan": "must be a positive height in metres (the camera above the road), got nan",
 }
 
 
@@ -801,7 +801,9 @@ def test_a_sequence_without_camera_height_and_bad_heights_in_intrinsics_are_one_
     )
     write_intrinsics(intrinsics, camera_height=-1)
     message = one_line(*run(evaluate_depth.main, argv, capsys))
-    assert message == f"{intrinsics}: camera_height must be positive (metres above the road), got -1.0"
+    assert message == (
+        f"{intrinsics}: camera_height must be a positive height in metres (the camera above the road), got -1"
+    )
 
 
 def test_evaluate_depth_refuses_what_camera_height_scaling_cannot_do(tmp_path, capsys):

@@ -451,7 +451,7 @@ def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
     made = tmp_path / "made"
     assert cli_error_of(
         benchmark.cli, capsys, ["--make_data", str(made), "--encoders", "timm:no_such_net"]
-    ).startswith("--encoder timm:no_such_net: timm ")
+    ).startswith("--encoders timm:no_such_net: timm ")
     assert not made.exists()  # refused before any frame is written
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     report = benchmark.main(

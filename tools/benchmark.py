@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--num_workers",
         type=options.non_negative_int,
-        default=min(12, os.cpu_count() or 1),
+        default=min(12, options.available_cpus()),
         help="loader processes",
     )
     g.add_argument("--steps", type=options.positive_int, default=10, help="timed training steps")
@@ -443,12 +443,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"fewer than one batch (--batch_size {args.batch_size})"
         )
     utils.pick_device(args.device)  # a device that is not there: one line now, not after --make_data
+    twice = sorted({name for name in args.encoders or [] if args.encoders.count(name) > 1})
+    if twice:  # each encoder's runs share their names: the second would find the first's run folder
+        parser.error(f"--encoders lists {', '.join(twice)} more than once: name each encoder once")
     for encoder in args.encoders or []:  # an unknown or unsuitable encoder: one line now
         options.resolve_encoders(
             argparse.Namespace(
                 encoder=encoder, num_layers=None, pose_encoder=None, height=args.height, width=args.width
             ),
             parser.error,
+            "--encoders",
         )
     if args.make_data:
         args.data_path, args.split = make_data(args.make_data, args.make_frames, args.img_ext)
