@@ -393,3 +393,9 @@ def test_ctrl_c_in_the_demos_first_evaluation_has_one_clean_way_back(tiny_scenes
     assert again.returncode == 0, again.stderr
     assert sorted(os.listdir(runs)) == ["demo_stereo"]  # the same run's folder, not demo_stereo_2
     assert os.path.isdir(run / "models" / demo.UNTRAINED_FOLDER) and "abs_rel" in again.stdout
+    # a finished demo given --resume (the advice once training has begun) evaluates its weights again
+    resumed = subprocess.run(
+        [sys.executable, str(script), *argv, "--resume"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0 and "nothing left to train" in resumed.stderr, resumed.stderr
+    assert again.stdout.splitlines()[-4:] == resumed.stdout.splitlines()[-4:]  # the same table and paths
