@@ -27,7 +27,7 @@ from fileio.atomic import (
     remove_stale_temporaries,
 )
 from synthetic import demo
-from training import run_folder
+from training import run_folder, signals
 
 # Tiny scenes (one training drive, one held-out drive of 12 frames: 2 test frames), generated once.
 SCENES = {"num_drives": 2, "frames_per_drive": 12, "scale": 0.2, "seed": 0, "version": 2}
@@ -399,3 +399,39 @@ def test_ctrl_c_in_the_demos_first_evaluation_has_one_clean_way_back(tiny_scenes
     )
     assert resumed.returncode == 0 and "nothing left to train" in resumed.stderr, resumed.stderr
     assert again.stdout.splitlines()[-4:] == resumed.stdout.splitlines()[-4:]  # the same table and paths
+
+
+def test_ctrl_c_while_generating_the_scenes_keeps_nothing_and_says_run_it_again(tmp_path, monkeypatch):
+    def interrupted(folder, **settings):
+        (tmp_path / "generating").write_text(folder)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo.synthetic_scenes, "generate", interrupted)
+    data = tmp_path / "data"
+    with pytest.raises(signals.Interrupted, match="run the same command again") as stopped:
+        demo.run(["--demo", "--log_dir", str(tmp_path / "runs")], str(data))
+    assert stopped.value.exit_code == 128 + signal.SIGINT
+    assert sorted(os.listdir(tmp_path)) == ["generating"]  # no scenes, no temporary folder, no run
+
+
+def test_ctrl_c_while_evaluating_the_trained_model_says_resume(tiny_scenes, tmp_path, monkeypatch):
+    evaluate, calls = demo.evaluate, []
+
+    def second_call_interrupted(folder, data_dir, split_dir):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(folder, data_dir, split_dir)
+
+    monkeypatch.setattr(demo, "DEMO_SCENES", {"mono": SCENES, "stereo": SCENES})
+    monkeypatch.setattr(demo, "evaluate", second_call_interrupted)
+    argv = ["--demo", "--demo_variant", "stereo", "--log_dir", str(tmp_path), "--config", "baseline"]
+    argv += ["--num_workers", "0", "--max_steps", "1", "--num_epochs", "1", "--no_validation"]
+    with pytest.raises(signals.Interrupted) as stopped:
+        demo.run(argv, tiny_scenes)
+    run = tmp_path / "demo_stereo"
+    assert str(stopped.value) == (
+        f"stopped by SIGINT; while evaluating the trained model; the run is saved in {run}: run the same "
+        "command with --resume to continue it (it evaluates the trained model again)"
+    )
+    assert calls[1] == str(run / "models" / "weights_0") and os.path.isdir(calls[1])
