@@ -10,8 +10,9 @@ Ownership: nothing the project did not write is replaced, renamed or removed. Ev
 ``atomic_folder`` makes carries a marker file (``OWNER_MARKER``) from its first moment, and so does a
 run folder (training/run_folder.py). ``replace_folder`` replaces an existing folder only when it is
 empty or ``owned``, and refuses a file or a link in its place (``OwnershipError``: one line, exit 2).
-A folder that older versions wrote without the marker counts as the project's only when its
-``checksums.sha256`` lists exactly its files and every digest verifies (a model folder of a run).
+A folder that older versions wrote without the marker counts as the project's only when it is a model
+folder (``LEGACY_MODEL_FILES``) whose ``checksums.sha256`` lists exactly its files and every digest
+verifies (a run's ``weights_N``).
 Leftovers are removed only when their name and a marker prove them the project's: a temporary or
 set-aside folder by its own marker (or when empty), a temporary file only under a folder with the
 marker; anything else is left as it is, and said so in the log.
@@ -39,6 +40,11 @@ logger = logging.getLogger(__name__)
 OWNER_MARKER = ".fsre_depth_folder"  # in every folder the project made and may replace or clean
 OWNER_TEXT = "made by FSRE-Depth, which may replace or clean this folder; remove this file to keep it\n"
 LEGACY_CHECKSUMS = "checksums.sha256"  # model folders of older versions: sha256sum's format
+# the files a model folder of an older version may hold (checkpoints/model_folder.py's), the encoder always
+LEGACY_MODEL_FILES = frozenset(
+    ("encoder.pth", "decoder.pth", "pose_encoder.pth", "pose.pth", "adam.pth", "opt.json")
+)
+LEGACY_REQUIRED = "encoder.pth"
 _DIGEST_CHUNK = 1 << 20
 
 
@@ -53,8 +59,9 @@ def mark_owned(folder: str) -> None:
 
 
 def _legacy_verified(folder: str) -> bool:
-    """Whether an unmarked folder is one that older versions wrote: its checksums.sha256 lists exactly its
-    files (no subfolder) and every file's SHA-256 is the one listed."""
+    """Whether an unmarked folder is a model folder that older versions wrote: its checksums.sha256 lists
+    exactly its files (no subfolder), all of a model folder's names (``LEGACY_MODEL_FILES``, the encoder
+    among them), and every file's SHA-256 is the one listed."""
     listing = os.path.join(folder, LEGACY_CHECKSUMS)
     try:
         names = set(os.listdir(folder)) - {LEGACY_CHECKSUMS}
@@ -62,7 +69,7 @@ def _legacy_verified(folder: str) -> bool:
             listed = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f if line.strip())
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    if set(listed) != names or not names:
+    if set(listed) != names or LEGACY_REQUIRED not in names or not names <= LEGACY_MODEL_FILES:
         return False
     for name, expected in listed.items():
         path = os.path.join(folder, name)

@@ -128,7 +128,9 @@ def legacy_model_folder(folder) -> None:
     (folder / "checksums.sha256").write_text("".join(lines))
 
 
-@pytest.mark.parametrize("change", [None, "an extra file", "a changed file", "a subfolder"])
+@pytest.mark.parametrize(
+    "change", [None, "an extra file", "a changed file", "a subfolder", "a user's manifest"]
+)
 def test_an_older_versions_model_folder_is_replaced_only_when_its_checksums_prove_it(tmp_path, change):
     folder = tmp_path / "weights_3"
     legacy_model_folder(folder)
@@ -138,6 +140,16 @@ def test_an_older_versions_model_folder_is_replaced_only_when_its_checksums_prov
         (folder / "opt.json").write_text("edited")
     elif change == "a subfolder":
         (folder / "more").mkdir()
+    elif change == "a user's manifest":  # sha256sum's listing of a user's own files
+        for path in folder.iterdir():
+            path.rename(folder / path.name.replace(".pth", ".dat").replace("opt.json", "notes.txt"))
+        (folder / "checksums.sha256").write_text(
+            "".join(
+                f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                for p in sorted(folder.iterdir())
+                if p.name != "checksums.sha256"
+            )
+        )
     before = snapshot(tmp_path)
     if change is None:
         with atomic_folder(str(folder)) as tmp:
