@@ -447,3 +447,13 @@ def test_ctrl_c_while_evaluating_the_trained_model_says_resume(tiny_scenes, tmp_
         "command with --resume to continue it (it evaluates the trained model again)"
     )
     assert calls[1] == str(run / "models" / "weights_0") and os.path.isdir(calls[1])
+
+
+def test_fsre_demo_data_naming_a_file_is_one_line(tmp_path, capsys, monkeypatch, fake_scenes):
+    path = tmp_path / "cache"
+    path.write_text("a user's file\n")
+    monkeypatch.setenv("FSRE_DEMO_DATA", str(path))
+    code, err = demo_cli(capsys, "--log_dir", str(tmp_path / "runs"))
+    assert code == utils.EXIT_ERROR and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"error: cannot write {path / demo.CACHE_FOLDERS['mono']}: ")
+    assert os.listdir(tmp_path) == ["cache"] and path.read_text() == "a user's file\n"
