@@ -28,7 +28,7 @@ from typing import Sequence
 import options
 from checkpoints import model_folder
 from evaluation import depth as evaluation_depth
-from fileio.atomic import atomic_folder, check_replaceable, owned
+from fileio.atomic import OWNER_MARKER, atomic_folder, check_replaceable, owned
 from synthetic import scenes as synthetic_scenes
 from trainer import Trainer
 from training import run_folder, signals
@@ -277,6 +277,8 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = 
             opts = options.parse_args(demo_argv(list(argv) + ["--model_name", name], data_dir, split_dir))
     run_path = os.path.join(opts.log_dir, opts.model_name)
     before = run_entries(run_path) if os.path.isdir(run_path) else None
+    if before is not None and opts.overwrite:  # the claim moves the run's own entries aside
+        before = {e for e in before if e.split(os.sep)[0] not in run_folder.RUN_ENTRIES or e == OWNER_MARKER}
     try:
         trainer = Trainer(opts)
     except KeyboardInterrupt:

@@ -457,3 +457,26 @@ def test_fsre_demo_data_naming_a_file_is_one_line(tmp_path, capsys, monkeypatch,
     assert code == utils.EXIT_ERROR and "Traceback" not in err
     assert err.splitlines()[-1].startswith(f"error: cannot write {path / demo.CACHE_FOLDERS['mono']}: ")
     assert os.listdir(tmp_path) == ["cache"] and path.read_text() == "a user's file\n"
+
+
+def test_ctrl_c_before_training_with_overwrite_leaves_the_earlier_run_aside_and_nothing_new(
+    tiny_scenes, tmp_path, monkeypatch
+):
+    run = tmp_path / "demo_stereo"
+    run_folder.claim(str(run), run_opts(), no_resume).release()
+    os.makedirs(run / "models" / demo.UNTRAINED_FOLDER)
+    (run / "models" / "opt.json").write_text("{}")
+    (run / "notes.txt").write_text("a user's notes")
+
+    def interrupted(folder, data_dir, split_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "DEMO_SCENES", {"mono": SCENES, "stereo": SCENES})
+    monkeypatch.setattr(demo, "evaluate", interrupted)
+    argv = ["--demo", "--demo_variant", "stereo", "--log_dir", str(tmp_path), "--config", "baseline"]
+    argv += ["--num_workers", "0", "--max_steps", "1", "--num_epochs", "1", "--no_validation", "--overwrite"]
+    with pytest.raises(signals.Interrupted, match="nothing of the run was kept.*run the same command again"):
+        demo.run(argv, tiny_scenes)
+    assert sorted(os.listdir(run)) == sorted([OWNER_MARKER, "notes.txt"])  # the new run's files are gone
+    (aside,) = [p for p in os.listdir(tmp_path) if p.startswith("demo_stereo.replaced-")]
+    assert sorted(os.listdir(tmp_path / aside / "models")) == sorted(["opt.json", demo.UNTRAINED_FOLDER])
