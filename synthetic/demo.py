@@ -28,7 +28,7 @@ from typing import Sequence
 import options
 from checkpoints import model_folder
 from evaluation import depth as evaluation_depth
-from fileio.atomic import OWNER_MARKER, atomic_folder, check_replaceable, owned
+from fileio.atomic import OWNER_MARKER, atomic_folder, check_replaceable, owned, remove_folder
 from synthetic import scenes as synthetic_scenes
 from trainer import Trainer
 from training import run_folder, signals
@@ -226,7 +226,7 @@ def undo_run(path: str, before: set[str] | None) -> None:
     if not owned(path):
         return
     if before is None:
-        shutil.rmtree(path)
+        remove_folder(path)
         return
     for name in sorted(run_entries(path) - before, key=lambda n: n.count(os.sep), reverse=True):
         entry = os.path.join(path, name)
