@@ -100,6 +100,15 @@ def positive_int(value: str) -> int:
     return _number(value, int, 1, inclusive=True)
 
 
+def folder_path(value: str) -> str:
+    """argparse type: a non-empty path (``--demo_data ""`` once silently meant the default folder)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "an empty path: name a folder, or leave the option out for the default"
+        )
+    return value
+
+
 def non_negative_int(value: str) -> int:
     """argparse type: an integer >= 0 (worker processes, optional counts)."""
     return _number(value, int, 0, inclusive=True)
@@ -438,9 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--demo_data",
+        type=folder_path,
         default=None,
-        help="cache folder of the demo's scenes; default $FSRE_DEMO_DATA, else ~/.cache/fsre_depth/"
-        "synthetic_kitti_mono (mono) or synthetic_kitti (stereo)",
+        help="cache folder of the demo's scenes (new, empty or made by the demo: any other folder is "
+        "refused); default $FSRE_DEMO_DATA/synthetic_kitti_mono (mono) or $FSRE_DEMO_DATA/synthetic_kitti "
+        "(stereo), else the same folders under ~/.cache/fsre_depth",
     )
     return parser
 

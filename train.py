@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except signals.Interrupted as stopped:  # also the demo's training: saved, and --resume continues it
         logger.warning("%s", stopped)
         return stopped.exit_code
+    except KeyboardInterrupt:  # a Ctrl-C outside the training loop: one line, as a signalled run ends
+        logger.warning("stopped by SIGINT")
+        return signals.SIGNAL_EXIT_BASE + signal.SIGINT
     return 0
 
 

@@ -5,13 +5,26 @@ when done, so that a reader sees the old file or the whole new one, never half o
 names record their writer (host, process id), so that ``remove_stale_temporaries`` and
 ``recover_folder`` clear only what dead writers of this host left. ``save_json``, ``save_array``
 and ``save_png`` are the common writes, atomically.
+
+Ownership: nothing the project did not write is replaced, renamed or removed. Every folder that
+``atomic_folder`` makes carries a marker file (``OWNER_MARKER``) from its first moment, and so does a
+run folder (training/run_folder.py). ``replace_folder`` replaces an existing folder only when it is
+empty or ``owned``, and refuses a file or a link in its place (``OwnershipError``: one line, exit 2).
+A folder that older versions wrote without the marker counts as the project's only when it is a model
+folder (``LEGACY_MODEL_FILES``) whose ``checksums.sha256`` lists exactly its files and every digest
+verifies (a run's ``weights_N``).
+Leftovers are removed only when their name and a marker prove them the project's: a temporary or
+set-aside folder by its own marker (or when empty), a temporary file only under a folder with the
+marker; anything else is left as it is, and said so in the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -21,6 +34,85 @@ import numpy as np
 from PIL import Image
 
 from utils import HOST, UnwritableError
+
+logger = logging.getLogger(__name__)
+
+OWNER_MARKER = ".fsre_depth_folder"  # in every folder the project made and may replace or clean
+OWNER_TEXT = "made by FSRE-Depth, which may replace or clean this folder; remove this file to keep it\n"
+LEGACY_CHECKSUMS = "checksums.sha256"  # model folders of older versions: sha256sum's format
+# the files a model folder of an older version may hold (checkpoints/model_folder.py's), the encoder always
+LEGACY_MODEL_FILES = frozenset(
+    ("encoder.pth", "decoder.pth", "pose_encoder.pth", "pose.pth", "adam.pth", "opt.json")
+)
+LEGACY_REQUIRED = "encoder.pth"
+_DIGEST_CHUNK = 1 << 20
+
+
+class OwnershipError(UnwritableError):
+    """A file or folder in the way that the project did not write: refused, left as it is."""
+
+
+def mark_owned(folder: str) -> None:
+    """Write the marker that says ``folder`` is the project's (it made it, and may replace or clean it)."""
+    with open(os.path.join(folder, OWNER_MARKER), "w") as f:
+        f.write(OWNER_TEXT)
+
+
+def _legacy_verified(folder: str) -> bool:
+    """Whether an unmarked folder is a model folder that older versions wrote: its checksums.sha256 lists
+    exactly its files (no subfolder), all of a model folder's names (``LEGACY_MODEL_FILES``, the encoder
+    among them), and every file's SHA-256 is the one listed."""
+    listing = os.path.join(folder, LEGACY_CHECKSUMS)
+    try:
+        names = set(os.listdir(folder)) - {LEGACY_CHECKSUMS}
+        with open(listing) as f:
+            listed = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f if line.strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if set(listed) != names or LEGACY_REQUIRED not in names or not names <= LEGACY_MODEL_FILES:
+        return False
+    for name, expected in listed.items():
+        path = os.path.join(folder, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(_DIGEST_CHUNK), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            return False
+    return True
+
+
+def owned(folder: str) -> bool:
+    """Whether ``folder`` (a real folder, not a link) is the project's: it holds the marker, or it is an
+    older version's model folder whose checksums verify (``_legacy_verified``)."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return False
+    return os.path.isfile(os.path.join(folder, OWNER_MARKER)) or _legacy_verified(folder)
+
+
+def _empty_folder(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+
+
+def check_replaceable(folder: str) -> None:
+    """Raise OwnershipError unless ``folder`` is absent, an empty folder or one the project made (``owned``):
+    a file, a link or a folder of someone else's is never replaced."""
+    if not os.path.lexists(folder):
+        return
+    if os.path.islink(folder):
+        raise OwnershipError(f"{folder} is a link, not a folder FSRE-Depth made: it is left as it is")
+    if not os.path.isdir(folder):
+        raise OwnershipError(
+            f"{folder} is a file, not a folder: it is left as it is; give the path of a new or empty folder"
+        )
+    if not _empty_folder(folder) and not owned(folder):
+        raise OwnershipError(
+            f"{folder} holds files FSRE-Depth did not write (it has no {OWNER_MARKER}): it is left as it "
+            "is; give a new or empty folder, or move those files away yourself"
+        )
+
 
 TEMPORARY, ASIDE = ".tmp", ".old"  # a file or folder being written; a folder being replaced
 _WRITES = itertools.count()  # next() is atomic under the GIL: names are unique per thread too
@@ -63,17 +155,27 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _clear_stale(directory: str, name: str) -> str | None:
-    """Remove a dead writer's leftover ``name`` (restore a folder that was set aside and not replaced)."""
+def _clear_stale(directory: str, name: str, files_owned: bool) -> str | None:
+    """Remove a dead writer's leftover ``name`` (restore a folder that was set aside and not replaced) when
+    its name and a marker prove it the project's: a folder's own marker (or nothing in it), a temporary
+    file's folder's (``files_owned``). Anything else named like a leftover is left, and logged."""
     match = _WRITER_NAME.match(name)
     if match is None or process_alive(int(match["pid"])):
         return None
     path = os.path.join(directory, name)
+    is_folder = os.path.isdir(path) and not os.path.islink(path)
+    if is_folder:
+        proven = owned(path) or _empty_folder(path)
+    else:  # the project never sets a file aside; its temporary files are proven by their folder's marker
+        proven = match["mark"] == TEMPORARY and files_owned and os.path.isfile(path)
+    if not proven:
+        logger.info("left %s as it is: named like a leftover of FSRE-Depth, but not marked as its own", path)
+        return None
     target = os.path.join(directory, match["root"] + (match["ext"] or ""))
     if match["mark"] == ASIDE and not os.path.lexists(target):
         os.replace(path, target)
         return f"restored {target} (its replacement was cut short)"
-    if os.path.isdir(path) and not os.path.islink(path):
+    if is_folder:
         shutil.rmtree(path)
     else:
         os.remove(path)
@@ -83,13 +185,15 @@ def _clear_stale(directory: str, name: str) -> str | None:
 def remove_stale_temporaries(folder: str) -> list[str]:
     """Clear what killed writers of this host left under ``folder``; return what was done.
 
-    Temporary files and folders of processes that are gone are removed, a folder set aside by an
-    ``atomic_folder`` replacement that was cut short is put back; a live writer's are left alone.
+    Temporary folders of processes that are gone are removed, a folder set aside by an ``atomic_folder``
+    replacement that was cut short is put back (each only with its marker); temporary files only when
+    ``folder`` carries the marker (module text). A live writer's are left alone.
     """
     done = []
+    files_owned = owned(folder)
     for directory, dirs, files in os.walk(folder):
         for name in sorted(dirs + files):
-            action = _clear_stale(directory, name)
+            action = _clear_stale(directory, name, files_owned)
             if action:
                 done.append(action)
                 if name in dirs:
@@ -108,7 +212,7 @@ def recover_folder(folder: str) -> list[str]:
         for n in sorted(os.listdir(parent))
         if (m := _WRITER_NAME.match(n)) and m["root"] == base and not m["ext"]
     ]
-    return [action for name in names if (action := _clear_stale(parent, name))]
+    return [action for name in names if (action := _clear_stale(parent, name, False))]
 
 
 @contextlib.contextmanager
@@ -133,25 +237,36 @@ def atomic_write(path: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def atomic_folder(folder: str) -> Iterator[str]:
-    """Yield a temporary folder to fill; on success it replaces ``folder`` (``replace_folder``), on failure
-    it is removed. A reader never sees a half-written folder; what a killed earlier replacement of
-    ``folder`` left is cleared (or restored) first."""
+    """Yield a temporary folder (with the marker) to fill; on success it replaces ``folder``
+    (``replace_folder``), on failure it is removed. A reader never sees a half-written folder; what a
+    killed earlier replacement of ``folder`` left is cleared (or restored) first, and a ``folder`` that
+    is not the project's is refused before anything is written (``check_replaceable``)."""
     folder = folder.rstrip(os.sep)
-    recover_folder(folder)
-    tmp = _writer_path(folder, TEMPORARY, keep_extension=False)
-    os.makedirs(tmp)
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        recover_folder(folder)
+        check_replaceable(folder)
+        tmp = _writer_path(folder, TEMPORARY, keep_extension=False)
+        os.makedirs(tmp)
+    except UnwritableError:
         raise
-    replace_folder(tmp, folder)
+    except OSError as err:
+        raise UnwritableError(f"cannot write {folder}: {err.strerror or err}") from err
+    try:
+        mark_owned(tmp)
+        yield tmp
+        replace_folder(tmp, folder)
+    except BaseException:
+        if os.path.isdir(tmp):  # still ours: not renamed into place
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def replace_folder(new: str, folder: str) -> None:
-    """Rename ``new`` to ``folder``: an existing ``folder`` is renamed aside first and removed last, so
-    that at every moment ``folder`` is the whole old one, the whole new one, or (after a kill between
-    the two renames) restorable from the aside copy by ``recover_folder``."""
+    """Rename ``new`` to ``folder``: an existing ``folder`` (only an empty one or the project's:
+    ``check_replaceable``) is renamed aside first and removed last, so that at every moment ``folder``
+    is the whole old one, the whole new one, or (after a kill between the two renames) restorable from
+    the aside copy by ``recover_folder``."""
+    check_replaceable(folder)
     aside = None
     if os.path.lexists(folder):
         aside = _writer_path(folder, ASIDE, keep_extension=False)
@@ -159,6 +274,15 @@ def replace_folder(new: str, folder: str) -> None:
     os.replace(new, folder)
     if aside is not None:
         shutil.rmtree(aside)
+
+
+def remove_folder(folder: str) -> None:
+    """Remove ``folder`` and everything in it, only when it is the project's (``owned``) or empty;
+    OwnershipError otherwise, with nothing removed."""
+    if not os.path.lexists(folder):
+        return
+    check_replaceable(folder)
+    shutil.rmtree(folder)
 
 
 def save_json(data: dict, path: str) -> None:

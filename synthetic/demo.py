@@ -7,6 +7,13 @@ evaluates again and prints both metric tables and where the TensorBoard logs and
 ``--demo_variant stereo`` trains with the stereo partner as an extra source instead (Monodepth2's
 "MS"), which learns sooner at a smaller size. Every training option can be appended to change the
 run, e.g. ``python train.py --demo --config baseline --max_steps 100``.
+
+The scenes' folder is made by the demo (fileio/atomic.py's marker in it): a folder given as
+``--demo_data`` that holds anything else, or a file, is refused before anything is written; each
+variant has its own folder (under ``$FSRE_DEMO_DATA`` too), and a folder holding the other variant's
+scenes is refused rather than replaced. A Ctrl-C before training begins (generating the scenes,
+evaluating the untrained model) stops without a traceback and keeps nothing of the run: the same
+command starts it again; once training has begun, ``--resume`` continues it (training/signals.py).
 """
 
 from __future__ import annotations
@@ -14,14 +21,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import signal
 from typing import Sequence
 
 import options
 from checkpoints import model_folder
 from evaluation import depth as evaluation_depth
-from fileio.atomic import atomic_folder
+from fileio.atomic import OWNER_MARKER, atomic_folder, check_replaceable, owned, remove_folder
 from synthetic import scenes as synthetic_scenes
 from trainer import Trainer
+from training import run_folder, signals
+from utils import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -86,24 +97,52 @@ DEMO_TRAINING = {
 }
 COMPLETE_MARKER = "demo_scenes.json"
 UNTRAINED_FOLDER = "weights_untrained"  # the untrained model, beside the weights_<epoch> folders
+AGAIN = "run the same command again to start it"  # after a Ctrl-C before training began
+RESUME = "run the same command with --resume to continue it"  # once training has begun
 
 
 def default_data_dir(variant: str = "mono") -> str:
-    """Where a demo variant's scenes are cached: $FSRE_DEMO_DATA, else in ~/.cache/fsre_depth/
-    synthetic_kitti_mono (monocular) or synthetic_kitti (stereo)."""
+    """Where a demo variant's scenes are cached: $FSRE_DEMO_DATA/<folder>, else ~/.cache/fsre_depth/<folder>,
+    <folder> synthetic_kitti_mono (monocular) or synthetic_kitti (stereo): each variant its own (an empty
+    $FSRE_DEMO_DATA counts as unset, as shells treat it)."""
     cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.environ.get("FSRE_DEMO_DATA", os.path.join(cache, "fsre_depth", CACHE_FOLDERS[variant]))
+    root = os.environ.get("FSRE_DEMO_DATA") or os.path.join(cache, "fsre_depth")
+    return os.path.join(root, CACHE_FOLDERS[variant])
+
+
+def cached_scenes(data_dir: str) -> dict | None:
+    """The settings recorded in a complete copy of scenes in ``data_dir``; None when there is none."""
+    try:
+        with open(os.path.join(data_dir, COMPLETE_MARKER)) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def ensure_scenes(data_dir: str, scenes: dict) -> str:
-    """Generate the scenes unless a complete copy of the same settings is there; return the split folder."""
-    marker = os.path.join(data_dir, COMPLETE_MARKER)
+    """Generate the scenes unless a complete copy of the same settings is there; return the split folder.
+
+    A folder the demo did not make (fileio.atomic's marker), a file, or another variant's scenes are
+    refused with InputError before anything is written."""
     split_dir = os.path.join(data_dir, "splits", "synthetic")
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f) == scenes:
-                logger.info("using the synthetic scenes in %s", data_dir)
-                return split_dir
+    recorded = cached_scenes(data_dir)
+    if recorded == scenes:
+        logger.info("using the synthetic scenes in %s", data_dir)
+        return split_dir
+    other = [v for v, s in DEMO_SCENES.items() if s == recorded and s != scenes]
+    if other and owned(data_dir):
+        raise InputError(
+            f"{data_dir} holds the {other[0]} demo's scenes: give each variant its own --demo_data "
+            f"(they are left as they are)"
+        )
+    if recorded is not None and not owned(data_dir):
+        raise InputError(
+            f"{data_dir} holds scenes of an earlier version of the demo, without the mark that lets the demo "
+            "replace them: they are left as they are; remove the folder yourself to have them made again, "
+            "or give another --demo_data"
+        )
+    check_replaceable(data_dir)  # before the log line says it generates
     logger.info("generating synthetic KITTI scenes into %s (once)", data_dir)
     settings = {k: v for k, v in scenes.items() if k != "version"}
     with atomic_folder(data_dir) as tmp:
@@ -173,11 +212,59 @@ def evaluate_untrained(trainer: Trainer, opts, data_dir: str, split_dir: str) ->
     return evaluate(folder, data_dir, split_dir)
 
 
+def run_entries(path: str) -> set[str]:
+    """Every file and folder under ``path`` (relative paths; empty when it is not there)."""
+    found = set()
+    for directory, dirs, files in os.walk(path):
+        found |= {os.path.relpath(os.path.join(directory, n), path) for n in dirs + files}
+    return found
+
+
+def undo_run(path: str, before: set[str] | None) -> None:
+    """Remove what a run that never trained wrote into its (marked) run folder ``path``: the folder itself
+    when the run made it (``before`` None), else the entries not in ``before``."""
+    if not owned(path):
+        return
+    if before is None:
+        remove_folder(path)
+        return
+    for name in sorted(run_entries(path) - before, key=lambda n: n.count(os.sep), reverse=True):
+        entry = os.path.join(path, name)
+        if os.path.isdir(entry) and not os.path.islink(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif os.path.lexists(entry):
+            os.remove(entry)
+
+
+def stopped_before_training(path: str, resumed: bool) -> signals.Interrupted:
+    """What a Ctrl-C before training began says: the same command again (nothing was kept), or --resume."""
+    if resumed:
+        return signals.Interrupted(
+            signal.SIGINT, path, f"before training went on; the state in {path} is unchanged: {RESUME}"
+        )
+    return signals.Interrupted(
+        signal.SIGINT, path, f"before training began; nothing of the run was kept in {path}: {AGAIN}"
+    )
+
+
+def newest_weights(run_path: str) -> str | None:
+    """The run's newest ``weights_<epoch>`` folder (not the untrained one); None without one."""
+    numbered = [
+        p for p in run_folder.model_folders(run_path) if os.path.basename(p)[len("weights_") :].isdigit()
+    ]
+    return max(numbered, key=lambda p: int(os.path.basename(p)[len("weights_") :]), default=None)
+
+
 def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = None) -> dict:
     """Generate (once), evaluate untrained, train, evaluate trained; return both metric dicts."""
     variant = variant_of(argv)
     data_dir = os.path.abspath(data_dir or default_data_dir(variant))
-    split_dir = ensure_scenes(data_dir, scenes or DEMO_SCENES[variant])
+    try:
+        split_dir = ensure_scenes(data_dir, scenes or DEMO_SCENES[variant])
+    except KeyboardInterrupt:
+        raise signals.Interrupted(
+            signal.SIGINT, None, f"while generating the scenes into {data_dir}; nothing was kept: {AGAIN}"
+        ) from None
     opts = options.parse_args(demo_argv(argv, data_dir, split_dir))
     if not (gives_option(argv, "--model_name") or opts.resume or opts.overwrite):
         name = free_model_name(opts.log_dir, opts.model_name)
@@ -188,22 +275,51 @@ def run(argv: Sequence[str], data_dir: str | None = None, scenes: dict | None = 
                 os.path.join(opts.log_dir, name),
             )
             opts = options.parse_args(demo_argv(list(argv) + ["--model_name", name], data_dir, split_dir))
-    trainer = Trainer(opts)
+    run_path = os.path.join(opts.log_dir, opts.model_name)
+    before = run_entries(run_path) if os.path.isdir(run_path) else None
+    if before is not None and opts.overwrite:  # the claim moves the run's own entries aside
+        before = {e for e in before if e.split(os.sep)[0] not in run_folder.RUN_ENTRIES or e == OWNER_MARKER}
     try:
-        before = evaluate_untrained(trainer, opts, data_dir, split_dir)
+        trainer = Trainer(opts)
+    except KeyboardInterrupt:
+        if opts.resume is None:
+            undo_run(run_path, before)
+        raise stopped_before_training(run_path, opts.resume is not None) from None
+    started = trainer.step > 0 or trainer.last_state is not None
+    try:
+        untrained = evaluate_untrained(trainer, opts, data_dir, split_dir)
+    except KeyboardInterrupt:
+        trainer.close()
+        if not started:
+            undo_run(trainer.log_path, before)
+        raise stopped_before_training(trainer.log_path, started) from None
+    except BaseException:
+        trainer.close()  # also when the first evaluation fails: the run folder is let go at once
+        raise
+    try:
         trainer.train()
     finally:
-        trainer.close()  # also when the first evaluation fails: the run folder is let go at once
-    folder = trainer.last_model_folder
+        trainer.close()
+    folder = trainer.last_model_folder or newest_weights(trainer.log_path)  # a resumed run with nothing left
+    if folder is None:
+        raise InputError(f"{trainer.log_path} holds no trained weights_<epoch> folder to evaluate")
     print(
         f"\ntrained model ({trainer.step} steps at {opts.height}x{opts.width}) "
         "on the held-out synthetic drive:"
     )
-    after = evaluate(folder, data_dir, split_dir)
-    untrained = "(no untrained model)" if before is None else f"{before['abs_rel']:.3f}"
+    try:
+        after = evaluate(folder, data_dir, split_dir)
+    except KeyboardInterrupt:
+        raise signals.Interrupted(
+            signal.SIGINT,
+            trainer.log_path,
+            f"while evaluating the trained model; the run is saved in {trainer.log_path}: {RESUME} "
+            "(it evaluates the trained model again)",
+        ) from None
+    untrained_text = "(no untrained model)" if untrained is None else f"{untrained['abs_rel']:.3f}"
     print(
-        f"\nabs_rel {untrained} -> {after['abs_rel']:.3f}\n"
+        f"\nabs_rel {untrained_text} -> {after['abs_rel']:.3f}\n"
         f"TensorBoard: tensorboard --logdir {trainer.log_path}\nweights:     {folder}\n"
         f"data:        {data_dir} (KITTI raw layout; train with --data_path {data_dir} --split {split_dir})"
     )
-    return {"untrained": before, "trained": after, "folder": folder}
+    return {"untrained": untrained, "trained": after, "folder": folder}

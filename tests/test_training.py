@@ -14,6 +14,7 @@ import options
 import utils
 from checkpoints import model_folder
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
+from fileio.atomic import OWNER_MARKER
 from model import FSREModel
 from synthetic.kitti_frames import make_tiny_kitti
 from trainer import Trainer
@@ -110,6 +111,7 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
     trainer.train()
     folder = tmp_path / "fsre" / "models" / "weights_0_best"  # the only validation so far is the best
     assert sorted(os.listdir(folder)) == [
+        OWNER_MARKER,  # the folder is the project's: a later save may replace it (fileio/atomic.py)
         "adam.pth",
         "checksums.sha256",
         "decoder.pth",

@@ -37,7 +37,7 @@ from datasets.pseudo_labels import (
     summary_table,
     write_summary,
 )
-from fileio.atomic import remove_stale_temporaries
+from fileio.atomic import mark_owned, remove_stale_temporaries
 from utils import run_cli
 
 AUTHORS_LABELS = "fsre_segmentation"  # the authors' segmentation.zip in checkpoints/released_models.json
@@ -185,8 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = split_frames(opts.data_path, seg_path, paths, opts.dataset, opts.img_ext, opts.sides)
     else:
         frames = folder_frames(opts.image_dirs, seg_path, opts.data_path, exclude=[summary_dir])
-    if os.path.isdir(seg_path):  # half-written files of a killed run (a live run's are left alone)
-        remove_stale_temporaries(seg_path)
+    if not os.path.isdir(seg_path) or not os.listdir(seg_path):  # made here: the project's, marked
+        try:
+            os.makedirs(seg_path, exist_ok=True)
+            mark_owned(seg_path)
+        except OSError as err:
+            raise utils.UnwritableError(f"cannot write --seg_path {seg_path}: {err.strerror or err}") from err
+    remove_stale_temporaries(seg_path)  # a killed run's half-written files (only in a marked label root)
     todo = frames if opts.overwrite else [frame for frame in frames if not os.path.isfile(frame.label)]
     skipped = len(frames) - len(todo)
     todo = todo[: opts.limit] if opts.limit is not None else todo

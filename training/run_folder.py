@@ -1,5 +1,6 @@
 """The run folder ``<log_dir>/<model_name>``: one live run at a time, never a fresh run over another's
-files, and a failed write ends the run with one line (the rules: docs/training.md)."""
+files, only the run's own entries cleaned or moved aside (the project's marker, fileio/atomic.py), and a failed
+write ends the run with one line (the rules: docs/training.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch.distributed as dist
 
 import utils
 from checkpoints import training_state
-from fileio.atomic import is_temporary, remove_stale_temporaries
+from fileio.atomic import OWNER_MARKER, is_temporary, mark_owned, owned, remove_stale_temporaries
 from runtime.processes import Runtime
 from utils import InputError, TrainingError
 
@@ -28,6 +29,8 @@ EVENT_DIRS = ("train", "val")  # TensorBoard folders of a run
 REPLACED_SUFFIX = ".replaced-"
 REPLACED_TIME_FORMAT = "%Y%m%d-%H%M%S"
 LOCK_FILE = "run.lock"
+# what runs write at the top of their folder: the only entries --overwrite moves aside
+RUN_ENTRIES = (MODELS_DIR, *EVENT_DIRS, training_state.CHECKPOINT_DIR, LOCK_FILE, OWNER_MARKER)
 ResumeCheck = Callable[[str, str, list], None]  # (run folder, --resume, its contents): training/resume.py
 
 
@@ -103,18 +106,36 @@ def listing(names: list[str], shown: int = 3) -> str:
 
 
 def move_aside(run_path: str) -> str:
-    """Move everything in the run folder but its lock to a new ``<run>.replaced-<time>`` beside it; return
-    that."""
+    """Move the run's own entries in the run folder (``RUN_ENTRIES`` but its lock and marker) to a new,
+    marked ``<run>.replaced-<time>`` beside it; return that. Other entries stay, and are logged."""
     stamp = time.strftime(REPLACED_TIME_FORMAT)
     target, n = f"{run_path}{REPLACED_SUFFIX}{stamp}", 1
     while os.path.lexists(target):
         n += 1
         target = f"{run_path}{REPLACED_SUFFIX}{stamp}-{n}"
     os.makedirs(target)
+    mark_owned(target)
     for name in sorted(os.listdir(run_path)):
-        if name != LOCK_FILE:
+        if name in (LOCK_FILE, OWNER_MARKER):
+            continue
+        if name in RUN_ENTRIES:
             os.replace(os.path.join(run_path, name), os.path.join(target, name))
+        else:
+            logger.info("--overwrite: left %s where it is (no run writes it)", os.path.join(run_path, name))
     return target
+
+
+def adopt(run_path: str, fresh: bool) -> None:
+    """Mark the run folder as the project's when it was made ``fresh`` for this run (new or empty) or holds
+    only what runs write (an older version's run); a folder with other entries stays unmarked."""
+    if owned(run_path):
+        return
+    if fresh or set(os.listdir(run_path)) <= set(RUN_ENTRIES):
+        mark_owned(run_path)
+    else:
+        logger.info(
+            "%s holds entries no run writes: it is used as it is, and nothing in it is cleaned", run_path
+        )
 
 
 def check_contents(run_path: str, opts: argparse.Namespace, check_resume: ResumeCheck) -> None:
@@ -143,12 +164,17 @@ def claim(run_path: str, opts: argparse.Namespace, check_resume: ResumeCheck) ->
 
     Problems writing there (read-only, full, a file in the way) raise InputError naming the path.
     """
+    fresh = not os.path.lexists(run_path) or (os.path.isdir(run_path) and not os.listdir(run_path))
     try:
         os.makedirs(run_path, exist_ok=True)
         lock = RunLock(run_path).acquire()
     except OSError as err:
         raise InputError(f"cannot write the run folder {run_path}: {err.strerror or err}") from err
     try:
+        try:
+            adopt(run_path, fresh)
+        except OSError as err:
+            raise InputError(f"cannot write the run folder {run_path}: {err.strerror or err}") from err
         for action in remove_stale_temporaries(run_path):
             logger.info("%s", action)
         check_contents(run_path, opts, check_resume)

@@ -107,10 +107,10 @@ def _kill_daemon_children() -> None:
 
 
 class Interrupted(Exception):
-    """A run stopped by a signal after saving its state; ``exit_code`` is 128 + the signal number."""
+    """A run stopped by a signal; ``exit_code`` is 128 + the signal number. The message says the state is
+    saved in ``path`` and --resume continues it, or, given, ``message`` (the demo's stops before training)."""
 
-    def __init__(self, signum: int, path: str) -> None:
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name}; the state is saved in {path}; continue with --resume"
-        )
+    def __init__(self, signum: int, path: str | None, message: str | None = None) -> None:
+        said = message or f"the state is saved in {path}; continue with --resume"
+        super().__init__(f"stopped by {signal.Signals(signum).name}; {said}")
         self.exit_code = SIGNAL_EXIT_BASE + signum
