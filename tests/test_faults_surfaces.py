@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import queue
 import resource
 import shutil
@@ -20,7 +21,7 @@ from PIL import Image
 
 import utils
 from conftest import PROCESS_DEADLINE_S
-from fileio.atomic import save_json
+from fileio.atomic import OWNER_MARKER, atomic_folder, save_json
 from synthetic import scenes
 from training import run_folder
 
@@ -829,8 +830,8 @@ def test_predict_video_failures_leave_their_outputs_as_they_were(model_folders, 
     truncated = tmp_path / "cut.mkv"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     earlier = tmp_path / "out" / "cut_frames"
-    os.makedirs(earlier)
-    (earlier / "0000000000_disp.npy").write_bytes(b"an earlier run's")
+    with atomic_folder(str(earlier)) as folder:  # an earlier run's: the project's own, with its marker
+        (Path(folder) / "0000000000_disp.npy").write_bytes(b"an earlier run's")
     predict_error(
         capsys,
         [
@@ -848,7 +849,8 @@ def test_predict_video_failures_leave_their_outputs_as_they_were(model_folders, 
         "truncated",
     )
     assert sorted(os.listdir(tmp_path / "out")) == ["cut_frames"]
-    assert os.listdir(earlier) == ["0000000000_disp.npy"]
+    assert sorted(os.listdir(earlier)) == sorted([OWNER_MARKER, "0000000000_disp.npy"])
+    assert (earlier / "0000000000_disp.npy").read_bytes() == b"an earlier run's"
 
 
 @pytest.mark.needs("av")

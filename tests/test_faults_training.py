@@ -27,8 +27,10 @@ import utils
 from checkpoints import files, model_folder, training_state
 from conftest import PROCESS_DEADLINE_S
 from fileio.atomic import (
+    OWNER_MARKER,
     atomic_folder,
     is_temporary,
+    mark_owned,
     recover_folder,
     remove_stale_temporaries,
     temporary_path,
@@ -467,10 +469,12 @@ def test_temporary_names_are_unique_per_writer_and_only_dead_writers_leftovers_a
     elsewhere = str(tmp_path / f"c.tmp-{utils.HOST}x-{gone.pid}-0.png")  # another host: never judged
     for path in (dead, live, elsewhere):
         open(path, "w").close()
+    assert remove_stale_temporaries(str(tmp_path)) == []  # a folder without the marker: nothing proves them ours
+    mark_owned(str(tmp_path))
     assert remove_stale_temporaries(str(tmp_path)) == [
         f"removed {dead} (left by process {gone.pid}, which is gone)"
     ]
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (live, elsewhere))
+    assert sorted(os.listdir(tmp_path)) == sorted([OWNER_MARKER, *(os.path.basename(p) for p in (live, elsewhere))])
 
 
 def fill(folder, text):
@@ -481,7 +485,8 @@ def fill(folder, text):
 
 
 def contents(folder):
-    return {name: open(os.path.join(folder, name)).read() for name in sorted(os.listdir(folder))}
+    names = sorted(n for n in os.listdir(folder) if n != OWNER_MARKER)
+    return {name: open(os.path.join(folder, name)).read() for name in names}
 
 
 @pytest.mark.parametrize(
@@ -489,7 +494,8 @@ def contents(folder):
 )
 def test_a_kill_at_any_point_of_a_folder_replacement_leaves_the_old_or_the_new_folder(tmp_path, kill_at):
     folder = str(tmp_path / "weights_3")
-    fill(folder, "old")
+    with atomic_folder(folder) as tmp:  # the project's own folder (with its marker): replaceable
+        fill(tmp, "old")
     child = os.fork()
     if child == 0:  # killed (SIGKILL: no cleanup runs) at the chosen point
         replace, renames = os.replace, []
