@@ -23,6 +23,7 @@ from model import FSREModel, image_keys
 from runtime.machine import cpu_model, machine_summary
 from speed import device_inputs, reference
 from speed.acceleration import Acceleration
+from speed.benchmark import PATHS, trainer_options
 from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import benchmark, prepare_kitti
 from trainer import speed_path_asked
@@ -490,7 +491,7 @@ def test_benchmark_paths_are_monodepth2s_loader_the_defaults_and_the_fast_path_o
         ]
     )
     with tempfile.TemporaryDirectory() as log_dir:
-        runs = {path: benchmark.trainer_options(args, "full", path, log_dir) for path in benchmark.PATHS}
+        runs = {path: trainer_options(args, "full", path, log_dir) for path in PATHS}
     settings = {path: (o.data_path, o.img_ext, o.input_pipeline, o.input_images) for path, o in runs.items()}
     assert settings == {
         "exact": ("raw", "png", "exact", "all"),
