@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -15,7 +15,9 @@ import options
 import splits
 from runtime.machine import machine_record
 from speed import reference
-from trainer import Trainer
+
+if TYPE_CHECKING:  # the command passes the trainer in: speed/ is what trainer.py imports
+    from trainer import Trainer
 
 EPOCHS = 20  # the paper's schedule
 REFERENCE_SPLIT = "eigen_zhou/train_files.txt"
@@ -121,12 +123,18 @@ def trainer_options(
 
 
 def measure(
-    args: argparse.Namespace, config: str, path: str, log_dir: str, encoder: str | None = None
+    trainer_class: type[Trainer],
+    args: argparse.Namespace,
+    config: str,
+    path: str,
+    log_dir: str,
+    encoder: str | None = None,
 ) -> dict:
-    """Input, training and inference figures of one configuration on one path (with one encoder)."""
+    """Input, training and inference figures of one configuration on one path (with one encoder), from a
+    ``trainer_class`` (trainer.Trainer) built on its options."""
     opts = trainer_options(args, config, path, log_dir, encoder)
     with reference.straightforward_kernels(path == "exact"):
-        trainer = Trainer(opts)
+        trainer = trainer_class(opts)
         device = trainer.device
         model = trainer.model
         pose_encoder = opts.pose_encoder if model.pose is not None else None

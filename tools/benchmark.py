@@ -51,6 +51,7 @@ import utils
 from fileio.atomic import atomic_write
 from runtime.processes import init_runtime
 from speed.benchmark import CONFIG_ORDER, PATHS, encoder_table, make_report, measure, table
+from trainer import Trainer
 from utils import InputError, run_cli
 
 logger = logging.getLogger("benchmark")
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     logger.info(
                         "measuring %s on the %s path%s", config, path, f" with {encoder}" if encoder else ""
                     )
-                    results.append(measure(args, config, path, log_dir, encoder))
+                    results.append(measure(Trainer, args, config, path, log_dir, encoder))
     report = make_report(args, results, init_runtime(args.device).device)
     with atomic_write(args.output) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)
