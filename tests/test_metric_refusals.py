@@ -22,7 +22,7 @@ import options
 import predict
 import utils
 from datasets.camera import CAMERA_HEIGHT_RANGE, parse_camera
-from deploy import camera_height as ch
+from deploy.metric import camera_height as ch
 from evaluation import depth as evaluation_depth
 from fileio.atomic import save_json
 from tools import benchmark, export_model
