@@ -110,7 +110,7 @@ class FrameScales:
                     disp,
                     logits,
                     inputs[("K", 0)][j].numpy(),
-                    self.heights[len(self.estimates)],
+                    camera_height=self.heights[len(self.estimates)],
                     ground=self.grounds[-1],
                 )
             )

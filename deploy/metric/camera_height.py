@@ -490,17 +490,12 @@ class GroundSettings:
         )
 
     def frame_scale(
-        self,
-        disp: np.ndarray,
-        seg_logits: np.ndarray | None,
-        K: np.ndarray,
-        camera_height: float | None = None,
-        depth_range: tuple[float, float] | None = None,
-        ground: np.ndarray | None = None,
+        self, disp: np.ndarray, seg_logits: np.ndarray | None, K: np.ndarray, **options: Any
     ) -> ScaleEstimate | ScaleRefusal:
-        """``estimate``'s scale of one frame of many, or the ScaleRefusal that says why it has none."""
+        """``estimate``'s scale of one frame of many (``options``: its others, by name), or the ScaleRefusal
+        that says why the frame has none."""
         try:
-            return self.estimate(disp, seg_logits, K, camera_height, depth_range, ground)
+            return self.estimate(disp, seg_logits, K, **options)
         except GroundNotVisible as err:
             return ScaleRefusal(str(err))
 
