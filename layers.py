@@ -12,8 +12,6 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from datasets.cityscapes import IGNORE_ID
-
 MIN_DEPTH = 0.1
 MAX_DEPTH = 100.0
 SSIM_C1 = 0.01**2
@@ -203,11 +201,11 @@ def smoothness_loss(disp: torch.Tensor, image: torch.Tensor, normalize: bool = T
 # --------------------------------------------------------------------------------------------
 # Semantic terms
 # --------------------------------------------------------------------------------------------
-def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_ID) -> torch.Tensor:
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
     """Cross-entropy of segmentation logits (B, C, H, W) against train ids (B, [1,] H, W).
 
-    Pixels labelled ``ignore_index`` do not count; a batch without any labelled pixel gives 0
-    (torch would give NaN).
+    Pixels labelled ``ignore_index`` (the dataset's ignore id) do not count; a batch without any
+    labelled pixel gives 0 (torch would give NaN).
     """
     if labels.dim() == 4:
         labels = labels[:, 0]

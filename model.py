@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import layers
+from datasets.cityscapes import IGNORE_ID
 from networks import JointDecoder, PoseDecoder, build_encoder
 from options import source_frame_ids, uses_semantics
 
@@ -159,7 +160,7 @@ class FSREModel(nn.Module):
 
         labels = inputs.get(("seg", 0, 0))
         if opts.semantic_weight > 0:
-            losses["semantic"] = layers.semantic_loss(outputs[("seg_logits", 0)], labels)
+            losses["semantic"] = layers.semantic_loss(outputs[("seg_logits", 0)], labels, IGNORE_ID)
             total = total + opts.semantic_weight * losses["semantic"]
         if opts.sgt_weight > 0:
             sgt_total = target.new_zeros(())

@@ -21,7 +21,7 @@ torch.export or TorchScript, on the CPU) instead of a model folder, with the sam
 in a folder that is not a readable image is skipped; the run ends with one line naming every
 skipped file and exit code 2. A path given explicitly that is neither a readable image nor a video
 is a one-line error before any work. The models and inputs: deploy/predictors.py; the files
-written: deploy/writers.py; metres from the camera's height: deploy/metric_depth.py.
+written: deploy/writers.py; metres from the camera's height: deploy/metric/.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import options
 import utils
 from checkpoints import released
 from datasets.video_files import fps_option, is_video, probe
-from deploy import camera_height
-from deploy.metric_depth import metric_setup, unscaled_message
+from deploy.metric import camera_height
+from deploy.metric.prediction import metric_setup, unscaled_message
 from deploy.predictors import (
     FRAMES_FOLDER_SUFFIX,
     check_explicit,

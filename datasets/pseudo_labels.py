@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import warnings
 import zipfile
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.export.passes
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
@@ -33,6 +31,7 @@ from tqdm import tqdm
 import splits
 import utils
 from fileio.atomic import save_json, save_png
+from fileio.programs import load_program_file
 from utils import DependencyError, InputError, MissingFileError
 
 from . import DATASETS
@@ -222,17 +221,8 @@ def model_file_kind(path: str) -> str:
 
 
 def load_model_file(path: str, device: torch.device) -> torch.nn.Module:
-    """A torch.export program (.pt2) or TorchScript file as a module on ``device``."""
-    if model_file_kind(path) == "export":
-        program = torch.export.load(path)
-        if device.type != "cpu":
-            program = torch.export.passes.move_to_device_pass(program, device)
-        return program.module()  # the mode it was exported in (an exported module has no eval())
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*is deprecated", category=FutureWarning
-        )  # TorchScript, torch >= 2.10
-        return torch.jit.load(path, map_location=device).eval()
+    """A torch.export program (.pt2) or TorchScript file as a module on ``device`` (pickles refused first)."""
+    return load_program_file(path, model_file_kind(path), device)
 
 
 class ProcessorInput:

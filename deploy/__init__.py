@@ -1,2 +1,2 @@
-"""Deployment: the inference graph (``DepthGraph``), its export to ONNX, TorchScript and ``torch.export``, and
-the readers of exported files."""
+"""Deployment: the inference graph (``DepthGraph``), its export to ONNX, TorchScript and ``torch.export``, the
+readers of exported files, and metric depth from the camera's height (metric/)."""

@@ -21,9 +21,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import logging
 import os
-import warnings
 from types import ModuleType
 
 import numpy as np
@@ -33,6 +31,7 @@ from torch import nn
 import layers
 import options
 from checkpoints import model_folder
+from fileio.programs import load_program_file
 from utils import UINT8_MAX, DependencyError, InputError, MissingFileError
 
 INPUT_TYPES = ("float", "uint8")
@@ -236,14 +235,8 @@ def load_program(path: str) -> tuple[nn.Module, dict]:
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such torch.export file")
     extra = {METADATA_FILE: ""}
-    export_logger = logging.getLogger("torch.export")  # logs a traceback of a file it cannot read, raises
-    level = export_logger.level
-    export_logger.setLevel(logging.ERROR)
-    try:
-        program = torch.export.load(path, extra_files=extra)
-    finally:
-        export_logger.setLevel(level)
-    return program.module(), parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)
+    module = load_program_file(path, "export", extra_files=extra)
+    return module, parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)
 
 
 def load_torchscript(path: str, device: torch.device | str = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
@@ -251,9 +244,5 @@ def load_torchscript(path: str, device: torch.device | str = "cpu") -> tuple[tor
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such TorchScript file")
     extra = {METADATA_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*is deprecated", category=FutureWarning
-        )  # TorchScript, torch >= 2.10
-        module = torch.jit.load(path, map_location=device, _extra_files=extra)
-    return module.eval(), parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)
+    module = load_program_file(path, "torchscript", device, extra_files=extra)
+    return module, parse_metadata(json.loads(extra[METADATA_FILE] or "{}"), path)

@@ -18,8 +18,8 @@ from datasets.video_files import VideoWriter
 from fileio.atomic import atomic_folder, save_array, save_json, save_png
 from visualisation.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
 
-from . import camera_height
-from .metric_depth import SCALE_SUFFIX, MetricDepth, predict_metric_image
+from .metric.camera_height import ScaleEstimate, smoothed
+from .metric.prediction import SCALE_SUFFIX, MetricDepth, predict_metric_image
 from .predictors import FRAMES_FOLDER_SUFFIX, Frame, folder_images, image_frames, output_stem, predicted
 
 logger = logging.getLogger(__name__)
@@ -227,9 +227,12 @@ def predict_video_metric(
         for frame, disp, seg_logits in predicted(
             predictor, frames, batch_size, total, os.path.basename(video_path)
         ):
-            estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
+            estimate = metric.estimate(camera, frame, disp, seg_logits, source)
             picture_seg = seg_logits if "seg" in panels else None
-            yield (frame, disp, picture_seg, estimate, reason), None if estimate is None else estimate.scale
+            yield (
+                (frame, disp, picture_seg, estimate),
+                (estimate.scale if isinstance(estimate, ScaleEstimate) else None),
+            )
 
     with depth_video_files(video_path, fps, save_npy) as (writer, arrays):
         logger.info(
@@ -240,17 +243,16 @@ def predict_video_metric(
             " ".join(panels),
             metric.ground.camera_height,
         )
-        for (frame, disp, seg_logits, estimate, reason), smooth in camera_height.smoothed(
-            estimated(), metric.window
-        ):
+        for (frame, disp, seg_logits, estimate), smooth in smoothed(estimated(), metric.window):
+            found = isinstance(estimate, ScaleEstimate)
             record = {
                 "frame": len(records),
                 "scale": smooth.scale,
                 "estimates_in_window": smooth.estimates_in_window,
-                "estimate": None if estimate is None else estimate.as_dict(),
+                "estimate": estimate.as_dict() if found else None,
             }
-            if estimate is None:
-                record["reason"] = reason
+            if not found:
+                record["reason"] = estimate.reason
             records.append(record)
             if smooth.scale is None:  # no estimate yet: relative colours, a bar that says so
                 picture = video_picture(frame, disp, seg_logits, panels, colour_range(disp))

@@ -155,19 +155,12 @@ def ensure_scenes(data_dir: str, scenes: dict) -> str:
 
 def evaluate(folder: str, data_dir: str, split_dir: str) -> dict:
     """Depth metrics of a model folder on the held-out synthetic drive (median scaling, dense truth)."""
-    eval_opts = evaluation_depth.build_parser().parse_args(
-        [
-            "--data_path",
-            data_dir,
-            "--eval_split",
-            split_dir,
-            "--load_weights_folder",
-            folder,
-            "--num_workers",
-            "0",
-            "--output_json",
-            os.path.join(folder, "metrics_synthetic.json"),
-        ]
+    eval_opts = evaluation_depth.EvaluationOptions(
+        data_path=data_dir,
+        eval_split=split_dir,
+        load_weights_folder=folder,
+        num_workers=0,
+        output_json=os.path.join(folder, "metrics_synthetic.json"),
     )
     return evaluation_depth.evaluate(eval_opts)
 

@@ -1,4 +1,4 @@
-"""Metric depth from the camera's height (deploy/camera_height.py, predict.py --camera_height,
+"""Metric depth from the camera's height (deploy/metric/camera_height.py, predict.py --camera_height,
 evaluate_depth.py --scaling camera_height): hand-made ground planes with exact answers (height, pitch,
 roll, cars and mislabelled pixels on the road, no road), the smoothing of a video's scales, the whole
 path through real files, and bad input as one line, exit 2.
@@ -26,8 +26,9 @@ import predict
 import utils
 from checkpoints import model_folder
 from datasets.cityscapes import CLASS_NAMES, NUM_CLASSES
-from deploy import camera_height as ch
 from deploy import depth_graph, export, writers
+from deploy.metric import camera_height as ch
+from evaluation import camera_height_scaling
 from evaluation import depth as evaluation_depth
 from evaluation.ground_truth import save_ground_truth
 from fileio.atomic import save_json
@@ -620,8 +621,8 @@ def test_the_report_separates_the_estimates_error_from_the_models_road_against_t
     road[5:] = True
     disp = np.where(road, 1 / 5.0, 1 / 2.5).astype(np.float32)
     exact = ch.ScaleEstimate(2.0, CAMERA_HEIGHT, (0.0, -1.0, 0.0), CAMERA_HEIGHT / 2, 1.0, 24, 24, "road")
-    _, report = evaluation_depth.evaluate_camera_height_scaling(
-        np.stack([disp, disp]), [gt, gt], False, [exact, "no road"], [road, road]
+    _, report = camera_height_scaling.evaluate_camera_height_scaling(
+        np.stack([disp, disp]), [gt, gt], False, [exact, ch.ScaleRefusal("no road")], [road, road]
     )
     first, second = report["per_frame"]
     assert first["gt_median_scale"] == pytest.approx(4.0) and first["ratio_to_gt_median"] == pytest.approx(
@@ -631,7 +632,7 @@ def test_the_report_separates_the_estimates_error_from_the_models_road_against_t
     assert first["ratio_to_gt_ground_median"] == pytest.approx(1.0)
     assert "ratio_to_gt_ground_median" not in second  # no estimate, nothing to compare
     assert report["ratio_to_gt_ground_median"] == {"median": pytest.approx(1.0), "std": 0.0}
-    summary = evaluation_depth.camera_height_summary(report).splitlines()
+    summary = camera_height_scaling.camera_height_summary(report).splitlines()
     assert "med: 0.500" in summary[0] and summary[1].endswith("ground pixels alone | med: 1.000 | std: 0.000")
 
 

@@ -177,8 +177,8 @@ def test_cross_entropy_ignores_255():
     labels = torch.tensor([[[[0, 255], [2, 1]]]])
     log_p = logits.log_softmax(1)[0]
     expected = -(log_p[0, 0, 0] + log_p[2, 1, 0] + log_p[1, 1, 1]) / 3
-    assert layers.semantic_loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
-    everything_ignored = layers.semantic_loss(logits, torch.full((1, 1, 2, 2), 255))
+    assert layers.semantic_loss(logits, labels, 255).item() == pytest.approx(expected.item(), rel=1e-6)
+    everything_ignored = layers.semantic_loss(logits, torch.full((1, 1, 2, 2), 255), 255)
     assert everything_ignored.item() == 0
 
 

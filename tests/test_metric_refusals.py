@@ -22,7 +22,7 @@ import options
 import predict
 import utils
 from datasets.camera import CAMERA_HEIGHT_RANGE, parse_camera
-from deploy import camera_height as ch
+from deploy.metric import camera_height as ch
 from evaluation import depth as evaluation_depth
 from fileio.atomic import save_json
 from tools import benchmark, export_model
@@ -349,3 +349,23 @@ def test_timm_errors_name_the_option_and_the_pretrained_tag_at_fault(capsys):
     assert "error: --pose_encoder timm:no_such_net: timm " in last, last
     last = option_error(options.parse_args, ["--encoder", "timm:convnext_atto.no_such_tag"], capsys)
     assert "has no pretrained tag 'no_such_tag' for convnext_atto (its tags: " in last, last
+
+
+# ---------------------------------------------------------------------------------------------
+# a frame without a scale is a typed value: GroundSettings.frame_scale (evaluation and prediction)
+# ---------------------------------------------------------------------------------------------
+def test_a_frame_without_road_gets_a_scale_refusal_with_the_reason_and_a_frame_with_road_its_estimate():
+    depth, road = tch.road_depth(tch.up_normal())
+    settings = ch.GroundSettings(tch.CAMERA_HEIGHT)
+    one_hot = np.eye(tch.NUM_CLASSES)
+    disp = tch.TRUE_SCALE / depth  # the scale that turns 1 / disp into metres: TRUE_SCALE
+    found = settings.frame_scale(disp, one_hot[np.where(road, tch.ROAD, tch.SKY)].transpose(2, 0, 1), tch.K)
+    assert isinstance(found, ch.ScaleEstimate)
+    assert found.scale == pytest.approx(tch.TRUE_SCALE, rel=tch.EXACT)
+    sky = one_hot[np.full(road.shape, tch.SKY)].transpose(2, 0, 1)
+    with pytest.raises(ch.GroundNotVisible) as raised:
+        settings.estimate(disp, sky, tch.K)
+    refused = settings.frame_scale(disp, sky, tch.K)
+    assert refused == ch.ScaleRefusal(str(raised.value))
+    assert refused.reason.startswith("0 road pixels with a depth, fewer than the 200")
+    assert refused.as_dict() == {"scale": None, "reason": refused.reason}

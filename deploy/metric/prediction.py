@@ -1,6 +1,5 @@
-"""Metric depth from the camera's height (predict.py --camera_height): each input's camera, each
-frame's scale from the road (deploy/camera_height.py), and an image's arrays in metres with its
-``_scale.json``."""
+"""Metric depth from the camera's height for predict.py (--camera_height): each input's camera, each
+frame's scale from the road (camera_height.py), and an image's arrays in metres with its ``_scale.json``."""
 
 from __future__ import annotations
 
@@ -18,8 +17,9 @@ from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_ca
 from datasets.video_files import is_video, probe
 from fileio.atomic import save_array, save_json
 
+from ..predictors import Frame, depth_range_of, folder_images, listed
 from . import camera_height
-from .predictors import Frame, depth_range_of, folder_images, listed
+from .camera_height import ScaleEstimate, ScaleRefusal
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +72,10 @@ class MetricDepth:
 
     def estimate(
         self, camera: Camera, frame: Frame, disp: np.ndarray, seg_logits: np.ndarray | None, source: str
-    ) -> tuple[camera_height.ScaleEstimate | None, str | None]:
-        """(the frame's scale estimate, None) or (None, why there is none)."""
+    ) -> ScaleEstimate | ScaleRefusal:
+        """The frame's scale estimate, or why it has none."""
         K = self.K(camera, frame, source)
-        try:
-            return self.ground.estimate(disp, seg_logits, K, depth_range=self.depth_range), None
-        except camera_height.GroundNotVisible as err:
-            return None, str(err)
+        return self.ground.frame_scale(disp, seg_logits, K, depth_range=self.depth_range)
 
     def header(self, camera: Camera) -> dict:
         return {
@@ -163,17 +160,15 @@ def predict_metric_image(
 ) -> None:
     """An image's ``_disp.npy``, ``_depth.npy`` in metres and ``_scale.json``; without a scale, no
     ``_depth.npy`` and the reason in the JSON and in ``metric.unscaled``."""
-    estimate, reason = metric.estimate(camera, frame, disp, seg_logits, source)
+    estimate = metric.estimate(camera, frame, disp, seg_logits, source)
     save_array(disp, frame.stem + "_disp.npy")
-    record = {**metric.header(camera), "image": source}
-    if estimate is None:
-        record.update(scale=None, reason=reason)
-        logger.warning("%s: no metric scale: %s", source, reason)
-        metric.unscaled.append(f"{source}: {reason}")
+    record = {**metric.header(camera), "image": source, **estimate.as_dict()}
+    if isinstance(estimate, ScaleRefusal):
+        logger.warning("%s: no metric scale: %s", source, estimate.reason)
+        metric.unscaled.append(f"{source}: {estimate.reason}")
         if os.path.exists(frame.stem + "_depth.npy"):  # an earlier run's: it is not of this prediction
             os.remove(frame.stem + "_depth.npy")
     else:
-        record.update(estimate.as_dict())
         save_array((estimate.scale / disp).astype(np.float32), frame.stem + "_depth.npy")
     save_json(record, frame.stem + SCALE_SUFFIX)
 

@@ -25,7 +25,9 @@ both).
 ``estimate_scale`` refuses (``GroundNotVisible``, one line, exit code 2 at the command line) where
 too few ground pixels are labelled, too few of them lie on one plane, or the plane is not one a
 camera could stand above (tilted more than ``MAX_TILT_DEGREES`` from the camera's vertical, or the
-camera below it). Models without a segmentation head can take the lowest band of the image as
+camera below it); ``GroundSettings.frame_scale`` gives each frame of a video or test split its
+``ScaleEstimate`` or, where it has none, a ``ScaleRefusal`` with the reason (evaluate_depth.py and
+predict.py both use it). Models without a segmentation head can take the lowest band of the image as
 ground (``lowest_band_mask``: the bottom rows of the middle columns, where a forward-looking
 car camera sees the road just ahead of it); that assumes no bonnet and no car right in front.
 
@@ -132,6 +134,18 @@ class ScaleEstimate:
         data["normal"] = list(self.normal)
         data.update(pitch_degrees=self.pitch_degrees, roll_degrees=self.roll_degrees)
         return data
+
+
+@dataclass(frozen=True)
+class ScaleRefusal:
+    """Why a frame has no scale from its ground (``GroundNotVisible``'s one line), as a value: where the
+    other frames go on without it (a video, a test split)."""
+
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, in the place of a ScaleEstimate's: no scale, and why."""
+        return {"scale": None, "reason": self.reason}
 
 
 def check_camera_height(value: float, what: str = "--camera_height") -> float:
@@ -474,6 +488,16 @@ class GroundSettings:
         return estimate_scale(
             1.0 / disp, K, ground, camera_height or self.camera_height, self.name, normal=normal
         )
+
+    def frame_scale(
+        self, disp: np.ndarray, seg_logits: np.ndarray | None, K: np.ndarray, **options: Any
+    ) -> ScaleEstimate | ScaleRefusal:
+        """``estimate``'s scale of one frame of many (``options``: its others, by name), or the ScaleRefusal
+        that says why the frame has none."""
+        try:
+            return self.estimate(disp, seg_logits, K, **options)
+        except GroundNotVisible as err:
+            return ScaleRefusal(str(err))
 
 
 def add_ground_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
