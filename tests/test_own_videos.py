@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -421,34 +422,12 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     # 4. a short training run that reads the labels (the semantic loss: the cheapest configuration with
     # labels)
     opts = options.parse_args(
-        [
-            "--dataset",
-            "folders",
-            "--data_path",
-            data,
-            "--split",
-            os.path.join(data, "splits"),
-            "--config",
-            "semantics",
-            "--height",
-            "64",
-            "--width",
-            "192",
-            "--batch_size",
-            "2",
-            "--max_steps",
-            "2",
-            "--num_epochs",
-            "1",
-            "--weights_init",
-            "scratch",
-            "--num_workers",
-            "0",
-            "--log_dir",
-            str(tmp_path / "runs"),
-            "--log_frequency",
-            "100",
-        ]
+        helpers.train_args(
+            (data, os.path.join(data, "splits")),
+            tmp_path / "runs",
+            *("--dataset", "folders", "--config", "semantics", "--max_steps", "2", "--num_epochs", "1"),
+            *("--log_frequency", "100"),
+        )
     )
     trainer = Trainer(opts)
     trainer.train()

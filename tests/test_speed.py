@@ -7,6 +7,7 @@ import os
 import random
 import tempfile
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -168,28 +169,7 @@ def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     for extra, expected in (((), image_keys(model_options())), (("--input_images", "all"), None)):
         opts = options.parse_args(
-            [
-                "--data_path",
-                tiny.data_path,
-                "--split",
-                tiny.split_dir,
-                "--height",
-                "64",
-                "--width",
-                "96",
-                "--batch_size",
-                "2",
-                "--weights_init",
-                "scratch",
-                "--log_dir",
-                str(tmp_path / "log"),
-                "--num_workers",
-                "0",
-                "--device",
-                "cpu",
-                "--overwrite",
-                *extra,
-            ]
+            helpers.train_args(tiny, tmp_path / "log", "--device", "cpu", "--overwrite", *extra, width=96)
         )
         trainer = Trainer(opts)
         expected = expected or all_image_keys([0, -1, 1], 4)
@@ -426,35 +406,11 @@ def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     output = tmp_path / "bench.json"
     report = benchmark.main(
-        [
-            "--data_path",
-            tiny.data_path,
-            "--split",
-            tiny.split_dir,
-            "--height",
-            "64",
-            "--width",
-            "96",
-            "--batch_size",
-            "2",
-            "--num_workers",
-            "0",
-            "--steps",
-            "2",
-            "--input_batches",
-            "2",
-            "--warmup",
-            "0",
-            "--inference_runs",
-            "2",
-            "--configs",
-            "baseline",
-            "--baseline",
-            "--device",
-            "cpu",
-            "--output",
-            str(output),
-        ]
+        helpers.benchmark_args(
+            tiny,
+            *("--steps", "2", "--input_batches", "2", "--inference_runs", "2", "--configs", "baseline"),
+            *("--baseline", "--output", str(output)),
+        )
     )
     saved = json.loads(output.read_text())
     assert saved["results"] == json.loads(json.dumps(report["results"]))
@@ -551,40 +507,13 @@ def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_si
 def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("jpg",))
     opts = options.parse_args(
-        [
-            "--data_path",
-            tiny.data_path,
-            "--split",
-            tiny.split_dir,
-            "--img_ext",
-            "jpg",
-            "--height",
-            "64",
-            "--width",
-            "192",
-            "--batch_size",
-            "2",
-            "--weights_init",
-            "scratch",
-            "--log_dir",
-            str(tmp_path / "log"),
-            "--num_epochs",
-            "1",
-            "--max_steps",
-            "3",
-            "--device",
-            "cuda",
-            "--input_pipeline",
-            "fast",
-            "--amp",
-            "bf16",
-            "--channels_last",
-            "--num_workers",
-            "0",
-            "--no_validation",
-            "--keep_checkpoints",
-            "1",
-        ]
+        helpers.train_args(
+            tiny,
+            tmp_path / "log",
+            *("--img_ext", "jpg", "--num_epochs", "1", "--max_steps", "3", "--device", "cuda"),
+            *("--input_pipeline", "fast", "--amp", "bf16", "--channels_last", "--no_validation"),
+            *("--keep_checkpoints", "1"),
+        )
     )
     from trainer import Trainer
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import helpers
 import pytest
 import torch
 from tb_reader import read_run
@@ -21,37 +22,11 @@ from trainer import Trainer
 CONFIGS = ["baseline", "semantics", "cma", "sgt", "full"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_kitti(str(tmp_path_factory.mktemp("kitti")))
-
-
 def train_args(tiny, log_dir, *extra):
-    return [
-        "--data_path",
-        tiny.data_path,
-        "--split",
-        tiny.split_dir,
-        "--height",
-        "64",
-        "--width",
-        "192",
-        "--batch_size",
-        "2",
-        "--num_workers",
-        "0",
-        "--weights_init",
-        "scratch",
-        "--log_dir",
-        str(log_dir),
-        "--log_frequency",
-        "1",
-        "--num_log_images",
-        "1",
-        "--keep_checkpoints",
-        "1",
-        *extra,
-    ]
+    """Logging every step with one image, keeping one checkpoint."""
+    return helpers.train_args(
+        tiny, log_dir, "--log_frequency", "1", "--num_log_images", "1", "--keep_checkpoints", "1", *extra
+    )
 
 
 def run_cli(args, env_extra=None, module="train.py"):
