@@ -191,6 +191,7 @@ def test_an_image_that_does_not_decode_is_named(tiny, tmp_path, capsys, check):
     no_run_written(tmp_path)
 
 
+@pytest.mark.slow
 def test_an_image_that_fails_inside_a_loader_process_is_named(tiny, tmp_path, capsys, in_process):
     with open(image_path(tiny, 3), "wb") as f:
         f.write(b"not an image")
@@ -348,6 +349,7 @@ def test_prepare_kitti_names_a_decompression_bomb(tiny, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_prepare_kitti_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
     result = run_command(
         [

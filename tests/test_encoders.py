@@ -140,6 +140,7 @@ def test_a_missing_timm_is_one_line_naming_the_requirements_file(capsys, monkeyp
     )
 
 
+@pytest.mark.slow
 def test_resnet_encoders_never_import_timm():
     code = (
         "import sys, options, model; from checkpoints import model_folder\n"
@@ -287,6 +288,7 @@ def model_folder_state(folder, args):
     return model.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     run = trained
@@ -303,6 +305,7 @@ def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     assert not still, still[:5]
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained):
     run = trained
@@ -330,6 +333,7 @@ def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained
     assert (spec.encoder, spec.pose_encoder, spec.num_layers) == (run["name"], "resnet18", None)
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_another_encoder_is_refused_at_resume_and_at_load_with_the_reason(trained):
     run = trained
@@ -354,6 +358,7 @@ def train_args_with(args, option, value):
     return args
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, split_drive, tmp_path, capsys):
     data, split = split_drive
@@ -386,6 +391,7 @@ def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, split
     assert disp.shape == (HEIGHT, WIDTH) and np.isfinite(disp).all() and disp.std() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 @pytest.mark.parametrize(
     "fmt", [pytest.param("onnx", marks=pytest.mark.needs("onnx", "onnxruntime")), "export"]
@@ -425,6 +431,7 @@ def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_p
     assert "--encoders" not in runner.benchmark_command(options.parse_args([]), str(tmp_path), []).argv
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
     from tools import benchmark

@@ -118,6 +118,7 @@ def test_ground_truth_of_the_wrong_length_names_the_file_and_both_counts(tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_an_output_blocked_by_a_folder_is_one_line_naming_it(tmp_path, capsys):
     split = write_test_split(
         tmp_path, [f"{DRIVE} 1 l", f"{DRIVE} 2 l"], [np.full((4, 4), 5.0, np.float32)] * 2
@@ -289,6 +290,7 @@ def test_evaluate_pose_checks_the_ground_truth_poses_before_predicting(
     assert message.startswith(expected)
 
 
+@pytest.mark.slow
 def test_an_unreadable_image_in_evaluation_is_named(tiny, tmp_path, capsys):
     import options
     from checkpoints import model_folder
@@ -375,6 +377,7 @@ def test_figure_widths_no_page_has_are_one_line(scene_data, tmp_path, capsys, wi
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.needs("matplotlib")
 def test_figures_refuse_unknown_thin_classes_and_empty_ext_disp(scene_data, tmp_path, capsys):
     from tools import figures as figures_tool

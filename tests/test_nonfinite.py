@@ -43,6 +43,7 @@ def poison(trainer, monkeypatch, nan_loss=(), nan_grid=(), nan_gradient=()):
     return steps_taken
 
 
+@pytest.mark.slow
 def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_with_the_last_good_state(
     tiny, tmp_path, in_process, monkeypatch
 ):
@@ -67,6 +68,7 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_with_the_last_g
     assert all(s["step"] == 2 for s in state["optimizer"]["state"].values())  # Adam stepped twice
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_exit_2_naming_its_last_good_checkpoint_instead_of_crashing(
     tiny, tmp_path
 ):

@@ -7,12 +7,7 @@ import sys
 
 import pytest
 import torch
-from helpers import (
-    image_path,
-    no_run_written,
-    option_error,
-    run_command,
-)
+from helpers import image_path, no_run_written, option_error, run_command
 
 import evaluate_depth
 import evaluate_pose
@@ -131,6 +126,7 @@ def test_valid_edge_values_still_parse():
     ) == (0.1, 100.0, 1.5e-4, 19, 0, [10, 15], 0.1, 0.3)
 
 
+@pytest.mark.slow
 def test_an_option_error_from_the_command_line_is_one_line_and_exit_code_2(tmp_path):
     result = run_command(["train.py", "--save_frequency", "0", "--log_dir", str(tmp_path / "logs")])
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -141,6 +137,7 @@ def test_an_option_error_from_the_command_line_is_one_line_and_exit_code_2(tmp_p
     no_run_written(tmp_path)
 
 
+@pytest.mark.slow
 def test_the_command_line_exits_with_code_2_and_one_line_without_a_traceback(tiny, tmp_path):
     os.remove(image_path(tiny, 4))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}

@@ -342,6 +342,7 @@ def decoded(path):
     return [rgb for _, rgb in read_frames(path)]
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_01.mp4")
@@ -511,6 +512,7 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     )
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp_path, monkeypatch, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_02.mp4")
@@ -557,6 +559,7 @@ def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp
         import_video.main(argv[:-5])  # without the crop
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_bad_videos_are_one_line_errors_and_leave_nothing(videos, tmp_path, capsys):
     from datasets.video_files import VideoWriter

@@ -290,6 +290,7 @@ def region_model(region_files):
     return region_files["export"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["export", "torchscript"])
 def test_model_file_writes_exactly_the_known_ids(tiny, region_files, tmp_path, kind):
     assert pseudo_labels.model_file_kind(region_files[kind]) == kind

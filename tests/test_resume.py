@@ -29,6 +29,7 @@ from trainer import Trainer
 from training import resume
 
 
+@pytest.mark.slow
 def test_run_stopped_by_sigterm_restarted_by_torchrun_and_resumed_ends_bit_identical(tiny, tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
     # the uninterrupted run passes --resume too: with no checkpoint yet it starts fresh
@@ -95,6 +96,7 @@ def test_a_resumed_epoch_yields_the_rest_of_the_same_order_with_the_same_item_se
     assert (samplers[0].item_seeds() != seeds).all()  # new augmentation draws every epoch
 
 
+@pytest.mark.slow
 def test_a_step_budget_that_ends_mid_epoch_is_resumed_mid_epoch(tmp_path):
     import torch
     from tb_reader import read_run
@@ -136,6 +138,7 @@ def test_a_step_budget_that_ends_mid_epoch_is_resumed_mid_epoch(tmp_path):
     assert rates[2] == pytest.approx(learning_rate) and rates[3] == pytest.approx(learning_rate / 10)
 
 
+@pytest.mark.slow
 def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(trained, tmp_path, in_process):
     tiny, run = copy_run(trained, tmp_path)
     # the run had --learning_rate 1.5e-4 --lr_milestones 1: 1.5e-5 from epoch 1, where it resumes
@@ -163,6 +166,7 @@ def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(traine
     assert (saved["learning_rate"], saved["lr_milestones"]) == (1e-3, [2])
 
 
+@pytest.mark.slow
 def test_another_image_size_at_resume_is_refused(trained, tmp_path, in_process, capsys):
     tiny, run = copy_run(trained, tmp_path)
     message = trainer_error(tiny, run.parent, capsys, "--resume", "--height", "96")
@@ -172,6 +176,7 @@ def test_another_image_size_at_resume_is_refused(trained, tmp_path, in_process, 
     )
 
 
+@pytest.mark.slow
 def test_the_state_is_saved_before_validation_so_a_failing_validation_loses_nothing(
     tiny, tmp_path, in_process
 ):

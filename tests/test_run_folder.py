@@ -59,6 +59,7 @@ def limit_file_size(max_bytes: int):
     return limit
 
 
+@pytest.mark.slow
 def test_a_fresh_run_over_a_run_is_refused_and_overwrite_moves_that_run_aside(
     trained, tmp_path, in_process, capsys
 ):
@@ -108,6 +109,7 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
     assert sorted(os.listdir(folder)) == ["step_00000012.pth", "step_00000015.pth"]
 
 
+@pytest.mark.slow
 def test_resume_with_every_checkpoint_damaged_is_refused_and_deletes_nothing(
     trained, tmp_path, in_process, capsys
 ):
@@ -169,6 +171,7 @@ def test_a_failed_model_folder_write_leaves_no_folder(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_checkpoint_stays(tmp_path):
 
     from checkpoints import training_state
@@ -195,6 +198,7 @@ def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_che
     assert training_state.load_checkpoint(str(run / saved))["step"] == 1
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_run_is_one_line_and_the_previous_checkpoint_stays(
     tiny, tmp_path, in_process, capsys, monkeypatch
 ):

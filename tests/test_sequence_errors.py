@@ -10,10 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import (
-    one_line_error,
-    predict_error,
-)
+from helpers import one_line_error, predict_error
 from PIL import Image
 
 import utils
@@ -173,6 +170,7 @@ def test_a_stereo_folder_that_is_the_sequence_itself_is_refused(tmp_path, capsys
         one_line_error(capsys, code, "intrinsics.json", f"stereo folder {folder!r}", "subfolder")
 
 
+@pytest.mark.slow
 def test_prepare_sequences_takes_frame_ids_0_and_names_a_truncated_jpeg(tmp_path, capsys):
     from tools import prepare_sequences
 
@@ -236,6 +234,7 @@ def predict_on_the_cpu(model_folder: str, video, output_dir) -> int:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_a_video_whose_audio_runs_longer_is_imported_and_predicted_whole(
     model_folders, tmp_path, capsys, container
@@ -252,6 +251,7 @@ def test_a_video_whose_audio_runs_longer_is_imported_and_predicted_whole(
     assert frame_times(tmp_path / "pred" / "clip_depth.mp4") == pytest.approx(times, abs=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_a_variable_frame_rate_depth_video_keeps_the_frame_times(model_folders, tmp_path):
 
@@ -262,6 +262,7 @@ def test_a_variable_frame_rate_depth_video_keeps_the_frame_times(model_folders, 
     assert frame_times(tmp_path / "pred" / "vfr_depth.mp4") == pytest.approx(times, abs=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_predict_video_failures_leave_their_outputs_as_they_were(model_folders, tmp_path, capsys):
     from datasets.video_files import VideoWriter

@@ -14,11 +14,7 @@ import threading
 import time
 
 import pytest
-from helpers import (
-    run_args,
-    start,
-    trainer_error,
-)
+from helpers import run_args, start, trainer_error
 
 import utils
 from checkpoints import training_state
@@ -157,6 +153,7 @@ def test_a_stop_signal_ignored_when_the_run_starts_stays_ignored():
         signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.slow
 def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exits_143(
     tiny, tmp_path, in_process, capsys
 ):
@@ -214,6 +211,7 @@ def test_a_forked_loader_worker_does_not_keep_the_run_lock(tmp_path):
         os.waitpid(child, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cleanup", [True, False])
 def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
     # a Trainer not closed (or an exception) leaves persistent workers behind; they ignore SIGTERM, which is
@@ -241,6 +239,7 @@ def test_loader_workers_left_alive_do_not_hang_the_exit(cleanup):
         assert code is None  # without the cleanup the exit hangs: the hazard is real
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "to_group, signum, code",
     [(True, signal.SIGINT, 130), (False, signal.SIGTERM, 143)],

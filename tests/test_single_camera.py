@@ -37,6 +37,7 @@ def dashcam(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dashcam, tmp_path):
     data = str(tmp_path / "data")

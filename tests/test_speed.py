@@ -113,6 +113,7 @@ def batch_of(tiny, pipeline, is_train, seed=0):
     return device_inputs.DeviceInputs("cpu", 4)(default_collate([ds[0], ds[1]]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["fast", "fast_workers"])
 def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
     exact, fast = batch_of(kitti_size, "exact", False), batch_of(kitti_size, pipeline, False)
@@ -137,6 +138,7 @@ def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
         ).abs().mean() < SCALE0_MEAN_TOL + JITTER_MEAN_TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [(), ("--use_stereo",), ("--use_stereo", "--frame_ids", "0")])
 def test_a_training_step_reads_exactly_the_models_image_keys(extra):
     opts = model_options("--config", "baseline", *extra)
@@ -161,6 +163,7 @@ def test_a_training_step_reads_exactly_the_models_image_keys(extra):
             model({k: v for k, v in full.items() if k != key})
 
 
+@pytest.mark.slow
 def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     assert loader_image_keys(model_options()) == image_keys(model_options())
     assert loader_image_keys(model_options("--input_images", "all")) is None  # Monodepth2's full set
@@ -216,6 +219,7 @@ def test_pipelines_make_only_the_models_image_keys_with_the_same_values(kitti_si
 PIPELINE_LOSS_RTOL = {"photometric": 0.03, "smoothness": 0.02, "sgt": 0.02, "semantic": 1e-3, "loss": 5e-3}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("is_train", [False, True])
 def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_size, is_train):
     opts = model_options("--height", str(HEIGHT), "--width", str(WIDTH))
@@ -402,6 +406,7 @@ def test_options_of_a_folder_older_than_the_speed_options_carry_their_defaults(t
     assert loader_image_keys(loaded) == image_keys(loaded)
 
 
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     output = tmp_path / "bench.json"
@@ -503,6 +508,7 @@ def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_si
         torch.testing.assert_close(on_cuda[key].cpu(), on_cpu[key], rtol=0, atol=1e-4, msg=str(key))
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("jpg",))

@@ -8,9 +8,7 @@ import os
 import subprocess
 
 import pytest
-from helpers import (
-    one_line_error,
-)
+from helpers import one_line_error
 
 import utils
 from fileio.atomic import save_json

@@ -48,6 +48,7 @@ def initial_model(opts):
     return FSREModel(opts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_configuration_trains_from_the_command_line(tiny, tmp_path, config):
     args = train_args(
@@ -78,6 +79,7 @@ def test_every_configuration_trains_from_the_command_line(tiny, tmp_path, config
         assert not torch.equal(p0, p1), f"{name} did not change"
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp_path):
     opts = options.parse_args(train_args(tiny, tmp_path, "--num_epochs", "1", "--max_steps", "2"))
     trainer = Trainer(opts)
@@ -119,6 +121,7 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
     assert math.isfinite(val_scalars["loss"][0][1]) and 0 < val_scalars["de/abs_rel"][0][1] < 1
 
 
+@pytest.mark.slow
 def test_process_batch_returns_outputs_and_the_total_loss(tiny, tmp_path):
     trainer = Trainer(options.parse_args(train_args(tiny, tmp_path, "--no_validation")))
     inputs = next(iter(trainer.train_loader))
@@ -129,6 +132,7 @@ def test_process_batch_returns_outputs_and_the_total_loss(tiny, tmp_path):
     assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_learning_rate_steps_at_the_milestones(tiny, tmp_path):
     opts = options.parse_args(
         train_args(
@@ -157,6 +161,7 @@ def test_learning_rate_steps_at_the_milestones(tiny, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_writes(tiny, tmp_path):
     log_dir, dump_dir = tmp_path / "logs", tmp_path / "dump"
     dump_dir.mkdir()
@@ -201,6 +206,7 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
     assert all(torch.equal(v, rank0[k]) for k, v in fresh.state_dict().items())
 
 
+@pytest.mark.slow
 def test_ddp_validation_with_more_processes_than_validation_items(tmp_path):
     """A process whose validation shard is empty still joins the reduction with every loss key."""
     tiny = make_tiny_kitti(

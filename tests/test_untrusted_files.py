@@ -81,6 +81,7 @@ def test_the_crafted_payload_runs_when_unpickled(tmp_path):
     assert (tmp_path / "marker").exists()
 
 
+@pytest.mark.slow
 def test_a_pickled_ground_truth_file_is_refused_without_running_its_code(tmp_path):
     split = write_test_split(tmp_path, [f"{DRIVE} 1 l", f"{DRIVE} 2 l"])
     crafted_ground_truth(split / "gt_depths.npz", tmp_path / "marker")
@@ -210,6 +211,7 @@ def test_a_checkpoint_folder_with_pickled_weights_is_one_line_unread(tmp_path, c
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_bit_rotted_newest_checkpoint_is_skipped_for_the_newest_good_one(
     trained, tmp_path, in_process, caplog
 ):
@@ -261,6 +263,7 @@ def test_a_corrupt_opt_json_in_a_weights_folder_is_one_line(tmp_path, capsys):
         options.load_options(path)
 
 
+@pytest.mark.slow
 def test_a_weights_folder_with_missing_or_misshapen_keys_is_named(tiny, tmp_path, capsys, in_process):
     opts = options.parse_args(["--weights_init", "scratch", "--height", "64", "--width", "192"])
     folder = model_folder.save_model_folder(str(tmp_path / "weights"), FSREModel(opts).networks(), opts)
