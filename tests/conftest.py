@@ -172,7 +172,7 @@ def in_process():
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def tiny_run(tmp_path_factory):
     """One short run, shared read-only (``helpers.copy_run`` gives a test a copy to change):
     step_00000001.pth (epoch 0, batch 1), step_00000002.pth (the run ends at --max_steps 2, in mid-epoch:
     epoch 0, batch 2) and models/weights_0; returns the drive and the log folder."""
@@ -181,7 +181,7 @@ def trained(tmp_path_factory):
     import options
     from trainer import Trainer
 
-    root = tmp_path_factory.mktemp("trained")
+    root = tmp_path_factory.mktemp("tiny_run")
     data = make_tiny_kitti(str(root / "data"), exts=("png",))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

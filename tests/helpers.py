@@ -160,6 +160,7 @@ def run_command(args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def start(args, torchrun=(), script="train.py", **popen):
+    """A script (train.py) started in a real process (one thread) from the project root, output piped."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
     return subprocess.Popen(
         [sys.executable, *torchrun, script, *args],
@@ -173,6 +174,7 @@ def start(args, torchrun=(), script="train.py", **popen):
 
 
 def finish(process):
+    """Wait for a started process; its exit code and stderr."""
     _, stderr = process.communicate(timeout=PROCESS_DEADLINE_S)
     return process.returncode, stderr
 
@@ -196,19 +198,23 @@ def file_names(folder) -> list[str]:
 
 
 def assert_nothing_half_written(folder):
+    """No temporary file is left below a folder."""
     leftovers = [f for f in file_names(folder) if ".tmp" in f] if os.path.isdir(folder) else []
     assert leftovers == []
 
 
 def image_path(tiny, frame, camera="02"):
+    """A frame's path in a tiny drive."""
     return os.path.join(tiny.data_path, DRIVE, f"image_{camera}", "data", f"{frame:010d}.png")
 
 
 def no_run_written(tmp_path):
-    assert not os.path.exists(tmp_path / "logs")  # inputs are checked before the run folder exists
+    """Inputs are checked before anything is written: not even the log folder exists."""
+    assert not os.path.exists(tmp_path / "logs")
 
 
 def write_split(tiny, lines):
+    """A split folder beside the tiny drive's whose training and validation files hold ``lines``."""
     split = os.path.join(os.path.dirname(tiny.split_dir), "bad_split")
     os.makedirs(split, exist_ok=True)
     for name in ("train_files.txt", "val_files.txt"):
@@ -228,6 +234,7 @@ def write_test_split(tmp_path, lines, gt_maps=None):
 
 
 def write_image(path, seed: int = 0, size=(48, 16)) -> None:
+    """A random RGB picture of ``size`` (width, height) at ``path``."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     rgb = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(rgb).save(path)
@@ -250,15 +257,16 @@ def bomb_png(path, side):
         f.write(data)
 
 
-def copy_run(trained, tmp_path):
+def copy_run(tiny_run, tmp_path):
     """A copy of the shared run to change (hard links: files are replaced by rename, ``own_copy`` before
     editing)."""
-    tiny, logs = trained
+    tiny, logs = tiny_run
     shutil.copytree(logs, tmp_path / "logs", copy_function=os.link)
     return tiny, tmp_path / "logs" / "fsre"
 
 
 def own_copy(path):
+    """Replace a hard link by a copy of its own, so that editing it leaves the shared run as it was."""
     shutil.copy(path, str(path) + ".copy")
     os.replace(str(path) + ".copy", path)
 
@@ -279,10 +287,12 @@ def corrupt_inside_largest_tensor(path):
 
 
 def checkpoint(run, step):
+    """The path of a run's checkpoint of a step."""
     return str(run / "checkpoints" / f"step_{step:08d}.pth")
 
 
 def validating(args):
+    """The same arguments with validation on."""
     return [arg for arg in args if arg != "--no_validation"]
 
 

@@ -139,8 +139,8 @@ def test_a_step_budget_that_ends_mid_epoch_is_resumed_mid_epoch(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(trained, tmp_path, in_process):
-    tiny, run = copy_run(trained, tmp_path)
+def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(tiny_run, tmp_path, in_process):
+    tiny, run = copy_run(tiny_run, tmp_path)
     # the run had --learning_rate 1.5e-4 --lr_milestones 1: 1.5e-5 from epoch 1, where it resumes
     trainer = Trainer(
         options.parse_args(
@@ -167,8 +167,8 @@ def test_a_learning_rate_schedule_given_at_resume_applies_and_is_recorded(traine
 
 
 @pytest.mark.slow
-def test_another_image_size_at_resume_is_refused(trained, tmp_path, in_process, capsys):
-    tiny, run = copy_run(trained, tmp_path)
+def test_another_image_size_at_resume_is_refused(tiny_run, tmp_path, in_process, capsys):
+    tiny, run = copy_run(tiny_run, tmp_path)
     message = trainer_error(tiny, run.parent, capsys, "--resume", "--height", "96")
     assert message == (
         f"--height 64 -> 96: a resumed run keeps the image size of {checkpoint(run, 2)}; to train at "

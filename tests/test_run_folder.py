@@ -61,9 +61,9 @@ def limit_file_size(max_bytes: int):
 
 @pytest.mark.slow
 def test_a_fresh_run_over_a_run_is_refused_and_overwrite_moves_that_run_aside(
-    trained, tmp_path, in_process, capsys
+    tiny_run, tmp_path, in_process, capsys
 ):
-    tiny, run = copy_run(trained, tmp_path)
+    tiny, run = copy_run(tiny_run, tmp_path)
     before = sorted(os.listdir(run / "checkpoints"))
     message = trainer_error(tiny, run.parent, capsys)
     assert message.startswith(
@@ -111,9 +111,9 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
 
 @pytest.mark.slow
 def test_resume_with_every_checkpoint_damaged_is_refused_and_deletes_nothing(
-    trained, tmp_path, in_process, capsys
+    tiny_run, tmp_path, in_process, capsys
 ):
-    tiny, run = copy_run(trained, tmp_path)
+    tiny, run = copy_run(tiny_run, tmp_path)
     for step in (1, 2):
         corrupt_inside_largest_tensor(checkpoint(run, step))
     before = sorted(os.listdir(run / "checkpoints"))

@@ -213,9 +213,9 @@ def test_a_checkpoint_folder_with_pickled_weights_is_one_line_unread(tmp_path, c
 
 @pytest.mark.slow
 def test_a_bit_rotted_newest_checkpoint_is_skipped_for_the_newest_good_one(
-    trained, tmp_path, in_process, caplog
+    tiny_run, tmp_path, in_process, caplog
 ):
-    tiny, run = copy_run(trained, tmp_path)
+    tiny, run = copy_run(tiny_run, tmp_path)
     corrupt_inside_largest_tensor(checkpoint(run, 2))
     with caplog.at_level(logging.WARNING):
         trainer = Trainer(options.parse_args(run_args(tiny, run.parent, "--num_workers", "0", "--resume")))
