@@ -13,6 +13,7 @@ import helpers
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 from PIL import Image
 
 import evaluate_depth
@@ -36,16 +37,6 @@ VIDEO_FRAMES = 3 * (FRAMES - 1) + 1
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def one_line_error(capsys, code: int, *names: str) -> str:
-    """The command failed with exit 2 and exactly one ``error:`` line, no traceback, naming ``names``."""
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == utils.EXIT_ERROR and len(errors) == 1 and "Traceback" not in err, err
-    for name in names:
-        assert name in errors[0], (name, errors[0])
-    return errors[0]
-
-
 def write_frames(folder, count: int, size=(48, 16), seed: int = 0, names=None) -> list[np.ndarray]:
     """``count`` random PNG frames in ``folder``; returns their pixels."""
     rng = np.random.default_rng(seed)

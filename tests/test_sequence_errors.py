@@ -223,7 +223,6 @@ def test_import_video_refuses_focal_lengths_no_camera_has_before_writing(tmp_pat
     one_line_error(capsys, code, str(bad), "not UTF-8")
 
 
-@pytest.mark.parametrize("container", ["mkv", "mp4"])
 def predict_on_the_cpu(model_folder: str, video, output_dir) -> int:
     """predict.py's exit code for a video, on the CPU."""
     import predict
@@ -235,6 +234,7 @@ def predict_on_the_cpu(model_folder: str, video, output_dir) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
 @pytest.mark.needs("av")
 def test_a_video_whose_audio_runs_longer_is_imported_and_predicted_whole(
     model_folders, tmp_path, capsys, container
