@@ -1,5 +1,7 @@
 """Test helpers: the released checkpoints' key layouts (tests/data), small random batches, skipping tests
-whose GPU or optional package is missing, and a clean logging state per test."""
+whose GPU or optional package is missing, a clean logging state per test, and the shared fixtures: a tiny
+drive, training in this process, a tiny trained run, random-weight model folders and synthetic scenes.
+Helpers that run commands and damage files are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import re
 
 import pytest
 import torch
+
+from synthetic.kitti_frames import TinyKitti, make_tiny_kitti
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # key, shape and dtype of every tensor in the authors' and Monodepth2's released model files, one file each
@@ -145,3 +149,79 @@ def random_batch(
     inputs[("inv_K", 0)] = torch.linalg.inv(K)
     inputs[("seg", 0, 0)] = torch.randint(0, num_classes, (batch, 1, height, width), generator=g)
     return inputs
+
+
+# ------------------------------------------------------------------------------------------------
+# shared fixtures
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def tiny(tmp_path) -> TinyKitti:
+    """A tiny KITTI drive (PNG and JPEG frames, labels, scans, a split) of this test's own, to read or to
+    damage."""
+    return make_tiny_kitti(str(tmp_path / "data"))
+
+
+@pytest.fixture()
+def in_process():
+    """Training in this process: one thread (two oversubscribe a busy 2-core machine), settings restored."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One short run, shared read-only (``helpers.copy_run`` gives a test a copy to change):
+    step_00000001.pth (epoch 0, batch 1), step_00000002.pth (the run ends at --max_steps 2, in mid-epoch:
+    epoch 0, batch 2) and models/weights_0; returns the drive and the log folder."""
+    from helpers import run_args
+
+    import options
+    from trainer import Trainer
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = make_tiny_kitti(str(root / "data"), exts=("png",))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        args = run_args(
+            data, root / "logs", "--num_workers", "0", "--max_steps", "2", "--checkpoint_every", "1"
+        )
+        Trainer(options.parse_args(args)).train()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    return data, root / "logs"
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory) -> list[str]:
+    """Two random-weight baseline model folders that share their base name (weights_0_best)."""
+    import options
+    from checkpoints import model_folder
+    from model import FSREModel
+
+    root = tmp_path_factory.mktemp("models")
+    opts = options.parse_args(
+        ["--config", "baseline", "--height", "64", "--width", "192", "--weights_init", "scratch"]
+    )
+    torch.manual_seed(0)
+    return [
+        model_folder.save_model_folder(str(root / run / "weights_0_best"), FSREModel(opts).networks(), opts)
+        for run in ("run_a", "run_b")
+    ]
+
+
+@pytest.fixture(scope="session")
+def scene_data(tmp_path_factory) -> tuple[str, str]:
+    """Two small synthetic drives with every split, shared read-only: the data folder and the split folder."""
+    from synthetic import scenes
+
+    root = tmp_path_factory.mktemp("surfaces")
+    data = str(root / "scenes")
+    split_dir = scenes.generate(
+        data, num_drives=2, frames_per_drive=6, scale=0.1, seed=2, test_stride=1, val_stride=2, workers=1
+    )
+    return data, split_dir

@@ -1,5 +1,5 @@
 """Run train.py as the command line does, with a test-only callback: SIGTERM to this process as step N
-begins (so the state is saved after step N). Used by test_reliability under torchrun; not an option of
+begins (so the state is saved after step N). Used by test_resume under torchrun; not an option of
 train.py."""
 
 import signal

@@ -12,14 +12,9 @@ from PIL import Image
 import datasets
 from datasets import jitter, mono_dataset
 from datasets.cityscapes import LABEL_TO_TRAIN, TRAIN_CLASSES
-from synthetic.kitti_frames import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids, make_tiny_kitti
+from synthetic.kitti_frames import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids
 
 H, W = 64, 192
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_kitti(str(tmp_path_factory.mktemp("kitti")))
 
 
 def dataset(tiny, ext="png", is_train=False, **kwargs):

@@ -29,6 +29,7 @@ def scenes_dir(tmp_path_factory):
     return data_dir
 
 
+@pytest.mark.slow
 def test_scenes_are_generated_once(scenes_dir, monkeypatch):
     monkeypatch.setattr(demo.synthetic_scenes, "generate", lambda *a, **k: pytest.fail("generated again"))
     assert demo.ensure_scenes(scenes_dir, SCENES) == os.path.join(scenes_dir, "splits", "synthetic")
@@ -36,6 +37,7 @@ def test_scenes_are_generated_once(scenes_dir, monkeypatch):
     assert sorted(os.listdir(parent)) == ["scenes"]  # no temporary or set-aside folder left beside it
 
 
+@pytest.mark.slow
 def test_the_default_demo_is_the_papers_monocular_full_model(scenes_dir):
     opts = options.parse_args(demo.demo_argv(["--demo"], scenes_dir, "S"))
     assert (opts.config, opts.height, opts.width, opts.use_stereo, opts.min_depth) == (
@@ -82,6 +84,7 @@ def test_each_variant_has_its_scenes_and_its_cache_folder(monkeypatch, tmp_path)
     assert all(key in generate for scenes in (mono, stereo) for key in scenes if key != "version")
 
 
+@pytest.mark.slow
 def test_user_options_override_the_demo_defaults(scenes_dir):
     argv = demo.demo_argv(
         ["--demo", "--demo_variant", "stereo", "--height", "96", "--config", "baseline"], scenes_dir, "S"
@@ -109,6 +112,7 @@ def test_a_second_demo_gets_a_fresh_run_folder(tmp_path):
     assert not demo.gives_option(["--model_name_suffix"], "--model_name")
 
 
+@pytest.mark.slow
 def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
     result = demo.run(
         [
@@ -143,6 +147,7 @@ def test_short_demo_learns_depth(scenes_dir, tmp_path, capsys):
     assert len(scalars["loss"]) >= 2
 
 
+@pytest.mark.slow
 def test_a_resumed_demo_compares_with_the_untrained_model_its_first_part_saved(scenes_dir, tmp_path, capsys):
     def demo_run(*extra):
         argv = ["--demo_variant", "stereo", "--config", "baseline", "--frame_ids", "0", "--num_workers", "0"]
@@ -162,6 +167,7 @@ def test_a_resumed_demo_compares_with_the_untrained_model_its_first_part_saved(s
     assert f"abs_rel {first['untrained']['abs_rel']:.3f} -> {resumed['trained']['abs_rel']:.3f}" in out
 
 
+@pytest.mark.slow
 def test_a_stopped_demo_exits_with_the_signals_code_like_any_run(monkeypatch, tmp_path):
     import signal
 

@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 
+import helpers
 import numpy as np
 import pytest
 import torch
+from helpers import option_error
 
 import evaluate_depth
 import options
@@ -113,7 +115,7 @@ def test_num_layers_is_the_alias_of_a_resnet_encoder_and_sets_the_pose_encoder_a
 
 def cli_error(capsys, argv) -> str:
     """train.py with options it refuses: exit code 2, one error line; its message."""
-    return cli_error_of(train.main, capsys, argv)
+    return option_error(capsys, train.main, argv)
 
 
 def test_conflicting_or_unknown_encoder_names_are_one_line(capsys):
@@ -138,6 +140,7 @@ def test_a_missing_timm_is_one_line_naming_the_requirements_file(capsys, monkeyp
     )
 
 
+@pytest.mark.slow
 def test_resnet_encoders_never_import_timm():
     code = (
         "import sys, options, model; from checkpoints import model_folder\n"
@@ -226,8 +229,8 @@ def test_timm_weights_come_from_a_placed_file_and_a_missing_one_names_where_it_g
 # each family end to end: train, resume, weights folder, evaluate, predict, export
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny drive with a test split and its ground truth."""
+def split_drive(tmp_path_factory):
+    """A tiny drive of 6 frames with a test split and its ground truth, shared read-only."""
     root = tmp_path_factory.mktemp("encoders")
     data = make_tiny_kitti(str(root), num_frames=6, exts=("png",))
     split = root / "testsplit"
@@ -238,44 +241,23 @@ def tiny(tmp_path_factory):
 
 
 def train_args(data, log_dir, name, *extra):
-    return [
-        "--data_path",
-        data.data_path,
-        "--split",
-        data.split_dir,
-        "--height",
-        str(HEIGHT),
-        "--width",
-        str(WIDTH),
-        "--batch_size",
-        "2",
-        "--num_workers",
-        "0",
-        "--weights_init",
-        "scratch",
-        "--log_dir",
-        str(log_dir),
-        "--log_frequency",
-        "1",
-        "--num_log_images",
-        "1",
-        "--keep_checkpoints",
-        "1",
-        "--no_validation",
-        "--encoder",
-        name,
-        "--num_epochs",
-        "1",
-        *extra,
-    ]
+    """One epoch of the encoder ``name`` without validation, logging every step and keeping one checkpoint."""
+    return helpers.train_args(
+        data,
+        log_dir,
+        *("--log_frequency", "1", "--num_log_images", "1", "--keep_checkpoints", "1", "--no_validation"),
+        *("--encoder", name, "--num_epochs", "1", *extra),
+        height=HEIGHT,
+        width=WIDTH,
+    )
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def trained(request, tiny, tmp_path_factory):
+def trained(request, split_drive, tmp_path_factory):
     """One family (the full model) trained for one step, half an epoch (checkpoint and weights_0 written),
     then resumed in mid-epoch for the second (weights_0 rewritten); its tests are marked as needing timm."""
     require("timm")
-    data, _ = tiny
+    data, _ = split_drive
     log_dir = tmp_path_factory.mktemp("runs")
     args = train_args(data, log_dir, request.param)
     opts = options.parse_args([*args, "--max_steps", "1"])
@@ -306,6 +288,7 @@ def model_folder_state(folder, args):
     return model.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     run = trained
@@ -322,6 +305,7 @@ def test_a_training_step_is_finite_and_moves_every_encoder_parameter(trained):
     assert not still, still[:5]
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained):
     run = trained
@@ -349,6 +333,7 @@ def test_resume_continues_from_the_checkpoint_and_the_folder_round_trips(trained
     assert (spec.encoder, spec.pose_encoder, spec.num_layers) == (run["name"], "resnet18", None)
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_another_encoder_is_refused_at_resume_and_at_load_with_the_reason(trained):
     run = trained
@@ -373,9 +358,10 @@ def train_args_with(args, option, value):
     return args
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
-def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, tiny, tmp_path, capsys):
-    data, split = tiny
+def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, split_drive, tmp_path, capsys):
+    data, split = split_drive
     folder = trained["folder"]
     assert (
         evaluate_depth.main(
@@ -405,6 +391,7 @@ def test_evaluate_and_predict_rebuild_the_network_from_the_folder(trained, tiny,
     assert disp.shape == (HEIGHT, WIDTH) and np.isfinite(disp).all() and disp.std() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 @pytest.mark.parametrize(
     "fmt", [pytest.param("onnx", marks=pytest.mark.needs("onnx", "onnxruntime")), "export"]
@@ -444,48 +431,23 @@ def test_a_reproduce_row_may_name_an_encoder_and_its_cost_is_that_encoders(tmp_p
     assert "--encoders" not in runner.benchmark_command(options.parse_args([]), str(tmp_path), []).argv
 
 
+@pytest.mark.slow
 @pytest.mark.needs("timm")
 def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
     from tools import benchmark
 
     made = tmp_path / "made"
-    assert cli_error_of(
-        benchmark.cli, capsys, ["--make_data", str(made), "--encoders", "timm:no_such_net"]
+    assert option_error(
+        capsys, benchmark.cli, ["--make_data", str(made), "--encoders", "timm:no_such_net"]
     ).startswith("--encoders timm:no_such_net: timm ")
     assert not made.exists()  # refused before any frame is written
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     report = benchmark.main(
-        [
-            "--data_path",
-            tiny.data_path,
-            "--split",
-            tiny.split_dir,
-            "--height",
-            "64",
-            "--width",
-            "96",
-            "--batch_size",
-            "2",
-            "--num_workers",
-            "0",
-            "--steps",
-            "1",
-            "--input_batches",
-            "1",
-            "--warmup",
-            "0",
-            "--inference_runs",
-            "1",
-            "--configs",
-            "full",
-            "--device",
-            "cpu",
-            "--encoders",
-            "resnet18",
-            "timm:convnext_atto",
-            "--output",
-            str(tmp_path / "b.json"),
-        ]
+        helpers.benchmark_args(
+            tiny,
+            *("--steps", "1", "--input_batches", "1", "--inference_runs", "1", "--configs", "full"),
+            *("--encoders", "resnet18", "timm:convnext_atto", "--output", str(tmp_path / "b.json")),
+        )
     )
     rows = report["results"]
     assert [row["encoder"] for row in rows] == ["resnet18", "timm:convnext_atto"]
@@ -498,14 +460,3 @@ def test_benchmark_measures_encoders_side_by_side(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "timm:convnext_atto" in table and "GFLOPs" in table
     assert machine_summary(torch.device("cpu")) in table  # the machine is named
-
-
-def cli_error_of(main, capsys, argv) -> str:
-    """A command refusing its options: exit code 2, one error line; its message."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stopped:
-        utils.run_cli(main, argv)
-    assert stopped.value.code == utils.EXIT_ERROR
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and sum(": error: " in line for line in err.splitlines()) == 1, err
-    return err.rstrip("\n").splitlines()[-1].split(": error: ", 1)[1]

@@ -139,6 +139,7 @@ def test_export_writes_one_map_per_line_and_loads_back(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # released model folders
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_authors_folder_loads_exactly_and_matches_hand_loaded_networks(tmp_path):
     states = write_authors_folder(str(tmp_path))
     encoder, decoder, spec = model_folder.load_depth_model(str(tmp_path))
@@ -221,6 +222,7 @@ def test_checkpoints_are_read_without_running_code(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_project_folders_of_every_configuration_round_trip(tmp_path):
     for config in ("baseline", "cma", "full"):
         opts = options.parse_args(
@@ -258,6 +260,7 @@ def evaluated(tmp_path_factory):
     return tiny, split, folders
 
 
+@pytest.mark.slow
 def test_evaluate_depth_end_to_end_and_saved_predictions_give_the_same_metrics(evaluated, capsys):
     tiny, split, folders = evaluated
     common = ["--data_path", tiny.data_path, "--eval_split", str(split), "--num_workers", "0", "--garg_crop"]
@@ -300,6 +303,7 @@ def test_prediction_file_with_the_wrong_count_is_rejected(evaluated, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_predict_writes_real_pictures_and_arrays(evaluated, tmp_path):
     tiny, _, folders = evaluated
     frames = os.path.join(tiny.data_path, DRIVE, "image_02", "data")
@@ -484,6 +488,7 @@ def test_per_class_evaluation_writes_table_and_json(evaluated, tmp_path, capsys)
     assert sorted(os.listdir(tmp_path)) == ["per_class_testsplit.json"]
 
 
+@pytest.mark.slow
 @pytest.mark.needs("matplotlib")
 def test_per_class_evaluation_draws_its_chart(evaluated, tmp_path):  # the chart's content: test_figures.py
     per_class_run(evaluated, tmp_path)

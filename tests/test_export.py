@@ -93,6 +93,7 @@ def random_images(input_type, batch, height=HEIGHT, width=WIDTH, seed=0):
     return torch.rand(batch, 3, height, width, generator=g)
 
 
+@pytest.mark.slow
 def test_depth_graph_is_the_networks_full_size_output(folders):
     encoder, decoder, spec = model_folder.load_depth_model(folders["full"])
     graph = depth_graph.DepthGraph(
@@ -170,6 +171,7 @@ def onnx_files(folders, tmp_path_factory):
     return {c: export(folders[c], "onnx", str(root / f"{c}.onnx"), *EXPORTS[c]) for c in EXPORTS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(EXPORTS))
 def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_files, config):
     input_type, depth, segmentation = EXPORTS[config]
@@ -192,6 +194,7 @@ def test_torchscript_matches_pytorch_at_two_batch_sizes(folders, torchscript_fil
         assert_outputs_close(got, pytorch_outputs(folders[config], bigger, input_type, depth, segmentation))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(EXPORTS))
 def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, program_files, config):
     input_type, depth, segmentation = EXPORTS[config]
@@ -218,6 +221,7 @@ def test_torch_export_program_matches_pytorch_at_two_batch_sizes(folders, progra
             module(other_size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(EXPORTS))
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_files, config):
@@ -257,6 +261,7 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_with_metadata(folders, onnx_fil
         session.run(None, {"image": random_images(input_type, 1, 96, 320).numpy()})
 
 
+@pytest.mark.slow
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
     folder = str(tmp_path / "md2")
@@ -273,6 +278,7 @@ def test_onnx_dynamic_size_and_monodepth2_folder(tmp_path):
         export_model.main(["--load_weights_folder", folder, "--segmentation", "--output", path])
 
 
+@pytest.mark.slow
 def test_authors_folder_exports_with_segmentation(tmp_path):
     folder = str(tmp_path / "authors")
     write_authors_folder(folder, height=HEIGHT, width=WIDTH, with_pose=False)
@@ -289,6 +295,7 @@ def test_authors_folder_exports_with_segmentation(tmp_path):
     assert_outputs_close(got, pytorch_outputs(folder, images, depth=False, segmentation=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "export"])
 def test_export_check_catches_a_graph_that_differs(folders, torchscript_files, program_files, fmt):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
@@ -330,6 +337,7 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "export"])
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_predict_with_an_exported_file_gives_the_folder_outputs(
@@ -363,6 +371,7 @@ def test_predict_with_an_exported_file_gives_the_folder_outputs(
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_files, program_files):
     graph, _ = depth_graph.load_graph(folders["baseline"], depth=True)
@@ -397,6 +406,7 @@ def test_time_inference_reports_every_backend(folders, torchscript_files, onnx_f
     )
 
 
+@pytest.mark.slow
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_one_reader_runs_every_exported_file_with_the_same_outputs(
     folders, torchscript_files, onnx_files, program_files, tmp_path
@@ -418,6 +428,7 @@ def test_one_reader_runs_every_exported_file_with_the_same_outputs(
         depth_graph.load_exported(str(tmp_path / "missing.pt2"))
 
 
+@pytest.mark.slow
 @pytest.mark.needs("onnx", "onnxruntime", "onnxscript")
 def test_onnx_dynamo_exporter_writes_opset_18_that_passes_the_check(folders, tmp_path, capsys):
     import onnx

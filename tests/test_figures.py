@@ -121,6 +121,7 @@ def test_row_names_fit_their_panels():
     )  # 21.6 / (0.6 x 13) = 2.8 pt, floored at 4
 
 
+@pytest.mark.slow
 @pytest.mark.needs("matplotlib")
 def test_figure_layout_panels_and_selection(scene, tmp_path):
     from tools import figures as figures_tool
@@ -225,6 +226,7 @@ def test_figure_layout_panels_and_selection(scene, tmp_path):
         np.testing.assert_array_equal(axes.images[0].get_array(), panels[k // 3, k % 3])
 
 
+@pytest.mark.slow
 @pytest.mark.needs("matplotlib")
 def test_thin_selection_and_bad_input(scene, tmp_path, capsys):
     from tools import figures as figures_tool

@@ -172,6 +172,7 @@ def test_pose_decoder_outputs_and_monodepth2_variant():
         assert torch.allclose(translation[:, 0, 0], 0.01 * raw.mean((2, 3))[:, 3:6], atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_table2_configuration_forward_shapes_and_ranges(config):
     torch.manual_seed(0)
@@ -197,6 +198,7 @@ def test_every_table2_configuration_forward_shapes_and_ranges(config):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
 def test_gradients_reach_every_parameter(config):
     torch.manual_seed(0)

@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 
+import helpers
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 from PIL import Image
 
 import evaluate_depth
@@ -35,16 +37,6 @@ VIDEO_FRAMES = 3 * (FRAMES - 1) + 1
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def one_line_error(capsys, code: int, *names: str) -> str:
-    """The command failed with exit 2 and exactly one ``error:`` line, no traceback, naming ``names``."""
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == utils.EXIT_ERROR and len(errors) == 1 and "Traceback" not in err, err
-    for name in names:
-        assert name in errors[0], (name, errors[0])
-    return errors[0]
-
-
 def write_frames(folder, count: int, size=(48, 16), seed: int = 0, names=None) -> list[np.ndarray]:
     """``count`` random PNG frames in ``folder``; returns their pixels."""
     rng = np.random.default_rng(seed)
@@ -341,6 +333,7 @@ def decoded(path):
     return [rgb for _, rgb in read_frames(path)]
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_01.mp4")
@@ -421,34 +414,12 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     # 4. a short training run that reads the labels (the semantic loss: the cheapest configuration with
     # labels)
     opts = options.parse_args(
-        [
-            "--dataset",
-            "folders",
-            "--data_path",
-            data,
-            "--split",
-            os.path.join(data, "splits"),
-            "--config",
-            "semantics",
-            "--height",
-            "64",
-            "--width",
-            "192",
-            "--batch_size",
-            "2",
-            "--max_steps",
-            "2",
-            "--num_epochs",
-            "1",
-            "--weights_init",
-            "scratch",
-            "--num_workers",
-            "0",
-            "--log_dir",
-            str(tmp_path / "runs"),
-            "--log_frequency",
-            "100",
-        ]
+        helpers.train_args(
+            (data, os.path.join(data, "splits")),
+            tmp_path / "runs",
+            *("--dataset", "folders", "--config", "semantics", "--max_steps", "2", "--num_epochs", "1"),
+            *("--log_frequency", "100"),
+        )
     )
     trainer = Trainer(opts)
     trainer.train()
@@ -532,6 +503,7 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     )
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp_path, monkeypatch, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_02.mp4")
@@ -578,6 +550,7 @@ def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp
         import_video.main(argv[:-5])  # without the crop
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_bad_videos_are_one_line_errors_and_leave_nothing(videos, tmp_path, capsys):
     from datasets.video_files import VideoWriter

@@ -22,18 +22,13 @@ from conftest import PROCESS_DEADLINE_S, PROJECT_DIR, require
 from datasets import pseudo_labels
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
 from fileio.atomic import is_temporary, temporary_path
-from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH, make_tiny_kitti
+from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH
 from tools import make_pseudo_labels as mpl
 
 PROCESSOR_SIZE = {"height": 64, "width": 128}
 KILL_AFTER = 3  # labels written before the first run is killed
 KILL_TIMEOUT_S = PROCESS_DEADLINE_S
 ROAD, CAR, SKY, PERSON = (CLASS_NAMES.index(name) for name in ("road", "car", "sky", "person"))  # train ids
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_kitti(str(tmp_path_factory.mktemp("kitti")), exts=("png",))
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +290,7 @@ def region_model(region_files):
     return region_files["export"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["export", "torchscript"])
 def test_model_file_writes_exactly_the_known_ids(tiny, region_files, tmp_path, kind):
     assert pseudo_labels.model_file_kind(region_files[kind]) == kind

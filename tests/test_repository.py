@@ -12,12 +12,23 @@ import conftest
 import splits
 from conftest import PROJECT_DIR
 
+PYTEST = "python -m pytest"
+FAST_SELECTION = '-m "not slow"'  # the fast subset: pytest.ini's ``slow`` marker left out
 
-def readme_test_command():
+
+def readme_test_commands() -> list[str]:
+    """Every test command the README gives, in its order."""
     text = open(os.path.join(PROJECT_DIR, "README.md")).read()
-    commands = re.findall(r"^(python -m pytest[^\n#]*)", text, flags=re.M)
+    commands = [command.strip() for command in re.findall(rf"^({PYTEST}[^\n#]*)", text, flags=re.M)]
     assert commands, "the README gives no test command"
-    return commands[0].strip()
+    return commands
+
+
+def readme_test_command() -> str:
+    """The README's full test command: the one that selects no marker (what CI runs)."""
+    full = [command for command in readme_test_commands() if " -m " not in command[len(PYTEST) :]]
+    assert len(full) == 1, f"the README gives {len(full)} test commands that select no marker: {full}"
+    return full[0]
 
 
 def ci_commands():
@@ -31,6 +42,14 @@ def test_ci_runs_the_readme_test_command_with_requirements_txt_only_first():
     readme = lines.index(readme_test_command())  # verbatim
     installs = [i for i, line in enumerate(lines) if "pip install" in line]
     assert [lines[i] for i in installs if i < readme] == ["python -m pip install --quiet -r requirements.txt"]
+
+
+def test_the_readmes_other_test_command_is_the_full_one_without_the_slow_tests():
+    full = readme_test_command()
+    others = [command for command in readme_test_commands() if command != full]
+    assert all(command == f"{full} {FAST_SELECTION}" for command in others), others
+    registered = open(os.path.join(PROJECT_DIR, "pytest.ini")).read()
+    assert re.search(r"^\s+slow: ", registered, flags=re.M), "pytest.ini registers no slow marker"
 
 
 def test_ci_checks_the_style_with_the_ruff_that_requirements_dev_installs():

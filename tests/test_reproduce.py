@@ -75,6 +75,7 @@ def executed_commands(monkeypatch) -> list[str]:
     return seen
 
 
+@pytest.mark.slow
 def test_table_end_to_end_resume_and_dry_run(table_setup, monkeypatch, capsys):
     argv, root = table_setup
     assert reproduce.main(argv + ["--dry_run"]) == 0

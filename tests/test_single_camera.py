@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -36,6 +37,7 @@ def dashcam(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.needs("av")
 def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dashcam, tmp_path):
     data = str(tmp_path / "data")
@@ -59,35 +61,12 @@ def test_one_camera_video_trains_the_full_monocular_model_with_auto_masking(dash
         assert f.read().split()[:3] == ["drive_01", "1", "l"]
     # 3. the paper's method, monocular: the full model (semantics from the generator's labels, CMA, SGT)
     opts = options.parse_args(
-        [
-            "--dataset",
-            "folders",
-            "--data_path",
-            data,
-            "--split",
-            splits,
-            "--seg_path",
-            os.path.join(dashcam, "segmentation"),
-            "--height",
-            "64",
-            "--width",
-            "192",
-            "--batch_size",
-            "2",
-            "--max_steps",
-            str(STEPS),
-            "--num_epochs",
-            "1",
-            "--weights_init",
-            "scratch",
-            "--num_workers",
-            "0",
-            "--log_dir",
-            str(tmp_path / "runs"),
-            "--log_frequency",
-            "100",
-            "--no_validation",
-        ]
+        helpers.train_args(
+            (data, splits),
+            tmp_path / "runs",
+            *("--dataset", "folders", "--seg_path", os.path.join(dashcam, "segmentation")),
+            *("--max_steps", str(STEPS), "--num_epochs", "1", "--log_frequency", "100", "--no_validation"),
+        )
     )
     assert opts.frame_ids == [0, -1, 1] and not opts.use_stereo and not opts.disable_automasking
     trainer = Trainer(opts)

@@ -7,6 +7,7 @@ import os
 import random
 import tempfile
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -115,6 +116,7 @@ def batch_of(tiny, pipeline, is_train, seed=0):
     return device_inputs.DeviceInputs("cpu", 4)(default_collate([ds[0], ds[1]]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["fast", "fast_workers"])
 def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
     exact, fast = batch_of(kitti_size, "exact", False), batch_of(kitti_size, pipeline, False)
@@ -139,6 +141,7 @@ def test_fast_pipelines_give_the_exact_pipelines_items(kitti_size, pipeline):
         ).abs().mean() < SCALE0_MEAN_TOL + JITTER_MEAN_TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [(), ("--use_stereo",), ("--use_stereo", "--frame_ids", "0")])
 def test_a_training_step_reads_exactly_the_models_image_keys(extra):
     opts = model_options("--config", "baseline", *extra)
@@ -163,6 +166,7 @@ def test_a_training_step_reads_exactly_the_models_image_keys(extra):
             model({k: v for k, v in full.items() if k != key})
 
 
+@pytest.mark.slow
 def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     assert loader_image_keys(model_options()) == image_keys(model_options())
     assert loader_image_keys(model_options("--input_images", "all")) is None  # Monodepth2's full set
@@ -171,28 +175,7 @@ def test_the_loaders_make_the_models_images_unless_asked_for_all(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     for extra, expected in (((), image_keys(model_options())), (("--input_images", "all"), None)):
         opts = options.parse_args(
-            [
-                "--data_path",
-                tiny.data_path,
-                "--split",
-                tiny.split_dir,
-                "--height",
-                "64",
-                "--width",
-                "96",
-                "--batch_size",
-                "2",
-                "--weights_init",
-                "scratch",
-                "--log_dir",
-                str(tmp_path / "log"),
-                "--num_workers",
-                "0",
-                "--device",
-                "cpu",
-                "--overwrite",
-                *extra,
-            ]
+            helpers.train_args(tiny, tmp_path / "log", "--device", "cpu", "--overwrite", *extra, width=96)
         )
         trainer = Trainer(opts)
         expected = expected or all_image_keys([0, -1, 1], 4)
@@ -239,6 +222,7 @@ def test_pipelines_make_only_the_models_image_keys_with_the_same_values(kitti_si
 PIPELINE_LOSS_RTOL = {"photometric": 0.03, "smoothness": 0.02, "sgt": 0.02, "semantic": 1e-3, "loss": 5e-3}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("is_train", [False, True])
 def test_fast_path_losses_are_the_straightforward_paths_within_tolerance(kitti_size, is_train):
     opts = model_options("--height", str(HEIGHT), "--width", str(WIDTH))
@@ -423,39 +407,16 @@ def test_options_of_a_folder_older_than_the_speed_options_carry_their_defaults(t
     assert loader_image_keys(loaded) == image_keys(loaded)
 
 
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_writes_json(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), num_frames=4, exts=("png",))
     output = tmp_path / "bench.json"
     report = benchmark.main(
-        [
-            "--data_path",
-            tiny.data_path,
-            "--split",
-            tiny.split_dir,
-            "--height",
-            "64",
-            "--width",
-            "96",
-            "--batch_size",
-            "2",
-            "--num_workers",
-            "0",
-            "--steps",
-            "2",
-            "--input_batches",
-            "2",
-            "--warmup",
-            "0",
-            "--inference_runs",
-            "2",
-            "--configs",
-            "baseline",
-            "--baseline",
-            "--device",
-            "cpu",
-            "--output",
-            str(output),
-        ]
+        helpers.benchmark_args(
+            tiny,
+            *("--steps", "2", "--input_batches", "2", "--inference_runs", "2", "--configs", "baseline"),
+            *("--baseline", "--output", str(output)),
+        )
     )
     saved = json.loads(output.read_text())
     assert saved["results"] == json.loads(json.dumps(report["results"]))
@@ -548,44 +509,18 @@ def test_device_inputs_on_cuda_match_the_cpu_path_without_synchronising(kitti_si
         torch.testing.assert_close(on_cuda[key].cpu(), on_cpu[key], rtol=0, atol=1e-4, msg=str(key))
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_fast_bf16_channels_last_training_runs_on_cuda(tmp_path):
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("jpg",))
     opts = options.parse_args(
-        [
-            "--data_path",
-            tiny.data_path,
-            "--split",
-            tiny.split_dir,
-            "--img_ext",
-            "jpg",
-            "--height",
-            "64",
-            "--width",
-            "192",
-            "--batch_size",
-            "2",
-            "--weights_init",
-            "scratch",
-            "--log_dir",
-            str(tmp_path / "log"),
-            "--num_epochs",
-            "1",
-            "--max_steps",
-            "3",
-            "--device",
-            "cuda",
-            "--input_pipeline",
-            "fast",
-            "--amp",
-            "bf16",
-            "--channels_last",
-            "--num_workers",
-            "0",
-            "--no_validation",
-            "--keep_checkpoints",
-            "1",
-        ]
+        helpers.train_args(
+            tiny,
+            tmp_path / "log",
+            *("--img_ext", "jpg", "--num_epochs", "1", "--max_steps", "3", "--device", "cuda"),
+            *("--input_pipeline", "fast", "--amp", "bf16", "--channels_last", "--no_validation"),
+            *("--keep_checkpoints", "1"),
+        )
     )
     from trainer import Trainer
 

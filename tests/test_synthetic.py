@@ -47,6 +47,7 @@ def read_depth_png(path: str) -> np.ndarray:
     return np.asarray(Image.open(path)).astype(np.float64) / DEPTH_PNG_SCALE
 
 
+@pytest.mark.slow
 def test_layout_and_splits(synthetic):
     out, split_dir, _ = synthetic
     folder = drive_dir(out)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import helpers
 import pytest
 import torch
 from tb_reader import read_run
@@ -22,37 +23,11 @@ from trainer import Trainer
 CONFIGS = ["baseline", "semantics", "cma", "sgt", "full"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_kitti(str(tmp_path_factory.mktemp("kitti")))
-
-
 def train_args(tiny, log_dir, *extra):
-    return [
-        "--data_path",
-        tiny.data_path,
-        "--split",
-        tiny.split_dir,
-        "--height",
-        "64",
-        "--width",
-        "192",
-        "--batch_size",
-        "2",
-        "--num_workers",
-        "0",
-        "--weights_init",
-        "scratch",
-        "--log_dir",
-        str(log_dir),
-        "--log_frequency",
-        "1",
-        "--num_log_images",
-        "1",
-        "--keep_checkpoints",
-        "1",
-        *extra,
-    ]
+    """Logging every step with one image, keeping one checkpoint."""
+    return helpers.train_args(
+        tiny, log_dir, "--log_frequency", "1", "--num_log_images", "1", "--keep_checkpoints", "1", *extra
+    )
 
 
 def run_cli(args, env_extra=None, module="train.py"):
@@ -74,6 +49,7 @@ def initial_model(opts):
     return FSREModel(opts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_configuration_trains_from_the_command_line(tiny, tmp_path, config):
     args = train_args(
@@ -104,6 +80,7 @@ def test_every_configuration_trains_from_the_command_line(tiny, tmp_path, config
         assert not torch.equal(p0, p1), f"{name} did not change"
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp_path):
     opts = options.parse_args(train_args(tiny, tmp_path, "--num_epochs", "1", "--max_steps", "2"))
     trainer = Trainer(opts)
@@ -146,6 +123,7 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
     assert math.isfinite(val_scalars["loss"][0][1]) and 0 < val_scalars["de/abs_rel"][0][1] < 1
 
 
+@pytest.mark.slow
 def test_process_batch_returns_outputs_and_the_total_loss(tiny, tmp_path):
     trainer = Trainer(options.parse_args(train_args(tiny, tmp_path, "--no_validation")))
     inputs = next(iter(trainer.train_loader))
@@ -156,6 +134,7 @@ def test_process_batch_returns_outputs_and_the_total_loss(tiny, tmp_path):
     assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_learning_rate_steps_at_the_milestones(tiny, tmp_path):
     opts = options.parse_args(
         train_args(
@@ -184,6 +163,7 @@ def test_learning_rate_steps_at_the_milestones(tiny, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_writes(tiny, tmp_path):
     log_dir, dump_dir = tmp_path / "logs", tmp_path / "dump"
     dump_dir.mkdir()
@@ -228,6 +208,7 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
     assert all(torch.equal(v, rank0[k]) for k, v in fresh.state_dict().items())
 
 
+@pytest.mark.slow
 def test_ddp_validation_with_more_processes_than_validation_items(tmp_path):
     """A process whose validation shard is empty still joins the reduction with every loss key."""
     tiny = make_tiny_kitti(
