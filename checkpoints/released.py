@@ -25,11 +25,14 @@ the small Range-request loop with urllib and tqdm below.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import hashlib
 import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import sys
@@ -43,7 +46,15 @@ from typing import Iterator
 from tqdm import tqdm
 
 import utils
-from fileio.atomic import atomic_folder, atomic_write, save_json
+from fileio.atomic import (
+    OwnershipError,
+    atomic_folder,
+    atomic_write,
+    check_replaceable,
+    mark_owned,
+    owned,
+    save_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +65,7 @@ REGISTRY_ENV = "FSRE_MODELS_REGISTRY"  # a JSON file of more entries, e.g. a lab
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "fsre_depth", "models")
 DOWNLOADS = "downloads"  # <cache>/downloads/<file>: finished and partial (<file>.part) zips
 PARTIAL_SUFFIX = ".part"
+LOCK_SUFFIX = ".lock"  # <cache>/downloads/<file>.lock: one fetch of a file at a time (an OS lock, flock)
 TRUSTED_FILE = "trusted_sha256.json"  # first downloads' sha256 of entries that publish no checksum
 CHUNK = 1 << 20
 TIMEOUT_S = 60  # per socket operation of a download
@@ -68,6 +80,13 @@ MODEL_SUFFIXES = (".pth", ".json", ".sha256", ".txt", ".md")  # members unpacked
 DATA_SUFFIXES = (".png",)  # members unpacked from a pseudo-label zip
 DATA_TOP = "segmentation"  # the folder at the top of the authors' segmentation.zip, dropped when unpacking
 MODEL_MARK = "encoder.pth"  # the file that marks a model folder inside a zip
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # an entry's name: a folder of the cache
+FILE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\.zip$")  # an archive's name: no folder in it
+REQUIRED = {"models": ("urls", "encoder", "height", "width"), "data": ("urls",)}  # fields of every entry
+HEX_LENGTHS = {"md5": 32, "sha256": 64}
+URL_SCHEMES = ("http", "https", "file")
+LIST_OPTION = "--list_models"
+CLOSE_NAMES = 3  # names an unknown --model's message suggests
 
 
 class DownloadError(utils.InputError):
@@ -89,9 +108,47 @@ class Entry:
 
 
 # -- registry ----------------------------------------------------------------------------------
-def read_registry(path: str = REGISTRY_FILE) -> dict:
-    """The registry's {"models": {...}, "data": {...}}, with the entries of ``$FSRE_MODELS_REGISTRY``."""
-    paths = [path] + ([os.environ[REGISTRY_ENV]] if os.environ.get(REGISTRY_ENV) else [])
+def check_entry(file: str, kind: str, name: str, info: object) -> None:
+    """Refuse (InputError naming the registry file and entry) an entry that cannot be fetched safely: a
+    name or archive name that is not a plain file name (no ``..``, no folder), a missing field, a URL
+    that is not http(s), a checksum or size of the wrong form."""
+    where = f"{file}: {kind} entry {name!r}"
+    if not NAME_PATTERN.match(name):
+        raise utils.InputError(
+            f"{where}: a name is letters, digits and _.+- (it names a folder of the cache)"
+        )
+    if not isinstance(info, dict):
+        raise utils.InputError(f"{where}: not a JSON object of fields")
+    missing = [k for k in REQUIRED[kind] if info.get(k) in (None, "", [])]
+    if missing:
+        raise utils.InputError(
+            f"{where}: no {', '.join(missing)} (every {kind} entry gives {REQUIRED[kind]})"
+        )
+    urls = info["urls"]
+    if not isinstance(urls, list) or not all(
+        isinstance(u, str) and urllib.parse.urlparse(u).scheme in URL_SCHEMES[:2] for u in urls
+    ):
+        raise utils.InputError(f"{where}: urls must be a list of http(s) URLs, got {json.dumps(urls)}")
+    archive = info.get("file")
+    if archive is not None and not (isinstance(archive, str) and FILE_PATTERN.match(archive)):
+        raise utils.InputError(
+            f"{where}: file {json.dumps(archive)} is not a plain NAME.zip (no folder in it)"
+        )
+    for key, length in HEX_LENGTHS.items():
+        value = info.get(key)
+        if value is not None and not (
+            isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{length}}}", value)
+        ):
+            raise utils.InputError(f"{where}: {key} {json.dumps(value)} is not {length} lowercase hex digits")
+    size = info.get("size")
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        raise utils.InputError(f"{where}: size {json.dumps(size)} is not a number of bytes")
+
+
+def read_registry(path: str | None = None) -> dict:
+    """The registry's {"models": {...}, "data": {...}}, with the entries of ``$FSRE_MODELS_REGISTRY``
+    (checked: ``check_entry``; a name of the built-in registry is refused there)."""
+    paths = [path or REGISTRY_FILE] + ([os.environ[REGISTRY_ENV]] if os.environ.get(REGISTRY_ENV) else [])
     registry: dict = {"models": {}, "data": {}}
     for file in paths:
         try:
@@ -99,12 +156,21 @@ def read_registry(path: str = REGISTRY_FILE) -> dict:
                 data = json.load(f)
         except FileNotFoundError:
             raise utils.MissingFileError(f"{file}: no such registry file ({REGISTRY_ENV}?)") from None
-        except ValueError as err:
+        except (ValueError, UnicodeDecodeError) as err:
             raise utils.InputError(f"{file}: not a readable registry ({err})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
+        except OSError as err:
+            raise utils.InputError(f"{file}: cannot read the registry ({err.strerror or err})") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in registry):
             raise utils.InputError(f'{file}: not a registry (a JSON object with "models": {{NAME: {{...}}}})')
         for kind in registry:
-            registry[kind].update(data.get(kind, {}))
+            for name, info in data.get(kind, {}).items():
+                check_entry(file, kind, name, info)
+                if name in registry[kind]:
+                    raise utils.InputError(
+                        f"{file}: {kind} entry {name!r} is a name of {paths[0]} already: give it another "
+                        f"name (to host copies of a released model, set {MIRROR_ENV})"
+                    )
+                registry[kind][name] = info
     return registry
 
 
@@ -113,7 +179,12 @@ def entry(name: str, kind: str = "models") -> Entry:
     entries = read_registry()[kind]
     if name not in entries:
         what = "--model" if kind == "models" else "data"
-        raise utils.InputError(f"{what} {name}: nothing released of that name; known: {', '.join(entries)}")
+        close = [n for n in entries if name.lower() in n.lower()] + difflib.get_close_matches(
+            name, list(entries)
+        )
+        close = list(dict.fromkeys(close))[:CLOSE_NAMES]
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(entries)}"
+        raise utils.InputError(f"{what} {name}: nothing released of that name; {hint} ({LIST_OPTION})")
     return Entry(name, kind, entries[name])
 
 
@@ -158,7 +229,7 @@ def add_model_option(container, parser: argparse.ArgumentParser) -> None:
         help="a released model by name (--list_models), downloaded and cached on first use "
         "(docs/released_models.md)",
     )
-    parser.add_argument("--list_models", action=ListModels, help="print the released models and exit")
+    parser.add_argument(LIST_OPTION, action=ListModels, help="print the released models and exit")
 
 
 def resolve_model_option(opts: argparse.Namespace) -> None:
@@ -184,8 +255,52 @@ def resolve_training_weights(opts: argparse.Namespace) -> None:
 
 # -- cache ----------------------------------------------------------------------------------------
 def cache_dir() -> str:
-    """Root of the cache: ``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models."""
-    return os.path.abspath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+    """Root of the cache: ``$FSRE_MODELS_DIR`` (unset or empty: ~/.cache/fsre_depth/models), links resolved
+    (a cache moved to another disk by a link is still the cache)."""
+    return os.path.realpath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+
+
+def writable_cache() -> str:
+    """The cache's root, made (with the project's marker) when absent, empty or holding only the downloads
+    folder (where a zip is put by hand); UnwritableError (one line)
+    when it is a file, a folder of someone else's files (never written into) or cannot be made."""
+    root = cache_dir()
+    try:
+        if not os.path.lexists(root):
+            os.makedirs(root)
+            mark_owned(root)
+        elif os.path.isdir(root) and set(os.listdir(root)) <= {DOWNLOADS}:  # empty, or a zip put by hand
+            mark_owned(root)
+        check_replaceable(root)  # a file, or a folder without the marker holding files: not the cache
+        if not owned(root):
+            raise OwnershipError(f"{root} is not a folder FSRE-Depth made")
+        os.makedirs(os.path.join(root, DOWNLOADS), exist_ok=True)
+    except OwnershipError as err:
+        raise utils.UnwritableError(f"the model cache ({CACHE_ENV}): {err}") from None
+    except OSError as err:
+        raise utils.UnwritableError(
+            f"the model cache ({CACHE_ENV}) {root} cannot be written: {err.strerror or err}; set {CACHE_ENV} "
+            f"to a writable folder"
+        ) from None
+    return root
+
+
+@contextlib.contextmanager
+def fetch_lock(item: Entry) -> Iterator[None]:
+    """Hold ``<cache>/downloads/<file>.lock`` (training.run_folder.RunLock, an OS lock that dies with its
+    holder), waiting for another process that fetches the same file, so that one downloads and the
+    others then find it cached."""
+    from training.run_folder import RunLock
+
+    lock = RunLock(os.path.join(writable_cache(), DOWNLOADS), item.file + LOCK_SUFFIX)
+    try:
+        lock.acquire(wait=True)
+    except OSError as err:
+        raise utils.UnwritableError(f"cannot lock {lock.path}: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def download_path(item: Entry) -> str:
@@ -201,22 +316,28 @@ def cached_model(name: str) -> str | None:
 
     folder = os.path.join(cache_dir(), name)
     whole = all(os.path.isfile(os.path.join(folder, f)) for f in (CARD_FILE, CHECKSUM_FILE, MODEL_MARK))
-    return folder if whole else None
+    return folder if whole and owned(folder) else None
 
 
 def fetch_model(name: str) -> str:
     """The folder of a released model: from the cache (no request), else downloaded, verified and unpacked."""
     item = entry(name)
+    with fetch_lock(item):  # another process fetching it: wait, then find it cached
+        return _fetch_model(item)
+
+
+def _fetch_model(item: Entry) -> str:
+    """``fetch_model`` under the entry's lock."""
+    name = item.name
     cached = cached_model(name)
     if cached:
         logger.info("%s: cached in %s", name, cached)
         return cached
     folder = os.path.join(cache_dir(), name)
-    if os.path.lexists(folder):  # not written whole by this module (atomic_folder): someone else's
-        raise utils.UnwritableError(
-            f"{folder} is in the way of the cached model {name} (no model card and checksums in it): "
-            f"move it elsewhere"
-        )
+    try:  # before any download: an unmarked folder in the way is someone else's, left as it is
+        check_replaceable(folder)
+    except OwnershipError as err:
+        raise utils.UnwritableError(f"{err} (it is in the way of the cached model {name})") from None
     archive, downloaded = obtain(item)
     try:
         unpack_model(item, archive, folder)
@@ -234,8 +355,14 @@ def fetch_data(name: str, destination: str) -> str:
     """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, which must
     not exist yet (nothing already there is replaced)."""
     item = entry(name, "data")
-    if os.path.lexists(destination):
+    if os.path.lexists(destination) and not (os.path.isdir(destination) and not os.listdir(destination)):
         raise utils.UnwritableError(f"{destination} exists already: remove it or give another folder")
+    with fetch_lock(item):
+        return _fetch_data(item, destination)
+
+
+def _fetch_data(item: Entry, destination: str) -> str:
+    """``fetch_data`` under the entry's lock."""
     archive, downloaded = obtain(item)
     try:
         unpack_data(archive, destination)
@@ -255,10 +382,15 @@ def sources(item: Entry) -> list[str]:
     mirror = os.environ.get(MIRROR_ENV)
     found = []
     if mirror:
-        if urllib.parse.urlparse(mirror).scheme in ("http", "https", "file"):
+        url = urllib.parse.urlparse(mirror)
+        if url.scheme in URL_SCHEMES and (url.netloc or url.scheme == "file"):
             found.append(mirror.rstrip("/") + "/" + urllib.parse.quote(item.file))
-        else:
+        elif os.path.isdir(os.path.expanduser(mirror)):
             found.append(os.path.join(os.path.expanduser(mirror), item.file))
+        else:
+            raise utils.InputError(
+                f"{MIRROR_ENV}={mirror!r} is neither an http(s) URL nor an existing folder: fix or unset it"
+            )
     return found + list(item.info.get("urls", []))
 
 
@@ -269,13 +401,12 @@ def obtain(item: Entry) -> tuple[str, bool]:
     if os.path.isfile(path):
         verify(item, path, downloaded=False)
         return path, False
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     failures = []
     for source in sources(item):
         try:
             if os.path.isabs(source) or not urllib.parse.urlparse(source).scheme:
                 if not os.path.isfile(source):
-                    raise FileNotFoundError(f"no {item.file} in the mirror folder")
+                    raise FileNotFoundError(f"not in the mirror folder {os.path.dirname(source)}")
                 logger.info("%s: copying %s", item.name, source)
                 with atomic_write(path + PARTIAL_SUFFIX) as tmp:
                     shutil.copyfile(source, tmp)

@@ -32,12 +32,14 @@ from datasets.mono_dataset import RESIZE_FILTER
 HEIGHT, WIDTH = 64, 192
 CUT_AT = 1 << 20  # bytes a cut download delivers before the connection drops
 AUTHORS, MONODEPTH2 = "test_authors", "test_monodepth2"
+GATE_TIMEOUT_S = 120  # the most a held response waits for its test (a bound against a hang, not a timing)
 
 
 # -- a local server ------------------------------------------------------------------------------
 class Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.files`` by name, with Range requests (unless ``server.ranges`` is False), and drops
-    the connection after ``server.cut[name]`` bytes once."""
+    the connection after ``server.cut[name]`` bytes once; ``server.hold[name]`` bytes are sent, then
+    ``server.sent`` is set and the rest waits for ``server.gate`` (once)."""
 
     def do_GET(self) -> None:
         srv = self.server
@@ -62,8 +64,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/zip")
         self.end_headers()
-        cut = srv.cut.pop(name, None)
-        self.wfile.write(body if cut is None else body[:cut])
+        cut, hold = srv.cut.pop(name, None), srv.hold.pop(name, None)
+        if hold is not None:
+            self.wfile.write(body[:hold])
+            self.wfile.flush()
+            srv.sent.set()
+            srv.gate.wait(GATE_TIMEOUT_S)
+            body = body[hold:]
+        try:
+            self.wfile.write(body if cut is None else body[:cut])
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed
+            pass
         self.close_connection = True
 
     def log_message(self, *args) -> None:
@@ -78,6 +89,7 @@ def server():
     def start(files: dict) -> http.server.ThreadingHTTPServer:
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         srv.files, srv.requests, srv.cut, srv.ranges = dict(files), [], {}, True
+        srv.hold, srv.sent, srv.gate = {}, threading.Event(), threading.Event()
         srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         started.append(srv)
@@ -85,6 +97,7 @@ def server():
 
     yield start
     for srv in started:
+        srv.gate.set()
         srv.shutdown()
         srv.server_close()
 
@@ -176,6 +189,12 @@ def cache_root(tmp_path) -> str:
     return str(tmp_path / "cache")
 
 
+def downloads_left(tmp_path) -> list[str]:
+    """What the downloads folder of the cache holds besides the fetches' lock files."""
+    folder = os.path.join(cache_root(tmp_path), released.DOWNLOADS)
+    return [n for n in os.listdir(folder) if not n.endswith(released.LOCK_SUFFIX)]
+
+
 # -- tests -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [AUTHORS, MONODEPTH2])
 def test_named_model_downloads_verifies_caches_and_predicts(name, tmp_path, server, registry, published):
@@ -190,7 +209,7 @@ def test_named_model_downloads_verifies_caches_and_predicts(name, tmp_path, serv
     for file, digest in card["files"].items():  # the card lists each unpacked file's sha256
         assert hashlib.sha256(open(os.path.join(folder, file), "rb").read()).hexdigest() == digest
     assert set(card["files"]) == set(os.listdir(published["folders"][name]))
-    assert not os.listdir(os.path.join(cache_root(tmp_path), released.DOWNLOADS))  # the zip is not kept
+    assert not downloads_left(tmp_path)  # the zip is not kept
     # cached: a second run makes no request
     assert predict.main(["--model", name, "--image_path", published["image"], "--output_dir", out_named]) == 0
     assert len(srv.requests) == 1
@@ -216,7 +235,7 @@ def test_wrong_checksum_is_refused_and_nothing_kept(tmp_path, server, registry, 
     assert "is not test_monodepth2" in err and "md5" in err and "(removed)" in err
     root = cache_root(tmp_path)
     assert not os.path.exists(os.path.join(root, MONODEPTH2))
-    assert os.listdir(os.path.join(root, released.DOWNLOADS)) == []
+    assert downloads_left(tmp_path) == []
 
 
 def test_wrong_size_is_refused(tmp_path, server, registry, published):
@@ -224,7 +243,7 @@ def test_wrong_size_is_refused(tmp_path, server, registry, published):
     registry(srv.url, **{AUTHORS: {"size": 123}})
     with pytest.raises(released.DownloadError, match="size"):
         released.fetch_model(AUTHORS)
-    assert os.listdir(os.path.join(cache_root(tmp_path), released.DOWNLOADS)) == []
+    assert downloads_left(tmp_path) == []
 
 
 def test_cut_download_resumes(tmp_path, server, registry, published):
@@ -284,7 +303,7 @@ def test_file_put_by_hand_that_fails_is_left_alone(tmp_path, registry, published
 def test_a_folder_in_the_caches_way_is_left_alone(tmp_path, server, registry, published):
     srv = server(published["zips"])
     registry(srv.url)
-    mine = os.path.join(cache_root(tmp_path), AUTHORS)
+    mine = os.path.join(released.writable_cache(), AUTHORS)  # in the cache the project made
     os.makedirs(mine)
     open(os.path.join(mine, "notes.txt"), "w").write("mine")
     with pytest.raises(utils.UnwritableError, match="in the way"):
@@ -372,7 +391,7 @@ def test_unsafe_zips_are_refused(members, reason, tmp_path, server, registry, pu
         released.fetch_model(AUTHORS)
     root = cache_root(tmp_path)
     assert not os.path.exists(os.path.join(root, AUTHORS)) and not os.path.exists(tmp_path / "outside.pth")
-    assert os.listdir(os.path.join(root, released.DOWNLOADS)) == []
+    assert downloads_left(tmp_path) == []
 
 
 def test_a_pickle_that_runs_code_is_refused(tmp_path, server, registry):
@@ -548,7 +567,8 @@ def test_authors_pseudo_labels_are_fetched(tmp_path, server, monkeypatch):
         "size": len(data),
     }
     path.write_text(json.dumps({"models": {}, "data": {make_pseudo_labels.AUTHORS_LABELS: entry}}))
-    monkeypatch.setenv(released.REGISTRY_ENV, str(path))
+    monkeypatch.setattr(released, "REGISTRY_FILE", str(path))  # the built-in entry, served here
+    monkeypatch.delenv(released.REGISTRY_ENV, raising=False)
     monkeypatch.setenv(released.CACHE_ENV, str(tmp_path / "cache"))
     kitti = tmp_path / "kitti"
     assert make_pseudo_labels.main(["--data_path", str(kitti), "--authors_labels"]) == 0
