@@ -1,25 +1,15 @@
-"""Released models and data by name: the registry (``released_models.json``), the download and its checks,
-and the cache (docs/released_models.md).
+"""Released models and data by name: the registry (``released_models.json``, more entries in
+``$FSRE_MODELS_REGISTRY``), the download and its checks, and the cache; the rules are in
+docs/released_models.md.
 
-``--model NAME`` (predict.py, evaluate_depth.py, tools.export_model, train.py) resolves to a model folder
-in the cache, ``~/.cache/fsre_depth/models/NAME`` (``$FSRE_MODELS_DIR`` overrides the root): a cached
-model makes no request. Otherwise its zip is fetched, a mirror first (``$FSRE_MODELS_MIRROR``: a base
-URL or a folder holding the zips under their registry file names), then the publisher's URLs, with a
-progress bar; a partial download is resumed with an HTTP Range request. The zip is verified before
-use: the publisher's md5 where one is published, our sha256 where the registry records one, the size
-where known; where neither is published the first download's sha256 is recorded in
-``<cache>/trusted_sha256.json`` and every later download must match it (trust on first use, said in
-the log). A zip that fails is refused and removed (a zip put in place by hand is refused and left
-alone). The zip is untrusted: only plain files of the expected kinds are unpacked, none outside the
-folder (zip-slip), within size limits (zip bombs), into a temporary folder renamed into place
-(``fileio.atomic.atomic_folder``); the weights are then read with ``weights_only=True`` (never
-unpickled) and must load, and the folder gets its model card and checksums.
-``$FSRE_MODELS_REGISTRY`` names a JSON file of more entries (e.g. the lines that
-``python -m tools.model_card FOLDER --package OUT.zip`` prints), so that a lab can name its own models.
-
-torch.hub.download_url_to_file checks a hash prefix and draws a progress bar, but starts over after
-a cut connection; models of 100 MB and the 2 GB pseudo-labels over a slow link want a resume, hence
-the small Range-request loop with urllib and tqdm below.
+``--model NAME`` resolves to ``<cache>/NAME`` (``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models): a
+cached model makes no request and writes nothing. Otherwise one process at a time per file (an OS lock)
+fetches its zip, from the mirror first (``$FSRE_MODELS_MIRROR``: a base URL or a folder), then the
+publisher's URLs, resuming a partial file with an HTTP Range request (torch.hub.download_url_to_file
+starts over after a cut: 2 GB of pseudo-labels over a slow link want a resume); verifies it (md5, sha256,
+size; trust on first use where the publisher gives no checksum); unpacks the untrusted zip (no zip-slip,
+links or bombs) into a marked temporary folder renamed into place (``fileio.atomic.atomic_folder``);
+loads its weights with ``weights_only=True``; and writes its model card and checksums.
 """
 
 from __future__ import annotations
@@ -41,7 +31,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -320,59 +310,55 @@ def cached_model(name: str) -> str | None:
 
 
 def fetch_model(name: str) -> str:
-    """The folder of a released model: from the cache (no request), else downloaded, verified and unpacked."""
+    """The folder of a released model: from the cache (no request, nothing written: a read-only cache
+    serves), else downloaded, verified and unpacked, once for all processes that ask at the same time."""
     item = entry(name)
-    with fetch_lock(item):  # another process fetching it: wait, then find it cached
-        return _fetch_model(item)
-
-
-def _fetch_model(item: Entry) -> str:
-    """``fetch_model`` under the entry's lock."""
-    name = item.name
     cached = cached_model(name)
-    if cached:
-        logger.info("%s: cached in %s", name, cached)
-        return cached
-    folder = os.path.join(cache_dir(), name)
+    if cached is None:
+        with fetch_lock(item):  # another process fetching it: wait, then find it cached
+            cached = cached_model(name)
+            if cached is None:
+                return _download_model(item)
+    logger.info("%s: cached in %s", name, cached)
+    return cached
+
+
+def _download_model(item: Entry) -> str:
+    """Download, verify and unpack a model into the cache (under its lock)."""
+    folder = os.path.join(cache_dir(), item.name)
     try:  # before any download: an unmarked folder in the way is someone else's, left as it is
         check_replaceable(folder)
     except OwnershipError as err:
-        raise utils.UnwritableError(f"{err} (it is in the way of the cached model {name})") from None
-    archive, downloaded = obtain(item)
-    try:
-        unpack_model(item, archive, folder)
-    except DownloadError:
-        if downloaded:
-            os.remove(archive)
-        raise
-    if downloaded:
-        os.remove(archive)  # the folder's card keeps the archive's checksums
-    logger.info("%s: unpacked into %s", name, folder)
+        raise utils.UnwritableError(f"{err} (it is in the way of the cached model {item.name})") from None
+    unpack_obtained(item, lambda archive: unpack_model(item, archive, folder))
+    logger.info("%s: unpacked into %s", item.name, folder)
     return folder
 
 
 def fetch_data(name: str, destination: str) -> str:
-    """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, which must
-    not exist yet (nothing already there is replaced)."""
+    """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, a new or
+    empty folder (nothing already there is replaced)."""
     item = entry(name, "data")
     if os.path.lexists(destination) and not (os.path.isdir(destination) and not os.listdir(destination)):
         raise utils.UnwritableError(f"{destination} exists already: remove it or give another folder")
     with fetch_lock(item):
-        return _fetch_data(item, destination)
+        unpack_obtained(item, lambda archive: unpack_data(archive, destination))
+    return destination
 
 
-def _fetch_data(item: Entry, destination: str) -> str:
-    """``fetch_data`` under the entry's lock."""
+def unpack_obtained(item: Entry, unpack: Callable[[str], None]) -> None:
+    """Obtain an entry's verified archive and ``unpack`` it; a downloaded archive is removed after (the
+    card keeps its checksums) or when it is refused, and kept when unpacking failed otherwise (a full
+    disk: the next run needs no new download)."""
     archive, downloaded = obtain(item)
     try:
-        unpack_data(archive, destination)
+        unpack(archive)
     except DownloadError:
         if downloaded:
             os.remove(archive)
         raise
     if downloaded:
         os.remove(archive)
-    return destination
 
 
 # -- download -----------------------------------------------------------------------------------

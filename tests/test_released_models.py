@@ -859,3 +859,15 @@ def test_a_malformed_card_gives_one_line(trained, tmp_path, capsys):
     open(os.path.join(folder, model_card.CARD_FILE), "w").write('{"architecture": ')
     code, err = run(tool.main, [folder], capsys)
     assert code == utils.EXIT_ERROR and "model_card.json: not a readable model card" in err
+
+
+def test_a_cached_model_is_used_without_writing(tmp_path, server, registry, published, monkeypatch):
+    srv = server(published["zips"])
+    registry(srv.url)
+    folder = released.fetch_model(AUTHORS)
+
+    def no_writes() -> str:
+        raise AssertionError("a cached model needs no write (a read-only shared cache serves it)")
+
+    monkeypatch.setattr(released, "writable_cache", no_writes)
+    assert released.fetch_model(AUTHORS) == folder and len(srv.requests) == 1
