@@ -339,11 +339,18 @@ def fetch_data(name: str, destination: str) -> str:
     """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, a new or
     empty folder (nothing already there is replaced)."""
     item = entry(name, "data")
-    if os.path.lexists(destination) and not (os.path.isdir(destination) and not os.listdir(destination)):
-        raise utils.UnwritableError(f"{destination} exists already: remove it or give another folder")
+    check_new_folder(destination)
     with fetch_lock(item):
+        check_new_folder(destination)  # again: another process may have filled it while this one waited
         unpack_obtained(item, lambda archive: unpack_data(archive, destination))
     return destination
+
+
+def check_new_folder(folder: str) -> None:
+    """UnwritableError unless ``folder`` is absent or an empty folder (data already there is never
+    replaced, not even the project's)."""
+    if os.path.lexists(folder) and not (os.path.isdir(folder) and not os.listdir(folder)):
+        raise utils.UnwritableError(f"{folder} exists already: remove it or give another folder")
 
 
 def unpack_obtained(item: Entry, unpack: Callable[[str], None]) -> None:

@@ -4,6 +4,7 @@ serves small zips in the authors' and Monodepth2's layouts made here from random
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
@@ -871,3 +872,23 @@ def test_a_cached_model_is_used_without_writing(tmp_path, server, registry, publ
 
     monkeypatch.setattr(released, "writable_cache", no_writes)
     assert released.fetch_model(AUTHORS) == folder and len(srv.requests) == 1
+
+
+def test_pseudo_labels_filled_by_another_process_while_waiting_are_kept(tmp_path, server, monkeypatch):
+    srv = server({})
+    labels_entry(tmp_path, srv, monkeypatch)
+    labels = tmp_path / "labels"
+    real_lock = released.fetch_lock
+
+    @contextlib.contextmanager
+    def lock_taken_after_another(item):
+        with real_lock(item):
+            labels.mkdir()  # what the process that held the lock unpacked meanwhile (the project's)
+            fileio_atomic.mark_owned(str(labels))
+            (labels / "theirs.png").write_bytes(b"theirs")
+            yield
+
+    monkeypatch.setattr(released, "fetch_lock", lock_taken_after_another)
+    with pytest.raises(utils.UnwritableError, match="exists already"):
+        released.fetch_data("fsre_segmentation", str(labels))
+    assert sorted(os.listdir(labels)) == [fileio_atomic.OWNER_MARKER, "theirs.png"] and srv.requests == []
