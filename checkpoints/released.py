@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 import utils
+from checkpoints.files import READ_CHUNK
 from fileio.atomic import (
     OwnershipError,
     atomic_folder,
@@ -57,7 +58,6 @@ DOWNLOADS = "downloads"  # <cache>/downloads/<file>: finished and partial (<file
 PARTIAL_SUFFIX = ".part"
 LOCK_SUFFIX = ".lock"  # <cache>/downloads/<file>.lock: one fetch of a file at a time (an OS lock, flock)
 TRUSTED_FILE = "trusted_sha256.json"  # first downloads' sha256 of entries that publish no checksum
-CHUNK = 1 << 20
 TIMEOUT_S = 60  # per socket operation of a download
 USER_AGENT = "fsre-depth"
 HTTP_PARTIAL, HTTP_RANGE_NOT_SATISFIABLE = 206, 416
@@ -456,7 +456,7 @@ def download(url: str, partial: str, size: int | None = None) -> None:
             tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=os.path.basename(url)) as bar,
         ):
             first = True
-            for chunk in iter(lambda: response.read(CHUNK), b""):
+            for chunk in iter(lambda: response.read(READ_CHUNK), b""):
                 if (
                     first
                     and not resumed
@@ -472,10 +472,11 @@ def download(url: str, partial: str, size: int | None = None) -> None:
 
 
 def file_hashes(path: str) -> dict:
-    """md5 and sha256 (hex) of a file, and its size."""
+    """md5 and sha256 (hex) of a file, and its size, in one read (archives of gigabytes: files.file_digest
+    would read it once per hash)."""
     md5, sha = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
+        for chunk in iter(lambda: f.read(READ_CHUNK), b""):
             md5.update(chunk)
             sha.update(chunk)
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest(), "size": os.path.getsize(path)}
@@ -564,7 +565,7 @@ def extract(archive: str, info: zipfile.ZipInfo, target: str) -> None:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with zipfile.ZipFile(archive) as z, z.open(info) as src, open(target, "wb") as dst:
         written = 0
-        for chunk in iter(lambda: src.read(CHUNK), b""):
+        for chunk in iter(lambda: src.read(READ_CHUNK), b""):
             written += len(chunk)
             if written > info.file_size:
                 raise DownloadError(f"{archive}: member {info.filename!r} is longer than it says (refused)")
