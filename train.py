@@ -20,6 +20,9 @@ logger = logging.getLogger("train")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train; 0 when done, 128 + N when signal N stopped the run (its state saved for --resume)."""
+    if released.LIST_OPTION in (sys.argv[1:] if argv is None else argv):  # before the options' checks
+        sys.stdout.write(released.models_table() + "\n")
+        return 0
     opts = options.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     utils.setup_logging(rank)

@@ -20,8 +20,8 @@ import subprocess
 import zipfile
 
 import utils
-from checkpoints.files import CHECKSUM_FILE, file_digest
-from fileio.atomic import atomic_write, save_json
+from checkpoints.files import CHECKSUM_FILE, file_digest, listed_digest, verify_file
+from fileio.atomic import OWNER_MARKER, atomic_write, save_json
 
 CARD_FILE = "model_card.json"
 CARD_VERSION = 1
@@ -47,7 +47,8 @@ CONFIGURATION_KEYS = (
     "weights_init",
     "seed",
 )
-NOT_LISTED = (CARD_FILE, CHECKSUM_FILE)  # files a card does not list (itself; the listing of all)
+# files a card does not list: itself, the listing of all, the project's ownership marker
+NOT_LISTED = (CARD_FILE, CHECKSUM_FILE, OWNER_MARKER)
 OPTIMIZER_FILE = "adam.pth"  # not packaged: training state, not the model
 
 
@@ -213,14 +214,16 @@ def describe(folder: str) -> dict:
 
     card = read_card(folder)
     if card is None:
-        spec = model_folder.inspect_model_folder(folder)
+        spec = model_folder.inspect_model_folder(folder)  # checks each file it reads against its checksum
         card = {
             "card_version": None,
-            "note": f"no {CARD_FILE}: read from the files' keys",
+            "note": f"no {CARD_FILE} (written by an older version, or unpacked by hand): what its files say",
             "architecture": architecture_of_spec(spec),
             "height": spec.height,
             "width": spec.width,
             "layout": spec.layout,
+            "configuration": saved_configuration(folder),
+            "checksums": checksum_status(folder),
             "files": folder_files(folder),
         }
     evaluated = {}
@@ -230,6 +233,35 @@ def describe(folder: str) -> dict:
     if evaluated:
         card["evaluations"] = evaluated
     return card
+
+
+def saved_configuration(folder: str) -> dict | None:
+    """The card's configuration read from the folder's ``opt.json`` (every option of its run), or None."""
+    import options
+    from checkpoints.model_folder import OPTIONS_FILE
+
+    path = os.path.join(folder, OPTIONS_FILE)
+    if not os.path.isfile(path):
+        return None
+    verify_file(path)
+    saved = options.read_options_file(path)
+    return {k: saved[k] for k in CONFIGURATION_KEYS if k in saved}
+
+
+def checksum_status(folder: str) -> str:
+    """Whether the folder's ``checksums.sha256`` lists its files and each digest matches, in words."""
+    path = os.path.join(folder, CHECKSUM_FILE)
+    if not os.path.isfile(path):
+        return f"no {CHECKSUM_FILE}: the files cannot be checked"
+    files = folder_files(folder)
+    listed = {n: listed_digest(os.path.join(folder, n)) for n in files}
+    wrong = sorted(n for n, digest in files.items() if listed[n] is not None and listed[n] != digest)
+    unlisted = sorted(n for n in files if listed[n] is None)
+    if wrong:
+        return f"DAMAGED: {', '.join(wrong)} differ from {CHECKSUM_FILE}"
+    return f"{len(files) - len(unlisted)} files match {CHECKSUM_FILE}" + (
+        f"; not listed: {', '.join(unlisted)}" if unlisted else ""
+    )
 
 
 def format_card(card: dict, indent: int = 0) -> str:

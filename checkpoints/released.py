@@ -1,35 +1,28 @@
-"""Released models and data by name: the registry (``released_models.json``), the download and its checks,
-and the cache (docs/released_models.md).
+"""Released models and data by name: the registry (``released_models.json``, more entries in
+``$FSRE_MODELS_REGISTRY``), the download and its checks, and the cache; the rules are in
+docs/released_models.md.
 
-``--model NAME`` (predict.py, evaluate_depth.py, tools.export_model, train.py) resolves to a model folder
-in the cache, ``~/.cache/fsre_depth/models/NAME`` (``$FSRE_MODELS_DIR`` overrides the root): a cached
-model makes no request. Otherwise its zip is fetched, a mirror first (``$FSRE_MODELS_MIRROR``: a base
-URL or a folder holding the zips under their registry file names), then the publisher's URLs, with a
-progress bar; a partial download is resumed with an HTTP Range request. The zip is verified before
-use: the publisher's md5 where one is published, our sha256 where the registry records one, the size
-where known; where neither is published the first download's sha256 is recorded in
-``<cache>/trusted_sha256.json`` and every later download must match it (trust on first use, said in
-the log). A zip that fails is refused and removed (a zip put in place by hand is refused and left
-alone). The zip is untrusted: only plain files of the expected kinds are unpacked, none outside the
-folder (zip-slip), within size limits (zip bombs), into a temporary folder renamed into place
-(``fileio.atomic.atomic_folder``); the weights are then read with ``weights_only=True`` (never
-unpickled) and must load, and the folder gets its model card and checksums.
-``$FSRE_MODELS_REGISTRY`` names a JSON file of more entries (e.g. the lines that
-``python -m tools.model_card FOLDER --package OUT.zip`` prints), so that a lab can name its own models.
-
-torch.hub.download_url_to_file checks a hash prefix and draws a progress bar, but starts over after
-a cut connection; models of 100 MB and the 2 GB pseudo-labels over a slow link want a resume, hence
-the small Range-request loop with urllib and tqdm below.
+``--model NAME`` resolves to ``<cache>/NAME`` (``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models): a
+cached model makes no request and writes nothing. Otherwise one process at a time per file (an OS lock)
+fetches its zip, from the mirror first (``$FSRE_MODELS_MIRROR``: a base URL or a folder), then the
+publisher's URLs, resuming a partial file with an HTTP Range request (torch.hub.download_url_to_file
+starts over after a cut: 2 GB of pseudo-labels over a slow link want a resume); verifies it (md5, sha256,
+size; trust on first use where the publisher gives no checksum); unpacks the untrusted zip (no zip-slip,
+links or bombs) into a marked temporary folder renamed into place (``fileio.atomic.atomic_folder``);
+loads its weights with ``weights_only=True``; and writes its model card and checksums.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import hashlib
 import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import sys
@@ -38,12 +31,21 @@ import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
 import utils
-from fileio.atomic import atomic_folder, atomic_write, save_json
+from checkpoints.files import READ_CHUNK
+from fileio.atomic import (
+    OwnershipError,
+    atomic_folder,
+    atomic_write,
+    check_replaceable,
+    mark_owned,
+    owned,
+    save_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ REGISTRY_ENV = "FSRE_MODELS_REGISTRY"  # a JSON file of more entries, e.g. a lab
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "fsre_depth", "models")
 DOWNLOADS = "downloads"  # <cache>/downloads/<file>: finished and partial (<file>.part) zips
 PARTIAL_SUFFIX = ".part"
+LOCK_SUFFIX = ".lock"  # <cache>/downloads/<file>.lock: one fetch of a file at a time (an OS lock, flock)
 TRUSTED_FILE = "trusted_sha256.json"  # first downloads' sha256 of entries that publish no checksum
-CHUNK = 1 << 20
 TIMEOUT_S = 60  # per socket operation of a download
 USER_AGENT = "fsre-depth"
 HTTP_PARTIAL, HTTP_RANGE_NOT_SATISFIABLE = 206, 416
@@ -68,6 +70,13 @@ MODEL_SUFFIXES = (".pth", ".json", ".sha256", ".txt", ".md")  # members unpacked
 DATA_SUFFIXES = (".png",)  # members unpacked from a pseudo-label zip
 DATA_TOP = "segmentation"  # the folder at the top of the authors' segmentation.zip, dropped when unpacking
 MODEL_MARK = "encoder.pth"  # the file that marks a model folder inside a zip
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # an entry's name: a folder of the cache
+FILE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\.zip$")  # an archive's name: no folder in it
+REQUIRED = {"models": ("urls", "encoder", "height", "width"), "data": ("urls",)}  # fields of every entry
+HEX_LENGTHS = {"md5": 32, "sha256": 64}
+URL_SCHEMES = ("http", "https", "file")
+LIST_OPTION = "--list_models"
+CLOSE_NAMES = 3  # names an unknown --model's message suggests
 
 
 class DownloadError(utils.InputError):
@@ -89,9 +98,47 @@ class Entry:
 
 
 # -- registry ----------------------------------------------------------------------------------
-def read_registry(path: str = REGISTRY_FILE) -> dict:
-    """The registry's {"models": {...}, "data": {...}}, with the entries of ``$FSRE_MODELS_REGISTRY``."""
-    paths = [path] + ([os.environ[REGISTRY_ENV]] if os.environ.get(REGISTRY_ENV) else [])
+def check_entry(file: str, kind: str, name: str, info: object) -> None:
+    """Refuse (InputError naming the registry file and entry) an entry that cannot be fetched safely: a
+    name or archive name that is not a plain file name (no ``..``, no folder), a missing field, a URL
+    that is not http(s), a checksum or size of the wrong form."""
+    where = f"{file}: {kind} entry {name!r}"
+    if not NAME_PATTERN.match(name):
+        raise utils.InputError(
+            f"{where}: a name is letters, digits and _.+- (it names a folder of the cache)"
+        )
+    if not isinstance(info, dict):
+        raise utils.InputError(f"{where}: not a JSON object of fields")
+    missing = [k for k in REQUIRED[kind] if info.get(k) in (None, "", [])]
+    if missing:
+        raise utils.InputError(
+            f"{where}: no {', '.join(missing)} (every {kind} entry gives {REQUIRED[kind]})"
+        )
+    urls = info["urls"]
+    if not isinstance(urls, list) or not all(
+        isinstance(u, str) and urllib.parse.urlparse(u).scheme in URL_SCHEMES[:2] for u in urls
+    ):
+        raise utils.InputError(f"{where}: urls must be a list of http(s) URLs, got {json.dumps(urls)}")
+    archive = info.get("file")
+    if archive is not None and not (isinstance(archive, str) and FILE_PATTERN.match(archive)):
+        raise utils.InputError(
+            f"{where}: file {json.dumps(archive)} is not a plain NAME.zip (no folder in it)"
+        )
+    for key, length in HEX_LENGTHS.items():
+        value = info.get(key)
+        if value is not None and not (
+            isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{length}}}", value)
+        ):
+            raise utils.InputError(f"{where}: {key} {json.dumps(value)} is not {length} lowercase hex digits")
+    size = info.get("size")
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        raise utils.InputError(f"{where}: size {json.dumps(size)} is not a number of bytes")
+
+
+def read_registry(path: str | None = None) -> dict:
+    """The registry's {"models": {...}, "data": {...}}, with the entries of ``$FSRE_MODELS_REGISTRY``
+    (checked: ``check_entry``; a name of the built-in registry is refused there)."""
+    paths = [path or REGISTRY_FILE] + ([os.environ[REGISTRY_ENV]] if os.environ.get(REGISTRY_ENV) else [])
     registry: dict = {"models": {}, "data": {}}
     for file in paths:
         try:
@@ -99,12 +146,21 @@ def read_registry(path: str = REGISTRY_FILE) -> dict:
                 data = json.load(f)
         except FileNotFoundError:
             raise utils.MissingFileError(f"{file}: no such registry file ({REGISTRY_ENV}?)") from None
-        except ValueError as err:
+        except (ValueError, UnicodeDecodeError) as err:
             raise utils.InputError(f"{file}: not a readable registry ({err})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
+        except OSError as err:
+            raise utils.InputError(f"{file}: cannot read the registry ({err.strerror or err})") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in registry):
             raise utils.InputError(f'{file}: not a registry (a JSON object with "models": {{NAME: {{...}}}})')
         for kind in registry:
-            registry[kind].update(data.get(kind, {}))
+            for name, info in data.get(kind, {}).items():
+                check_entry(file, kind, name, info)
+                if name in registry[kind]:
+                    raise utils.InputError(
+                        f"{file}: {kind} entry {name!r} is a name of {paths[0]} already: give it another "
+                        f"name (to host copies of a released model, set {MIRROR_ENV})"
+                    )
+                registry[kind][name] = info
     return registry
 
 
@@ -113,7 +169,12 @@ def entry(name: str, kind: str = "models") -> Entry:
     entries = read_registry()[kind]
     if name not in entries:
         what = "--model" if kind == "models" else "data"
-        raise utils.InputError(f"{what} {name}: nothing released of that name; known: {', '.join(entries)}")
+        close = [n for n in entries if name.lower() in n.lower()] + difflib.get_close_matches(
+            name, list(entries)
+        )
+        close = list(dict.fromkeys(close))[:CLOSE_NAMES]
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(entries)}"
+        raise utils.InputError(f"{what} {name}: nothing released of that name; {hint} ({LIST_OPTION})")
     return Entry(name, kind, entries[name])
 
 
@@ -158,7 +219,7 @@ def add_model_option(container, parser: argparse.ArgumentParser) -> None:
         help="a released model by name (--list_models), downloaded and cached on first use "
         "(docs/released_models.md)",
     )
-    parser.add_argument("--list_models", action=ListModels, help="print the released models and exit")
+    parser.add_argument(LIST_OPTION, action=ListModels, help="print the released models and exit")
 
 
 def resolve_model_option(opts: argparse.Namespace) -> None:
@@ -184,8 +245,52 @@ def resolve_training_weights(opts: argparse.Namespace) -> None:
 
 # -- cache ----------------------------------------------------------------------------------------
 def cache_dir() -> str:
-    """Root of the cache: ``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models."""
-    return os.path.abspath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+    """Root of the cache: ``$FSRE_MODELS_DIR`` (unset or empty: ~/.cache/fsre_depth/models), links resolved
+    (a cache moved to another disk by a link is still the cache)."""
+    return os.path.realpath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+
+
+def writable_cache() -> str:
+    """The cache's root, made (with the project's marker) when absent, empty or holding only the downloads
+    folder (where a zip is put by hand); UnwritableError (one line)
+    when it is a file, a folder of someone else's files (never written into) or cannot be made."""
+    root = cache_dir()
+    try:
+        if not os.path.lexists(root):
+            os.makedirs(root)
+            mark_owned(root)
+        elif os.path.isdir(root) and set(os.listdir(root)) <= {DOWNLOADS}:  # empty, or a zip put by hand
+            mark_owned(root)
+        check_replaceable(root)  # a file, or a folder without the marker holding files: not the cache
+        if not owned(root):
+            raise OwnershipError(f"{root} is not a folder FSRE-Depth made")
+        os.makedirs(os.path.join(root, DOWNLOADS), exist_ok=True)
+    except OwnershipError as err:
+        raise utils.UnwritableError(f"the model cache ({CACHE_ENV}): {err}") from None
+    except OSError as err:
+        raise utils.UnwritableError(
+            f"the model cache ({CACHE_ENV}) {root} cannot be written: {err.strerror or err}; set {CACHE_ENV} "
+            f"to a writable folder"
+        ) from None
+    return root
+
+
+@contextlib.contextmanager
+def fetch_lock(item: Entry) -> Iterator[None]:
+    """Hold ``<cache>/downloads/<file>.lock`` (training.run_folder.RunLock, an OS lock that dies with its
+    holder), waiting for another process that fetches the same file, so that one downloads and the
+    others then find it cached."""
+    from training.run_folder import RunLock
+
+    lock = RunLock(os.path.join(writable_cache(), DOWNLOADS), item.file + LOCK_SUFFIX)
+    try:
+        lock.acquire(wait=True)
+    except OSError as err:
+        raise utils.UnwritableError(f"cannot lock {lock.path}: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def download_path(item: Entry) -> str:
@@ -201,51 +306,66 @@ def cached_model(name: str) -> str | None:
 
     folder = os.path.join(cache_dir(), name)
     whole = all(os.path.isfile(os.path.join(folder, f)) for f in (CARD_FILE, CHECKSUM_FILE, MODEL_MARK))
-    return folder if whole else None
+    return folder if whole and owned(folder) else None
 
 
 def fetch_model(name: str) -> str:
-    """The folder of a released model: from the cache (no request), else downloaded, verified and unpacked."""
+    """The folder of a released model: from the cache (no request, nothing written: a read-only cache
+    serves), else downloaded, verified and unpacked, once for all processes that ask at the same time."""
     item = entry(name)
     cached = cached_model(name)
-    if cached:
-        logger.info("%s: cached in %s", name, cached)
-        return cached
-    folder = os.path.join(cache_dir(), name)
-    if os.path.lexists(folder):  # not written whole by this module (atomic_folder): someone else's
-        raise utils.UnwritableError(
-            f"{folder} is in the way of the cached model {name} (no model card and checksums in it): "
-            f"move it elsewhere"
-        )
-    archive, downloaded = obtain(item)
-    try:
-        unpack_model(item, archive, folder)
-    except DownloadError:
-        if downloaded:
-            os.remove(archive)
-        raise
-    if downloaded:
-        os.remove(archive)  # the folder's card keeps the archive's checksums
-    logger.info("%s: unpacked into %s", name, folder)
+    if cached is None:
+        with fetch_lock(item):  # another process fetching it: wait, then find it cached
+            cached = cached_model(name)
+            if cached is None:
+                return _download_model(item)
+    logger.info("%s: cached in %s", name, cached)
+    return cached
+
+
+def _download_model(item: Entry) -> str:
+    """Download, verify and unpack a model into the cache (under its lock)."""
+    folder = os.path.join(cache_dir(), item.name)
+    try:  # before any download: an unmarked folder in the way is someone else's, left as it is
+        check_replaceable(folder)
+    except OwnershipError as err:
+        raise utils.UnwritableError(f"{err} (it is in the way of the cached model {item.name})") from None
+    unpack_obtained(item, lambda archive: unpack_model(item, archive, folder))
+    logger.info("%s: unpacked into %s", item.name, folder)
     return folder
 
 
 def fetch_data(name: str, destination: str) -> str:
-    """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, which must
-    not exist yet (nothing already there is replaced)."""
+    """Unpack a released data archive (e.g. the authors' pseudo-labels) into ``destination``, a new or
+    empty folder (nothing already there is replaced)."""
     item = entry(name, "data")
-    if os.path.lexists(destination):
-        raise utils.UnwritableError(f"{destination} exists already: remove it or give another folder")
+    check_new_folder(destination)
+    with fetch_lock(item):
+        check_new_folder(destination)  # again: another process may have filled it while this one waited
+        unpack_obtained(item, lambda archive: unpack_data(archive, destination))
+    return destination
+
+
+def check_new_folder(folder: str) -> None:
+    """UnwritableError unless ``folder`` is absent or an empty folder (data already there is never
+    replaced, not even the project's)."""
+    if os.path.lexists(folder) and not (os.path.isdir(folder) and not os.listdir(folder)):
+        raise utils.UnwritableError(f"{folder} exists already: remove it or give another folder")
+
+
+def unpack_obtained(item: Entry, unpack: Callable[[str], None]) -> None:
+    """Obtain an entry's verified archive and ``unpack`` it; a downloaded archive is removed after (the
+    card keeps its checksums) or when it is refused, and kept when unpacking failed otherwise (a full
+    disk: the next run needs no new download)."""
     archive, downloaded = obtain(item)
     try:
-        unpack_data(archive, destination)
+        unpack(archive)
     except DownloadError:
         if downloaded:
             os.remove(archive)
         raise
     if downloaded:
         os.remove(archive)
-    return destination
 
 
 # -- download -----------------------------------------------------------------------------------
@@ -255,10 +375,15 @@ def sources(item: Entry) -> list[str]:
     mirror = os.environ.get(MIRROR_ENV)
     found = []
     if mirror:
-        if urllib.parse.urlparse(mirror).scheme in ("http", "https", "file"):
+        url = urllib.parse.urlparse(mirror)
+        if url.scheme in URL_SCHEMES and (url.netloc or url.scheme == "file"):
             found.append(mirror.rstrip("/") + "/" + urllib.parse.quote(item.file))
-        else:
+        elif os.path.isdir(os.path.expanduser(mirror)):
             found.append(os.path.join(os.path.expanduser(mirror), item.file))
+        else:
+            raise utils.InputError(
+                f"{MIRROR_ENV}={mirror!r} is neither an http(s) URL nor an existing folder: fix or unset it"
+            )
     return found + list(item.info.get("urls", []))
 
 
@@ -269,13 +394,12 @@ def obtain(item: Entry) -> tuple[str, bool]:
     if os.path.isfile(path):
         verify(item, path, downloaded=False)
         return path, False
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     failures = []
     for source in sources(item):
         try:
             if os.path.isabs(source) or not urllib.parse.urlparse(source).scheme:
                 if not os.path.isfile(source):
-                    raise FileNotFoundError(f"no {item.file} in the mirror folder")
+                    raise FileNotFoundError(f"not in the mirror folder {os.path.dirname(source)}")
                 logger.info("%s: copying %s", item.name, source)
                 with atomic_write(path + PARTIAL_SUFFIX) as tmp:
                     shutil.copyfile(source, tmp)
@@ -332,7 +456,7 @@ def download(url: str, partial: str, size: int | None = None) -> None:
             tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=os.path.basename(url)) as bar,
         ):
             first = True
-            for chunk in iter(lambda: response.read(CHUNK), b""):
+            for chunk in iter(lambda: response.read(READ_CHUNK), b""):
                 if (
                     first
                     and not resumed
@@ -348,10 +472,11 @@ def download(url: str, partial: str, size: int | None = None) -> None:
 
 
 def file_hashes(path: str) -> dict:
-    """md5 and sha256 (hex) of a file, and its size."""
+    """md5 and sha256 (hex) of a file, and its size, in one read (archives of gigabytes: files.file_digest
+    would read it once per hash)."""
     md5, sha = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
+        for chunk in iter(lambda: f.read(READ_CHUNK), b""):
             md5.update(chunk)
             sha.update(chunk)
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest(), "size": os.path.getsize(path)}
@@ -440,7 +565,7 @@ def extract(archive: str, info: zipfile.ZipInfo, target: str) -> None:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with zipfile.ZipFile(archive) as z, z.open(info) as src, open(target, "wb") as dst:
         written = 0
-        for chunk in iter(lambda: src.read(CHUNK), b""):
+        for chunk in iter(lambda: src.read(READ_CHUNK), b""):
             written += len(chunk)
             if written > info.file_size:
                 raise DownloadError(f"{archive}: member {info.filename!r} is longer than it says (refused)")

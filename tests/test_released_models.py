@@ -4,14 +4,19 @@ serves small zips in the authors' and Monodepth2's layouts made here from random
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.parse
 import zipfile
 
@@ -28,16 +33,19 @@ import utils
 from checkpoints import model_card, model_folder, released
 from conftest import PROJECT_DIR
 from datasets.mono_dataset import RESIZE_FILTER
+from fileio import atomic as fileio_atomic
 
 HEIGHT, WIDTH = 64, 192
 CUT_AT = 1 << 20  # bytes a cut download delivers before the connection drops
 AUTHORS, MONODEPTH2 = "test_authors", "test_monodepth2"
+GATE_TIMEOUT_S = 120  # the most a held response waits for its test (a bound against a hang, not a timing)
 
 
 # -- a local server ------------------------------------------------------------------------------
 class Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.files`` by name, with Range requests (unless ``server.ranges`` is False), and drops
-    the connection after ``server.cut[name]`` bytes once."""
+    the connection after ``server.cut[name]`` bytes once; ``server.hold[name]`` bytes are sent, then
+    ``server.sent`` is set and the rest waits for ``server.gate`` (once)."""
 
     def do_GET(self) -> None:
         srv = self.server
@@ -62,8 +70,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/zip")
         self.end_headers()
-        cut = srv.cut.pop(name, None)
-        self.wfile.write(body if cut is None else body[:cut])
+        cut, hold = srv.cut.pop(name, None), srv.hold.pop(name, None)
+        if hold is not None:
+            self.wfile.write(body[:hold])
+            self.wfile.flush()
+            srv.sent.set()
+            srv.gate.wait(GATE_TIMEOUT_S)
+            body = body[hold:]
+        try:
+            self.wfile.write(body if cut is None else body[:cut])
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed
+            pass
         self.close_connection = True
 
     def log_message(self, *args) -> None:
@@ -78,6 +95,7 @@ def server():
     def start(files: dict) -> http.server.ThreadingHTTPServer:
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         srv.files, srv.requests, srv.cut, srv.ranges = dict(files), [], {}, True
+        srv.hold, srv.sent, srv.gate = {}, threading.Event(), threading.Event()
         srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         started.append(srv)
@@ -85,6 +103,7 @@ def server():
 
     yield start
     for srv in started:
+        srv.gate.set()
         srv.shutdown()
         srv.server_close()
 
@@ -176,6 +195,12 @@ def cache_root(tmp_path) -> str:
     return str(tmp_path / "cache")
 
 
+def downloads_left(tmp_path) -> list[str]:
+    """What the downloads folder of the cache holds besides the fetches' lock files."""
+    folder = os.path.join(cache_root(tmp_path), released.DOWNLOADS)
+    return [n for n in os.listdir(folder) if not n.endswith(released.LOCK_SUFFIX)]
+
+
 # -- tests -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [AUTHORS, MONODEPTH2])
 def test_named_model_downloads_verifies_caches_and_predicts(name, tmp_path, server, registry, published):
@@ -190,7 +215,7 @@ def test_named_model_downloads_verifies_caches_and_predicts(name, tmp_path, serv
     for file, digest in card["files"].items():  # the card lists each unpacked file's sha256
         assert hashlib.sha256(open(os.path.join(folder, file), "rb").read()).hexdigest() == digest
     assert set(card["files"]) == set(os.listdir(published["folders"][name]))
-    assert not os.listdir(os.path.join(cache_root(tmp_path), released.DOWNLOADS))  # the zip is not kept
+    assert not downloads_left(tmp_path)  # the zip is not kept
     # cached: a second run makes no request
     assert predict.main(["--model", name, "--image_path", published["image"], "--output_dir", out_named]) == 0
     assert len(srv.requests) == 1
@@ -216,7 +241,7 @@ def test_wrong_checksum_is_refused_and_nothing_kept(tmp_path, server, registry, 
     assert "is not test_monodepth2" in err and "md5" in err and "(removed)" in err
     root = cache_root(tmp_path)
     assert not os.path.exists(os.path.join(root, MONODEPTH2))
-    assert os.listdir(os.path.join(root, released.DOWNLOADS)) == []
+    assert downloads_left(tmp_path) == []
 
 
 def test_wrong_size_is_refused(tmp_path, server, registry, published):
@@ -224,7 +249,7 @@ def test_wrong_size_is_refused(tmp_path, server, registry, published):
     registry(srv.url, **{AUTHORS: {"size": 123}})
     with pytest.raises(released.DownloadError, match="size"):
         released.fetch_model(AUTHORS)
-    assert os.listdir(os.path.join(cache_root(tmp_path), released.DOWNLOADS)) == []
+    assert downloads_left(tmp_path) == []
 
 
 def test_cut_download_resumes(tmp_path, server, registry, published):
@@ -284,7 +309,7 @@ def test_file_put_by_hand_that_fails_is_left_alone(tmp_path, registry, published
 def test_a_folder_in_the_caches_way_is_left_alone(tmp_path, server, registry, published):
     srv = server(published["zips"])
     registry(srv.url)
-    mine = os.path.join(cache_root(tmp_path), AUTHORS)
+    mine = os.path.join(released.writable_cache(), AUTHORS)  # in the cache the project made
     os.makedirs(mine)
     open(os.path.join(mine, "notes.txt"), "w").write("mine")
     with pytest.raises(utils.UnwritableError, match="in the way"):
@@ -372,7 +397,7 @@ def test_unsafe_zips_are_refused(members, reason, tmp_path, server, registry, pu
         released.fetch_model(AUTHORS)
     root = cache_root(tmp_path)
     assert not os.path.exists(os.path.join(root, AUTHORS)) and not os.path.exists(tmp_path / "outside.pth")
-    assert os.listdir(os.path.join(root, released.DOWNLOADS)) == []
+    assert downloads_left(tmp_path) == []
 
 
 def test_a_pickle_that_runs_code_is_refused(tmp_path, server, registry):
@@ -548,7 +573,8 @@ def test_authors_pseudo_labels_are_fetched(tmp_path, server, monkeypatch):
         "size": len(data),
     }
     path.write_text(json.dumps({"models": {}, "data": {make_pseudo_labels.AUTHORS_LABELS: entry}}))
-    monkeypatch.setenv(released.REGISTRY_ENV, str(path))
+    monkeypatch.setattr(released, "REGISTRY_FILE", str(path))  # the built-in entry, served here
+    monkeypatch.delenv(released.REGISTRY_ENV, raising=False)
     monkeypatch.setenv(released.CACHE_ENV, str(tmp_path / "cache"))
     kitti = tmp_path / "kitti"
     assert make_pseudo_labels.main(["--data_path", str(kitti), "--authors_labels"]) == 0
@@ -561,3 +587,308 @@ def test_authors_pseudo_labels_are_fetched(tmp_path, server, monkeypatch):
     # an existing label folder is never replaced
     with pytest.raises(utils.UnwritableError, match="exists already"):
         make_pseudo_labels.main(["--data_path", str(kitti), "--authors_labels"])
+
+
+# -- a hostile user ---------------------------------------------------------------------------------
+FETCH_SCRIPT = (
+    "import sys, utils; utils.setup_logging(); from checkpoints import released; "
+    "print(released.fetch_model(sys.argv[1]))"
+)
+
+
+def start_fetch(name: str) -> subprocess.Popen:
+    """Another process fetching ``name`` (the environment, hence the cache and registry, inherited)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PROJECT_DIR}
+    return subprocess.Popen(
+        [sys.executable, "-c", FETCH_SCRIPT, name],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_processes_fetching_one_model_download_it_once(tmp_path, server, registry, published):
+    srv = server(published["zips"])
+    registry(srv.url)
+    srv.hold[f"{MONODEPTH2}.zip"] = CUT_AT
+    first = start_fetch(MONODEPTH2)
+    assert srv.sent.wait(GATE_TIMEOUT_S)  # the first is downloading (it holds the lock)
+    second = start_fetch(MONODEPTH2)
+    seen = []
+    for line in second.stderr:  # the second says it waits for the first: it is blocked on the lock
+        seen.append(line)
+        if "waiting for" in line:
+            break
+    assert "waiting for" in seen[-1] and f"{MONODEPTH2}.zip{released.LOCK_SUFFIX}" in seen[-1]
+    srv.gate.set()
+    out_first, err_first = first.communicate()
+    out_second, err_second = second.communicate()
+    assert first.returncode == 0 and second.returncode == 0, err_first + err_second
+    folder = os.path.join(cache_root(tmp_path), MONODEPTH2)
+    assert out_first.strip() == out_second.strip() == folder and "cached in" in err_second
+    assert [n for n, _ in srv.requests] == [f"{MONODEPTH2}.zip"]  # one download for both
+    model_folder.load_depth_model(folder)
+
+
+def wait_until(condition, process: subprocess.Popen) -> None:
+    """Wait for ``condition`` while ``process`` runs (a bound of GATE_TIMEOUT_S against a hang)."""
+    deadline = time.monotonic() + GATE_TIMEOUT_S
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_download_killed_mid_write_is_resumed_by_the_next_run(tmp_path, server, registry, published):
+    srv = server(published["zips"])
+    registry(srv.url)
+    srv.hold[f"{MONODEPTH2}.zip"] = CUT_AT
+    partial = os.path.join(
+        cache_root(tmp_path), released.DOWNLOADS, f"{MONODEPTH2}.zip{released.PARTIAL_SUFFIX}"
+    )
+    fetching = start_fetch(MONODEPTH2)
+    wait_until(lambda: os.path.isfile(partial) and os.path.getsize(partial) >= CUT_AT, fetching)
+    fetching.send_signal(signal.SIGKILL)  # mid-download, holding the lock: the kernel lets it go
+    fetching.communicate()
+    srv.gate.set()
+    folder = released.fetch_model(MONODEPTH2)
+    assert srv.requests[-1] == (f"{MONODEPTH2}.zip", f"bytes={CUT_AT}-")  # resumed where it was killed
+    model_folder.load_depth_model(folder)
+    assert downloads_left(tmp_path) == []
+
+
+def a_file(tmp_path) -> str:
+    (tmp_path / "a_file").write_text("mine")
+    return str(tmp_path / "a_file")
+
+
+def user_folder(tmp_path) -> str:
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "place, reason",
+    [
+        (a_file, "is a file"),
+        (user_folder, "did not write"),
+        (lambda t: os.path.join(a_file(t), "cache"), "cannot be written"),
+    ],
+)
+def test_a_cache_that_is_not_one_gives_one_line(
+    place, reason, tmp_path, server, registry, published, capsys, monkeypatch
+):
+    srv = server(published["zips"])
+    registry(srv.url)
+    root = place(tmp_path)
+    before = sorted(os.listdir(tmp_path)), sorted(os.listdir(root)) if os.path.isdir(root) else None
+    monkeypatch.setenv(released.CACHE_ENV, root)
+    code, err = run(predict.main, ["--model", AUTHORS, "--image_path", published["image"]], capsys)
+    assert code == utils.EXIT_ERROR and released.CACHE_ENV in err and reason in err
+    assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(root)) if os.path.isdir(root) else None) == before
+    assert srv.requests == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_cache_gives_one_line(tmp_path, registry, published, capsys, monkeypatch):
+    registry(closed_port_url())
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    monkeypatch.setenv(released.CACHE_ENV, str(locked / "cache"))
+    code, err = run(predict.main, ["--model", AUTHORS, "--image_path", published["image"]], capsys)
+    assert code == utils.EXIT_ERROR and "cannot be written" in err and os.listdir(locked) == []
+
+
+def test_an_empty_cache_variable_means_the_default(monkeypatch):
+    monkeypatch.setenv(released.CACHE_ENV, "")
+    assert released.cache_dir() == os.path.realpath(released.DEFAULT_CACHE)
+
+
+def test_a_nonsense_mirror_gives_one_line(tmp_path, server, registry, published, capsys, monkeypatch):
+    srv = server(published["zips"])
+    registry(srv.url)
+    monkeypatch.setenv(released.MIRROR_ENV, "not a url nor a folder")
+    code, err = run(predict.main, ["--model", AUTHORS, "--image_path", published["image"]], capsys)
+    assert code == utils.EXIT_ERROR and "FSRE_MODELS_MIRROR='not a url nor a folder'" in err
+    assert "neither an http(s) URL nor an existing folder" in err and srv.requests == []
+
+
+def test_a_mirror_folder_without_the_file_is_named_in_the_offline_line(
+    tmp_path, registry, published, monkeypatch
+):
+    registry(closed_port_url())
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    monkeypatch.setenv(released.MIRROR_ENV, str(mirror))
+    with pytest.raises(released.DownloadError, match=f"not in the mirror folder {mirror}"):
+        released.fetch_model(AUTHORS)
+
+
+def url_entry(**fields) -> dict:
+    return {"urls": ["http://127.0.0.1:9/m.zip"], "encoder": "resnet18", "height": 64, "width": 192, **fields}
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"models": {"m": ', "not a readable registry"),
+        ('["m"]', "not a registry"),
+        (json.dumps({"models": {"m": 5}}), "not a JSON object of fields"),
+        (json.dumps({"models": {"m": {"urls": ["http://127.0.0.1:9/m.zip"]}}}), "no encoder, height, width"),
+        (json.dumps({"models": {"m": url_entry(file="../../x.zip")}}), 'file "../../x.zip" is not a plain'),
+        (json.dumps({"models": {"../m": url_entry()}}), "a name is letters"),
+        (json.dumps({"models": {"m": url_entry(urls=["ftp://host/m.zip"])}}), "urls must be a list of http"),
+        (json.dumps({"models": {"m": url_entry(md5="abc")}}), 'md5 "abc" is not 32'),
+        (json.dumps({"models": {"mono_640x192": url_entry()}}), "is a name of"),
+    ],
+)
+def test_a_bad_registry_entry_gives_one_line(text, reason, tmp_path, published, capsys, monkeypatch):
+    path = tmp_path / "lab.json"
+    path.write_text(text)
+    monkeypatch.setenv(released.REGISTRY_ENV, str(path))
+    monkeypatch.setenv(released.CACHE_ENV, str(tmp_path / "cache"))
+    name = "mono_640x192" if "mono_640x192" in text else "m"
+    code, err = run(predict.main, ["--model", name, "--image_path", published["image"]], capsys)
+    assert code == utils.EXIT_ERROR and err.startswith(f"error: {path}") and reason in err
+    assert sorted(os.listdir(tmp_path)) == ["lab.json"]  # nothing fetched or written, in the cache or beside
+
+
+def test_an_unknown_name_lists_close_names(capsys):
+    code, err = run(predict.main, ["--model", "mono_640x19", "--image_path", "x.png"], capsys)
+    assert code == utils.EXIT_ERROR and "did you mean mono_640x192 or" in err
+    code, err = run(predict.main, ["--model", "fsre", "--image_path", "x.png"], capsys)
+    assert "did you mean fsre_resnet18_192x640?" in err
+
+
+def test_model_and_weights_folder_together_are_refused(tmp_path, capsys):
+    import train
+
+    for main in (predict.main, train.main):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--model", "mono_640x192", "--load_weights_folder", str(tmp_path), "--image_path", "x.png"])
+        assert exit_.value.code == utils.EXIT_ERROR
+        assert "not allowed with argument --model" in capsys.readouterr().err
+    opts = options.parse_args([])
+    opts.model, opts.load_weights_folder = "mono_640x192", str(tmp_path)  # evaluate_depth's options
+    with pytest.raises(utils.InputError, match="name two models"):
+        released.resolve_model_option(opts)
+
+
+def test_a_damaged_cached_model_is_caught_on_use(tmp_path, server, registry, published, capsys):
+    srv = server(published["zips"])
+    registry(srv.url)
+    folder = released.fetch_model(MONODEPTH2)
+    encoder = os.path.join(folder, "encoder.pth")
+    data = bytearray(open(encoder, "rb").read())
+    data[len(data) // 2] ^= 1  # one bit, late in the file: the checksum, not the unpickler, catches it
+    open(encoder, "wb").write(data)
+    code, err = run(predict.main, ["--model", MONODEPTH2, "--image_path", published["image"]], capsys)
+    assert code == utils.EXIT_ERROR and f"{encoder} is damaged" in err and "checksums.sha256" in err
+    assert len(srv.requests) == 1  # the cached folder was used (and checked), not fetched again
+
+
+def labels_entry(tmp_path, srv, monkeypatch) -> None:
+    """The authors' pseudo-labels' built-in entry, served by ``srv``."""
+    from tools import make_pseudo_labels
+
+    data = members_zip({"segmentation/a/0.png": b"\x89PNG not read"})
+    srv.files["segmentation.zip"] = data
+    entry = {"urls": [f"{srv.url}/segmentation.zip"], "file": "segmentation.zip", "md5": md5(data)}
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"models": {}, "data": {make_pseudo_labels.AUTHORS_LABELS: entry}}))
+    monkeypatch.setattr(released, "REGISTRY_FILE", str(path))
+    monkeypatch.delenv(released.REGISTRY_ENV, raising=False)
+    monkeypatch.setenv(released.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def test_pseudo_labels_into_a_folder_that_exists(tmp_path, server, monkeypatch, capsys):
+    from tools import make_pseudo_labels
+
+    srv = server({})
+    labels_entry(tmp_path, srv, monkeypatch)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "mine.png").write_bytes(b"mine")
+    code, err = run(make_pseudo_labels.main, ["--seg_path", str(labels), "--authors_labels"], capsys)
+    assert code == utils.EXIT_ERROR and f"{labels} exists already" in err
+    assert os.listdir(labels) == ["mine.png"] and srv.requests == []
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder made for them is filled
+    assert make_pseudo_labels.main(["--seg_path", str(empty), "--authors_labels"]) == 0
+    assert (empty / "a" / "0.png").is_file()
+
+
+def test_list_models_everywhere_and_its_numbers_from_the_registry(tmp_path, capsys, monkeypatch):
+    import evaluate_depth
+    import train
+
+    path = tmp_path / "lab.json"
+    path.write_text(
+        json.dumps({"models": {"lab": url_entry(height=77, width=333, metrics={"abs_rel": 0.321})}})
+    )
+    monkeypatch.setenv(released.REGISTRY_ENV, str(path))
+    assert train.main(["--list_models"]) == 0
+    table = capsys.readouterr().out
+    assert "77x333" in table and "0.321" in table
+    with pytest.raises(SystemExit) as exit_:
+        evaluate_depth.main(["--list_models"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == table
+
+
+def test_model_card_of_a_folder_without_a_card(trained, tmp_path, capsys):
+    from tools import model_card as tool
+
+    folder = str(tmp_path / "old_run")
+    shutil.copytree(trained, folder)
+    os.remove(os.path.join(folder, model_card.CARD_FILE))  # as an older version wrote it
+    assert tool.main([folder]) == 0
+    printed = capsys.readouterr().out
+    assert f"no {model_card.CARD_FILE}" in printed and "config: baseline" in printed
+    files = set(os.listdir(folder)) - {"checksums.sha256", fileio_atomic.OWNER_MARKER}
+    assert f"checksums: {len(files)} files match checksums.sha256\n" in printed
+
+
+def test_a_malformed_card_gives_one_line(trained, tmp_path, capsys):
+    from tools import model_card as tool
+
+    folder = str(tmp_path / "broken")
+    shutil.copytree(trained, folder)
+    open(os.path.join(folder, model_card.CARD_FILE), "w").write('{"architecture": ')
+    code, err = run(tool.main, [folder], capsys)
+    assert code == utils.EXIT_ERROR and "model_card.json: not a readable model card" in err
+
+
+def test_a_cached_model_is_used_without_writing(tmp_path, server, registry, published, monkeypatch):
+    srv = server(published["zips"])
+    registry(srv.url)
+    folder = released.fetch_model(AUTHORS)
+
+    def no_writes() -> str:
+        raise AssertionError("a cached model needs no write (a read-only shared cache serves it)")
+
+    monkeypatch.setattr(released, "writable_cache", no_writes)
+    assert released.fetch_model(AUTHORS) == folder and len(srv.requests) == 1
+
+
+def test_pseudo_labels_filled_by_another_process_while_waiting_are_kept(tmp_path, server, monkeypatch):
+    srv = server({})
+    labels_entry(tmp_path, srv, monkeypatch)
+    labels = tmp_path / "labels"
+    real_lock = released.fetch_lock
+
+    @contextlib.contextmanager
+    def lock_taken_after_another(item):
+        with real_lock(item):
+            labels.mkdir()  # what the process that held the lock unpacked meanwhile (the project's)
+            fileio_atomic.mark_owned(str(labels))
+            (labels / "theirs.png").write_bytes(b"theirs")
+            yield
+
+    monkeypatch.setattr(released, "fetch_lock", lock_taken_after_another)
+    with pytest.raises(utils.UnwritableError, match="exists already"):
+        released.fetch_data("fsre_segmentation", str(labels))
+    assert sorted(os.listdir(labels)) == [fileio_atomic.OWNER_MARKER, "theirs.png"] and srv.requests == []

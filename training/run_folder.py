@@ -38,29 +38,35 @@ _HELD_LOCKS: weakref.WeakSet[RunLock] = weakref.WeakSet()  # this process's lock
 
 
 class RunLock:
-    """An exclusive OS lock (``flock``) on ``<folder>/run.lock``, held for the life of a run.
+    """An exclusive OS lock (``flock``) on ``<folder>/run.lock`` (or ``<folder>/<name>``), held for the life
+    of a run (or of one download of a released model: checkpoints/released.py).
 
     The kernel releases it when the holder exits or dies; a second holder is refused with one line
     that names the first (process id, host, start time, as the holder wrote them into the file).
     """
 
-    def __init__(self, folder: str) -> None:
-        self.path = os.path.join(folder, LOCK_FILE)
+    def __init__(self, folder: str, name: str = LOCK_FILE) -> None:
+        self.path = os.path.join(folder, name)
         self.file = None
 
-    def acquire(self) -> RunLock:
-        """Take the lock or raise InputError naming its holder."""
+    def acquire(self, wait: bool = False) -> RunLock:
+        """Take the lock or raise InputError naming its holder; with ``wait``, block until the holder lets
+        it go (the kernel wakes this process: no polling), saying in the log whom it waits for."""
         file = open(self.path, "a+")
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "one that has not said who it is"
-            file.close()
-            raise InputError(
-                f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it "
-                f"to end, or give another --model_name or --log_dir"
-            ) from None
+            if wait:
+                logger.info("waiting for %s, held by a process (%s)", self.path, holder)
+                fcntl.flock(file, fcntl.LOCK_EX)
+            else:
+                file.close()
+                raise InputError(
+                    f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it "
+                    f"to end, or give another --model_name or --log_dir"
+                ) from None
         file.truncate(0)
         file.write(f"pid {os.getpid()} on host {utils.HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         file.flush()
