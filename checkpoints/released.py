@@ -46,6 +46,7 @@ from fileio.atomic import (
     owned,
     save_json,
 )
+from fileio.locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -277,12 +278,10 @@ def writable_cache() -> str:
 
 @contextlib.contextmanager
 def fetch_lock(item: Entry) -> Iterator[None]:
-    """Hold ``<cache>/downloads/<file>.lock`` (training.run_folder.RunLock, an OS lock that dies with its
+    """Hold ``<cache>/downloads/<file>.lock`` (fileio.locks.FileLock, an OS lock that dies with its
     holder), waiting for another process that fetches the same file, so that one downloads and the
     others then find it cached."""
-    from training.run_folder import RunLock
-
-    lock = RunLock(os.path.join(writable_cache(), DOWNLOADS), item.file + LOCK_SUFFIX)
+    lock = FileLock(os.path.join(writable_cache(), DOWNLOADS), item.file + LOCK_SUFFIX)
     try:
         lock.acquire(wait=True)
     except OSError as err:

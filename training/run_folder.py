@@ -1,17 +1,15 @@
 """The run folder ``<log_dir>/<model_name>``: one live run at a time, never a fresh run over another's
-files, only the run's own entries cleaned or moved aside (the project's marker, fileio/atomic.py), and a failed
-write ends the run with one line (the rules: docs/training.md)."""
+files, only the run's own entries cleaned or moved aside (the project's marker, fileio/atomic.py), and a
+failed write ends the run with one line (the rules: docs/training.md)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import logging
 import os
 import time
-import weakref
 from typing import Callable, Iterator
 
 import torch.distributed as dist
@@ -19,6 +17,7 @@ import torch.distributed as dist
 import utils
 from checkpoints import training_state
 from fileio.atomic import OWNER_MARKER, is_temporary, mark_owned, owned, remove_stale_temporaries
+from fileio.locks import FileLock
 from runtime.processes import Runtime
 from utils import InputError, TrainingError
 
@@ -34,59 +33,14 @@ RUN_ENTRIES = (MODELS_DIR, *EVENT_DIRS, training_state.CHECKPOINT_DIR, LOCK_FILE
 ResumeCheck = Callable[[str, str, list], None]  # (run folder, --resume, its contents): training/resume.py
 
 
-_HELD_LOCKS: weakref.WeakSet[RunLock] = weakref.WeakSet()  # this process's locks (forked workers close them)
+RUN_BUSY_HINT = "wait for it to end, or give another --model_name or --log_dir"
 
 
-class RunLock:
-    """An exclusive OS lock (``flock``) on ``<folder>/run.lock`` (or ``<folder>/<name>``), held for the life
-    of a run (or of one download of a released model: checkpoints/released.py).
+class RunLock(FileLock):
+    """The lock of a run folder (``<folder>/run.lock``): one live run at a time."""
 
-    The kernel releases it when the holder exits or dies; a second holder is refused with one line
-    that names the first (process id, host, start time, as the holder wrote them into the file).
-    """
-
-    def __init__(self, folder: str, name: str = LOCK_FILE) -> None:
-        self.path = os.path.join(folder, name)
-        self.file = None
-
-    def acquire(self, wait: bool = False) -> RunLock:
-        """Take the lock or raise InputError naming its holder; with ``wait``, block until the holder lets
-        it go (the kernel wakes this process: no polling), saying in the log whom it waits for."""
-        file = open(self.path, "a+")
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.seek(0)
-            holder = file.read().strip() or "one that has not said who it is"
-            if wait:
-                logger.info("waiting for %s, held by a process (%s)", self.path, holder)
-                fcntl.flock(file, fcntl.LOCK_EX)
-            else:
-                file.close()
-                raise InputError(
-                    f"{os.path.dirname(self.path)} is in use by another run ({holder}): wait for it "
-                    f"to end, or give another --model_name or --log_dir"
-                ) from None
-        file.truncate(0)
-        file.write(f"pid {os.getpid()} on host {utils.HOST}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        file.flush()
-        self.file = file
-        _HELD_LOCKS.add(self)
-        return self
-
-    def release(self) -> None:
-        """Let the lock go (the file stays: removing it would race with a process opening it)."""
-        if self.file is not None:
-            _HELD_LOCKS.discard(self)
-            self.file.close()
-            self.file = None
-
-
-def close_inherited_locks() -> None:
-    """In a forked child (a loader worker): close the run locks' files it inherited, so that a lock
-    dies with the process that took it and not with the last of its children."""
-    for lock in list(_HELD_LOCKS):
-        lock.release()
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder, LOCK_FILE, RUN_BUSY_HINT)
 
 
 def model_folders(run_path: str) -> list[str]:

@@ -11,7 +11,7 @@ import signal
 import threading
 from typing import Iterator
 
-from training import run_folder
+from fileio.locks import close_inherited_locks
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def loader_worker_init(worker_id: int) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    run_folder.close_inherited_locks()
+    close_inherited_locks()
 
 
 def stop_workers_at_exit() -> None:
