@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 import utils
 from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
 from datasets.video_files import is_video, probe
-from fileio.atomic import save_array, save_json
+from fileio.atomic import remove_file, save_array, save_json
 
 from . import camera_height
 from .predictors import Frame, depth_range_of, folder_images, listed
@@ -170,8 +170,8 @@ def predict_metric_image(
         record.update(scale=None, reason=reason)
         logger.warning("%s: no metric scale: %s", source, reason)
         metric.unscaled.append(f"{source}: {reason}")
-        if os.path.exists(frame.stem + "_depth.npy"):  # an earlier run's: it is not of this prediction
-            os.remove(frame.stem + "_depth.npy")
+        # an earlier run's is not of this prediction: removed when the project wrote it, else refused
+        remove_file(frame.stem + "_depth.npy")
     else:
         record.update(estimate.as_dict())
         save_array((estimate.scale / disp).astype(np.float32), frame.stem + "_depth.npy")
