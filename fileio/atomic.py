@@ -22,7 +22,7 @@ Files: ``atomic_write`` replaces an existing file only when it is the project's:
 wrote there (``FILES_RECORD``, with the identity the file had when written: inode, size, modification
 time, so that a file a user put in its place or edited since is not the project's any more). Anything
 else is refused before anything is written (``OwnershipError``: one line, exit 2). New files written
-into an unmarked folder are added to its record in batches (``RECORD_BATCH`` names, and the rest at
+into an unmarked folder are added to its record in batches (``RECORD_BATCH`` names a folder, the rest at
 exit or at ``flush_records``), each batch appended under an ``fcntl`` lock of the record, so that processes
 writing into one folder at once each keep theirs. A process killed outright (SIGKILL) may leave its last
 batch unrecorded: those files are then refused, never replaced (the safe side).
@@ -232,7 +232,7 @@ FILES_RECORD = ".fsre_depth_files"  # in an unmarked folder: the files the proje
 RECORD_HEADER = (
     "# files FSRE-Depth wrote into this folder, which it may replace: [name, inode, size, mtime_ns]\n"
 )
-RECORD_BATCH = 64  # new names kept in memory before they are appended to a folder's record
+RECORD_BATCH = 64  # new names of one folder kept in memory before they are appended to its record
 
 
 def marked_within(directory: str) -> bool:
@@ -287,7 +287,6 @@ class _Records:
         self.lock = threading.Lock()
         self.known: dict[str, dict[str, tuple[int, int, int]]] = {}
         self.pending: dict[str, list[list]] = {}
-        self.count = 0
         self.warned: set[str] = set()
 
     def proves(self, folder: str, name: str, identity: tuple[int, int, int]) -> bool:
@@ -304,21 +303,27 @@ class _Records:
             return self.known[folder].get(name) == identity
 
     def add(self, folder: str, name: str, identity: tuple[int, int, int]) -> None:
-        """Note that the project wrote ``name`` into ``folder``; append the batch when it is full or old."""
+        """Note that the project wrote ``name`` into ``folder``; append the folder's batch once it is full."""
         with self.lock:
             self.known.setdefault(folder, {})[name] = identity
-            self.pending.setdefault(folder, []).append([name, *identity])
-            self.count += 1
-            due = self.count >= RECORD_BATCH
+            batch = self.pending.setdefault(folder, [])
+            batch.append([name, *identity])
+            due = len(batch) >= RECORD_BATCH
         if due:
-            self.flush()
+            self.flush(folder)
 
-    def flush(self) -> None:
-        """Append the pending entries to their folders' records, each under an fcntl lock of the record."""
+    def flush(self, only: str | None = None) -> None:
+        """Append the pending entries to their folders' records (``only`` one's), each under an fcntl lock
+        of the record."""
         with self.lock:
-            pending, self.pending, self.count = self.pending, {}, 0
+            if only is None:
+                pending, self.pending = self.pending, {}
+            else:
+                pending = {only: self.pending.pop(only, [])}
         for folder, entries in pending.items():
-            if not os.path.isdir(folder):  # removed since, with what was written there: nothing to record
+            if not entries or not os.path.isdir(
+                folder
+            ):  # removed since, with what was written there: nothing to record
                 continue
             path = os.path.join(folder, FILES_RECORD)
             data = "".join(json.dumps(entry) + "\n" for entry in entries).encode("utf-8")

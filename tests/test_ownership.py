@@ -584,15 +584,30 @@ def test_two_processes_writing_into_one_folder_keep_both_records(tmp_path):
 
 
 def test_an_earlier_depth_npy_is_removed_only_when_the_project_wrote_it(tmp_path):
+    from deploy import metric_depth
+    from deploy.predictors import Frame
     from fileio import atomic
+
+    class NoScale:  # a metric setup whose estimate finds no scale for the image
+        unscaled: list = []
+
+        def estimate(self, *args):
+            return None, "no road"
+
+        def header(self, camera):
+            return {}
 
     users, ours = tmp_path / "a_depth.npy", tmp_path / "b_depth.npy"
     users.write_text(USERS_TEXT)
-    atomic.save_array(np.zeros(2), str(ours))
+    atomic.save_array(np.zeros(2), str(ours))  # an earlier run's, recorded as the project's
+    disp = np.ones((2, 2), np.float32)
+    metric_depth.predict_metric_image(NoScale(), None, Frame(str(tmp_path / "b"), None), disp, None, "b.png")
+    assert not ours.exists()  # an earlier run's _depth.npy is not of this prediction: removed
     with pytest.raises(OwnershipError, match="a_depth.npy exists and FSRE-Depth did not write it"):
-        atomic.remove_file(str(users))
-    atomic.remove_file(str(ours))
-    assert users.read_text() == USERS_TEXT and not ours.exists()
+        metric_depth.predict_metric_image(
+            NoScale(), None, Frame(str(tmp_path / "a"), None), disp, None, "a.png"
+        )
+    assert users.read_text() == USERS_TEXT
 
 
 def tiny_model_folder(root) -> str:
