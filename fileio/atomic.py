@@ -232,6 +232,7 @@ FILES_RECORD = ".fsre_depth_files"  # in an unmarked folder: the files the proje
 RECORD_HEADER = (
     "# files FSRE-Depth wrote into this folder, which it may replace: [name, inode, size, mtime_ns]\n"
 )
+RECORD_COMPACT_BYTES = 1 << 16  # a record larger than this is compacted at a command's end, when mostly stale
 RECORD_BATCH = 64  # new names of one folder kept in memory before they are appended to its record
 
 
@@ -258,6 +259,20 @@ def _identity(path: str) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _parse_record(text: str) -> dict[str, tuple[int, int, int]] | None:
+    """The entries of a record's text by name (the latest of each), None when it is not the project's."""
+    if not text.startswith(RECORD_HEADER):
+        return None
+    found: dict[str, tuple[int, int, int]] = {}
+    for line in text[len(RECORD_HEADER) :].split("\n")[:-1]:  # a line without its newline is unfinished
+        try:
+            name, ino, size, mtime = json.loads(line)
+            found[str(name)] = (int(ino), int(size), int(mtime))
+        except (ValueError, TypeError):
+            continue
+    return found
+
+
 def _read_record(folder: str) -> dict[str, tuple[int, int, int]]:
     """The files a folder's record lists, by name (the latest entry of each); empty without a record of
     the project's (a file of that name without the header is not one, and is never written to)."""
@@ -269,15 +284,7 @@ def _read_record(folder: str) -> dict[str, tuple[int, int, int]]:
             text = f.read()
     except (OSError, UnicodeDecodeError):
         return found
-    if not text.startswith(RECORD_HEADER):
-        return found
-    for line in text[len(RECORD_HEADER) :].split("\n")[:-1]:  # a line without its newline is unfinished
-        try:
-            name, ino, size, mtime = json.loads(line)
-            found[str(name)] = (int(ino), int(size), int(mtime))
-        except (ValueError, TypeError):
-            continue
-    return found
+    return _parse_record(text) or found
 
 
 class _Records:
@@ -335,6 +342,8 @@ class _Records:
                     if head and head != RECORD_HEADER.encode("utf-8"):
                         raise OSError(f"{path} is not FSRE-Depth's record: it is left as it is")
                     os.write(fd, (b"" if head else RECORD_HEADER.encode("utf-8")) + data)
+                    if only is None and os.fstat(fd).st_size > RECORD_COMPACT_BYTES:
+                        _compact(fd)
                 finally:
                     os.close(fd)
             except OSError as err:
@@ -345,6 +354,22 @@ class _Records:
                         folder,
                         err,
                     )
+
+
+def _compact(fd: int) -> None:
+    """Rewrite a record (its lock held) with only the latest entry of each name, when most of its lines are
+    older entries of files written again since (a command's outputs rewritten by each rerun)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, _DIGEST_CHUNK):
+        chunks.append(chunk)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    entries = _parse_record(text)
+    if entries is None or text.count("\n") <= 2 * (len(entries) + 1):
+        return
+    lines = "".join(json.dumps([name, *identity]) + "\n" for name, identity in entries.items())
+    os.ftruncate(fd, 0)
+    os.write(fd, (RECORD_HEADER + lines).encode("utf-8"))  # O_APPEND: from the start of the emptied file
 
 
 _RECORDS = _Records()

@@ -661,3 +661,24 @@ def test_loader_workers_default_to_the_cpus_this_process_may_use(monkeypatch):
     monkeypatch.setattr(options, "available_cpus", lambda: 64)
     assert options.parse_args([]).num_workers == options.AUTHORS_WORKERS == 12  # the authors' value
     assert evaluate_pose.parse_args(required).num_workers == 4
+
+
+def test_a_record_of_outputs_rewritten_by_reruns_is_compacted_at_the_end_of_a_command(tmp_path):
+    from fileio import atomic
+
+    names, reruns = 100, 3
+    script = (
+        "from fileio import atomic",
+        "atomic.RECORD_COMPACT_BYTES = 1000  # a small record counts as large",
+        "for _ in range(%d):" % reruns,
+        "    for k in range(%d):" % names,
+        "        atomic.save_json({'k': k}, '%s/%%d.json' %% k)" % tmp_path,
+    )
+    done = write_in_process(*script)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / atomic.FILES_RECORD).read_text()
+    assert text.startswith(atomic.RECORD_HEADER) and text.count("\n") == names + 1  # the latest entry of each
+    record = atomic._read_record(str(tmp_path))
+    assert all(record[f"{k}.json"] == atomic._identity(str(tmp_path / f"{k}.json")) for k in range(names))
+    again = write_in_process(*script)  # all still the project's
+    assert again.returncode == 0, again.stderr
