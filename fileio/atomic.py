@@ -25,7 +25,8 @@ else is refused before anything is written (``OwnershipError``: one line, exit 2
 into an unmarked folder are added to its record in batches (``RECORD_BATCH`` names a folder, the rest at
 exit or at ``flush_records``), each batch appended under an ``fcntl`` lock of the record, so that processes
 writing into one folder at once each keep theirs. A process killed outright (SIGKILL) may leave its last
-batch unrecorded: those files are then refused, never replaced (the safe side).
+batch unrecorded: those files are then refused, never replaced (the safe side). A record that reruns
+made mostly stale (each rewrite adds a line) is compacted in place, under its lock, at a command's end.
 """
 
 from __future__ import annotations
