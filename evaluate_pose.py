@@ -15,13 +15,15 @@ from typing import Sequence
 import options
 import splits
 import utils
+from evaluation.depth import PREFERRED_WORKERS, default_workers
 from evaluation.pose import POSE_SPLITS, checked_ground_truth, predict_poses, snippet_ates
 from fileio.atomic import save_array, save_json
 
 logger = logging.getLogger(__name__)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options, with the loader processes resolved (``default_workers``: what the machine has)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument("--data_path", required=True, help="KITTI odometry root (sequences/, poses/)")
     parser.add_argument(
@@ -34,10 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--img_ext", default="png", choices=["png", "jpg"], help="frame file type")
     parser.add_argument("--batch_size", type=options.positive_int, default=16, help="pairs per forward pass")
     parser.add_argument(
-        "--num_workers", type=options.non_negative_int, default=4, help="data-loading processes"
+        "--num_workers",
+        type=options.non_negative_int,
+        default=None,
+        help=f"data-loading processes (default: {PREFERRED_WORKERS}, at most the CPUs this process may use)",
     )
     utils.add_device_option(parser)
     opts = parser.parse_args(argv)
+    opts.num_workers = default_workers(opts.num_workers)
+    return opts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate the pose network on a KITTI odometry sequence and save its predictions beside the weights."""
+    opts = parse_args(argv)
     utils.setup_logging()
     device = utils.pick_device(opts.device)
     if not os.path.isdir(opts.data_path):

@@ -40,6 +40,7 @@ NETWORK_NAMES = (
 # by reflection, which needs 2 pixels, so 2 x 32 = 64 (ResNet and timm encoders alike; 32 gives 1 pixel).
 MIN_IMAGE_SIDE = 2 * NETWORK_STRIDE
 MAX_SEED = 2**62  # well inside the 64-bit seeds of NumPy and torch, also after adding ranks and epochs
+AUTHORS_WORKERS = 12  # the authors' --num_workers, used where this process may use that many CPUs
 DEMO_VARIANTS = (
     "mono",
     "stereo",
@@ -67,6 +68,12 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def default_workers(requested: int | None, preferred: int = AUTHORS_WORKERS) -> int:
+    """Loader processes: as requested, else ``preferred`` capped by the CPUs this process may use (more
+    workers than CPUs only contend, and torch warns of them; the workers do not change the data)."""
+    return min(preferred, available_cpus()) if requested is None else requested
 
 
 def check_image_size(height: int, width: int) -> None:
@@ -191,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=image_side, default=192, help="input image height")
     g.add_argument("--width", type=image_side, default=640, help="input image width")
     g.add_argument(
-        "--num_workers", type=non_negative_int, default=12, help="data-loading processes (per GPU process)"
+        "--num_workers",
+        type=non_negative_int,
+        default=None,
+        help=f"data-loading processes per GPU process (default: the authors' {AUTHORS_WORKERS}, at most the "
+        "CPUs this process may use; opt.json records the number used)",
     )
 
     g = parser.add_argument_group("model")
@@ -468,6 +479,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     parser.set_defaults(**_config_defaults(argv))
     opts = parser.parse_args(argv)
+    opts.num_workers = default_workers(opts.num_workers)  # the number used, as opt.json records it
     check(opts, parser)
     return opts
 

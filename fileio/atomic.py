@@ -16,11 +16,24 @@ verifies (a run's ``weights_N``).
 Leftovers are removed only when their name and a marker prove them the project's: a temporary or
 set-aside folder by its own marker (or when empty), a temporary file only under a folder with the
 marker; anything else is left as it is, and said so in the log.
+
+Files: ``atomic_write`` replaces an existing file only when it is the project's: inside a marked folder
+(the folder or one above it has the marker), or listed in the folder's record of the files the project
+wrote there (``FILES_RECORD``, with the identity the file had when written: inode, size, modification
+time, so that a file a user put in its place or edited since is not the project's any more). Anything
+else is refused before anything is written (``OwnershipError``: one line, exit 2). New files written
+into an unmarked folder are added to its record in batches (``RECORD_BATCH`` names a folder, the rest at
+exit or at ``flush_records``), each batch appended under an ``fcntl`` lock of the record, so that processes
+writing into one folder at once each keep theirs. A process killed outright (SIGKILL) may leave its last
+batch unrecorded: those files are then refused, never replaced (the safe side). A record that reruns
+made mostly stale (each rewrite adds a line) is compacted in place, under its lock, at a command's end.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
@@ -28,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -215,17 +229,223 @@ def recover_folder(folder: str) -> list[str]:
     return [action for name in names if (action := _clear_stale(parent, name, False))]
 
 
+FILES_RECORD = ".fsre_depth_files"  # in an unmarked folder: the files the project wrote there
+RECORD_HEADER = (
+    "# files FSRE-Depth wrote into this folder, which it may replace: [name, inode, size, mtime_ns]\n"
+)
+RECORD_COMPACT_BYTES = 1 << 16  # a record larger than this is compacted at a command's end, when mostly stale
+RECORD_BATCH = 64  # new names of one folder kept in memory before they are appended to its record
+
+
+def marked_within(directory: str) -> bool:
+    """Whether ``directory`` or a folder above it has the project's marker (its files are the project's)."""
+    current = os.path.abspath(directory)
+    while True:
+        if os.path.isfile(os.path.join(current, OWNER_MARKER)):
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            return False
+        current = parent
+
+
+def _identity(path: str) -> tuple[int, int, int] | None:
+    """(inode, size, mtime_ns) of a plain file (not a link), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _parse_record(text: str) -> dict[str, tuple[int, int, int]] | None:
+    """The entries of a record's text by name (the latest of each), None when it is not the project's."""
+    if not text.startswith(RECORD_HEADER):
+        return None
+    found: dict[str, tuple[int, int, int]] = {}
+    for line in text[len(RECORD_HEADER) :].split("\n")[:-1]:  # a line without its newline is unfinished
+        try:
+            name, ino, size, mtime = json.loads(line)
+            found[str(name)] = (int(ino), int(size), int(mtime))
+        except (ValueError, TypeError):
+            continue
+    return found
+
+
+def _read_record(folder: str) -> dict[str, tuple[int, int, int]]:
+    """The files a folder's record lists, by name (the latest entry of each); empty without a record of
+    the project's (a file of that name without the header is not one, and is never written to)."""
+    path = os.path.join(folder, FILES_RECORD)
+    found: dict[str, tuple[int, int, int]] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return found
+    return _parse_record(text) or found
+
+
+class _Records:
+    """This process's view of the folders' records: what it read, and the new entries it has yet to append."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.known: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self.pending: dict[str, list[list]] = {}
+        self.warned: set[str] = set()
+
+    def proves(self, folder: str, name: str, identity: tuple[int, int, int]) -> bool:
+        """Whether the record of ``folder`` (this process's entries first, then the file) lists ``name`` as
+        the file it is now."""
+        with self.lock:
+            if self.known.get(folder, {}).get(name) == identity:
+                return True
+        on_disk = _read_record(folder)
+        with self.lock:
+            self.known.setdefault(folder, {}).update(on_disk)
+            for entry in self.pending.get(folder, ()):
+                self.known[folder][entry[0]] = tuple(entry[1:])
+            return self.known[folder].get(name) == identity
+
+    def add(self, folder: str, name: str, identity: tuple[int, int, int]) -> None:
+        """Note that the project wrote ``name`` into ``folder``; append the folder's batch once it is full."""
+        with self.lock:
+            self.known.setdefault(folder, {})[name] = identity
+            batch = self.pending.setdefault(folder, [])
+            batch.append([name, *identity])
+            due = len(batch) >= RECORD_BATCH
+        if due:
+            self.flush(folder)
+
+    def flush(self, only: str | None = None) -> None:
+        """Append the pending entries to their folders' records (``only`` one's), each under an fcntl lock
+        of the record."""
+        with self.lock:
+            if only is None:
+                pending, self.pending = self.pending, {}
+            else:
+                pending = {only: self.pending.pop(only, [])}
+        for folder, entries in pending.items():
+            if not entries or not os.path.isdir(
+                folder
+            ):  # removed since, with what was written there: nothing to record
+                continue
+            path = os.path.join(folder, FILES_RECORD)
+            data = "".join(json.dumps(entry) + "\n" for entry in entries).encode("utf-8")
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+                    head = os.pread(fd, len(RECORD_HEADER), 0)
+                    if head and head != RECORD_HEADER.encode("utf-8"):
+                        raise OSError(f"{path} is not FSRE-Depth's record: it is left as it is")
+                    os.write(fd, (b"" if head else RECORD_HEADER.encode("utf-8")) + data)
+                    if only is None and os.fstat(fd).st_size > RECORD_COMPACT_BYTES:
+                        _compact(fd)
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                if folder not in self.warned:
+                    self.warned.add(folder)
+                    logger.warning(
+                        "could not record the files written into %s (%s): a later run will not replace them",
+                        folder,
+                        err,
+                    )
+
+
+def _compact(fd: int) -> None:
+    """Rewrite a record (its lock held) with only the latest entry of each name, when most of its lines are
+    older entries of files written again since (a command's outputs rewritten by each rerun)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, _DIGEST_CHUNK):
+        chunks.append(chunk)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    entries = _parse_record(text)
+    if entries is None or text.count("\n") <= 2 * (len(entries) + 1):
+        return
+    lines = "".join(json.dumps([name, *identity]) + "\n" for name, identity in entries.items())
+    os.ftruncate(fd, 0)
+    os.write(fd, (RECORD_HEADER + lines).encode("utf-8"))  # O_APPEND: from the start of the emptied file
+
+
+_RECORDS = _Records()
+atexit.register(_RECORDS.flush)
+
+
+def record_written(path: str) -> None:
+    """Note that the project has just written the file ``path`` (only needed outside a marked folder; a
+    temporary name is the project's by its name, and removed or renamed by its writer)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if is_temporary(name):
+        return
+    identity = _identity(path)
+    if identity is not None and not marked_within(folder):
+        _RECORDS.add(folder, name, identity)
+
+
+def flush_records() -> None:
+    """Append the files this process wrote to their folders' records now (done at exit anyway)."""
+    _RECORDS.flush()
+
+
+def project_file(path: str) -> bool:
+    """Whether the file ``path`` is the project's: a plain file inside a marked folder, or the file a
+    folder's record lists under its name (same inode, size and modification time)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if name in (OWNER_MARKER, FILES_RECORD):
+        return False
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    if marked_within(folder):
+        return True
+    identity = _identity(path)
+    return identity is not None and _RECORDS.proves(folder, name, identity)
+
+
+def check_file_replaceable(path: str) -> None:
+    """Raise OwnershipError unless ``path`` is absent or a file the project wrote (``project_file``)."""
+    if not os.path.lexists(path) or project_file(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        what = "is a folder"
+    elif os.path.islink(path):
+        what = "is a link"
+    else:
+        what = "exists and FSRE-Depth did not write it (or it was changed since)"
+    raise OwnershipError(
+        f"{path} {what}: it is left as it is; move it away yourself, or write into another folder"
+    )
+
+
+def remove_file(path: str) -> None:
+    """Remove the file ``path`` only when the project wrote it (``project_file``), else OwnershipError."""
+    if not os.path.lexists(path):
+        return
+    check_file_replaceable(path)
+    os.remove(path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str) -> Iterator[str]:
     """Yield a temporary path to write; on success it is renamed to ``path``, on failure removed.
 
-    A reader never sees a half-written ``path``: it is the old file or the whole new one.
+    A reader never sees a half-written ``path``: it is the old file or the whole new one. An existing
+    ``path`` that is not the project's (``check_file_replaceable``) is refused before anything is written,
+    and checked again before the rename; a new file outside a marked folder is recorded as the project's.
     """
+    check_file_replaceable(path)
     tmp = temporary_path(path)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         yield tmp
+        check_file_replaceable(path)
         os.replace(tmp, path)
+        record_written(path)
     except UnwritableError:
         raise
     except OSError as err:

@@ -7,11 +7,13 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import options
@@ -480,3 +482,203 @@ def test_ctrl_c_before_training_with_overwrite_leaves_the_earlier_run_aside_and_
     assert sorted(os.listdir(run)) == sorted([OWNER_MARKER, "notes.txt"])  # the new run's files are gone
     (aside,) = [p for p in os.listdir(tmp_path) if p.startswith("demo_stereo.replaced-")]
     assert sorted(os.listdir(tmp_path / aside / "models")) == sorted(["opt.json", demo.UNTRAINED_FOLDER])
+
+
+# ------------------------------------------------------------------------------------------------
+# files: a command that writes into a folder a user named keeps everything it did not write
+# ------------------------------------------------------------------------------------------------
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USERS_TEXT = "a user's own file\n"
+
+
+def write_in_process(*lines: str) -> subprocess.CompletedProcess:
+    """Run Python ``lines`` in a new process of the project (its records are written at its exit)."""
+    return subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)], cwd=REPO, capture_output=True, text=True, timeout=WAIT_S
+    )
+
+
+def test_a_write_over_a_users_file_is_refused_before_anything_is_written(tmp_path):
+    from fileio import atomic
+
+    path = tmp_path / "img_disp.png"
+    path.write_text(USERS_TEXT)
+    before = snapshot(tmp_path)
+    message = rf"{re.escape(str(path))} exists and FSRE-Depth did not write it.*move it away yourself"
+    with pytest.raises(OwnershipError, match=message):
+        atomic.save_json({"a": 1}, str(path))
+    with pytest.raises(OwnershipError, match=message):
+        with atomic.atomic_write(str(path)) as tmp:
+            pytest.fail(f"writing {tmp}: the refusal comes before anything is written")
+    atomic.flush_records()
+    assert snapshot(tmp_path) == before  # no temporary, no record: nothing was written
+
+
+def test_the_projects_file_is_replaced_by_a_later_process_and_one_a_user_changed_is_not(tmp_path):
+    from fileio import atomic
+
+    path = str(tmp_path / "metrics.json")
+    write = (
+        "import sys",
+        "from fileio.atomic import save_json",
+        "save_json({'run': sys.argv[-1]}, %r)" % path,
+    )
+    for run in ("first", "second"):  # the second process replaces what the first wrote: its record proves it
+        done = write_in_process(*write[:2], write[2].replace("sys.argv[-1]", repr(run)))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(open(path).read()) == {"run": run}
+    record = atomic._read_record(str(tmp_path))
+    assert set(record) == {"metrics.json"} and sorted(os.listdir(tmp_path)) == [
+        atomic.FILES_RECORD,
+        "metrics.json",
+    ]
+    with open(path, "a") as f:  # the user edits the output: it is theirs now
+        f.write("\n")
+    edited = open(path).read()
+    done = write_in_process(*write[:2], write[2].replace("sys.argv[-1]", "'third'"))
+    assert done.returncode != 0 and "FSRE-Depth did not write it (or it was changed since)" in done.stderr
+    assert open(path).read() == edited
+
+
+def test_files_anywhere_inside_a_marked_folder_are_the_projects_and_others_are_not(tmp_path):
+    from fileio import atomic
+
+    marked, plain = tmp_path / "run", tmp_path / "plain"
+    inside = marked / "models" / "weights_0"
+    os.makedirs(inside)
+    os.makedirs(plain)
+    mark_owned(str(marked))
+    for folder in (inside, plain):
+        (folder / "poses.npy").write_text(USERS_TEXT)
+    atomic.save_json({"ours": True}, str(inside / "poses.npy"))  # a marked folder's files are the project's
+    with pytest.raises(OwnershipError, match="poses.npy exists and FSRE-Depth did not write it"):
+        atomic.save_json({"ours": True}, str(plain / "poses.npy"))
+    atomic.flush_records()
+    assert json.loads((inside / "poses.npy").read_text()) == {"ours": True}
+    assert (plain / "poses.npy").read_text() == USERS_TEXT
+    assert not any(atomic.FILES_RECORD in files for _, _, files in os.walk(tmp_path))  # nothing to record
+
+
+def test_two_processes_writing_into_one_folder_keep_both_records(tmp_path):
+    from fileio import atomic
+
+    per_process = 3 * atomic.RECORD_BATCH + 5  # several batches each, and a rest written at exit
+    script = (
+        "import subprocess, sys",
+        "from fileio.atomic import save_json",
+        "for k in range(%d):" % per_process,
+        "    save_json({'k': k}, '%s/' + sys.argv[-1] + '_%%d.json' %% k)" % tmp_path,
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", "\n".join(script), name], cwd=REPO, stderr=subprocess.PIPE)
+        for name in ("a", "b")
+    ]
+    for writer in writers:
+        assert writer.wait(timeout=WAIT_S) == 0, writer.stderr.read()
+    record = atomic._read_record(str(tmp_path))
+    names = {f"{p}_{k}.json" for p in "ab" for k in range(per_process)}
+    assert set(record) == names
+    assert all(record[name] == atomic._identity(str(tmp_path / name)) for name in names)
+    again = write_in_process(*script[1:3], script[3].replace("sys.argv[-1]", "'a'"))  # all replaceable
+    assert again.returncode == 0, again.stderr
+
+
+def test_an_earlier_depth_npy_is_removed_only_when_the_project_wrote_it(tmp_path):
+    from deploy import metric_depth
+    from deploy.predictors import Frame
+    from fileio import atomic
+
+    class NoScale:  # a metric setup whose estimate finds no scale for the image
+        unscaled: list = []
+
+        def estimate(self, *args):
+            return None, "no road"
+
+        def header(self, camera):
+            return {}
+
+    users, ours = tmp_path / "a_depth.npy", tmp_path / "b_depth.npy"
+    users.write_text(USERS_TEXT)
+    atomic.save_array(np.zeros(2), str(ours))  # an earlier run's, recorded as the project's
+    disp = np.ones((2, 2), np.float32)
+    metric_depth.predict_metric_image(NoScale(), None, Frame(str(tmp_path / "b"), None), disp, None, "b.png")
+    assert not ours.exists()  # an earlier run's _depth.npy is not of this prediction: removed
+    with pytest.raises(OwnershipError, match="a_depth.npy exists and FSRE-Depth did not write it"):
+        metric_depth.predict_metric_image(
+            NoScale(), None, Frame(str(tmp_path / "a"), None), disp, None, "a.png"
+        )
+    assert users.read_text() == USERS_TEXT
+
+
+def tiny_model_folder(root) -> str:
+    """A random-weight baseline model folder at the smallest size the networks take."""
+    import torch
+
+    from checkpoints import model_folder
+    from model import FSREModel
+
+    torch.manual_seed(0)
+    side = str(options.MIN_IMAGE_SIDE)
+    opts = options.parse_args(
+        ["--weights_init", "scratch", "--config", "baseline", "--height", side, "--width", side]
+    )
+    return model_folder.save_model_folder(str(root / "model"), FSREModel(opts).eval().networks(), opts)
+
+
+def test_predict_keeps_a_users_file_in_the_output_folder_and_reruns_over_its_own(tmp_path, capsys):
+    from PIL import Image
+
+    import predict
+
+    folder = tiny_model_folder(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.full((70, 90, 3), 100, np.uint8)).save(images / f"{name}.png")
+    argv = ["--load_weights_folder", folder, "--image_path", str(images), "--device", "cpu"]
+    for _ in range(2):  # beside the images: the second run replaces the first one's outputs
+        assert utils.run_cli(predict.main, argv) == 0
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "b_disp.png").write_text(USERS_TEXT)
+    code = utils.run_cli(predict.main, argv + ["--output_dir", str(outputs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == utils.EXIT_ERROR
+    assert "b_disp.png exists and FSRE-Depth did not write it" in err[-1]
+    assert (outputs / "b_disp.png").read_text() == USERS_TEXT
+    assert not [name for name in os.listdir(outputs) if ".tmp-" in name]
+
+
+def test_loader_workers_default_to_the_cpus_this_process_may_use(monkeypatch):
+    import evaluate_pose
+
+    required = ["--data_path", "d", "--load_weights_folder", "w"]
+    monkeypatch.setattr(options, "available_cpus", lambda: 2)
+    assert options.parse_args([]).num_workers == 2
+    assert evaluate_pose.parse_args(required).num_workers == 2
+    assert options.parse_args(["--num_workers", "12"]).num_workers == 12  # given: as given
+    assert evaluate_pose.parse_args(required + ["--num_workers", "3"]).num_workers == 3
+    monkeypatch.setattr(options, "available_cpus", lambda: 64)
+    assert options.parse_args([]).num_workers == options.AUTHORS_WORKERS == 12  # the authors' value
+    assert evaluate_pose.parse_args(required).num_workers == 4
+
+
+def test_a_record_of_outputs_rewritten_by_reruns_is_compacted_at_the_end_of_a_command(tmp_path):
+    from fileio import atomic
+
+    names, reruns = 100, 3
+    script = (
+        "from fileio import atomic",
+        "atomic.RECORD_COMPACT_BYTES = 1000  # a small record counts as large",
+        "for _ in range(%d):" % reruns,
+        "    for k in range(%d):" % names,
+        "        atomic.save_json({'k': k}, '%s/%%d.json' %% k)" % tmp_path,
+    )
+    done = write_in_process(*script)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / atomic.FILES_RECORD).read_text()
+    assert text.startswith(atomic.RECORD_HEADER) and text.count("\n") == names + 1  # the latest entry of each
+    record = atomic._read_record(str(tmp_path))
+    assert all(record[f"{k}.json"] == atomic._identity(str(tmp_path / f"{k}.json")) for k in range(names))
+    again = write_in_process(*script)  # all still the project's
+    assert again.returncode == 0, again.stderr

@@ -39,6 +39,8 @@ def build(
 ) -> tuple[Dataset, resume.ResumableSampler, DataLoader, DataLoader | None]:
     """(training dataset, its sampler, training loader, validation loader or None) of a run."""
     rt = runtime
+    # options.parse_args resolves the default; options built otherwise get the same cap here
+    opts.num_workers = options.default_workers(opts.num_workers)
     train_file, val_file = splits.training_files(opts.split, opts.splits_dir)
     dataset_class = DATASETS[opts.dataset]
     common = dict(

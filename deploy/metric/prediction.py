@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 import utils
 from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
 from datasets.video_files import is_video, probe
-from fileio.atomic import save_array, save_json
+from fileio.atomic import remove_file, save_array, save_json
 
 from ..predictors import Frame, depth_range_of, folder_images, listed
 from . import camera_height
@@ -166,8 +166,8 @@ def predict_metric_image(
     if isinstance(estimate, ScaleRefusal):
         logger.warning("%s: no metric scale: %s", source, estimate.reason)
         metric.unscaled.append(f"{source}: {estimate.reason}")
-        if os.path.exists(frame.stem + "_depth.npy"):  # an earlier run's: it is not of this prediction
-            os.remove(frame.stem + "_depth.npy")
+        # an earlier run's is not of this prediction: removed when the project wrote it, else refused
+        remove_file(frame.stem + "_depth.npy")
     else:
         save_array((estimate.scale / disp).astype(np.float32), frame.stem + "_depth.npy")
     save_json(record, frame.stem + SCALE_SUFFIX)
