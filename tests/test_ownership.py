@@ -584,7 +584,8 @@ def test_two_processes_writing_into_one_folder_keep_both_records(tmp_path):
 
 
 def test_an_earlier_depth_npy_is_removed_only_when_the_project_wrote_it(tmp_path):
-    from deploy import metric_depth
+    from deploy.metric import prediction as metric_depth
+    from deploy.metric.camera_height import ScaleRefusal
     from deploy.predictors import Frame
     from fileio import atomic
 
@@ -592,7 +593,7 @@ def test_an_earlier_depth_npy_is_removed_only_when_the_project_wrote_it(tmp_path
         unscaled: list = []
 
         def estimate(self, *args):
-            return None, "no road"
+            return ScaleRefusal("no road")
 
         def header(self, camera):
             return {}
