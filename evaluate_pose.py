@@ -17,7 +17,7 @@ import splits
 import utils
 from evaluation.depth import PREFERRED_WORKERS, default_workers
 from evaluation.pose import POSE_SPLITS, checked_ground_truth, predict_poses, snippet_ates
-from fileio.atomic import save_array, save_json
+from utils.files import save_array, save_json
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import splits
 import utils
-from evaluation.ground_truth import GT_SPLITS, convert_monodepth2, export, ground_truth_path
+from datasets.ground_truth import GT_SPLITS, convert_monodepth2, export, ground_truth_path
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 import splits
 import utils
 from datasets import DATASETS, NUM_CLASSES
-from fileio.atomic import atomic_write
 from networks import encoders
 from networks.resnet_encoder import NETWORK_STRIDE
+from utils.files import atomic_write
 
 # Table 2 of the paper's supplementary material configurations: what each one turns on.
 CONFIGS: dict[str, dict] = {
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"depth encoder, shared with the segmentation decoder: "
         f"{', '.join(encoders.RESNET_NAMES)} (torchvision's; default "
         f"{encoders.DEFAULT_ENCODER}, the authors') or timm:NAME, any timm model with "
-        "multi-scale features (pip install -r requirements-timm.txt; docs/encoders.md)",
+        "multi-scale features (pip install -r requirements/timm.txt; docs/encoders.md)",
     )
     g.add_argument(
         "--num_layers",
@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo_variant",
         default=DEMO_VARIANTS[0],
         choices=DEMO_VARIANTS,
-        help="mono: the paper's recipe, monocular full model with auto-masking (synthetic/demo.py); stereo: "
+        help="mono: the paper's recipe, monocular full model with auto-masking (reproduce/demo.py); stereo: "
         "with the stereo partner as a source and --min_depth 2 at 64x192 (Monodepth2's MS), "
         "which learns sooner",
     )

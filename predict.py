@@ -7,7 +7,7 @@ depth for monocular models, metric for stereo-trained ones with 5.4), ``<name>_d
 disparity at the image's size in the magma colour map) and, for models with a segmentation head,
 ``<name>_seg.png`` (the prediction in the Cityscapes palette blended over the image).
 
-Videos (mp4, mov, mkv ...; needs PyAV: requirements-video.txt), and folders of frames with
+Videos (mp4, mov, mkv ...; needs PyAV: requirements/video.txt), and folders of frames with
 ``--video``, get one depth video each, ``<name>_depth.mp4``: the colour-mapped disparity at the
 frames' size, or side by side with the input and the segmentation overlay (``--panels input depth
 seg``), at the video's rate (or ``--fps``); H.264 where the installed FFmpeg has it, else MPEG-4

@@ -11,7 +11,7 @@ from typing import Sequence
 import options
 import utils
 from checkpoints import released
-from synthetic import demo
+from reproduce import demo
 from trainer import Trainer
 from training import signals
 

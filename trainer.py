@@ -22,12 +22,12 @@ import options
 import utils
 from checkpoints import model_folder, training_state
 from model import FSREModel
-from runtime.processes import cleanup_runtime, init_runtime
 from speed.acceleration import Acceleration
 from training import distributed, loaders, logs, optimisation, resume, run_folder, signals, validation
 from training.loop_state import LoopState
 from training.nonfinite import NonfiniteChecks
 from utils import InputError
+from utils.processes import cleanup_runtime, init_runtime
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import os
 
 import torch
 
-from fileio.atomic import atomic_write
 from utils import ProjectError
+from utils.files import atomic_write
 
 CHECKSUM_FILE = "checksums.sha256"  # in a model folder, in sha256sum's format
 CONTENT_DIGEST_KEY = "sha256"  # in a training-state checkpoint

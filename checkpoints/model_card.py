@@ -21,7 +21,7 @@ import zipfile
 
 import utils
 from checkpoints.files import CHECKSUM_FILE, file_digest, listed_digest, verify_file
-from fileio.atomic import OWNER_MARKER, atomic_write, save_json
+from utils.files import OWNER_MARKER, atomic_write, save_json
 
 CARD_FILE = "model_card.json"
 CARD_VERSION = 1

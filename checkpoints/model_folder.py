@@ -23,8 +23,8 @@ from torch import nn
 import options
 from checkpoints import model_card
 from checkpoints.files import CheckpointError, read_state, save_state, verify_file, write_checksums
-from fileio.atomic import atomic_folder, recover_folder
 from networks import JointDecoder, PoseDecoder, build_encoder, encoder_metadata, encoders
+from utils.files import atomic_folder, recover_folder
 
 NETWORK_FILES = {
     "encoder": "encoder.pth",
@@ -123,7 +123,7 @@ def save_model_folder(
     step: int = 0,
 ) -> str:
     """Write a model folder with its checksums: built under a temporary name, then renamed into place
-    (``fileio.atomic.atomic_folder``), so a folder is never half-written."""
+    (``utils.files.atomic_folder``), so a folder is never half-written."""
     with atomic_folder(folder) as tmp:
         for name, net in networks.items():
             state = {k: v.detach().cpu() for k, v in net.state_dict().items()}

@@ -8,7 +8,7 @@ fetches its zip, from the mirror first (``$FSRE_MODELS_MIRROR``: a base URL or a
 publisher's URLs, resuming a partial file with an HTTP Range request (torch.hub.download_url_to_file
 starts over after a cut: 2 GB of pseudo-labels over a slow link want a resume); verifies it (md5, sha256,
 size; trust on first use where the publisher gives no checksum); unpacks the untrusted zip (no zip-slip,
-links or bombs) into a marked temporary folder renamed into place (``fileio.atomic.atomic_folder``);
+links or bombs) into a marked temporary folder renamed into place (``utils.files.atomic_folder``);
 loads its weights with ``weights_only=True``; and writes its model card and checksums.
 """
 
@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 import utils
 from checkpoints.files import READ_CHUNK
-from fileio.atomic import (
+from utils.files import (
     OwnershipError,
     atomic_folder,
     atomic_write,
@@ -46,7 +46,7 @@ from fileio.atomic import (
     owned,
     save_json,
 )
-from fileio.locks import FileLock
+from utils.locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def writable_cache() -> str:
 
 @contextlib.contextmanager
 def fetch_lock(item: Entry) -> Iterator[None]:
-    """Hold ``<cache>/downloads/<file>.lock`` (fileio.locks.FileLock, an OS lock that dies with its
+    """Hold ``<cache>/downloads/<file>.lock`` (utils.locks.FileLock, an OS lock that dies with its
     holder), waiting for another process that fetches the same file, so that one downloads and the
     others then find it cached."""
     lock = FileLock(os.path.join(writable_cache(), DOWNLOADS), item.file + LOCK_SUFFIX)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from fileio.atomic import atomic_write
+from utils.files import atomic_write
 
 IGNORE_ID = 255
 NUM_LABEL_IDS = 34  # ids 0..33; the table's -1 (license plate) never occurs in a PNG

@@ -30,9 +30,9 @@ from tqdm import tqdm
 
 import splits
 import utils
-from fileio.atomic import save_json, save_png
-from fileio.programs import load_program_file
 from utils import DependencyError, InputError, MissingFileError
+from utils.files import save_json, save_png
+from utils.programs import load_program_file
 
 from . import DATASETS
 from .cityscapes import (
@@ -52,7 +52,7 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_MODEL = "nvidia/segformer-b5-finetuned-cityscapes-1024-1024"
 TRANSFORMERS_MISSING = (
-    "make_pseudo_labels.py needs transformers: pip install -r requirements-pseudo-labels.txt"
+    "make_pseudo_labels.py needs transformers: pip install -r requirements/pseudo-labels.txt"
 )
 MODEL_FILE_EXTENSIONS = (
     ".pt2",

@@ -1,4 +1,4 @@
-"""Video files in and out, through PyAV (optional: requirements-video.txt), which bundles FFmpeg in its
+"""Video files in and out, through PyAV (optional: requirements/video.txt), which bundles FFmpeg in its
 wheels.
 
 Reading yields RGB frames upright as a player shows them (the display rotation of phone videos is
@@ -24,12 +24,12 @@ from typing import Iterator
 
 import numpy as np
 
-from fileio.atomic import temporary_path
 from utils import DependencyError, InputError, MissingFileError
+from utils.files import temporary_path
 
 logger = logging.getLogger(__name__)
 
-VIDEO_REQUIREMENTS = "pip install -r requirements-video.txt"
+VIDEO_REQUIREMENTS = "pip install -r requirements/video.txt"
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
 # a video whose frames end this much (plus two frame periods) before its declared duration is truncated
 TRUNCATION_TOLERANCE_S = 0.25

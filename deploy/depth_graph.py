@@ -12,7 +12,7 @@ Contract of the graph (and of every exported file):
   when asked for; ``seg_logits`` (B, num_classes, H, W), when asked for (models with a
   segmentation head only).
 
-onnx and onnxruntime are optional (requirements-export.txt) and imported only where used. Reading an
+onnx and onnxruntime are optional (requirements/export.txt) and imported only where used. Reading an
 exported file runs it: torch.export and TorchScript files can hold code, so give only files you trust.
 """
 
@@ -31,15 +31,15 @@ from torch import nn
 import layers
 import options
 from checkpoints import model_folder
-from fileio.programs import load_program_file
 from utils import UINT8_MAX, DependencyError, InputError, MissingFileError
+from utils.programs import load_program_file
 
 INPUT_TYPES = ("float", "uint8")
 INPUT_NAME = "image"
 OUTPUT_DISP, OUTPUT_DEPTH, OUTPUT_SEG = "disp", "depth", "seg_logits"
 METADATA_VERSION = 1
 METADATA_FILE = "metadata.json"  # the metadata inside a .pt2 (torch.export) or .pt (TorchScript) file
-EXPORT_REQUIREMENTS = "pip install -r requirements-export.txt"
+EXPORT_REQUIREMENTS = "pip install -r requirements/export.txt"
 ONNX_PACKAGES = "onnx and onnxruntime"
 FILE_TYPES = {".onnx": "onnx", ".pt2": "export", ".pt": "torchscript"}  # extension -> export format
 

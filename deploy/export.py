@@ -30,9 +30,9 @@ from torch.export import Dim
 
 import utils
 from deploy import depth_graph
-from fileio.atomic import atomic_write
 from networks.resnet_encoder import NETWORK_STRIDE
 from utils import ProjectError
+from utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}

@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 import utils
 from datasets.cityscapes import segmentation_overlay
 from datasets.video_files import VideoWriter
-from fileio.atomic import atomic_folder, save_array, save_json, save_png
-from visualisation.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
+from utils.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
+from utils.files import atomic_folder, save_array, save_json, save_png
 
 from .metric.camera_height import ScaleEstimate, smoothed
 from .metric.prediction import SCALE_SUFFIX, MetricDepth, predict_metric_image

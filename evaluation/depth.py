@@ -30,11 +30,11 @@ import splits
 import utils
 from checkpoints import model_folder
 from datasets import DATASETS, KITTIBenchmarkTestDataset, read_split
+from datasets.ground_truth import ground_truth_file, load_ground_truth
 from deploy import depth_graph
 from evaluation import camera_height_scaling
-from evaluation.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.metrics import DEPTH_METRIC_NAMES, MAX_EVAL_DEPTH, depth_errors_of_image
-from fileio.atomic import atomic_write, save_array, save_json
+from utils.files import atomic_write, save_array, save_json
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A timm model with multi-scale features (``features_only``) as the encoder of the depth and segmentation
 decoders (``--encoder timm:NAME``), or as the pose encoder (``--pose_encoder timm:NAME``).
 
-timm is optional (requirements-timm.txt): this module is imported only when a timm encoder is built, and
+timm is optional (requirements/timm.txt): this module is imported only when a timm encoder is built, and
 imports timm only inside its functions, so a missing timm is one line naming the requirements file.
 
 Levels (docs/encoders.md): the decoders read five features at strides 2, 4, 8, 16 and 32. Of timm's
@@ -32,7 +32,7 @@ from utils import DependencyError, InputError
 from .blocks import ConvBlock, upsample
 from .resnet_encoder import FEATURE_STRIDES, PretrainedWeightsUnavailable
 
-TIMM_REQUIREMENTS = "pip install -r requirements-timm.txt"
+TIMM_REQUIREMENTS = "pip install -r requirements/timm.txt"
 REQUIRED_STRIDES = FEATURE_STRIDES[1:]  # 4 .. 32; stride 2 is made from stride 4 when the model has none
 MADE_LEVEL_REDUCTION = 2  # the made stride-2 level has the stride-4 feature's channels / 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # timm's default when a model's configuration has none

@@ -21,10 +21,10 @@ from datasets import KITTIRAWDataset, read_split
 from datasets.cityscapes import segmentation_overlay
 from evaluation.depth import evaluate_predictions
 from evaluation.metrics import DEPTH_METRIC_NAMES, MIN_EVAL_DEPTH, evaluated_depths
-from fileio.atomic import atomic_write
 from reproduce import style
 from reproduce.per_class import abs_rel_of_classes, class_sums, load_train_ids
-from visualisation.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
+from utils.colormap import DISPARITY_PERCENTILE, colormap, resize_bilinear
+from utils.files import atomic_write
 
 ERROR_VMAX = 0.3  # AbsRel at which the error colours saturate (the same for every model: comparable)
 NO_DATA = 128  # grey where a ground-truth or error panel has no ground truth

@@ -19,9 +19,9 @@ import numpy as np
 
 import utils
 from evaluation.depth import split_name
-from fileio.atomic import atomic_write, save_json
 from reproduce.runner import Run
 from reproduce.tables import COST_NAMES, METRIC_LABELS, Table
+from utils.files import atomic_write, save_json
 
 DIGITS = 3  # the paper prints depth metrics with three decimals
 COST_DIGITS = {"train_hours": 2, "memory_gib": 1, "inference_ms": 1}

@@ -41,10 +41,10 @@ from typing import Callable
 import options
 import utils
 from evaluation.depth import split_name
-from fileio.atomic import atomic_folder, save_json
 from networks import DEFAULT_ENCODER
 from reproduce.tables import Row, Table
 from utils import InputError, TrainingError
+from utils.files import atomic_folder, save_json
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import logging
 from types import ModuleType
 
 import utils
-from fileio.atomic import atomic_write
+from utils.files import atomic_write
 
-FIGURES_REQUIREMENTS = "pip install -r requirements-figures.txt"
+FIGURES_REQUIREMENTS = "pip install -r requirements/figures.txt"
 COLUMN_WIDTH_IN = 3.25  # one column of a two-column paper
 TEXT_WIDTH_IN = 6.875  # both columns
 WIDTHS_IN = {"column": COLUMN_WIDTH_IN, "text": TEXT_WIDTH_IN}

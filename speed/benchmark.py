@@ -13,8 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import options
 import splits
-from runtime.machine import machine_record
 from speed import reference
+from utils.machine import machine_record
 
 if TYPE_CHECKING:  # the command passes the trainer in: speed/ is what trainer.py imports
     from trainer import Trainer

@@ -14,7 +14,7 @@ import re
 import pytest
 import torch
 
-from synthetic.kitti_frames import TinyKitti, make_tiny_kitti
+from datasets.synthetic.kitti_frames import TinyKitti, make_tiny_kitti
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # key, shape and dtype of every tensor in the authors' and Monodepth2's released model files, one file each
@@ -29,23 +29,24 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Optional packages. ``@pytest.mark.needs("av")`` (or ``require("av")`` in a fixture) skips a test when the
 # package is missing, naming the requirements file that installs it; with FSRE_TEST_OPTIONAL=1 (CI's second
-# stage, after installing every requirements-*.txt) a missing package fails the test instead, so nothing skips
+# stage, after installing every requirements/*.txt) a missing package fails the test instead, so nothing skips
 # there unnoticed.
 STRICT_OPTIONAL_ENV = "FSRE_TEST_OPTIONAL"
 MODULE_OF_DISTRIBUTION = {"pyyaml": "yaml"}  # where the import name differs from the distribution's
 
 
 def optional_requirement_files() -> dict[str, str]:
-    """Import name -> the optional requirements file that installs it, read from the requirements-*.txt
+    """Import name -> the optional requirements file that installs it, read from the requirements/*.txt
     files."""
     files = {}
-    for path in sorted(glob.glob(os.path.join(PROJECT_DIR, "requirements-*.txt"))):
+    for path in sorted(glob.glob(os.path.join(PROJECT_DIR, "requirements/*.txt"))):
         for line in open(path):
             match = re.match(r"\s*([A-Za-z0-9_.-]+)", line.split("#")[0])
             if match and not line.lstrip().startswith("-"):
                 name = match.group(1).lower()
                 files.setdefault(
-                    MODULE_OF_DISTRIBUTION.get(name, name.replace("-", "_")), os.path.basename(path)
+                    MODULE_OF_DISTRIBUTION.get(name, name.replace("-", "_")),
+                    os.path.relpath(path, PROJECT_DIR),
                 )
     return files
 
@@ -54,7 +55,7 @@ def missing_reason(module: str) -> str | None:
     """Why a test that imports ``module`` cannot run here, or None when it can."""
     source = optional_requirement_files().get(module)
     if source is None:
-        raise ValueError(f"{module} is in no requirements-*.txt: add it to the optional feature's file")
+        raise ValueError(f"{module} is in no requirements/*.txt: add it to the optional feature's file")
     return (
         None if importlib.util.find_spec(module) is not None else f"needs {module} (pip install -r {source})"
     )
@@ -217,7 +218,7 @@ def model_folders(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="session")
 def scene_data(tmp_path_factory) -> tuple[str, str]:
     """Two small synthetic drives with every split, shared read-only: the data folder and the split folder."""
-    from synthetic import scenes
+    from datasets.synthetic import scenes
 
     root = tmp_path_factory.mktemp("surfaces")
     data = str(root / "scenes")

@@ -19,8 +19,8 @@ import predict
 import train
 import utils
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
-from evaluation import ground_truth
-from synthetic.kitti_frames import DRIVE, TinyKitti
+from datasets import ground_truth
+from datasets.synthetic.kitti_frames import DRIVE, TinyKitti
 
 PNG_SIGNATURE_BYTES = 8
 

@@ -26,13 +26,13 @@ import predict
 import utils
 from checkpoints import model_folder
 from datasets.cityscapes import CLASS_NAMES, NUM_CLASSES
+from datasets.ground_truth import save_ground_truth
 from deploy import depth_graph, export, writers
 from deploy.metric import camera_height as ch
 from evaluation import camera_height_scaling
 from evaluation import depth as evaluation_depth
-from evaluation.ground_truth import save_ground_truth
-from fileio.atomic import save_json
-from visualisation.colormap import MAGMA
+from utils.colormap import MAGMA
+from utils.files import save_json
 
 HEIGHT, WIDTH = 96, 320  # the depth maps of the hand-made planes
 K = np.array(
@@ -872,7 +872,7 @@ def test_the_rendered_synthetic_street_gives_its_camera_height_from_its_road_lab
     """The synthetic scenes (what docs/metric_depth.md measures on): exact depth and the renderer's labels,
     parked cars and sidewalks included, give the scale exactly; a 5 % error on every depth gives a 5 % one."""
     from datasets.cityscapes import LABEL_TO_TRAIN
-    from synthetic import scenes
+    from datasets.synthetic import scenes
 
     camera = scenes.Camera(310, 94)
     drive = scenes.build_drive("metric", 6, seed=4)

@@ -28,7 +28,7 @@ import export_gt_depth
 import train
 import utils
 from datasets.mono_dataset import open_image
-from synthetic.kitti_frames import DATE, DRIVE, write_label_png
+from datasets.synthetic.kitti_frames import DATE, DRIVE, write_label_png
 from tools import prepare_kitti
 
 

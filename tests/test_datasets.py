@@ -12,7 +12,7 @@ from PIL import Image
 import datasets
 from datasets import jitter, mono_dataset
 from datasets.cityscapes import LABEL_TO_TRAIN, TRAIN_CLASSES
-from synthetic.kitti_frames import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids
+from datasets.synthetic.kitti_frames import CAR, DRIVE, ROAD, SKY, UNLABELED, WALL_DISTANCE, label_ids
 
 H, W = 64, 192
 

@@ -11,7 +11,7 @@ import pytest
 from tb_reader import read_run
 
 import options
-from synthetic import demo
+from reproduce import demo
 
 # Small scenes: one training drive, one held-out drive.
 SCENES = {"num_drives": 2, "frames_per_drive": 40, "scale": 0.2, "seed": 0, "version": 2}

@@ -22,14 +22,14 @@ import utils
 from checkpoints import model_folder
 from checkpoints.files import content_digest, read_state
 from conftest import PROJECT_DIR, random_batch, read_checkpoint_keys, require
+from datasets import ground_truth
+from datasets.synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from deploy import depth_graph
-from evaluation import ground_truth
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder, build_encoder
-from runtime.machine import machine_summary
-from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import export_model
 from trainer import Trainer
+from utils.machine import machine_summary
 
 HEIGHT, WIDTH = 64, 128
 # one small model per family: a mobile convnet with a stride-2 level, a ConvNeXt and a hierarchical
@@ -136,7 +136,7 @@ def test_a_missing_timm_is_one_line_naming_the_requirements_file(capsys, monkeyp
     message = cli_error(capsys, ["--encoder", "timm:convnext_atto"])
     assert message == (
         "timm encoders (--encoder timm:NAME) need timm, which is not installed: "
-        "pip install -r requirements-timm.txt"
+        "pip install -r requirements/timm.txt"
     )
 
 

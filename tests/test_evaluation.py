@@ -19,16 +19,16 @@ import options
 import predict
 import utils
 from checkpoints import model_folder
-from datasets import CLASS_NAMES
+from datasets import CLASS_NAMES, ground_truth
 from datasets.kitti_utils import generate_depth_map
+from datasets.synthetic.kitti_frames import DATE, DRIVE, make_tiny_kitti, write_calibration
 from evaluation import depth as eval_depth
-from evaluation import ground_truth, pose
+from evaluation import pose
 from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image, evaluation_mask, garg_crop_mask
 from model import FSREModel
 from networks import JointDecoder, PoseDecoder, ResnetEncoder
-from synthetic.kitti_frames import DATE, DRIVE, make_tiny_kitti, write_calibration
 from tools import evaluate_per_class
-from visualisation.colormap import colormap, resize_bilinear
+from utils.colormap import colormap, resize_bilinear
 
 GT_H, GT_W = 375, 1242
 

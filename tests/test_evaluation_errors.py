@@ -27,9 +27,9 @@ import evaluate_depth
 import evaluate_pose
 import export_gt_depth
 import utils
-from fileio.atomic import is_temporary
-from synthetic.kitti_frames import DRIVE
+from datasets.synthetic.kitti_frames import DRIVE
 from tools import evaluate_per_class
+from utils.files import is_temporary
 
 GOOD_DISPS = np.full((2, 4, 4), 0.5, np.float32)  # predictions and ground truth of a 2-line test split
 

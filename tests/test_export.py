@@ -18,10 +18,10 @@ import predict
 import utils
 from checkpoints import model_folder
 from conftest import require
+from datasets.synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from deploy import depth_graph
 from deploy import export as deploy_export
 from model import FSREModel
-from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import export_model
 
 HEIGHT, WIDTH = 64, 192
@@ -332,7 +332,7 @@ def test_bad_size_and_missing_onnx_get_clear_errors(folders, capsys, monkeypatch
     assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     with pytest.raises(
-        ImportError, match="needs onnx and onnxruntime .*pip install -r requirements-export.txt"
+        ImportError, match="needs onnx and onnxruntime .*pip install -r requirements/export.txt"
     ):
         export_model.main(["--load_weights_folder", folders["baseline"], "--output", "unused.onnx"])
 

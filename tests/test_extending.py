@@ -294,7 +294,7 @@ def train_once(args: list[str]) -> tuple[int, dict]:
 
 def tiny_kitti(work: str) -> tuple[str, str]:
     """(data path, split folder) of a tiny KITTI drive."""
-    from synthetic.kitti_frames import make_tiny_kitti
+    from datasets.synthetic.kitti_frames import make_tiny_kitti
 
     tiny = make_tiny_kitti(os.path.join(work, "kitti"))
     return tiny.data_path, tiny.split_dir

@@ -15,12 +15,12 @@ import options
 import utils
 from checkpoints import model_folder
 from datasets import CLASS_NAMES
+from datasets.ground_truth import load_ground_truth
+from datasets.synthetic import scenes
 from evaluation import depth as evaluation_depth
-from evaluation.ground_truth import load_ground_truth
 from model import FSREModel
 from reproduce import figures, per_class
-from synthetic import scenes
-from visualisation.colormap import DISPARITY_PERCENTILE, MAGMA, colormap
+from utils.colormap import DISPARITY_PERCENTILE, MAGMA, colormap
 
 HEIGHT, WIDTH = 64, 192
 

@@ -15,8 +15,8 @@ import options
 from checkpoints import training_state
 from checkpoints.files import atomic_save
 from conftest import PROJECT_DIR
+from datasets.synthetic.kitti_frames import make_tiny_kitti
 from speed import acceleration, device_inputs
-from synthetic.kitti_frames import make_tiny_kitti
 from trainer import Trainer, speed_path_asked
 from training import resume
 from training.loop_state import ADDED_SINCE, LoopState

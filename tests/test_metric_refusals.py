@@ -24,8 +24,8 @@ import utils
 from datasets.camera import CAMERA_HEIGHT_RANGE, parse_camera
 from deploy.metric import camera_height as ch
 from evaluation import depth as evaluation_depth
-from fileio.atomic import save_json
 from tools import benchmark, export_model
+from utils.files import save_json
 
 exported = tch.exported  # the analytic network as a torch.export file (module-scoped fixture)
 analytic_model_folder = tch.analytic_model_folder  # evaluate_depth.py's loader gives the analytic network

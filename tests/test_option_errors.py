@@ -16,8 +16,8 @@ import predict
 import train
 import utils
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
-from runtime.processes import init_runtime
 from tools import benchmark, prepare_kitti
+from utils.processes import init_runtime
 
 
 @pytest.mark.parametrize(

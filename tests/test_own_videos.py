@@ -318,7 +318,7 @@ def videos(tmp_path_factory):
     """Two synthetic stereo drives as lossless 30 fps videos (bit-exact frames), with intrinsics and ground
     truth."""
     require("av")
-    from synthetic.video import generate_videos
+    from datasets.synthetic.video import generate_videos
 
     out = str(tmp_path_factory.mktemp("videos"))
     generate_videos(
@@ -596,7 +596,7 @@ def test_bad_videos_are_one_line_errors_and_leave_nothing(videos, tmp_path, caps
 
 def test_synthetic_videos_have_even_sides(tmp_path, monkeypatch):
     # H.264 pads odd sides, so the intrinsics written beside the videos must describe even frames
-    from synthetic.video import generate_videos
+    from datasets.synthetic.video import generate_videos
     from tools import synthetic_video
 
     with pytest.raises(ValueError, match="H.264 frames have even sides"):

@@ -1,4 +1,4 @@
-"""Nothing the project did not write is replaced, renamed or removed (fileio/atomic.py's marker), and the
+"""Nothing the project did not write is replaced, renamed or removed (utils/files.py's marker), and the
 demo's folder options and its Ctrl-C before training (issue 30, items 1, 2, 3 and 9)."""
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import pytest
 import options
 import train
 import utils
-from fileio.atomic import (
+from reproduce import demo
+from training import run_folder, signals
+from utils.files import (
     OWNER_MARKER,
     OwnershipError,
     atomic_folder,
@@ -28,8 +30,6 @@ from fileio.atomic import (
     recover_folder,
     remove_stale_temporaries,
 )
-from synthetic import demo
-from training import run_folder, signals
 
 # Tiny scenes (one training drive, one held-out drive of 12 frames: 2 test frames), generated once.
 SCENES = {"num_drives": 2, "frames_per_drive": 12, "scale": 0.2, "seed": 0, "version": 2}
@@ -345,7 +345,7 @@ CHILD = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
 import train, utils
-from synthetic import demo
+from reproduce import demo
 demo.DEMO_SCENES = {{"mono": {scenes!r}, "stereo": {scenes!r}}}
 evaluate = demo.evaluate
 
@@ -499,7 +499,7 @@ def write_in_process(*lines: str) -> subprocess.CompletedProcess:
 
 
 def test_a_write_over_a_users_file_is_refused_before_anything_is_written(tmp_path):
-    from fileio import atomic
+    from utils import files as atomic
 
     path = tmp_path / "img_disp.png"
     path.write_text(USERS_TEXT)
@@ -515,12 +515,12 @@ def test_a_write_over_a_users_file_is_refused_before_anything_is_written(tmp_pat
 
 
 def test_the_projects_file_is_replaced_by_a_later_process_and_one_a_user_changed_is_not(tmp_path):
-    from fileio import atomic
+    from utils import files as atomic
 
     path = str(tmp_path / "metrics.json")
     write = (
         "import sys",
-        "from fileio.atomic import save_json",
+        "from utils.files import save_json",
         "save_json({'run': sys.argv[-1]}, %r)" % path,
     )
     for run in ("first", "second"):  # the second process replaces what the first wrote: its record proves it
@@ -541,7 +541,7 @@ def test_the_projects_file_is_replaced_by_a_later_process_and_one_a_user_changed
 
 
 def test_files_anywhere_inside_a_marked_folder_are_the_projects_and_others_are_not(tmp_path):
-    from fileio import atomic
+    from utils import files as atomic
 
     marked, plain = tmp_path / "run", tmp_path / "plain"
     inside = marked / "models" / "weights_0"
@@ -560,12 +560,12 @@ def test_files_anywhere_inside_a_marked_folder_are_the_projects_and_others_are_n
 
 
 def test_two_processes_writing_into_one_folder_keep_both_records(tmp_path):
-    from fileio import atomic
+    from utils import files as atomic
 
     per_process = 3 * atomic.RECORD_BATCH + 5  # several batches each, and a rest written at exit
     script = (
         "import subprocess, sys",
-        "from fileio.atomic import save_json",
+        "from utils.files import save_json",
         "for k in range(%d):" % per_process,
         "    save_json({'k': k}, '%s/' + sys.argv[-1] + '_%%d.json' %% k)" % tmp_path,
     )
@@ -587,7 +587,7 @@ def test_an_earlier_depth_npy_is_removed_only_when_the_project_wrote_it(tmp_path
     from deploy.metric import prediction as metric_depth
     from deploy.metric.camera_height import ScaleRefusal
     from deploy.predictors import Frame
-    from fileio import atomic
+    from utils import files as atomic
 
     class NoScale:  # a metric setup whose estimate finds no scale for the image
         unscaled: list = []
@@ -665,11 +665,11 @@ def test_loader_workers_default_to_the_cpus_this_process_may_use(monkeypatch):
 
 
 def test_a_record_of_outputs_rewritten_by_reruns_is_compacted_at_the_end_of_a_command(tmp_path):
-    from fileio import atomic
+    from utils import files as atomic
 
     names, reruns = 100, 3
     script = (
-        "from fileio import atomic",
+        "from utils import files as atomic",
         "atomic.RECORD_COMPACT_BYTES = 1000  # a small record counts as large",
         "for _ in range(%d):" % reruns,
         "    for k in range(%d):" % names,

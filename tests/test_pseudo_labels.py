@@ -21,9 +21,9 @@ import utils
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR, require
 from datasets import pseudo_labels
 from datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
-from fileio.atomic import is_temporary, temporary_path
-from synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH
+from datasets.synthetic.kitti_frames import DRIVE, NATIVE_HEIGHT, NATIVE_WIDTH
 from tools import make_pseudo_labels as mpl
+from utils.files import is_temporary, temporary_path
 
 PROCESSOR_SIZE = {"height": 64, "width": 128}
 KILL_AFTER = 3  # labels written before the first run is killed
@@ -359,7 +359,7 @@ def test_bad_models_and_options_are_refused_clearly(tiny, tmp_path, monkeypatch,
     assert torch.allclose(red, torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
-    with pytest.raises(ImportError, match="pip install -r requirements-pseudo-labels.txt"):
+    with pytest.raises(ImportError, match="pip install -r requirements/pseudo-labels.txt"):
         pseudo_labels.load_segmenter("nvidia/some-checkpoint", torch.device("cpu"))
 
     wrong = str(tmp_path / "wrong.pt2")

@@ -55,8 +55,8 @@ def test_the_readmes_other_test_command_is_the_full_one_without_the_slow_tests()
 def test_ci_checks_the_style_with_the_ruff_that_requirements_dev_installs():
     lines = ci_commands()
     assert "ruff format --check ." in lines and "ruff check ." in lines
-    assert lines.index("ruff check .") > lines.index("for extra in requirements-*.txt; do")
-    with open(os.path.join(PROJECT_DIR, "requirements-dev.txt")) as f:
+    assert lines.index("ruff check .") > lines.index("for extra in requirements/*.txt; do")
+    with open(os.path.join(PROJECT_DIR, "requirements/dev.txt")) as f:
         assert any(line.startswith("ruff") for line in f)
     with open(os.path.join(PROJECT_DIR, "pyproject.toml")) as f:
         assert "line-length = 110" in f.read()
@@ -92,7 +92,7 @@ def test_ci_removes_its_virtual_environments_however_it_ends(tmp_path):
 def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests():
     lines = ci_commands()
     readme = lines.index(readme_test_command())
-    loop = "\n".join(lines[lines.index("for extra in requirements-*.txt; do") :])
+    loop = "\n".join(lines[lines.index("for extra in requirements/*.txt; do") :])
     loop = loop[: loop.index("done") + len("done")]
     installed = subprocess.run(
         ["bash", "-c", 'python() { echo "$@"; }\n' + loop],
@@ -101,10 +101,10 @@ def test_ci_then_installs_every_optional_requirements_file_and_runs_their_tests(
         text=True,
         check=True,
     ).stdout
-    optional = sorted(f for f in os.listdir(PROJECT_DIR) if re.fullmatch(r"requirements-.+\.txt", f))
-    assert "requirements-video.txt" in optional
+    optional = sorted(f"requirements/{f}" for f in os.listdir(os.path.join(PROJECT_DIR, "requirements")))
+    assert "requirements/video.txt" in optional
     assert sorted(re.findall(r"-r (\S+)", installed)) == optional
-    assert lines.index("for extra in requirements-*.txt; do") > readme
+    assert lines.index("for extra in requirements/*.txt; do") > readme
     assert lines[-1] == f"{conftest.STRICT_OPTIONAL_ENV}=1 python -m pytest -q -m needs"
 
 
@@ -116,16 +116,16 @@ def test_a_missing_optional_package_skips_naming_its_requirements_file_or_fails_
     monkeypatch.setitem(conftest._running, "item", None)  # as from outside a test
     monkeypatch.setattr(conftest.importlib.util, "find_spec", lambda name: None)
     monkeypatch.delenv(conftest.STRICT_OPTIONAL_ENV, raising=False)
-    with pytest.raises(pytest.skip.Exception, match=r"^needs av \(pip install -r requirements-video.txt\)$"):
+    with pytest.raises(pytest.skip.Exception, match=r"^needs av \(pip install -r requirements/video.txt\)$"):
         conftest.require("av")
     monkeypatch.setenv(conftest.STRICT_OPTIONAL_ENV, "1")
     with pytest.raises(
-        pytest.fail.Exception, match="needs matplotlib .*requirements-figures.txt.*FSRE_TEST_OPTIONAL"
+        pytest.fail.Exception, match="needs matplotlib .*requirements/figures.txt.*FSRE_TEST_OPTIONAL"
     ):
         conftest.require("matplotlib")
     monkeypatch.undo()
     monkeypatch.setitem(conftest._running, "item", None)
-    with pytest.raises(ValueError, match="numpy is in no requirements-"):  # also when it is installed
+    with pytest.raises(ValueError, match="numpy is in no requirements/"):  # also when it is installed
         conftest.require("numpy")
 
 
@@ -206,11 +206,24 @@ def test_import_cycle_finds_a_cycle_and_only_a_cycle():
     assert import_cycle({"x": {"a"}, "a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
 
 
+MAX_TOP_LEVEL_UNITS = 21  # Monodepth2's names, hubconf.py, and one package per idea (the README's map)
+
+
+def test_the_top_level_stays_small_and_every_unit_is_in_the_readme_map():
+    units = top_level_units(PROJECT_DIR)
+    assert len(units) <= MAX_TOP_LEVEL_UNITS, sorted(units)
+    with open(os.path.join(PROJECT_DIR, "README.md")) as f:
+        readme = f.read()
+    code_map = readme[readme.index("## Map of the code") : readme.index("## Training")]
+    missing = [u for u in units if not re.search(rf"^{re.escape(u)}(\.py|/)\s", code_map, re.M)]
+    assert missing == [], f"not in the README's code map: {missing}"
+
+
 def test_no_import_cycle_between_top_level_packages_and_modules():
     """Dependencies point one way (e.g. speed/ uses datasets/, never the other way round): a reader can
     take the packages in order, and none needs another that needs it back."""
     units = top_level_units(PROJECT_DIR)
-    assert {"utils", "layers", "datasets", "speed", "evaluation", "fileio", "runtime"} <= set(units)
+    assert {"utils", "layers", "datasets", "speed", "evaluation", "deploy", "checkpoints"} <= set(units)
     graph = {unit: set() for unit in units}
     for unit, files in units.items():
         for path in files:

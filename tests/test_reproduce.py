@@ -13,11 +13,11 @@ import shutil
 import pytest
 
 import utils
+from datasets.synthetic import scenes
 from evaluation.metrics import DEPTH_METRIC_NAMES
-from fileio.atomic import save_json
 from reproduce import runner, tables
-from synthetic import scenes
 from tools import reproduce
+from utils.files import save_json
 
 # Tiny runs: one step of batch 2 at 64x192 from random weights (the point is the plumbing, not the numbers).
 TRAIN_ARGS = (

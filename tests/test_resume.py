@@ -24,7 +24,7 @@ from tb_reader import read_run
 
 import options
 from checkpoints import training_state
-from synthetic.kitti_frames import DRIVE
+from datasets.synthetic.kitti_frames import DRIVE
 from trainer import Trainer
 from training import resume
 
@@ -103,7 +103,7 @@ def test_a_step_budget_that_ends_mid_epoch_is_resumed_mid_epoch(tmp_path):
 
     import options
     from checkpoints import training_state
-    from synthetic.kitti_frames import make_tiny_kitti
+    from datasets.synthetic.kitti_frames import make_tiny_kitti
     from trainer import Trainer
 
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("png",))

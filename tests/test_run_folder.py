@@ -25,7 +25,9 @@ from helpers import (
 import options
 import utils
 from checkpoints import model_folder, training_state
-from fileio.atomic import (
+from model import FSREModel
+from trainer import Trainer
+from utils.files import (
     OWNER_MARKER,
     atomic_folder,
     atomic_write,
@@ -35,8 +37,6 @@ from fileio.atomic import (
     remove_stale_temporaries,
     temporary_path,
 )
-from model import FSREModel
-from trainer import Trainer
 
 
 def fill(folder, text):
@@ -178,7 +178,7 @@ def test_a_failed_model_folder_write_leaves_no_folder(tmp_path, monkeypatch):
 def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_previous_checkpoint_stays(tmp_path):
 
     from checkpoints import training_state
-    from synthetic.kitti_frames import make_tiny_kitti
+    from datasets.synthetic.kitti_frames import make_tiny_kitti
 
     tiny = make_tiny_kitti(str(tmp_path / "data"), exts=("png",))
     args = run_args(tiny, tmp_path, "--num_workers", "0", "--checkpoint_every", "1")

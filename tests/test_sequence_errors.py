@@ -14,7 +14,7 @@ from helpers import one_line_error, predict_error
 from PIL import Image
 
 import utils
-from fileio.atomic import OWNER_MARKER, atomic_folder
+from utils.files import OWNER_MARKER, atomic_folder
 
 
 def write_sequence(folder, count: int = 4, size=(48, 16), intrinsics: dict | bytes | None = None) -> None:

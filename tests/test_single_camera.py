@@ -30,7 +30,7 @@ STEPS = 2  # the 5 training lines in batches of 2 (the last, short batch is drop
 def dashcam(tmp_path_factory):
     """Two single-camera synthetic drives as a dashcam records them: lossy H.264 at 30 fps, with truth."""
     require("av")
-    from synthetic.video import generate_videos
+    from datasets.synthetic.video import generate_videos
 
     out = str(tmp_path_factory.mktemp("dashcam"))
     generate_videos(out, num_drives=2, frames=FRAMES, width=WIDTH, height=HEIGHT, workers=1)

@@ -20,15 +20,15 @@ import options
 from conftest import random_batch
 from datasets import KITTIRAWDataset, fast_frames, jitter, read_split
 from datasets.mono_dataset import all_image_keys
+from datasets.synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from model import FSREModel, image_keys
-from runtime.machine import cpu_model, machine_summary
 from speed import device_inputs, reference
 from speed.acceleration import Acceleration
 from speed.benchmark import PATHS, trainer_options
-from synthetic.kitti_frames import DRIVE, make_tiny_kitti
 from tools import benchmark, prepare_kitti
 from trainer import speed_path_asked
 from training.loaders import loader_image_keys, worker_pipeline
+from utils.machine import cpu_model, machine_summary
 
 KITTI_SIZE = (1242, 375)
 HEIGHT, WIDTH = 96, 320

@@ -12,10 +12,10 @@ from PIL import Image
 
 import layers
 from datasets import KITTIDepthDataset, KITTIRAWDataset, read_split
+from datasets.ground_truth import load_ground_truth
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import camera_poses_from_oxts, generate_depth_map, read_oxts_packet
-from evaluation.ground_truth import load_ground_truth
-from synthetic import scenes as synth
+from datasets.synthetic import scenes as synth
 
 FRAMES = 6
 SCALE = 0.2  # 248x75

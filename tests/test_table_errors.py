@@ -11,7 +11,7 @@ import pytest
 from helpers import one_line_error
 
 import utils
-from fileio.atomic import save_json
+from utils.files import save_json
 
 
 def table_error(capsys, tmp_path, content: str | bytes, *names: str) -> str:

@@ -15,10 +15,10 @@ import options
 import utils
 from checkpoints import model_folder
 from conftest import PROCESS_DEADLINE_S, PROJECT_DIR
-from fileio.atomic import OWNER_MARKER
+from datasets.synthetic.kitti_frames import make_tiny_kitti
 from model import FSREModel
-from synthetic.kitti_frames import make_tiny_kitti
 from trainer import Trainer
+from utils.files import OWNER_MARKER
 
 CONFIGS = ["baseline", "semantics", "cma", "sgt", "full"]
 
@@ -88,7 +88,7 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
     trainer.train()
     folder = tmp_path / "fsre" / "models" / "weights_0_best"  # the only validation so far is the best
     assert sorted(os.listdir(folder)) == [
-        OWNER_MARKER,  # the folder is the project's: a later save may replace it (fileio/atomic.py)
+        OWNER_MARKER,  # the folder is the project's: a later save may replace it (utils/files.py)
         "adam.pth",
         "checksums.sha256",
         "decoder.pth",

@@ -34,9 +34,9 @@ import export_gt_depth
 import options
 import utils
 from checkpoints import files, model_folder
-from evaluation import ground_truth
+from datasets import ground_truth
+from datasets.synthetic.kitti_frames import DRIVE
 from model import FSREModel
-from synthetic.kitti_frames import DRIVE
 from tools import evaluate_per_class
 from trainer import Trainer
 

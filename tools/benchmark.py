@@ -48,11 +48,11 @@ from typing import Sequence
 
 import options
 import utils
-from fileio.atomic import atomic_write
-from runtime.processes import init_runtime
 from speed.benchmark import CONFIG_ORDER, PATHS, encoder_table, make_report, measure, table
 from trainer import Trainer
 from utils import InputError, run_cli
+from utils.files import atomic_write
+from utils.processes import init_runtime
 
 logger = logging.getLogger("benchmark")
 
@@ -62,7 +62,9 @@ MADE_EDGE_FRAMES = 2  # --make_data's first and last frames have no neighbour: t
 
 def make_data(root: str, num_frames: int, ext: str) -> tuple[str, str]:
     """A KITTI-size drive (frames, labels, scans, split files) under ``root``: (data_path, split folder)."""
-    from synthetic.kitti_frames import make_tiny_kitti  # the fixture's writer: real files in KITTI's layout
+    from datasets.synthetic.kitti_frames import (
+        make_tiny_kitti,  # the fixture's writer: real files in KITTI's layout
+    )
 
     tiny = make_tiny_kitti(root, num_frames=num_frames, exts=(ext,), width=KITTI_WIDTH, height=KITTI_HEIGHT)
     return tiny.data_path, tiny.split_dir

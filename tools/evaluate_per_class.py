@@ -23,12 +23,12 @@ import splits
 import utils
 from checkpoints import model_folder
 from datasets import CLASS_NAMES, KITTIRAWDataset, read_split
+from datasets.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.depth import STEREO_SCALE_FACTOR, predict_disparities, split_name, test_loader
-from evaluation.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.metrics import DEPTH_METRIC_NAMES
-from fileio.atomic import save_json
 from reproduce import arguments, charts, style
 from reproduce.per_class import class_sums, load_train_ids, metrics_from_sums  # noqa: F401 (the tool's API too)
+from utils.files import save_json
 
 logger = logging.getLogger(__name__)
 

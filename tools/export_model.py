@@ -25,8 +25,8 @@ import options
 import utils
 from checkpoints import model_folder, released
 from deploy import depth_graph, export
-from fileio.atomic import atomic_write
 from utils import run_cli
+from utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

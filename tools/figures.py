@@ -30,11 +30,11 @@ import splits
 import utils
 from checkpoints import model_folder
 from datasets import CLASS_NAMES, KITTIRAWDataset, read_split
+from datasets.ground_truth import ground_truth_file, load_ground_truth
 from evaluation.depth import STEREO_SCALE_FACTOR, load_predictions, predict_disparities, test_loader
-from evaluation.ground_truth import ground_truth_file, load_ground_truth
-from fileio.atomic import save_json
 from reproduce import arguments, figures, style
 from reproduce.per_class import THIN_CLASSES, class_ids
+from utils.files import save_json
 
 logger = logging.getLogger(__name__)
 

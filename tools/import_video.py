@@ -55,8 +55,8 @@ from datasets.video_files import (
     probe,
     read_frames,
 )
-from fileio.atomic import atomic_write, save_json
 from utils import InputError, MissingFileError
+from utils.files import atomic_write, save_json
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from datasets.pseudo_labels import (
     summary_table,
     write_summary,
 )
-from fileio.atomic import mark_owned, remove_stale_temporaries
 from utils import run_cli
+from utils.files import mark_owned, remove_stale_temporaries
 
 AUTHORS_LABELS = "fsre_segmentation"  # the authors' segmentation.zip in checkpoints/released_models.json
 logger = logging.getLogger(__name__)

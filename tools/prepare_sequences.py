@@ -38,8 +38,8 @@ import options
 import utils
 from datasets.camera import camera_warnings
 from datasets.folders import SPLITS_FOLDER, ImageSequence, find_sequences, read_sequence
-from fileio.atomic import atomic_write, save_json
 from utils import InputError
+from utils.files import atomic_write, save_json
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Write synthetic driving scenes in KITTI raw's layout: ``python -m tools.synthetic_kitti --out DIR``.
 
-See synthetic/scenes.py for what is written and how (ray-cast streets, stereo pairs, Velodyne
+See datasets/synthetic/scenes.py for what is written and how (ray-cast streets, stereo pairs, Velodyne
 scans, OXTS packets, dense depth, Cityscapes-id labels, split lists and test ground truth).
 """
 
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import options
 import utils
-from synthetic.scenes import generate
+from datasets.synthetic.scenes import generate
 
 logger = logging.getLogger(__name__)
 

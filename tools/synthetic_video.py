@@ -1,9 +1,9 @@
 """Synthetic drives as 30 fps videos with intrinsics and ground truth: \
 ``python -m tools.synthetic_video --out DIR``.
 
-Writes what synthetic/video.py describes: ``drive_01.mp4`` ... (``--stereo``: and ``drive_01_right.mp4``),
-``intrinsics.json`` in pixels, ``drive_01_depth.npz`` (dense depth of the frames a 10 fps import
-keeps) and ``segmentation/`` (their true labels). Then, as with a video of your own:
+Writes what datasets/synthetic/video.py describes: ``drive_01.mp4`` ... (``--stereo``: and
+``drive_01_right.mp4``), ``intrinsics.json`` in pixels, ``drive_01_depth.npz`` (dense depth of the frames a
+10 fps import keeps) and ``segmentation/`` (their true labels). Then, as with a video of your own:
 ``python -m tools.import_video DIR --out DATA --intrinsics DIR/intrinsics.json`` (docs/own_data.md).
 """
 
@@ -16,8 +16,8 @@ from typing import Sequence
 
 import options
 import utils
-from synthetic import scenes
-from synthetic.video import VIDEO_FPS, generate_videos
+from datasets.synthetic import scenes
+from datasets.synthetic.video import VIDEO_FPS, generate_videos
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from runtime.processes import Runtime
+from utils.processes import Runtime
 
 
 def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:

@@ -13,10 +13,10 @@ import options
 import splits
 from datasets import DATASETS, read_split
 from model import image_keys
-from runtime.processes import Runtime
 from training import input_checks, resume, signals
 from training.logs import TRAINER_LOGGER
 from utils import InputError
+from utils.processes import Runtime
 
 logger = logging.getLogger(TRAINER_LOGGER)
 

@@ -15,7 +15,7 @@ import options
 import utils
 from datasets import colourise
 from training.loop_state import LoopState
-from visualisation.colormap import colormap
+from utils.colormap import colormap
 
 TRAINER_LOGGER = "trainer"  # a run's progress and validation lines name the trainer, as they always have
 logger = logging.getLogger(TRAINER_LOGGER)

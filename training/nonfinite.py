@@ -10,10 +10,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from runtime.processes import Runtime
 from training import distributed
 from training.loop_state import LoopState
 from utils import TrainingError
+from utils.processes import Runtime
 
 logger = logging.getLogger(__name__)
 

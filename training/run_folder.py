@@ -1,5 +1,5 @@
 """The run folder ``<log_dir>/<model_name>``: one live run at a time, never a fresh run over another's
-files, only the run's own entries cleaned or moved aside (the project's marker, fileio/atomic.py), and a
+files, only the run's own entries cleaned or moved aside (the project's marker, utils/files.py), and a
 failed write ends the run with one line (the rules: docs/training.md)."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch.distributed as dist
 
 import utils
 from checkpoints import training_state
-from fileio.atomic import OWNER_MARKER, is_temporary, mark_owned, owned, remove_stale_temporaries
-from fileio.locks import FileLock
-from runtime.processes import Runtime
 from utils import InputError, TrainingError
+from utils.files import OWNER_MARKER, is_temporary, mark_owned, owned, remove_stale_temporaries
+from utils.locks import FileLock
+from utils.processes import Runtime
 
 logger = logging.getLogger(__name__)
 

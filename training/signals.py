@@ -11,7 +11,7 @@ import signal
 import threading
 from typing import Iterator
 
-from fileio.locks import close_inherited_locks
+from utils.locks import close_inherited_locks
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 import layers
 from evaluation.metrics import DEPTH_METRIC_NAMES, depth_errors_of_image
-from runtime.processes import Runtime
 from training import distributed, loaders, signals
+from utils.processes import Runtime
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 import utils
 from datasets.camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
 from datasets.video_files import is_video, probe
-from fileio.atomic import remove_file, save_array, save_json
+from utils.files import remove_file, save_array, save_json
 
 from ..predictors import Frame, depth_range_of, folder_images, listed
 from . import camera_height

@@ -36,11 +36,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from datasets.cityscapes import save_label_png
+from datasets.ground_truth import export  # the project's own ground-truth export
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import EARTH_RADIUS  # the devkit's, as the OXTS reader uses
-from evaluation.ground_truth import export  # the project's own ground-truth export
-from fileio.atomic import atomic_write
 from utils import InputError
+from utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

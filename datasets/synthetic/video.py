@@ -1,7 +1,7 @@
 """Synthetic drives as 30 fps video files, as a dashcam would record them, with exact ground truth.
 
 ``generate_videos`` (the command ``python -m tools.synthetic_video --out DIR``) renders drives of
-the synthetic street (synthetic/scenes.py) at 30 fps and writes, in no KITTI layout:
+the synthetic street (datasets/synthetic/scenes.py) at 30 fps and writes, in no KITTI layout:
 
 - ``<drive>.mp4``: the drive as H.264 (``lossless``: H.264 RGB at qp 0, bit-exact frames), and
   ``<drive>_right.mp4`` with ``stereo``: the rectified right camera, 0.54 m to the right;
@@ -33,9 +33,9 @@ import utils
 from datasets.camera import INTRINSICS_NAMES
 from datasets.cityscapes import save_label_png
 from datasets.folders import FRAME_NAME
+from datasets.synthetic import scenes
 from datasets.video_files import VideoWriter
-from fileio.atomic import atomic_write, save_json
-from synthetic import scenes
+from utils.files import atomic_write, save_json
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ evaluates again and prints both metric tables and where the TensorBoard logs and
 "MS"), which learns sooner at a smaller size. Every training option can be appended to change the
 run, e.g. ``python train.py --demo --config baseline --max_steps 100``.
 
-The scenes' folder is made by the demo (fileio/atomic.py's marker in it): a folder given as
+The scenes' folder is made by the demo (utils/files.py's marker in it): a folder given as
 ``--demo_data`` that holds anything else, or a file, is refused before anything is written; each
 variant has its own folder (under ``$FSRE_DEMO_DATA`` too), and a folder holding the other variant's
 scenes is refused rather than replaced. A Ctrl-C before training begins (generating the scenes,
@@ -27,18 +27,19 @@ from typing import Sequence
 
 import options
 from checkpoints import model_folder
+from datasets.synthetic import scenes as synthetic_scenes
 from evaluation import depth as evaluation_depth
-from fileio.atomic import OWNER_MARKER, atomic_folder, check_replaceable, owned, remove_folder
-from synthetic import scenes as synthetic_scenes
 from trainer import Trainer
 from training import run_folder, signals
 from utils import InputError
+from utils.files import OWNER_MARKER, atomic_folder, check_replaceable, owned, remove_folder
 
 logger = logging.getLogger(__name__)
 
 # The scenes: four drives of 42 frames at KITTI's size (1242x375, one ray per pixel: four rays per
 # pixel rendered 3.3 times as long and trained no better, measured); the last drive is held out
-# (every 2nd frame: 20 test frames), with texture at every scale on every surface (synthetic/scenes.py).
+# (every 2nd frame: 20 test frames), with texture at every scale on every surface
+# (datasets/synthetic/scenes.py).
 # The monocular run's scenes move a third of a metre per frame: at KITTI's 1 m the next frame differs
 # from the target as much as an unrelated view does, and auto-masking then rewards any warp
 # (docs/data.md). The stereo run keeps the 1 m scenes its figures were measured on.
@@ -123,7 +124,7 @@ def cached_scenes(data_dir: str) -> dict | None:
 def ensure_scenes(data_dir: str, scenes: dict) -> str:
     """Generate the scenes unless a complete copy of the same settings is there; return the split folder.
 
-    A folder the demo did not make (fileio.atomic's marker), a file, or another variant's scenes are
+    A folder the demo did not make (utils.files's marker), a file, or another variant's scenes are
     refused with InputError before anything is written."""
     split_dir = os.path.join(data_dir, "splits", "synthetic")
     recorded = cached_scenes(data_dir)

@@ -18,7 +18,7 @@ from datasets import parse_split_line
 from datasets.kitti_dataset import DEPTH_PNG_SCALE
 from datasets.kitti_utils import generate_depth_map, velodyne_path
 from datasets.mono_dataset import open_image, read_split_numbered
-from fileio.atomic import atomic_write
+from utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 GT_SPLITS = ("eigen", "eigen_benchmark")

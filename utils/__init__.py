@@ -3,7 +3,8 @@
 Errors: an ``InputError`` names the file, split line or option at fault; a ``TrainingError`` says why
 a run stopped and where its last good state is. Commands run ``main`` through ``run_cli``: such
 errors print ``error: <message>`` to stderr and exit with ``EXIT_ERROR``, without a traceback.
-Files written whole are ``fileio/``, processes and machines ``runtime/``, colour maps ``visualisation/``.
+Beside them: files written whole and what the project owns (files.py), OS file locks (locks.py), exported
+programs (programs.py), processes (processes.py), the machine's name (machine.py), colour maps (colormap.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))  # the repository's root
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository's root
 UINT8_MAX = 255.0  # images: uint8 0..255 <-> float 0..1
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")  # image files the tools pick up from folders
 HOST = socket.gethostname()  # recorded by writers of temporary files and by run locks

@@ -1,1 +1,0 @@
-"""Pictures of predictions: disparities in colour (colormap.py). The paper's figures: reproduce/."""
