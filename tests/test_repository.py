@@ -2,6 +2,7 @@
 no import cycle between the top-level packages."""
 
 import ast
+import glob
 import os
 import re
 import subprocess
@@ -204,6 +205,24 @@ def test_import_cycle_finds_a_cycle_and_only_a_cycle():
     assert import_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert import_cycle({"x": {"a"}, "a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+
+
+def test_every_test_the_readme_and_docs_cite_exists():
+    """A guarantee in the README names its test: a renamed or moved test must not leave it pointing away."""
+    defined = set()
+    for path in glob.glob(os.path.join(PROJECT_DIR, "tests", "*.py")):
+        with open(path) as f:
+            defined |= set(re.findall(r"^def (test_\w+)", f.read(), flags=re.M))
+    cited = {}
+    for path in [
+        os.path.join(PROJECT_DIR, "README.md"),
+        *glob.glob(os.path.join(PROJECT_DIR, "docs", "*.md")),
+    ]:
+        with open(path) as f:
+            for name in re.findall(r"`(test_\w+)`", f.read()):
+                cited.setdefault(name, os.path.basename(path))
+    cited.pop("test_depth_prediction_anonymous", None)  # KITTI's benchmark folder, not a test
+    assert {name: doc for name, doc in cited.items() if name not in defined} == {}
 
 
 MAX_TOP_LEVEL_UNITS = 21  # Monodepth2's names, hubconf.py, and one package per idea (the README's map)
