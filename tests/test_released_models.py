@@ -439,7 +439,7 @@ def test_list_models_prints_the_registry(capsys):
 
 
 def test_registry_facts():
-    """The published md5 of Monodepth2's nine zips (its utils/__init__.py) and the authors' entry."""
+    """The published md5 of Monodepth2's nine zips (its utils.py) and the authors' entry."""
     models = json.load(open(released.REGISTRY_FILE))["models"]
     md2 = {k: v for k, v in models.items() if v["layout"] == "monodepth2"}
     assert len(md2) == 9 and all(len(v["md5"]) == 32 and v["urls"][0].endswith(".zip") for v in md2.values())
