@@ -14,6 +14,7 @@ from tensorboardX import SummaryWriter
 import options
 import utils
 from datasets import colourise
+from training.diagnostics import step_scalars
 from visualisation.colormap import colormap
 
 TRAINER_LOGGER = "trainer"  # a run's progress and validation lines name the trainer, as they always have
@@ -85,6 +86,7 @@ class RunLog:
                 "learning_rate": learning_rate,
                 "samples_per_s": rate,
                 "nonfinite_steps": nonfinite_steps,
+                **step_scalars(outputs),  # pose translation, share of pixels a warp wins (diagnostics.py)
             },
         )
         self.start_window()
