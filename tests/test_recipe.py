@@ -181,3 +181,21 @@ def test_a_repeat_is_below_half_a_grey_level_and_new_content_is_not():
     noisy[0] = np.minimum(noisy[0], 254) + 1  # one grey level on one row of 48: mean 1 / 48 / 255 < 0.002
     assert [detector.is_repeat(x) for x in (a, a, noisy, b, a)] == [False, True, True, False, False]
     assert detector.repeats == 2
+
+
+def test_the_data_check_names_repeated_frames_and_does_not_advise_drop_static(tmp_path, capsys):
+    from tools import prepare_sequences
+
+    (tmp_path / "held").mkdir()
+    frames = [p for p in pictures() for _ in range(HOLD)]  # 8 of 11 neighbour pairs repeat
+    for i, rgb in enumerate(frames):
+        Image.fromarray(rgb).save(tmp_path / "held" / f"{i:010d}.png")
+    (tmp_path / "intrinsics.json").write_text(json.dumps({"fx": 32, "fy": 32, "cx": 32, "cy": 24}))
+    assert prepare_sequences.main(["--data_path", str(tmp_path), "--num_workers", "0"]) == 0
+    warnings = json.loads((tmp_path / "splits" / "report.json").read_text())["sequences"]["held"]["warnings"]
+    repeated = [w for w in warnings if "repeat the previous one" in w]
+    assert (
+        len(repeated) == 1 and repeated[0].startswith("73% of its frames") and "--drop_repeats" in repeated[0]
+    )
+    assert not any("--drop_static leaves them out" in w for w in warnings)
+    assert "repeat the previous one" in capsys.readouterr().out

@@ -39,6 +39,7 @@ import utils
 from datasets.camera import camera_warnings
 from datasets.folders import SPLITS_FOLDER, ImageSequence, find_sequences, read_sequence
 from fileio.atomic import atomic_write, save_json
+from tools.import_video import REPEAT_THRESHOLD
 from utils import InputError
 
 logger = logging.getLogger(__name__)
@@ -182,7 +183,15 @@ def warnings_of(report: SequenceReport) -> list[str]:
     """What in a sequence may make training fail (see the module's docstring)."""
     seq = report.sequence
     problems = camera_warnings(seq.camera, seq.width, seq.height)
-    if report.static_share > STATIC_WARNING:
+    repeats = float((report.motion < REPEAT_THRESHOLD).mean()) if len(report.motion) else 0.0
+    if repeats > STATIC_WARNING:  # a video showing each picture several times, imported above its rate
+        problems.append(
+            f"{repeats:.0%} of its frames repeat the previous one (difference < {REPEAT_THRESHOLD}): the "
+            f"video shows each picture several times, and a repeated neighbour makes auto-masking mask out "
+            f"nearly the whole target (--drop_static would leave out nearly every line): import it at its "
+            f"distinct rate (import_video warns with it) or with import_video --drop_repeats"
+        )
+    elif report.static_share > STATIC_WARNING:
         problems.append(
             f"{report.static_share:.0%} of its frames are near-static (difference to the previous frame "
             f"< {STATIC_THRESHOLD}): a camera standing still teaches no depth; --drop_static leaves them out"
@@ -201,7 +210,8 @@ def warnings_of(report: SequenceReport) -> list[str]:
             f"neighbouring frames differ more than a frame and its copy shifted by one pixel at "
             f"{STATIC_WIDTH} wide (median {np.median(moving):.3f} against {report.shifted:.3f}): as much "
             f"as unrelated views, on which monocular training from scratch with auto-masking did not "
-            f"learn (docs/own_data.md); import at a higher --fps"
+            f"learn reliably (docs/own_data.md); import at a higher --fps where the video has more "
+            f"distinct frames (import_video warns when it repeats them)"
         )
     return problems
 
