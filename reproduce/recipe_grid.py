@@ -174,14 +174,11 @@ def read_scalars(folder: str) -> dict[str, list[tuple[int, float]]]:
                 f.read(4)  # the data's CRC
                 if len(data) < length:
                     break  # a file still being written
-                for value in event_pb2.Event.FromString(data).summary.value:
+                event = event_pb2.Event.FromString(data)
+                for value in event.summary.value:
                     if value.HasField("simple_value"):
-                        scalars.setdefault(value.tag, []).append((event_step(data), value.simple_value))
+                        scalars.setdefault(value.tag, []).append((int(event.step), value.simple_value))
     return scalars
-
-
-def event_step(data: bytes) -> int:
-    return int(event_pb2.Event.FromString(data).step)
 
 
 def summarise(series: list[tuple[int, float]], parts: int = 3) -> list[float]:
@@ -198,7 +195,12 @@ def run_cell(out: str, codec: str, seed: int, settings: GridSettings) -> dict:
     record_path = os.path.join(folder, f"seed{seed}_{RECORD}")
     if os.path.exists(record_path):
         with open(record_path) as f:
-            return json.load(f)
+            record = json.load(f)
+        if record["settings"] != settings.as_dict():
+            raise InputError(
+                f"{record_path}: a run with other settings ({record['settings']}): use another --out"
+            )
+        return record
     log = os.path.join(folder, f"seed{seed}.log")
     evaluations = [{"step": 0, **evaluate(folder, save_untrained(folder, seed, settings, log), log)}]
     run_dir = os.path.join(folder, "runs", f"seed{seed}")

@@ -199,3 +199,17 @@ def test_the_data_check_names_repeated_frames_and_does_not_advise_drop_static(tm
     )
     assert not any("--drop_static leaves them out" in w for w in warnings)
     assert "repeat the previous one" in capsys.readouterr().out
+
+
+def test_a_finished_cell_is_read_back_and_one_of_other_settings_is_refused(tmp_path, monkeypatch):
+    settings = recipe_grid.GridSettings(steps=6)
+    folder = recipe_grid.codec_folder(str(tmp_path), "h264-crf14")
+    os.makedirs(folder)
+    prepared = {"codec": "h264-crf14", "frames": settings.frames, "scale": settings.scale, "hold": True}
+    (tmp_path / "h264-crf14" / recipe_grid.PREPARED).write_text(json.dumps(prepared))
+    record = {**cell("h264-crf14", 0, [0.5, 0.4]), "settings": settings.as_dict()}
+    (tmp_path / "h264-crf14" / f"seed0_{recipe_grid.RECORD}").write_text(json.dumps(record))
+    monkeypatch.setattr(recipe_grid, "run", lambda *a: pytest.fail("a finished cell ran a command"))
+    assert recipe_grid.run_cell(str(tmp_path), "h264-crf14", 0, settings)["evaluations"][1]["abs_rel"] == 0.4
+    with pytest.raises(ValueError, match="other settings"):
+        recipe_grid.run_cell(str(tmp_path), "h264-crf14", 0, recipe_grid.GridSettings(steps=7))
