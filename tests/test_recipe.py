@@ -213,3 +213,11 @@ def test_a_finished_cell_is_read_back_and_one_of_other_settings_is_refused(tmp_p
     assert recipe_grid.run_cell(str(tmp_path), "h264-crf14", 0, settings)["evaluations"][1]["abs_rel"] == 0.4
     with pytest.raises(ValueError, match="other settings"):
         recipe_grid.run_cell(str(tmp_path), "h264-crf14", 0, recipe_grid.GridSettings(steps=7))
+
+
+def test_a_bad_codec_fails_before_anything_is_written(tmp_path):
+    from tools import recipe_grid as command
+
+    with pytest.raises(ValueError, match="--codec vp9"):
+        command.main(["--out", str(tmp_path / "grid"), "--codecs", "lossless", "vp9"])
+    assert not os.path.exists(tmp_path / "grid")
