@@ -187,17 +187,28 @@ def test_the_data_check_names_repeated_frames_and_does_not_advise_drop_static(tm
     from tools import prepare_sequences
 
     (tmp_path / "held").mkdir()
-    frames = [p for p in pictures() for _ in range(HOLD)]  # 8 of 11 neighbour pairs repeat
+    frames = [p for p in pictures() for _ in range(HOLD)]  # 8 of the 12 frames repeat their predecessor
     for i, rgb in enumerate(frames):
         Image.fromarray(rgb).save(tmp_path / "held" / f"{i:010d}.png")
     (tmp_path / "intrinsics.json").write_text(json.dumps({"fx": 32, "fy": 32, "cx": 32, "cy": 24}))
-    assert prepare_sequences.main(["--data_path", str(tmp_path), "--num_workers", "0"]) == 0
-    warnings = json.loads((tmp_path / "splits" / "report.json").read_text())["sequences"]["held"]["warnings"]
-    repeated = [w for w in warnings if "repeat the previous one" in w]
+
+    def warnings() -> list[str]:
+        assert (
+            prepare_sequences.main(["--data_path", str(tmp_path), "--num_workers", "0", "--overwrite"]) == 0
+        )
+        return json.loads((tmp_path / "splits" / "report.json").read_text())["sequences"]["held"]["warnings"]
+
+    # identical frames alone may be a camera standing still: near-static, --drop_static advised
+    assert any("near-static" in w and "--drop_static" in w for w in warnings())
+    # imported from a video that repeats its pictures (import_video's record): re-import advised instead
+    record = {"settings": {}, "frames": len(frames), "repeated_frames": 8}
+    (tmp_path / "held" / import_video.IMPORT_RECORD).write_text(json.dumps(record))
+    found = warnings()
+    repeated = [w for w in found if "repeat the previous one" in w]
     assert (
-        len(repeated) == 1 and repeated[0].startswith("73% of its frames") and "--drop_repeats" in repeated[0]
+        len(repeated) == 1 and repeated[0].startswith("67% of its frames") and "--drop_repeats" in repeated[0]
     )
-    assert not any("--drop_static leaves them out" in w for w in warnings)
+    assert not any("--drop_static leaves them out" in w for w in found)
     assert "repeat the previous one" in capsys.readouterr().out
 
 

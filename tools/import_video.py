@@ -13,7 +13,9 @@ Safe to interrupt and rerun: a sequence folder carries ``.incomplete`` until its
 written; a rerun with the same arguments skips finished videos and the frames already written,
 and refuses a folder written with other settings. Frames and files are written under temporary
 names and renamed. A video that cannot be decoded or is truncated is one ``error:`` line (exit 2)
-and leaves no folder behind; the other videos are still imported.
+and leaves no folder behind; the other videos are still imported. Kept frames that repeat the previous
+one (a video showing each picture several times) are counted and warned about; ``--drop_repeats`` leaves
+them out.
 """
 
 from __future__ import annotations
