@@ -115,11 +115,6 @@ def video_poses(poses: np.ndarray, subframes: int = SUBFRAMES) -> np.ndarray:
     return out
 
 
-def held_poses(poses: np.ndarray, subframes: int = SUBFRAMES) -> np.ndarray:
-    """Poses of a drive shown ``subframes`` times each (a 10 fps drive in a 30 fps video of repeats)."""
-    return np.repeat(poses, subframes, axis=0)
-
-
 def open_writer(path: str, codec: Codec, width: int, height: int) -> VideoWriter:
     """A VideoWriter for ``codec`` (lossless and H.264 at a crf: VideoWriter's own; else its encoder and
     options set)."""

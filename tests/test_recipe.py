@@ -102,11 +102,20 @@ def test_codec_specs_and_the_dashcam_bitrate():
             synthetic_video.parse_codec(bad)
 
 
-def test_held_poses_show_each_drive_frame_three_times():
-    poses = np.stack([np.eye(4) + k for k in range(3)])
-    held = synthetic_video.held_poses(poses)
-    assert held.shape == (9, 4, 4)
-    assert all(np.array_equal(held[k], poses[k // 3]) for k in range(9))
+@pytest.mark.needs("av")
+def test_held_videos_show_each_drive_frame_three_times_bit_for_bit(tmp_path):
+    require("av")
+    from datasets.video_files import read_frames
+
+    video = synthetic_video.generate_videos(
+        str(tmp_path), num_drives=1, frames=2, width=32, height=16, codec="lossless", hold=True, workers=1
+    )[0]
+    frames = [rgb for _, rgb in read_frames(video)]
+    assert len(frames) == 2 * HOLD
+    assert all(np.array_equal(frames[k], frames[HOLD * (k // HOLD)]) for k in range(len(frames)))
+    assert not np.array_equal(frames[0], frames[HOLD])  # the drive moved about 1 m
+    with np.load(tmp_path / f"drive_01{synthetic_video.DEPTH_SUFFIX}") as depths:
+        assert sorted(depths.files) == ["depth_0000", "depth_0001"]  # video frame 3j is drive frame j
 
 
 # ---------------------------------------------------------------------------------------------
