@@ -13,7 +13,9 @@ Safe to interrupt and rerun: a sequence folder carries ``.incomplete`` until its
 written; a rerun with the same arguments skips finished videos and the frames already written,
 and refuses a folder written with other settings. Frames and files are written under temporary
 names and renamed. A video that cannot be decoded or is truncated is one ``error:`` line (exit 2)
-and leaves no folder behind; the other videos are still imported.
+and leaves no folder behind; the other videos are still imported. Kept frames that repeat the previous
+one (a video showing each picture several times) are counted and warned about; ``--drop_repeats`` leaves
+them out.
 """
 
 from __future__ import annotations
@@ -64,12 +66,21 @@ DEFAULT_FPS = 10.0  # KITTI's rate (see --fps)
 IMPORT_RECORD = "import.json"  # settings and counts of a finished import
 RIGHT_FOLDER = "right"
 JPEG_QUALITY = 95
+# A repeated frame: a video that shows each picture several times (10 distinct frames a second in a
+# 30 fps file) decodes its repeats to within a fraction of a grey level; new content differs by far more.
+# Measured on tools.synthetic_video --hold (H.264 crf 14 and a dashcam's bitrate, at 64 px wide in grey):
+# repeats at most 0.0008, neighbouring distinct frames at least 0.045 (docs/own_data.md).
+REPEAT_WIDTH = 64  # frames are compared in grey at this width (as prepare_sequences measures motion)
+REPEAT_THRESHOLD = 0.002  # mean absolute grey difference in [0, 1] (half a grey level) below which a
+# kept frame repeats the previous kept one
+REPEAT_WARNING = 0.3  # warn when more than this share of the kept frames repeat the previous one
 FPS_HELP = (
     "frames per second kept: 10 is KITTI's rate, about 1 m of motion per frame at city speeds (36 km/h), "
     "what the models and their defaults were made for. One camera trained from scratch: import the "
     "training videos at 30 (a third of a metre per frame: at 1 m the paper's monocular recipe did not "
-    "learn on synthetic videos, docs/own_data.md). Lower it for slow footage (walking), raise it for fast "
-    "(motorway)"
+    "learn reliably on synthetic videos, docs/own_data.md), unless the video repeats its frames (the "
+    "import warns: then its distinct rate, or --drop_repeats). Lower it for slow footage (walking), raise "
+    "it for fast (motorway)"
 )
 
 
@@ -92,7 +103,7 @@ class Plan:
         def source(path):
             return None if path is None else {"file": os.path.basename(path), "bytes": os.path.getsize(path)}
 
-        return {
+        settings = {
             "video": source(self.video),
             "right_video": source(self.right_video),
             "fps": opts.fps,
@@ -103,6 +114,9 @@ class Plan:
             "jpeg_quality": opts.jpeg_quality if opts.ext == "jpg" else None,
             "camera": None if self.camera is None else self.camera.as_dict(),
         }
+        if opts.drop_repeats:  # only when set: imports made before the option keep their records
+            settings["drop_repeats"] = True
+        return settings
 
 
 # -- what to import ------------------------------------------------------------------------------
@@ -254,8 +268,34 @@ def frame_writer(opts: argparse.Namespace, plan: Plan):
     return write
 
 
-def kept_frames(plan: Plan, opts: argparse.Namespace, info: VideoInfo):
-    """(index, left frame, right frame or None) of the frames kept at --fps, both videos decoded in step."""
+def grey_thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """A frame in grey at REPEAT_WIDTH pixels wide, float in [0, 1]: cheap, and blind to codec noise."""
+    image = Image.fromarray(rgb).convert("L")
+    height = max(1, round(image.height * REPEAT_WIDTH / image.width))
+    return np.asarray(image.resize((REPEAT_WIDTH, height), Image.BILINEAR), dtype=np.float32) / 255
+
+
+class RepeatDetector:
+    """Tells kept frames that repeat the previous kept frame (a video showing each picture several times)."""
+
+    def __init__(self, threshold: float = REPEAT_THRESHOLD) -> None:
+        self.threshold = threshold
+        self.last: np.ndarray | None = None
+        self.repeats = 0
+
+    def is_repeat(self, rgb: np.ndarray) -> bool:
+        """Whether ``rgb`` repeats the previous frame given (counted in ``repeats``)."""
+        grey = grey_thumbnail(rgb)
+        repeat = self.last is not None and float(np.abs(grey - self.last).mean()) < self.threshold
+        self.last = grey
+        self.repeats += repeat
+        return repeat
+
+
+def kept_frames(plan: Plan, opts: argparse.Namespace, info: VideoInfo, repeats: RepeatDetector | None = None):
+    """(index, left frame, right frame or None) of the frames kept at --fps, both videos decoded in step;
+    ``repeats`` counts the kept frames that repeat the previous one, and with --drop_repeats they are left
+    out (a frame is compared with the previous frame that the rate kept)."""
     sampler = RateSampler(opts.fps, frame_rate_tolerance(info.fps))
     right = read_frames(plan.right_video) if plan.right_video else None
     index = 0
@@ -270,6 +310,8 @@ def kept_frames(plan: Plan, opts: argparse.Namespace, info: VideoInfo):
                 )
             partner = partner[1]
         if sampler.keep(time):
+            if repeats is not None and repeats.is_repeat(rgb) and opts.drop_repeats:
+                continue
             yield index, rgb, partner
             index += 1
     if right is not None and next(right, None) is not None:
@@ -295,12 +337,13 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
     rate = min(1.0, opts.fps / info.fps) if info.fps else 1.0
     expected = None if info.expected_frames is None else math.ceil(info.expected_frames * rate)
     frames = written = 0
+    repeats = RepeatDetector()
     try:
         for folder in folders:
             os.makedirs(folder, exist_ok=True)
             remove_temporary_files(folder)  # of a killed run
         with tqdm(total=expected, unit="frame", desc=plan.name, dynamic_ncols=True) as bar:
-            for index, left, right in kept_frames(plan, opts, info):
+            for index, left, right in kept_frames(plan, opts, info, repeats):
                 for folder, rgb in zip(folders, (left, right)):
                     path = os.path.join(folder, f"{FRAME_NAME.format(index)}.{opts.ext}")
                     if not os.path.exists(path):  # a resumed import keeps what it wrote before
@@ -318,11 +361,13 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
         "source_frames_declared": info.expected_frames,
         "source_size": [info.width, info.height],
         "rotation": info.rotation,
+        "repeated_frames": repeats.repeats,
     }
     if plan.camera is not None:
         save_json(plan.camera.as_dict(), os.path.join(plan.folder, INTRINSICS_NAMES[0]))
     save_json(record, os.path.join(plan.folder, IMPORT_RECORD))
     os.remove(os.path.join(plan.folder, INCOMPLETE_MARKER))
+    warn_repeats(plan, opts, repeats.repeats, frames + (repeats.repeats if opts.drop_repeats else 0), info)
     logger.info(
         "%s: %d frames, %d files written now%s",
         plan.name,
@@ -331,6 +376,36 @@ def import_one(plan: Plan, opts: argparse.Namespace) -> dict:
         " (resumed)" if state == "resume" else "",
     )
     return record
+
+
+def warn_repeats(plan: Plan, opts: argparse.Namespace, repeats: int, kept: int, info: VideoInfo) -> None:
+    """Warn when many kept frames repeat the previous one: the video shows each picture several times."""
+    if kept == 0 or repeats / kept <= REPEAT_WARNING:
+        return
+    distinct = (kept - repeats) / kept * min(opts.fps, info.fps or opts.fps)
+    if opts.drop_repeats:
+        logger.warning(
+            "%s: %d of %d frames kept at --fps %g repeated the previous one and were left out (about %.3g "
+            "distinct frames a second)",
+            plan.video,
+            repeats,
+            kept,
+            opts.fps,
+            distinct,
+        )
+        return
+    logger.warning(
+        "%s: %d of %d frames kept at --fps %g repeat the previous one (the video shows each picture "
+        "several times: about %.3g distinct frames a second). A repeated neighbour makes auto-masking "
+        "mask out nearly the whole target, so monocular training learns almost nothing from those lines: "
+        "import at --fps %.3g, or with --drop_repeats (docs/own_data.md)",
+        plan.video,
+        repeats,
+        kept,
+        opts.fps,
+        distinct,
+        distinct,
+    )
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -369,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame files: JPEG (Monodepth2 trains on JPEG; about 10x smaller) or PNG (lossless)",
     )
     g.add_argument("--jpeg_quality", type=int, default=JPEG_QUALITY, help="JPEG quality")
+    g.add_argument(
+        "--drop_repeats",
+        action="store_true",
+        help="leave out kept frames that repeat the previous kept one (videos that show each picture "
+        f"several times; mean grey difference below {REPEAT_THRESHOLD} at {REPEAT_WIDTH} px wide): the "
+        "sequence holds distinct frames only. Without it, many repeats are a warning",
+    )
     g = parser.add_argument_group(
         "camera (intrinsics in pixels of the video as shown, before --crop and resize)"
     )

@@ -23,6 +23,7 @@ sides. ``--drop_static`` leaves out frames that are near-static to one of their 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -38,6 +39,7 @@ import options
 import utils
 from datasets.camera import camera_warnings
 from datasets.folders import SPLITS_FOLDER, ImageSequence, find_sequences, read_sequence
+from tools.import_video import IMPORT_RECORD, REPEAT_THRESHOLD, REPEAT_WARNING
 from utils import InputError
 from utils.files import atomic_write, save_json
 
@@ -178,11 +180,34 @@ def pick_validation(names: Sequence[str], fraction: float) -> list[str]:
     return [names[int((i + 0.5) * len(names) / count)] for i in range(count)]
 
 
+def imported_repeats(folder: str) -> float:
+    """The share of an imported sequence's frames that repeat the previous one, from import_video's record
+    (0 for frames from elsewhere, and for imports that left the repeats out): identical frames alone
+    cannot tell a video that repeats pictures from a camera standing still."""
+    try:
+        with open(os.path.join(folder, IMPORT_RECORD)) as f:
+            record = json.load(f)
+        if record.get("settings", {}).get("drop_repeats"):
+            return 0.0
+        return record.get("repeated_frames", 0) / max(1, record["frames"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0.0
+
+
 def warnings_of(report: SequenceReport) -> list[str]:
     """What in a sequence may make training fail (see the module's docstring)."""
     seq = report.sequence
     problems = camera_warnings(seq.camera, seq.width, seq.height)
-    if report.static_share > STATIC_WARNING:
+    repeats = imported_repeats(seq.folder)
+    if repeats > REPEAT_WARNING:  # a video showing each picture several times, imported above its rate
+        problems.append(
+            f"{repeats:.0%} of its frames repeat the previous one (import_video found them; difference < "
+            f"{REPEAT_THRESHOLD}): the video shows each picture several times, and a repeated neighbour "
+            f"makes auto-masking mask out nearly the whole target (--drop_static would leave out nearly "
+            f"every line): import it at its distinct rate (import_video's warning names it) or with "
+            f"import_video --drop_repeats"
+        )
+    elif report.static_share > STATIC_WARNING:
         problems.append(
             f"{report.static_share:.0%} of its frames are near-static (difference to the previous frame "
             f"< {STATIC_THRESHOLD}): a camera standing still teaches no depth; --drop_static leaves them out"
@@ -201,7 +226,8 @@ def warnings_of(report: SequenceReport) -> list[str]:
             f"neighbouring frames differ more than a frame and its copy shifted by one pixel at "
             f"{STATIC_WIDTH} wide (median {np.median(moving):.3f} against {report.shifted:.3f}): as much "
             f"as unrelated views, on which monocular training from scratch with auto-masking did not "
-            f"learn (docs/own_data.md); import at a higher --fps"
+            f"learn reliably (docs/own_data.md); import at a higher --fps where the video has more "
+            f"distinct frames (import_video warns when it repeats them)"
         )
     return problems
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import options
 import utils
 from datasets.synthetic import scenes
-from datasets.synthetic.video import VIDEO_FPS, generate_videos
+from datasets.synthetic.video import CODECS, SUBFRAMES, VIDEO_FPS, generate_videos
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +54,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="lossless H.264 RGB (bit-exact frames; plays in FFmpeg-based players, not in browsers)",
     )
     parser.add_argument(
+        "--codec",
+        default=None,
+        help=f"encoding, one of {', '.join(CODECS)} (default: H.264 at crf 18; h264-dashcam: "
+        "12 Mbit/s at 1080p scaled to the frame size; h265: libx265 at crf 28)",
+    )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help=f"show each 10 fps frame {SUBFRAMES} times (10 distinct frames a second, as some dashcams "
+        "record) instead of interpolating the poses",
+    )
+    parser.add_argument(
         "--workers",
         type=options.positive_int,
         default=None,
         help="rendering processes (default: one per CPU)",
     )
     opts = parser.parse_args(argv)
+    if opts.lossless and opts.codec is not None:
+        parser.error("--lossless is --codec lossless: give one of them")
     utils.setup_logging()
     width = 2 * max(16, round(scenes.KITTI_WIDTH * opts.scale / 2))  # H.264 frames have even sides
     height = 2 * max(8, round(scenes.KITTI_HEIGHT * opts.scale / 2))
@@ -73,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.stereo,
         opts.lossless,
         workers=opts.workers,
+        codec=opts.codec,
+        hold=opts.hold,
     )
     logger.info("wrote %d videos of %dx%d at %d fps to %s", len(videos), width, height, VIDEO_FPS, opts.out)
     return 0

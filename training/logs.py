@@ -14,6 +14,7 @@ from tensorboardX import SummaryWriter
 import options
 import utils
 from datasets import colourise
+from training.diagnostics import step_scalars
 from training.loop_state import LoopState
 from utils.colormap import colormap
 
@@ -80,6 +81,7 @@ class RunLog:
                 "learning_rate": lr,
                 "samples_per_s": rate,
                 "nonfinite_steps": loop.nonfinite_total,
+                **step_scalars(outputs),  # pose translation, share of pixels a warp wins (diagnostics.py)
             },
         )
         self.start_window()

@@ -15,7 +15,10 @@ the synthetic street (datasets/synthetic/scenes.py) at 30 fps and writes, in no 
 
 The 30 fps poses interpolate the generator's 10 fps drive (about 1 m per frame): position and
 heading linearly, so a third of the motion per video frame, and every third video frame is exactly
-a frame of the 10 fps drive.
+a frame of the 10 fps drive. ``hold`` shows each 10 fps frame three times instead (3 video frames
+per drive frame: 10 distinct frames a second at 30 fps, as some dashcams and screen captures
+record), and ``codec`` chooses the encoding (``CODECS``: lossless, H.264 at a crf or a dashcam's
+bitrate, H.265), so that a grid of codecs can be generated (tools/recipe_grid.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -34,7 +38,7 @@ from datasets.camera import INTRINSICS_NAMES
 from datasets.cityscapes import save_label_png
 from datasets.folders import FRAME_NAME
 from datasets.synthetic import scenes
-from datasets.video_files import VideoWriter
+from datasets.video_files import DEFAULT_CRF, VideoWriter
 from utils.files import atomic_write, save_json
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,49 @@ RIGHT_SUFFIX = "_right"
 DEPTH_SUFFIX = "_depth.npz"
 LABELS_FOLDER = "segmentation"
 RIGHT_FOLDER = "right"  # as tools.import_video names the second camera
+# A dashcam's bitrate per pixel: 12 Mbit/s for 1920x1080 at 30 fps (common 1080p dashcams record 8-16).
+DASHCAM_BITS_PER_PIXEL = 12e6 / (1920 * 1080 * 30)
+H265_DEFAULT_CRF = 28  # libx265's default quality
+MAX_CRF = 51  # x264's and x265's largest crf
+CODECS = ("lossless", "h264-crf<N>", "h264-dashcam", "h265")  # the forms of --codec
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How a synthetic video is encoded: an FFmpeg encoder and its options."""
+
+    name: str  # as given: lossless, h264-crf14, h264-dashcam, h265
+    lossless: bool
+    encoder: str | None  # None: VideoWriter's own choice (lossless, or H.264 at ``crf``)
+    crf: int | None
+    bits_per_pixel: float | None  # a bitrate per pixel and frame (h264-dashcam)
+
+    def options(self, width: int, height: int) -> dict[str, str]:
+        """The encoder's options for frames of this size at VIDEO_FPS."""
+        if self.bits_per_pixel is not None:
+            return {"b": str(round(self.bits_per_pixel * width * height * VIDEO_FPS))}
+        if self.encoder == "libx265":
+            return {"crf": str(self.crf), "x265-params": "log-level=error"}
+        return {"crf": str(self.crf)}
+
+
+def parse_codec(name: str) -> Codec:
+    """A codec spec (lossless, h264-crf<N>, h264-dashcam, h265[-crf<N>]) as a Codec; InputError otherwise."""
+    spec = name.strip().lower()
+    if spec == "lossless":
+        return Codec(name, True, None, None, None)
+    if spec == "h264-dashcam":
+        return Codec(name, False, "libx264", None, DASHCAM_BITS_PER_PIXEL)
+    for prefix, encoder, default in (("h264", "libx264", None), ("h265", "libx265", H265_DEFAULT_CRF)):
+        if spec == prefix and default is not None:
+            return Codec(name, False, encoder, default, None)
+        if spec.startswith(prefix + "-crf") and spec[len(prefix) + 4 :].isdigit():
+            crf = int(spec[len(prefix) + 4 :])
+            if crf <= MAX_CRF:
+                return Codec(name, False, encoder, crf, None)
+    raise utils.InputError(
+        f"--codec {name}: expected one of {', '.join(CODECS)} (crf 0..{MAX_CRF}, e.g. h264-crf14)"
+    )
 
 
 def drive_name(index: int) -> str:
@@ -66,6 +113,21 @@ def video_poses(poses: np.ndarray, subframes: int = SUBFRAMES) -> np.ndarray:
     out[:, :3, :3] = scenes.rotation_y(yaw[low] * (1 - frac[:, 0]) + yaw[low + 1] * frac[:, 0])
     out[:, :3, 3] = poses[low, :3, 3] * (1 - frac) + poses[low + 1, :3, 3] * frac
     return out
+
+
+def open_writer(path: str, codec: Codec, width: int, height: int) -> VideoWriter:
+    """A VideoWriter for ``codec`` (lossless and H.264 at a crf: VideoWriter's own; else its encoder and
+    options set)."""
+    if codec.lossless:
+        return VideoWriter(path, VIDEO_FPS, lossless=True)
+    if codec.encoder == "libx264" and codec.crf is not None:  # MPEG-4 part 2 where FFmpeg lacks libx264
+        return VideoWriter(path, VIDEO_FPS, crf=codec.crf)
+    writer = VideoWriter(path, VIDEO_FPS)
+    if writer.codec != "libx264":
+        raise utils.DependencyError(f"--codec {codec.name}: the installed FFmpeg has no libx264")
+    writer.codec = codec.encoder
+    writer.options = codec.options(width, height)
+    return writer
 
 
 def right_pose(pose: np.ndarray) -> np.ndarray:
@@ -120,14 +182,18 @@ def write_drive(
     drive: scenes.Drive,
     camera: scenes.Camera,
     stereo: bool,
-    lossless: bool,
+    codec: Codec,
     supersample: int,
     workers: int,
+    hold: bool = False,
 ) -> list[str]:
-    """One drive's video(s), ground-truth depth and labels; returns the video paths."""
-    poses = video_poses(drive.poses)
+    """One drive's video(s), ground-truth depth and labels; returns the video paths (``hold``: each drive
+    frame rendered once and written SUBFRAMES times)."""
+    poses = drive.poses if hold else video_poses(drive.poses)
+    repeats = SUBFRAMES if hold else 1
     jobs = [
-        (camera, pose, drive.world, stereo, k % SUBFRAMES == 0, supersample) for k, pose in enumerate(poses)
+        (camera, pose, drive.world, stereo, hold or k % SUBFRAMES == 0, supersample)
+        for k, pose in enumerate(poses)
     ]
     paths = [os.path.join(out, f"{name}.mp4")] + (
         [os.path.join(out, f"{name}{RIGHT_SUFFIX}.mp4")] if stereo else []
@@ -135,15 +201,18 @@ def write_drive(
     depths = {}
     label_dir = os.path.join(out, LABELS_FOLDER, name)
     with contextlib.ExitStack() as stack:  # the videos appear complete, or not at all
-        writers = [stack.enter_context(VideoWriter(path, VIDEO_FPS, lossless=lossless)) for path in paths]
+        writers = [
+            stack.enter_context(open_writer(path, codec, camera.width, camera.height)) for path in paths
+        ]
         for k, (rgb, right, truth) in enumerate(
             rendered(jobs, workers, f"rendering {name} at {VIDEO_FPS} fps")
         ):
-            writers[0].write(rgb)
-            if stereo:
-                writers[1].write(right)
+            for _ in range(repeats):
+                writers[0].write(rgb)
+                if stereo:
+                    writers[1].write(right)
             if truth is not None:
-                j = k // SUBFRAMES
+                j = k if hold else k // SUBFRAMES
                 depth, label, right_label = truth
                 depths[f"depth_{j:04d}"] = depth.astype(np.float32)
                 save_label_png(os.path.join(label_dir, f"{FRAME_NAME.format(j)}.png"), label)
@@ -167,9 +236,12 @@ def generate_videos(
     lossless: bool = False,
     supersample: int = 2,
     workers: int | None = None,
+    codec: str | None = None,
+    hold: bool = False,
 ) -> list[str]:
-    """Write ``num_drives`` drives of ``frames`` frames at 10 fps (3 (frames - 1) + 1 at 30 fps); return the
-    left videos."""
+    """Write ``num_drives`` drives of ``frames`` frames at 10 fps (3 (frames - 1) + 1 at 30 fps, ``hold``:
+    3 frames each); return the left videos. ``codec`` (parse_codec's forms) overrides ``lossless``."""
+    spec = parse_codec(codec if codec is not None else ("lossless" if lossless else f"h264-crf{DEFAULT_CRF}"))
     if frames < 2:
         raise utils.InputError(f"--frames must be at least 2 (frames of the 10 fps drive), got {frames}")
     if width % 2 or height % 2:
@@ -185,6 +257,6 @@ def generate_videos(
     for k in range(num_drives):
         drive = scenes.build_drive(drive_name(k), frames, seed * 1000 + k)
         videos.append(
-            write_drive(out, drive_name(k), drive, camera, stereo, lossless, supersample, workers)[0]
+            write_drive(out, drive_name(k), drive, camera, stereo, spec, supersample, workers, hold)[0]
         )
     return videos
