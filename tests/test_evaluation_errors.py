@@ -137,7 +137,11 @@ def test_an_output_blocked_by_a_folder_is_one_line_naming_it(tmp_path, capsys):
             str(tmp_path / "metrics.json"),
         ],
     )
-    assert message == f"cannot write {tmp_path / 'metrics.json'}: Is a directory"
+    assert message == (
+        f"{tmp_path / 'metrics.json'} is a folder: it is left as it is; "
+        "move it away yourself, or write into another folder"
+    )
+    assert os.path.isdir(tmp_path / "metrics.json")
     assert not [name for name in os.listdir(tmp_path) if is_temporary(name)]
 
 

@@ -93,6 +93,7 @@ def test_checkpoint_loads_back_bit_exactly_and_tensorboard_files_parse(tiny, tmp
         "checksums.sha256",
         "decoder.pth",
         "encoder.pth",
+        "model_card.json",  # what the weights are, for a reader without this code (checkpoints/model_card.py)
         "opt.json",
         "pose.pth",
         "pose_encoder.pth",
@@ -193,10 +194,12 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights_and_only_rank0_write
         + [
             f"fsre/models/weights_0_best/{f}"
             for f in (
+                OWNER_MARKER,
                 "adam.pth",
                 "checksums.sha256",
                 "decoder.pth",
                 "encoder.pth",
+                "model_card.json",
                 "opt.json",
                 "pose.pth",
                 "pose_encoder.pth",

@@ -23,7 +23,7 @@ def translation_magnitude(outputs: dict) -> float | None:
     """Mean Euclidean norm of the pose network's translations ``("translation", f)`` over batch and frames
     (None when the step predicted no pose)."""
     norms = [
-        value[:, 0].reshape(value.shape[0], -1, 3).norm(dim=-1).mean()
+        value.detach()[:, 0].reshape(value.shape[0], -1, 3).norm(dim=-1).mean()
         for key, value in outputs.items()
         if isinstance(key, tuple) and len(key) == 2 and key[0] == "translation"
     ]
