@@ -32,7 +32,7 @@ from evaluation import depth as evaluation_depth
 from trainer import Trainer
 from training import run_folder, signals
 from utils import InputError
-from utils.files import OWNER_MARKER, atomic_folder, check_replaceable, owned, remove_folder
+from utils.files import OWNER_MARKER, atomic_folder, check_replaceable, owned, read_json, remove_folder
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,7 @@ def default_data_dir(variant: str = "mono") -> str:
 
 def cached_scenes(data_dir: str) -> dict | None:
     """The settings recorded in a complete copy of scenes in ``data_dir``; None when there is none."""
-    try:
-        with open(os.path.join(data_dir, COMPLETE_MARKER)) as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        return None
+    recorded = read_json(os.path.join(data_dir, COMPLETE_MARKER))
     return recorded if isinstance(recorded, dict) else None
 
 

@@ -44,7 +44,7 @@ from evaluation.depth import split_name
 from networks import DEFAULT_ENCODER
 from reproduce.tables import Row, Table
 from utils import InputError, TrainingError
-from utils.files import atomic_folder, save_json
+from utils.files import atomic_folder, read_json, save_json
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,7 @@ class Stage:
 
     def done(self) -> bool:
         """Whether the record exists and holds this very command."""
-        if not os.path.isfile(self.record):
-            return False
-        try:
-            with open(self.record, encoding="utf-8") as f:
-                record = json.load(f)
-        except (OSError, ValueError):  # unreadable, not JSON, not UTF-8: the stage runs again
-            return False
+        record = read_json(self.record)  # None (missing, unreadable, not JSON): the stage runs again
         return (
             isinstance(record, dict)
             and record.get("command") == str(self.command)

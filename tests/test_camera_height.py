@@ -917,7 +917,12 @@ def test_import_video_writes_the_camera_height_into_the_intrinsics(tmp_path, cap
     for argv, message in [
         (
             ["--camera_height", "-1", *intrinsics],
-            "--camera_height must be positive (metres above the road), got -1.0",
+            "argument --camera_height: must be a positive height in metres (the camera above the road), "
+            "got -1",
+        ),
+        (  # the range every command checks (datasets.camera.CAMERA_HEIGHT_RANGE)
+            ["--camera_height", "1650", *intrinsics],
+            "argument --camera_height: must be metres, got 1650: that looks like millimetres (1.65 m?)",
         ),
         (["--camera_height", "1.2"], "--camera_height goes into intrinsics.json: give the intrinsics too"),
     ]:

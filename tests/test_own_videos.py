@@ -21,7 +21,7 @@ import options
 import predict
 import utils
 from conftest import PROJECT_DIR, require
-from datasets import DATASETS
+from datasets import DATASETS, sequence_checks, video_import
 from datasets.cityscapes import save_label_png
 from datasets.folders import FoldersDataset, find_sequences, read_sequence
 from datasets.mono_dataset import STEREO_BASELINE, read_split
@@ -276,8 +276,8 @@ def test_splits_hold_out_whole_sequences_and_the_report_measures_motion(tmp_path
 def test_the_report_warns_when_neighbouring_frames_differ_as_much_as_unrelated_views(tmp_path, capsys):
     # frames at the check's own width: a grey sinusoid of period P moving d px per frame. The difference of
     # neighbours is proportional to sin(pi d / P), a 1 px shifted copy's to sin(pi / P): ratio 1.96 at d = 2,
-    # 0.50 at d = 0.5 (P = 16), either side of prepare_sequences.UNRELATED_VIEW_RATIO
-    width, period = prepare_sequences.STATIC_WIDTH, 16
+    # 0.50 at d = 0.5 (P = 16), either side of sequence_checks.UNRELATED_VIEW_RATIO
+    width, period = sequence_checks.STATIC_WIDTH, 16
     x = np.arange(width)
     for name, speed in (("fast", 2.0), ("slow", 0.5)):
         (tmp_path / name).mkdir()
@@ -508,7 +508,7 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
 def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp_path, monkeypatch, capsys):
     data, video = str(tmp_path / "data"), os.path.join(videos, "drive_02.mp4")
     argv = [video, "--out", data, "--fov", "90", "--width", "104", "--crop", "0", "0", "208", "60"]
-    real_writer = import_video.frame_writer
+    real_writer = video_import.frame_writer
 
     def dying_writer(opts, plan):
         write = real_writer(opts, plan)
@@ -520,7 +520,7 @@ def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp
 
         return once
 
-    monkeypatch.setattr(import_video, "frame_writer", dying_writer)
+    monkeypatch.setattr(video_import, "frame_writer", dying_writer)
     with pytest.raises(KeyboardInterrupt):
         import_video.main(argv)
     folder = os.path.join(data, "drive_02")
@@ -530,7 +530,7 @@ def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp
     before = {
         f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder) if f.endswith(".jpg")
     }
-    monkeypatch.setattr(import_video, "frame_writer", real_writer)
+    monkeypatch.setattr(video_import, "frame_writer", real_writer)
     assert import_video.main(argv) == 0
     sequence = read_sequence(data, "drive_02")
     assert len(sequence.frames) == FRAMES and (sequence.width, sequence.height) == (104, 30)

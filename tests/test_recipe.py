@@ -14,6 +14,7 @@ from PIL import Image
 from tensorboardX import SummaryWriter
 
 from conftest import require
+from datasets import video_import
 from datasets.synthetic import video as synthetic_video
 from reproduce import recipe_grid
 from tools import import_video
@@ -157,7 +158,7 @@ def test_the_default_import_keeps_each_held_picture_once_in_order(held_video, tm
     assert import_video.main([held_video, "--out", str(out), "--fov", "90", "--ext", "png"]) == 0
     frames = imported(out / "held")
     assert [nearest_picture(f) for f in frames] == list(range(PICTURES))
-    assert json.loads((out / "held" / import_video.IMPORT_RECORD).read_text())["repeated_frames"] == 0
+    assert json.loads((out / "held" / video_import.IMPORT_RECORD).read_text())["repeated_frames"] == 0
     assert "repeat the previous one" not in capsys.readouterr().err
 
 
@@ -170,7 +171,7 @@ def test_an_import_above_the_distinct_rate_warns_and_drop_repeats_keeps_distinct
     err = capsys.readouterr().err
     frames = imported(tmp_path / "all" / "held")
     assert [nearest_picture(f) for f in frames] == [k // HOLD for k in range(PICTURES * HOLD)]
-    record = json.loads((tmp_path / "all" / "held" / import_video.IMPORT_RECORD).read_text())
+    record = json.loads((tmp_path / "all" / "held" / video_import.IMPORT_RECORD).read_text())
     repeats = PICTURES * (HOLD - 1)
     assert record["repeated_frames"] == repeats
     assert f"{repeats} of {PICTURES * HOLD} frames kept at --fps 30 repeat the previous one" in err
@@ -179,12 +180,12 @@ def test_an_import_above_the_distinct_rate_warns_and_drop_repeats_keeps_distinct
     assert import_video.main(args + ["--out", str(tmp_path / "distinct"), "--drop_repeats"]) == 0
     frames = imported(tmp_path / "distinct" / "held")
     assert [nearest_picture(f) for f in frames] == list(range(PICTURES))
-    record = json.loads((tmp_path / "distinct" / "held" / import_video.IMPORT_RECORD).read_text())
+    record = json.loads((tmp_path / "distinct" / "held" / video_import.IMPORT_RECORD).read_text())
     assert record["settings"]["drop_repeats"] is True and record["frames"] == PICTURES
 
 
 def test_a_repeat_is_below_half_a_grey_level_and_new_content_is_not():
-    detector = import_video.RepeatDetector()
+    detector = video_import.RepeatDetector()
     a, b = pictures()[:2]
     noisy = a.copy()
     noisy[0] = np.minimum(noisy[0], 254) + 1  # one grey level on one row of 48: mean 1 / 48 / 255 < 0.002
@@ -211,7 +212,7 @@ def test_the_data_check_names_repeated_frames_and_does_not_advise_drop_static(tm
     assert any("near-static" in w and "--drop_static" in w for w in warnings())
     # imported from a video that repeats its pictures (import_video's record): re-import advised instead
     record = {"settings": {}, "frames": len(frames), "repeated_frames": 8}
-    (tmp_path / "held" / import_video.IMPORT_RECORD).write_text(json.dumps(record))
+    (tmp_path / "held" / video_import.IMPORT_RECORD).write_text(json.dumps(record))
     found = warnings()
     repeated = [w for w in found if "repeat the previous one" in w]
     assert (

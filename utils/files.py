@@ -42,7 +42,7 @@ import os
 import re
 import shutil
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -509,6 +509,16 @@ def save_json(data: dict, path: str) -> None:
     """Write JSON atomically."""
     with atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2)
+
+
+def read_json(path: str) -> Any:
+    """A JSON file's contents, or None when it is missing, unreadable or not JSON (a record that a killed
+    writer never finished counts as no record)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
+        return None
 
 
 def save_array(array: np.ndarray, path: str) -> None:
