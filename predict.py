@@ -1,28 +1,10 @@
 """Predict depth for images and videos: \
 ``python predict.py --load_weights_folder W|--model NAME|--exported FILE --image_path PATH...``.
 
-Images (files, or folders read in name order) get, per image: ``<name>_disp.npy`` (the scaled
-disparity at the model's input size), ``<name>_depth.npy`` (``--depth_scale`` / disparity: relative
-depth for monocular models, metric for stereo-trained ones with 5.4), ``<name>_disp.png`` (the
-disparity at the image's size in the magma colour map) and, for models with a segmentation head,
-``<name>_seg.png`` (the prediction in the Cityscapes palette blended over the image).
-
-Videos (mp4, mov, mkv ...; needs PyAV: requirements/video.txt), and folders of frames with
-``--video``, get one depth video each, ``<name>_depth.mp4``: the colour-mapped disparity at the
-frames' size, or side by side with the input and the segmentation overlay (``--panels input depth
-seg``), at the video's rate (or ``--fps``); H.264 where the installed FFmpeg has it, else MPEG-4
-part 2 (the log says which). The colour map's upper end follows the 95th percentile of the
-disparity smoothly over time (no flicker). ``--save_npy`` adds each frame's ``_disp.npy`` and
-``_depth.npy`` in ``<name>_frames/``.
-
-Frames are predicted in batches of ``--batch_size`` with a progress bar. ``--exported`` (or
-``--onnx``) runs a file written by ``python -m tools.export_model`` (ONNX through onnxruntime,
-torch.export or TorchScript, on the CPU) instead of a model folder, with the same outputs. A file
-in a folder that is not a readable image is skipped; the run ends with one line naming every
-skipped file and exit code 2. A path given explicitly that is neither a readable image nor a video
-is a one-line error before any work. The models and inputs: deploy/predictors.py; the files
-written: deploy/writers.py; metres from the camera's height: deploy/metric/.
-"""
+Images get ``<name>_disp.npy``, ``<name>_depth.npy``, ``<name>_disp.png`` and ``<name>_seg.png`` (models with
+a segmentation head); videos, and folders with ``--video``, one ``<name>_depth.mp4``. The models and inputs:
+deploy/predictors.py; the files written: deploy/writers.py; metres from the camera's height: deploy/metric/.
+The outputs: the README's "Prediction" and docs/own_data.md, "Step 5"; metres: docs/metric_depth.md."""
 
 from __future__ import annotations
 

@@ -1,28 +1,10 @@
 """Image sequences of your own (``--dataset folders``): one folder per sequence, frames in name order.
 
-Layout of ``--data_path`` (docs/own_data.md)::
-
-    intrinsics.json              the camera of every sequence (not needed where each sequence has its own)
-    <sequence>/                  a folder holding its frames directly (PNG or JPEG; nested names a/b work)
-        0000000000.jpg ...       frames in name order (natural: frame2 before frame10), one size per sequence
-        intrinsics.json          this sequence's camera (wins over the one above)
-        right/...                optional second camera, rectified with the same size and intrinsics
-    segmentation/<sequence>/<frame>.png   pseudo-labels (make_pseudo_labels --image_dirs D --data_path D)
-    splits/{train,val}_files.txt          python -m tools.prepare_sequences
-
-Each sequence's camera is an ``intrinsics.json`` (datasets/camera.py: fx, fy, cx, cy in pixels of the
-stored frames, or K; optionally their frame size, a second camera and the camera's height). A split
-line is ``<sequence> <frame_index> <side>``: the index counts the sequence's frames in name order
-from 0; side ``l`` is the sequence's own frames, ``r`` its second camera.
-
-The loader normalises K by each sequence's frame size (fx / W, cx / W, fy / H, cy / H), as
-Monodepth2's fixed KITTI matrix is normalised, and the base class scales it to the training size;
-the stereo translation is Monodepth2's 0.1 per 0.54 m of baseline, so that 5.4 / disparity is in
-metres as for KITTI. Every sequence a split names is checked when the dataset is built: frames
-present and of one size (file headers only), intrinsics present and fitting that size, a complete
-import. A line whose neighbours (``--frame_ids``) fall outside its sequence, or that needs a second
-camera the sequence lacks, is named by ``entry_problem`` (the input check: file and line).
-"""
+``--data_path`` holds the sequence folders (frames in natural name order, an optional ``right/`` camera), an
+``intrinsics.json`` for all of them or one per sequence (datasets/camera.py), ``segmentation/`` and
+``splits/``; a split line is ``<sequence> <frame_index> <side>``. K is normalised by each sequence's frame
+size, as Monodepth2's KITTI matrix is. Every sequence a split names is checked when the dataset is built;
+``entry_problem`` names a line whose neighbours or second camera are missing. docs/own_data.md has it all."""
 
 from __future__ import annotations
 

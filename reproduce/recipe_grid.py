@@ -1,16 +1,9 @@
 """A grid of monocular runs of the paper's recipe on generated dashcam footage (tools/recipe_grid.py).
 
-Per codec (datasets/synthetic/video.py's ``parse_codec`` forms): synthetic drives rendered as 30 fps videos
-(``hold``: each 10 fps frame shown three times), imported with ``tools.import_video`` at its default
-10 fps (lossless as PNG, the others as JPEG), split by ``tools.prepare_sequences`` (the last drive held
-out with its dense ground truth). Per codec and seed: ``train.py`` monocular from scratch (the full
-model, auto-masking on), evaluated after every epoch and untrained with Monodepth2's protocol (median
-scaling); the pose network's mean translation and the share of pixels where a warp beats the unwarped
-frames are read back from the run's TensorBoard scalars (training/diagnostics.py).
-
-Every stage leaves a record in the grid folder and is skipped when its record exists, so an
-interrupted grid resumes (a run that was cut off resumes from its last checkpoint, ``--resume``).
-"""
+Per codec: synthetic 30 fps drives, imported at 10 fps and split (the last drive held out); per codec
+and seed: ``train.py`` from scratch, evaluated untrained and after every epoch, with the diagnostics read
+back from TensorBoard (training/diagnostics.py). Every stage leaves a record and is skipped when rerun, so an
+interrupted grid resumes. docs/own_data.md, "Codecs, repeated frames and seeds", gives the whole account."""
 
 from __future__ import annotations
 

@@ -1,15 +1,10 @@
 """Per-step diagnostics of monocular training that tell a learning run from a diverging one.
 
-Two scalars from a training step's outputs, logged with the losses (``diag/...`` in ``train/``):
-
-- ``diag/translation``: the pose network's mean translation magnitude over the batch and the source
-  frames (Monodepth2's pose units; a run that loses what it learned shrinks it towards zero);
-- ``diag/warp_wins``: the share of pixels at scale 0 where a warped source frame beats the unwarped
-  ones under auto-masking (``("automask", 0)``); about one half is chance, a learning run rises above it.
-
-Pure functions of the outputs (no state), so that a grid of runs (tools/recipe_grid.py) reads them
-from the TensorBoard files and a test checks them against hand-computed values.
-"""
+``diag/translation`` (the pose network's mean translation magnitude) and ``diag/warp_wins`` (the share of
+pixels at scale 0 where a warped source beats the unwarped ones; one half is chance), logged with the losses.
+Pure functions of a step's outputs, so that the recipe grid (tools/recipe_grid.py) reads them back from
+TensorBoard and a test checks them against hand-computed values. docs/own_data.md ("Codecs, repeated
+frames and seeds") shows what they tell."""
 
 from __future__ import annotations
 

@@ -1,25 +1,10 @@
 """Synthetic drives as 30 fps video files, as a dashcam would record them, with exact ground truth.
 
-``generate_videos`` (the command ``python -m tools.synthetic_video --out DIR``) renders drives of
-the synthetic street (datasets/synthetic/scenes.py) at 30 fps and writes, in no KITTI layout:
-
-- ``<drive>.mp4``: the drive as H.264 (``lossless``: H.264 RGB at qp 0, bit-exact frames), and
-  ``<drive>_right.mp4`` with ``stereo``: the rectified right camera, 0.54 m to the right;
-- ``intrinsics.json``: the camera in pixels of the video's frames (fx, fy, cx, cy, width, height) and its
-  height above the road (``camera_height``, metres);
-- ``<drive>_depth.npz``: dense depth in metres (0: sky) of the frames that a 10 fps import keeps
-  (every third: frame 3j of the video is frame j of the sequence), keys ``depth_0000`` ... in frame
-  order: the ``gt_depths.npz`` format of ``evaluate_depth.py --gt_depths``;
-- ``segmentation/<drive>/[right/]<j:010d>.png``: the true Cityscapes label ids of those frames, in
-  the pseudo-labels' layout of an import into ``--dataset folders`` (``--seg_path DIR/segmentation``).
-
-The 30 fps poses interpolate the generator's 10 fps drive (about 1 m per frame): position and
-heading linearly, so a third of the motion per video frame, and every third video frame is exactly
-a frame of the 10 fps drive. ``hold`` shows each 10 fps frame three times instead (3 video frames
-per drive frame: 10 distinct frames a second at 30 fps, as some dashcams and screen captures
-record), and ``codec`` chooses the encoding (``CODECS``: lossless, H.264 at a crf or a dashcam's
-bitrate, H.265), so that a grid of codecs can be generated (tools/recipe_grid.py).
-"""
+``generate_videos`` (``python -m tools.synthetic_video --out DIR``) renders drives of the synthetic street
+(datasets/synthetic/scenes.py) as ``<drive>.mp4`` with ``intrinsics.json``, dense depth and true labels of
+the frames a 10 fps import keeps (video frame 3j is sequence frame j). ``hold`` shows each 10 fps frame three
+times instead of interpolating the poses; ``codec`` picks the encoding (``CODECS``), for tools/recipe_grid.py.
+docs/own_data.md, "Synthetic videos", gives the files and options."""
 
 from __future__ import annotations
 
