@@ -1,40 +1,11 @@
 """Metric scale of a monocular depth map from the camera's height above the road.
 
-A self-supervised monocular model predicts depth up to one unknown factor per image. The road is
-flat near the car, and the camera is a known height above it (KITTI's: 1.65 m). Back-projecting the
-pixels the model labels as road (its own segmentation head: train id 0, optionally sidewalk and
-terrain) with the camera's intrinsics gives points on a plane, in the depth map's units; the
-plane's distance from the camera centre is the camera height in those units, so
-
-    scale = camera_height / distance,   metric depth = scale * depth.
-
-The plane is fitted robustly: RANSAC over three-point hypotheses (a fixed-seed generator, so the
-answer is reproducible), then total least squares over the inliers, twice. A point is an inlier
-when its distance from the plane is below ``INLIER_TOLERANCE`` times the plane's distance from the
-camera: scale-free, and the same as a relative depth error of that size on a flat road (a point
-on the road moved along its ray by a factor f lies (f - 1) camera heights off the plane). Cars and
-mislabelled pixels lie far off the plane and are left out.
-
-Where the camera's pitch and roll above the road are known (a fixed mount, measured once), they fix
-the plane's orientation and only its distance is fitted (``fit_ground_distance``, 1-D RANSAC over the
-points' heights along the known normal). A partly trained model's road is rarely an exact plane: its
-depth error grows with distance, which tilts the fitted plane, and the plane's distance extrapolates
-that tilt to the point below the camera; a known orientation avoids it (docs/metric_depth.md measures
-both).
-
-``estimate_scale`` refuses (``GroundNotVisible``, one line, exit code 2 at the command line) where
-too few ground pixels are labelled, too few of them lie on one plane, or the plane is not one a
-camera could stand above (tilted more than ``MAX_TILT_DEGREES`` from the camera's vertical, or the
-camera below it); ``GroundSettings.frame_scale`` gives each frame of a video or test split its
-``ScaleEstimate`` or, where it has none, a ``ScaleRefusal`` with the reason (evaluate_depth.py and
-predict.py both use it). Models without a segmentation head can take the lowest band of the image as
-ground (``lowest_band_mask``: the bottom rows of the middle columns, where a forward-looking
-car camera sees the road just ahead of it); that assumes no bonnet and no car right in front.
-
-``ScaleSmoother`` smooths the per-frame scales of a video: the median over a centred window of
-frames, skipping frames without an estimate, so that frames without road keep the scale of their
-neighbours.
-"""
+The road pixels (the segmentation head's, or ``lowest_band_mask``) back-projected with the intrinsics lie on
+a plane whose distance from the camera is the camera height in the depth map's units: ``scale =
+camera_height / distance``. ``estimate_scale`` fits it (RANSAC, then total least squares; only the distance,
+``fit_ground_distance``, where pitch and roll are given) or raises ``GroundNotVisible`` with the reason;
+``GroundSettings.frame_scale`` returns a ``ScaleRefusal`` instead; ``ScaleSmoother`` smooths a video's
+scales. docs/metric_depth.md gives the whole account and the measurements."""
 
 from __future__ import annotations
 
