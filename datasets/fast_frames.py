@@ -1,20 +1,10 @@
 """The worker side of ``--input_pipeline fast``: frames decoded into uint8 tensors, without PIL.
 
-``add_uint8_frames`` is the dataset's one hook into the fast path (``MonoDataset.load_item``). Each
-frame is decoded by TorchCodec (libjpeg-turbo / libpng; the pixels that PIL decodes), resized once
-from its native size to the training size with antialiased bicubic interpolation on uint8 (closer
-to the exact pipeline's LANCZOS than bilinear; skipped when the file already has the training
-size, e.g. in a ``tools/prepare_kitti.py`` cache: the size is read from each decoded frame),
-flipped, and handed over as a (3, H, W) uint8 tensor under ``("color_u8", frame_id)``. The item's
-colour-jitter draw travels as two small tensors (``datasets.jitter.as_tensors``);
-``speed.device_inputs.DeviceInputs`` builds every scale and the jittered copies on the device, batched.
-When training on the CPU (pipeline ``fast_workers``) float jitter in the training process would
-cost more than it saves, so the workers also make the smaller scales (uint8, antialiased bicubic
-from the training size) and the jittered copies with the exact pipeline's PIL jitter, and send
-them all as uint8. Both make only the image keys they are given (the trainer gives
-``model.image_keys``: every frame at scale 0, the target at every scale, jittered copies at scale
-0). Everything else in an item (intrinsics, labels, ground truth) is the exact pipeline's.
-"""
+``add_uint8_frames`` is the dataset's one hook into the fast path (``MonoDataset.load_item``): each frame is
+decoded by TorchCodec, resized once to the training size (antialiased bicubic on uint8), flipped and handed
+over as ``("color_u8", frame_id)`` with the item's jitter draw (``speed.device_inputs.DeviceInputs`` makes the
+rest on the device); ``fast_workers`` (CPU runs) makes every scale and the PIL-jittered copies here. The rest
+of an item is the exact pipeline's. docs/performance.md and docs/fidelity.md give the whole account."""
 
 from __future__ import annotations
 

@@ -1,40 +1,11 @@
 """Speed and memory of every Table 2 configuration, measured side by side with the straightforward path.
 
-    python -m tools.benchmark --make_data /tmp/kitti_bench --height 96 --width 320 --batch_size 4 --baseline
-    python -m tools.benchmark --data_path kitti_data --split eigen_zhou --device cuda --baseline \
-        --amp bf16 --channels_last
+    python -m tools.benchmark --data_path kitti_data --split eigen_zhou --device cuda --baseline --amp bf16
 
-For each configuration (``--configs``; default all five of Table 2 of the paper's supplementary material) and
-path it measures, from real files in KITTI's layout read by the training code's own loader:
-
-- ``input samples/s``: the input pipeline alone (loader workers + host-to-device copy + the
-  device-side part of the fast pipeline), at steady state;
-- ``train samples/s``: whole training steps (loading, then ``Trainer.train_step``: forward, losses,
-  backward with the non-finite checks, Adam) at steady state, and the time of 20 epochs of
-  eigen_zhou projected from it;
-- ``peak memory`` on CUDA (``torch.cuda.max_memory_allocated`` during training; n/a on the CPU);
-- ``inference ms`` per image at batch 1 (depth encoder + joint decoder, eval mode).
-
-Paths: ``fast`` is ``--input_pipeline fast`` with the fused DSSIM/SGT (plus ``--amp``,
-``--channels_last``, ``--compile`` when given); ``--baseline`` adds, in the same process, ``exact``,
-the straightforward path (Monodepth2's loader: every frame resized per scale from the native size
-with PIL and jittered in the workers, all 24 images of an item; unfused losses; fp32), and
-``default``, what ``train.py`` does without speed options (the same pipeline making only the 9
-images the model reads, fused losses: ``exact``'s inputs, its losses up to float rounding), and the
-ratios of both to ``exact``. Prints a table shaped like Table 2 of the paper's supplementary material and
-writes JSON.
-``--fast_data_path`` lets the fast path read other data, such as a ``tools/prepare_kitti.py`` cache of
-``--data_path`` at the training size (its one-time cost is the tool's to report).
-``--make_data DIR`` first writes a drive of KITTI-size frames (1242x375, smooth random texture,
-pseudo-labels, split files) into DIR with the test fixture's writer.
-
-``--encoders resnet18 timm:convnext_atto ...`` measures each encoder (``train.py --encoder``) in one run
-and prints them side by side: parameters (the depth network, encoder + joint decoder, and all networks
-with the pose network), FLOPs of the depth network on one image at the training size (counted by torch's
-``torch.utils.flop_counter.FlopCounterMode``: convolutions, matrix products and attention, 2 per
-multiply-add; element-wise operations are not counted), training samples/s and inference ms per image,
-with the machine named.
-"""
+Input and training samples/s, peak CUDA memory and inference ms per image, from real files in KITTI's layout
+through the training code's own loader and step; ``--baseline`` adds the ``exact`` and ``default`` paths in
+the same process, ``--make_data DIR`` writes KITTI-size frames first, ``--encoders`` compares encoders.
+docs/performance.md gives the whole account (``--encoders``: docs/encoders.md)."""
 
 from __future__ import annotations
 

@@ -3,20 +3,9 @@
     python -m tools.prepare_kitti --data_path kitti_data --output_path kitti_data_192x640 --ext jpg
     python train.py --data_path kitti_data_192x640 --img_ext jpg --input_pipeline fast
 
-Frames (KITTI raw ``image_0X/data/*``, odometry ``sequences/NN/image_X/*``) are resized with
-Pillow's LANCZOS, the exact pipeline's filter, and written in the same layout under
-``--output_path``. Segmentation pseudo-labels below ``<data_path>/segmentation`` are resized to
-the same size with the exact pipeline's nearest filter (for KITTI's frame sizes the exact
-pipeline then reads the very labels it would make from the native ones, flipped or not; tested).
-Every other file (calibration, Velodyne scans, depth-benchmark maps, split files) is linked to
-its original (``--copy`` copies it), so ground truth is untouched. The datasets need no setting to read the
-cache: they read each frame's size from the file (the exact pipeline resizes every scale from whatever it
-reads: scale 0 of a PNG cache equals the uncached one, the smaller scales come from the cached frame;
-the fast pipeline skips its resize when a frame already has the training size).
-``--no_resize`` only converts PNG to JPEG at the native size, as Monodepth2's README suggests
-(quality 92, 4:2:0 chroma). Files are written under a temporary name and renamed; existing
-outputs are skipped, so an interrupted run resumes. A ``prepare_kitti.json`` records the settings.
-"""
+Frames are resized with the exact pipeline's LANCZOS, pseudo-labels with its nearest filter, every other file
+is linked; ``--no_resize`` only converts PNG to JPEG. An interrupted run resumes. docs/performance.md gives
+the whole account."""
 
 from __future__ import annotations
 
