@@ -1,15 +1,9 @@
 """Segmentation pseudo-labels for any driving data (``python -m tools.make_pseudo_labels`` runs it).
 
-A Cityscapes-trained segmentation model labels every frame a split needs (each line's frame on the
-line's camera; ``sides="both"`` adds the other camera) or every image below folders, and one label
-PNG per frame goes where the dataset loader reads it (``<seg_path>/<date>/<drive>/image_0X/<frame>.png``):
-Cityscapes label ids (0..33) in a palette PNG at the frame's size, the authors' encoding. The model is
-a Hugging Face ``transformers`` semantic-segmentation checkpoint (its output channels mapped to label
-ids by class name) or a model file mapping RGB in [0, 1] (B, 3, H, W) to the 19 Cityscapes train-id
-logits: a torch.export program (``.pt2``, dynamic batch size, height and width) or TorchScript. A model
-file runs as code; pickles and plain ``torch.save`` files are refused, never unpickled. Logits are
-upsampled bilinearly to the frame's size and the arg-max is written, each file under a temporary name.
-"""
+A Cityscapes-trained model (a Hugging Face ``transformers`` checkpoint, or a torch.export / TorchScript file;
+pickles are refused) labels every frame a split needs, or every image below folders; one palette PNG of
+Cityscapes label ids per frame, at its size, goes where the loader reads it. docs/data.md
+("Segmentation pseudo-labels") gives the whole account."""
 
 from __future__ import annotations
 

@@ -1,20 +1,10 @@
 """``python train.py --demo``: see the framework work with nothing downloaded.
 
-Generates synthetic driving scenes in KITTI's layout once (tools/synthetic_kitti.py, into a cache
-folder), evaluates the untrained model on the held-out drive, trains the paper's full model
-monocularly on the CPU (or GPU) for a few minutes (see DEMO_TRAINING for the settings and why),
-evaluates again and prints both metric tables and where the TensorBoard logs and the weights are.
-``--demo_variant stereo`` trains with the stereo partner as an extra source instead (Monodepth2's
-"MS"), which learns sooner at a smaller size. Every training option can be appended to change the
-run, e.g. ``python train.py --demo --config baseline --max_steps 100``.
-
-The scenes' folder is made by the demo (utils/files.py's marker in it): a folder given as
-``--demo_data`` that holds anything else, or a file, is refused before anything is written; each
-variant has its own folder (under ``$FSRE_DEMO_DATA`` too), and a folder holding the other variant's
-scenes is refused rather than replaced. A Ctrl-C before training begins (generating the scenes,
-evaluating the untrained model) stops without a traceback and keeps nothing of the run: the same
-command starts it again; once training has begun, ``--resume`` continues it (training/signals.py).
-"""
+Generates synthetic scenes in KITTI's layout once (into a cache folder), evaluates the untrained model, trains
+the paper's full model for a few minutes (``DEMO_TRAINING``: the settings and why), evaluates again and says
+where the logs and weights are; ``--demo_variant stereo`` adds the stereo partner. The scenes' folder holds
+the project's marker; a folder of anything else is refused before anything is written. docs/data.md ("What
+the demo shows" and the sections after it) gives the whole account."""
 
 from __future__ import annotations
 

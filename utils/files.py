@@ -1,33 +1,11 @@
 """Files and folders written whole or not at all, and the leftovers of writers that were killed.
 
-``atomic_write`` and ``atomic_folder`` write under a temporary name beside the target and rename it
-when done, so that a reader sees the old file or the whole new one, never half of one. The temporary
-names record their writer (host, process id), so that ``remove_stale_temporaries`` and
-``recover_folder`` clear only what dead writers of this host left. ``save_json``, ``save_array``
-and ``save_png`` are the common writes, atomically.
-
-Ownership: nothing the project did not write is replaced, renamed or removed. Every folder that
-``atomic_folder`` makes carries a marker file (``OWNER_MARKER``) from its first moment, and so does a
-run folder (training/run_folder.py). ``replace_folder`` replaces an existing folder only when it is
-empty or ``owned``, and refuses a file or a link in its place (``OwnershipError``: one line, exit 2).
-A folder that older versions wrote without the marker counts as the project's only when it is a model
-folder (``LEGACY_MODEL_FILES``) whose ``checksums.sha256`` lists exactly its files and every digest
-verifies (a run's ``weights_N``).
-Leftovers are removed only when their name and a marker prove them the project's: a temporary or
-set-aside folder by its own marker (or when empty), a temporary file only under a folder with the
-marker; anything else is left as it is, and said so in the log.
-
-Files: ``atomic_write`` replaces an existing file only when it is the project's: inside a marked folder
-(the folder or one above it has the marker), or listed in the folder's record of the files the project
-wrote there (``FILES_RECORD``, with the identity the file had when written: inode, size, modification
-time, so that a file a user put in its place or edited since is not the project's any more). Anything
-else is refused before anything is written (``OwnershipError``: one line, exit 2). New files written
-into an unmarked folder are added to its record in batches (``RECORD_BATCH`` names a folder, the rest at
-exit or at ``flush_records``), each batch appended under an ``fcntl`` lock of the record, so that processes
-writing into one folder at once each keep theirs. A process killed outright (SIGKILL) may leave its last
-batch unrecorded: those files are then refused, never replaced (the safe side). A record that reruns
-made mostly stale (each rewrite adds a line) is compacted in place, under its lock, at a command's end.
-"""
+``atomic_write`` and ``atomic_folder`` write under a temporary name (naming host and process) beside the
+target and rename it when done; ``save_json``, ``save_array`` and ``save_png`` are the common writes. Nothing
+the project did not write is replaced or removed: its folders carry ``OWNER_MARKER``, its files in unmarked
+folders are listed in ``FILES_RECORD``, and anything else is refused (``OwnershipError``: one line, exit 2).
+The rules (legacy folders, leftovers, the record's batches): docs/data.md, "Where the demo keeps its scenes,
+and what it never touches" and "Files in a folder you named"."""
 
 from __future__ import annotations
 

@@ -1,26 +1,10 @@
 """Synthetic driving scenes in KITTI raw's exact layout, with exact ground truth.
 
-``generate`` (the command ``python -m tools.synthetic_kitti --out DIR``) ray-casts a static street (road with
-lane markings, sidewalks, facades with windows, parked cars, poles and signs, hedges and trees, terrain, sky)
-seen from a car driving about 1 m per frame with gentle turns, and writes what KITTI raw holds and what this
-project reads:
-
-- ``<date>/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt`` in KITTI's format;
-- ``<date>/<drive>/image_0{2,3}/data/<frame:010d>.{png,jpg}``: a rectified stereo pair, 0.54 m apart;
-- ``<date>/<drive>/velodyne_points/data/<frame>.bin``: x, y, z, reflectance in the Velodyne frame,
-  from rays cast in an HDL-64E's pattern (64 elevations from +2 to -24.9 degrees, 360 degrees);
-- ``<date>/<drive>/oxts/data/<frame>.txt``: the IMU/GPS packets (latitude, longitude, yaw ...);
-- ``<date>/<drive>/proj_depth/groundtruth/image_0{2,3}/<frame>.png``: dense depth in the depth
-  benchmark's encoding (uint16, metres x 256, 0 where there is no surface);
-- ``segmentation/<date>/<drive>/image_0{2,3}/<frame>.png``: labels with Cityscapes label ids,
-  in the authors' layout and encoding;
-- ``splits/synthetic/{train,val,test}_files.txt`` and the test ground truth ``gt_depths.npz``.
-
-The camera matches the normalised intrinsics that Monodepth2 (and so training) assumes for every
-KITTI frame: fx = 0.58 W, fy = 1.92 H, principal point at the image centre, pixel i at coordinate
-i. Camera 0 coincides with camera 2 (R_rect = identity). Everything is a deterministic function
-of ``--seed``; textures are functions of world coordinates, so views agree photometrically.
-"""
+``generate`` (``python -m tools.synthetic_kitti --out DIR``) ray-casts a static street seen from a car driving
+about 1 m per frame and writes what KITTI raw holds and this project reads: calibration, a rectified stereo
+pair, Velodyne scans, OXTS packets, dense depth, Cityscapes-id labels, splits and ``gt_depths.npz``. The
+camera has the normalised intrinsics training assumes for KITTI; everything is a deterministic function of
+``--seed``. docs/data.md, "Synthetic scenes and the demo", lists the files and the geometry."""
 
 from __future__ import annotations
 
