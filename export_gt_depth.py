@@ -1,16 +1,9 @@
 """Export the ground truth of a test split: ``python export_gt_depth.py --data_path D --split eigen``.
 
-``eigen``: Velodyne points projected into camera 2 (Monodepth2's protocol: the depth stored is the
-point's forward Velodyne coordinate x; pixel = round(projection) - 1; the nearest point of a pixel
-stays). ``eigen_benchmark``: the depth benchmark's annotated maps (uint16 PNG / 256). The maps are
-written to ``<splits>/<split>/gt_depths.npz`` (one array per test line, keys ``depth_0000`` ...,
-no pickled objects), where evaluate_depth.py looks for them.
-
-``python export_gt_depth.py --convert_monodepth2 IN.npz --output OUT.npz`` instead rewrites a
-gt_depths.npz made by Monodepth2's export (a pickled object array, which the evaluation commands
-never load because unpickling a crafted file runs code) as this project's file. It unpickles IN.npz
-once: run it only on a file you trust, such as one you exported yourself.
-"""
+``eigen``: Velodyne points projected into camera 2 (Monodepth2's protocol); ``eigen_benchmark``: the depth
+benchmark's maps; written to ``<splits>/<split>/gt_depths.npz`` (plain arrays). ``--convert_monodepth2
+IN.npz --output OUT.npz`` rewrites Monodepth2's pickled file; it unpickles IN.npz: run it only on a file
+you trust. The protocol: docs/fidelity.md, "Evaluation"; the conversion: the README's "Evaluation"."""
 
 from __future__ import annotations
 

@@ -1,21 +1,10 @@
 """Colour jitter, defined once: the authors' draw and its two arithmetics (PIL uint8, float tensors).
 
-The draw (``draw``) is torchvision's ``ColorJitter.get_params`` with the authors' ranges:
-brightness, contrast and saturation factors in [0.8, 1.2], a hue shift in [-0.1, 0.1], and a
-random order of the four adjustments. An item draws once and every frame and scale of it shares
-the draw; whether an item is jittered at all (probability 0.5) is the dataset's coin flip.
-
-A draw is applied by one of two arithmetics:
-
-- ``jitter_pil``: torchvision's functional adjustments on a PIL image, which round to uint8 after
-  each adjustment: the authors' (the exact pipeline, and the loader workers of ``--input_pipeline
-  fast`` on a CPU-only run).
-- ``jitter_batch``: the same four adjustments as torchvision defines them (brightness: scale;
-  contrast: blend with the mean grey level; saturation: blend with the greyscale image; hue: a
-  shift in HSV) on float tensors (N, 3, H, W), per image, without the rounding: the device side
-  of ``--input_pipeline fast`` (speed/device_inputs.py). It differs from ``jitter_pil`` by that
-  rounding (tests/test_speed.py states the tolerance).
-"""
+``draw`` is torchvision's ``ColorJitter.get_params`` with the authors' ranges, one per item, shared by all its
+frames and scales (whether an item is jittered is the dataset's coin flip). ``jitter_pil`` applies it as the
+authors do (PIL, rounding to uint8 after each adjustment); ``jitter_batch`` on float tensors, without the
+rounding (the device side of ``--input_pipeline fast``; tests/test_speed.py states the tolerance).
+docs/fidelity.md ("Colour jitter", and the arithmetic options) gives the whole account."""
 
 from __future__ import annotations
 
@@ -146,9 +135,11 @@ def adjust_each(images: torch.Tensor, op: torch.Tensor, factor: torch.Tensor) ->
 def jitter_batch(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Draws applied to a batch (N, 3, H, W) in [0, 1], per image: factors (N, 4) in ``order`` (N, 4).
 
-    On CUDA every image goes through every position (``adjust_each``: no host-device
-    synchronisation); on the CPU, where indexing costs no synchronisation, only the images with a
-    non-identity draw are adjusted, and the hue shift only where it is drawn.
+    The four adjustments as torchvision defines them (brightness: scale; contrast: blend with the mean grey
+    level; saturation: blend with the greyscale image; hue: a shift in HSV), without ``jitter_pil``'s
+    rounding to uint8 after each. On CUDA every image goes through every position (``adjust_each``: no
+    host-device synchronisation); on the CPU, where indexing costs no synchronisation, only the images with
+    a non-identity draw are adjusted, and the hue shift only where it is drawn.
     """
     if images.device.type != "cpu":
         for position in range(order.shape[1]):

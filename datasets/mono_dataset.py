@@ -1,22 +1,10 @@
 """Monocular video dataset: frames, intrinsics, augmentation, pseudo-labels and ground truth per item.
 
-Items use Monodepth2's keys (see model.py). The choices are the authors' (docs/fidelity.md): each scale is
-resized straight from the frame's native size with Pillow's LANCZOS; colour jitter (probability
-0.5) draws one set of factors and one order of the four adjustments per item (``datasets/jitter.py``),
-applied to the resized uint8 images of every frame and scale, and only to the ``color_aug`` copies; a
-horizontal flip (probability 0.5) flips frames, labels and ground truth and maps cx to W - cx. Every
-pipeline makes only the ``image_keys`` it is given (default: all); the trainer gives the keys the
-model reads. The opt-in ``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8
-instead, with the same random draws: ``load_item``'s one hook, ``datasets.fast_frames.add_uint8_frames``.
-
-Training items can be seeded: an index ``(index, seed)`` (what ``training.resume.ResumableSampler`` yields)
-draws the flip and the jitter from Python's and torch's generators seeded with ``seed`` for that
-item only, so an item's augmentation depends on (run seed, epoch, index) alone, not on the worker
-that loads it or on where an epoch was interrupted. The draws and their distributions are the
-authors'; only the generator state they start from differs.
-
-Files that cannot be read raise ``InputError`` naming the file, also inside DataLoader workers.
-"""
+Items use Monodepth2's keys (model.py); resizing, colour jitter (datasets/jitter.py) and flip are the authors'
+(docs/fidelity.md, "Data pipeline"). An item index ``(index, seed)`` (``training.resume.ResumableSampler``)
+draws the item's augmentation from generators seeded for it alone. Only the ``image_keys`` given are made;
+``input_pipeline="fast"`` / ``"fast_workers"`` hands frames over as uint8 through ``load_item``'s one hook,
+``datasets.fast_frames.add_uint8_frames``. Unreadable files raise ``InputError`` naming the file."""
 
 from __future__ import annotations
 

@@ -1,15 +1,9 @@
 """Monodepth2's depth evaluation protocol: options, prediction of a test split, metrics, submission files.
 
-``evaluate(opts)`` (what ``python evaluate_depth.py`` runs) loads a model
-folder of this project, of the authors or of Monodepth2 (recognised from its keys), predicts the
-disparity of every test frame, and compares it with the ground truth that export_gt_depth.py wrote:
-the disparity is resized bilinearly to the ground truth's size, depth = 1 / disparity, scaled by
-each image's median ratio (mono) or by 5.4 (``--eval_stereo``), clamped to [1e-3, 80]. ``eigen``
-evaluates 1e-3 < gt < 80 inside the Garg crop; ``eigen_benchmark`` every gt > 0. ``benchmark``
-writes the KITTI submission PNGs instead. The metrics are printed and written as JSON. The options:
-``EvaluationOptions`` (evaluate_depth.py parses them); ``--scaling camera_height``:
-evaluation/camera_height_scaling.py.
-"""
+``evaluate(opts)`` (``python evaluate_depth.py``) loads a model folder (this project's, the authors' or
+Monodepth2's), predicts every test frame and compares it with export_gt_depth.py's ground truth; ``benchmark``
+writes KITTI's submission PNGs. Options: ``EvaluationOptions``; ``--scaling camera_height``:
+evaluation/camera_height_scaling.py. The protocol, step by step: docs/fidelity.md, "Evaluation"."""
 
 from __future__ import annotations
 

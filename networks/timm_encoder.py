@@ -2,19 +2,10 @@
 decoders (``--encoder timm:NAME``), or as the pose encoder (``--pose_encoder timm:NAME``).
 
 timm is optional (requirements/timm.txt): this module is imported only when a timm encoder is built, and
-imports timm only inside its functions, so a missing timm is one line naming the requirements file.
-
-Levels (docs/encoders.md): the decoders read five features at strides 2, 4, 8, 16 and 32. Of timm's
-feature levels, the last one at each of these strides is taken; strides 4, 8, 16 and 32 must be there (a
-plain ViT, whose features all lie at stride 16, is refused). An encoder without a stride-2 level (ConvNeXt,
-PVT v2, Swin: four levels from stride 4) gets one made from its stride-4 feature: upsampled x2 (nearest,
-as every decoder level) and a ConvBlock (reflection-padded 3x3 convolution + ELU) halving its channels.
-Its parameters live in the encoder (``stride2.*`` in encoder.pth) and train with it; ImageNet weights do
-not cover them.
-
-Inputs are images in [0, 1], normalised inside with the model's own mean and std (timm's pretrained
-configuration; ImageNet's by default), repeated per frame when frames are stacked on the channel axis.
-"""
+imports timm only inside its functions. The decoders get the last feature at each of the strides 2, 4, 8,
+16 and 32; a model without a stride-2 level gets one made from its stride-4 feature (``stride2.*``, trained
+with the encoder). Inputs in [0, 1] are normalised inside with the model's own mean and std.
+docs/encoders.md, "What the decoders get from a timm encoder", gives the whole account."""
 
 from __future__ import annotations
 
@@ -183,7 +174,7 @@ def create_pretrained(timm: ModuleType, model_name: str, **kwargs) -> nn.Module:
 
 
 class TimmEncoder(nn.Module):
-    """A timm model's multi-scale features at strides 2, 4, 8, 16, 32 (the module docstring says how).
+    """A timm model's multi-scale features at strides 2, 4, 8, 16, 32 (docs/encoders.md says how).
 
     ``num_input_images > 1`` stacks frames on the channel axis (timm adapts the first convolution's
     ImageNet weights: repeated per channel and scaled, as Monodepth2's pose encoder does);
