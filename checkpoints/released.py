@@ -1,16 +1,10 @@
 """Released models and data by name: the registry (``released_models.json``, more entries in
-``$FSRE_MODELS_REGISTRY``), the download and its checks, and the cache; the rules are in
-docs/released_models.md.
+``$FSRE_MODELS_REGISTRY``), the download and its checks, and the cache.
 
-``--model NAME`` resolves to ``<cache>/NAME`` (``$FSRE_MODELS_DIR``, else ~/.cache/fsre_depth/models): a
-cached model makes no request and writes nothing. Otherwise one process at a time per file (an OS lock)
-fetches its zip, from the mirror first (``$FSRE_MODELS_MIRROR``: a base URL or a folder), then the
-publisher's URLs, resuming a partial file with an HTTP Range request (torch.hub.download_url_to_file
-starts over after a cut: 2 GB of pseudo-labels over a slow link want a resume); verifies it (md5, sha256,
-size; trust on first use where the publisher gives no checksum); unpacks the untrusted zip (no zip-slip,
-links or bombs) into a marked temporary folder renamed into place (``utils.files.atomic_folder``);
-loads its weights with ``weights_only=True``; and writes its model card and checksums.
-"""
+``--model NAME`` resolves to ``<cache>/NAME``; a cached model makes no request and writes nothing. Otherwise
+the zip is fetched (mirror first, resumable, one process per file), verified, unpacked as untrusted into a
+marked temporary folder renamed into place, loaded with ``weights_only=True``, and given its model card and
+checksums. docs/released_models.md gives the rules."""
 
 from __future__ import annotations
 

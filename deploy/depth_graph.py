@@ -2,19 +2,9 @@
 logits], shared by predict.py (PyTorch) and deploy/export.py (ONNX, torch.export, TorchScript), and the
 readers of exported files with their metadata (``load_exported``: any of the three, one interface).
 
-Contract of the graph (and of every exported file):
-
-- input ``image``: (B, 3, H, W) RGB, NCHW; ``float`` in [0, 1] or ``uint8`` in 0..255 (the graph
-  divides by 255). Monodepth2's normalisation ((x - 0.45) / 0.225) is inside the encoder, hence
-  inside the graph. H and W are multiples of 32; images are resized to them before they go in.
-- outputs, in this order: ``disp`` (B, 1, H, W), the scaled disparity in [1/max_depth, 1/min_depth]
-  (``layers.disp_to_depth`` with the training's depth range); ``depth`` (B, 1, H, W) = 1 / disp,
-  when asked for; ``seg_logits`` (B, num_classes, H, W), when asked for (models with a
-  segmentation head only).
-
-onnx and onnxruntime are optional (requirements/export.txt) and imported only where used. Reading an
-exported file runs it: torch.export and TorchScript files can hold code, so give only files you trust.
-"""
+The graph's contract (input ``image`` (B, 3, H, W), float in [0, 1] or uint8, normalised inside; outputs
+``disp``[, ``depth``][, ``seg_logits``]) is the README's, "Deployment". onnx and onnxruntime are optional
+(requirements/export.txt). Reading an exported file runs it: give only files you trust."""
 
 from __future__ import annotations
 

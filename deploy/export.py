@@ -1,16 +1,10 @@
 """Exporting the depth graph for deployment: ONNX, torch.export and TorchScript files with their
 metadata, the check of an exported file against PyTorch, and the inference time of each backend.
 
-``tools/export_model.py`` is the command; these are its parts, for use from Python too. Formats:
-
-- ``onnx``: by torch's TorchScript-based ONNX exporter (the default: opset 17, which TensorRT 8.6
-  reads; deprecated since torch 2.9, present in 2.14) or, with ``onnx_exporter="dynamo"``, by the
-  exporter built on torch.export (opset 18 and above; needs onnxscript).
-- ``export``: a ``.pt2`` file written by ``torch.export.save`` (read with ``torch.export.load``),
-  the successor of TorchScript in torch 2.14.
-- ``torchscript``: a traced ``.pt`` file (``torch.jit.trace``, deprecated in torch 2.14; kept for
-  those who deploy TorchScript).
-"""
+``tools/export_model.py`` is the command; these are its parts, for use from Python too. Formats: ``onnx``
+(torch's TorchScript-based exporter by default, opset 17; ``onnx_exporter="dynamo"``: opset 18+), ``export``
+(``.pt2``) and ``torchscript`` (traced ``.pt``). The README's "Deployment" and docs/performance.md
+("Inference") give the whole account and the costs."""
 
 from __future__ import annotations
 

@@ -1,23 +1,10 @@
 """Run a table: each row's training runs (one per seed) as subprocesses, then their evaluation, resumably.
 
-A row at a seed is one *run* with its own folder ``<log_dir>/<run name>`` (the name is made of the
-training options and a hash of them, so identical options in two tables share one run). A run goes
-through stages, each one command, each leaving a record in the run folder:
-
-1. ``train``: ``python train.py ... --log_dir L --model_name NAME --resume`` (through
-   ``python -m torch.distributed.run --standalone --nproc_per_node N`` when N > 1 GPUs are used);
-   a crashed run continues from its last training-state checkpoint;
-2. ``final``: ``python -m tools.reproduce --final_weights RUN`` links the newest weights folder to
-   ``RUN/final_weights`` (hard links: no copy), so that the next command is known in advance (the
-   runner does this in its own process: the same function, without a second start of Python);
-3. ``evaluate``: ``python evaluate_depth.py --load_weights_folder RUN/final_weights ...
-   --output_json RUN/metrics_<split>.json``;
-4. ``benchmark`` (tables with cost columns): ``python -m tools.benchmark ... --output RUN/benchmark.json``.
-
-A stage is done when its record (``RUN/reproduce_<stage>.json``) exists and holds the very command
-that would run now; done stages are skipped, so a table resumes where it stopped. ``plan`` lists
-the commands that would run; ``run`` runs them in that order.
-"""
+A row at a seed is one run, in ``<log_dir>/<run name>`` (its options and their hash: identical options in two
+tables share the run), going through the stages ``train``, ``final``, ``evaluate`` and (cost columns)
+``benchmark``. A stage is done when its record ``RUN/reproduce_<stage>.json`` holds the very command that
+would run now; done stages are skipped. ``plan`` lists the commands, ``run_all`` runs them in that order.
+docs/reproducing.md gives each stage's command."""
 
 from __future__ import annotations
 

@@ -1,20 +1,10 @@
 """Qualitative comparison figures (Figs. 2-4 of the paper's supplementary material): \
 ``python -m tools.figures``.
 
-    python -m tools.figures --data_path kitti_data --eval_split eigen \
-        --load_weights_folder md2/weights_19 fsre/weights_19 --names baseline full \
-        --select thin --reference baseline --target full --num_frames 4 --ground_truth --error --segmentation
-
-predicts the test frames with each model folder (and reads ``--ext_disp NAME=FILE.npy``: disparities
-in test-file order, as evaluate_depth.py's ``--ext_disp_to_eval`` takes them, e.g. other methods'),
-picks frames (``--frames``, or where ``--target`` improves most over ``--reference``: by AbsRel over
-the image, or ``--select thin`` over the pixels of thin classes of the frame's pseudo-labels: pole,
-traffic light, traffic sign, person, rider, motorcycle, as section C.2 discusses), and draws a grid:
-one column per frame, rows input, each model's depth, [ground truth], [each model's error],
-[labels]. Writes ``<output>.png`` and ``.pdf`` (``--width column|text`` of a two-column paper, or
-inches), ``<output>_panels.npz`` (every panel as drawn) and ``<output>.json`` (the frames, their
-split lines, each model's score per frame and where each model came from).
-"""
+Predicts the test frames with each model folder (or reads ``--ext_disp`` disparities), picks frames
+(``--frames``, or where ``--target`` improves most over ``--reference``) and draws one column per frame:
+input, each model's depth, optionally ground truth, errors and labels; writes PNG, PDF, the panels (npz) and
+JSON. docs/reproducing.md, "Figures", gives the options and examples."""
 
 from __future__ import annotations
 

@@ -2,16 +2,9 @@
 
     python -m tools.reproduce table2 --data_path kitti_data            # train, evaluate, benchmark, tabulate
     python -m tools.reproduce table6 --data_path kitti_data --dry_run  # the commands, for a cluster scheduler
-    python -m tools.reproduce my_ablation.json --data_path kitti_data --seeds 3
 
-TABLE is a named table (``--list``: table2 .. table7, see reproduce/tables.py for their rows and the
-paper's numbers) or a JSON file of rows (option sets). Each row is a training run per seed
-(train.py, through torchrun when several GPUs are visible), evaluated with evaluate_depth.py on the
-table's split (and measured with tools.benchmark for Table 2's cost columns); rows run one after
-another, and finished stages are skipped, so the same command resumes a table after a crash or on
-another day. The table is written as Markdown, LaTeX (booktabs), CSV and JSON (every run's
-options, commands, folder and metrics) to ``--output_dir``, ours beside the paper's numbers.
-"""
+TABLE is a named table (``--list``; reproduce/tables.py) or a JSON file of rows; finished stages are skipped,
+so the same command resumes. docs/reproducing.md gives the whole account."""
 
 from __future__ import annotations
 
