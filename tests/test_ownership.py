@@ -342,7 +342,7 @@ def test_scenes_of_an_earlier_version_without_the_marker_are_left(tmp_path, fake
 # Ctrl-C during the demo's first evaluation (item 9): a real process, a real SIGINT
 # ------------------------------------------------------------------------------------------------
 CHILD = """
-import os, signal, sys
+import os, sys, time
 sys.path.insert(0, {root!r})
 import train, utils
 from reproduce import demo
@@ -352,8 +352,8 @@ evaluate = demo.evaluate
 def evaluate_or_wait(folder, data_dir, split_dir):
     if os.environ.get("READY_FILE"):  # the first evaluation waits here for the test's SIGINT
         open(os.environ["READY_FILE"], "w").close()
-        while True:
-            signal.pause()
+        while True:  # not signal.pause(): a SIGINT the kernel hands to another thread would never wake it
+            time.sleep(0.05)
     return evaluate(folder, data_dir, split_dir)
 
 demo.evaluate = evaluate_or_wait
