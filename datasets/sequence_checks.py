@@ -22,7 +22,7 @@ from datasets.camera import camera_warnings
 from datasets.folders import ImageSequence, find_sequences, read_sequence
 from datasets.video_import import IMPORT_RECORD, REPEAT_THRESHOLD, REPEAT_WARNING
 from utils import InputError
-from utils.files import atomic_write, read_json, remove_file
+from utils.files import atomic_write, check_file_replaceable, read_json, remove_file
 
 logger = logging.getLogger(__name__)
 
@@ -325,6 +325,9 @@ def write_splits(out: str, splits: dict[str, list[str]], overwrite: bool) -> Non
                 with open(path) as f:
                     if f.read().split("\n")[:-1] != lines:
                         raise InputError(f"{path} exists with other lines: pass --overwrite to replace it")
+    for name, lines in splits.items():  # every refusal before the first write: all files or none change
+        if lines or overwrite:
+            check_file_replaceable(os.path.join(out, name))
     for name, lines in splits.items():
         path = os.path.join(out, name)
         if lines:

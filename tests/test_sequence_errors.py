@@ -171,6 +171,26 @@ def test_a_stereo_folder_that_is_the_sequence_itself_is_refused(tmp_path, capsys
         one_line_error(capsys, code, "intrinsics.json", f"stereo folder {folder!r}", "subfolder")
 
 
+def test_a_users_split_file_stops_prepare_sequences_before_any_split_file_changes(tmp_path, capsys):
+    from tools import prepare_sequences
+
+    data = tmp_path / "data"
+    camera = {"fx": 30, "fy": 30, "cx": 24, "cy": 8}
+    for name in ("a", "b", "c"):
+        write_sequence(data / name, count=5, intrinsics=camera)
+    argv = ["--data_path", str(data), "--num_workers", "0"]
+    assert prepare_sequences.main(argv) == 0  # train a, c and val b
+    splits = data / "splits"
+    train = (splits / "train_files.txt").read_text()
+    (splits / "val_files.txt").write_text("b 1 l\n")  # the user's own validation lines
+    # --val_fraction 0 would rewrite train_files.txt and remove val_files.txt: refused before either
+    code = utils.run_cli(prepare_sequences.main, [*argv, "--val_fraction", "0", "--overwrite"])
+    one_line_error(capsys, code, str(splits / "val_files.txt"), "did not write it")
+    assert (splits / "train_files.txt").read_text() == train and (
+        splits / "val_files.txt"
+    ).read_text() == "b 1 l\n"
+
+
 @pytest.mark.slow
 def test_prepare_sequences_takes_frame_ids_0_and_names_a_truncated_jpeg(tmp_path, capsys):
     from tools import prepare_sequences

@@ -27,7 +27,7 @@ from datasets.sequence_checks import (
     summary,
     write_splits,
 )
-from utils.files import save_json
+from utils.files import check_file_replaceable, save_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.num_workers,
     )
     reports, splits = report_sequences(request)
+    check_file_replaceable(os.path.join(out, REPORT_NAME))
     write_splits(out, splits, opts.overwrite)
     print(report_table(reports))
     for report in reports:
