@@ -92,6 +92,7 @@ class ImportOptions:
 
     @property
     def has_intrinsics(self) -> bool:
+        """Whether a calibration or a field-of-view guess was given (else no intrinsics.json is written)."""
         return bool(self.intrinsics) or self.fx is not None or self.fov is not None
 
 
