@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -35,6 +36,12 @@ RUN_STEPS = 4  # 3 steps per epoch (6 items, batch 2): the resumed half crosses 
 
 
 TINY_HEIGHT, TINY_WIDTH = 64, 192  # the smallest size the networks take at their strides, KITTI's aspect
+
+
+def sigint_as_from_a_terminal() -> None:
+    """In a child (``preexec_fn``): SIGINT's default disposition, as a command started from a terminal has it
+    (a suite run as a background job ignores SIGINT, and its children would inherit that, and keep it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def train_args(data, log_dir, *extra: str, height: int = TINY_HEIGHT, width: int = TINY_WIDTH) -> list[str]:

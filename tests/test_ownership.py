@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import sigint_as_from_a_terminal
 
 import options
 import train
@@ -342,7 +343,8 @@ def test_scenes_of_an_earlier_version_without_the_marker_are_left(tmp_path, fake
 # Ctrl-C during the demo's first evaluation (item 9): a real process, a real SIGINT
 # ------------------------------------------------------------------------------------------------
 CHILD = """
-import os, sys, time
+import faulthandler, os, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the stacks of a child that hangs
 sys.path.insert(0, {root!r})
 import train, utils
 from reproduce import demo
@@ -352,7 +354,7 @@ evaluate = demo.evaluate
 def evaluate_or_wait(folder, data_dir, split_dir):
     if os.environ.get("READY_FILE"):  # the first evaluation waits here for the test's SIGINT
         open(os.environ["READY_FILE"], "w").close()
-        while True:  # not signal.pause(): a SIGINT the kernel hands to another thread would never wake it
+        while True:
             time.sleep(0.05)
     return evaluate(folder, data_dir, split_dir)
 
@@ -383,6 +385,7 @@ def test_ctrl_c_in_the_demos_first_evaluation_has_one_clean_way_back(tiny_scenes
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_from_a_terminal,  # also in a suite run as a background job
     )
     try:
         deadline = time.monotonic() + WAIT_S
@@ -390,7 +393,13 @@ def test_ctrl_c_in_the_demos_first_evaluation_has_one_clean_way_back(tiny_scenes
             time.sleep(POLL_S)
         assert ready.exists(), child.communicate()[1]
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=WAIT_S)
+        try:
+            out, err = child.communicate(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGUSR1)  # its threads' stacks, for the failure's message
+            time.sleep(1)
+            child.kill()
+            pytest.fail("the child did not end after SIGINT; its stacks:\n" + child.communicate()[1][-6000:])
     finally:
         if child.poll() is None:
             child.kill()

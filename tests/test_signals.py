@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from helpers import run_args, start, trainer_error
+from helpers import run_args, sigint_as_from_a_terminal, start, trainer_error
 
 import utils
 from checkpoints import training_state
@@ -107,13 +107,6 @@ def start_table(data: str, split_dir: str, root) -> tuple[subprocess.Popen, Line
         preexec_fn=sigint_as_from_a_terminal,
     )
     return proc, LineReader(proc.stderr), log_dir
-
-
-def sigint_as_from_a_terminal() -> None:
-    """In the child: SIGINT's default disposition, as a run started from a terminal has it (when the suite
-    runs as a background job, SIGINT is ignored and the child would inherit that, and keep it:
-    training/signals.py)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_folder_of(log_dir: str) -> str:
