@@ -201,9 +201,8 @@ class FoldersDataset(MonoDataset):
     def __init__(self, data_path: str, filenames: Sequence[str], *args, **kwargs) -> None:
         self.sequences: dict[str, ImageSequence] = {}
         super().__init__(data_path, filenames, *args, **kwargs)
-        for (
-            entry
-        ) in self.entries:  # every sequence named is read and checked now (InputError naming its file)
+        # every sequence named is read and checked now (InputError naming its file)
+        for entry in self.entries:
             self.sequence(entry.folder)
 
     def entry_problem(self, entry: SplitEntry) -> str | None:

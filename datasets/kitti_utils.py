@@ -85,9 +85,8 @@ def generate_depth_map(calib_dir: str, velo_path: str, cam: int = 2, vel_depth: 
     cam2cam = read_calib_file(cam_file)
     velo2cam = rigid_transform(os.path.join(calib_dir, "calib_velo_to_cam.txt"))
 
-    im_shape = calibration_matrix(cam2cam, "S_rect_02", (2,), cam_file)[::-1].astype(
-        np.int32
-    )  # (height, width)
+    # the rectified frames' (height, width)
+    im_shape = calibration_matrix(cam2cam, "S_rect_02", (2,), cam_file)[::-1].astype(np.int32)
     R_cam2rect = np.eye(4)
     R_cam2rect[:3, :3] = calibration_matrix(cam2cam, "R_rect_00", (3, 3), cam_file)
     P_rect = calibration_matrix(cam2cam, "P_rect_0" + str(cam), (3, 4), cam_file)

@@ -358,9 +358,8 @@ def load_segmenter(
         net = AutoModelForSemanticSegmentation.from_pretrained(model).eval().to(device)
     except OSError as err:  # not a checkpoint folder, and no network to fetch a hub name
         raise InputError(f"--model {model}: cannot load the checkpoint ({err})") from None
-    except (
-        pickle.UnpicklingError
-    ) as err:  # weights that are a pickle of more than tensors: refused, never run
+    # weights that are a pickle of more than tensors: refused, never run
+    except pickle.UnpicklingError as err:
         reason = (str(err).strip().splitlines() or ["a pickle"])[0]
         raise InputError(
             f"--model {model}: its weights are a pickle that holds more than tensors, which is never "

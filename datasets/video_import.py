@@ -273,9 +273,8 @@ def frame_writer(opts: ImportOptions, plan: Plan) -> Callable[[np.ndarray, str],
                     image.save(tmp, format="JPEG", quality=opts.jpeg_quality)
                 else:
                     image.save(tmp, format="PNG")
-        except (
-            OSError
-        ) as err:  # a full or read-only disk: the folder stays marked incomplete, a rerun resumes
+        # a full or read-only disk: the folder stays marked incomplete, a rerun resumes
+        except OSError as err:
             message = (
                 str(err)
                 if isinstance(err, utils.ProjectError)

@@ -46,9 +46,8 @@ def import_pyplot(purpose: str) -> ModuleType:
     except ImportError as err:
         raise utils.DependencyError(f"{purpose} needs matplotlib: {FIGURES_REQUIREMENTS}") from err
     matplotlib.use("Agg")
-    logging.getLogger("fontTools").setLevel(
-        logging.WARNING
-    )  # the PDF backend's font subsetting logs every table
+    # the PDF backend's font subsetting logs every table
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     pyplot = importlib.import_module("matplotlib.pyplot")
     pyplot.rcParams.update(STYLE)
     return pyplot

@@ -53,9 +53,8 @@ def folders(tmp_path_factory):
             ]
         )
         model = FSREModel(opts).eval()
-        for (
-            module
-        ) in model.modules():  # non-trivial batch-norm statistics, so inference differs from training
+        # non-trivial batch-norm statistics, so inference differs from training
+        for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)

@@ -474,9 +474,8 @@ def test_a_video_becomes_a_trained_model_and_a_depth_video(videos, tmp_path, cap
     )
     written = decoded(os.path.join(out, "drive_01_depth.mp4"))
     assert len(written) == FRAMES and written[0].shape == (HEIGHT, 3 * WIDTH, 3)
-    for k, picture in enumerate(
-        written
-    ):  # the input panel shows video frame 3k (H.264 4:2:0: closest, not equal)
+    # the input panel shows video frame 3k (H.264 4:2:0: closest, not equal)
+    for k, picture in enumerate(written):
         distances = [np.abs(picture[:, :WIDTH].astype(int) - frame).mean() for frame in source]
         assert int(np.argmin(distances)) == 3 * k
     # ... and of the imported frames' folder, with the arrays

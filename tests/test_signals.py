@@ -177,9 +177,8 @@ def test_a_second_run_is_refused_and_sigterm_to_the_process_group_saves_and_exit
     assert "Traceback" not in text and "received SIGTERM" in text
     path = text.split("stopped by SIGTERM; the state is saved in ", 1)[1].split(";")[0]
     assert training_state.load_checkpoint(path)["step"] >= 2
-    with pytest.raises(
-        ProcessLookupError
-    ):  # no worker outlives the run: the group empties soon after it ends
+    # no worker outlives the run: the group empties soon after it ends
+    with pytest.raises(ProcessLookupError):
         deadline = time.monotonic() + PROCESS_DEADLINE_S
         while time.monotonic() < deadline:
             os.killpg(first.pid, 0)

@@ -66,9 +66,8 @@ def convert_frame(job: tuple[str, str, int | None, int | None, int]) -> bool:
     if os.path.exists(target):
         return False
     label = is_label(target)
-    image = open_image(
-        source
-    )  # InputError naming a file that is unreadable, truncated or too large to decode
+    # InputError naming a file that is unreadable, truncated or too large to decode
+    image = open_image(source)
     image = image.copy() if label else image.convert("RGB")
     if height is not None and image.size != (width, height):
         image = image.resize((width, height), LABEL_FILTER if label else RESIZE_FILTER)

@@ -307,9 +307,8 @@ class _Records:
             else:
                 pending = {only: self.pending.pop(only, [])}
         for folder, entries in pending.items():
-            if not entries or not os.path.isdir(
-                folder
-            ):  # removed since, with what was written there: nothing to record
+            # removed since, with what was written there: nothing to record
+            if not entries or not os.path.isdir(folder):
                 continue
             path = os.path.join(folder, FILES_RECORD)
             data = "".join(json.dumps(entry) + "\n" for entry in entries).encode("utf-8")
