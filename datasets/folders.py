@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from utils import IMAGE_EXTENSIONS, InputError, MissingFileError
+from utils.files import is_temporary
 
 from .camera import INTRINSICS_NAMES, Camera, check_camera_fits, read_camera
 from .mono_dataset import MonoDataset, SplitEntry
@@ -73,7 +74,9 @@ def list_frames(folder: str) -> list[str]:
     names = [
         name
         for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+        and not is_temporary(name)  # a frame being written, or left half-written by a killed writer
+        and os.path.isfile(os.path.join(folder, name))
     ]
     return [os.path.join(folder, name) for name in sorted(names, key=natural_key)]
 

@@ -41,7 +41,7 @@ from datasets.video_files import (
     read_frames,
 )
 from utils import InputError, MissingFileError
-from utils.files import atomic_write, read_json, remove_file, save_json
+from utils.files import atomic_write, read_json, remove_file, remove_stale_temporaries, save_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ DEFAULT_FPS = 10.0  # KITTI's rate
 IMPORT_RECORD = "import.json"  # settings and counts of a finished import
 RIGHT_FOLDER = "right"
 JPEG_QUALITY = 95
-FRAME_EXTENSIONS = ("jpg", "png")
-TEMPORARY_MARK = ".tmp."  # in the name of a frame that atomic_write has not finished
 # A repeated frame: a video that shows each picture several times (10 distinct frames a second in a
 # 30 fps file) decodes its repeats to within a fraction of a grey level; new content differs by far more.
 # Measured on tools.synthetic_video --hold (H.264 crf 14 and a dashcam's bitrate, at 64 px wide in grey):
@@ -252,13 +250,6 @@ def prepare_folder(plan: Plan, settings: dict) -> str:
     return "new"
 
 
-def remove_temporary_files(folder: str) -> None:
-    """Delete the unfinished frames (``*.tmp.<ext>``) that a killed run left in this import's folder."""
-    for name in os.listdir(folder):
-        if TEMPORARY_MARK in name and name.rsplit(".", 1)[-1] in FRAME_EXTENSIONS:
-            remove_file(os.path.join(folder, name))
-
-
 def frame_writer(opts: ImportOptions, plan: Plan) -> Callable[[np.ndarray, str], None]:
     """A function (RGB frame, path) -> None: crop, resize and save atomically."""
     x, y, w, h = plan.crop
@@ -360,7 +351,9 @@ def import_one(plan: Plan, opts: ImportOptions) -> dict:
     try:
         for folder in folders:
             os.makedirs(folder, exist_ok=True)
-            remove_temporary_files(folder)  # of a killed run
+        # the frames a killed run left half-written: .incomplete with these settings proves the folder ours
+        for action in remove_stale_temporaries(plan.folder, files_proven=True):
+            logger.info("%s", action)
         with tqdm(total=expected, unit="frame", desc=plan.name, dynamic_ncols=True) as bar:
             for index, left, right in kept_frames(plan, opts, info, repeats):
                 for folder, rgb in zip(folders, (left, right)):

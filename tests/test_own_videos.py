@@ -28,6 +28,7 @@ from datasets.mono_dataset import STEREO_BASELINE, read_split
 from tools import import_video, make_pseudo_labels, prepare_sequences
 from trainer import Trainer
 from training.input_checks import check_split
+from utils.files import temporary_path
 
 WIDTH, HEIGHT = 208, 64  # frames of the synthetic videos (KITTI's aspect ratio, even sides)
 FRAMES = 7  # per drive at 10 fps: 19 at 30 fps
@@ -529,8 +530,15 @@ def test_an_interrupted_import_resumes_and_a_finished_one_is_skipped(videos, tmp
     before = {
         f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder) if f.endswith(".jpg")
     }
+    # a writer killed by SIGKILL mid-frame leaves its temporary (atomic_write's cleanup never ran)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    half = temporary_path(os.path.join(folder, "0000000003.jpg"), pid=dead.pid)
+    with open(half, "wb") as f:
+        f.write(b"\xff\xd8 half a JPEG")
     monkeypatch.setattr(video_import, "frame_writer", real_writer)
     assert import_video.main(argv) == 0
+    assert not os.path.exists(half)
     sequence = read_sequence(data, "drive_02")
     assert len(sequence.frames) == FRAMES and (sequence.width, sequence.height) == (104, 30)
     assert all(

@@ -171,6 +171,18 @@ def test_a_stereo_folder_that_is_the_sequence_itself_is_refused(tmp_path, capsys
         one_line_error(capsys, code, "intrinsics.json", f"stereo folder {folder!r}", "subfolder")
 
 
+def test_a_frame_still_being_written_is_not_a_frame_of_the_sequence(tmp_path):
+    from datasets.folders import read_sequence
+    from utils.files import temporary_path
+
+    write_sequence(tmp_path / "a", count=4, intrinsics={"fx": 30, "fy": 30, "cx": 24, "cy": 8})
+    with open(temporary_path(str(tmp_path / "a" / "0000000004.png")), "wb") as f:
+        f.write(b"\x89PNG half")  # atomic_write's temporary, of a live writer or a killed one
+    assert [os.path.basename(p) for p in read_sequence(str(tmp_path), "a").frames] == [
+        f"{i:010d}.png" for i in range(4)
+    ]
+
+
 def test_a_users_split_file_stops_prepare_sequences_before_any_split_file_changes(tmp_path, capsys):
     from tools import prepare_sequences
 

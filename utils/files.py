@@ -174,15 +174,16 @@ def _clear_stale(directory: str, name: str, files_owned: bool) -> str | None:
     return f"removed {path} (left by process {match['pid']}, which is gone)"
 
 
-def remove_stale_temporaries(folder: str) -> list[str]:
+def remove_stale_temporaries(folder: str, files_proven: bool = False) -> list[str]:
     """Clear what killed writers of this host left under ``folder``; return what was done.
 
     Temporary folders of processes that are gone are removed, a folder set aside by an ``atomic_folder``
     replacement that was cut short is put back (each only with its marker); temporary files only when
-    ``folder`` carries the marker (module text). A live writer's are left alone.
+    ``folder`` carries the marker, or ``files_proven`` (the caller's own marker proves the folder its, as
+    an unfinished import's ``.incomplete``). A live writer's are left alone.
     """
     done = []
-    files_owned = owned(folder)
+    files_owned = files_proven or owned(folder)
     for directory, dirs, files in os.walk(folder):
         for name in sorted(dirs + files):
             action = _clear_stale(directory, name, files_owned)
