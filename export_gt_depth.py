@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Sequence
 
+import options
 import splits
 import utils
 from datasets.ground_truth import GT_SPLITS, convert_monodepth2, export, ground_truth_path
@@ -28,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--splits_dir", default=None, help="local copy of the split files (default: download)"
     )
     parser.add_argument(
-        "--output_dir", default=None, help="folder for gt_depths.npz (default: splits/<split>/)"
+        "--output_dir",
+        type=options.folder_path,
+        default=None,
+        help="folder for gt_depths.npz (default: splits/<split>/)",
     )
     convert = parser.add_argument_group(
         "converting Monodepth2's file",

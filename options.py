@@ -108,11 +108,10 @@ def positive_int(value: str) -> int:
 
 
 def folder_path(value: str) -> str:
-    """argparse type: a non-empty path (``--demo_data ""`` once silently meant the default folder)."""
+    """argparse type of a folder option: a non-empty path (an empty one once silently meant the current
+    folder, or the default)."""
     if not value.strip():
-        raise argparse.ArgumentTypeError(
-            "an empty path: name a folder, or leave the option out for the default"
-        )
+        raise argparse.ArgumentTypeError("an empty path: name a folder")
     return value
 
 
@@ -383,7 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument(
-        "--log_dir", default=os.path.join(os.path.expanduser("~"), "tmp"), help="where runs are written"
+        "--log_dir",
+        type=folder_path,
+        default=os.path.join(os.path.expanduser("~"), "tmp"),
+        help="where runs are written",
     )
     g.add_argument("--model_name", default="fsre", help="folder of this run inside --log_dir")
     g.add_argument("--log_frequency", type=positive_int, default=250, help="steps between TensorBoard logs")

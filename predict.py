@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--image_path", required=True, nargs="+", help="images, folders of images, and/or videos"
     )
-    parser.add_argument("--output_dir", default=None, help="where outputs go (default: beside each input)")
+    parser.add_argument(
+        "--output_dir",
+        type=options.folder_path,
+        default=None,
+        help="where outputs go (default: beside each input)",
+    )
     parser.add_argument(
         "--depth_scale",
         type=options.positive_float,

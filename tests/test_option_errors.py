@@ -288,3 +288,31 @@ def test_benchmark_checks_its_options_before_make_data_writes_frames(tmp_path, c
     made = tmp_path / "made"
     assert option_error(capsys, benchmark.cli, ["--make_data", str(made), *argv.split()]) == message
     assert not made.exists()
+
+
+@pytest.mark.parametrize(
+    "command, argv, option",
+    [
+        ("train", ["--log_dir", ""], "--log_dir"),
+        ("predict", ["--exported", "x.onnx", "--image_path", "y", "--output_dir", ""], "--output_dir"),
+        ("export_gt_depth", ["--output_dir", ""], "--output_dir"),
+        ("tools.import_video", ["v.mp4", "--out", ""], "--out"),
+        ("tools.prepare_sequences", ["--data_path", ""], "--data_path"),
+        ("tools.prepare_sequences", ["--data_path", "d", "--out", " "], "--out"),
+        ("tools.synthetic_video", ["--out", ""], "--out"),
+        ("tools.synthetic_kitti", ["--out", ""], "--out"),
+        ("tools.recipe_grid", ["--out", ""], "--out"),
+        ("tools.reproduce", ["table2", "--log_dir", ""], "--log_dir"),
+        ("tools.reproduce", ["table2", "--output_dir", ""], "--output_dir"),
+        ("tools.evaluate_per_class", ["--load_weights_folder", "w", "--output_dir", ""], "--output_dir"),
+    ],
+)
+def test_an_empty_folder_option_is_an_option_error_not_the_current_folder(
+    tmp_path, monkeypatch, capsys, command, argv, option
+):
+    import importlib
+
+    main = importlib.import_module(command).main
+    monkeypatch.chdir(tmp_path)  # an empty path once meant this folder: nothing may appear in it
+    assert option_error(capsys, main, argv) == f"argument {option}: an empty path: name a folder"
+    assert os.listdir(tmp_path) == []

@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Sequence
 
+import options
 import splits
 import utils
 from checkpoints import model_folder
@@ -53,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     arguments.add_model_options(parser, folders_required=True)
     parser.add_argument("--metric", default="abs_rel", choices=DEPTH_METRIC_NAMES, help="metric of the chart")
-    parser.add_argument("--output_dir", default=".", help="where the JSON and the chart go")
+    parser.add_argument(
+        "--output_dir", type=options.folder_path, default=".", help="where the JSON and the chart go"
+    )
     arguments.add_drawing_options(parser)
     parser.add_argument("--no_chart", action="store_true", help="no chart (and no need of matplotlib)")
     arguments.add_prediction_options(parser)

@@ -14,6 +14,7 @@ import math
 import sys
 from typing import Sequence
 
+import options
 import utils
 from datasets.video_files import fps_option
 from datasets.video_import import (
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("videos", nargs="+", help="video files, or folders of them")
     parser.add_argument(
         "--out",
+        type=options.folder_path,
         required=True,
         help="data folder: one sequence folder per video goes here "
         "(train with --dataset folders --data_path OUT)",

@@ -33,9 +33,17 @@ from utils.files import check_file_replaceable, save_json
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
     parser.add_argument(
-        "--data_path", required=True, help="the folder of sequence folders (import_video's --out)"
+        "--data_path",
+        type=options.folder_path,
+        required=True,
+        help="the folder of sequence folders (import_video's --out)",
     )
-    parser.add_argument("--out", default=None, help=f"split folder; default <data_path>/{SPLITS_FOLDER}")
+    parser.add_argument(
+        "--out",
+        type=options.folder_path,
+        default=None,
+        help=f"split folder; default <data_path>/{SPLITS_FOLDER}",
+    )
     parser.add_argument(
         "--frame_ids",
         type=int,

@@ -28,7 +28,9 @@ DEFAULT_CODECS = ("lossless", "h264-crf14", "h264-crf18", "h264-crf23", "h264-da
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
-    parser.add_argument("--out", required=True, help="grid folder (data, runs, grid.json, grid.md)")
+    parser.add_argument(
+        "--out", type=options.folder_path, required=True, help="grid folder (data, runs, grid.json, grid.md)"
+    )
     parser.add_argument("--seeds", type=options.non_negative_int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument(
         "--codecs", nargs="+", default=list(DEFAULT_CODECS), help=f"codecs, of the forms {', '.join(CODECS)}"

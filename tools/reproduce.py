@@ -37,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log_dir",
+        type=options.folder_path,
         default=os.path.join(os.path.expanduser("~"), "tmp", "reproduce"),
         help="where the run folders are (runs with the same options are shared between tables)",
     )
     parser.add_argument(
-        "--output_dir", default=None, help="where the tables are written (default <log_dir>/tables)"
+        "--output_dir",
+        type=options.folder_path,
+        default=None,
+        help="where the tables are written (default <log_dir>/tables)",
     )
     parser.add_argument(
         "--eval_split",

@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
-    parser.add_argument("--out", required=True, help="folder to write (KITTI raw's layout)")
+    parser.add_argument(
+        "--out", type=options.folder_path, required=True, help="folder to write (KITTI raw's layout)"
+    )
     parser.add_argument(
         "--drives",
         type=options.positive_int,

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=utils.HelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", type=options.folder_path, required=True, help="output folder")
     parser.add_argument("--drives", type=options.positive_int, default=3, help="drives (one video each)")
     parser.add_argument(
         "--frames",
