@@ -41,7 +41,7 @@ from datasets.video_files import (
     read_frames,
 )
 from utils import InputError, MissingFileError
-from utils.files import atomic_write, read_json, remove_file, remove_stale_temporaries, save_json
+from utils.files import atomic_write, read_json, remove_stale_temporaries, save_json
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +378,9 @@ def import_one(plan: Plan, opts: ImportOptions) -> dict:
     if plan.camera is not None:
         save_json(plan.camera.as_dict(), os.path.join(plan.folder, INTRINSICS_NAMES[0]))
     save_json(record, os.path.join(plan.folder, IMPORT_RECORD))
-    remove_file(os.path.join(plan.folder, INCOMPLETE_MARKER))
+    # the marker holds this import's settings (prepare_folder compared them): that proves it the import's,
+    # also when a killed run never got to record it
+    os.remove(os.path.join(plan.folder, INCOMPLETE_MARKER))
     warn_repeats(plan, opts, repeats.repeats, frames + (repeats.repeats if opts.drop_repeats else 0), info)
     logger.info(
         "%s: %d frames, %d files written now%s",
