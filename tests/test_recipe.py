@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from tensorboardX import SummaryWriter
 
+import layers
 from conftest import require
 from datasets import video_import
 from datasets.synthetic import video as synthetic_video
@@ -39,14 +40,34 @@ def test_translation_magnitude_is_the_mean_norm_over_batch_and_source_frames():
     assert diagnostics.translation_magnitude({}) is None
 
 
-def test_warp_wins_is_the_share_of_the_auto_mask_that_is_true():
-    mask = torch.zeros(2, 1, 2, 2, dtype=torch.bool)
-    mask[0, 0, 0, :] = True
-    mask[1, 0, 1, 1] = True  # 3 of 8 pixels
-    outputs = {("automask", 0): mask, ("automask", 1): torch.ones(2, 1, 1, 1, dtype=torch.bool)}
-    assert diagnostics.warp_wins_share(outputs) == pytest.approx(3 / 8)
-    assert diagnostics.step_scalars(outputs) == {diagnostics.WARP_WINS_TAG: pytest.approx(3 / 8)}
-    assert diagnostics.step_scalars({}) == {}  # no pose, no auto-masking (--disable_automasking): nothing
+def test_warp_wins_is_the_share_of_pixels_where_a_warp_beats_every_unwarped_source():
+    # flat pictures, so that each sample's error is one number: a copy of the target has none
+    target = torch.full((3, 3, 4, 4), 0.5)
+    near, far = torch.full_like(target, 0.6), torch.full_like(target, 0.9)
+    # sample 0: a warp reproduces the target, the unwarped sources do not -> all 16 pixels win
+    # sample 1: the warps are farther than an unwarped source -> none; sample 2: equal errors -> none
+    warped_m1 = torch.stack([target[0], far[1], near[2]])
+    warped_p1 = torch.stack([far[0], far[1], far[2]])
+    source_m1 = torch.stack([near[0], near[1], far[2]])
+    source_p1 = torch.stack([far[0], far[1], near[2]])
+    inputs = {("color", 0, 0): target, ("color", -1, 0): source_m1, ("color", 1, 0): source_p1}
+    outputs = {("color", -1, 0): warped_m1, ("color", 1, 0): warped_p1, ("color", 1, 1): target}
+    assert diagnostics.warp_wins_share(inputs, outputs) == pytest.approx(1 / 3)
+    assert diagnostics.step_scalars(inputs, outputs) == {diagnostics.WARP_WINS_TAG: pytest.approx(1 / 3)}
+    assert diagnostics.step_scalars(inputs, {}) == {}  # no warp, no pose: nothing
+
+
+def test_warp_wins_equals_the_share_that_the_losss_auto_mask_marks():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 12, 16)
+    inputs = {("color", 0, 0): target, **{("color", f, 0): torch.rand_like(target) for f in (-1, 1)}}
+    outputs = {("color", f, 0): torch.rand_like(target) for f in (-1, 1)}
+    warped = torch.cat([layers.reprojection_error(outputs[("color", f, 0)], target) for f in (-1, 1)], 1)
+    identity = torch.cat([layers.reprojection_error(inputs[("color", f, 0)], target) for f in (-1, 1)], 1)
+    _, automask = layers.min_reprojection(warped, identity, noise_std=0.0)
+    share = float(automask.float().mean())
+    assert 0.2 < share < 0.8  # a mixed case, not all or nothing
+    assert diagnostics.warp_wins_share(inputs, outputs) == pytest.approx(share)
 
 
 def test_the_grid_reads_the_diagnostics_back_from_tensorboard_files(tmp_path):

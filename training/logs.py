@@ -81,7 +81,7 @@ class RunLog:
                 "learning_rate": lr,
                 "samples_per_s": rate,
                 "nonfinite_steps": loop.nonfinite_total,
-                **step_scalars(outputs),  # pose translation, share of pixels a warp wins (diagnostics.py)
+                **step_scalars(batch, outputs),  # pose translation, share of pixels a warp wins
             },
         )
         self.start_window()
