@@ -77,14 +77,16 @@ class FSREModel(nn.Module):
         return {name: net for name, net in nets.items() if net is not None}
 
     # ----------------------------------------------------------------------------------------
-    def forward(self, inputs: dict, with_outputs: bool = True) -> tuple[dict, dict]:
+    def forward(
+        self, inputs: dict, with_outputs: bool = True, plain_photometric: bool = False
+    ) -> tuple[dict, dict]:
         """A training step's (outputs, losses); ``with_outputs=False`` returns no outputs, which
         spares DataParallel from gathering them on steps that do not log images."""
         outputs = self.decoder(self.encoder(inputs[("color_aug", 0, 0)]))
         if self.pose_ids:
             outputs.update(self.predict_poses(inputs))
         self.synthesize_views(inputs, outputs)
-        losses = self.compute_losses(inputs, outputs)
+        losses = self.compute_losses(inputs, outputs, plain_photometric)
         return (outputs if with_outputs else {}), losses
 
     def predict_poses(self, inputs: dict) -> dict:
@@ -125,24 +127,26 @@ class FSREModel(nn.Module):
                 outputs[("sample", f, scale)] = grid
                 outputs[("color", f, scale)] = layers.warp(inputs[("color", f, 0)], grid)
 
-    def compute_losses(self, inputs: dict, outputs: dict) -> dict:
-        """All loss terms of a batch and their weighted total ``losses["loss"]``."""
+    def compute_losses(self, inputs: dict, outputs: dict, plain_photometric: bool = False) -> dict:
+        """All loss terms of a batch and their weighted total ``losses["loss"]``; ``plain_photometric``
+        averages the warped frames' errors without the unwarped ones (``--photometric_warmup``)."""
         opts = self.opts
         losses: dict = {}
         target = inputs[("color", 0, 0)]
+        average = opts.avg_reprojection or plain_photometric
         identity = None
-        if not opts.disable_automasking:
+        if not (opts.disable_automasking or plain_photometric):
             identity = torch.cat(
                 [layers.reprojection_error(inputs[("color", f, 0)], target) for f in self.source_ids], 1
             )
-            if opts.avg_reprojection:
+            if average:
                 identity = identity.mean(1, keepdim=True)
         total = target.new_zeros(())
         for scale in opts.scales:
             warped = torch.cat(
                 [layers.reprojection_error(outputs[("color", f, scale)], target) for f in self.source_ids], 1
             )
-            if opts.avg_reprojection:
+            if average:
                 warped = warped.mean(1, keepdim=True)
             best, automask = layers.min_reprojection(warped, identity)
             outputs[("automask", scale)] = automask

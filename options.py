@@ -293,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--avg_reprojection", action="store_true", help="average over source frames instead of the minimum"
     )
     g.add_argument(
+        "--photometric_warmup",
+        type=non_negative_int,
+        default=0,
+        metavar="STEPS",
+        help="for the first STEPS training steps the photometric loss averages the warped frames' errors "
+        "and leaves the unwarped frames out, then the paper's minimum with auto-masking: a start for "
+        "monocular training from scratch on footage that moves far between frames (docs/own_data.md)",
+    )
+    g.add_argument(
         "--scale_weighting",
         default="fsre",
         choices=SCALE_WEIGHTINGS,

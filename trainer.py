@@ -140,9 +140,11 @@ class Trainer:
             inputs = self.speed.prepare_inputs(inputs)
         return inputs
 
-    def forward(self, batch: dict, with_outputs: bool = True) -> tuple[dict, dict]:
+    def forward(
+        self, batch: dict, with_outputs: bool = True, plain_photometric: bool = False
+    ) -> tuple[dict, dict]:
         """A prepared batch through the (wrapped) model: (outputs, losses), the total ``losses["loss"]``."""
-        outputs, losses = self.net(batch, with_outputs=with_outputs)
+        outputs, losses = self.net(batch, with_outputs=with_outputs, plain_photometric=plain_photometric)
         return outputs, {k: v.mean() for k, v in losses.items()}  # DataParallel returns one value per GPU
 
     def process_batch(self, inputs: dict, with_outputs: bool = True) -> tuple[dict, dict]:
@@ -228,7 +230,8 @@ class Trainer:
         or gradients are not finite on some process updates nothing (training/nonfinite.py)."""
         batch = self.prepare_batch(inputs)
         grids_here = not isinstance(self.net, nn.DataParallel)  # the check reads the grids the model returns
-        outputs, losses = self.forward(batch, with_outputs=keep_outputs or grids_here)
+        warmup = self.loop.step < self.opts.photometric_warmup  # the plain photometric loss first
+        outputs, losses = self.forward(batch, keep_outputs or grids_here, plain_photometric=warmup)
         self.optimizer.zero_grad(set_to_none=True)
         problem = self.nonfinite.before_backward(losses["loss"], outputs)  # off CUDA only: NaN grids crash it
         if problem is None:

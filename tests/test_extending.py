@@ -279,8 +279,8 @@ def train_once(args: list[str]) -> tuple[int, dict]:
     seen: list[dict] = []
     forward = model.FSREModel.forward
 
-    def spy(self, inputs: dict, with_outputs: bool = True) -> tuple[dict, dict]:
-        outputs, losses = forward(self, inputs, with_outputs)
+    def spy(self, inputs: dict, with_outputs: bool = True, **kwargs) -> tuple[dict, dict]:
+        outputs, losses = forward(self, inputs, with_outputs, **kwargs)
         seen.append({key: float(value.detach()) for key, value in losses.items()})
         return outputs, losses
 

@@ -21,8 +21,8 @@ def poison(trainer, monkeypatch, nan_loss=(), nan_grid=(), nan_gradient=()):
     forward, project_3d = trainer.forward, layers.project_3d
     steps_taken = []
 
-    def forward_with_nan_loss(batch, with_outputs=True):
-        outputs, losses = forward(batch, with_outputs)
+    def forward_with_nan_loss(batch, with_outputs=True, **kwargs):
+        outputs, losses = forward(batch, with_outputs, **kwargs)
         if trainer.step in nan_loss:
             losses["loss"] = losses["loss"] * nan
         return outputs, losses

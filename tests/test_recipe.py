@@ -14,9 +14,11 @@ from PIL import Image
 from tensorboardX import SummaryWriter
 
 import layers
-from conftest import require
+import options
+from conftest import random_batch, require
 from datasets import video_import
 from datasets.synthetic import video as synthetic_video
+from model import FSREModel
 from reproduce import recipe_grid
 from tools import import_video
 from training import diagnostics
@@ -263,3 +265,50 @@ def test_a_bad_codec_fails_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="--codec vp9"):
         command.main(["--out", str(tmp_path / "grid"), "--codecs", "lossless", "vp9"])
     assert not os.path.exists(tmp_path / "grid")
+
+
+# ---------------------------------------------------------------------------------------------
+# the photometric warm-up (--photometric_warmup)
+# ---------------------------------------------------------------------------------------------
+def warmup_opts(*args: str):
+    return options.parse_args(
+        ["--weights_init", "scratch", "--height", "96", "--width", "320", "--config", "baseline", *args]
+    )
+
+
+def test_the_warmups_plain_loss_is_the_average_without_unwarped_frames():
+    torch.manual_seed(0)
+    model = FSREModel(warmup_opts())
+    batch = random_batch()
+    with torch.no_grad():
+        outputs, paper = model(batch)
+        _, plain = model(batch, plain_photometric=True)
+        averaged = FSREModel(warmup_opts("--avg_reprojection", "--disable_automasking"))
+        averaged.load_state_dict(model.state_dict())
+        _, reference = averaged(batch)
+    assert plain["loss"] == pytest.approx(float(reference["loss"]), rel=1e-6)
+    assert float(plain["photometric/0"]) != pytest.approx(float(paper["photometric/0"]), rel=1e-3)
+    # the plain loss at scale 0 by hand: the mean of the two warped frames' errors
+    target = batch[("color", 0, 0)]
+    errors = [layers.reprojection_error(outputs[("color", f, 0)], target) for f in (-1, 1)]
+    assert float(plain["photometric/0"]) == pytest.approx(float(torch.cat(errors, 1).mean()), rel=1e-5)
+
+
+def test_the_trainer_uses_the_plain_loss_for_the_warmups_steps_then_the_papers(tiny, tmp_path, in_process):
+    from helpers import RUN_STEPS, run_args
+
+    from trainer import Trainer
+
+    seen: list[bool] = []
+    forward = Trainer.forward
+
+    def spy(self, batch, with_outputs=True, plain_photometric=False):
+        seen.append(plain_photometric)
+        return forward(self, batch, with_outputs, plain_photometric)
+
+    Trainer.forward = spy
+    try:
+        Trainer(options.parse_args(run_args(tiny, tmp_path / "logs", "--photometric_warmup", "2"))).train()
+    finally:
+        Trainer.forward = forward
+    assert seen == [True, True] + [False] * (RUN_STEPS - 2)
