@@ -312,3 +312,53 @@ def test_the_trainer_uses_the_plain_loss_for_the_warmups_steps_then_the_papers(t
     finally:
         Trainer.forward = forward
     assert seen == [True, True] + [False] * (RUN_STEPS - 2)
+
+
+def test_on_frames_a_metre_apart_auto_masking_rewards_wrong_warps_and_the_plain_loss_does_not():
+    """The cause the warm-up answers (docs/own_data.md): three rendered frames 1 m apart, warped with one
+    depth for the whole picture. What a warp lowers the loss by, as a share of what the true motion does."""
+    from datasets.synthetic import scenes
+
+    camera = scenes.Camera(320, 96)
+    drive = scenes.build_drive("drive", 6, seed=0)
+    rendered = [scenes.render(camera, drive.poses[i], drive.world) for i in (2, 3, 4)]
+    source_m1, target, source_p1 = (
+        torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 for rgb, _, _ in rendered
+    )
+    depth = rendered[1][1]
+    K = torch.eye(4)[None]
+    K[0, :3, :3] = torch.from_numpy(camera.K).float()
+    points = layers.backproject_depth(
+        torch.full((1, 1, 96, 320), float(np.median(depth[depth > 0]))), K.inverse()
+    )
+
+    def warped(reverse: bool) -> list[torch.Tensor]:
+        frames = []
+        for source, index in ((source_m1, 2), (source_p1, 4)):
+            T = np.linalg.inv(drive.poses[index]) @ drive.poses[3]  # target camera -> source camera
+            T = np.linalg.inv(T) if reverse else T
+            grid = layers.project_3d(points, K, torch.from_numpy(T).float()[None], 96, 320)
+            frames.append(layers.warp(source, grid))
+        return frames
+
+    def errors(frames: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([layers.reprojection_error(frame, target) for frame in frames], 1)
+
+    unwarped = errors([source_m1, source_p1])
+
+    def masked(frames):  # the paper's: minimum over warped and unwarped frames
+        return float(torch.cat([unwarped, errors(frames)], 1).min(1)[0].mean())
+
+    def plain(frames):  # the warm-up's: the warped frames' mean
+        return float(errors(frames).mean())
+
+    shifted = [torch.roll(frame, 3, dims=-1) for frame in (source_m1, source_p1)]  # no geometry at all
+    for loss, unmoved in ((masked, masked([source_m1, source_p1])), (plain, plain([source_m1, source_p1]))):
+        true_gain = unmoved - loss(warped(reverse=False))
+        assert true_gain > 0.1 * unmoved  # the right warp helps under both losses
+        reversed_share = (unmoved - loss(warped(reverse=True))) / true_gain
+        shifted_share = (unmoved - loss(shifted)) / true_gain
+        if loss is masked:  # measured 0.53 and 0.57: about half the reward needs no right warp
+            assert reversed_share > 0.4 and shifted_share > 0.4
+        else:  # measured -0.52 and -0.36: a wrong warp costs
+            assert reversed_share < 0 and shifted_share < 0
