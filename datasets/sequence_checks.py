@@ -32,7 +32,8 @@ JUMP_THRESHOLD = 0.2  # ... above which they are hardly the same scene (a cut, d
 STATIC_WARNING = 0.3  # warn when more than this share of a sequence is near-static
 # warn when neighbouring frames differ more than a frame and its copy shifted by one pixel at STATIC_WIDTH:
 # then they are as different as unrelated views, and auto-masking rewards any warp (docs/own_data.md: 1.25
-# at 1 m per frame, where monocular training from scratch did not learn; 0.54 to 0.62 at a third of that)
+# at 1 m per frame, where monocular training from scratch learned only with --photometric_warmup; 0.54 to
+# 0.62 at a third of that)
 UNRELATED_VIEW_RATIO = 1.0
 FEW_TRAINING_ITEMS = 2000  # warn below this (KITTI's eigen_zhou split has 39810)
 SPLIT_NAMES = ("train_files.txt", "val_files.txt", "test_files.txt")
@@ -206,9 +207,10 @@ def warnings_of(report: SequenceReport) -> list[str]:
         problems.append(
             f"neighbouring frames differ more than a frame and its copy shifted by one pixel at "
             f"{STATIC_WIDTH} wide (median {np.median(moving):.3f} against {report.shifted:.3f}): as much "
-            f"as unrelated views, on which monocular training from scratch with auto-masking did not "
-            f"learn reliably (docs/own_data.md); import at a higher --fps where the video has more "
-            f"distinct frames (import_video warns when it repeats them)"
+            f"as unrelated views, on which auto-masking rewards wrong warps and monocular training from "
+            f"scratch with the paper's loss diverged in half the runs (docs/own_data.md): train with "
+            f"--photometric_warmup STEPS (about one epoch's steps), or import at a higher --fps where the "
+            f"video has more distinct frames (import_video warns when it repeats them)"
         )
     return problems
 

@@ -294,7 +294,12 @@ def test_the_report_warns_when_neighbouring_frames_differ_as_much_as_unrelated_v
         measured = report[name]["median_motion"] / report[name]["shifted_difference"]
         assert measured == pytest.approx(ratio, rel=0.05)  # uint8 rounding of the frames
     unrelated = [[w for w in report[name]["warnings"] if "unrelated views" in w] for name in ("fast", "slow")]
-    assert len(unrelated[0]) == 1 and "higher --fps" in unrelated[0][0] and unrelated[1] == []
+    assert (
+        len(unrelated[0]) == 1
+        and "higher --fps" in unrelated[0][0]
+        and "--photometric_warmup" in unrelated[0][0]
+        and unrelated[1] == []
+    )
     assert "as much as unrelated views" in capsys.readouterr().out
 
 

@@ -36,11 +36,11 @@ logger = logging.getLogger(__name__)
 
 FPS_HELP = (
     "frames per second kept: 10 is KITTI's rate, about 1 m of motion per frame at city speeds (36 km/h), "
-    "what the models and their defaults were made for. One camera trained from scratch: import the "
-    "training videos at 30 (a third of a metre per frame: at 1 m the paper's monocular recipe did not "
-    "learn reliably on synthetic videos, docs/own_data.md), unless the video repeats its frames (the "
-    "import warns: then its distinct rate, or --drop_repeats). Lower it for slow footage (walking), raise "
-    "it for fast (motorway)"
+    "what the models and their defaults were made for. One camera trained from scratch: at 1 m per "
+    "frame the paper's loss diverged in half the runs on synthetic videos; train with train.py's "
+    "--photometric_warmup, or import at 30 where the video has 30 distinct frames a second (the import "
+    "warns when it repeats frames: then its distinct rate, or --drop_repeats; docs/own_data.md). Lower "
+    "it for slow footage (walking), raise it for fast (motorway)"
 )
 
 
