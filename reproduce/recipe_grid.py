@@ -249,9 +249,14 @@ def markdown(cells: list[dict]) -> str:
             f"{verdict(cell, lossless.get(cell['seed']))} |"
         )
     diverged = sum("diverged" in verdict(c, None) for c in cells)
+    compared = [
+        verdict(c, lossless[c["seed"]]) for c in cells if c["codec"] != "lossless" and c["seed"] in lossless
+    ]
     lines.append("")
     lines.append(
-        f"{diverged} of {len(cells)} runs diverged (last AbsRel above {DIVERGED_RATIO} x untrained)."
+        f"{diverged} of {len(cells)} runs diverged (last AbsRel above {DIVERGED_RATIO} x untrained); "
+        f"{sum('within' in v for v in compared)} of {len(compared)} ended within {ROBUST_MARGIN * 100:.0f} % of the "
+        f"lossless run of their seed."
     )
     return "\n".join(lines) + "\n"
 
