@@ -255,8 +255,8 @@ def markdown(cells: list[dict]) -> str:
     lines.append("")
     lines.append(
         f"{diverged} of {len(cells)} runs diverged (last AbsRel above {DIVERGED_RATIO} x untrained); "
-        f"{sum('within' in v for v in compared)} of {len(compared)} ended within {ROBUST_MARGIN * 100:.0f} % of the "
-        f"lossless run of their seed."
+        f"{sum('within' in v for v in compared)} of {len(compared)} ended within "
+        f"{ROBUST_MARGIN * 100:.0f} % of the lossless run of their seed."
     )
     return "\n".join(lines) + "\n"
 
